@@ -1,0 +1,261 @@
+//! Wiring: startup order, shutdown order. The only place that starts threads and tasks.
+//!
+//! Startup: data directory → store opened and migrated → journal recovered and the store
+//! caught up from it → journal writer, store applier, dispatcher threads and the fan-out task
+//! → listener bound → `READY=1`.
+//!
+//! Shutdown (the `shutdown` token): `STOPPING=1` → stop accepting → connection tasks finish
+//! their in-flight acks and close with 1001 → the command channel closes, so the dispatcher
+//! stops → the journal writer sees its channel close after its last fsync → fan-out drains →
+//! the store applies the rest → threads joined. A journal I/O error cancels `fatal`, which
+//! starts the same shutdown and makes `run` return [`Error::JournalLatched`].
+//!
+//! Pipeline, every hop bounded:
+//! ```text
+//! connections ─Command─▶ dispatcher ─Entry─▶ journal writer ─durable LSN (watch)─▶ acks
+//!                                                 └─batch─▶ fan-out ─frames─▶ connections
+//!                                                              └─batch─▶ store applier
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::LoginLimiter;
+use crate::config::Config;
+use crate::dispatch::{Command, DispatchConfig, Dispatcher};
+use crate::error::{Error, Result};
+use crate::fanout::Fanout;
+use crate::http::{self, AppState};
+use crate::journal::{self, writer::Writer, writer::WriterConfig};
+use crate::op::Op;
+use crate::store::{self, apply::Applier, pool::ReadPool};
+use crate::systemd;
+
+/// Records replayed into the store per transaction at startup.
+const REPLAY_CHUNK: usize = 10_000;
+
+/// Runs the daemon until `shutdown` is cancelled. `on_listening` is told the bound address
+/// (tests bind port 0).
+///
+/// # Errors
+/// [`Error`] when startup fails (damaged journal, unusable data directory, port taken) or the
+/// journal latched on an I/O error while running.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+    let cfg = Arc::new(cfg);
+    let started = std::time::Instant::now();
+    let recovered = {
+        let cfg = Arc::clone(&cfg);
+        tokio::task::spawn_blocking(move || recover(&cfg)).await.map_err(|_| Error::Worker("recovery"))??
+    };
+    let Recovered { applier, applied_rx, applied_atomic, journal: rec } = recovered;
+    tracing::info!(
+        last_lsn = rec.last_lsn,
+        segments = rec.segments.len(),
+        truncated_bytes = rec.truncated_bytes,
+        "journal recovered; store caught up"
+    );
+
+    let fatal = CancellationToken::new();
+    let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
+    let (committed_tx, committed_rx) = mpsc::channel(64);
+    let (store_tx, store_rx) = mpsc::channel(64);
+    let (command_tx, command_rx) = mpsc::channel::<Command>(4096);
+
+    let (writer, durable_rx, journal_health) = Writer::open(
+        cfg.journal_dir(),
+        WriterConfig {
+            segment_bytes: cfg.journal.segment_bytes,
+            max_batch_bytes: cfg.journal.max_batch_bytes,
+            retain_segments: cfg.journal.retain_segments,
+        },
+        rec.segments,
+        rec.tail_len,
+        rec.last_lsn,
+        committed_tx,
+        applied_atomic,
+        fatal.clone(),
+    )?;
+    let dispatcher = Dispatcher::new(
+        DispatchConfig {
+            resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
+            recent_client_ids: cfg.conversations.recent_client_ids,
+        },
+        store::connect(&cfg.db_path())?,
+        rec.last_lsn,
+        journal_tx,
+    )?;
+    let threads = [
+        spawn_thread("kefud-journal", move || writer.run(journal_rx)),
+        spawn_thread("kefud-store", move || {
+            if let Err(e) = applier.run(store_rx) {
+                tracing::error!(error = %e, "store applier stopped; the journal keeps everything and a restart replays it");
+            }
+        }),
+        spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
+    ];
+    let (fanout, fanout_handle, subscribe_rx, fanout_stats) = Fanout::new(rec.last_lsn, store_tx);
+    let tasks = TaskTracker::new();
+    tasks.spawn(fanout.run(committed_rx, subscribe_rx));
+    tasks.spawn(tick_idle_timeouts(command_tx.clone(), shutdown.clone()));
+    {
+        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            // Cancel safety: both are `cancelled()` futures.
+            tokio::select! {
+                _ = fatal.cancelled() => shutdown.cancel(),
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+
+    let connections = TaskTracker::new();
+    let state = AppState {
+        cfg: Arc::clone(&cfg),
+        commands: command_tx,
+        durable: durable_rx,
+        applied: applied_rx,
+        fanout: fanout_handle,
+        fanout_stats,
+        reads: ReadPool::new(cfg.db_path(), 4),
+        limiter: Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute)),
+        shutdown: shutdown.clone(),
+        tracker: connections.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|source| Error::Bind { addr: cfg.server.listen, source })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    announce(addr, &state, started.elapsed()).await;
+    if let Some(interval) = systemd::watchdog_interval() {
+        let health = Arc::clone(&journal_health);
+        tasks.spawn(systemd::run_watchdog(interval, move || health.is_healthy(Duration::from_secs(10)), shutdown.clone()));
+    }
+
+    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            systemd::notify_stopping();
+            tracing::info!("shutdown requested: STOPPING, draining connections");
+        })
+        .await;
+
+    // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
+    // acks and close, then every command sender is dropped and the pipeline drains in order.
+    connections.close();
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+        tracing::warn!("connections did not close within the grace period");
+    }
+    tasks.close();
+    let threads_done = tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));
+    let joined = threads_done.await.unwrap_or(false);
+    tasks.wait().await;
+    served.map_err(Error::Serve)?;
+    if fatal.is_cancelled() || journal_health.is_latched() {
+        return Err(Error::JournalLatched);
+    }
+    if !joined {
+        return Err(Error::Worker("journal, store or dispatcher"));
+    }
+    tracing::info!(committed = journal_health.committed(), "stopped cleanly; journal synced");
+    Ok(())
+}
+
+struct Recovered {
+    applier: Applier,
+    applied_rx: tokio::sync::watch::Receiver<u64>,
+    applied_atomic: Arc<std::sync::atomic::AtomicU64>,
+    journal: journal::recovery::Recovered,
+}
+
+/// Opens the store, recovers the journal and replays into the store what it lacks.
+fn recover(cfg: &Config) -> Result<Recovered> {
+    let journal_dir = cfg.journal_dir();
+    std::fs::create_dir_all(&journal_dir).map_err(|source| Error::DataDir { path: journal_dir.clone(), source })?;
+    let conn = store::open(&cfg.db_path())?;
+    let (mut applier, applied_rx, applied_atomic) = Applier::new(conn)?;
+    let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
+    let applied = applier.applied_lsn();
+    let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {
+        chunk.push((lsn, op));
+        if chunk.len() == REPLAY_CHUNK {
+            applier
+                .apply(chunk.iter().map(|(l, o)| (*l, o)))
+                .map_err(|e| journal::Error::Replay(e.to_string()))?;
+            chunk.clear();
+        }
+        Ok(())
+    })?;
+    applier.apply(chunk.iter().map(|(l, o)| (*l, o)))?;
+    if journal.last_lsn < applier.applied_lsn() {
+        return Err(journal::Error::Corrupt {
+            path: journal_dir,
+            offset: 0,
+            reason: format!(
+                "the journal ends at LSN {} but the store has applied up to {}: journal files are missing",
+                journal.last_lsn,
+                applier.applied_lsn()
+            ),
+        }
+        .into());
+    }
+    Ok(Recovered { applier, applied_rx, applied_atomic, journal })
+}
+
+async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
+    tracing::info!(%addr, startup_ms = startup.as_millis() as u64, "listening on {addr}");
+    let agents = state.reads.run(|c| crate::auth::list_agents(c)).await.map(|a| a.len()).unwrap_or(0);
+    let host = if addr.ip().is_unspecified() { "<this-machine's-address>".to_string() } else { addr.ip().to_string() };
+    tracing::info!("agent API: http://{host}:{}/api/v1, visitor WebSocket: ws://{host}:{}/ws/visitor", addr.port(), addr.port());
+    if agents == 0 {
+        tracing::info!(
+            "no agent account yet: create the first with `kefud --config <your config> agent add NAME --admin --password-stdin`"
+        );
+    }
+    systemd::notify_ready(&format!("listening on {addr}"));
+}
+
+async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        // Cancel safety: `tick` and `cancelled` are cancel-safe.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if commands.send(Command::Tick { now_ms: crate::model::now_ms() }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .expect("invariant: the OS can start the daemon's three worker threads")
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+pub async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop kefud with SIGKILL");
+        return;
+    };
+    // Cancel safety: `Signal::recv` is cancel-safe.
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

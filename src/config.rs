@@ -1,0 +1,291 @@
+//! Configuration: TOML, every key optional with a documented default (`config/kefud.toml`).
+//!
+//! Unknown keys are refused by serde (`deny_unknown_fields`), with the key's name and line;
+//! values are then checked by [`Config::validate`], which names the key of every problem.
+//! No secret lives in this file yet; when one does it gets a redacting `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub storage: Storage,
+    pub journal: Journal,
+    pub limits: Limits,
+    pub conversations: Conversations,
+    pub auth: Auth,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Where HTTP and WebSockets listen.
+    pub listen: SocketAddr,
+    /// Seconds a graceful shutdown may take before connections are cut.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// Holds `journal/` and `kefud.db`.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Journal {
+    pub segment_bytes: u64,
+    pub max_batch_bytes: usize,
+    pub retain_segments: usize,
+    /// Entries waiting for the writer, at most; beyond it senders wait.
+    pub queue_depth: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_text_chars: usize,
+    pub messages_per_second: u32,
+    pub burst: u32,
+    /// Unacknowledged messages per connection; beyond it the connection stops reading.
+    pub max_inflight: usize,
+    /// Frames queued for one live subscriber before it is dropped (and resumes).
+    pub subscriber_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Conversations {
+    pub resolved_idle_after_secs: u64,
+    pub recent_client_ids: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Auth {
+    pub token_ttl_secs: u64,
+    pub login_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A tracing filter: `info`, `kefud=debug,info`...; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Server::default(),
+            storage: Storage::default(),
+            journal: Journal::default(),
+            limits: Limits::default(),
+            conversations: Conversations::default(),
+            auth: Auth::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), shutdown_grace_secs: 5 }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { data_dir: PathBuf::from("./kefud-data") }
+    }
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal { segment_bytes: 16 * 1024 * 1024, max_batch_bytes: 1024 * 1024, retain_segments: 2, queue_depth: 8192 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 16 * 1024,
+            max_text_chars: 4000,
+            messages_per_second: 20,
+            burst: 40,
+            max_inflight: 64,
+            subscriber_queue: 256,
+        }
+    }
+}
+
+impl Default for Conversations {
+    fn default() -> Self {
+        Conversations { resolved_idle_after_secs: 24 * 3600, recent_client_ids: 64 }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { token_ttl_secs: 12 * 3600, login_failures_per_minute: 5 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { level: "info".into() }
+    }
+}
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config {}: {}", path.display(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid { path: PathBuf, errors: Vec<ConfigError> },
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    ///
+    /// # Errors
+    /// [`LoadError`] naming the file and every offending key.
+    pub fn load(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let cfg = Config::parse(&text).map_err(|message| LoadError::Parse { path: path.into(), message })?;
+        let errors = cfg.validate();
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(LoadError::Invalid { path: path.into(), errors })
+        }
+    }
+
+    /// # Errors
+    /// The TOML error, which names the unknown or mistyped key and its line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// Every value problem, each naming its key.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, key: &'static str, message: &str| {
+            if !ok {
+                errors.push(ConfigError { key, message: message.into() });
+            }
+        };
+        check(!self.storage.data_dir.as_os_str().is_empty(), "storage.data_dir", "must not be empty");
+        check(
+            (64 * 1024..=1 << 30).contains(&self.journal.segment_bytes),
+            "journal.segment_bytes",
+            "must be between 65536 and 1073741824",
+        );
+        check(
+            (4096..=64 << 20).contains(&self.journal.max_batch_bytes),
+            "journal.max_batch_bytes",
+            "must be between 4096 and 67108864",
+        );
+        check((1..=1 << 20).contains(&self.journal.queue_depth), "journal.queue_depth", "must be between 1 and 1048576");
+        check(
+            (256..=1 << 20).contains(&self.limits.max_frame_bytes),
+            "limits.max_frame_bytes",
+            "must be between 256 and 1048576",
+        );
+        check(
+            self.limits.max_text_chars >= 1 && self.limits.max_text_chars <= self.limits.max_frame_bytes,
+            "limits.max_text_chars",
+            "must be at least 1 and at most limits.max_frame_bytes",
+        );
+        check(self.limits.messages_per_second >= 1, "limits.messages_per_second", "must be at least 1");
+        check(
+            self.limits.burst >= 1,
+            "limits.burst",
+            "must be at least 1",
+        );
+        check((1..=4096).contains(&self.limits.max_inflight), "limits.max_inflight", "must be between 1 and 4096");
+        check(
+            (8..=65536).contains(&self.limits.subscriber_queue),
+            "limits.subscriber_queue",
+            "must be between 8 and 65536",
+        );
+        check(
+            self.conversations.resolved_idle_after_secs >= 1,
+            "conversations.resolved_idle_after_secs",
+            "must be at least 1",
+        );
+        check(
+            (1..=1024).contains(&self.conversations.recent_client_ids),
+            "conversations.recent_client_ids",
+            "must be between 1 and 1024",
+        );
+        check(self.auth.token_ttl_secs >= 60, "auth.token_ttl_secs", "must be at least 60");
+        check(self.auth.login_failures_per_minute >= 1, "auth.login_failures_per_minute", "must be at least 1");
+        check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
+            "log.level",
+            "is not a valid filter (try \"info\" or \"kefud=debug,info\")",
+        );
+        check(self.server.shutdown_grace_secs <= 60, "server.shutdown_grace_secs", "must be at most 60");
+        errors
+    }
+
+    pub fn journal_dir(&self) -> PathBuf {
+        self.storage.data_dir.join("journal")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.storage.data_dir.join("kefud.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        assert!(Config::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_documented_example_is_the_defaults() {
+        let example = include_str!("../config/kefud.toml");
+        assert_eq!(Config::parse(example).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(err.contains("lisen"), "{err}");
+        let err = Config::parse("[nope]\n").unwrap_err();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Config::parse("[server]\nlisten = \"not an address\"\n").unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+        let cfg = Config::parse("[journal]\nsegment_bytes = 10\n[limits]\nmax_text_chars = 0\n[log]\nlevel = \"[[\"\n").unwrap();
+        let keys: Vec<_> = cfg.validate().into_iter().map(|e| e.key).collect();
+        assert_eq!(keys, vec!["journal.segment_bytes", "limits.max_text_chars", "log.level"]);
+    }
+}

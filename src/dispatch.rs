@@ -1,0 +1,428 @@
+//! The dispatcher: turns commands into journaled operations, one at a time, on its own thread.
+//!
+//! Ownership: this thread alone owns the live conversation state (which contact has which
+//! open conversation, each conversation's status and assignee, the recent client ids used for
+//! idempotency) and the LSN counter. Because one thread assigns LSNs and hands entries to the
+//! journal in that order, the journal order *is* the order decisions were made in.
+//!
+//! State is hydrated lazily from the store the first time a contact or conversation is
+//! touched, so startup does not scale with history. That is sound because the store has
+//! applied the whole journal before the dispatcher starts, and everything since passed through
+//! here.
+//!
+//! Invariants:
+//! - Every status change goes through [`conversation::step`]; a refused one journals nothing.
+//! - A command is answered with the LSN its caller must wait on (`durable >= lsn`) before it
+//!   acknowledges anything; a duplicate `client_id` is answered with the first message's id
+//!   and journals nothing.
+//! - Commands arrive over a bounded channel and entries leave over one: a slow disk slows the
+//!   senders, nothing is buffered without bound.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::conversation::{self, Event, Refused, Status};
+use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
+use crate::op::{Entry, MessageAdded, Op, StatusChanged};
+use crate::store::queries;
+
+/// How a command is answered.
+pub enum Reply {
+    /// One answer, for request/response callers (the HTTP API).
+    Once(oneshot::Sender<Result<Accepted, DispatchError>>),
+    /// A connection's reply stream: answers arrive in command order.
+    Stream(mpsc::Sender<Result<Accepted, DispatchError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<Accepted, DispatchError>) {
+        match self {
+            Reply::Once(tx) => {
+                let _ = tx.send(result);
+            }
+            // The stream's capacity is the connection's in-flight limit, so it never fills; a
+            // closed one means the connection is gone and has no one left to tell.
+            Reply::Stream(tx) => {
+                let _ = tx.try_send(result);
+            }
+        }
+    }
+}
+
+pub enum Command {
+    CustomerMessage { identity: Identity, client_id: Option<ClientId>, text: String, reply: Reply },
+    AgentMessage { conversation: ConversationId, agent: AgentId, text: String, reply: Reply },
+    Assign { conversation: ConversationId, to: AgentId, by: AgentId, reply: Reply },
+    Resolve { conversation: ConversationId, by: AgentId, reply: Reply },
+    Reopen { conversation: ConversationId, by: AgentId, reply: Reply },
+    /// Fires idle timeouts that are due at `now_ms`.
+    Tick { now_ms: i64 },
+}
+
+/// A command the dispatcher took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Wait until the durable LSN reaches this before acknowledging (0: nothing to wait for).
+    pub lsn: Lsn,
+    pub conversation: ConversationId,
+    pub message_id: Option<MessageId>,
+    pub client_id: Option<ClientId>,
+    /// The `client_id` was seen before; nothing new was journaled.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DispatchError {
+    #[error("conversation {0} not found")]
+    NotFound(ConversationId),
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("the journal is closed; the daemon is stopping")]
+    Unavailable,
+    #[error("store read failed: {0}")]
+    Store(String),
+}
+
+impl From<crate::store::Error> for DispatchError {
+    fn from(e: crate::store::Error) -> Self {
+        DispatchError::Store(e.to_string())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// A resolved conversation closes (goes Idle) this long after it was resolved.
+    pub resolved_idle_after_ms: i64,
+    /// How many recent client ids per contact are remembered for idempotency.
+    pub recent_client_ids: usize,
+}
+
+struct ContactState {
+    identities: Arc<[Identity]>,
+    current: Option<ConversationId>,
+    recent: VecDeque<(ClientId, MessageId)>,
+}
+
+struct ConversationState {
+    contact: ContactId,
+    status: Status,
+    assignee: Option<AgentId>,
+    resolved_at: Option<i64>,
+}
+
+pub struct Dispatcher {
+    cfg: DispatchConfig,
+    /// Read connection for hydration; owned by this thread.
+    conn: Connection,
+    identities: HashMap<Identity, ContactId>,
+    contacts: HashMap<ContactId, ContactState>,
+    conversations: HashMap<ConversationId, ConversationState>,
+    /// Resolved conversations by the time they close.
+    idle_deadlines: BTreeSet<(i64, ConversationId)>,
+    next_lsn: Lsn,
+    next_contact: ContactId,
+    next_conversation: ConversationId,
+    journal: mpsc::Sender<Entry>,
+}
+
+impl Dispatcher {
+    /// Builds the dispatcher over a caught-up store; `last_lsn` is the journal's last record.
+    ///
+    /// # Errors
+    /// [`DispatchError::Store`] if the store cannot be read.
+    pub fn new(
+        cfg: DispatchConfig,
+        conn: Connection,
+        last_lsn: Lsn,
+        journal: mpsc::Sender<Entry>,
+    ) -> Result<Self, DispatchError> {
+        let (max_contact, max_conversation) = queries::max_ids(&conn)?;
+        let resolved = queries::resolved_conversations(&conn)?;
+        let mut d = Dispatcher {
+            cfg,
+            conn,
+            identities: HashMap::new(),
+            contacts: HashMap::new(),
+            conversations: HashMap::new(),
+            idle_deadlines: BTreeSet::new(),
+            next_lsn: last_lsn + 1,
+            next_contact: max_contact + 1,
+            next_conversation: max_conversation + 1,
+            journal,
+        };
+        for c in resolved {
+            d.hydrate_contact(c.contact)?;
+        }
+        Ok(d)
+    }
+
+    /// The thread body: runs until every command sender is dropped.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(cmd) = rx.blocking_recv() {
+            self.handle(cmd);
+        }
+        tracing::debug!(next_lsn = self.next_lsn, "dispatcher stopped");
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::CustomerMessage { identity, client_id, text, reply } => {
+                reply.send(self.customer_message(identity, client_id, text));
+            }
+            Command::AgentMessage { conversation, agent, text, reply } => {
+                reply.send(self.agent_message(conversation, agent, text));
+            }
+            Command::Assign { conversation, to, by, reply } => {
+                reply.send(self.transition(conversation, Event::Assign, Some(to), by));
+            }
+            Command::Resolve { conversation, by, reply } => {
+                reply.send(self.transition(conversation, Event::Resolve, None, by));
+            }
+            Command::Reopen { conversation, by, reply } => {
+                reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
+            }
+            Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
+        }
+    }
+
+    fn customer_message(
+        &mut self,
+        identity: Identity,
+        client_id: Option<ClientId>,
+        text: String,
+    ) -> Result<Accepted, DispatchError> {
+        let now = crate::model::now_ms();
+        let contact_id = match self.lookup_identity(&identity)? {
+            Some(id) => id,
+            None => self.create_contact(identity, now)?,
+        };
+        let contact = self.contacts.get(&contact_id).expect("invariant: looked-up contacts are hydrated");
+        if let Some(cid) = &client_id {
+            if let Some((_, message_id)) = contact.recent.iter().find(|(c, _)| c == cid) {
+                let conversation = contact.current.unwrap_or(0);
+                return Ok(Accepted {
+                    lsn: *message_id,
+                    conversation,
+                    message_id: Some(*message_id),
+                    client_id,
+                    duplicate: true,
+                });
+            }
+        }
+        let conversation = match contact.current {
+            Some(id) => id,
+            None => self.open_conversation(contact_id, now)?,
+        };
+        self.change_status(conversation, Event::CustomerMessage, None, None, now)?;
+        let audience = Arc::clone(&self.contacts[&contact_id].identities);
+        let lsn = self.append(
+            Op::MessageAdded(MessageAdded {
+                conversation,
+                contact: contact_id,
+                sender: Sender::Visitor,
+                agent: None,
+                client_id: client_id.clone(),
+                text,
+                at_ms: now,
+            }),
+            Some(audience),
+        )?;
+        if let Some(cid) = &client_id {
+            let contact = self.contacts.get_mut(&contact_id).expect("invariant: hydrated above");
+            if contact.recent.len() == self.cfg.recent_client_ids {
+                contact.recent.pop_front();
+            }
+            contact.recent.push_back((cid.clone(), lsn));
+        }
+        Ok(Accepted { lsn, conversation, message_id: Some(lsn), client_id, duplicate: false })
+    }
+
+    fn agent_message(
+        &mut self,
+        conversation: ConversationId,
+        agent: AgentId,
+        text: String,
+    ) -> Result<Accepted, DispatchError> {
+        let now = crate::model::now_ms();
+        self.hydrate_conversation(conversation)?;
+        let assignee = self.conversations[&conversation].assignee.or(Some(agent));
+        self.change_status(conversation, Event::AgentReply, assignee, Some(agent), now)?;
+        let contact = self.conversations[&conversation].contact;
+        let audience = Arc::clone(&self.contacts[&contact].identities);
+        let lsn = self.append(
+            Op::MessageAdded(MessageAdded {
+                conversation,
+                contact,
+                sender: Sender::Agent,
+                agent: Some(agent),
+                client_id: None,
+                text,
+                at_ms: now,
+            }),
+            Some(audience),
+        )?;
+        Ok(Accepted { lsn, conversation, message_id: Some(lsn), client_id: None, duplicate: false })
+    }
+
+    /// Assign, resolve, reopen: a status event with no message.
+    fn transition(
+        &mut self,
+        conversation: ConversationId,
+        event: Event,
+        assignee: Option<AgentId>,
+        by: AgentId,
+    ) -> Result<Accepted, DispatchError> {
+        let now = crate::model::now_ms();
+        self.hydrate_conversation(conversation)?;
+        let assignee = assignee.or(self.conversations[&conversation].assignee);
+        let lsn = self.change_status(conversation, event, assignee, Some(by), now)?;
+        Ok(Accepted { lsn: lsn.unwrap_or(0), conversation, message_id: None, client_id: None, duplicate: false })
+    }
+
+    /// Steps the state machine and journals the change, if there is one (a status or an
+    /// assignee that differs). Returns the LSN of the journaled change.
+    fn change_status(
+        &mut self,
+        conversation: ConversationId,
+        event: Event,
+        assignee: Option<AgentId>,
+        by: Option<AgentId>,
+        now: i64,
+    ) -> Result<Option<Lsn>, DispatchError> {
+        let state = &self.conversations[&conversation];
+        let from = state.status;
+        let to = conversation::step(from, event)?;
+        let assignee = if event == Event::CustomerMessage { state.assignee } else { assignee };
+        if to == from && assignee == state.assignee {
+            return Ok(None);
+        }
+        if from == Status::Resolved {
+            if let Some(at) = state.resolved_at {
+                self.idle_deadlines.remove(&(at + self.cfg.resolved_idle_after_ms, conversation));
+            }
+        }
+        let lsn = self.append(
+            Op::StatusChanged(StatusChanged { conversation, from, to, assignee, by, at_ms: now }),
+            None,
+        )?;
+        let state = self.conversations.get_mut(&conversation).expect("invariant: present above");
+        state.status = to;
+        state.assignee = assignee;
+        match to {
+            Status::Resolved => {
+                state.resolved_at = Some(now);
+                self.idle_deadlines.insert((now + self.cfg.resolved_idle_after_ms, conversation));
+            }
+            Status::Idle => {
+                let contact = state.contact;
+                self.conversations.remove(&conversation);
+                if let Some(c) = self.contacts.get_mut(&contact) {
+                    if c.current == Some(conversation) {
+                        c.current = None;
+                    }
+                }
+            }
+            Status::Waiting | Status::InProgress => state.resolved_at = None,
+        }
+        Ok(Some(lsn))
+    }
+
+    fn fire_idle_timeouts(&mut self, now_ms: i64) {
+        while let Some(&(deadline, conversation)) = self.idle_deadlines.first() {
+            if deadline > now_ms {
+                break;
+            }
+            self.idle_deadlines.pop_first();
+            match self.change_status(conversation, Event::IdleTimeout, None, None, now_ms) {
+                Ok(_) => {}
+                Err(DispatchError::Unavailable) => return,
+                Err(e) => tracing::warn!(conversation, error = %e, "idle timeout skipped"),
+            }
+        }
+    }
+
+    fn append(&mut self, op: Op, audience: Option<Arc<[Identity]>>) -> Result<Lsn, DispatchError> {
+        let lsn = self.next_lsn;
+        self.journal.blocking_send(Entry { lsn, op, audience }).map_err(|_| DispatchError::Unavailable)?;
+        self.next_lsn += 1;
+        Ok(lsn)
+    }
+
+    fn create_contact(&mut self, identity: Identity, now: i64) -> Result<ContactId, DispatchError> {
+        let contact = self.next_contact;
+        self.append(Op::ContactCreated { contact, identity: identity.clone(), at_ms: now }, None)?;
+        self.next_contact += 1;
+        self.identities.insert(identity.clone(), contact);
+        self.contacts.insert(
+            contact,
+            ContactState { identities: Arc::from(vec![identity]), current: None, recent: VecDeque::new() },
+        );
+        Ok(contact)
+    }
+
+    fn open_conversation(&mut self, contact: ContactId, now: i64) -> Result<ConversationId, DispatchError> {
+        let conversation = self.next_conversation;
+        self.append(Op::ConversationOpened { conversation, contact, at_ms: now }, None)?;
+        self.next_conversation += 1;
+        self.conversations
+            .insert(conversation, ConversationState { contact, status: Status::Idle, assignee: None, resolved_at: None });
+        self.contacts.get_mut(&contact).expect("invariant: contact hydrated before opening").current = Some(conversation);
+        Ok(conversation)
+    }
+
+    fn lookup_identity(&mut self, identity: &Identity) -> Result<Option<ContactId>, DispatchError> {
+        if let Some(id) = self.identities.get(identity) {
+            return Ok(Some(*id));
+        }
+        let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else { return Ok(None) };
+        self.hydrate_contact(contact)?;
+        Ok(Some(contact))
+    }
+
+    fn hydrate_conversation(&mut self, conversation: ConversationId) -> Result<(), DispatchError> {
+        if self.conversations.contains_key(&conversation) {
+            return Ok(());
+        }
+        let state = queries::conversation_state(&self.conn, conversation)?.ok_or(DispatchError::NotFound(conversation))?;
+        if !self.contacts.contains_key(&state.contact) {
+            self.hydrate_contact(state.contact)?;
+        }
+        if !self.conversations.contains_key(&conversation) {
+            // Not the contact's current conversation: it is closed (Idle) for good.
+            return Err(Refused { from: Status::Idle, event: Event::Assign, reason: "it is closed; the customer's next message opens a new one" }.into());
+        }
+        Ok(())
+    }
+
+    /// Loads a contact the dispatcher has not met since it started. Memory is authoritative:
+    /// a contact already present is never overwritten.
+    fn hydrate_contact(&mut self, contact: ContactId) -> Result<(), DispatchError> {
+        if self.contacts.contains_key(&contact) {
+            return Ok(());
+        }
+        let snap = queries::contact_snapshot(&self.conn, contact, self.cfg.recent_client_ids as u32)?;
+        for identity in &snap.identities {
+            self.identities.insert(identity.clone(), contact);
+        }
+        let recent = snap
+            .recent_client_ids
+            .into_iter()
+            .filter_map(|(c, id)| crate::model::bounded_id(&c).ok().map(|c| (c, id)))
+            .collect();
+        let current = snap.current.map(|c| {
+            if let (Status::Resolved, Some(at)) = (c.status, c.resolved_at) {
+                self.idle_deadlines.insert((at + self.cfg.resolved_idle_after_ms, c.id));
+            }
+            self.conversations.insert(
+                c.id,
+                ConversationState { contact, status: c.status, assignee: c.assignee, resolved_at: c.resolved_at },
+            );
+            c.id
+        });
+        self.contacts.insert(contact, ContactState { identities: Arc::from(snap.identities), current, recent });
+        Ok(())
+    }
+}

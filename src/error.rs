@@ -1,0 +1,26 @@
+//! The daemon's top-level error: what can stop `kefud::run`, each with a message a shop owner
+//! can act on.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Journal(#[from] crate::journal::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("cannot load conversation state: {0}")]
+    Dispatch(#[from] crate::dispatch::DispatchError),
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("the journal failed to write or fsync and latched closed; see the log above (disk full or failing?)")]
+    JournalLatched,
+    #[error("a worker thread panicked: {0}")]
+    Worker(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,197 @@
+//! Post-commit fan-out: live delivery of committed records, then hand-off to the store.
+//!
+//! Ownership: one task owns the subscriber table (visitor connections by identity, agent
+//! connections) and sees every committed batch, in LSN order, straight from the journal
+//! writer. Each record is encoded to JSON once; every subscriber gets a clone of the same
+//! reference-counted bytes (no per-subscriber encoding or copy).
+//!
+//! Invariants:
+//! - A subscription is answered with the watermark `W`, the last LSN fanned out before it
+//!   joined; it then receives exactly the records with LSN > W. A resuming client fills the
+//!   gap (after, W] from the store once the store has applied W. Nothing is missed or doubled.
+//! - Subscriber queues are bounded. A subscriber whose queue is full is dropped, counted and
+//!   told so (its connection closes with "reconnect with after=N"); it never stalls the others
+//!   and nothing is buffered without bound.
+//! - The store receives each batch after it is fanned out, over a bounded channel: a slow store
+//!   slows the journal writer (backpressure), it does not grow memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::{Identity, Lsn};
+use crate::op::{Entry, Op};
+use crate::wire;
+
+/// A frame for one subscriber, with the LSN it carries (so a dropped subscriber knows where to
+/// resume).
+pub type Frame = (Lsn, Utf8Bytes);
+
+pub enum Audience {
+    Visitor(Identity),
+    Agents,
+}
+
+pub struct Subscribe {
+    pub audience: Audience,
+    pub tx: mpsc::Sender<Frame>,
+    pub watermark: oneshot::Sender<Lsn>,
+}
+
+#[derive(Default, Debug)]
+pub struct FanoutStats {
+    /// Subscribers dropped because their queue was full.
+    pub lagged: AtomicU64,
+    /// Frames delivered to subscribers.
+    pub delivered: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct FanoutHandle {
+    tx: mpsc::Sender<Subscribe>,
+}
+
+impl FanoutHandle {
+    /// Joins the live feed; returns the watermark (see the module invariants), or `None` if
+    /// the daemon is stopping.
+    pub async fn subscribe(&self, audience: Audience, tx: mpsc::Sender<Frame>) -> Option<Lsn> {
+        let (wtx, wrx) = oneshot::channel();
+        self.tx.send(Subscribe { audience, tx, watermark: wtx }).await.ok()?;
+        wrx.await.ok()
+    }
+}
+
+pub struct Fanout {
+    visitors: HashMap<Identity, Vec<mpsc::Sender<Frame>>>,
+    agents: Vec<mpsc::Sender<Frame>>,
+    /// Last LSN fanned out: the watermark new subscribers get.
+    last_lsn: Lsn,
+    store: mpsc::Sender<Vec<Entry>>,
+    stats: Arc<FanoutStats>,
+}
+
+impl Fanout {
+    pub fn new(last_lsn: Lsn, store: mpsc::Sender<Vec<Entry>>) -> (Self, FanoutHandle, mpsc::Receiver<Subscribe>, Arc<FanoutStats>) {
+        let (tx, rx) = mpsc::channel(256);
+        let stats = Arc::new(FanoutStats::default());
+        (
+            Fanout { visitors: HashMap::new(), agents: Vec::new(), last_lsn, store, stats: Arc::clone(&stats) },
+            FanoutHandle { tx },
+            rx,
+            stats,
+        )
+    }
+
+    /// Runs until the journal writer closes the committed stream; subscriptions still arriving
+    /// after that are simply dropped.
+    pub async fn run(mut self, mut committed: mpsc::Receiver<Vec<Entry>>, mut subscribe: mpsc::Receiver<Subscribe>) {
+        let mut sweep = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            // Cancel safety: `mpsc::Receiver::recv` and `Interval::tick` are cancel-safe, so a
+            // branch that loses the race loses nothing.
+            tokio::select! {
+                biased;
+                batch = committed.recv() => {
+                    let Some(batch) = batch else { break };
+                    self.deliver(&batch);
+                    if self.store.send(batch).await.is_err() {
+                        tracing::error!("store applier is gone; committed records will be replayed at restart");
+                    }
+                }
+                Some(sub) = subscribe.recv() => self.add(sub),
+                _ = sweep.tick() => self.sweep(),
+            }
+        }
+        tracing::debug!(last_lsn = self.last_lsn, "fan-out stopped");
+    }
+
+    fn add(&mut self, sub: Subscribe) {
+        match sub.audience {
+            Audience::Visitor(identity) => self.visitors.entry(identity).or_default().push(sub.tx),
+            Audience::Agents => self.agents.push(sub.tx),
+        }
+        let _ = sub.watermark.send(self.last_lsn);
+    }
+
+    fn deliver(&mut self, batch: &[Entry]) {
+        for entry in batch {
+            match &entry.op {
+                Op::MessageAdded(m) => {
+                    if let Some(audience) = &entry.audience {
+                        let frame: Utf8Bytes = wire::visitor_message(
+                            entry.lsn,
+                            m.sender.as_str(),
+                            &m.text,
+                            m.client_id.as_deref(),
+                            m.at_ms,
+                        )
+                        .into();
+                        for identity in audience.iter() {
+                            if let Some(subs) = self.visitors.get_mut(identity) {
+                                send_all(subs, entry.lsn, &frame, &self.stats);
+                            }
+                        }
+                    }
+                    if !self.agents.is_empty() {
+                        let frame: Utf8Bytes = wire::agent_message(wire::MessageView {
+                            id: entry.lsn,
+                            conversation_id: m.conversation,
+                            contact_id: m.contact,
+                            sender: m.sender.as_str(),
+                            agent_id: m.agent,
+                            client_id: m.client_id.as_deref(),
+                            text: &m.text,
+                            created_at: m.at_ms,
+                        })
+                        .into();
+                        send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                    }
+                }
+                Op::StatusChanged(s) if !self.agents.is_empty() => {
+                    let frame: Utf8Bytes = wire::conversation_event(&wire::ConversationEvent {
+                        r#type: "conversation",
+                        seq: entry.lsn,
+                        conversation_id: s.conversation,
+                        from: s.from.as_str(),
+                        to: s.to.as_str(),
+                        assignee: s.assignee,
+                        by: s.by,
+                        at: s.at_ms,
+                    })
+                    .into();
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                _ => {}
+            }
+            self.last_lsn = entry.lsn;
+        }
+    }
+
+    /// Forgets subscribers whose connections have closed.
+    fn sweep(&mut self) {
+        self.visitors.retain(|_, subs| {
+            subs.retain(|tx| !tx.is_closed());
+            !subs.is_empty()
+        });
+        self.agents.retain(|tx| !tx.is_closed());
+    }
+}
+
+fn send_all(subs: &mut Vec<mpsc::Sender<Frame>>, lsn: Lsn, frame: &Utf8Bytes, stats: &FanoutStats) {
+    subs.retain(|tx| match tx.try_send((lsn, frame.clone())) {
+        Ok(()) => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            stats.lagged.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(lsn, "fan-out: dropping a subscriber whose queue is full; it will resume");
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}

@@ -1,0 +1,261 @@
+//! The agent API under `/api/v1`: login, the inbox, a conversation's thread, replies and
+//! status changes. Writes return only after their journal record is durable; reads wait until
+//! the store has applied everything durable, so an agent always reads their own writes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
+use crate::auth::{self, AuthError};
+use crate::conversation::Status;
+use crate::dispatch::{Accepted, Command, Reply};
+use crate::model::{AgentId, ConversationId, MessageId};
+use crate::store::queries::{self, StatusFilter};
+use crate::wire::MessageView;
+
+pub fn router() -> axum::Router<AppState> {
+    Router::new()
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .route("/agents", get(agents))
+        .route("/conversations", get(list_conversations))
+        .route("/conversations/{id}", get(get_conversation))
+        .route("/conversations/{id}/messages", get(list_messages).post(post_message))
+        .route("/conversations/{id}/assign", post(assign))
+        .route("/conversations/{id}/resolve", post(resolve))
+        .route("/conversations/{id}/reopen", post(reopen))
+        .route("/search", get(search))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user_key = format!("user:{}", body.username.to_lowercase());
+    let ip_key = format!("ip:{}", peer.ip());
+    if app.limiter.is_blocked(&[&user_key, &ip_key]) {
+        return Err(ApiError::TooManyRequests);
+    }
+    let ttl = Duration::from_secs(app.cfg.auth.token_ttl_secs);
+    let result = app.reads.run(move |conn| auth::login(conn, &body.username, &body.password, ttl)).await;
+    match result {
+        Ok((token, agent)) => Ok(Json(serde_json::json!({
+            "token": token,
+            "expires_in": ttl.as_secs(),
+            "agent": agent,
+        }))),
+        Err(AuthError::InvalidCredentials) => {
+            app.limiter.record_failure(&[&user_key, &ip_key]);
+            Err(ApiError::InvalidCredentials)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn logout(State(app): State<AppState>, Authed(_, token): Authed) -> Result<StatusCode, ApiError> {
+    app.reads.run(move |conn| auth::logout(conn, &token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(Authed(agent, _): Authed) -> Json<auth::Agent> {
+    Json(agent)
+}
+
+async fn agents(State(app): State<AppState>, Authed(_, _): Authed) -> Result<Json<Vec<auth::Agent>>, ApiError> {
+    Ok(Json(app.reads.run(auth::list_agents).await?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    /// Cursor: the `last_activity_at` and `id` of the last conversation of the previous page.
+    before_activity: Option<i64>,
+    before_id: Option<u64>,
+}
+
+async fn list_conversations(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let filter = match q.status.as_deref() {
+        None | Some("") | Some("all") => StatusFilter::All,
+        Some("open") => StatusFilter::Open,
+        Some(s) => StatusFilter::Is(Status::parse(s).ok_or_else(|| {
+            ApiError::bad_request("bad_status", format!("unknown status {s:?}; use waiting, in_progress, resolved, idle, open or all"))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let before = match (q.before_activity, q.before_id) {
+        (Some(a), Some(i)) => Some((a, i)),
+        (None, None) => None,
+        _ => return Err(ApiError::bad_request("bad_query", "before_activity and before_id go together")),
+    };
+    app.wait_store_current().await?;
+    let rows = app.reads.run(move |conn| queries::list_conversations(conn, filter, before, limit)).await?;
+    Ok(Json(serde_json::json!({ "conversations": rows })))
+}
+
+async fn get_conversation(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+) -> Result<Json<queries::ConversationRow>, ApiError> {
+    app.wait_store_current().await?;
+    conversation_or_404(&app, id).await.map(Json)
+}
+
+async fn conversation_or_404(app: &AppState, id: ConversationId) -> Result<queries::ConversationRow, ApiError> {
+    app.reads
+        .run(move |conn| queries::conversation(conn, id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("conversation {id} not found")))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    after: Option<MessageId>,
+    limit: Option<u32>,
+}
+
+async fn list_messages(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiQuery(q): ApiQuery<MessagesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    app.wait_store_current().await?;
+    conversation_or_404(&app, id).await?;
+    let limit = q.limit.unwrap_or(200).clamp(1, 1000);
+    let after = q.after.unwrap_or(0);
+    let rows = app.reads.run(move |conn| queries::conversation_messages(conn, id, after, limit)).await?;
+    let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
+    Ok(Json(serde_json::json!({ "messages": views })))
+}
+
+#[derive(Deserialize)]
+struct PostMessage {
+    text: String,
+}
+
+async fn post_message(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<PostMessage>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.text.trim().is_empty() {
+        return Err(ApiError::bad_request("empty_text", "text must not be empty"));
+    }
+    let chars = body.text.chars().count();
+    if chars > app.cfg.limits.max_text_chars {
+        return Err(ApiError::bad_request(
+            "text_too_long",
+            format!("text has {chars} characters; the limit is {}", app.cfg.limits.max_text_chars),
+        ));
+    }
+    let accepted =
+        dispatch(&app, |reply| Command::AgentMessage { conversation: id, agent: agent.id, text: body.text, reply }).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "message_id": accepted.message_id, "conversation_id": accepted.conversation })),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct AssignBody {
+    /// Whom to assign to; the caller when absent.
+    agent_id: Option<AgentId>,
+}
+
+async fn assign(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+    body: axum::body::Bytes,
+) -> Result<Json<queries::ConversationRow>, ApiError> {
+    let body: AssignBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AssignBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+    };
+    let to = body.agent_id.unwrap_or(agent.id);
+    if to != agent.id {
+        let target = app.reads.run(move |conn| auth::agent_by_id(conn, to)).await?;
+        match target {
+            Some(t) if !t.disabled => {}
+            _ => return Err(ApiError::bad_request("bad_agent", format!("no enabled agent with id {to}"))),
+        }
+    }
+    dispatch(&app, |reply| Command::Assign { conversation: id, to, by: agent.id, reply }).await?;
+    app.wait_store_current().await?;
+    conversation_or_404(&app, id).await.map(Json)
+}
+
+async fn resolve(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+) -> Result<Json<queries::ConversationRow>, ApiError> {
+    dispatch(&app, |reply| Command::Resolve { conversation: id, by: agent.id, reply }).await?;
+    app.wait_store_current().await?;
+    conversation_or_404(&app, id).await.map(Json)
+}
+
+async fn reopen(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiPath(id): ApiPath<ConversationId>,
+) -> Result<Json<queries::ConversationRow>, ApiError> {
+    dispatch(&app, |reply| Command::Reopen { conversation: id, by: agent.id, reply }).await?;
+    app.wait_store_current().await?;
+    conversation_or_404(&app, id).await.map(Json)
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: String,
+    limit: Option<u32>,
+}
+
+async fn search(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+    ApiQuery(q): ApiQuery<SearchQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let query = q.q.trim().to_string();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("empty_query", "q must not be empty"));
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    app.wait_store_current().await?;
+    let rows = app.reads.run(move |conn| queries::search_messages(conn, &query, limit)).await?;
+    let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
+    Ok(Json(serde_json::json!({ "messages": views })))
+}
+
+/// Sends one command and waits until its record is durable.
+async fn dispatch(app: &AppState, make: impl FnOnce(Reply) -> Command) -> Result<Accepted, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    app.commands.send(make(Reply::Once(tx))).await.map_err(|_| ApiError::Unavailable)?;
+    let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
+    app.wait_durable(accepted.lsn).await?;
+    Ok(accepted)
+}

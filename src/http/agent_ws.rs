@@ -1,0 +1,109 @@
+//! The agents' live feed, `/ws/agent?after=N` (token as bearer or `?token=`).
+//!
+//! Every committed message and conversation change, as `{"type":"message","seq":N,...}` and
+//! `{"type":"conversation","seq":N,...}`, in LSN order. Resume works as for visitors: subscribe,
+//! learn the watermark W, send the stored events in (after, W], then live ones.
+
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{ApiQuery, AppState, Authed};
+use crate::fanout::{Audience, Frame};
+use crate::model::Lsn;
+use crate::store::queries;
+use crate::wire;
+
+const RESUME_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct AgentParams {
+    after: Option<Lsn>,
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiQuery(params): ApiQuery<AgentParams>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let cap = super::visitor_ws::hard_frame_cap(app.cfg.limits.max_frame_bytes);
+    ws.read_buffer_size(super::visitor_ws::READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(cap)
+        .on_upgrade(move |socket| async move {
+            let _tracked = app.tracker.token();
+            if let Err(e) = serve(socket, &app, params.after).await {
+                tracing::debug!(agent = agent.id, error = %e, "agent connection ended");
+            }
+        })
+        .into_response()
+}
+
+async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<(), axum::Error> {
+    let (mut sink, mut stream) = socket.split();
+    let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg.limits.subscriber_queue);
+    let Some(watermark) = app.fanout.subscribe(Audience::Agents, live_tx).await else {
+        return close(&mut sink, close_code::RESTART, "server is stopping; reconnect").await;
+    };
+    let mut last_sent = after.unwrap_or(watermark);
+    if let Some(after) = after.filter(|a| *a < watermark) {
+        if app.wait_applied(watermark).await.is_err() {
+            return close(&mut sink, close_code::AGAIN, "store is behind; reconnect").await;
+        }
+        let mut cursor = after;
+        loop {
+            let page = app
+                .reads
+                .run(move |c| queries::agent_events(c, cursor, watermark, RESUME_PAGE))
+                .await
+                .unwrap_or_default();
+            for e in &page {
+                sink.send(Message::Text(wire::agent_event_row(e).into())).await?;
+                cursor = e.lsn();
+                last_sent = cursor;
+            }
+            if page.is_empty() || cursor >= watermark {
+                break;
+            }
+        }
+    }
+    let shutdown = app.shutdown.clone();
+    loop {
+        // Cancel safety: `cancelled`, mpsc `recv` and the socket stream's `next` are all
+        // cancel-safe.
+        tokio::select! {
+            _ = shutdown.cancelled() => return close(&mut sink, close_code::AWAY, "server is restarting; reconnect").await,
+            frame = live.recv() => match frame {
+                Some((lsn, text)) => {
+                    sink.send(Message::Text(text)).await?;
+                    last_sent = lsn;
+                }
+                None => {
+                    let reason = format!("too far behind; reconnect with after={last_sent}");
+                    return close(&mut sink, close_code::AGAIN, &reason).await;
+                }
+            },
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+            },
+        }
+    }
+}
+
+async fn close(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    code: u16,
+    reason: &str,
+) -> Result<(), axum::Error> {
+    let result = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))).await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), sink.flush()).await;
+    result
+}

@@ -1,0 +1,234 @@
+//! HTTP surface: the router, shared state, the JSON error type and the extractors.
+//!
+//! Every handler answers errors as `{"code": "...", "message": "..."}` with a status chosen per
+//! [`ApiError`] variant; internal details are logged, never sent. Handlers never block: store
+//! reads go through the read pool, commands through the dispatcher's bounded channel.
+
+pub mod agent_api;
+pub mod agent_ws;
+pub mod visitor_ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{request::Parts, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Agent, LoginLimiter};
+use crate::config::Config;
+use crate::dispatch::{Command, DispatchError};
+use crate::fanout::{FanoutHandle, FanoutStats};
+use crate::model::Lsn;
+use crate::store::pool::ReadPool;
+
+/// What every handler and connection task shares. Cloning is cheap (handles only).
+#[derive(Clone)]
+pub struct AppState {
+    pub cfg: Arc<Config>,
+    pub commands: mpsc::Sender<Command>,
+    /// The journal's durable LSN: the ack point.
+    pub durable: watch::Receiver<Lsn>,
+    /// The store's applied LSN: reads wait on it for read-your-writes.
+    pub applied: watch::Receiver<Lsn>,
+    pub fanout: FanoutHandle,
+    pub fanout_stats: Arc<FanoutStats>,
+    pub reads: ReadPool,
+    pub limiter: Arc<LoginLimiter>,
+    /// Cancelled when the daemon starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them to close cleanly.
+    pub tracker: TaskTracker,
+}
+
+impl AppState {
+    /// Waits until `lsn` is durable.
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] if the journal stopped (latched or shut down) first.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), ApiError> {
+        let mut rx = self.durable.clone();
+        rx.wait_for(|d| *d >= lsn).await.map(|_| ()).map_err(|_| ApiError::Unavailable)
+    }
+
+    /// Waits until the store has applied everything durable now, so a read sees every write
+    /// this caller was acknowledged for.
+    ///
+    /// # Errors
+    /// [`ApiError::Unavailable`] if the store stopped or lags more than 10 s.
+    pub async fn wait_store_current(&self) -> Result<(), ApiError> {
+        let target = *self.durable.borrow();
+        self.wait_applied(target).await
+    }
+
+    /// # Errors
+    /// As [`AppState::wait_store_current`].
+    pub async fn wait_applied(&self, lsn: Lsn) -> Result<(), ApiError> {
+        let mut rx = self.applied.clone();
+        let reached = async move { rx.wait_for(|a| *a >= lsn).await.is_ok() };
+        match tokio::time::timeout(Duration::from_secs(10), reached).await {
+            Ok(true) => Ok(()),
+            _ => Err(ApiError::Unavailable),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws/visitor", get(visitor_ws::upgrade))
+        .route("/ws/agent", get(agent_ws::upgrade))
+        .nest("/api/v1", agent_api::router())
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// An API error with a stable `code`.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    InvalidCredentials,
+    BadRequest { code: &'static str, message: String },
+    NotFound(String),
+    Conflict(String),
+    TooManyRequests,
+    Unavailable,
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match &self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required"),
+            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"),
+            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.as_str()),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
+            ApiError::TooManyRequests => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed logins; wait a minute")
+            }
+            ApiError::Unavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the daemon is stopping or its storage failed")
+            }
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error answering a request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
+            }
+        };
+        (status, Json(ErrorBody { code, message })).into_response()
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::NotFound(id) => ApiError::NotFound(format!("conversation {id} not found")),
+            DispatchError::Refused(r) => ApiError::Conflict(r.to_string()),
+            DispatchError::Unavailable => ApiError::Unavailable,
+            DispatchError::Store(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<crate::store::Error> for ApiError {
+    fn from(e: crate::store::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+/// `Json<T>` whose rejection is an [`ApiError`] (`bad_json`) rather than axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(ApiError::bad_request("bad_json", rejection.body_text())),
+        }
+    }
+}
+
+/// `Query<T>` with an [`ApiError`] (`bad_query`) rejection.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
+            Err(rejection) => Err(ApiError::bad_request("bad_query", rejection.body_text())),
+        }
+    }
+}
+
+/// `Path<T>` with an [`ApiError`] (`bad_path`) rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(rejection) => Err(ApiError::bad_request("bad_path", rejection.body_text())),
+        }
+    }
+}
+
+/// The agent a request is authenticated as: `Authorization: Bearer TOKEN`, or `?token=` for
+/// WebSocket upgrades (browsers cannot set headers on them).
+pub struct Authed(pub Agent, pub String);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
+        let lookup = token.clone();
+        let agent = state.reads.run(move |conn| crate::auth::authenticate(conn, &lookup)).await?;
+        agent.map(|a| Authed(a, token)).ok_or(ApiError::Unauthorized)
+    }
+}
+
+pub fn bearer_token(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let value = value.to_str().ok()?;
+        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        return Some(token.trim().to_string());
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(str::to_string)
+}

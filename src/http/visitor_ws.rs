@@ -1,0 +1,337 @@
+//! The visitor WebSocket, `/ws/visitor?visitor_id=ID&after=N`, exactly as PRODUCT.md states it.
+//!
+//! One task per connection owns its socket. It reads frames (while fewer than
+//! `limits.max_inflight` messages are unacknowledged), sends them to the dispatcher, and acks
+//! each message — in the order sent — once the journal's durable LSN reaches it. Live frames
+//! for the visitor arrive pre-encoded from fan-out.
+//!
+//! Resume: the task subscribes first and learns the watermark W, then sends the stored
+//! messages in (after, W] and only then live ones (all > W): none missing, none twice.
+//!
+//! Bad input never closes the connection: an error frame is sent and reading goes on. The
+//! exceptions are the protocol's own: a text frame with invalid UTF-8 (1007) and a frame over
+//! the hard size cap (1009).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{ApiError, ApiQuery, AppState};
+use crate::dispatch::{Accepted, Command, DispatchError, Reply};
+use crate::fanout::{Audience, Frame};
+use crate::model::{bounded_id, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
+use crate::store::queries;
+use crate::wire::{self, FrameError, VisitorFrame};
+
+/// Bytes tungstenite reads per syscall: small, so an idle connection costs little.
+pub const READ_BUFFER_BYTES: usize = 4096;
+/// Stored messages sent per store read when a client resumes.
+const RESUME_PAGE: u32 = 500;
+
+#[derive(Deserialize)]
+pub struct VisitorParams {
+    visitor_id: Option<String>,
+    after: Option<MessageId>,
+}
+
+/// The hard cap on one frame: beyond it tungstenite closes the connection (1009). Below it and
+/// above `max_frame_bytes`, the frame is refused with an error frame.
+pub fn hard_frame_cap(max_frame_bytes: usize) -> usize {
+    (max_frame_bytes * 4).max(64 * 1024)
+}
+
+pub async fn upgrade(
+    State(app): State<AppState>,
+    ApiQuery(params): ApiQuery<VisitorParams>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let visitor_id: ExternalId = match params.visitor_id.as_deref() {
+        Some(raw) => bounded_id(raw).map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
+        None => new_visitor_id(),
+    };
+    let identity = Identity {
+        channel: bounded_id(WEB_CHANNEL).expect("invariant: the web channel name is a valid id"),
+        external_id: visitor_id,
+    };
+    let cap = hard_frame_cap(app.cfg.limits.max_frame_bytes);
+    Ok(ws
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| serve(socket, app, identity, params.after))
+        .into_response())
+}
+
+fn new_visitor_id() -> ExternalId {
+    let mut raw = [0u8; 12];
+    getrandom::getrandom(&mut raw).expect("invariant: the OS random source is available");
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    bounded_id(&format!("v-{hex}")).expect("invariant: 26 hex-ish chars are a valid id")
+}
+
+struct Pending {
+    client_id: crate::model::ClientId,
+    message_id: MessageId,
+    lsn: Lsn,
+}
+
+struct Connection {
+    app: AppState,
+    identity: Identity,
+    sink: SplitSink<WebSocket, Message>,
+    /// Answers from the dispatcher, in the order commands were sent.
+    replies_tx: mpsc::Sender<Result<Accepted, DispatchError>>,
+    /// Accepted messages waiting for durability, in send order.
+    pending: VecDeque<Pending>,
+    /// Commands sent and not yet acked or refused; bounded by `max_inflight`.
+    inflight: usize,
+    /// The last message id this client was sent, for the "reconnect with after=N" close.
+    last_sent: MessageId,
+    bucket: TokenBucket,
+}
+
+async fn serve(socket: WebSocket, app: AppState, identity: Identity, after: Option<MessageId>) {
+    let _tracked = app.tracker.token();
+    let (sink, stream) = socket.split();
+    let limits = &app.cfg.limits;
+    let (replies_tx, replies_rx) = mpsc::channel(limits.max_inflight);
+    let bucket = TokenBucket::new(limits.messages_per_second, limits.burst);
+    let mut conn = Connection {
+        app: app.clone(),
+        identity,
+        sink,
+        replies_tx,
+        pending: VecDeque::new(),
+        inflight: 0,
+        last_sent: after.unwrap_or(0),
+        bucket,
+    };
+    if let Err(e) = conn.run(stream, replies_rx, after).await {
+        tracing::debug!(visitor = %conn.identity, error = %e, "visitor connection ended");
+    }
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut replies: mpsc::Receiver<Result<Accepted, DispatchError>>,
+        after: Option<MessageId>,
+    ) -> Result<(), axum::Error> {
+        self.send_text(wire::welcome(&self.identity.external_id, after).into()).await?;
+        let (live_tx, mut live) = mpsc::channel::<Frame>(self.app.cfg.limits.subscriber_queue);
+        let Some(watermark) = self.app.fanout.subscribe(Audience::Visitor(self.identity.clone()), live_tx).await else {
+            return self.close(close_code::RESTART, "server is stopping; reconnect").await;
+        };
+        if let Some(after) = after {
+            self.resume(after, watermark).await?;
+        }
+        let mut durable = self.app.durable.clone();
+        let max_inflight = self.app.cfg.limits.max_inflight;
+        let shutdown = self.app.shutdown.clone();
+        let mut draining = false;
+        loop {
+            if draining && self.inflight == 0 {
+                return self.close(close_code::AWAY, "server is restarting; reconnect").await;
+            }
+            // Cancel safety: every branch's future is cancel-safe — `recv` on mpsc, `changed`
+            // on watch, `cancelled` on the token, and `StreamExt::next` on the socket stream
+            // (it holds no partial frame outside the stream itself).
+            tokio::select! {
+                _ = shutdown.cancelled(), if !draining => draining = true,
+                frame = live.recv() => match frame {
+                    Some((lsn, text)) => {
+                        self.send_text(text).await?;
+                        self.last_sent = lsn;
+                    }
+                    None => {
+                        let reason = format!("too far behind; reconnect with after={}", self.last_sent);
+                        return self.close(close_code::AGAIN, &reason).await;
+                    }
+                },
+                reply = replies.recv() => {
+                    let reply = reply.expect("invariant: this task holds a reply sender");
+                    let d = *durable.borrow_and_update();
+                    self.on_reply(reply, d).await?;
+                }
+                changed = durable.changed(), if !self.pending.is_empty() => {
+                    if changed.is_err() {
+                        return self.close(close_code::ERROR, "storage stopped; reconnect later").await;
+                    }
+                    let d = *durable.borrow_and_update();
+                    self.ack_durable(d).await?;
+                }
+                incoming = stream.next(), if !draining && self.inflight < max_inflight => match incoming {
+                    Some(Ok(Message::Text(text))) => self.on_frame(text.as_str()).await?,
+                    Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
+                        Ok(text) => self.on_frame(text).await?,
+                        Err(_) => self.send_error(FrameError::new("invalid_utf8", "frame is not valid UTF-8")).await?,
+                    },
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                },
+            }
+        }
+    }
+
+    async fn resume(&mut self, after: MessageId, watermark: Lsn) -> Result<(), axum::Error> {
+        if after >= watermark {
+            return Ok(());
+        }
+        if self.app.wait_applied(watermark).await.is_err() {
+            return self.close(close_code::AGAIN, "store is behind; reconnect").await;
+        }
+        let identity = self.identity.clone();
+        let contact = self.app.reads.run(move |c| queries::contact_by_identity(c, &identity)).await;
+        let Ok(Some(contact)) = contact else { return Ok(()) };
+        let mut cursor = after;
+        loop {
+            let page = self
+                .app
+                .reads
+                .run(move |c| queries::contact_messages(c, contact, cursor, watermark, RESUME_PAGE))
+                .await
+                .unwrap_or_default();
+            for m in &page {
+                self.send_text(wire::visitor_message_row(m).into()).await?;
+                cursor = m.id;
+                self.last_sent = m.id;
+            }
+            if page.len() < RESUME_PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, text: &str) -> Result<(), axum::Error> {
+        let limits = &self.app.cfg.limits;
+        if text.len() > limits.max_frame_bytes {
+            let message = format!("frame has {} bytes; the limit is {}", text.len(), limits.max_frame_bytes);
+            return self.send_error(FrameError::new("frame_too_large", message)).await;
+        }
+        if !self.bucket.take(Instant::now()) {
+            return self.send_error(FrameError::new("rate_limited", "too many messages; slow down")).await;
+        }
+        match wire::parse_visitor_frame(text, limits.max_text_chars) {
+            Err(e) => self.send_error(e).await,
+            Ok(VisitorFrame::Message { client_id, text }) => {
+                let cmd = Command::CustomerMessage {
+                    identity: self.identity.clone(),
+                    client_id: Some(client_id),
+                    text,
+                    reply: Reply::Stream(self.replies_tx.clone()),
+                };
+                if self.app.commands.send(cmd).await.is_err() {
+                    return self.send_error(FrameError::new("unavailable", "server is stopping; resend after reconnecting")).await;
+                }
+                self.inflight += 1;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_reply(&mut self, reply: Result<Accepted, DispatchError>, durable: Lsn) -> Result<(), axum::Error> {
+        match reply {
+            Ok(a) => {
+                let (Some(client_id), Some(message_id)) = (a.client_id, a.message_id) else {
+                    unreachable!("customer messages are always answered with their client and message ids")
+                };
+                self.pending.push_back(Pending { client_id, message_id, lsn: a.lsn });
+                self.ack_durable(durable).await
+            }
+            Err(e) => {
+                self.inflight -= 1;
+                let code = match e {
+                    DispatchError::Unavailable => "unavailable",
+                    _ => "internal",
+                };
+                tracing::warn!(visitor = %self.identity, error = %e, "message refused");
+                self.send_error(FrameError::new(code, "message not stored; resend it")).await
+            }
+        }
+    }
+
+    /// Acks, in send order, every pending message that is durable.
+    async fn ack_durable(&mut self, durable: Lsn) -> Result<(), axum::Error> {
+        while self.pending.front().is_some_and(|p| p.lsn <= durable) {
+            let p = self.pending.pop_front().expect("invariant: front checked above");
+            self.inflight -= 1;
+            self.send_text(wire::ack(&p.client_id, p.message_id).into()).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_error(&mut self, e: FrameError) -> Result<(), axum::Error> {
+        self.send_text(wire::error(e.code, &e.message).into()).await
+    }
+
+    async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), axum::Error> {
+        self.sink.send(Message::Text(text)).await
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) -> Result<(), axum::Error> {
+        let frame = CloseFrame { code, reason: reason.to_owned().into() };
+        let result = self.sink.send(Message::Close(Some(frame))).await;
+        // Give the peer a moment to read the close frame before the socket drops.
+        let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
+        result
+    }
+}
+
+/// Messages per second with a burst allowance.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(per_second: u32, burst: u32) -> Self {
+        TokenBucket { rate: f64::from(per_second), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(2, 3);
+        b.last = t0;
+        assert!((0..3).all(|_| b.take(t0)));
+        assert!(!b.take(t0));
+        assert!(b.take(t0 + Duration::from_millis(500)));
+        assert!(!b.take(t0 + Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn generated_visitor_ids_are_valid_and_distinct() {
+        let a = new_visitor_id();
+        assert!(a.starts_with("v-") && a.len() == 26);
+        assert_ne!(a, new_visitor_id());
+    }
+}

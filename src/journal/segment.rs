@@ -1,0 +1,176 @@
+//! Segment files: naming, the 32-byte header, creation with the fsyncs rotation needs.
+//!
+//! A segment is `{first_lsn:020}.wal` in the journal directory. Its header is
+//! `magic "KEFUWAL\0" | version u32 | reserved u32 | first_lsn u64 | crc32c u32 | pad u32`,
+//! the CRC covering the 24 bytes before it. Frames follow the header back to back. The
+//! segment's first LSN is its id; frames' CRCs include it.
+//!
+//! Invariant: a segment is visible under its final name only after its header is on disk and
+//! the directory entry is fsync'd, so recovery never meets a named segment with no header
+//! except one torn by a crash during creation, which can only be the last.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub const HEADER_LEN: u64 = 32;
+const MAGIC: &[u8; 8] = b"KEFUWAL\0";
+const VERSION: u32 = 1;
+
+pub fn file_name(first_lsn: u64) -> String {
+    format!("{first_lsn:020}.wal")
+}
+
+/// The first LSN encoded in a segment's file name, or `None` for any other file.
+pub fn parse_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".wal")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+pub fn encode_header(first_lsn: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[0..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&first_lsn.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("file is shorter than a segment header")]
+    Short,
+    #[error("bad magic: not a kefud journal segment")]
+    Magic,
+    #[error("header checksum mismatch")]
+    Checksum,
+    #[error("unsupported segment version {0}")]
+    Version(u32),
+    #[error("header says first LSN {header} but the file name says {name}")]
+    NameMismatch { header: u64, name: u64 },
+}
+
+/// Checks a header read from the segment named for `name_lsn`.
+///
+/// # Errors
+/// [`HeaderError`] describing the first problem found.
+pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
+    if bytes.len() < HEADER_LEN as usize {
+        return Err(HeaderError::Short);
+    }
+    if &bytes[0..8] != MAGIC {
+        return Err(HeaderError::Magic);
+    }
+    let crc = u32::from_le_bytes(bytes[24..28].try_into().expect("invariant: 4-byte slice"));
+    if crc != crc32c::crc32c(&bytes[0..24]) {
+        return Err(HeaderError::Checksum);
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("invariant: 4-byte slice"));
+    if version != VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    let header = u64::from_le_bytes(bytes[16..24].try_into().expect("invariant: 8-byte slice"));
+    if header != name_lsn {
+        return Err(HeaderError::NameMismatch { header, name: name_lsn });
+    }
+    Ok(())
+}
+
+/// Creates a segment: header written and fsync'd under a temporary name, renamed, directory
+/// fsync'd. Returns the file opened for appending.
+///
+/// # Errors
+/// Any I/O error; a half-made temporary file is left for the next recovery to delete.
+pub fn create(dir: &Path, first_lsn: u64) -> io::Result<File> {
+    let final_path = dir.join(file_name(first_lsn));
+    let tmp_path = dir.join(format!("{}.tmp", file_name(first_lsn)));
+    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp_path)?;
+    file.write_all(&encode_header(first_lsn))?;
+    file.sync_all()?;
+    std::fs::rename(&tmp_path, &final_path)?;
+    sync_dir(dir)?;
+    drop(file);
+    OpenOptions::new().append(true).open(&final_path)
+}
+
+/// Makes a directory's entries (creations, renames, deletions) durable.
+///
+/// # Errors
+/// Any I/O error from open or fsync.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A segment found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentFile {
+    pub first_lsn: u64,
+    pub path: PathBuf,
+}
+
+/// The directory's segments in LSN order. Leftover `*.wal.tmp` files (a crash during
+/// creation) are deleted.
+///
+/// # Errors
+/// Any I/O error while listing.
+pub fn list(dir: &Path) -> io::Result<Vec<SegmentFile>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".wal.tmp") {
+            std::fs::remove_file(entry.path())?;
+            continue;
+        }
+        if let Some(first_lsn) = parse_name(name) {
+            out.push(SegmentFile { first_lsn, path: entry.path() });
+        }
+    }
+    out.sort_by_key(|s| s.first_lsn);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_others_are_ignored() {
+        assert_eq!(parse_name(&file_name(42)), Some(42));
+        assert_eq!(parse_name("00000000000000000042.wal.tmp"), None);
+        assert_eq!(parse_name("42.wal"), None);
+        assert_eq!(parse_name("kefud.db"), None);
+    }
+
+    #[test]
+    fn header_checks() {
+        let h = encode_header(7);
+        assert_eq!(check_header(&h, 7), Ok(()));
+        assert_eq!(check_header(&h, 8), Err(HeaderError::NameMismatch { header: 7, name: 8 }));
+        assert_eq!(check_header(&h[..10], 7), Err(HeaderError::Short));
+        let mut bad = h;
+        bad[0] = b'X';
+        assert_eq!(check_header(&bad, 7), Err(HeaderError::Magic));
+        let mut bad = h;
+        bad[17] ^= 1;
+        assert_eq!(check_header(&bad, 7), Err(HeaderError::Checksum));
+    }
+
+    #[test]
+    fn create_then_list() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(create(dir.path(), 1).unwrap());
+        drop(create(dir.path(), 10).unwrap());
+        std::fs::write(dir.path().join("00000000000000000011.wal.tmp"), b"x").unwrap();
+        let segs = list(dir.path()).unwrap();
+        assert_eq!(segs.iter().map(|s| s.first_lsn).collect::<Vec<_>>(), vec![1, 10]);
+        assert!(!dir.path().join("00000000000000000011.wal.tmp").exists());
+        let bytes = std::fs::read(&segs[0].path).unwrap();
+        assert_eq!(check_header(&bytes, 1), Ok(()));
+    }
+}

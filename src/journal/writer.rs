@@ -1,0 +1,219 @@
+//! The single journal writer thread: group commit, rotation, retention, the I/O-error latch.
+//!
+//! Ownership: this thread alone owns the open segment file. Appenders hand it [`Entry`]s over a
+//! bounded channel (a full channel slows them down: backpressure). The thread takes whatever
+//! has queued while the previous fsync ran, encodes it into one reused buffer, writes it with
+//! one `write`, and makes it durable with one `fdatasync`; only then does it publish the new
+//! durable LSN (the ack point) and pass the batch, in LSN order, to the post-commit consumer.
+//!
+//! Invariants:
+//! - The published durable LSN never exceeds what has been fsync'd.
+//! - A failed write or fsync is never retried: the writer latches, publishes nothing more, and
+//!   cancels the daemon's fatal token so it exits non-zero; recovery sorts out the tail.
+//! - Segments are rotated only between batches, so a segment may exceed `segment_bytes` by at
+//!   most one batch.
+//! - A segment is deleted only when every record in it is applied to the store (the store
+//!   publishes its applied LSN after its own durable commit) and `retain_segments` newer
+//!   applied segments exist.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::frame;
+use super::segment::{self, SegmentFile};
+use super::Error;
+use crate::model::{now_ms, Lsn};
+use crate::op::Entry;
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub segment_bytes: u64,
+    pub max_batch_bytes: usize,
+    pub retain_segments: usize,
+}
+
+/// What the watchdog asks of the writer: not latched, and not stuck inside one batch.
+#[derive(Debug, Default)]
+pub struct Health {
+    latched: AtomicBool,
+    /// When the batch in progress was picked up (ms since epoch); 0 while waiting for work.
+    busy_since_ms: AtomicI64,
+    /// Records committed since start, for status lines and tests.
+    committed: AtomicU64,
+}
+
+impl Health {
+    pub fn is_healthy(&self, stall_limit: Duration) -> bool {
+        if self.latched.load(Ordering::Acquire) {
+            return false;
+        }
+        let since = self.busy_since_ms.load(Ordering::Acquire);
+        since == 0 || now_ms() - since < stall_limit.as_millis() as i64
+    }
+
+    pub fn is_latched(&self) -> bool {
+        self.latched.load(Ordering::Acquire)
+    }
+
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+}
+
+pub struct Writer {
+    dir: PathBuf,
+    cfg: WriterConfig,
+    /// Segments on disk, oldest first; the last one is open in `file`.
+    segments: VecDeque<SegmentFile>,
+    file: File,
+    file_len: u64,
+    /// Reused across batches so steady-state encoding allocates nothing.
+    buf: Vec<u8>,
+    durable: watch::Sender<Lsn>,
+    committed_tx: mpsc::Sender<Vec<Entry>>,
+    /// The store's durably applied LSN, read for retention.
+    applied: Arc<AtomicU64>,
+    health: Arc<Health>,
+    fatal: CancellationToken,
+}
+
+impl Writer {
+    /// Opens the journal for appending after recovery: appends to the last segment, or creates
+    /// the first one starting at `last_lsn + 1`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the segment cannot be opened or created.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        dir: PathBuf,
+        cfg: WriterConfig,
+        segments: Vec<SegmentFile>,
+        tail_len: u64,
+        last_lsn: Lsn,
+        committed_tx: mpsc::Sender<Vec<Entry>>,
+        applied: Arc<AtomicU64>,
+        fatal: CancellationToken,
+    ) -> Result<(Self, watch::Receiver<Lsn>, Arc<Health>), Error> {
+        let mut segments: VecDeque<SegmentFile> = segments.into();
+        let (file, file_len) = match segments.back() {
+            Some(last) => {
+                let file = std::fs::OpenOptions::new().append(true).open(&last.path).map_err(|e| Error::io(&last.path, e))?;
+                (file, tail_len)
+            }
+            None => {
+                let first = last_lsn + 1;
+                let file = segment::create(&dir, first).map_err(|e| Error::io(&dir, e))?;
+                segments.push_back(SegmentFile { first_lsn: first, path: dir.join(segment::file_name(first)) });
+                (file, segment::HEADER_LEN)
+            }
+        };
+        let (durable, durable_rx) = watch::channel(last_lsn);
+        let health = Arc::new(Health::default());
+        let writer = Writer {
+            dir,
+            buf: Vec::with_capacity(cfg.max_batch_bytes + 4096),
+            cfg,
+            segments,
+            file,
+            file_len,
+            durable,
+            committed_tx,
+            applied,
+            health: Arc::clone(&health),
+            fatal,
+        };
+        Ok((writer, durable_rx, health))
+    }
+
+    /// The thread body. Returns when every appender has dropped its sender (clean shutdown:
+    /// everything received was already fsync'd) or after latching on an I/O error.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Entry>) {
+        let mut batch: Vec<Entry> = Vec::with_capacity(1024);
+        loop {
+            self.health.busy_since_ms.store(0, Ordering::Release);
+            let Some(first) = rx.blocking_recv() else { break };
+            self.health.busy_since_ms.store(now_ms().max(1), Ordering::Release);
+            let mut estimate = first.op_size_estimate();
+            batch.push(first);
+            while estimate < self.cfg.max_batch_bytes {
+                match rx.try_recv() {
+                    Ok(e) => {
+                        estimate += e.op_size_estimate();
+                        batch.push(e);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.commit(&batch) {
+                tracing::error!(error = %e, "journal: write failed; latching closed, daemon will exit");
+                self.health.latched.store(true, Ordering::Release);
+                self.fatal.cancel();
+                return;
+            }
+            let next = Vec::with_capacity(batch.capacity().min(4096));
+            if self.committed_tx.blocking_send(std::mem::replace(&mut batch, next)).is_err() {
+                tracing::debug!("journal: post-commit consumer gone");
+            }
+        }
+        tracing::debug!(durable = *self.durable.borrow(), "journal: writer stopped");
+    }
+
+    fn commit(&mut self, batch: &[Entry]) -> Result<(), Error> {
+        if self.file_len >= self.cfg.segment_bytes {
+            self.rotate(batch[0].lsn)?;
+        }
+        let segment_id = self.segments.back().expect("invariant: the writer always has an open segment").first_lsn;
+        self.buf.clear();
+        for e in batch {
+            frame::encode_with(&mut self.buf, segment_id, e.lsn, e.op.kind(), |b| e.op.encode(b));
+        }
+        let path = &self.segments.back().expect("invariant: open segment").path;
+        self.file.write_all(&self.buf).map_err(|e| Error::io(path, e))?;
+        self.file.sync_data().map_err(|e| Error::io(path, e))?;
+        self.file_len += self.buf.len() as u64;
+        let last = batch.last().expect("invariant: batches are never empty").lsn;
+        self.durable.send_replace(last);
+        self.health.committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn rotate(&mut self, first_lsn: Lsn) -> Result<(), Error> {
+        self.file.sync_all().map_err(|e| Error::io(&self.dir, e))?;
+        self.file = segment::create(&self.dir, first_lsn).map_err(|e| Error::io(&self.dir, e))?;
+        self.file_len = segment::HEADER_LEN;
+        self.segments.push_back(SegmentFile { first_lsn, path: self.dir.join(segment::file_name(first_lsn)) });
+        self.retire();
+        Ok(())
+    }
+
+    /// Deletes applied segments beyond the retention. A failure here loses nothing (the file
+    /// is merely kept), so it is logged, not latched.
+    fn retire(&mut self) {
+        let applied = self.applied.load(Ordering::Acquire);
+        let closed = self.segments.len() - 1;
+        let applied_closed =
+            (0..closed).filter(|&i| self.segments[i + 1].first_lsn - 1 <= applied).count();
+        let excess = applied_closed.saturating_sub(self.cfg.retain_segments);
+        if excess == 0 {
+            return;
+        }
+        for _ in 0..excess {
+            let seg = self.segments.pop_front().expect("invariant: excess < segment count");
+            match std::fs::remove_file(&seg.path) {
+                Ok(()) => tracing::info!(file = %seg.path.display(), "journal: retired applied segment"),
+                Err(e) => tracing::warn!(file = %seg.path.display(), error = %e, "journal: could not retire segment"),
+            }
+        }
+        if let Err(e) = segment::sync_dir(&self.dir) {
+            tracing::warn!(error = %e, "journal: directory fsync after retirement failed");
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! kefud — an omnichannel customer-service engine for a Raspberry Pi.
+//!
+//! Module map (the data flows top to bottom):
+//! - [`config`]: the TOML configuration and its validation.
+//! - [`http`]: the router; the visitor WebSocket, the agent API and the agents' live feed.
+//! - [`dispatch`]: the single thread that decides — commands become journaled operations.
+//! - [`conversation`]: the pure conversation state machine it decides with.
+//! - [`op`]: the operations, and their binary journal encoding.
+//! - [`journal`]: the write-ahead log — framing, segments, group commit, recovery.
+//! - [`fanout`]: live delivery of committed records, encoded once per record.
+//! - [`store`]: the SQLite projection of the journal (plus accounts), and its queries.
+//! - [`wire`]: the contract's JSON frames.
+//! - [`auth`]: agents, passwords, tokens, login rate limits.
+//! - [`admin`]: the `kefud agent ...` commands.
+//! - [`app`]: wiring, startup and shutdown order; [`systemd`], [`telemetry`]: the host.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod conversation;
+pub mod dispatch;
+pub mod error;
+pub mod fanout;
+pub mod http;
+pub mod journal;
+pub mod model;
+pub mod op;
+pub mod store;
+pub mod systemd;
+pub mod telemetry;
+pub mod wire;
+
+pub use app::run;
+pub use error::{Error, Result};

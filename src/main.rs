@@ -1,0 +1,108 @@
+//! The `kefud` command: run the daemon, check a config, or administer agents.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kefud::config::Config;
+
+#[derive(Parser)]
+#[command(name = "kefud", version, about = "Omnichannel customer-service engine for a Raspberry Pi")]
+struct Cli {
+    /// Config file (TOML); without it kefud runs on its embedded defaults.
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the config and exit (for systemd's ExecStartPre=).
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage agent accounts (works while the daemon runs).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Add an agent; the password is read from stdin.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List agents.
+    List,
+    /// Set an agent's password and sign out their sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(cfg) => cfg,
+            Err(e) => {
+                eprintln!("kefud: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if cli.check_config {
+        println!("config OK");
+        return ExitCode::SUCCESS;
+    }
+    let result = match cli.command {
+        Some(Command::Agent(AgentCommand::Add { name, admin, password_stdin, display_name })) => {
+            kefud::admin::agent_add(&cfg, &name, display_name.as_deref(), admin, password_stdin)
+        }
+        Some(Command::Agent(AgentCommand::List)) => kefud::admin::agent_list(&cfg),
+        Some(Command::Agent(AgentCommand::Passwd { name, password_stdin })) => {
+            kefud::admin::agent_passwd(&cfg, &name, password_stdin)
+        }
+        None => return run_daemon(cfg),
+    };
+    match result {
+        Ok(out) => {
+            println!("{}", out.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefud: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(cfg: Config) -> ExitCode {
+    kefud::telemetry::init(&cfg.log.level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kefud: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    runtime.spawn(kefud::app::cancel_on_signal(shutdown.clone()));
+    match runtime.block_on(kefud::run(cfg, shutdown)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("kefud stopped: {e}");
+            eprintln!("kefud: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

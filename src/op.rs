@@ -1,0 +1,314 @@
+//! Operations: every state change the daemon makes, as it is written to the journal.
+//!
+//! An operation is appended (and fsync'd) before anything else sees it; the store, the live
+//! subscribers and the acks are all derived from the committed sequence of operations. The
+//! binary payload codec lives here and is pure: `decode(kind, encode(op)) == op` for every op.
+//!
+//! Payload layout: fixed-width little-endian integers, strings as `u32 len | UTF-8 bytes`,
+//! optional values as `u8 present | value`. Adding a field means adding a new kind; existing
+//! kinds never change shape, so old journals stay readable.
+
+use crate::conversation::Status;
+use crate::model::{
+    AgentId, ClientId, ContactId, ConversationId, Identity, Sender,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    ContactCreated { contact: ContactId, identity: Identity, at_ms: i64 },
+    ConversationOpened { conversation: ConversationId, contact: ContactId, at_ms: i64 },
+    MessageAdded(MessageAdded),
+    StatusChanged(StatusChanged),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageAdded {
+    pub conversation: ConversationId,
+    pub contact: ContactId,
+    pub sender: Sender,
+    /// The agent who wrote it, for `Sender::Agent`.
+    pub agent: Option<AgentId>,
+    /// The sender's idempotency key, for messages that came with one.
+    pub client_id: Option<ClientId>,
+    pub text: String,
+    pub at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChanged {
+    pub conversation: ConversationId,
+    pub from: Status,
+    pub to: Status,
+    /// Who holds the conversation after the change.
+    pub assignee: Option<AgentId>,
+    /// The agent who made the change; `None` for the customer or a timer.
+    pub by: Option<AgentId>,
+    pub at_ms: i64,
+}
+
+pub const KIND_CONTACT_CREATED: u8 = 1;
+pub const KIND_CONVERSATION_OPENED: u8 = 2;
+pub const KIND_MESSAGE_ADDED: u8 = 3;
+pub const KIND_STATUS_CHANGED: u8 = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unknown operation kind {0}")]
+    UnknownKind(u8),
+    #[error("payload ends early")]
+    Truncated,
+    #[error("payload has {0} trailing bytes")]
+    Trailing(usize),
+    #[error("invalid string in payload")]
+    BadString,
+    #[error("invalid value for {0}")]
+    BadValue(&'static str),
+}
+
+impl Op {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Op::ContactCreated { .. } => KIND_CONTACT_CREATED,
+            Op::ConversationOpened { .. } => KIND_CONVERSATION_OPENED,
+            Op::MessageAdded(_) => KIND_MESSAGE_ADDED,
+            Op::StatusChanged(_) => KIND_STATUS_CHANGED,
+        }
+    }
+
+    /// Appends the payload (not the frame header) to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            Op::ContactCreated { contact, identity, at_ms } => {
+                put_u64(buf, *contact);
+                put_str(buf, &identity.channel);
+                put_str(buf, &identity.external_id);
+                put_i64(buf, *at_ms);
+            }
+            Op::ConversationOpened { conversation, contact, at_ms } => {
+                put_u64(buf, *conversation);
+                put_u64(buf, *contact);
+                put_i64(buf, *at_ms);
+            }
+            Op::MessageAdded(m) => {
+                put_u64(buf, m.conversation);
+                put_u64(buf, m.contact);
+                buf.push(m.sender.code());
+                put_opt_u64(buf, m.agent);
+                match &m.client_id {
+                    Some(c) => {
+                        buf.push(1);
+                        put_str(buf, c);
+                    }
+                    None => buf.push(0),
+                }
+                put_str(buf, &m.text);
+                put_i64(buf, m.at_ms);
+            }
+            Op::StatusChanged(s) => {
+                put_u64(buf, s.conversation);
+                buf.push(s.from.code());
+                buf.push(s.to.code());
+                put_opt_u64(buf, s.assignee);
+                put_opt_u64(buf, s.by);
+                put_i64(buf, s.at_ms);
+            }
+        }
+    }
+
+    /// # Errors
+    /// [`DecodeError`] when the payload does not hold exactly one operation of `kind`.
+    pub fn decode(kind: u8, payload: &[u8]) -> Result<Op, DecodeError> {
+        let mut r = Reader { buf: payload };
+        let op = match kind {
+            KIND_CONTACT_CREATED => Op::ContactCreated {
+                contact: r.u64()?,
+                identity: Identity { channel: r.bounded::<{ crate::model::CHANNEL_MAX }>()?, external_id: r.bounded()? },
+                at_ms: r.i64()?,
+            },
+            KIND_CONVERSATION_OPENED => {
+                Op::ConversationOpened { conversation: r.u64()?, contact: r.u64()?, at_ms: r.i64()? }
+            }
+            KIND_MESSAGE_ADDED => Op::MessageAdded(MessageAdded {
+                conversation: r.u64()?,
+                contact: r.u64()?,
+                sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
+                agent: r.opt_u64()?,
+                client_id: if r.u8()? == 1 { Some(r.bounded()?) } else { None },
+                text: r.str()?.to_owned(),
+                at_ms: r.i64()?,
+            }),
+            KIND_STATUS_CHANGED => Op::StatusChanged(StatusChanged {
+                conversation: r.u64()?,
+                from: Status::from_code(r.u8()?).ok_or(DecodeError::BadValue("status"))?,
+                to: Status::from_code(r.u8()?).ok_or(DecodeError::BadValue("status"))?,
+                assignee: r.opt_u64()?,
+                by: r.opt_u64()?,
+                at_ms: r.i64()?,
+            }),
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        if !r.buf.is_empty() {
+            return Err(DecodeError::Trailing(r.buf.len()));
+        }
+        Ok(op)
+    }
+}
+
+fn put_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_i64(buf: &mut Vec<u8>, v: i64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_opt_u64(buf: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => {
+            buf.push(1);
+            put_u64(buf, v);
+        }
+        None => buf.push(0),
+    }
+}
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    let len = u32::try_from(s.len()).expect("invariant: op strings are bounded far below 4 GiB by the frame limits");
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("invariant: take(8) yields 8 bytes")))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("invariant: take(8) yields 8 bytes")))
+    }
+
+    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.u64()?)),
+            _ => Err(DecodeError::BadValue("option flag")),
+        }
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
+        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("invariant: take(4) yields 4 bytes"));
+        std::str::from_utf8(self.take(len as usize)?).map_err(|_| DecodeError::BadString)
+    }
+
+    fn bounded<const N: usize>(&mut self) -> Result<heapless::String<N>, DecodeError> {
+        let s = self.str()?;
+        let mut out = heapless::String::new();
+        out.push_str(s).map_err(|()| DecodeError::BadString)?;
+        Ok(out)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::bounded_id;
+
+    fn samples() -> Vec<Op> {
+        vec![
+            Op::ContactCreated {
+                contact: 7,
+                identity: Identity { channel: bounded_id("web").unwrap(), external_id: bounded_id("v-1").unwrap() },
+                at_ms: 1_700_000_000_000,
+            },
+            Op::ConversationOpened { conversation: 3, contact: 7, at_ms: -1 },
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Visitor,
+                agent: None,
+                client_id: Some(bounded_id("c1").unwrap()),
+                text: "你好 <b>world</b> 👋".into(),
+                at_ms: 5,
+            }),
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Agent,
+                agent: Some(2),
+                client_id: None,
+                text: String::new(),
+                at_ms: 6,
+            }),
+            Op::StatusChanged(StatusChanged {
+                conversation: 3,
+                from: Status::Waiting,
+                to: Status::InProgress,
+                assignee: Some(2),
+                by: Some(2),
+                at_ms: 9,
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_op_round_trips() {
+        for op in samples() {
+            let mut buf = Vec::new();
+            op.encode(&mut buf);
+            assert_eq!(Op::decode(op.kind(), &buf), Ok(op));
+        }
+    }
+
+    #[test]
+    fn truncated_and_trailing_payloads_are_refused() {
+        for op in samples() {
+            let mut buf = Vec::new();
+            op.encode(&mut buf);
+            for cut in 0..buf.len() {
+                assert!(Op::decode(op.kind(), &buf[..cut]).is_err(), "cut at {cut} of {op:?}");
+            }
+            buf.push(0);
+            assert_eq!(Op::decode(op.kind(), &buf), Err(DecodeError::Trailing(1)));
+        }
+        assert_eq!(Op::decode(99, &[]), Err(DecodeError::UnknownKind(99)));
+    }
+}
+
+/// An operation with its LSN, on its way through the journal to the post-commit consumers.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub lsn: crate::model::Lsn,
+    pub op: Op,
+    /// The identities whose live connections must see this record. Not journaled: it is the
+    /// dispatcher's routing knowledge at append time, carried along so that fan-out needs no
+    /// lookup of its own.
+    pub audience: Option<std::sync::Arc<[Identity]>>,
+}
+
+impl Entry {
+    /// Roughly the bytes this entry takes framed, for batch sizing.
+    pub fn op_size_estimate(&self) -> usize {
+        match &self.op {
+            Op::MessageAdded(m) => 64 + m.text.len(),
+            _ => 64,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The applier: the one owner of the store's write connection.
+//!
+//! It applies committed operations in LSN order, many batches per SQLite transaction, and
+//! writes `meta.applied_lsn` in that same transaction. Applying is idempotent (`INSERT OR
+//! IGNORE`, updates that set absolute values), so replaying a record twice is harmless.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, Transaction};
+use tokio::sync::{mpsc, watch};
+
+use super::Error;
+use crate::conversation::Status;
+use crate::model::Lsn;
+use crate::op::{Entry, Op};
+
+/// Records per SQLite transaction, at most; bounds the time a reader waits for fresh data.
+const MAX_RECORDS_PER_TX: usize = 8192;
+
+pub struct Applier {
+    conn: Connection,
+    applied_lsn: Lsn,
+    /// Published after each durable transaction: API reads wait on it for read-your-writes.
+    applied_tx: watch::Sender<Lsn>,
+    /// The same number for the journal writer's retention, read without a channel.
+    applied_atomic: Arc<AtomicU64>,
+}
+
+impl Applier {
+    pub fn new(conn: Connection) -> Result<(Self, watch::Receiver<Lsn>, Arc<AtomicU64>), Error> {
+        let applied_lsn = super::applied_lsn(&conn)?;
+        let (applied_tx, rx) = watch::channel(applied_lsn);
+        let applied_atomic = Arc::new(AtomicU64::new(applied_lsn));
+        Ok((Applier { conn, applied_lsn, applied_tx, applied_atomic: Arc::clone(&applied_atomic) }, rx, applied_atomic))
+    }
+
+    pub fn applied_lsn(&self) -> Lsn {
+        self.applied_lsn
+    }
+
+    /// Applies records (in LSN order) in one transaction. Records at or below the applied LSN
+    /// are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; the transaction is rolled back and the applied LSN is unchanged.
+    pub fn apply<'a>(&mut self, records: impl IntoIterator<Item = (Lsn, &'a Op)>) -> Result<(), Error> {
+        let tx = self.conn.transaction()?;
+        let mut last = self.applied_lsn;
+        for (lsn, op) in records {
+            if lsn <= last {
+                continue;
+            }
+            apply_op(&tx, lsn, op)?;
+            last = lsn;
+        }
+        if last != self.applied_lsn {
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'", params![last as i64])?;
+            tx.commit()?;
+            self.applied_lsn = last;
+            self.applied_atomic.store(last, Ordering::Release);
+            self.applied_tx.send_replace(last);
+        }
+        Ok(())
+    }
+
+    /// The thread body: apply batches until the sender closes. An SQLite failure is fatal for
+    /// the store (the journal still holds everything; a restart replays it).
+    ///
+    /// # Errors
+    /// The first [`Error`] that stopped it.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
+        let mut pending: Vec<Vec<Entry>> = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut count = first.len();
+            pending.push(first);
+            while count < MAX_RECORDS_PER_TX {
+                match rx.try_recv() {
+                    Ok(batch) => {
+                        count += batch.len();
+                        pending.push(batch);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.apply(pending.iter().flatten().map(|e| (e.lsn, &e.op)))?;
+            pending.clear();
+        }
+        Ok(())
+    }
+}
+
+fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
+    match op {
+        Op::ContactCreated { contact, identity, at_ms } => {
+            tx.prepare_cached("INSERT OR IGNORE INTO contacts (id, created_at) VALUES (?1, ?2)")?
+                .execute(params![*contact as i64, at_ms])?;
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO identities (channel, external_id, contact_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![identity.channel.as_str(), identity.external_id.as_str(), *contact as i64, at_ms])?;
+        }
+        Op::ConversationOpened { conversation, contact, at_ms } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO conversations (id, contact_id, status, created_at, last_activity_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )?
+            .execute(params![*conversation as i64, *contact as i64, Status::Idle.as_str(), at_ms])?;
+        }
+        Op::MessageAdded(m) => {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    lsn as i64,
+                    m.conversation as i64,
+                    m.contact as i64,
+                    m.sender.as_str(),
+                    m.agent.map(|a| a as i64),
+                    m.client_id.as_ref().map(|c| c.as_str()),
+                    m.text,
+                    m.at_ms
+                ])?;
+            if inserted == 1 {
+                tx.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?
+                    .execute(params![lsn as i64, m.text])?;
+                tx.prepare_cached(
+                    "UPDATE conversations SET last_activity_at = ?2, last_message_id = ?3, message_count = message_count + 1
+                     WHERE id = ?1",
+                )?
+                .execute(params![m.conversation as i64, m.at_ms, lsn as i64])?;
+            }
+        }
+        Op::StatusChanged(s) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO conversation_events (lsn, conversation_id, from_status, to_status, assignee, by_agent, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                lsn as i64,
+                s.conversation as i64,
+                s.from.as_str(),
+                s.to.as_str(),
+                s.assignee.map(|a| a as i64),
+                s.by.map(|a| a as i64),
+                s.at_ms
+            ])?;
+            tx.prepare_cached(
+                "UPDATE conversations SET status = ?2, assignee = ?3, last_activity_at = MAX(last_activity_at, ?4),
+                 resolved_at = CASE WHEN ?2 = 'resolved' THEN ?4 ELSE resolved_at END
+                 WHERE id = ?1",
+            )?
+            .execute(params![s.conversation as i64, s.to.as_str(), s.assignee.map(|a| a as i64), s.at_ms])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! The SQLite query store: a projection of the journal, plus the accounts tables.
+//!
+//! Ownership: one applier thread owns the write connection and applies committed journal
+//! batches in LSN order (`apply.rs`); reads go through a small pool of connections used from
+//! `spawn_blocking` (`pool.rs`), so nothing blocks the async runtime.
+//!
+//! Invariants:
+//! - `meta.applied_lsn` is written in the same transaction as the rows it covers, so after a
+//!   crash the journal replays exactly the missing suffix (and applying is idempotent anyway).
+//! - The applier publishes an applied LSN only after its transaction is durable
+//!   (`synchronous=FULL`); journal retention trusts that number.
+//! - WAL mode: readers never block the applier and see a consistent snapshot.
+
+pub mod apply;
+pub mod pool;
+pub mod queries;
+pub mod schema;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store (SQLite) error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("store worker is gone")]
+    Closed,
+}
+
+/// Opens (creating if needed) the database at `path` with the pragmas every connection uses,
+/// and migrates it.
+///
+/// # Errors
+/// [`Error`] if SQLite cannot open or migrate it.
+pub fn open(path: &Path) -> Result<Connection, Error> {
+    let mut conn = connect(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A connection with the shared settings; `open` must have run once on the file before.
+///
+/// # Errors
+/// [`Error::Sqlite`] if SQLite cannot open the file.
+pub fn connect(path: &Path) -> Result<Connection, Error> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A Pi has little memory to spare: 2 MiB of page cache per connection.
+    conn.pragma_update(None, "cache_size", -2048)?;
+    Ok(conn)
+}
+
+/// The store's applied LSN as recorded in `meta`.
+///
+/// # Errors
+/// [`Error::Sqlite`] on a query failure.
+pub fn applied_lsn(conn: &Connection) -> Result<u64, Error> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'applied_lsn'", [], |r| r.get::<_, i64>(0))? as u64)
+}

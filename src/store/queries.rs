@@ -1,0 +1,348 @@
+//! Read queries: what the dispatcher hydrates from and what the API and resumes serve.
+//!
+//! Plain functions over a `&Connection`, each backed by an index named in the migration.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::Error;
+use crate::conversation::Status;
+use crate::model::{bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub contact_id: ContactId,
+    pub sender: String,
+    pub agent_id: Option<AgentId>,
+    pub client_id: Option<String>,
+    pub text: String,
+    pub created_at: i64,
+}
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at";
+
+fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get::<_, i64>(0)? as u64,
+        conversation_id: r.get::<_, i64>(1)? as u64,
+        contact_id: r.get::<_, i64>(2)? as u64,
+        sender: r.get(3)?,
+        agent_id: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+        client_id: r.get(5)?,
+        text: r.get(6)?,
+        created_at: r.get(7)?,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationRow {
+    pub id: ConversationId,
+    pub contact_id: ContactId,
+    pub channel: Option<String>,
+    pub external_id: Option<String>,
+    pub status: String,
+    pub assignee: Option<AgentId>,
+    pub created_at: i64,
+    pub last_activity_at: i64,
+    pub last_message_id: Option<MessageId>,
+    pub message_count: i64,
+    pub last_message: Option<String>,
+}
+
+const CONVERSATION_SELECT: &str = "
+    SELECT c.id, c.contact_id,
+           (SELECT channel FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1),
+           (SELECT external_id FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1),
+           c.status, c.assignee, c.created_at, c.last_activity_at, c.last_message_id, c.message_count,
+           (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id)
+    FROM conversations c";
+
+fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
+    Ok(ConversationRow {
+        id: r.get::<_, i64>(0)? as u64,
+        contact_id: r.get::<_, i64>(1)? as u64,
+        channel: r.get(2)?,
+        external_id: r.get(3)?,
+        status: r.get(4)?,
+        assignee: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        created_at: r.get(6)?,
+        last_activity_at: r.get(7)?,
+        last_message_id: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        message_count: r.get(9)?,
+        last_message: r.get(10)?,
+    })
+}
+
+/// Which conversations the inbox lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFilter {
+    All,
+    /// Waiting or in progress.
+    Open,
+    Is(Status),
+}
+
+/// Conversations newest activity first, `limit` of them, after the `(last_activity_at, id)`
+/// cursor when one is given.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn list_conversations(
+    conn: &Connection,
+    filter: StatusFilter,
+    before: Option<(i64, u64)>,
+    limit: u32,
+) -> Result<Vec<ConversationRow>, Error> {
+    let (status_sql, statuses): (&str, Vec<&str>) = match filter {
+        StatusFilter::All => ("1", vec![]),
+        StatusFilter::Open => (
+            "c.status IN (?3, ?4)",
+            vec![Status::Waiting.as_str(), Status::InProgress.as_str()],
+        ),
+        StatusFilter::Is(s) => ("c.status = ?3", vec![s.as_str()]),
+    };
+    let sql = format!(
+        "{CONVERSATION_SELECT} WHERE {status_sql} AND (c.last_activity_at, c.id) < (?1, ?2)
+         ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {limit}"
+    );
+    let (at, id) = before.unwrap_or((i64::MAX, i64::MAX as u64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = match statuses.as_slice() {
+        [] => stmt.query_map(params![at, id as i64], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
+        [a] => stmt.query_map(params![at, id as i64, a], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
+        [a, b] => stmt.query_map(params![at, id as i64, a, b], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
+        _ => unreachable!("at most two statuses per filter"),
+    };
+    Ok(rows)
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn conversation(conn: &Connection, id: ConversationId) -> Result<Option<ConversationRow>, Error> {
+    let sql = format!("{CONVERSATION_SELECT} WHERE c.id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![id as i64], conversation_row).optional()?)
+}
+
+/// Messages of one conversation with ids above `after`, oldest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn conversation_messages(
+    conn: &Connection,
+    conversation: ConversationId,
+    after: MessageId,
+    limit: u32,
+) -> Result<Vec<MessageRow>, Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![conversation as i64, after as i64], message_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A contact's messages, across all its conversations, with `after < id <= upto`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_messages(
+    conn: &Connection,
+    contact: ContactId,
+    after: MessageId,
+    upto: MessageId,
+    limit: u32,
+) -> Result<Vec<MessageRow>, Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE contact_id = ?1 AND id > ?2 AND id <= ?3 ORDER BY id LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![contact as i64, after as i64, upto as i64], message_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_by_identity(conn: &Connection, identity: &Identity) -> Result<Option<ContactId>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT contact_id FROM identities WHERE channel = ?1 AND external_id = ?2")?
+        .query_row(params![identity.channel.as_str(), identity.external_id.as_str()], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|v| v as u64))
+}
+
+/// What the dispatcher needs to know about a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationState {
+    pub id: ConversationId,
+    pub contact: ContactId,
+    pub status: Status,
+    pub assignee: Option<AgentId>,
+    pub resolved_at: Option<i64>,
+}
+
+fn conversation_state_row(r: &Row<'_>) -> rusqlite::Result<ConversationState> {
+    let status: String = r.get(2)?;
+    Ok(ConversationState {
+        id: r.get::<_, i64>(0)? as u64,
+        contact: r.get::<_, i64>(1)? as u64,
+        status: Status::parse(&status).unwrap_or(Status::Idle),
+        assignee: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+        resolved_at: r.get(4)?,
+    })
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn conversation_state(conn: &Connection, id: ConversationId) -> Result<Option<ConversationState>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE id = ?1")?
+        .query_row(params![id as i64], conversation_state_row)
+        .optional()?)
+}
+
+/// What the dispatcher loads when it first meets a contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactSnapshot {
+    pub identities: Vec<Identity>,
+    /// The contact's conversation that is not yet closed (not `Idle`), if any.
+    pub current: Option<ConversationState>,
+    /// The newest client ids the contact sent, newest last, with their message ids.
+    pub recent_client_ids: Vec<(String, MessageId)>,
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_snapshot(conn: &Connection, contact: ContactId, recent: u32) -> Result<ContactSnapshot, Error> {
+    let identities = conn
+        .prepare_cached("SELECT channel, external_id FROM identities WHERE contact_id = ?1 ORDER BY created_at")?
+        .query_map(params![contact as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .filter_map(|row| match row {
+            Ok((c, e)) => Some(Ok(Identity { channel: bounded_id(&c).ok()?, external_id: bounded_id(&e).ok()? })),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let current = conn
+        .prepare_cached(
+            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations
+             WHERE contact_id = ?1 AND status != 'idle' ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![contact as i64], conversation_state_row)
+        .optional()?;
+    let mut recent_client_ids = conn
+        .prepare_cached(&format!(
+            "SELECT client_id, id FROM messages WHERE contact_id = ?1 AND client_id IS NOT NULL ORDER BY id DESC LIMIT {recent}"
+        ))?
+        .query_map(params![contact as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    recent_client_ids.reverse();
+    Ok(ContactSnapshot { identities, current, recent_client_ids })
+}
+
+/// Counters the dispatcher continues from: (largest contact id, largest conversation id).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn max_ids(conn: &Connection) -> Result<(ContactId, ConversationId), Error> {
+    let contact: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM contacts", [], |r| r.get(0))?;
+    let conversation: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM conversations", [], |r| r.get(0))?;
+    Ok((contact as u64, conversation as u64))
+}
+
+/// Resolved conversations, whose idle timers the dispatcher must arm at startup.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn resolved_conversations(conn: &Connection) -> Result<Vec<ConversationState>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE status = 'resolved'",
+        )?
+        .query_map([], conversation_state_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One item of an agent's live feed, as stored.
+#[derive(Debug, Clone)]
+pub enum AgentEventRow {
+    Message(MessageRow),
+    Status { lsn: Lsn, conversation_id: ConversationId, from: String, to: String, assignee: Option<AgentId>, by: Option<AgentId>, at: i64 },
+}
+
+impl AgentEventRow {
+    pub fn lsn(&self) -> Lsn {
+        match self {
+            AgentEventRow::Message(m) => m.id,
+            AgentEventRow::Status { lsn, .. } => *lsn,
+        }
+    }
+}
+
+/// The agent feed with `after < lsn <= upto`, in LSN order.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn agent_events(conn: &Connection, after: Lsn, upto: Lsn, limit: u32) -> Result<Vec<AgentEventRow>, Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT {limit}"
+    );
+    let messages: Vec<AgentEventRow> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![after as i64, upto as i64], message_row)?
+        .map(|r| r.map(AgentEventRow::Message))
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT lsn, conversation_id, from_status, to_status, assignee, by_agent, at FROM conversation_events
+         WHERE lsn > ?1 AND lsn <= ?2 ORDER BY lsn LIMIT {limit}"
+    );
+    let statuses = conn
+        .prepare_cached(&sql)?
+        .query_map(params![after as i64, upto as i64], |r| {
+            Ok(AgentEventRow::Status {
+                lsn: r.get::<_, i64>(0)? as u64,
+                conversation_id: r.get::<_, i64>(1)? as u64,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                assignee: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                by: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+                at: r.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    // Both halves were limited separately: keep only the LSN range both cover completely, so
+    // a caller paging on from the last returned LSN misses nothing.
+    let mut cut = upto;
+    for half in [&messages, &statuses] {
+        if half.len() == limit as usize {
+            cut = cut.min(half.last().map_or(upto, AgentEventRow::lsn));
+        }
+    }
+    let mut out: Vec<AgentEventRow> = messages.into_iter().chain(statuses).filter(|e| e.lsn() <= cut).collect();
+    out.sort_by_key(AgentEventRow::lsn);
+    Ok(out)
+}
+
+/// Full-text search over message text, newest first. Queries shorter than three characters
+/// (the trigram index's reach) fall back to a substring scan.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn search_messages(conn: &Connection, query: &str, limit: u32) -> Result<Vec<MessageRow>, Error> {
+    if query.chars().count() >= 3 {
+        let quoted = format!("\"{}\"", query.replace('"', "\"\""));
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1)
+             ORDER BY id DESC LIMIT {limit}"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![quoted], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    } else {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE instr(text, ?1) > 0 ORDER BY id DESC LIMIT {limit}");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![query], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,51 @@
+//! systemd integration: `READY=1`, `STATUS=`, `STOPPING=1`, and a watchdog gated by health.
+//!
+//! Without `$NOTIFY_SOCKET` (not under systemd, or in CI) every call is a no-op. The watchdog
+//! pings at half of `WATCHDOG_USEC`, and only while the health check passes, so a stuck journal
+//! writer gets the daemon restarted instead of merely logged.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub fn notify_ready(status: &str) {
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(status)]);
+}
+
+pub fn notify_stopping() {
+    notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The watchdog interval systemd asked for, halved; `None` when the watchdog is off.
+pub fn watchdog_interval() -> Option<Duration> {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        Some(Duration::from_micros(usec / 2))
+    } else {
+        None
+    }
+}
+
+/// Pings the watchdog every `interval` while `healthy()` holds, until `stop` is cancelled.
+pub async fn run_watchdog(interval: Duration, healthy: impl Fn() -> bool, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        // Cancel safety: `tick` and `cancelled` are both cancel-safe.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if healthy() {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                } else {
+                    tracing::error!("health check failed; withholding the watchdog ping");
+                }
+            }
+        }
+    }
+}

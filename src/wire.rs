@@ -1,0 +1,248 @@
+//! The JSON frames of the public contract (PRODUCT.md), in one place.
+//!
+//! Outbound frames are built here both from live operations (fan-out) and from stored rows
+//! (resume), so a resumed client sees byte-for-byte the frames a live one saw. Inbound visitor
+//! frames are parsed and validated here; every refusal has a stable `code`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, CLIENT_ID_MAX};
+use crate::store::queries::{AgentEventRow, MessageRow};
+
+/// `{"type":"message",...}` as a visitor sees it.
+#[derive(Serialize)]
+struct VisitorMessage<'a> {
+    r#type: &'static str,
+    message_id: MessageId,
+    sender: &'a str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
+    created_at: i64,
+}
+
+pub fn visitor_message(message_id: MessageId, sender: &str, text: &str, client_id: Option<&str>, created_at: i64) -> String {
+    to_json(&VisitorMessage { r#type: "message", message_id, sender, text, client_id, created_at })
+}
+
+pub fn visitor_message_row(m: &MessageRow) -> String {
+    visitor_message(m.id, &m.sender, &m.text, m.client_id.as_deref(), m.created_at)
+}
+
+#[derive(Serialize)]
+struct AgentMessage<'a> {
+    r#type: &'static str,
+    seq: Lsn,
+    message: MessageView<'a>,
+}
+
+/// A message as agents see it (API responses and live events).
+#[derive(Serialize)]
+pub struct MessageView<'a> {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub contact_id: ContactId,
+    pub sender: &'a str,
+    pub agent_id: Option<AgentId>,
+    pub client_id: Option<&'a str>,
+    pub text: &'a str,
+    pub created_at: i64,
+}
+
+impl<'a> From<&'a MessageRow> for MessageView<'a> {
+    fn from(m: &'a MessageRow) -> Self {
+        MessageView {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            contact_id: m.contact_id,
+            sender: &m.sender,
+            agent_id: m.agent_id,
+            client_id: m.client_id.as_deref(),
+            text: &m.text,
+            created_at: m.created_at,
+        }
+    }
+}
+
+pub fn agent_message(message: MessageView<'_>) -> String {
+    to_json(&AgentMessage { r#type: "message", seq: message.id, message })
+}
+
+#[derive(Serialize)]
+pub struct ConversationEvent<'a> {
+    pub r#type: &'static str,
+    pub seq: Lsn,
+    pub conversation_id: ConversationId,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub assignee: Option<AgentId>,
+    pub by: Option<AgentId>,
+    pub at: i64,
+}
+
+pub fn conversation_event(e: &ConversationEvent<'_>) -> String {
+    to_json(e)
+}
+
+pub fn agent_event_row(e: &AgentEventRow) -> String {
+    match e {
+        AgentEventRow::Message(m) => agent_message(m.into()),
+        AgentEventRow::Status { lsn, conversation_id, from, to, assignee, by, at } => {
+            conversation_event(&ConversationEvent {
+                r#type: "conversation",
+                seq: *lsn,
+                conversation_id: *conversation_id,
+                from,
+                to,
+                assignee: *assignee,
+                by: *by,
+                at: *at,
+            })
+        }
+    }
+}
+
+pub fn ack(client_id: &str, message_id: MessageId) -> String {
+    #[derive(Serialize)]
+    struct Ack<'a> {
+        r#type: &'static str,
+        client_id: &'a str,
+        message_id: MessageId,
+    }
+    to_json(&Ack { r#type: "ack", client_id, message_id })
+}
+
+pub fn error(code: &str, message: &str) -> String {
+    #[derive(Serialize)]
+    struct ErrorFrame<'a> {
+        r#type: &'static str,
+        code: &'a str,
+        message: &'a str,
+    }
+    to_json(&ErrorFrame { r#type: "error", code, message })
+}
+
+/// `{"type":"welcome"}`: the first frame on every connection, naming the identity in use.
+pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> String {
+    #[derive(Serialize)]
+    struct Welcome<'a> {
+        r#type: &'static str,
+        visitor_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<MessageId>,
+    }
+    to_json(&Welcome { r#type: "welcome", visitor_id, after: resumed_after })
+}
+
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("invariant: frames serialize (no maps with non-string keys)")
+}
+
+/// A visitor frame that was refused, with the stable code sent back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FrameError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        FrameError { code, message: message.into() }
+    }
+}
+
+/// A valid visitor → server frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisitorFrame {
+    Message { client_id: ClientId, text: String },
+}
+
+/// Parses a visitor frame; `max_text_chars` bounds the message text.
+///
+/// # Errors
+/// [`FrameError`] with one of the codes `bad_json`, `unknown_type`, `bad_client_id`,
+/// `empty_text`, `text_too_long`.
+pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFrame, FrameError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        r#type: Option<String>,
+        client_id: Option<serde_json::Value>,
+        text: Option<serde_json::Value>,
+    }
+    let parsed: Raw = serde_json::from_str(raw)
+        .map_err(|e| FrameError::new("bad_json", format!("frame is not a JSON object: {e}")))?;
+    match parsed.r#type.as_deref() {
+        Some("message") => {}
+        Some(other) => {
+            return Err(FrameError::new("unknown_type", format!("unknown frame type {other:?}; expected \"message\"")))
+        }
+        None => return Err(FrameError::new("unknown_type", "frame has no \"type\"")),
+    }
+    let client_id = match parsed.client_id {
+        Some(serde_json::Value::String(s)) => bounded_id::<CLIENT_ID_MAX>(&s)
+            .map_err(|e| FrameError::new("bad_client_id", format!("client_id {e}")))?,
+        _ => return Err(FrameError::new("bad_client_id", "client_id must be a string of 1-64 characters")),
+    };
+    let text = match parsed.text {
+        Some(serde_json::Value::String(s)) => s,
+        _ => return Err(FrameError::new("bad_text", "text must be a string")),
+    };
+    if text.trim().is_empty() {
+        return Err(FrameError::new("empty_text", "text must not be empty"));
+    }
+    let chars = text.chars().count();
+    if chars > max_text_chars {
+        return Err(FrameError::new(
+            "text_too_long",
+            format!("text has {chars} characters; the limit is {max_text_chars}"),
+        ));
+    }
+    Ok(VisitorFrame::Message { client_id, text })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_message() {
+        let f = parse_visitor_frame(r#"{"type":"message","client_id":"a1","text":"hi"}"#, 10).unwrap();
+        assert_eq!(f, VisitorFrame::Message { client_id: bounded_id("a1").unwrap(), text: "hi".into() });
+    }
+
+    #[test]
+    fn refusals_have_stable_codes() {
+        let cases = [
+            ("not json", "bad_json"),
+            ("[1,2]", "bad_json"),
+            (r#"{"type":"typing"}"#, "unknown_type"),
+            (r#"{"client_id":"a","text":"x"}"#, "unknown_type"),
+            (r#"{"type":"message","client_id":"","text":"x"}"#, "bad_client_id"),
+            (&format!(r#"{{"type":"message","client_id":"{}","text":"x"}}"#, "a".repeat(65)), "bad_client_id"),
+            (r#"{"type":"message","client_id":7,"text":"x"}"#, "bad_client_id"),
+            (r#"{"type":"message","text":"x"}"#, "bad_client_id"),
+            (r#"{"type":"message","client_id":"a","text":"  "}"#, "empty_text"),
+            (r#"{"type":"message","client_id":"a","text":"12345678901"}"#, "text_too_long"),
+            (r#"{"type":"message","client_id":"a","text":null}"#, "bad_text"),
+        ];
+        for (raw, code) in cases {
+            assert_eq!(parse_visitor_frame(raw, 10).unwrap_err().code, code, "{raw}");
+        }
+    }
+
+    #[test]
+    fn text_limit_counts_characters_not_bytes() {
+        let ten_chinese = "你".repeat(10);
+        let raw = format!(r#"{{"type":"message","client_id":"a","text":"{ten_chinese}"}}"#);
+        assert!(parse_visitor_frame(&raw, 10).is_ok());
+    }
+
+    #[test]
+    fn frames_escape_text() {
+        let f = visitor_message(5, "agent", "<img src=x onerror=alert(1)> \"q\"", None, 1);
+        let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+        assert_eq!(v["text"], "<img src=x onerror=alert(1)> \"q\"");
+        assert_eq!(v["message_id"], 5);
+        assert!(v.get("client_id").is_none());
+    }
+}
