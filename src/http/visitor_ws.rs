@@ -177,7 +177,11 @@ impl Connection {
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return Ok(()),
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => {
+                        let (code, reason) = protocol_close(&e);
+                        let _ = self.close(code, reason).await;
+                        return Err(e);
+                    }
                 },
             }
         }
@@ -284,6 +288,19 @@ impl Connection {
         // Give the peer a moment to read the close frame before the socket drops.
         let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
         result
+    }
+}
+
+/// The close code and reason for a frame the WebSocket layer itself refused.
+pub fn protocol_close(e: &axum::Error) -> (u16, &'static str) {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let inner = std::error::Error::source(e).and_then(|s| s.downcast_ref::<WsError>());
+    match inner {
+        Some(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            (close_code::SIZE, "frame exceeds the hard size limit")
+        }
+        Some(WsError::Utf8(_)) => (close_code::INVALID, "text frame is not valid UTF-8"),
+        _ => (close_code::PROTOCOL, "WebSocket protocol error"),
     }
 }
 

@@ -2,10 +2,9 @@
 //! torn tail of the last segment, refuse anything else.
 //!
 //! Policy (see `journal/mod.rs` for why it is safe):
-//! - Segments whose records are all at or below the store's applied LSN are checked by header
-//!   only: the store already holds their contents and they wait for retirement.
-//! - Every other segment is read frame by frame; each frame must decode, pass its CRC, carry
-//!   the next LSN, and hold a decodable operation.
+//! - Every segment is read frame by frame; each frame must decode, pass its CRC and carry the
+//!   next LSN. Records above the store's applied LSN must also hold a decodable operation, and
+//!   are replayed; the others the store already has.
 //! - In the last segment the first frame that is incomplete or fails its CRC marks the end of
 //!   what was ever fsync'd; the file is truncated there (and fsync'd) and startup goes on.
 //! - Anywhere else — a bad header, a bad frame before the last segment's tail, a gap or an
@@ -49,7 +48,6 @@ pub fn recover(
     let mut truncated_bytes = 0;
     for (i, seg) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
-        let next_first = segments.get(i + 1).map(|s| s.first_lsn);
         if i > 0 && seg.first_lsn != last_lsn + 1 {
             return Err(Error::corrupt(
                 &seg.path,
@@ -60,12 +58,6 @@ pub fn recover(
         let bytes = std::fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         segment::check_header(&bytes, seg.first_lsn)
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-        if let Some(next) = next_first {
-            if next.saturating_sub(1) <= applied_lsn && next > seg.first_lsn {
-                last_lsn = next - 1;
-                continue;
-            }
-        }
         let mut offset = segment::HEADER_LEN as usize;
         let mut expected = seg.first_lsn;
         let torn = loop {
@@ -219,13 +211,18 @@ mod tests {
     }
 
     #[test]
-    fn applied_segments_are_checked_by_header_only_and_not_replayed() {
+    fn applied_records_are_verified_but_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
-        write_segment(dir.path(), 1, 5);
+        let ends = write_segment(dir.path(), 1, 5);
         write_segment(dir.path(), 6, 5);
         let (r, seen) = collect(dir.path(), 7).unwrap();
         assert_eq!(r.last_lsn, 10);
         assert_eq!(seen, vec![8, 9, 10]);
+        let path = dir.path().join(segment::file_name(1));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[ends[1] as usize + 20] ^= 0xFF;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(collect(dir.path(), 7), Err(Error::Corrupt { .. })));
     }
 
     #[test]

@@ -1,0 +1,225 @@
+//! Test harness: starts the real `kefud` binary on a temporary data directory, bound to
+//! 127.0.0.1 port 0, and talks to it over HTTP and WebSockets.
+//!
+//! `KEFUD_BIN` overrides the binary (the aarch64 build under qemu-user runs these same tests).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn kefud_bin() -> PathBuf {
+    std::env::var_os("KEFUD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kefud")))
+}
+
+pub struct TestDaemon {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+/// Writes `dir/kefud.toml` with loopback port 0, `dir/data`, and `extra` appended.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("kefud.toml");
+    let data = dir.join("data");
+    let mut text = format!("[storage]\ndata_dir = {:?}\n\n", data.display().to_string());
+    if !extra.contains("[server]") {
+        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n\n");
+    }
+    text.push_str(extra);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl TestDaemon {
+    /// Starts on `dir` (created if needed) with `extra` config; panics with the log on failure.
+    pub fn start(dir: &Path, extra: &str) -> TestDaemon {
+        Self::try_start(dir, extra).unwrap_or_else(|log| panic!("kefud did not start:\n{log}"))
+    }
+
+    /// Starts, or returns the daemon's output if it exits first.
+    pub fn try_start(dir: &Path, extra: &str) -> Result<TestDaemon, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = write_config(dir, extra);
+        let mut child = Command::new(kefud_bin())
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kefud");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
+                let addr = addr.parse().expect("listening address");
+                return Ok(TestDaemon { dir: dir.to_path_buf(), addr, child: Some(child), log });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return Err(format!("exit {status}\n{}", log.lock().unwrap()));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                return Err(format!("timeout\n{}", log.lock().unwrap()));
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws(&self, path_and_query: &str) -> String {
+        format!("ws://{}{}", self.addr, path_and_query)
+    }
+
+    /// SIGKILL: no chance to flush or sync anything.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait; returns the exit status and the whole log.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "kefud did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.log())
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `kefud --config dir/kefud.toml ARGS` with `stdin` and returns (success, stdout+stderr).
+pub fn kefud_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
+    let config = dir.join("kefud.toml");
+    if !config.exists() {
+        write_config(dir, "");
+    }
+    let mut child = Command::new(kefud_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+pub fn add_agent(dir: &Path, name: &str, password: &str, admin: bool) {
+    let mut args = vec!["agent", "add", name, "--password-stdin"];
+    if admin {
+        args.push("--admin");
+    }
+    let (ok, out) = kefud_cli(dir, &args, &format!("{password}\n"));
+    assert!(ok, "agent add failed: {out}");
+}
+
+pub async fn login(d: &TestDaemon, name: &str, password: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(d.http("/api/v1/login"))
+        .json(&serde_json::json!({"username": name, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "login failed");
+    resp.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+}
+
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    ws
+}
+
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text frame (pings skipped), or panics after `secs`.
+pub async fn next_json(ws: &mut Ws, secs: u64) -> Value {
+    try_next_json(ws, secs).await.expect("expected a frame before the timeout")
+}
+
+/// The next JSON text frame, or `None` on timeout or close.
+pub async fn try_next_json(ws: &mut Ws, secs: u64) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
+        match msg {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON")),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(other) => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads frames until one with `"type": ty` arrives; returns it and the frames skipped.
+pub async fn next_of_type(ws: &mut Ws, ty: &str, secs: u64) -> (Value, Vec<Value>) {
+    let mut skipped = Vec::new();
+    loop {
+        let v = next_json(ws, secs).await;
+        if v["type"] == ty {
+            return (v, skipped);
+        }
+        skipped.push(v);
+    }
+}
