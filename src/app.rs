@@ -49,6 +49,7 @@ const REPLAY_CHUNK: usize = 10_000;
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let cfg = Arc::new(cfg);
     let started = std::time::Instant::now();
+    raise_fd_limit();
     let recovered = {
         let cfg = Arc::clone(&cfg);
         tokio::task::spawn_blocking(move || recover(&cfg)).await.map_err(|_| Error::Worker("recovery"))??
@@ -122,6 +123,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         applied: applied_rx,
         fanout: fanout_handle,
         fanout_stats,
+        journal_health: Arc::clone(&journal_health),
         reads: ReadPool::new(cfg.db_path(), 4),
         limiter: Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute)),
         shutdown: shutdown.clone(),
@@ -234,6 +236,18 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, shutdown: Cancellat
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Every idle visitor holds a socket: lift the soft open-files limit to the hard one.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

@@ -11,10 +11,12 @@
 //! - [`store`]: the SQLite projection of the journal (plus accounts), and its queries.
 //! - [`wire`]: the contract's JSON frames.
 //! - [`auth`]: agents, passwords, tokens, login rate limits.
+//! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent ...` commands.
 //! - [`app`]: wiring, startup and shutdown order; [`systemd`], [`telemetry`]: the host.
 
 pub mod admin;
+pub mod alloc_count;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use kefud::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: kefud::alloc_count::CountingAllocator = kefud::alloc_count::CountingAllocator;
+
 #[derive(Parser)]
 #[command(name = "kefud", version, about = "Omnichannel customer-service engine for a Raspberry Pi")]
 struct Cli {

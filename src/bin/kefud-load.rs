@@ -1,1 +1,492 @@
-fn main(){}
+//! kefud-load: the project's load tool. Every figure it prints is measured in the same run as
+//! its baseline, and every loop is bounded in count and time; it only talks to loopback.
+//!
+//! - `throughput`: N visitor WebSockets send messages (at a target total rate, or as fast as
+//!   acks allow) to a bare tokio-tungstenite echo server in this process, then to kefud; prints
+//!   acked messages/s, ack latency p50/p99/p999, the ratio kefud / bare, and kefud's heap
+//!   allocations per message (from its `/metrics`).
+//! - `idle`: opens N idle visitor connections and reports kefud's resident memory per
+//!   connection and at idle.
+//! - `coldstart`: fills kefud with M messages, restarts it, and times spawn → `/healthz` 200.
+//!
+//! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
+//! at the end); otherwise `--url` names a running kefud.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser)]
+#[command(name = "kefud-load", about = "Load tool for kefud (loopback only, bounded runs)")]
+struct Cli {
+    /// Start this kefud binary on a temporary data directory.
+    #[arg(long, global = true)]
+    spawn: Option<PathBuf>,
+    /// Address of a running kefud (when not spawning).
+    #[arg(long, global = true, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    Throughput {
+        #[arg(long, default_value_t = 1000)]
+        visitors: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Total messages/s offered; 0 sends as fast as acks come back.
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Unacknowledged messages per connection.
+        #[arg(long, default_value_t = 1)]
+        window: usize,
+        #[arg(long, default_value_t = 64)]
+        text_bytes: usize,
+    },
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+    },
+    Coldstart {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match cli.mode {
+            Mode::Throughput { visitors, seconds, rate, window, text_bytes } => {
+                let load = Load { visitors, seconds, rate, window, text: "x".repeat(text_bytes) };
+                throughput(cli.spawn.as_deref(), cli.addr, &load).await
+            }
+            Mode::Idle { connections } => idle(cli.spawn.as_deref().context("idle needs --spawn")?, connections).await,
+            Mode::Coldstart { messages, runs } => {
+                coldstart(cli.spawn.as_deref().context("coldstart needs --spawn")?, messages, runs).await
+            }
+        }
+    })
+}
+
+struct Load {
+    visitors: usize,
+    seconds: u64,
+    rate: u64,
+    window: usize,
+    text: String,
+}
+
+#[derive(Default)]
+struct Outcome {
+    acked: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        self.latencies_us.sort_unstable();
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies_us[i]) / 1000.0
+    }
+}
+
+async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Result<()> {
+    let echo = start_echo_server().await?;
+    let mut bare = drive(&format!("ws://{echo}/"), load, false).await?;
+    let daemon = match spawn {
+        Some(bin) => Some(Daemon::spawn(bin, None)?),
+        None => None,
+    };
+    let target = daemon.as_ref().map_or(addr, |d| d.addr);
+    let allocs_before = metric(target, "kefud_heap_allocations_total").await.unwrap_or(0);
+    let mut kefud = drive(&format!("ws://{target}/ws/visitor"), load, true).await?;
+    let allocs_after = metric(target, "kefud_heap_allocations_total").await.unwrap_or(0);
+    let allocs_per_msg = (allocs_after - allocs_before) as f64 / kefud.acked.max(1) as f64;
+    println!(
+        "machine: {} cores, {}; load: {} visitors, window {}, {} s, offered {}, text {} B",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH,
+        load.visitors,
+        load.window,
+        load.seconds,
+        if load.rate == 0 { "max".to_string() } else { format!("{} msg/s", load.rate) },
+        load.text.len()
+    );
+    println!("{:<28}{:>14}{:>10}{:>10}{:>10}{:>8}", "target", "acked msg/s", "p50 ms", "p99 ms", "p999 ms", "errors");
+    for (name, o) in [("bare WebSocket echo", &mut bare), ("kefud durable (fsync'd)", &mut kefud)] {
+        let (p50, p99, p999) = (o.percentile_ms(0.5), o.percentile_ms(0.99), o.percentile_ms(0.999));
+        println!("{name:<28}{:>14.0}{p50:>10.2}{p99:>10.2}{p999:>10.2}{:>8}", o.rate(), o.errors);
+    }
+    println!("ratio kefud / bare: {:.3}", kefud.rate() / bare.rate());
+    println!("kefud heap allocations per acked message (whole daemon): {allocs_per_msg:.1}");
+    if kefud.acked == 0 {
+        bail!("kefud acknowledged nothing");
+    }
+    if let Some(d) = daemon {
+        d.stop()?;
+    }
+    Ok(())
+}
+
+/// Runs the load against `url`; `kefud` selects the ack rule (kefud's ack frames, or any
+/// frame back from the echo server).
+async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let per_conn_rate = if load.rate == 0 { 0.0 } else { load.rate as f64 / load.visitors as f64 };
+    let mut conns = Vec::with_capacity(load.visitors);
+    for i in 0..load.visitors {
+        let url = if kefud { format!("{url}?visitor_id=load-{}-{i}", std::process::id()) } else { url.to_string() };
+        let (ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connect {url}"))?;
+        conns.push(ws);
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(load.seconds);
+    let mut tasks = Vec::new();
+    for (i, ws) in conns.into_iter().enumerate() {
+        let (acked, text, window) = (Arc::clone(&acked), load.text.clone(), load.window);
+        tasks.push(tokio::spawn(async move { visitor(ws, i, text, window, per_conn_rate, deadline, kefud, acked).await }));
+    }
+    let mut out = Outcome::default();
+    for t in tasks {
+        let (lat, errors) = t.await?;
+        out.latencies_us.extend(lat);
+        out.errors += errors;
+    }
+    out.acked = acked.load(Ordering::Relaxed);
+    out.elapsed = Duration::from_secs(load.seconds);
+    Ok(out)
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[allow(clippy::too_many_arguments)]
+async fn visitor(
+    ws: Ws,
+    conn: usize,
+    text: String,
+    window: usize,
+    rate: f64,
+    deadline: Instant,
+    kefud: bool,
+    acked: Arc<AtomicU64>,
+) -> (Vec<u32>, u64) {
+    let (mut tx, mut rx) = ws.split();
+    let mut sent_at = std::collections::VecDeque::new();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut seq = 0u64;
+    let interval = if rate > 0.0 { Some(Duration::from_secs_f64(1.0 / rate)) } else { None };
+    let mut next_send = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64((conn % 97) as f64 / 97.0));
+    loop {
+        let now = Instant::now();
+        if now >= deadline && sent_at.is_empty() {
+            break;
+        }
+        let can_send = now < deadline && sent_at.len() < window && now >= next_send;
+        if can_send {
+            let frame = format!(r#"{{"type":"message","client_id":"c{conn}-{seq}","text":"{text}"}}"#);
+            seq += 1;
+            if tx.send(Message::Text(frame.into())).await.is_err() {
+                errors += 1;
+                break;
+            }
+            sent_at.push_back(Instant::now());
+            if let Some(i) = interval {
+                next_send += i;
+            }
+            continue;
+        }
+        let wait_until = if now >= deadline {
+            deadline + Duration::from_secs(5)
+        } else if sent_at.len() < window {
+            next_send.min(deadline)
+        } else {
+            deadline + Duration::from_secs(5)
+        };
+        match tokio::time::timeout_at(wait_until.into(), rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let is_ack = !kefud || t.as_str().starts_with(r#"{"type":"ack""#);
+                if t.as_str().starts_with(r#"{"type":"error""#) {
+                    errors += 1;
+                    sent_at.pop_front();
+                } else if is_ack {
+                    if let Some(at) = sent_at.pop_front() {
+                        if at < deadline {
+                            latencies.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => {
+                errors += 1;
+                break;
+            }
+            Err(_) if now >= deadline => break,
+            Err(_) => {}
+        }
+    }
+    (latencies, errors)
+}
+
+/// The baseline: a bare tokio-tungstenite server that sends every text frame straight back.
+async fn start_echo_server() -> Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let (mut tx, mut rx) = ws.split();
+                while let Some(Ok(msg)) = rx.next().await {
+                    if msg.is_text() && tx.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+async fn idle(bin: &Path, connections: usize) -> Result<()> {
+    let daemon = Daemon::spawn(bin, None)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = daemon.rss_kib()?;
+    let mut held = Vec::with_capacity(connections);
+    for i in 0..connections {
+        let url = format!("ws://{}/ws/visitor?visitor_id=idle-{i}", daemon.addr);
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connection {i}"))?;
+        ws.next().await.context("welcome")??;
+        held.push(ws);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_loaded = daemon.rss_kib()?;
+    let per_conn = (rss_loaded.saturating_sub(rss_idle)) as f64 * 1024.0 / connections as f64;
+    println!("idle RSS (no connections): {:.1} MiB", rss_idle as f64 / 1024.0);
+    println!("RSS with {connections} idle visitor connections: {:.1} MiB", rss_loaded as f64 / 1024.0);
+    println!("per idle connection: {per_conn:.0} bytes ({:.2} KiB)", per_conn / 1024.0);
+    drop(held);
+    daemon.stop()
+}
+
+async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
+    let dir = tempdir()?;
+    let daemon = Daemon::spawn(bin, Some(&dir))?;
+    let filled = Instant::now();
+    fill(daemon.addr, messages).await?;
+    println!("filled {messages} messages in {:.1} s", filled.elapsed().as_secs_f64());
+    daemon.stop()?;
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let d = Daemon::spawn(bin, Some(&dir))?;
+        wait_healthz(d.addr, started).await?;
+        times.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss = d.rss_kib()?;
+        d.stop()?;
+    }
+    times.sort();
+    println!(
+        "cold start to /healthz 200 with {messages} messages stored: median {:.1} ms (min {:.1}, max {:.1}, {runs} runs)",
+        times[times.len() / 2].as_secs_f64() * 1000.0,
+        times[0].as_secs_f64() * 1000.0,
+        times[times.len() - 1].as_secs_f64() * 1000.0
+    );
+    println!("idle RSS after start with {messages} messages stored: {:.1} MiB", rss as f64 / 1024.0);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+/// Sends `messages` messages through 200 visitors with a window of 32.
+async fn fill(addr: SocketAddr, messages: u64) -> Result<()> {
+    let visitors = 200u64;
+    let mut tasks = Vec::new();
+    for v in 0..visitors {
+        let count = messages / visitors + u64::from(v < messages % visitors);
+        tasks.push(tokio::spawn(async move {
+            let url = format!("ws://{addr}/ws/visitor?visitor_id=fill-{v}");
+            let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+            let (mut tx, mut rx) = ws.split();
+            let (mut sent, mut acked) = (0u64, 0u64);
+            while acked < count {
+                while sent < count && sent - acked < 32 {
+                    let f = format!(r#"{{"type":"message","client_id":"f{sent}","text":"order 10{sent} for customer {v}: where is it?"}}"#);
+                    tx.send(Message::Text(f.into())).await?;
+                    sent += 1;
+                }
+                match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().starts_with(r#"{"type":"ack""#) => acked += 1,
+                    Ok(Some(Ok(Message::Text(t)))) if t.as_str().starts_with(r#"{"type":"error""#) => bail!("refused: {t}"),
+                    Ok(Some(Ok(_))) => {}
+                    other => bail!("fill connection {v} ended: {other:?}"),
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn wait_healthz(addr: SocketAddr, started: Instant) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            if s.write_all(req.as_bytes()).await.is_ok() {
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf).await;
+                if buf.starts_with(b"HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    bail!("no /healthz within 60 s")
+}
+
+async fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    buf.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// A kefud process on a temporary (or given) data directory, listening on a loopback port.
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+    /// Removed on stop when this daemon created it.
+    own_dir: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// The port is found before the daemon listens (the `listening on` line), so the spawn →
+    /// healthz time includes the whole startup.
+    fn spawn(bin: &Path, dir: Option<&Path>) -> Result<Daemon> {
+        let (dir, own_dir) = match dir {
+            Some(d) => (d.to_path_buf(), None),
+            None => {
+                let d = tempdir()?;
+                (d.clone(), Some(d))
+            }
+        };
+        let port = free_port()?;
+        let config = dir.join("kefud.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[limits]\nmessages_per_second = 1000000\nburst = 1000000\n[log]\nlevel = \"warn\"\n",
+                dir.join("data").display().to_string()
+            ),
+        )?;
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        let stderr = child.stderr.take().context("stderr")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("kefud: {line}");
+            }
+        });
+        Ok(Daemon { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), own_dir })
+            .and_then(|d| d.wait_ready())
+    }
+
+    fn wait_ready(self) -> Result<Daemon> {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("kefud did not listen within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(self)
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS")
+    }
+
+    fn stop(mut self) -> Result<()> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait()?;
+        if let Some(d) = self.own_dir.take() {
+            std::fs::remove_dir_all(d).ok();
+        }
+        if !status.success() {
+            bail!("kefud exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let mut raw = [0u8; 8];
+    getrandom::getrandom(&mut raw)?;
+    let name: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("kefud-load-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

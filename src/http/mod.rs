@@ -40,6 +40,7 @@ pub struct AppState {
     pub applied: watch::Receiver<Lsn>,
     pub fanout: FanoutHandle,
     pub fanout_stats: Arc<FanoutStats>,
+    pub journal_health: Arc<crate::journal::writer::Health>,
     pub reads: ReadPool,
     pub limiter: Arc<LoginLimiter>,
     /// Cancelled when the daemon starts shutting down.
@@ -83,6 +84,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/ws/visitor", get(visitor_ws::upgrade))
         .route("/ws/agent", get(agent_ws::upgrade))
         .nest("/api/v1", agent_api::router())
@@ -93,6 +95,24 @@ pub fn router(state: AppState) -> Router {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus text format; loopback and LAN only, like everything else here.
+async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows = [
+        ("kefud_journal_committed_total", "Records made durable since start.", app.journal_health.committed()),
+        ("kefud_journal_durable_lsn", "Last durable log sequence number.", *app.durable.borrow()),
+        ("kefud_store_applied_lsn", "Last LSN applied to SQLite.", *app.applied.borrow()),
+        ("kefud_fanout_delivered_total", "Frames handed to live connections.", app.fanout_stats.delivered.load(Relaxed)),
+        ("kefud_fanout_lagged_total", "Live connections dropped for falling behind.", app.fanout_stats.lagged.load(Relaxed)),
+        ("kefud_heap_allocations_total", "Heap allocations since start.", crate::alloc_count::allocations()),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in rows {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+    }
+    out
 }
 
 /// An API error with a stable `code`.
