@@ -199,20 +199,19 @@ impl Dispatcher {
             Some(id) => id,
             None => self.create_contact(identity, now)?,
         };
-        let contact = self.contacts.get(&contact_id).expect("invariant: looked-up contacts are hydrated");
         if let Some(cid) = &client_id {
-            if let Some((_, message_id)) = contact.recent.iter().find(|(c, _)| c == cid) {
-                let conversation = contact.current.unwrap_or(0);
+            if let Some(message_id) = self.seen_client_id(contact_id, cid)? {
+                let conversation = self.contacts[&contact_id].current.unwrap_or(0);
                 return Ok(Accepted {
-                    lsn: *message_id,
+                    lsn: message_id,
                     conversation,
-                    message_id: Some(*message_id),
+                    message_id: Some(message_id),
                     client_id,
                     duplicate: true,
                 });
             }
         }
-        let conversation = match contact.current {
+        let conversation = match self.contacts[&contact_id].current {
             Some(id) => id,
             None => self.open_conversation(contact_id, now)?,
         };
@@ -238,6 +237,21 @@ impl Dispatcher {
             contact.recent.push_back((cid.clone(), lsn));
         }
         Ok(Accepted { lsn, conversation, message_id: Some(lsn), client_id, duplicate: false })
+    }
+
+    /// The message id a client id was first stored under. Recent ids are in memory; older
+    /// ones are in the store, which by then has applied them (a contact cannot send more than
+    /// `recent_client_ids` messages in the few milliseconds the store lags the journal).
+    fn seen_client_id(&self, contact: ContactId, client_id: &ClientId) -> Result<Option<MessageId>, DispatchError> {
+        let recent = &self.contacts[&contact].recent;
+        if let Some((_, id)) = recent.iter().find(|(c, _)| c == client_id) {
+            return Ok(Some(*id));
+        }
+        if recent.len() < self.cfg.recent_client_ids {
+            // The ring still holds every client id this contact ever sent.
+            return Ok(None);
+        }
+        Ok(queries::message_by_client_id(&self.conn, contact, client_id)?)
     }
 
     fn agent_message(

@@ -172,6 +172,18 @@ pub fn contact_by_identity(conn: &Connection, identity: &Identity) -> Result<Opt
         .map(|v| v as u64))
 }
 
+/// The id of the message a contact sent with `client_id`, if any.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn message_by_client_id(conn: &Connection, contact: ContactId, client_id: &str) -> Result<Option<MessageId>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM messages WHERE contact_id = ?1 AND client_id = ?2")?
+        .query_row(params![contact as i64, client_id], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|v| v as u64))
+}
+
 /// What the dispatcher needs to know about a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationState {
