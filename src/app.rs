@@ -141,6 +141,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
 
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = shutdown.clone();
+    // Acks and message frames are small writes back to back: without TCP_NODELAY, Nagle's
+    // algorithm holds the second until the peer's delayed ACK, adding ~40 ms to every ack.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop.cancelled().await;

@@ -162,7 +162,9 @@ async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome> {
     let mut conns = Vec::with_capacity(load.visitors);
     for i in 0..load.visitors {
         let url = if kefud { format!("{url}?visitor_id=load-{}-{i}", std::process::id()) } else { url.to_string() };
-        let (ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connect {url}"))?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
+            .await
+            .with_context(|| format!("connect {url}"))?;
         conns.push(ws);
     }
     let started = Instant::now();
@@ -262,6 +264,7 @@ async fn start_echo_server() -> Result<SocketAddr> {
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
                 let (mut tx, mut rx) = ws.split();
@@ -335,7 +338,7 @@ async fn fill(addr: SocketAddr, messages: u64) -> Result<()> {
         let count = messages / visitors + u64::from(v < messages % visitors);
         tasks.push(tokio::spawn(async move {
             let url = format!("ws://{addr}/ws/visitor?visitor_id=fill-{v}");
-            let (ws, _) = tokio_tungstenite::connect_async(&url).await?;
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
             let (mut tx, mut rx) = ws.split();
             let (mut sent, mut acked) = (0u64, 0u64);
             while acked < count {

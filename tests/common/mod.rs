@@ -49,12 +49,18 @@ impl TestDaemon {
 
     /// Starts, or returns the daemon's output if it exits first.
     pub fn try_start(dir: &Path, extra: &str) -> Result<TestDaemon, String> {
+        Self::try_start_with_env(dir, extra, &[])
+    }
+
+    /// As [`TestDaemon::try_start`], with extra environment variables.
+    pub fn try_start_with_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Result<TestDaemon, String> {
         std::fs::create_dir_all(dir).unwrap();
         let config = write_config(dir, extra);
         let mut child = Command::new(kefud_bin())
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
