@@ -23,13 +23,17 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// The watchdog interval systemd asked for, halved; `None` when the watchdog is off.
+///
+/// As libsystemd's `sd_watchdog_enabled`: `WATCHDOG_USEC` turns it on, and `WATCHDOG_PID`,
+/// when present, must name this process (the sd-notify crate also insists on its presence).
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
     }
+    Some(Duration::from_micros(usec / 2))
 }
 
 /// Pings the watchdog every `interval` while `healthy()` holds, until `stop` is cancelled.
