@@ -15,20 +15,31 @@ pub enum AdminError {
     #[error("cannot read the password: {0}")]
     Input(std::io::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the two passwords differ")]
     Mismatch,
 }
 
 fn open(cfg: &Config) -> Result<rusqlite::Connection, AdminError> {
-    std::fs::create_dir_all(&cfg.storage.data_dir)
-        .map_err(|source| AdminError::DataDir { path: cfg.storage.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&cfg.storage.data_dir).map_err(|source| AdminError::DataDir {
+        path: cfg.storage.data_dir.display().to_string(),
+        source,
+    })?;
     Ok(crate::store::open(&cfg.db_path())?)
 }
 
 /// # Errors
 /// [`AdminError`] for a bad name or password, a taken name, or an unusable store.
-pub fn agent_add(cfg: &Config, name: &str, display_name: Option<&str>, admin: bool, from_stdin: bool) -> Result<String, AdminError> {
+pub fn agent_add(
+    cfg: &Config,
+    name: &str,
+    display_name: Option<&str>,
+    admin: bool,
+    from_stdin: bool,
+) -> Result<String, AdminError> {
     let conn = open(cfg)?;
     let password = read_password(from_stdin)?;
     let agent = auth::add_agent(&conn, name, display_name.unwrap_or(""), &password, admin)?;
@@ -64,7 +75,9 @@ pub fn agent_passwd(cfg: &Config, name: &str, from_stdin: bool) -> Result<String
     let conn = open(cfg)?;
     let password = read_password(from_stdin)?;
     auth::set_password(&conn, name, &password)?;
-    Ok(format!("password of {name} changed; their sessions were signed out"))
+    Ok(format!(
+        "password of {name} changed; their sessions were signed out"
+    ))
 }
 
 /// One line from stdin; on a terminal (without `--password-stdin`) asked twice with echo off.
@@ -72,7 +85,10 @@ fn read_password(from_stdin: bool) -> Result<String, AdminError> {
     let stdin = std::io::stdin();
     if from_stdin || !stdin.is_terminal() {
         let mut line = String::new();
-        stdin.lock().read_line(&mut line).map_err(AdminError::Input)?;
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(AdminError::Input)?;
         return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
     let first = prompt_hidden("Password: ")?;

@@ -52,9 +52,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     raise_fd_limit();
     let recovered = {
         let cfg = Arc::clone(&cfg);
-        tokio::task::spawn_blocking(move || recover(&cfg)).await.map_err(|_| Error::Worker("recovery"))??
+        tokio::task::spawn_blocking(move || recover(&cfg))
+            .await
+            .map_err(|_| Error::Worker("recovery"))??
     };
-    let Recovered { applier, applied_rx, applied_atomic, journal: rec } = recovered;
+    let Recovered {
+        applier,
+        applied_rx,
+        applied_atomic,
+        journal: rec,
+    } = recovered;
     tracing::info!(
         last_lsn = rec.last_lsn,
         segments = rec.segments.len(),
@@ -131,12 +138,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
-        .map_err(|source| Error::Bind { addr: cfg.server.listen, source })?;
+        .map_err(|source| Error::Bind {
+            addr: cfg.server.listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     announce(addr, &state, started.elapsed()).await;
     if let Some(interval) = systemd::watchdog_interval() {
         let health = Arc::clone(&journal_health);
-        tasks.spawn(systemd::run_watchdog(interval, move || health.is_healthy(Duration::from_secs(10)), shutdown.clone()));
+        tasks.spawn(systemd::run_watchdog(
+            interval,
+            move || health.is_healthy(Duration::from_secs(10)),
+            shutdown.clone(),
+        ));
     }
 
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -160,11 +174,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     // acks and close, then every command sender is dropped and the pipeline drains in order.
     connections.close();
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections did not close within the grace period");
     }
     tasks.close();
-    let threads_done = tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));
+    let threads_done =
+        tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));
     let joined = threads_done.await.unwrap_or(false);
     tasks.wait().await;
     served.map_err(Error::Serve)?;
@@ -174,7 +192,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     if !joined {
         return Err(Error::Worker("journal, store or dispatcher"));
     }
-    tracing::info!(committed = journal_health.committed(), "stopped cleanly; journal synced");
+    tracing::info!(
+        committed = journal_health.committed(),
+        "stopped cleanly; journal synced"
+    );
     Ok(())
 }
 
@@ -188,7 +209,10 @@ struct Recovered {
 /// Opens the store, recovers the journal and replays into the store what it lacks.
 fn recover(cfg: &Config) -> Result<Recovered> {
     let journal_dir = cfg.journal_dir();
-    std::fs::create_dir_all(&journal_dir).map_err(|source| Error::DataDir { path: journal_dir.clone(), source })?;
+    std::fs::create_dir_all(&journal_dir).map_err(|source| Error::DataDir {
+        path: journal_dir.clone(),
+        source,
+    })?;
     let conn = store::open(&cfg.db_path())?;
     let (mut applier, applied_rx, applied_atomic) = Applier::new(conn)?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
@@ -216,14 +240,32 @@ fn recover(cfg: &Config) -> Result<Recovered> {
         }
         .into());
     }
-    Ok(Recovered { applier, applied_rx, applied_atomic, journal })
+    Ok(Recovered {
+        applier,
+        applied_rx,
+        applied_atomic,
+        journal,
+    })
 }
 
 async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     tracing::info!(%addr, startup_ms = startup.as_millis() as u64, "listening on {addr}");
-    let agents = state.reads.run(|c| crate::auth::list_agents(c)).await.map(|a| a.len()).unwrap_or(0);
-    let host = if addr.ip().is_unspecified() { "<this-machine's-address>".to_string() } else { addr.ip().to_string() };
-    tracing::info!("agent API: http://{host}:{}/api/v1, visitor WebSocket: ws://{host}:{}/ws/visitor", addr.port(), addr.port());
+    let agents = state
+        .reads
+        .run(|c| crate::auth::list_agents(c))
+        .await
+        .map(|a| a.len())
+        .unwrap_or(0);
+    let host = if addr.ip().is_unspecified() {
+        "<this-machine's-address>".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    tracing::info!(
+        "agent API: http://{host}:{}/api/v1, visitor WebSocket: ws://{host}:{}/ws/visitor",
+        addr.port(),
+        addr.port()
+    );
     if agents == 0 {
         tracing::info!(
             "no agent account yet: create the first with `kefud --config <your config> agent add NAME --admin --password-stdin`"
@@ -249,7 +291,10 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, shutdown: Cancellat
 
 /// Every idle visitor holds a socket: lift the soft open-files limit to the hard one.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
@@ -269,7 +314,10 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<
 /// Cancels `shutdown` on SIGTERM or SIGINT.
 pub async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop kefud with SIGKILL");
         return;
     };

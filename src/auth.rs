@@ -54,7 +54,8 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(
         Algorithm::Argon2id,
         Version::V0x13,
-        Params::new(12 * 1024, 3, 1, None).expect("invariant: constant Argon2 parameters are valid"),
+        Params::new(12 * 1024, 3, 1, None)
+            .expect("invariant: constant Argon2 parameters are valid"),
     )
 }
 
@@ -67,7 +68,10 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).map_err(|e| AuthError::Hash(e.to_string()))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| AuthError::Hash(e.to_string()))?;
-    Ok(argon2().hash_password(password.as_bytes(), &salt).map_err(|e| AuthError::Hash(e.to_string()))?.to_string())
+    Ok(argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AuthError::Hash(e.to_string()))?
+        .to_string())
 }
 
 fn verify_password(hash: &str, password: &str) -> bool {
@@ -77,7 +81,9 @@ fn verify_password(hash: &str, password: &str) -> bool {
 fn valid_username(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 const AGENT_COLUMNS: &str = "id, username, display_name, is_admin, disabled, created_at";
@@ -95,12 +101,22 @@ fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
 
 /// # Errors
 /// [`AuthError`] for a bad username, weak password, taken name or store failure.
-pub fn add_agent(conn: &Connection, username: &str, display_name: &str, password: &str, is_admin: bool) -> Result<Agent, AuthError> {
+pub fn add_agent(
+    conn: &Connection,
+    username: &str,
+    display_name: &str,
+    password: &str,
+    is_admin: bool,
+) -> Result<Agent, AuthError> {
     if !valid_username(username) {
         return Err(AuthError::BadUsername);
     }
     let hash = hash_password(password)?;
-    let display = if display_name.trim().is_empty() { username } else { display_name.trim() };
+    let display = if display_name.trim().is_empty() {
+        username
+    } else {
+        display_name.trim()
+    };
     let inserted = conn.execute(
         "INSERT OR IGNORE INTO agents (username, display_name, password_hash, is_admin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![username, display, hash, is_admin, now_ms()],
@@ -115,7 +131,11 @@ pub fn add_agent(conn: &Connection, username: &str, display_name: &str, password
 /// [`AuthError::Store`].
 pub fn agent_by_name(conn: &Connection, username: &str) -> Result<Option<Agent>, AuthError> {
     Ok(conn
-        .query_row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE username = ?1"), params![username], agent_row)
+        .query_row(
+            &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE username = ?1"),
+            params![username],
+            agent_row,
+        )
         .optional()?)
 }
 
@@ -123,7 +143,11 @@ pub fn agent_by_name(conn: &Connection, username: &str) -> Result<Option<Agent>,
 /// [`AuthError::Store`].
 pub fn agent_by_id(conn: &Connection, id: AgentId) -> Result<Option<Agent>, AuthError> {
     Ok(conn
-        .query_row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"), params![id as i64], agent_row)
+        .query_row(
+            &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
+            params![id as i64],
+            agent_row,
+        )
         .optional()?)
 }
 
@@ -140,10 +164,17 @@ pub fn list_agents(conn: &Connection) -> Result<Vec<Agent>, AuthError> {
 /// # Errors
 /// [`AuthError`] for an unknown agent, a weak password or a store failure.
 pub fn set_password(conn: &Connection, username: &str, password: &str) -> Result<(), AuthError> {
-    let agent = agent_by_name(conn, username)?.ok_or_else(|| AuthError::NoSuchAgent(username.into()))?;
+    let agent =
+        agent_by_name(conn, username)?.ok_or_else(|| AuthError::NoSuchAgent(username.into()))?;
     let hash = hash_password(password)?;
-    conn.execute("UPDATE agents SET password_hash = ?2 WHERE id = ?1", params![agent.id as i64, hash])?;
-    conn.execute("DELETE FROM tokens WHERE agent_id = ?1", params![agent.id as i64])?;
+    conn.execute(
+        "UPDATE agents SET password_hash = ?2 WHERE id = ?1",
+        params![agent.id as i64, hash],
+    )?;
+    conn.execute(
+        "DELETE FROM tokens WHERE agent_id = ?1",
+        params![agent.id as i64],
+    )?;
     Ok(())
 }
 
@@ -152,7 +183,12 @@ pub fn set_password(conn: &Connection, username: &str, password: &str) -> Result
 /// # Errors
 /// [`AuthError::InvalidCredentials`] for an unknown name, a wrong password or a disabled
 /// agent (indistinguishable on purpose), or a store failure.
-pub fn login(conn: &Connection, username: &str, password: &str, ttl: Duration) -> Result<(String, Agent), AuthError> {
+pub fn login(
+    conn: &Connection,
+    username: &str,
+    password: &str,
+    ttl: Duration,
+) -> Result<(String, Agent), AuthError> {
     let row: Option<(String, Agent)> = conn
         .query_row(
             &format!("SELECT password_hash, {AGENT_COLUMNS} FROM agents WHERE username = ?1"),
@@ -190,7 +226,12 @@ pub fn login(conn: &Connection, username: &str, password: &str, ttl: Duration) -
     conn.execute("DELETE FROM tokens WHERE expires_at < ?1", params![now])?;
     conn.execute(
         "INSERT INTO tokens (hash, agent_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-        params![token_hash(&token).as_slice(), agent.id as i64, now, now + ttl.as_millis() as i64],
+        params![
+            token_hash(&token).as_slice(),
+            agent.id as i64,
+            now,
+            now + ttl.as_millis() as i64
+        ],
     )?;
     Ok((token, agent))
 }
@@ -206,7 +247,11 @@ pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Agent>, Aut
     let sql = format!(
         "SELECT {} FROM tokens t JOIN agents a ON a.id = t.agent_id
          WHERE t.hash = ?1 AND t.expires_at > ?2 AND a.disabled = 0",
-        AGENT_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
+        AGENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(conn
         .prepare_cached(&sql)?
@@ -217,7 +262,10 @@ pub fn authenticate(conn: &Connection, token: &str) -> Result<Option<Agent>, Aut
 /// # Errors
 /// [`AuthError::Store`].
 pub fn logout(conn: &Connection, token: &str) -> Result<(), AuthError> {
-    conn.execute("DELETE FROM tokens WHERE hash = ?1", params![token_hash(token).as_slice()])?;
+    conn.execute(
+        "DELETE FROM tokens WHERE hash = ?1",
+        params![token_hash(token).as_slice()],
+    )?;
     Ok(())
 }
 
@@ -237,16 +285,25 @@ pub struct LoginLimiter {
 
 impl LoginLimiter {
     pub fn new(per_minute: u32) -> Self {
-        LoginLimiter { per_minute, failures: Mutex::new(HashMap::new()) }
+        LoginLimiter {
+            per_minute,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether any of `keys` has used up its failures.
     pub fn is_blocked(&self, keys: &[&str]) -> bool {
-        let mut map = self.failures.lock().expect("invariant: limiter lock is never poisoned");
+        let mut map = self
+            .failures
+            .lock()
+            .expect("invariant: limiter lock is never poisoned");
         let now = Instant::now();
         keys.iter().any(|k| {
             map.get_mut(*k).is_some_and(|q| {
-                while q.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+                {
                     q.pop_front();
                 }
                 q.len() >= self.per_minute as usize
@@ -255,11 +312,17 @@ impl LoginLimiter {
     }
 
     pub fn record_failure(&self, keys: &[&str]) {
-        let mut map = self.failures.lock().expect("invariant: limiter lock is never poisoned");
+        let mut map = self
+            .failures
+            .lock()
+            .expect("invariant: limiter lock is never poisoned");
         let now = Instant::now();
         // Bound the table: forget keys with no recent failure when it grows.
         if map.len() > 10_000 {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60)));
+            map.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+            });
         }
         for k in keys {
             let q = map.entry((*k).to_string()).or_default();
@@ -286,12 +349,24 @@ mod tests {
         let conn = db();
         let agent = add_agent(&conn, "li", "Li Na", "correct horse", true).unwrap();
         assert!(agent.is_admin);
-        assert!(matches!(add_agent(&conn, "LI", "", "whatever12", false), Err(AuthError::UsernameTaken(_))));
-        assert!(matches!(login(&conn, "li", "wrong password", Duration::from_secs(60)), Err(AuthError::InvalidCredentials)));
-        assert!(matches!(login(&conn, "nobody", "correct horse", Duration::from_secs(60)), Err(AuthError::InvalidCredentials)));
+        assert!(matches!(
+            add_agent(&conn, "LI", "", "whatever12", false),
+            Err(AuthError::UsernameTaken(_))
+        ));
+        assert!(matches!(
+            login(&conn, "li", "wrong password", Duration::from_secs(60)),
+            Err(AuthError::InvalidCredentials)
+        ));
+        assert!(matches!(
+            login(&conn, "nobody", "correct horse", Duration::from_secs(60)),
+            Err(AuthError::InvalidCredentials)
+        ));
         let (token, who) = login(&conn, "li", "correct horse", Duration::from_secs(60)).unwrap();
         assert_eq!(who.id, agent.id);
-        assert_eq!(authenticate(&conn, &token).unwrap().map(|a| a.id), Some(agent.id));
+        assert_eq!(
+            authenticate(&conn, &token).unwrap().map(|a| a.id),
+            Some(agent.id)
+        );
         assert_eq!(authenticate(&conn, &"0".repeat(64)).unwrap(), None);
         logout(&conn, &token).unwrap();
         assert_eq!(authenticate(&conn, &token).unwrap(), None);
@@ -301,8 +376,14 @@ mod tests {
     fn password_change_revokes_tokens_and_weak_ones_are_refused() {
         let conn = db();
         add_agent(&conn, "wang", "", "longenough", false).unwrap();
-        assert!(matches!(add_agent(&conn, "x", "", "short", false), Err(AuthError::WeakPassword)));
-        assert!(matches!(add_agent(&conn, "bad name", "", "longenough", false), Err(AuthError::BadUsername)));
+        assert!(matches!(
+            add_agent(&conn, "x", "", "short", false),
+            Err(AuthError::WeakPassword)
+        ));
+        assert!(matches!(
+            add_agent(&conn, "bad name", "", "longenough", false),
+            Err(AuthError::BadUsername)
+        ));
         let (token, _) = login(&conn, "wang", "longenough", Duration::from_secs(60)).unwrap();
         set_password(&conn, "wang", "another-one").unwrap();
         assert_eq!(authenticate(&conn, &token).unwrap(), None);

@@ -97,19 +97,29 @@ impl Default for Config {
 
 impl Default for Server {
     fn default() -> Self {
-        Server { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), shutdown_grace_secs: 5 }
+        Server {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            shutdown_grace_secs: 5,
+        }
     }
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { data_dir: PathBuf::from("./kefud-data") }
+        Storage {
+            data_dir: PathBuf::from("./kefud-data"),
+        }
     }
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal { segment_bytes: 16 * 1024 * 1024, max_batch_bytes: 1024 * 1024, retain_segments: 2, queue_depth: 8192 }
+        Journal {
+            segment_bytes: 16 * 1024 * 1024,
+            max_batch_bytes: 1024 * 1024,
+            retain_segments: 2,
+            queue_depth: 8192,
+        }
     }
 }
 
@@ -128,19 +138,27 @@ impl Default for Limits {
 
 impl Default for Conversations {
     fn default() -> Self {
-        Conversations { resolved_idle_after_secs: 24 * 3600, recent_client_ids: 64 }
+        Conversations {
+            resolved_idle_after_secs: 24 * 3600,
+            recent_client_ids: 64,
+        }
     }
 }
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { token_ttl_secs: 12 * 3600, login_failures_per_minute: 5 }
+        Auth {
+            token_ttl_secs: 12 * 3600,
+            login_failures_per_minute: 5,
+        }
     }
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { level: "info".into() }
+        Log {
+            level: "info".into(),
+        }
     }
 }
 
@@ -155,11 +173,17 @@ pub struct ConfigError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read config {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("config {}: {}", path.display(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Invalid { path: PathBuf, errors: Vec<ConfigError> },
+    Invalid {
+        path: PathBuf,
+        errors: Vec<ConfigError>,
+    },
 }
 
 impl Config {
@@ -168,13 +192,22 @@ impl Config {
     /// # Errors
     /// [`LoadError`] naming the file and every offending key.
     pub fn load(path: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
-        let cfg = Config::parse(&text).map_err(|message| LoadError::Parse { path: path.into(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let cfg = Config::parse(&text).map_err(|message| LoadError::Parse {
+            path: path.into(),
+            message,
+        })?;
         let errors = cfg.validate();
         if errors.is_empty() {
             Ok(cfg)
         } else {
-            Err(LoadError::Invalid { path: path.into(), errors })
+            Err(LoadError::Invalid {
+                path: path.into(),
+                errors,
+            })
         }
     }
 
@@ -189,10 +222,17 @@ impl Config {
         let mut errors = Vec::new();
         let mut check = |ok: bool, key: &'static str, message: &str| {
             if !ok {
-                errors.push(ConfigError { key, message: message.into() });
+                errors.push(ConfigError {
+                    key,
+                    message: message.into(),
+                });
             }
         };
-        check(!self.storage.data_dir.as_os_str().is_empty(), "storage.data_dir", "must not be empty");
+        check(
+            !self.storage.data_dir.as_os_str().is_empty(),
+            "storage.data_dir",
+            "must not be empty",
+        );
         check(
             (64 * 1024..=1 << 30).contains(&self.journal.segment_bytes),
             "journal.segment_bytes",
@@ -203,24 +243,33 @@ impl Config {
             "journal.max_batch_bytes",
             "must be between 4096 and 67108864",
         );
-        check((1..=1 << 20).contains(&self.journal.queue_depth), "journal.queue_depth", "must be between 1 and 1048576");
+        check(
+            (1..=1 << 20).contains(&self.journal.queue_depth),
+            "journal.queue_depth",
+            "must be between 1 and 1048576",
+        );
         check(
             (256..=1 << 20).contains(&self.limits.max_frame_bytes),
             "limits.max_frame_bytes",
             "must be between 256 and 1048576",
         );
         check(
-            self.limits.max_text_chars >= 1 && self.limits.max_text_chars <= self.limits.max_frame_bytes,
+            self.limits.max_text_chars >= 1
+                && self.limits.max_text_chars <= self.limits.max_frame_bytes,
             "limits.max_text_chars",
             "must be at least 1 and at most limits.max_frame_bytes",
         );
-        check(self.limits.messages_per_second >= 1, "limits.messages_per_second", "must be at least 1");
         check(
-            self.limits.burst >= 1,
-            "limits.burst",
+            self.limits.messages_per_second >= 1,
+            "limits.messages_per_second",
             "must be at least 1",
         );
-        check((1..=4096).contains(&self.limits.max_inflight), "limits.max_inflight", "must be between 1 and 4096");
+        check(self.limits.burst >= 1, "limits.burst", "must be at least 1");
+        check(
+            (1..=4096).contains(&self.limits.max_inflight),
+            "limits.max_inflight",
+            "must be between 1 and 4096",
+        );
         check(
             (8..=65536).contains(&self.limits.subscriber_queue),
             "limits.subscriber_queue",
@@ -236,14 +285,26 @@ impl Config {
             "conversations.recent_client_ids",
             "must be between 1 and 1024",
         );
-        check(self.auth.token_ttl_secs >= 60, "auth.token_ttl_secs", "must be at least 60");
-        check(self.auth.login_failures_per_minute >= 1, "auth.login_failures_per_minute", "must be at least 1");
+        check(
+            self.auth.token_ttl_secs >= 60,
+            "auth.token_ttl_secs",
+            "must be at least 60",
+        );
+        check(
+            self.auth.login_failures_per_minute >= 1,
+            "auth.login_failures_per_minute",
+            "must be at least 1",
+        );
         check(
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
             "is not a valid filter (try \"info\" or \"kefud=debug,info\")",
         );
-        check(self.server.shutdown_grace_secs <= 60, "server.shutdown_grace_secs", "must be at most 60");
+        check(
+            self.server.shutdown_grace_secs <= 60,
+            "server.shutdown_grace_secs",
+            "must be at most 60",
+        );
         errors
     }
 
@@ -284,8 +345,18 @@ mod tests {
     fn bad_values_name_their_key() {
         let err = Config::parse("[server]\nlisten = \"not an address\"\n").unwrap_err();
         assert!(err.contains("listen"), "{err}");
-        let cfg = Config::parse("[journal]\nsegment_bytes = 10\n[limits]\nmax_text_chars = 0\n[log]\nlevel = \"[[\"\n").unwrap();
+        let cfg = Config::parse(
+            "[journal]\nsegment_bytes = 10\n[limits]\nmax_text_chars = 0\n[log]\nlevel = \"[[\"\n",
+        )
+        .unwrap();
         let keys: Vec<_> = cfg.validate().into_iter().map(|e| e.key).collect();
-        assert_eq!(keys, vec!["journal.segment_bytes", "limits.max_text_chars", "log.level"]);
+        assert_eq!(
+            keys,
+            vec![
+                "journal.segment_bytes",
+                "limits.max_text_chars",
+                "log.level"
+            ]
+        );
     }
 }

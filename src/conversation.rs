@@ -25,7 +25,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Idle, Status::Waiting, Status::InProgress, Status::Resolved];
+    pub const ALL: [Status; 4] = [
+        Status::Idle,
+        Status::Waiting,
+        Status::InProgress,
+        Status::Resolved,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -136,7 +141,11 @@ pub fn step(from: Status, event: Event) -> Result<Status, Refused> {
         .iter()
         .find(|(f, e, _)| *f == from && *e == event)
         .map(|(_, _, to)| *to)
-        .ok_or(Refused { from, event, reason: refusal_reason(from, event) })
+        .ok_or(Refused {
+            from,
+            event,
+            reason: refusal_reason(from, event),
+        })
 }
 
 fn refusal_reason(from: Status, event: Event) -> &'static str {

@@ -25,7 +25,9 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conversation::{self, Event, Refused, Status};
-use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
+use crate::model::{
+    AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
+};
 use crate::op::{Entry, MessageAdded, Op, StatusChanged};
 use crate::store::queries;
 
@@ -33,8 +35,9 @@ use crate::store::queries;
 pub enum Reply {
     /// One answer, for request/response callers (the HTTP API).
     Once(oneshot::Sender<Result<Accepted, DispatchError>>),
-    /// A connection's reply stream: answers arrive in command order.
-    Stream(mpsc::Sender<Result<Accepted, DispatchError>>),
+    /// A connection's reply stream: answers arrive in command order, so it needs no more than
+    /// the LSN to wait for and the message id (a small item keeps an idle connection small).
+    Stream(mpsc::Sender<StreamReply>),
 }
 
 impl Reply {
@@ -46,20 +49,55 @@ impl Reply {
             // The stream's capacity is the connection's in-flight limit, so it never fills; a
             // closed one means the connection is gone and has no one left to tell.
             Reply::Stream(tx) => {
-                let _ = tx.try_send(result);
+                let _ = tx.try_send(result.map(|a| StreamAccepted {
+                    lsn: a.lsn,
+                    message_id: a.message_id.unwrap_or(0),
+                }));
             }
         }
     }
 }
 
 pub enum Command {
-    CustomerMessage { identity: Identity, client_id: Option<ClientId>, text: String, reply: Reply },
-    AgentMessage { conversation: ConversationId, agent: AgentId, text: String, reply: Reply },
-    Assign { conversation: ConversationId, to: AgentId, by: AgentId, reply: Reply },
-    Resolve { conversation: ConversationId, by: AgentId, reply: Reply },
-    Reopen { conversation: ConversationId, by: AgentId, reply: Reply },
+    CustomerMessage {
+        identity: Identity,
+        client_id: Option<ClientId>,
+        text: String,
+        reply: Reply,
+    },
+    AgentMessage {
+        conversation: ConversationId,
+        agent: AgentId,
+        text: String,
+        reply: Reply,
+    },
+    Assign {
+        conversation: ConversationId,
+        to: AgentId,
+        by: AgentId,
+        reply: Reply,
+    },
+    Resolve {
+        conversation: ConversationId,
+        by: AgentId,
+        reply: Reply,
+    },
+    Reopen {
+        conversation: ConversationId,
+        by: AgentId,
+        reply: Reply,
+    },
     /// Fires idle timeouts that are due at `now_ms`.
     Tick { now_ms: i64 },
+}
+
+/// What a connection's reply stream carries.
+pub type StreamReply = Result<StreamAccepted, DispatchError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAccepted {
+    pub lsn: Lsn,
+    pub message_id: MessageId,
 }
 
 /// A command the dispatcher took.
@@ -169,19 +207,42 @@ impl Dispatcher {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::CustomerMessage { identity, client_id, text, reply } => {
+            Command::CustomerMessage {
+                identity,
+                client_id,
+                text,
+                reply,
+            } => {
                 reply.send(self.customer_message(identity, client_id, text));
             }
-            Command::AgentMessage { conversation, agent, text, reply } => {
+            Command::AgentMessage {
+                conversation,
+                agent,
+                text,
+                reply,
+            } => {
                 reply.send(self.agent_message(conversation, agent, text));
             }
-            Command::Assign { conversation, to, by, reply } => {
+            Command::Assign {
+                conversation,
+                to,
+                by,
+                reply,
+            } => {
                 reply.send(self.transition(conversation, Event::Assign, Some(to), by));
             }
-            Command::Resolve { conversation, by, reply } => {
+            Command::Resolve {
+                conversation,
+                by,
+                reply,
+            } => {
                 reply.send(self.transition(conversation, Event::Resolve, None, by));
             }
-            Command::Reopen { conversation, by, reply } => {
+            Command::Reopen {
+                conversation,
+                by,
+                reply,
+            } => {
                 reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
@@ -230,19 +291,32 @@ impl Dispatcher {
             Some(audience),
         )?;
         if let Some(cid) = &client_id {
-            let contact = self.contacts.get_mut(&contact_id).expect("invariant: hydrated above");
+            let contact = self
+                .contacts
+                .get_mut(&contact_id)
+                .expect("invariant: hydrated above");
             if contact.recent.len() == self.cfg.recent_client_ids {
                 contact.recent.pop_front();
             }
             contact.recent.push_back((cid.clone(), lsn));
         }
-        Ok(Accepted { lsn, conversation, message_id: Some(lsn), client_id, duplicate: false })
+        Ok(Accepted {
+            lsn,
+            conversation,
+            message_id: Some(lsn),
+            client_id,
+            duplicate: false,
+        })
     }
 
     /// The message id a client id was first stored under. Recent ids are in memory; older
     /// ones are in the store, which by then has applied them (a contact cannot send more than
     /// `recent_client_ids` messages in the few milliseconds the store lags the journal).
-    fn seen_client_id(&self, contact: ContactId, client_id: &ClientId) -> Result<Option<MessageId>, DispatchError> {
+    fn seen_client_id(
+        &self,
+        contact: ContactId,
+        client_id: &ClientId,
+    ) -> Result<Option<MessageId>, DispatchError> {
         let recent = &self.contacts[&contact].recent;
         if let Some((_, id)) = recent.iter().find(|(c, _)| c == client_id) {
             return Ok(Some(*id));
@@ -251,7 +325,9 @@ impl Dispatcher {
             // The ring still holds every client id this contact ever sent.
             return Ok(None);
         }
-        Ok(queries::message_by_client_id(&self.conn, contact, client_id)?)
+        Ok(queries::message_by_client_id(
+            &self.conn, contact, client_id,
+        )?)
     }
 
     fn agent_message(
@@ -278,7 +354,13 @@ impl Dispatcher {
             }),
             Some(audience),
         )?;
-        Ok(Accepted { lsn, conversation, message_id: Some(lsn), client_id: None, duplicate: false })
+        Ok(Accepted {
+            lsn,
+            conversation,
+            message_id: Some(lsn),
+            client_id: None,
+            duplicate: false,
+        })
     }
 
     /// Assign, resolve, reopen: a status event with no message.
@@ -293,7 +375,13 @@ impl Dispatcher {
         self.hydrate_conversation(conversation)?;
         let assignee = assignee.or(self.conversations[&conversation].assignee);
         let lsn = self.change_status(conversation, event, assignee, Some(by), now)?;
-        Ok(Accepted { lsn: lsn.unwrap_or(0), conversation, message_id: None, client_id: None, duplicate: false })
+        Ok(Accepted {
+            lsn: lsn.unwrap_or(0),
+            conversation,
+            message_id: None,
+            client_id: None,
+            duplicate: false,
+        })
     }
 
     /// Steps the state machine and journals the change, if there is one (a status or an
@@ -309,26 +397,42 @@ impl Dispatcher {
         let state = &self.conversations[&conversation];
         let from = state.status;
         let to = conversation::step(from, event)?;
-        let assignee = if event == Event::CustomerMessage { state.assignee } else { assignee };
+        let assignee = if event == Event::CustomerMessage {
+            state.assignee
+        } else {
+            assignee
+        };
         if to == from && assignee == state.assignee {
             return Ok(None);
         }
         if from == Status::Resolved {
             if let Some(at) = state.resolved_at {
-                self.idle_deadlines.remove(&(at + self.cfg.resolved_idle_after_ms, conversation));
+                self.idle_deadlines
+                    .remove(&(at + self.cfg.resolved_idle_after_ms, conversation));
             }
         }
         let lsn = self.append(
-            Op::StatusChanged(StatusChanged { conversation, from, to, assignee, by, at_ms: now }),
+            Op::StatusChanged(StatusChanged {
+                conversation,
+                from,
+                to,
+                assignee,
+                by,
+                at_ms: now,
+            }),
             None,
         )?;
-        let state = self.conversations.get_mut(&conversation).expect("invariant: present above");
+        let state = self
+            .conversations
+            .get_mut(&conversation)
+            .expect("invariant: present above");
         state.status = to;
         state.assignee = assignee;
         match to {
             Status::Resolved => {
                 state.resolved_at = Some(now);
-                self.idle_deadlines.insert((now + self.cfg.resolved_idle_after_ms, conversation));
+                self.idle_deadlines
+                    .insert((now + self.cfg.resolved_idle_after_ms, conversation));
             }
             Status::Idle => {
                 let contact = state.contact;
@@ -360,30 +464,64 @@ impl Dispatcher {
 
     fn append(&mut self, op: Op, audience: Option<Arc<[Identity]>>) -> Result<Lsn, DispatchError> {
         let lsn = self.next_lsn;
-        self.journal.blocking_send(Entry { lsn, op, audience }).map_err(|_| DispatchError::Unavailable)?;
+        self.journal
+            .blocking_send(Entry { lsn, op, audience })
+            .map_err(|_| DispatchError::Unavailable)?;
         self.next_lsn += 1;
         Ok(lsn)
     }
 
     fn create_contact(&mut self, identity: Identity, now: i64) -> Result<ContactId, DispatchError> {
         let contact = self.next_contact;
-        self.append(Op::ContactCreated { contact, identity: identity.clone(), at_ms: now }, None)?;
+        self.append(
+            Op::ContactCreated {
+                contact,
+                identity: identity.clone(),
+                at_ms: now,
+            },
+            None,
+        )?;
         self.next_contact += 1;
         self.identities.insert(identity.clone(), contact);
         self.contacts.insert(
             contact,
-            ContactState { identities: Arc::from(vec![identity]), current: None, recent: VecDeque::new() },
+            ContactState {
+                identities: Arc::from(vec![identity]),
+                current: None,
+                recent: VecDeque::new(),
+            },
         );
         Ok(contact)
     }
 
-    fn open_conversation(&mut self, contact: ContactId, now: i64) -> Result<ConversationId, DispatchError> {
+    fn open_conversation(
+        &mut self,
+        contact: ContactId,
+        now: i64,
+    ) -> Result<ConversationId, DispatchError> {
         let conversation = self.next_conversation;
-        self.append(Op::ConversationOpened { conversation, contact, at_ms: now }, None)?;
+        self.append(
+            Op::ConversationOpened {
+                conversation,
+                contact,
+                at_ms: now,
+            },
+            None,
+        )?;
         self.next_conversation += 1;
-        self.conversations
-            .insert(conversation, ConversationState { contact, status: Status::Idle, assignee: None, resolved_at: None });
-        self.contacts.get_mut(&contact).expect("invariant: contact hydrated before opening").current = Some(conversation);
+        self.conversations.insert(
+            conversation,
+            ConversationState {
+                contact,
+                status: Status::Idle,
+                assignee: None,
+                resolved_at: None,
+            },
+        );
+        self.contacts
+            .get_mut(&contact)
+            .expect("invariant: contact hydrated before opening")
+            .current = Some(conversation);
         Ok(conversation)
     }
 
@@ -391,7 +529,9 @@ impl Dispatcher {
         if let Some(id) = self.identities.get(identity) {
             return Ok(Some(*id));
         }
-        let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else { return Ok(None) };
+        let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else {
+            return Ok(None);
+        };
         self.hydrate_contact(contact)?;
         Ok(Some(contact))
     }
@@ -400,13 +540,19 @@ impl Dispatcher {
         if self.conversations.contains_key(&conversation) {
             return Ok(());
         }
-        let state = queries::conversation_state(&self.conn, conversation)?.ok_or(DispatchError::NotFound(conversation))?;
+        let state = queries::conversation_state(&self.conn, conversation)?
+            .ok_or(DispatchError::NotFound(conversation))?;
         if !self.contacts.contains_key(&state.contact) {
             self.hydrate_contact(state.contact)?;
         }
         if !self.conversations.contains_key(&conversation) {
             // Not the contact's current conversation: it is closed (Idle) for good.
-            return Err(Refused { from: Status::Idle, event: Event::Assign, reason: "it is closed; the customer's next message opens a new one" }.into());
+            return Err(Refused {
+                from: Status::Idle,
+                event: Event::Assign,
+                reason: "it is closed; the customer's next message opens a new one",
+            }
+            .into());
         }
         Ok(())
     }
@@ -417,7 +563,8 @@ impl Dispatcher {
         if self.contacts.contains_key(&contact) {
             return Ok(());
         }
-        let snap = queries::contact_snapshot(&self.conn, contact, self.cfg.recent_client_ids as u32)?;
+        let snap =
+            queries::contact_snapshot(&self.conn, contact, self.cfg.recent_client_ids as u32)?;
         for identity in &snap.identities {
             self.identities.insert(identity.clone(), contact);
         }
@@ -428,15 +575,28 @@ impl Dispatcher {
             .collect();
         let current = snap.current.map(|c| {
             if let (Status::Resolved, Some(at)) = (c.status, c.resolved_at) {
-                self.idle_deadlines.insert((at + self.cfg.resolved_idle_after_ms, c.id));
+                self.idle_deadlines
+                    .insert((at + self.cfg.resolved_idle_after_ms, c.id));
             }
             self.conversations.insert(
                 c.id,
-                ConversationState { contact, status: c.status, assignee: c.assignee, resolved_at: c.resolved_at },
+                ConversationState {
+                    contact,
+                    status: c.status,
+                    assignee: c.assignee,
+                    resolved_at: c.resolved_at,
+                },
             );
             c.id
         });
-        self.contacts.insert(contact, ContactState { identities: Arc::from(snap.identities), current, recent });
+        self.contacts.insert(
+            contact,
+            ContactState {
+                identities: Arc::from(snap.identities),
+                current,
+                recent,
+            },
+        );
         Ok(())
     }
 }

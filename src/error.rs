@@ -12,9 +12,15 @@ pub enum Error {
     #[error("cannot load conversation state: {0}")]
     Dispatch(#[from] crate::dispatch::DispatchError),
     #[error("cannot create data directory {}: {source}", path.display())]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error("the journal failed to write or fsync and latched closed; see the log above (disk full or failing?)")]

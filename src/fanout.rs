@@ -60,7 +60,14 @@ impl FanoutHandle {
     /// the daemon is stopping.
     pub async fn subscribe(&self, audience: Audience, tx: mpsc::Sender<Frame>) -> Option<Lsn> {
         let (wtx, wrx) = oneshot::channel();
-        self.tx.send(Subscribe { audience, tx, watermark: wtx }).await.ok()?;
+        self.tx
+            .send(Subscribe {
+                audience,
+                tx,
+                watermark: wtx,
+            })
+            .await
+            .ok()?;
         wrx.await.ok()
     }
 }
@@ -75,11 +82,25 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    pub fn new(last_lsn: Lsn, store: mpsc::Sender<Vec<Entry>>) -> (Self, FanoutHandle, mpsc::Receiver<Subscribe>, Arc<FanoutStats>) {
+    pub fn new(
+        last_lsn: Lsn,
+        store: mpsc::Sender<Vec<Entry>>,
+    ) -> (
+        Self,
+        FanoutHandle,
+        mpsc::Receiver<Subscribe>,
+        Arc<FanoutStats>,
+    ) {
         let (tx, rx) = mpsc::channel(256);
         let stats = Arc::new(FanoutStats::default());
         (
-            Fanout { visitors: HashMap::new(), agents: Vec::new(), last_lsn, store, stats: Arc::clone(&stats) },
+            Fanout {
+                visitors: HashMap::new(),
+                agents: Vec::new(),
+                last_lsn,
+                store,
+                stats: Arc::clone(&stats),
+            },
             FanoutHandle { tx },
             rx,
             stats,
@@ -88,7 +109,11 @@ impl Fanout {
 
     /// Runs until the journal writer closes the committed stream; subscriptions still arriving
     /// after that are simply dropped.
-    pub async fn run(mut self, mut committed: mpsc::Receiver<Vec<Entry>>, mut subscribe: mpsc::Receiver<Subscribe>) {
+    pub async fn run(
+        mut self,
+        mut committed: mpsc::Receiver<Vec<Entry>>,
+        mut subscribe: mpsc::Receiver<Subscribe>,
+    ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {
             // Cancel safety: `mpsc::Receiver::recv` and `Interval::tick` are cancel-safe, so a
@@ -189,7 +214,10 @@ fn send_all(subs: &mut Vec<mpsc::Sender<Frame>>, lsn: Lsn, frame: &Utf8Bytes, st
         }
         Err(mpsc::error::TrySendError::Full(_)) => {
             stats.lagged.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(lsn, "fan-out: dropping a subscriber whose queue is full; it will resume");
+            tracing::info!(
+                lsn,
+                "fan-out: dropping a subscriber whose queue is full; it will resume"
+            );
             false
         }
         Err(mpsc::error::TrySendError::Closed(_)) => false,

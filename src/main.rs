@@ -10,7 +10,11 @@ use kefud::config::Config;
 static ALLOCATOR: kefud::alloc_count::CountingAllocator = kefud::alloc_count::CountingAllocator;
 
 #[derive(Parser)]
-#[command(name = "kefud", version, about = "Omnichannel customer-service engine for a Raspberry Pi")]
+#[command(
+    name = "kefud",
+    version,
+    about = "Omnichannel customer-service engine for a Raspberry Pi"
+)]
 struct Cli {
     /// Config file (TOML); without it kefud runs on its embedded defaults.
     #[arg(long, value_name = "PATH", global = true)]
@@ -68,13 +72,17 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let result = match cli.command {
-        Some(Command::Agent(AgentCommand::Add { name, admin, password_stdin, display_name })) => {
-            kefud::admin::agent_add(&cfg, &name, display_name.as_deref(), admin, password_stdin)
-        }
+        Some(Command::Agent(AgentCommand::Add {
+            name,
+            admin,
+            password_stdin,
+            display_name,
+        })) => kefud::admin::agent_add(&cfg, &name, display_name.as_deref(), admin, password_stdin),
         Some(Command::Agent(AgentCommand::List)) => kefud::admin::agent_list(&cfg),
-        Some(Command::Agent(AgentCommand::Passwd { name, password_stdin })) => {
-            kefud::admin::agent_passwd(&cfg, &name, password_stdin)
-        }
+        Some(Command::Agent(AgentCommand::Passwd {
+            name,
+            password_stdin,
+        })) => kefud::admin::agent_passwd(&cfg, &name, password_stdin),
         None => return run_daemon(cfg),
     };
     match result {
@@ -91,7 +99,10 @@ fn main() -> ExitCode {
 
 fn run_daemon(cfg: Config) -> ExitCode {
     kefud::telemetry::init(&cfg.log.level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kefud: cannot start the async runtime: {e}");

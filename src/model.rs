@@ -58,7 +58,8 @@ pub fn bounded_id<const N: usize>(raw: &str) -> Result<heapless::String<N>, IdEr
         return Err(IdError::BadCharacter);
     }
     let mut out = heapless::String::new();
-    out.push_str(raw).map_err(|()| IdError::TooLong { max: N })?;
+    out.push_str(raw)
+        .map_err(|()| IdError::TooLong { max: N })?;
     Ok(out)
 }
 
@@ -132,7 +133,10 @@ mod tests {
     fn bounded_id_accepts_and_refuses() {
         assert!(bounded_id::<64>("abc-1_2.x:y@z").is_ok());
         assert_eq!(bounded_id::<64>(""), Err(IdError::Empty));
-        assert_eq!(bounded_id::<64>(&"a".repeat(65)), Err(IdError::TooLong { max: 64 }));
+        assert_eq!(
+            bounded_id::<64>(&"a".repeat(65)),
+            Err(IdError::TooLong { max: 64 })
+        );
         assert!(bounded_id::<64>(&"a".repeat(64)).is_ok());
         assert_eq!(bounded_id::<64>("a b"), Err(IdError::BadCharacter));
         assert_eq!(bounded_id::<64>("é"), Err(IdError::BadCharacter));

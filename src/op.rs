@@ -9,14 +9,20 @@
 //! kinds never change shape, so old journals stay readable.
 
 use crate::conversation::Status;
-use crate::model::{
-    AgentId, ClientId, ContactId, ConversationId, Identity, Sender,
-};
+use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Sender};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    ContactCreated { contact: ContactId, identity: Identity, at_ms: i64 },
-    ConversationOpened { conversation: ConversationId, contact: ContactId, at_ms: i64 },
+    ContactCreated {
+        contact: ContactId,
+        identity: Identity,
+        at_ms: i64,
+    },
+    ConversationOpened {
+        conversation: ConversationId,
+        contact: ContactId,
+        at_ms: i64,
+    },
     MessageAdded(MessageAdded),
     StatusChanged(StatusChanged),
 }
@@ -78,13 +84,21 @@ impl Op {
     /// Appends the payload (not the frame header) to `buf`.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
-            Op::ContactCreated { contact, identity, at_ms } => {
+            Op::ContactCreated {
+                contact,
+                identity,
+                at_ms,
+            } => {
                 put_u64(buf, *contact);
                 put_str(buf, &identity.channel);
                 put_str(buf, &identity.external_id);
                 put_i64(buf, *at_ms);
             }
-            Op::ConversationOpened { conversation, contact, at_ms } => {
+            Op::ConversationOpened {
+                conversation,
+                contact,
+                at_ms,
+            } => {
                 put_u64(buf, *conversation);
                 put_u64(buf, *contact);
                 put_i64(buf, *at_ms);
@@ -122,18 +136,27 @@ impl Op {
         let op = match kind {
             KIND_CONTACT_CREATED => Op::ContactCreated {
                 contact: r.u64()?,
-                identity: Identity { channel: r.bounded::<{ crate::model::CHANNEL_MAX }>()?, external_id: r.bounded()? },
+                identity: Identity {
+                    channel: r.bounded::<{ crate::model::CHANNEL_MAX }>()?,
+                    external_id: r.bounded()?,
+                },
                 at_ms: r.i64()?,
             },
-            KIND_CONVERSATION_OPENED => {
-                Op::ConversationOpened { conversation: r.u64()?, contact: r.u64()?, at_ms: r.i64()? }
-            }
+            KIND_CONVERSATION_OPENED => Op::ConversationOpened {
+                conversation: r.u64()?,
+                contact: r.u64()?,
+                at_ms: r.i64()?,
+            },
             KIND_MESSAGE_ADDED => Op::MessageAdded(MessageAdded {
                 conversation: r.u64()?,
                 contact: r.u64()?,
                 sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
                 agent: r.opt_u64()?,
-                client_id: if r.u8()? == 1 { Some(r.bounded()?) } else { None },
+                client_id: if r.u8()? == 1 {
+                    Some(r.bounded()?)
+                } else {
+                    None
+                },
                 text: r.str()?.to_owned(),
                 at_ms: r.i64()?,
             }),
@@ -173,7 +196,8 @@ fn put_opt_u64(buf: &mut Vec<u8>, v: Option<u64>) {
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
-    let len = u32::try_from(s.len()).expect("invariant: op strings are bounded far below 4 GiB by the frame limits");
+    let len = u32::try_from(s.len())
+        .expect("invariant: op strings are bounded far below 4 GiB by the frame limits");
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(s.as_bytes());
 }
@@ -197,11 +221,19 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("invariant: take(8) yields 8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?
+                .try_into()
+                .expect("invariant: take(8) yields 8 bytes"),
+        ))
     }
 
     fn i64(&mut self) -> Result<i64, DecodeError> {
-        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("invariant: take(8) yields 8 bytes")))
+        Ok(i64::from_le_bytes(
+            self.take(8)?
+                .try_into()
+                .expect("invariant: take(8) yields 8 bytes"),
+        ))
     }
 
     fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
@@ -213,7 +245,11 @@ impl<'a> Reader<'a> {
     }
 
     fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let len = u32::from_le_bytes(self.take(4)?.try_into().expect("invariant: take(4) yields 4 bytes"));
+        let len = u32::from_le_bytes(
+            self.take(4)?
+                .try_into()
+                .expect("invariant: take(4) yields 4 bytes"),
+        );
         std::str::from_utf8(self.take(len as usize)?).map_err(|_| DecodeError::BadString)
     }
 
@@ -225,7 +261,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,10 +270,17 @@ mod tests {
         vec![
             Op::ContactCreated {
                 contact: 7,
-                identity: Identity { channel: bounded_id("web").unwrap(), external_id: bounded_id("v-1").unwrap() },
+                identity: Identity {
+                    channel: bounded_id("web").unwrap(),
+                    external_id: bounded_id("v-1").unwrap(),
+                },
                 at_ms: 1_700_000_000_000,
             },
-            Op::ConversationOpened { conversation: 3, contact: 7, at_ms: -1 },
+            Op::ConversationOpened {
+                conversation: 3,
+                contact: 7,
+                at_ms: -1,
+            },
             Op::MessageAdded(MessageAdded {
                 conversation: 3,
                 contact: 7,
@@ -283,7 +325,10 @@ mod tests {
             let mut buf = Vec::new();
             op.encode(&mut buf);
             for cut in 0..buf.len() {
-                assert!(Op::decode(op.kind(), &buf[..cut]).is_err(), "cut at {cut} of {op:?}");
+                assert!(
+                    Op::decode(op.kind(), &buf[..cut]).is_err(),
+                    "cut at {cut} of {op:?}"
+                );
             }
             buf.push(0);
             assert_eq!(Op::decode(op.kind(), &buf), Err(DecodeError::Trailing(1)));

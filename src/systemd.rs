@@ -9,11 +9,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub fn notify_ready(status: &str) {
-    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(status)]);
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
 }
 
 pub fn notify_stopping() {
-    notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
+    notify(&[
+        sd_notify::NotifyState::Stopping,
+        sd_notify::NotifyState::Status("stopping"),
+    ]);
 }
 
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
@@ -27,7 +33,11 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
 /// As libsystemd's `sd_watchdog_enabled`: `WATCHDOG_USEC` turns it on, and `WATCHDOG_PID`,
 /// when present, must name this process (the sd-notify crate also insists on its presence).
 pub fn watchdog_interval() -> Option<Duration> {
-    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok().filter(|u| *u > 0)?;
+    let usec: u64 = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|u| *u > 0)?;
     if let Ok(pid) = std::env::var("WATCHDOG_PID") {
         if pid.parse::<u32>().ok() != Some(std::process::id()) {
             return None;

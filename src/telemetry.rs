@@ -14,12 +14,21 @@ pub fn init(level: &str) {
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         match tracing_journald::layer() {
             Ok(journald) => {
-                registry.with(journald.with_syslog_identifier("kefud".into())).init();
+                registry
+                    .with(journald.with_syslog_identifier("kefud".into()))
+                    .init();
                 return;
             }
             Err(e) => eprintln!("kefud: journald unavailable ({e}); logging to stderr"),
         }
     }
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_ansi(ansi)).init();
+    registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(ansi),
+        )
+        .init();
 }

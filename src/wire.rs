@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, CLIENT_ID_MAX};
+use crate::model::{
+    bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, CLIENT_ID_MAX,
+};
 use crate::store::queries::{AgentEventRow, MessageRow};
 
 /// `{"type":"message",...}` as a visitor sees it.
@@ -21,12 +23,31 @@ struct VisitorMessage<'a> {
     created_at: i64,
 }
 
-pub fn visitor_message(message_id: MessageId, sender: &str, text: &str, client_id: Option<&str>, created_at: i64) -> String {
-    to_json(&VisitorMessage { r#type: "message", message_id, sender, text, client_id, created_at })
+pub fn visitor_message(
+    message_id: MessageId,
+    sender: &str,
+    text: &str,
+    client_id: Option<&str>,
+    created_at: i64,
+) -> String {
+    to_json(&VisitorMessage {
+        r#type: "message",
+        message_id,
+        sender,
+        text,
+        client_id,
+        created_at,
+    })
 }
 
 pub fn visitor_message_row(m: &MessageRow) -> String {
-    visitor_message(m.id, &m.sender, &m.text, m.client_id.as_deref(), m.created_at)
+    visitor_message(
+        m.id,
+        &m.sender,
+        &m.text,
+        m.client_id.as_deref(),
+        m.created_at,
+    )
 }
 
 #[derive(Serialize)]
@@ -65,7 +86,11 @@ impl<'a> From<&'a MessageRow> for MessageView<'a> {
 }
 
 pub fn agent_message(message: MessageView<'_>) -> String {
-    to_json(&AgentMessage { r#type: "message", seq: message.id, message })
+    to_json(&AgentMessage {
+        r#type: "message",
+        seq: message.id,
+        message,
+    })
 }
 
 #[derive(Serialize)]
@@ -87,18 +112,24 @@ pub fn conversation_event(e: &ConversationEvent<'_>) -> String {
 pub fn agent_event_row(e: &AgentEventRow) -> String {
     match e {
         AgentEventRow::Message(m) => agent_message(m.into()),
-        AgentEventRow::Status { lsn, conversation_id, from, to, assignee, by, at } => {
-            conversation_event(&ConversationEvent {
-                r#type: "conversation",
-                seq: *lsn,
-                conversation_id: *conversation_id,
-                from,
-                to,
-                assignee: *assignee,
-                by: *by,
-                at: *at,
-            })
-        }
+        AgentEventRow::Status {
+            lsn,
+            conversation_id,
+            from,
+            to,
+            assignee,
+            by,
+            at,
+        } => conversation_event(&ConversationEvent {
+            r#type: "conversation",
+            seq: *lsn,
+            conversation_id: *conversation_id,
+            from,
+            to,
+            assignee: *assignee,
+            by: *by,
+            at: *at,
+        }),
     }
 }
 
@@ -109,7 +140,11 @@ pub fn ack(client_id: &str, message_id: MessageId) -> String {
         client_id: &'a str,
         message_id: MessageId,
     }
-    to_json(&Ack { r#type: "ack", client_id, message_id })
+    to_json(&Ack {
+        r#type: "ack",
+        client_id,
+        message_id,
+    })
 }
 
 pub fn error(code: &str, message: &str) -> String {
@@ -119,7 +154,11 @@ pub fn error(code: &str, message: &str) -> String {
         code: &'a str,
         message: &'a str,
     }
-    to_json(&ErrorFrame { r#type: "error", code, message })
+    to_json(&ErrorFrame {
+        r#type: "error",
+        code,
+        message,
+    })
 }
 
 /// `{"type":"welcome"}`: the first frame on every connection, naming the identity in use.
@@ -131,7 +170,11 @@ pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         after: Option<MessageId>,
     }
-    to_json(&Welcome { r#type: "welcome", visitor_id, after: resumed_after })
+    to_json(&Welcome {
+        r#type: "welcome",
+        visitor_id,
+        after: resumed_after,
+    })
 }
 
 fn to_json<T: Serialize>(v: &T) -> String {
@@ -147,7 +190,10 @@ pub struct FrameError {
 
 impl FrameError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        FrameError { code, message: message.into() }
+        FrameError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -174,14 +220,22 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
     match parsed.r#type.as_deref() {
         Some("message") => {}
         Some(other) => {
-            return Err(FrameError::new("unknown_type", format!("unknown frame type {other:?}; expected \"message\"")))
+            return Err(FrameError::new(
+                "unknown_type",
+                format!("unknown frame type {other:?}; expected \"message\""),
+            ))
         }
         None => return Err(FrameError::new("unknown_type", "frame has no \"type\"")),
     }
     let client_id = match parsed.client_id {
         Some(serde_json::Value::String(s)) => bounded_id::<CLIENT_ID_MAX>(&s)
             .map_err(|e| FrameError::new("bad_client_id", format!("client_id {e}")))?,
-        _ => return Err(FrameError::new("bad_client_id", "client_id must be a string of 1-64 characters")),
+        _ => {
+            return Err(FrameError::new(
+                "bad_client_id",
+                "client_id must be a string of 1-64 characters",
+            ))
+        }
     };
     let text = match parsed.text {
         Some(serde_json::Value::String(s)) => s,
@@ -206,8 +260,15 @@ mod tests {
 
     #[test]
     fn parses_a_message() {
-        let f = parse_visitor_frame(r#"{"type":"message","client_id":"a1","text":"hi"}"#, 10).unwrap();
-        assert_eq!(f, VisitorFrame::Message { client_id: bounded_id("a1").unwrap(), text: "hi".into() });
+        let f =
+            parse_visitor_frame(r#"{"type":"message","client_id":"a1","text":"hi"}"#, 10).unwrap();
+        assert_eq!(
+            f,
+            VisitorFrame::Message {
+                client_id: bounded_id("a1").unwrap(),
+                text: "hi".into()
+            }
+        );
     }
 
     #[test]
@@ -217,16 +278,41 @@ mod tests {
             ("[1,2]", "bad_json"),
             (r#"{"type":"typing"}"#, "unknown_type"),
             (r#"{"client_id":"a","text":"x"}"#, "unknown_type"),
-            (r#"{"type":"message","client_id":"","text":"x"}"#, "bad_client_id"),
-            (&format!(r#"{{"type":"message","client_id":"{}","text":"x"}}"#, "a".repeat(65)), "bad_client_id"),
-            (r#"{"type":"message","client_id":7,"text":"x"}"#, "bad_client_id"),
+            (
+                r#"{"type":"message","client_id":"","text":"x"}"#,
+                "bad_client_id",
+            ),
+            (
+                &format!(
+                    r#"{{"type":"message","client_id":"{}","text":"x"}}"#,
+                    "a".repeat(65)
+                ),
+                "bad_client_id",
+            ),
+            (
+                r#"{"type":"message","client_id":7,"text":"x"}"#,
+                "bad_client_id",
+            ),
             (r#"{"type":"message","text":"x"}"#, "bad_client_id"),
-            (r#"{"type":"message","client_id":"a","text":"  "}"#, "empty_text"),
-            (r#"{"type":"message","client_id":"a","text":"12345678901"}"#, "text_too_long"),
-            (r#"{"type":"message","client_id":"a","text":null}"#, "bad_text"),
+            (
+                r#"{"type":"message","client_id":"a","text":"  "}"#,
+                "empty_text",
+            ),
+            (
+                r#"{"type":"message","client_id":"a","text":"12345678901"}"#,
+                "text_too_long",
+            ),
+            (
+                r#"{"type":"message","client_id":"a","text":null}"#,
+                "bad_text",
+            ),
         ];
         for (raw, code) in cases {
-            assert_eq!(parse_visitor_frame(raw, 10).unwrap_err().code, code, "{raw}");
+            assert_eq!(
+                parse_visitor_frame(raw, 10).unwrap_err().code,
+                code,
+                "{raw}"
+            );
         }
     }
 

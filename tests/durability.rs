@@ -16,7 +16,9 @@ type Acked = Arc<Mutex<HashMap<String, (u64, String)>>>;
 
 /// Sends numbered messages as fast as acks come back (window 8) until the connection dies.
 async fn pump(url: String, prefix: String, start: usize, acked: Acked) -> usize {
-    let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else { return start };
+    let Ok((ws, _)) = tokio_tungstenite::connect_async(&url).await else {
+        return start;
+    };
     let (mut tx, mut rx) = ws.split();
     let mut outstanding = std::collections::VecDeque::new();
     let mut n = start;
@@ -25,7 +27,11 @@ async fn pump(url: String, prefix: String, start: usize, acked: Acked) -> usize 
             let cid = format!("{prefix}-{n}");
             let text = format!("{prefix} message {n}");
             let frame = json!({"type": "message", "client_id": cid, "text": text});
-            if tx.send(Message::Text(frame.to_string().into())).await.is_err() {
+            if tx
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
                 return n;
             }
             outstanding.push_back((cid, text));
@@ -37,7 +43,10 @@ async fn pump(url: String, prefix: String, start: usize, acked: Acked) -> usize 
                 if v["type"] == "ack" {
                     let (cid, text) = outstanding.pop_front().unwrap();
                     assert_eq!(v["client_id"], cid.as_str(), "acks come in send order");
-                    acked.lock().unwrap().insert(cid, (v["message_id"].as_u64().unwrap(), text));
+                    acked
+                        .lock()
+                        .unwrap()
+                        .insert(cid, (v["message_id"].as_u64().unwrap(), text));
                 }
             }
             Ok(Some(Ok(_))) => {}
@@ -65,11 +74,17 @@ async fn kill9_under_load_loses_no_acknowledged_message() {
     let mut next: HashMap<&str, usize> = visitors.iter().map(|v| (*v, 0)).collect();
     let rounds = 20;
     for round in 0..rounds {
-        let d = TestDaemon::start(dir.path(), "[limits]\nmessages_per_second = 100000\nburst = 100000\n");
+        let d = TestDaemon::start(
+            dir.path(),
+            "[limits]\nmessages_per_second = 100000\nburst = 100000\n",
+        );
         let mut tasks = Vec::new();
         for v in visitors {
             let url = d.ws(&format!("/ws/visitor?visitor_id={v}"));
-            tasks.push((v, tokio::spawn(pump(url, v.to_string(), next[v], Arc::clone(&acked[v])))));
+            tasks.push((
+                v,
+                tokio::spawn(pump(url, v.to_string(), next[v], Arc::clone(&acked[v]))),
+            ));
         }
         // Let the load run a varying while, then pull the plug.
         tokio::time::sleep(Duration::from_millis(150 + (round as u64 * 37) % 200)).await;
@@ -85,34 +100,72 @@ async fn kill9_under_load_loses_no_acknowledged_message() {
         assert!(!acked.is_empty(), "{v} got acks");
         total += acked.len();
         let thread = history(&d, v).await;
-        let ids: Vec<u64> = thread.iter().map(|m| m["message_id"].as_u64().unwrap()).collect();
-        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{v}: ids strictly increase (in order, none twice)");
+        let ids: Vec<u64> = thread
+            .iter()
+            .map(|m| m["message_id"].as_u64().unwrap())
+            .collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "{v}: ids strictly increase (in order, none twice)"
+        );
         let mut seen = HashSet::new();
         let stored: HashMap<String, (u64, String)> = thread
             .iter()
             .map(|m| {
                 let cid = m["client_id"].as_str().unwrap().to_string();
                 assert!(seen.insert(cid.clone()), "{v}: {cid} stored twice");
-                (cid, (m["message_id"].as_u64().unwrap(), m["text"].as_str().unwrap().to_string()))
+                (
+                    cid,
+                    (
+                        m["message_id"].as_u64().unwrap(),
+                        m["text"].as_str().unwrap().to_string(),
+                    ),
+                )
             })
             .collect();
         for (cid, (id, text)) in &acked {
-            assert_eq!(stored.get(cid), Some(&(*id, text.clone())), "{v}: acknowledged {cid} lost or changed");
+            assert_eq!(
+                stored.get(cid),
+                Some(&(*id, text.clone())),
+                "{v}: acknowledged {cid} lost or changed"
+            );
         }
         // Order per conversation: the visitor's own numbering is the stored order.
         let numbers: Vec<usize> = thread
             .iter()
-            .map(|m| m["client_id"].as_str().unwrap().rsplit('-').next().unwrap().parse().unwrap())
+            .map(|m| {
+                m["client_id"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('-')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
             .collect();
-        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{v}: stored in send order");
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{v}: stored in send order"
+        );
     }
     eprintln!("{rounds} kill -9 rounds, {total} acknowledged messages, all present exactly once");
 
     // A resend of an acknowledged client_id after all those restarts: same id, stored once.
-    let (cid, (id, text)) = acked["alpha"].lock().unwrap().iter().next().map(|(k, v)| (k.clone(), v.clone())).unwrap();
+    let (cid, (id, text)) = acked["alpha"]
+        .lock()
+        .unwrap()
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
     let mut ws = connect(&d.ws("/ws/visitor?visitor_id=alpha")).await;
     next_json(&mut ws, 5).await;
-    send_json(&mut ws, json!({"type": "message", "client_id": cid, "text": text})).await;
+    send_json(
+        &mut ws,
+        json!({"type": "message", "client_id": cid, "text": text}),
+    )
+    .await;
     let (ack, _) = next_of_type(&mut ws, "ack", 5).await;
     assert_eq!(ack["message_id"].as_u64(), Some(id));
 }
@@ -123,7 +176,11 @@ async fn sigterm_stops_cleanly_and_restart_keeps_history() {
     let d = TestDaemon::start(dir.path(), "");
     let mut ws = connect(&d.ws("/ws/visitor?visitor_id=term")).await;
     next_json(&mut ws, 5).await;
-    send_json(&mut ws, json!({"type": "message", "client_id": "t1", "text": "before restart"})).await;
+    send_json(
+        &mut ws,
+        json!({"type": "message", "client_id": "t1", "text": "before restart"}),
+    )
+    .await;
     let (ack, _) = next_of_type(&mut ws, "ack", 5).await;
     let (status, log) = d.terminate();
     assert!(status.success(), "exit {status}\n{log}");
@@ -131,7 +188,10 @@ async fn sigterm_stops_cleanly_and_restart_keeps_history() {
     assert!(log.contains("stopped cleanly"), "{log}");
     // The connection was closed with 1001 (going away).
     let close = loop {
-        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             other => panic!("expected close, got {other:?}"),
@@ -174,8 +234,17 @@ async fn torn_tail_is_truncated_and_startup_succeeds() {
     let last = journal_segments(dir.path()).pop().unwrap();
     let len = std::fs::metadata(&last).unwrap().len();
     // A half-written record: a plausible header and some payload, then nothing.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&last).unwrap();
-    std::io::Write::write_all(&mut f, &[40, 0, 0, 0, 1, 2, 3, 4, 99, 0, 0, 0, 0, 0, 0, 0, 3, b'h', b'a']).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&last)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut f,
+        &[
+            40, 0, 0, 0, 1, 2, 3, 4, 99, 0, 0, 0, 0, 0, 0, 0, 3, b'h', b'a',
+        ],
+    )
+    .unwrap();
     drop(f);
     let d = TestDaemon::start(dir.path(), "");
     assert!(d.log().contains("truncating torn tail"), "{}", d.log());
@@ -192,13 +261,18 @@ async fn damaged_middle_segment_stops_startup_naming_the_file() {
     let (status, _) = d.terminate();
     assert!(status.success());
     let segments = journal_segments(dir.path());
-    assert!(segments.len() >= 3, "expected several segments, got {segments:?}");
+    assert!(
+        segments.len() >= 3,
+        "expected several segments, got {segments:?}"
+    );
     let middle = &segments[1];
     let mut bytes = std::fs::read(middle).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x5a;
     std::fs::write(middle, bytes).unwrap();
-    let log = TestDaemon::try_start(dir.path(), cfg).err().expect("startup must refuse");
+    let log = TestDaemon::try_start(dir.path(), cfg)
+        .err()
+        .expect("startup must refuse");
     let name = middle.file_name().unwrap().to_str().unwrap();
     assert!(log.contains(name) && log.contains("damaged"), "{log}");
     assert!(log.contains("exit"), "{log}");

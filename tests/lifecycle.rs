@@ -31,10 +31,15 @@ fn ready_after_listening_watchdog_while_healthy_stopping_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let notify = path.to_str().unwrap();
-    let d = TestDaemon::try_start_with_env(dir.path(), "", &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "400000")])
-        .unwrap_or_else(|log| panic!("{log}"));
+    let d = TestDaemon::try_start_with_env(
+        dir.path(),
+        "",
+        &[("NOTIFY_SOCKET", notify), ("WATCHDOG_USEC", "400000")],
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
     let ready = wait_for(&sock, "READY=1", 10);
     assert!(ready.contains("STATUS=listening on"), "{ready}");
     // READY came after the listener was bound: the port answers.

@@ -46,17 +46,26 @@ async fn ack_echo_dedupe_and_second_tab() {
 
     // A second tab of the same visitor sees new messages.
     let mut tab2 = connect(&d.ws(&format!("/ws/visitor?visitor_id={visitor}"))).await;
-    assert_eq!(next_json(&mut tab2, 5).await["visitor_id"], visitor.as_str());
+    assert_eq!(
+        next_json(&mut tab2, 5).await["visitor_id"],
+        visitor.as_str()
+    );
 
     // The same client_id again: same message id, stored once (no new message frame).
     send_json(&mut ws, msg("c1", "你好, is the shop open?")).await;
     let again = next_json(&mut ws, 5).await;
-    assert_eq!((again["type"].as_str(), again["message_id"].as_u64()), (Some("ack"), Some(id)));
+    assert_eq!(
+        (again["type"].as_str(), again["message_id"].as_u64()),
+        (Some("ack"), Some(id))
+    );
     let (ack2, _) = send_and_ack(&mut ws, "c2", "second").await;
     let id2 = ack2["message_id"].as_u64().unwrap();
     assert!(id2 > id, "message ids only grow");
     let seen = next_json(&mut tab2, 5).await;
-    assert_eq!((seen["message_id"].as_u64(), seen["text"].as_str()), (Some(id2), Some("second")));
+    assert_eq!(
+        (seen["message_id"].as_u64(), seen["text"].as_str()),
+        (Some(id2), Some("second"))
+    );
 }
 
 #[tokio::test]
@@ -102,10 +111,22 @@ async fn resume_after_sends_everything_after_n_once_in_order() {
     let mut got = Vec::new();
     for _ in 0..4 {
         let v = next_json(&mut ws, 5).await;
-        got.push((v["sender"].as_str().unwrap().to_string(), v["text"].as_str().unwrap().to_string(), v["message_id"].as_u64().unwrap()));
+        got.push((
+            v["sender"].as_str().unwrap().to_string(),
+            v["text"].as_str().unwrap().to_string(),
+            v["message_id"].as_u64().unwrap(),
+        ));
     }
     let texts: Vec<_> = got.iter().map(|(s, t, _)| format!("{s}:{t}")).collect();
-    assert_eq!(texts, ["visitor:visitor 1", "visitor:visitor 2", "agent:agent 0", "agent:agent 1"]);
+    assert_eq!(
+        texts,
+        [
+            "visitor:visitor 1",
+            "visitor:visitor 2",
+            "agent:agent 0",
+            "agent:agent 1"
+        ]
+    );
     assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "in order: {got:?}");
     assert!(try_next_json(&mut ws, 1).await.is_none(), "nothing twice");
 
@@ -122,24 +143,49 @@ async fn resume_after_sends_everything_after_n_once_in_order() {
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_the_connection_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let d = TestDaemon::start(dir.path(), "[limits]\nmax_frame_bytes = 1024\nmax_text_chars = 100\n");
+    let d = TestDaemon::start(
+        dir.path(),
+        "[limits]\nmax_frame_bytes = 1024\nmax_text_chars = 100\n",
+    );
     let mut ws = connect(&d.ws("/ws/visitor?visitor_id=bad")).await;
     next_json(&mut ws, 5).await;
 
     let cases: Vec<(Message, &str)> = vec![
         (Message::Text("{not json".into()), "bad_json"),
         (Message::Text(r#"{"type":"typing"}"#.into()), "unknown_type"),
-        (Message::Text(msg("", "x").to_string().into()), "bad_client_id"),
-        (Message::Text(msg(&"a".repeat(65), "x").to_string().into()), "bad_client_id"),
-        (Message::Text(msg("ok", "").to_string().into()), "empty_text"),
-        (Message::Text(msg("ok", &"x".repeat(101)).to_string().into()), "text_too_long"),
-        (Message::Text(msg("ok", &"x".repeat(2000)).to_string().into()), "frame_too_large"),
-        (Message::Binary(vec![0xff, 0xfe, b'{'].into()), "invalid_utf8"),
+        (
+            Message::Text(msg("", "x").to_string().into()),
+            "bad_client_id",
+        ),
+        (
+            Message::Text(msg(&"a".repeat(65), "x").to_string().into()),
+            "bad_client_id",
+        ),
+        (
+            Message::Text(msg("ok", "").to_string().into()),
+            "empty_text",
+        ),
+        (
+            Message::Text(msg("ok", &"x".repeat(101)).to_string().into()),
+            "text_too_long",
+        ),
+        (
+            Message::Text(msg("ok", &"x".repeat(2000)).to_string().into()),
+            "frame_too_large",
+        ),
+        (
+            Message::Binary(vec![0xff, 0xfe, b'{'].into()),
+            "invalid_utf8",
+        ),
     ];
     for (frame, code) in cases {
         ws.send(frame).await.unwrap();
         let v = next_json(&mut ws, 5).await;
-        assert_eq!((v["type"].as_str(), v["code"].as_str()), (Some("error"), Some(code)), "{v}");
+        assert_eq!(
+            (v["type"].as_str(), v["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{v}"
+        );
         assert!(!v["message"].as_str().unwrap().is_empty());
     }
     // Still usable, and nothing bad was stored.
@@ -151,14 +197,26 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
     assert!(try_next_json(&mut fresh, 1).await.is_none());
 
     // A 64-char client id is fine; binary frames holding JSON work too.
-    ws.send(Message::Binary(msg(&"b".repeat(64), "binary").to_string().into_bytes().into())).await.unwrap();
+    ws.send(Message::Binary(
+        msg(&"b".repeat(64), "binary")
+            .to_string()
+            .into_bytes()
+            .into(),
+    ))
+    .await
+    .unwrap();
     let (v, _) = next_of_type(&mut ws, "ack", 5).await;
     assert_eq!(v["client_id"], "b".repeat(64));
 
     // Past the hard cap the protocol's own answer: close 1009.
-    ws.send(Message::Text("x".repeat(70 * 1024).into())).await.unwrap();
+    ws.send(Message::Text("x".repeat(70 * 1024).into()))
+        .await
+        .unwrap();
     let closed = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap() {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .unwrap()
+        {
             Some(Ok(Message::Close(Some(f)))) => break f.code,
             Some(Ok(_)) => continue,
             other => panic!("expected a close frame, got {other:?}"),
@@ -194,7 +252,10 @@ async fn invalid_utf8_text_frame_closes_with_1007() {
         }
         seen.extend_from_slice(&buf[..n]);
         // A close frame (0x88) carrying code 1007 (0x03 0xEF).
-        if seen.windows(4).any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xef) {
+        if seen
+            .windows(4)
+            .any(|w| w[0] == 0x88 && w[2] == 0x03 && w[3] == 0xef)
+        {
             return;
         }
     }

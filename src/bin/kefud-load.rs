@@ -27,7 +27,10 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Parser)]
-#[command(name = "kefud-load", about = "Load tool for kefud (loopback only, bounded runs)")]
+#[command(
+    name = "kefud-load",
+    about = "Load tool for kefud (loopback only, bounded runs)"
+)]
 struct Cli {
     /// Start this kefud binary on a temporary data directory.
     #[arg(long, global = true)]
@@ -70,16 +73,41 @@ enum Mode {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     raise_fd_limit();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.mode {
-            Mode::Throughput { visitors, seconds, rate, window, text_bytes } => {
-                let load = Load { visitors, seconds, rate, window, text: "x".repeat(text_bytes) };
+            Mode::Throughput {
+                visitors,
+                seconds,
+                rate,
+                window,
+                text_bytes,
+            } => {
+                let load = Load {
+                    visitors,
+                    seconds,
+                    rate,
+                    window,
+                    text: "x".repeat(text_bytes),
+                };
                 throughput(cli.spawn.as_deref(), cli.addr, &load).await
             }
-            Mode::Idle { connections } => idle(cli.spawn.as_deref().context("idle needs --spawn")?, connections).await,
+            Mode::Idle { connections } => {
+                idle(
+                    cli.spawn.as_deref().context("idle needs --spawn")?,
+                    connections,
+                )
+                .await
+            }
             Mode::Coldstart { messages, runs } => {
-                coldstart(cli.spawn.as_deref().context("coldstart needs --spawn")?, messages, runs).await
+                coldstart(
+                    cli.spawn.as_deref().context("coldstart needs --spawn")?,
+                    messages,
+                    runs,
+                )
+                .await
             }
         }
     })
@@ -124,9 +152,13 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
         None => None,
     };
     let target = daemon.as_ref().map_or(addr, |d| d.addr);
-    let allocs_before = metric(target, "kefud_heap_allocations_total").await.unwrap_or(0);
+    let allocs_before = metric(target, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0);
     let mut kefud = drive(&format!("ws://{target}/ws/visitor"), load, true).await?;
-    let allocs_after = metric(target, "kefud_heap_allocations_total").await.unwrap_or(0);
+    let allocs_after = metric(target, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0);
     let allocs_per_msg = (allocs_after - allocs_before) as f64 / kefud.acked.max(1) as f64;
     println!(
         "machine: {} cores, {}; load: {} visitors, window {}, {} s, offered {}, text {} B",
@@ -135,13 +167,31 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
         load.visitors,
         load.window,
         load.seconds,
-        if load.rate == 0 { "max".to_string() } else { format!("{} msg/s", load.rate) },
+        if load.rate == 0 {
+            "max".to_string()
+        } else {
+            format!("{} msg/s", load.rate)
+        },
         load.text.len()
     );
-    println!("{:<28}{:>14}{:>10}{:>10}{:>10}{:>8}", "target", "acked msg/s", "p50 ms", "p99 ms", "p999 ms", "errors");
-    for (name, o) in [("bare WebSocket echo", &mut bare), ("kefud durable (fsync'd)", &mut kefud)] {
-        let (p50, p99, p999) = (o.percentile_ms(0.5), o.percentile_ms(0.99), o.percentile_ms(0.999));
-        println!("{name:<28}{:>14.0}{p50:>10.2}{p99:>10.2}{p999:>10.2}{:>8}", o.rate(), o.errors);
+    println!(
+        "{:<28}{:>14}{:>10}{:>10}{:>10}{:>8}",
+        "target", "acked msg/s", "p50 ms", "p99 ms", "p999 ms", "errors"
+    );
+    for (name, o) in [
+        ("bare WebSocket echo", &mut bare),
+        ("kefud durable (fsync'd)", &mut kefud),
+    ] {
+        let (p50, p99, p999) = (
+            o.percentile_ms(0.5),
+            o.percentile_ms(0.99),
+            o.percentile_ms(0.999),
+        );
+        println!(
+            "{name:<28}{:>14.0}{p50:>10.2}{p99:>10.2}{p999:>10.2}{:>8}",
+            o.rate(),
+            o.errors
+        );
     }
     println!("ratio kefud / bare: {:.3}", kefud.rate() / bare.rate());
     println!("kefud heap allocations per acked message (whole daemon): {allocs_per_msg:.1}");
@@ -158,10 +208,18 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
 /// frame back from the echo server).
 async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome> {
     let acked = Arc::new(AtomicU64::new(0));
-    let per_conn_rate = if load.rate == 0 { 0.0 } else { load.rate as f64 / load.visitors as f64 };
+    let per_conn_rate = if load.rate == 0 {
+        0.0
+    } else {
+        load.rate as f64 / load.visitors as f64
+    };
     let mut conns = Vec::with_capacity(load.visitors);
     for i in 0..load.visitors {
-        let url = if kefud { format!("{url}?visitor_id=load-{}-{i}", std::process::id()) } else { url.to_string() };
+        let url = if kefud {
+            format!("{url}?visitor_id=load-{}-{i}", std::process::id())
+        } else {
+            url.to_string()
+        };
         let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
             .await
             .with_context(|| format!("connect {url}"))?;
@@ -172,7 +230,9 @@ async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome> {
     let mut tasks = Vec::new();
     for (i, ws) in conns.into_iter().enumerate() {
         let (acked, text, window) = (Arc::clone(&acked), load.text.clone(), load.window);
-        tasks.push(tokio::spawn(async move { visitor(ws, i, text, window, per_conn_rate, deadline, kefud, acked).await }));
+        tasks.push(tokio::spawn(async move {
+            visitor(ws, i, text, window, per_conn_rate, deadline, kefud, acked).await
+        }));
     }
     let mut out = Outcome::default();
     for t in tasks {
@@ -185,7 +245,8 @@ async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome> {
     Ok(out)
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 #[allow(clippy::too_many_arguments)]
 async fn visitor(
@@ -203,8 +264,13 @@ async fn visitor(
     let mut latencies = Vec::new();
     let mut errors = 0;
     let mut seq = 0u64;
-    let interval = if rate > 0.0 { Some(Duration::from_secs_f64(1.0 / rate)) } else { None };
-    let mut next_send = Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64((conn % 97) as f64 / 97.0));
+    let interval = if rate > 0.0 {
+        Some(Duration::from_secs_f64(1.0 / rate))
+    } else {
+        None
+    };
+    let mut next_send =
+        Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64((conn % 97) as f64 / 97.0));
     loop {
         let now = Instant::now();
         if now >= deadline && sent_at.is_empty() {
@@ -212,7 +278,8 @@ async fn visitor(
         }
         let can_send = now < deadline && sent_at.len() < window && now >= next_send;
         if can_send {
-            let frame = format!(r#"{{"type":"message","client_id":"c{conn}-{seq}","text":"{text}"}}"#);
+            let frame =
+                format!(r#"{{"type":"message","client_id":"c{conn}-{seq}","text":"{text}"}}"#);
             seq += 1;
             if tx.send(Message::Text(frame.into())).await.is_err() {
                 errors += 1;
@@ -240,7 +307,8 @@ async fn visitor(
                 } else if is_ack {
                     if let Some(at) = sent_at.pop_front() {
                         if at < deadline {
-                            latencies.push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                            latencies
+                                .push(at.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                             acked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -266,7 +334,9 @@ async fn start_echo_server() -> Result<SocketAddr> {
         while let Ok((stream, _)) = listener.accept().await {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
                 let (mut tx, mut rx) = ws.split();
                 while let Some(Ok(msg)) = rx.next().await {
                     if msg.is_text() && tx.send(msg).await.is_err() {
@@ -286,16 +356,27 @@ async fn idle(bin: &Path, connections: usize) -> Result<()> {
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {
         let url = format!("ws://{}/ws/visitor?visitor_id=idle-{i}", daemon.addr);
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.with_context(|| format!("connection {i}"))?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .with_context(|| format!("connection {i}"))?;
         ws.next().await.context("welcome")??;
         held.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_loaded = daemon.rss_kib()?;
     let per_conn = (rss_loaded.saturating_sub(rss_idle)) as f64 * 1024.0 / connections as f64;
-    println!("idle RSS (no connections): {:.1} MiB", rss_idle as f64 / 1024.0);
-    println!("RSS with {connections} idle visitor connections: {:.1} MiB", rss_loaded as f64 / 1024.0);
-    println!("per idle connection: {per_conn:.0} bytes ({:.2} KiB)", per_conn / 1024.0);
+    println!(
+        "idle RSS (no connections): {:.1} MiB",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "RSS with {connections} idle visitor connections: {:.1} MiB",
+        rss_loaded as f64 / 1024.0
+    );
+    println!(
+        "per idle connection: {per_conn:.0} bytes ({:.2} KiB)",
+        per_conn / 1024.0
+    );
     drop(held);
     daemon.stop()
 }
@@ -305,7 +386,10 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
     let daemon = Daemon::spawn(bin, Some(&dir))?;
     let filled = Instant::now();
     fill(daemon.addr, messages).await?;
-    println!("filled {messages} messages in {:.1} s", filled.elapsed().as_secs_f64());
+    println!(
+        "filled {messages} messages in {:.1} s",
+        filled.elapsed().as_secs_f64()
+    );
     daemon.stop()?;
     let mut times = Vec::new();
     let mut rss = 0;
@@ -325,7 +409,10 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
         times[0].as_secs_f64() * 1000.0,
         times[times.len() - 1].as_secs_f64() * 1000.0
     );
-    println!("idle RSS after start with {messages} messages stored: {:.1} MiB", rss as f64 / 1024.0);
+    println!(
+        "idle RSS after start with {messages} messages stored: {:.1} MiB",
+        rss as f64 / 1024.0
+    );
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
@@ -388,7 +475,8 @@ async fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).await.ok()?;
-    buf.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    buf.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 /// A kefud process on a temporary (or given) data directory, listening on a loopback port.
@@ -433,8 +521,12 @@ impl Daemon {
                 eprintln!("kefud: {line}");
             }
         });
-        Ok(Daemon { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), own_dir })
-            .and_then(|d| d.wait_ready())
+        Ok(Daemon {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            own_dir,
+        })
+        .and_then(|d| d.wait_ready())
     }
 
     fn wait_ready(self) -> Result<Daemon> {
@@ -452,7 +544,14 @@ impl Daemon {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches("kB").trim().parse().ok())
+            .find_map(|l| {
+                l.strip_prefix("VmRSS:")?
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .context("VmRSS")
     }
 
@@ -471,7 +570,9 @@ impl Daemon {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn tempdir() -> Result<PathBuf> {
@@ -484,7 +585,10 @@ fn tempdir() -> Result<PathBuf> {
 }
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {

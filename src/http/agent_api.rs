@@ -29,7 +29,10 @@ pub fn router() -> axum::Router<AppState> {
         .route("/agents", get(agents))
         .route("/conversations", get(list_conversations))
         .route("/conversations/{id}", get(get_conversation))
-        .route("/conversations/{id}/messages", get(list_messages).post(post_message))
+        .route(
+            "/conversations/{id}/messages",
+            get(list_messages).post(post_message),
+        )
         .route("/conversations/{id}/assign", post(assign))
         .route("/conversations/{id}/resolve", post(resolve))
         .route("/conversations/{id}/reopen", post(reopen))
@@ -53,7 +56,10 @@ async fn login(
         return Err(ApiError::TooManyRequests);
     }
     let ttl = Duration::from_secs(app.cfg.auth.token_ttl_secs);
-    let result = app.reads.run(move |conn| auth::login(conn, &body.username, &body.password, ttl)).await;
+    let result = app
+        .reads
+        .run(move |conn| auth::login(conn, &body.username, &body.password, ttl))
+        .await;
     match result {
         Ok((token, agent)) => Ok(Json(serde_json::json!({
             "token": token,
@@ -68,8 +74,13 @@ async fn login(
     }
 }
 
-async fn logout(State(app): State<AppState>, Authed(_, token): Authed) -> Result<StatusCode, ApiError> {
-    app.reads.run(move |conn| auth::logout(conn, &token)).await?;
+async fn logout(
+    State(app): State<AppState>,
+    Authed(_, token): Authed,
+) -> Result<StatusCode, ApiError> {
+    app.reads
+        .run(move |conn| auth::logout(conn, &token))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -77,7 +88,10 @@ async fn me(Authed(agent, _): Authed) -> Json<auth::Agent> {
     Json(agent)
 }
 
-async fn agents(State(app): State<AppState>, Authed(_, _): Authed) -> Result<Json<Vec<auth::Agent>>, ApiError> {
+async fn agents(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+) -> Result<Json<Vec<auth::Agent>>, ApiError> {
     Ok(Json(app.reads.run(auth::list_agents).await?))
 }
 
@@ -99,17 +113,30 @@ async fn list_conversations(
         None | Some("") | Some("all") => StatusFilter::All,
         Some("open") => StatusFilter::Open,
         Some(s) => StatusFilter::Is(Status::parse(s).ok_or_else(|| {
-            ApiError::bad_request("bad_status", format!("unknown status {s:?}; use waiting, in_progress, resolved, idle, open or all"))
+            ApiError::bad_request(
+                "bad_status",
+                format!(
+                    "unknown status {s:?}; use waiting, in_progress, resolved, idle, open or all"
+                ),
+            )
         })?),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let before = match (q.before_activity, q.before_id) {
         (Some(a), Some(i)) => Some((a, i)),
         (None, None) => None,
-        _ => return Err(ApiError::bad_request("bad_query", "before_activity and before_id go together")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "before_activity and before_id go together",
+            ))
+        }
     };
     app.wait_store_current().await?;
-    let rows = app.reads.run(move |conn| queries::list_conversations(conn, filter, before, limit)).await?;
+    let rows = app
+        .reads
+        .run(move |conn| queries::list_conversations(conn, filter, before, limit))
+        .await?;
     Ok(Json(serde_json::json!({ "conversations": rows })))
 }
 
@@ -122,7 +149,10 @@ async fn get_conversation(
     conversation_or_404(&app, id).await.map(Json)
 }
 
-async fn conversation_or_404(app: &AppState, id: ConversationId) -> Result<queries::ConversationRow, ApiError> {
+async fn conversation_or_404(
+    app: &AppState,
+    id: ConversationId,
+) -> Result<queries::ConversationRow, ApiError> {
     app.reads
         .run(move |conn| queries::conversation(conn, id))
         .await?
@@ -145,7 +175,10 @@ async fn list_messages(
     conversation_or_404(&app, id).await?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let after = q.after.unwrap_or(0);
-    let rows = app.reads.run(move |conn| queries::conversation_messages(conn, id, after, limit)).await?;
+    let rows = app
+        .reads
+        .run(move |conn| queries::conversation_messages(conn, id, after, limit))
+        .await?;
     let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
     Ok(Json(serde_json::json!({ "messages": views })))
 }
@@ -162,20 +195,33 @@ async fn post_message(
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     if body.text.trim().is_empty() {
-        return Err(ApiError::bad_request("empty_text", "text must not be empty"));
+        return Err(ApiError::bad_request(
+            "empty_text",
+            "text must not be empty",
+        ));
     }
     let chars = body.text.chars().count();
     if chars > app.cfg.limits.max_text_chars {
         return Err(ApiError::bad_request(
             "text_too_long",
-            format!("text has {chars} characters; the limit is {}", app.cfg.limits.max_text_chars),
+            format!(
+                "text has {chars} characters; the limit is {}",
+                app.cfg.limits.max_text_chars
+            ),
         ));
     }
-    let accepted =
-        dispatch(&app, |reply| Command::AgentMessage { conversation: id, agent: agent.id, text: body.text, reply }).await?;
+    let accepted = dispatch(&app, |reply| Command::AgentMessage {
+        conversation: id,
+        agent: agent.id,
+        text: body.text,
+        reply,
+    })
+    .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({ "message_id": accepted.message_id, "conversation_id": accepted.conversation })),
+        Json(
+            serde_json::json!({ "message_id": accepted.message_id, "conversation_id": accepted.conversation }),
+        ),
     ))
 }
 
@@ -194,17 +240,32 @@ async fn assign(
     let body: AssignBody = if body.iter().all(u8::is_ascii_whitespace) {
         AssignBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
     };
     let to = body.agent_id.unwrap_or(agent.id);
     if to != agent.id {
-        let target = app.reads.run(move |conn| auth::agent_by_id(conn, to)).await?;
+        let target = app
+            .reads
+            .run(move |conn| auth::agent_by_id(conn, to))
+            .await?;
         match target {
             Some(t) if !t.disabled => {}
-            _ => return Err(ApiError::bad_request("bad_agent", format!("no enabled agent with id {to}"))),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad_agent",
+                    format!("no enabled agent with id {to}"),
+                ))
+            }
         }
     }
-    dispatch(&app, |reply| Command::Assign { conversation: id, to, by: agent.id, reply }).await?;
+    dispatch(&app, |reply| Command::Assign {
+        conversation: id,
+        to,
+        by: agent.id,
+        reply,
+    })
+    .await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -214,7 +275,12 @@ async fn resolve(
     Authed(agent, _): Authed,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
-    dispatch(&app, |reply| Command::Resolve { conversation: id, by: agent.id, reply }).await?;
+    dispatch(&app, |reply| Command::Resolve {
+        conversation: id,
+        by: agent.id,
+        reply,
+    })
+    .await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -224,7 +290,12 @@ async fn reopen(
     Authed(agent, _): Authed,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
-    dispatch(&app, |reply| Command::Reopen { conversation: id, by: agent.id, reply }).await?;
+    dispatch(&app, |reply| Command::Reopen {
+        conversation: id,
+        by: agent.id,
+        reply,
+    })
+    .await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -246,15 +317,24 @@ async fn search(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     app.wait_store_current().await?;
-    let rows = app.reads.run(move |conn| queries::search_messages(conn, &query, limit)).await?;
+    let rows = app
+        .reads
+        .run(move |conn| queries::search_messages(conn, &query, limit))
+        .await?;
     let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
     Ok(Json(serde_json::json!({ "messages": views })))
 }
 
 /// Sends one command and waits until its record is durable.
-async fn dispatch(app: &AppState, make: impl FnOnce(Reply) -> Command) -> Result<Accepted, ApiError> {
+async fn dispatch(
+    app: &AppState,
+    make: impl FnOnce(Reply) -> Command,
+) -> Result<Accepted, ApiError> {
     let (tx, rx) = oneshot::channel();
-    app.commands.send(make(Reply::Once(tx))).await.map_err(|_| ApiError::Unavailable)?;
+    app.commands
+        .send(make(Reply::Once(tx)))
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
     let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
     app.wait_durable(accepted.lsn).await?;
     Ok(accepted)

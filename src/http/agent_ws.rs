@@ -49,7 +49,12 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
     let (mut sink, mut stream) = socket.split();
     let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg.limits.subscriber_queue);
     let Some(watermark) = app.fanout.subscribe(Audience::Agents, live_tx).await else {
-        return close(&mut sink, close_code::RESTART, "server is stopping; reconnect").await;
+        return close(
+            &mut sink,
+            close_code::RESTART,
+            "server is stopping; reconnect",
+        )
+        .await;
     };
     let mut last_sent = after.unwrap_or(watermark);
     if let Some(after) = after.filter(|a| *a < watermark) {
@@ -64,7 +69,8 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
                 .await
                 .unwrap_or_default();
             for e in &page {
-                sink.send(Message::Text(wire::agent_event_row(e).into())).await?;
+                sink.send(Message::Text(wire::agent_event_row(e).into()))
+                    .await?;
                 cursor = e.lsn();
                 last_sent = cursor;
             }
@@ -103,7 +109,12 @@ async fn close(
     code: u16,
     reason: &str,
 ) -> Result<(), axum::Error> {
-    let result = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.to_owned().into() }))).await;
+    let result = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })))
+        .await;
     let _ = tokio::time::timeout(Duration::from_millis(100), sink.flush()).await;
     result
 }

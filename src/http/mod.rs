@@ -56,7 +56,10 @@ impl AppState {
     /// [`ApiError::Unavailable`] if the journal stopped (latched or shut down) first.
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), ApiError> {
         let mut rx = self.durable.clone();
-        rx.wait_for(|d| *d >= lsn).await.map(|_| ()).map_err(|_| ApiError::Unavailable)
+        rx.wait_for(|d| *d >= lsn)
+            .await
+            .map(|_| ())
+            .map_err(|_| ApiError::Unavailable)
     }
 
     /// Waits until the store has applied everything durable now, so a read sees every write
@@ -101,16 +104,42 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let rows = [
-        ("kefud_journal_committed_total", "Records made durable since start.", app.journal_health.committed()),
-        ("kefud_journal_durable_lsn", "Last durable log sequence number.", *app.durable.borrow()),
-        ("kefud_store_applied_lsn", "Last LSN applied to SQLite.", *app.applied.borrow()),
-        ("kefud_fanout_delivered_total", "Frames handed to live connections.", app.fanout_stats.delivered.load(Relaxed)),
-        ("kefud_fanout_lagged_total", "Live connections dropped for falling behind.", app.fanout_stats.lagged.load(Relaxed)),
-        ("kefud_heap_allocations_total", "Heap allocations since start.", crate::alloc_count::allocations()),
+        (
+            "kefud_journal_committed_total",
+            "Records made durable since start.",
+            app.journal_health.committed(),
+        ),
+        (
+            "kefud_journal_durable_lsn",
+            "Last durable log sequence number.",
+            *app.durable.borrow(),
+        ),
+        (
+            "kefud_store_applied_lsn",
+            "Last LSN applied to SQLite.",
+            *app.applied.borrow(),
+        ),
+        (
+            "kefud_fanout_delivered_total",
+            "Frames handed to live connections.",
+            app.fanout_stats.delivered.load(Relaxed),
+        ),
+        (
+            "kefud_fanout_lagged_total",
+            "Live connections dropped for falling behind.",
+            app.fanout_stats.lagged.load(Relaxed),
+        ),
+        (
+            "kefud_heap_allocations_total",
+            "Heap allocations since start.",
+            crate::alloc_count::allocations(),
+        ),
     ];
     let mut out = String::new();
     for (name, help, value) in rows {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
     }
     out
 }
@@ -130,7 +159,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -143,20 +175,38 @@ struct ErrorBody<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match &self {
-            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required"),
-            ApiError::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"),
-            ApiError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, *code, message.as_str()),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            ),
+            ApiError::InvalidCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "wrong username or password",
+            ),
+            ApiError::BadRequest { code, message } => {
+                (StatusCode::BAD_REQUEST, *code, message.as_str())
+            }
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
-            ApiError::TooManyRequests => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", "too many failed logins; wait a minute")
-            }
-            ApiError::Unavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the daemon is stopping or its storage failed")
-            }
+            ApiError::TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins; wait a minute",
+            ),
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the daemon is stopping or its storage failed",
+            ),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error answering a request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the daemon's log")
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the daemon's log",
+                )
             }
         };
         (status, Json(ErrorBody { code, message })).into_response()
@@ -166,7 +216,9 @@ impl IntoResponse for ApiError {
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
         match e {
-            DispatchError::NotFound(id) => ApiError::NotFound(format!("conversation {id} not found")),
+            DispatchError::NotFound(id) => {
+                ApiError::NotFound(format!("conversation {id} not found"))
+            }
             DispatchError::Refused(r) => ApiError::Conflict(r.to_string()),
             DispatchError::Unavailable => ApiError::Unavailable,
             DispatchError::Store(m) => ApiError::Internal(m),
@@ -235,20 +287,33 @@ pub struct Authed(pub Agent, pub String);
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
         let lookup = token.clone();
-        let agent = state.reads.run(move |conn| crate::auth::authenticate(conn, &lookup)).await?;
-        agent.map(|a| Authed(a, token)).ok_or(ApiError::Unauthorized)
+        let agent = state
+            .reads
+            .run(move |conn| crate::auth::authenticate(conn, &lookup))
+            .await?;
+        agent
+            .map(|a| Authed(a, token))
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
 pub fn bearer_token(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
-        let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))?;
         return Some(token.trim().to_string());
     }
     let query = parts.uri.query()?;
-    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(str::to_string)
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .map(str::to_string)
 }

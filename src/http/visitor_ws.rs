@@ -24,14 +24,14 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{ApiError, ApiQuery, AppState};
-use crate::dispatch::{Accepted, Command, DispatchError, Reply};
+use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
 use crate::fanout::{Audience, Frame};
 use crate::model::{bounded_id, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
 use crate::store::queries;
 use crate::wire::{self, FrameError, VisitorFrame};
 
 /// Bytes tungstenite reads per syscall: small, so an idle connection costs little.
-pub const READ_BUFFER_BYTES: usize = 4096;
+pub const READ_BUFFER_BYTES: usize = 1024;
 /// Stored messages sent per store read when a client resumes.
 const RESUME_PAGE: u32 = 500;
 
@@ -53,7 +53,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let visitor_id: ExternalId = match params.visitor_id.as_deref() {
-        Some(raw) => bounded_id(raw).map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
+        Some(raw) => bounded_id(raw)
+            .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
         None => new_visitor_id(),
     };
     let identity = Identity {
@@ -87,8 +88,11 @@ struct Connection {
     app: AppState,
     identity: Identity,
     sink: SplitSink<WebSocket, Message>,
-    /// Answers from the dispatcher, in the order commands were sent.
-    replies_tx: mpsc::Sender<Result<Accepted, DispatchError>>,
+    /// Answers from the dispatcher, in the order commands were sent. Created with the first
+    /// message: an idle connection never pays for the channel.
+    replies_tx: Option<mpsc::Sender<StreamReply>>,
+    /// Client ids of messages sent to the dispatcher and not yet answered, in order.
+    unanswered: VecDeque<crate::model::ClientId>,
     /// Accepted messages waiting for durability, in send order.
     pending: VecDeque<Pending>,
     /// Commands sent and not yet acked or refused; bounded by `max_inflight`.
@@ -102,19 +106,19 @@ async fn serve(socket: WebSocket, app: AppState, identity: Identity, after: Opti
     let _tracked = app.tracker.token();
     let (sink, stream) = socket.split();
     let limits = &app.cfg.limits;
-    let (replies_tx, replies_rx) = mpsc::channel(limits.max_inflight);
     let bucket = TokenBucket::new(limits.messages_per_second, limits.burst);
     let mut conn = Connection {
         app: app.clone(),
         identity,
         sink,
-        replies_tx,
+        replies_tx: None,
+        unanswered: VecDeque::new(),
         pending: VecDeque::new(),
         inflight: 0,
         last_sent: after.unwrap_or(0),
         bucket,
     };
-    if let Err(e) = conn.run(stream, replies_rx, after).await {
+    if let Err(e) = conn.run(stream, after).await {
         tracing::debug!(visitor = %conn.identity, error = %e, "visitor connection ended");
     }
 }
@@ -123,24 +127,37 @@ impl Connection {
     async fn run(
         &mut self,
         mut stream: SplitStream<WebSocket>,
-        mut replies: mpsc::Receiver<Result<Accepted, DispatchError>>,
         after: Option<MessageId>,
     ) -> Result<(), axum::Error> {
-        self.send_text(wire::welcome(&self.identity.external_id, after).into()).await?;
+        self.send_text(wire::welcome(&self.identity.external_id, after).into())
+            .await?;
         let (live_tx, mut live) = mpsc::channel::<Frame>(self.app.cfg.limits.subscriber_queue);
-        let Some(watermark) = self.app.fanout.subscribe(Audience::Visitor(self.identity.clone()), live_tx).await else {
-            return self.close(close_code::RESTART, "server is stopping; reconnect").await;
+        // Setup and resume are boxed: their futures would otherwise enlarge this connection's
+        // long-lived task by their size for its whole life.
+        let subscribed = Box::pin(
+            self.app
+                .fanout
+                .subscribe(Audience::Visitor(self.identity.clone()), live_tx),
+        )
+        .await;
+        let Some(watermark) = subscribed else {
+            return self
+                .close(close_code::RESTART, "server is stopping; reconnect")
+                .await;
         };
         if let Some(after) = after {
-            self.resume(after, watermark).await?;
+            Box::pin(self.resume(after, watermark)).await?;
         }
         let mut durable = self.app.durable.clone();
         let max_inflight = self.app.cfg.limits.max_inflight;
         let shutdown = self.app.shutdown.clone();
         let mut draining = false;
+        let mut replies: Option<mpsc::Receiver<StreamReply>> = None;
         loop {
             if draining && self.inflight == 0 {
-                return self.close(close_code::AWAY, "server is restarting; reconnect").await;
+                return self
+                    .close(close_code::AWAY, "server is restarting; reconnect")
+                    .await;
             }
             // Cancel safety: every branch's future is cancel-safe — `recv` on mpsc, `changed`
             // on watch, `cancelled` on the token, and `StreamExt::next` on the socket stream
@@ -157,8 +174,7 @@ impl Connection {
                         return self.close(close_code::AGAIN, &reason).await;
                     }
                 },
-                reply = replies.recv() => {
-                    let reply = reply.expect("invariant: this task holds a reply sender");
+                Some(reply) = recv_reply(&mut replies), if replies.is_some() => {
                     let d = *durable.borrow_and_update();
                     self.on_reply(reply, d).await?;
                 }
@@ -169,7 +185,13 @@ impl Connection {
                     let d = *durable.borrow_and_update();
                     self.ack_durable(d).await?;
                 }
-                incoming = stream.next(), if !draining && self.inflight < max_inflight => match incoming {
+                incoming = stream.next(), if !draining && self.inflight < max_inflight => {
+                if replies.is_none() && matches!(incoming, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+                    let (tx, rx) = mpsc::channel(max_inflight);
+                    self.replies_tx = Some(tx);
+                    replies = Some(rx);
+                }
+                match incoming {
                     Some(Ok(Message::Text(text))) => self.on_frame(text.as_str()).await?,
                     Some(Ok(Message::Binary(bytes))) => match std::str::from_utf8(&bytes) {
                         Ok(text) => self.on_frame(text).await?,
@@ -182,7 +204,7 @@ impl Connection {
                         let _ = self.close(code, reason).await;
                         return Err(e);
                     }
-                },
+                }},
             }
         }
     }
@@ -192,11 +214,19 @@ impl Connection {
             return Ok(());
         }
         if self.app.wait_applied(watermark).await.is_err() {
-            return self.close(close_code::AGAIN, "store is behind; reconnect").await;
+            return self
+                .close(close_code::AGAIN, "store is behind; reconnect")
+                .await;
         }
         let identity = self.identity.clone();
-        let contact = self.app.reads.run(move |c| queries::contact_by_identity(c, &identity)).await;
-        let Ok(Some(contact)) = contact else { return Ok(()) };
+        let contact = self
+            .app
+            .reads
+            .run(move |c| queries::contact_by_identity(c, &identity))
+            .await;
+        let Ok(Some(contact)) = contact else {
+            return Ok(());
+        };
         let mut cursor = after;
         loop {
             let page = self
@@ -219,37 +249,64 @@ impl Connection {
     async fn on_frame(&mut self, text: &str) -> Result<(), axum::Error> {
         let limits = &self.app.cfg.limits;
         if text.len() > limits.max_frame_bytes {
-            let message = format!("frame has {} bytes; the limit is {}", text.len(), limits.max_frame_bytes);
-            return self.send_error(FrameError::new("frame_too_large", message)).await;
+            let message = format!(
+                "frame has {} bytes; the limit is {}",
+                text.len(),
+                limits.max_frame_bytes
+            );
+            return self
+                .send_error(FrameError::new("frame_too_large", message))
+                .await;
         }
         if !self.bucket.take(Instant::now()) {
-            return self.send_error(FrameError::new("rate_limited", "too many messages; slow down")).await;
+            return self
+                .send_error(FrameError::new(
+                    "rate_limited",
+                    "too many messages; slow down",
+                ))
+                .await;
         }
         match wire::parse_visitor_frame(text, limits.max_text_chars) {
             Err(e) => self.send_error(e).await,
             Ok(VisitorFrame::Message { client_id, text }) => {
+                let client_id_for_reply = client_id.clone();
                 let cmd = Command::CustomerMessage {
                     identity: self.identity.clone(),
                     client_id: Some(client_id),
                     text,
-                    reply: Reply::Stream(self.replies_tx.clone()),
+                    reply: Reply::Stream(
+                        self.replies_tx
+                            .clone()
+                            .expect("invariant: created before the first frame is handled"),
+                    ),
                 };
                 if self.app.commands.send(cmd).await.is_err() {
-                    return self.send_error(FrameError::new("unavailable", "server is stopping; resend after reconnecting")).await;
+                    return self
+                        .send_error(FrameError::new(
+                            "unavailable",
+                            "server is stopping; resend after reconnecting",
+                        ))
+                        .await;
                 }
+                self.unanswered.push_back(client_id_for_reply);
                 self.inflight += 1;
                 Ok(())
             }
         }
     }
 
-    async fn on_reply(&mut self, reply: Result<Accepted, DispatchError>, durable: Lsn) -> Result<(), axum::Error> {
+    async fn on_reply(&mut self, reply: StreamReply, durable: Lsn) -> Result<(), axum::Error> {
+        let client_id = self
+            .unanswered
+            .pop_front()
+            .expect("invariant: one reply per message sent to the dispatcher");
         match reply {
             Ok(a) => {
-                let (Some(client_id), Some(message_id)) = (a.client_id, a.message_id) else {
-                    unreachable!("customer messages are always answered with their client and message ids")
-                };
-                self.pending.push_back(Pending { client_id, message_id, lsn: a.lsn });
+                self.pending.push_back(Pending {
+                    client_id,
+                    message_id: a.message_id,
+                    lsn: a.lsn,
+                });
                 self.ack_durable(durable).await
             }
             Err(e) => {
@@ -259,7 +316,8 @@ impl Connection {
                     _ => "internal",
                 };
                 tracing::warn!(visitor = %self.identity, error = %e, "message refused");
-                self.send_error(FrameError::new(code, "message not stored; resend it")).await
+                self.send_error(FrameError::new(code, "message not stored; resend it"))
+                    .await
             }
         }
     }
@@ -267,9 +325,13 @@ impl Connection {
     /// Acks, in send order, every pending message that is durable.
     async fn ack_durable(&mut self, durable: Lsn) -> Result<(), axum::Error> {
         while self.pending.front().is_some_and(|p| p.lsn <= durable) {
-            let p = self.pending.pop_front().expect("invariant: front checked above");
+            let p = self
+                .pending
+                .pop_front()
+                .expect("invariant: front checked above");
             self.inflight -= 1;
-            self.send_text(wire::ack(&p.client_id, p.message_id).into()).await?;
+            self.send_text(wire::ack(&p.client_id, p.message_id).into())
+                .await?;
         }
         Ok(())
     }
@@ -283,12 +345,20 @@ impl Connection {
     }
 
     async fn close(&mut self, code: u16, reason: &str) -> Result<(), axum::Error> {
-        let frame = CloseFrame { code, reason: reason.to_owned().into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        };
         let result = self.sink.send(Message::Close(Some(frame))).await;
         // Give the peer a moment to read the close frame before the socket drops.
         let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
         result
     }
+}
+
+/// The next reply, once the reply channel exists (the branch is disabled until then).
+async fn recv_reply(replies: &mut Option<mpsc::Receiver<StreamReply>>) -> Option<StreamReply> {
+    replies.as_mut()?.recv().await
 }
 
 /// The close code and reason for a frame the WebSocket layer itself refused.
@@ -314,7 +384,12 @@ struct TokenBucket {
 
 impl TokenBucket {
     fn new(per_second: u32, burst: u32) -> Self {
-        TokenBucket { rate: f64::from(per_second), burst: f64::from(burst), tokens: f64::from(burst), last: Instant::now() }
+        TokenBucket {
+            rate: f64::from(per_second),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self, now: Instant) -> bool {

@@ -10,12 +10,21 @@ pub const HEADER_LEN: usize = 17;
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
 /// Appends one frame to `buf`, writing the payload with `write_payload` in place (no copy).
-pub fn encode_with(buf: &mut Vec<u8>, segment_id: u64, lsn: u64, kind: u8, write_payload: impl FnOnce(&mut Vec<u8>)) {
+pub fn encode_with(
+    buf: &mut Vec<u8>,
+    segment_id: u64,
+    lsn: u64,
+    kind: u8,
+    write_payload: impl FnOnce(&mut Vec<u8>),
+) {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; HEADER_LEN]);
     write_payload(buf);
     let payload_len = buf.len() - start - HEADER_LEN;
-    assert!(payload_len <= MAX_PAYLOAD, "invariant: payloads are bounded by the API limits");
+    assert!(
+        payload_len <= MAX_PAYLOAD,
+        "invariant: payloads are bounded by the API limits"
+    );
     let len = payload_len as u32;
     let header = &mut buf[start..start + HEADER_LEN];
     header[0..4].copy_from_slice(&len.to_le_bytes());
@@ -90,7 +99,12 @@ mod tests {
         let buf = frame(1, 42, b"hello");
         assert_eq!(
             decode(&buf, 1),
-            Decoded::Frame(Frame { lsn: 42, kind: 3, payload: b"hello", size: HEADER_LEN + 5 })
+            Decoded::Frame(Frame {
+                lsn: 42,
+                kind: 3,
+                payload: b"hello",
+                size: HEADER_LEN + 5
+            })
         );
     }
 
@@ -110,7 +124,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(matches!(decode(&bad, 1), Decoded::Corrupt(_)), "byte {byte} bit {bit}");
+                assert!(
+                    matches!(decode(&bad, 1), Decoded::Corrupt(_)),
+                    "byte {byte} bit {bit}"
+                );
             }
         }
     }

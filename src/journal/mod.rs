@@ -47,19 +47,33 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("journal I/O error on {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("journal damaged in {} at offset {offset}: {reason}; refusing to start (move the file aside only if you accept losing its records)", path.display())]
-    Corrupt { path: PathBuf, offset: u64, reason: String },
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     #[error("store error while replaying the journal: {0}")]
     Replay(String),
 }
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_path_buf(), source }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub fn corrupt(path: &Path, offset: u64, reason: String) -> Self {
-        Error::Corrupt { path: path.to_path_buf(), offset, reason }
+        Error::Corrupt {
+            path: path.to_path_buf(),
+            offset,
+            reason,
+        }
     }
 }

@@ -52,7 +52,10 @@ pub fn recover(
             return Err(Error::corrupt(
                 &seg.path,
                 0,
-                format!("segment starts at LSN {} but the previous one ends at {last_lsn}", seg.first_lsn),
+                format!(
+                    "segment starts at LSN {} but the previous one ends at {last_lsn}",
+                    seg.first_lsn
+                ),
             ));
         }
         let bytes = std::fs::read(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
@@ -72,7 +75,11 @@ pub fn recover(
                     }
                     if f.lsn > applied_lsn {
                         let op = Op::decode(f.kind, f.payload).map_err(|e| {
-                            Error::corrupt(&seg.path, offset as u64, format!("undecodable operation: {e}"))
+                            Error::corrupt(
+                                &seg.path,
+                                offset as u64,
+                                format!("undecodable operation: {e}"),
+                            )
                         })?;
                         on_record(f.lsn, op)?;
                     }
@@ -98,12 +105,21 @@ pub fn recover(
                 reason = why,
                 "journal: truncating torn tail of the last segment (never acknowledged)"
             );
-            let file = OpenOptions::new().write(true).open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
-            file.set_len(offset as u64).map_err(|e| Error::io(&seg.path, e))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&seg.path)
+                .map_err(|e| Error::io(&seg.path, e))?;
+            file.set_len(offset as u64)
+                .map_err(|e| Error::io(&seg.path, e))?;
             file.sync_all().map_err(|e| Error::io(&seg.path, e))?;
         }
     }
-    Ok(Recovered { segments, last_lsn, tail_len, truncated_bytes })
+    Ok(Recovered {
+        segments,
+        last_lsn,
+        tail_len,
+        truncated_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -170,16 +186,33 @@ mod tests {
         let full = std::fs::read(&last).unwrap();
         for cut in segment::HEADER_LEN..=full.len() as u64 {
             let dir = tempfile::tempdir().unwrap();
-            std::fs::copy(src.path().join(segment::file_name(1)), dir.path().join(segment::file_name(1))).unwrap();
-            std::fs::write(dir.path().join(segment::file_name(6)), &full[..cut as usize]).unwrap();
+            std::fs::copy(
+                src.path().join(segment::file_name(1)),
+                dir.path().join(segment::file_name(1)),
+            )
+            .unwrap();
+            std::fs::write(
+                dir.path().join(segment::file_name(6)),
+                &full[..cut as usize],
+            )
+            .unwrap();
             let committed = ends.iter().filter(|&&e| e <= cut).count() as u64 - 1;
             let (r, seen) = collect(dir.path(), 0).unwrap();
             assert_eq!(r.last_lsn, 5 + committed, "cut at {cut}");
-            assert_eq!(seen, (1..=5 + committed).collect::<Vec<_>>(), "cut at {cut}");
+            assert_eq!(
+                seen,
+                (1..=5 + committed).collect::<Vec<_>>(),
+                "cut at {cut}"
+            );
             let valid_end = ends[committed as usize];
             assert_eq!(r.tail_len, valid_end);
             assert_eq!(r.truncated_bytes, cut - valid_end);
-            assert_eq!(std::fs::metadata(dir.path().join(segment::file_name(6))).unwrap().len(), valid_end);
+            assert_eq!(
+                std::fs::metadata(dir.path().join(segment::file_name(6)))
+                    .unwrap()
+                    .len(),
+                valid_end
+            );
             let (again, _) = collect(dir.path(), 0).unwrap();
             assert_eq!((again.last_lsn, again.truncated_bytes), (r.last_lsn, 0));
         }
@@ -193,7 +226,10 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0xAB; 100]).unwrap();
         let (r, _) = collect(dir.path(), 0).unwrap();
-        assert_eq!((r.last_lsn, r.tail_len, r.truncated_bytes), (3, ends[3], 100));
+        assert_eq!(
+            (r.last_lsn, r.tail_len, r.truncated_bytes),
+            (3, ends[3], 100)
+        );
     }
 
     #[test]
@@ -231,7 +267,10 @@ mod tests {
         write_segment(dir.path(), 1, 5);
         write_segment(dir.path(), 9, 2);
         let err = collect(dir.path(), 0).unwrap_err().to_string();
-        assert!(err.contains(&segment::file_name(9)) && err.contains("ends at 5"), "{err}");
+        assert!(
+            err.contains(&segment::file_name(9)) && err.contains("ends at 5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
     }
     let header = u64::from_le_bytes(bytes[16..24].try_into().expect("invariant: 8-byte slice"));
     if header != name_lsn {
-        return Err(HeaderError::NameMismatch { header, name: name_lsn });
+        return Err(HeaderError::NameMismatch {
+            header,
+            name: name_lsn,
+        });
     }
     Ok(())
 }
@@ -88,7 +91,11 @@ pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
 pub fn create(dir: &Path, first_lsn: u64) -> io::Result<File> {
     let final_path = dir.join(file_name(first_lsn));
     let tmp_path = dir.join(format!("{}.tmp", file_name(first_lsn)));
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&tmp_path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&tmp_path)?;
     file.write_all(&encode_header(first_lsn))?;
     file.sync_all()?;
     std::fs::rename(&tmp_path, &final_path)?;
@@ -128,7 +135,10 @@ pub fn list(dir: &Path) -> io::Result<Vec<SegmentFile>> {
             continue;
         }
         if let Some(first_lsn) = parse_name(name) {
-            out.push(SegmentFile { first_lsn, path: entry.path() });
+            out.push(SegmentFile {
+                first_lsn,
+                path: entry.path(),
+            });
         }
     }
     out.sort_by_key(|s| s.first_lsn);
@@ -151,7 +161,10 @@ mod tests {
     fn header_checks() {
         let h = encode_header(7);
         assert_eq!(check_header(&h, 7), Ok(()));
-        assert_eq!(check_header(&h, 8), Err(HeaderError::NameMismatch { header: 7, name: 8 }));
+        assert_eq!(
+            check_header(&h, 8),
+            Err(HeaderError::NameMismatch { header: 7, name: 8 })
+        );
         assert_eq!(check_header(&h[..10], 7), Err(HeaderError::Short));
         let mut bad = h;
         bad[0] = b'X';
@@ -168,7 +181,10 @@ mod tests {
         drop(create(dir.path(), 10).unwrap());
         std::fs::write(dir.path().join("00000000000000000011.wal.tmp"), b"x").unwrap();
         let segs = list(dir.path()).unwrap();
-        assert_eq!(segs.iter().map(|s| s.first_lsn).collect::<Vec<_>>(), vec![1, 10]);
+        assert_eq!(
+            segs.iter().map(|s| s.first_lsn).collect::<Vec<_>>(),
+            vec![1, 10]
+        );
         assert!(!dir.path().join("00000000000000000011.wal.tmp").exists());
         let bytes = std::fs::read(&segs[0].path).unwrap();
         assert_eq!(check_header(&bytes, 1), Ok(()));

@@ -105,13 +105,19 @@ impl Writer {
         let mut segments: VecDeque<SegmentFile> = segments.into();
         let (file, file_len) = match segments.back() {
             Some(last) => {
-                let file = std::fs::OpenOptions::new().append(true).open(&last.path).map_err(|e| Error::io(&last.path, e))?;
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| Error::io(&last.path, e))?;
                 (file, tail_len)
             }
             None => {
                 let first = last_lsn + 1;
                 let file = segment::create(&dir, first).map_err(|e| Error::io(&dir, e))?;
-                segments.push_back(SegmentFile { first_lsn: first, path: dir.join(segment::file_name(first)) });
+                segments.push_back(SegmentFile {
+                    first_lsn: first,
+                    path: dir.join(segment::file_name(first)),
+                });
                 (file, segment::HEADER_LEN)
             }
         };
@@ -139,8 +145,12 @@ impl Writer {
         let mut batch: Vec<Entry> = Vec::with_capacity(1024);
         loop {
             self.health.busy_since_ms.store(0, Ordering::Release);
-            let Some(first) = rx.blocking_recv() else { break };
-            self.health.busy_since_ms.store(now_ms().max(1), Ordering::Release);
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            self.health
+                .busy_since_ms
+                .store(now_ms().max(1), Ordering::Release);
             let mut estimate = first.op_size_estimate();
             batch.push(first);
             while estimate < self.cfg.max_batch_bytes {
@@ -159,7 +169,11 @@ impl Writer {
                 return;
             }
             let next = Vec::with_capacity(batch.capacity().min(4096));
-            if self.committed_tx.blocking_send(std::mem::replace(&mut batch, next)).is_err() {
+            if self
+                .committed_tx
+                .blocking_send(std::mem::replace(&mut batch, next))
+                .is_err()
+            {
                 tracing::debug!("journal: post-commit consumer gone");
             }
         }
@@ -170,18 +184,31 @@ impl Writer {
         if self.file_len >= self.cfg.segment_bytes {
             self.rotate(batch[0].lsn)?;
         }
-        let segment_id = self.segments.back().expect("invariant: the writer always has an open segment").first_lsn;
+        let segment_id = self
+            .segments
+            .back()
+            .expect("invariant: the writer always has an open segment")
+            .first_lsn;
         self.buf.clear();
         for e in batch {
-            frame::encode_with(&mut self.buf, segment_id, e.lsn, e.op.kind(), |b| e.op.encode(b));
+            frame::encode_with(&mut self.buf, segment_id, e.lsn, e.op.kind(), |b| {
+                e.op.encode(b)
+            });
         }
         let path = &self.segments.back().expect("invariant: open segment").path;
-        self.file.write_all(&self.buf).map_err(|e| Error::io(path, e))?;
+        self.file
+            .write_all(&self.buf)
+            .map_err(|e| Error::io(path, e))?;
         self.file.sync_data().map_err(|e| Error::io(path, e))?;
         self.file_len += self.buf.len() as u64;
-        let last = batch.last().expect("invariant: batches are never empty").lsn;
+        let last = batch
+            .last()
+            .expect("invariant: batches are never empty")
+            .lsn;
         self.durable.send_replace(last);
-        self.health.committed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.health
+            .committed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -189,7 +216,10 @@ impl Writer {
         self.file.sync_all().map_err(|e| Error::io(&self.dir, e))?;
         self.file = segment::create(&self.dir, first_lsn).map_err(|e| Error::io(&self.dir, e))?;
         self.file_len = segment::HEADER_LEN;
-        self.segments.push_back(SegmentFile { first_lsn, path: self.dir.join(segment::file_name(first_lsn)) });
+        self.segments.push_back(SegmentFile {
+            first_lsn,
+            path: self.dir.join(segment::file_name(first_lsn)),
+        });
         self.retire();
         Ok(())
     }
@@ -199,17 +229,25 @@ impl Writer {
     fn retire(&mut self) {
         let applied = self.applied.load(Ordering::Acquire);
         let closed = self.segments.len() - 1;
-        let applied_closed =
-            (0..closed).filter(|&i| self.segments[i + 1].first_lsn - 1 <= applied).count();
+        let applied_closed = (0..closed)
+            .filter(|&i| self.segments[i + 1].first_lsn - 1 <= applied)
+            .count();
         let excess = applied_closed.saturating_sub(self.cfg.retain_segments);
         if excess == 0 {
             return;
         }
         for _ in 0..excess {
-            let seg = self.segments.pop_front().expect("invariant: excess < segment count");
+            let seg = self
+                .segments
+                .pop_front()
+                .expect("invariant: excess < segment count");
             match std::fs::remove_file(&seg.path) {
-                Ok(()) => tracing::info!(file = %seg.path.display(), "journal: retired applied segment"),
-                Err(e) => tracing::warn!(file = %seg.path.display(), error = %e, "journal: could not retire segment"),
+                Ok(()) => {
+                    tracing::info!(file = %seg.path.display(), "journal: retired applied segment")
+                }
+                Err(e) => {
+                    tracing::warn!(file = %seg.path.display(), error = %e, "journal: could not retire segment")
+                }
             }
         }
         if let Err(e) = segment::sync_dir(&self.dir) {

@@ -32,7 +32,16 @@ impl Applier {
         let applied_lsn = super::applied_lsn(&conn)?;
         let (applied_tx, rx) = watch::channel(applied_lsn);
         let applied_atomic = Arc::new(AtomicU64::new(applied_lsn));
-        Ok((Applier { conn, applied_lsn, applied_tx, applied_atomic: Arc::clone(&applied_atomic) }, rx, applied_atomic))
+        Ok((
+            Applier {
+                conn,
+                applied_lsn,
+                applied_tx,
+                applied_atomic: Arc::clone(&applied_atomic),
+            },
+            rx,
+            applied_atomic,
+        ))
     }
 
     pub fn applied_lsn(&self) -> Lsn {
@@ -44,7 +53,10 @@ impl Applier {
     ///
     /// # Errors
     /// [`Error::Sqlite`]; the transaction is rolled back and the applied LSN is unchanged.
-    pub fn apply<'a>(&mut self, records: impl IntoIterator<Item = (Lsn, &'a Op)>) -> Result<(), Error> {
+    pub fn apply<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (Lsn, &'a Op)>,
+    ) -> Result<(), Error> {
         let tx = self.conn.transaction()?;
         let mut last = self.applied_lsn;
         for (lsn, op) in records {
@@ -55,7 +67,10 @@ impl Applier {
             last = lsn;
         }
         if last != self.applied_lsn {
-            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'", params![last as i64])?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
+                params![last as i64],
+            )?;
             tx.commit()?;
             self.applied_lsn = last;
             self.applied_atomic.store(last, Ordering::Release);
@@ -92,7 +107,11 @@ impl Applier {
 
 fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
     match op {
-        Op::ContactCreated { contact, identity, at_ms } => {
+        Op::ContactCreated {
+            contact,
+            identity,
+            at_ms,
+        } => {
             tx.prepare_cached("INSERT OR IGNORE INTO contacts (id, created_at) VALUES (?1, ?2)")?
                 .execute(params![*contact as i64, at_ms])?;
             tx.prepare_cached(
@@ -100,7 +119,11 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
             )?
             .execute(params![identity.channel.as_str(), identity.external_id.as_str(), *contact as i64, at_ms])?;
         }
-        Op::ConversationOpened { conversation, contact, at_ms } => {
+        Op::ConversationOpened {
+            conversation,
+            contact,
+            at_ms,
+        } => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO conversations (id, contact_id, status, created_at, last_activity_at)
                  VALUES (?1, ?2, ?3, ?4, ?4)",

@@ -50,7 +50,9 @@ pub fn open(path: &Path) -> Result<Connection, Error> {
 pub fn connect(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -65,5 +67,9 @@ pub fn connect(path: &Path) -> Result<Connection, Error> {
 /// # Errors
 /// [`Error::Sqlite`] on a query failure.
 pub fn applied_lsn(conn: &Connection) -> Result<u64, Error> {
-    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'applied_lsn'", [], |r| r.get::<_, i64>(0))? as u64)
+    Ok(conn.query_row(
+        "SELECT value FROM meta WHERE key = 'applied_lsn'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64)
 }

@@ -23,7 +23,13 @@ struct Inner {
 
 impl ReadPool {
     pub fn new(path: PathBuf, max_idle: usize) -> Self {
-        ReadPool { inner: Arc::new(Inner { path, idle: Mutex::new(Vec::new()), max_idle }) }
+        ReadPool {
+            inner: Arc::new(Inner {
+                path,
+                idle: Mutex::new(Vec::new()),
+                max_idle,
+            }),
+        }
     }
 
     /// Runs `f` with a connection on the blocking pool.
@@ -38,13 +44,20 @@ impl ReadPool {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = inner.idle.lock().expect("invariant: pool lock is never poisoned").pop();
+            let conn = inner
+                .idle
+                .lock()
+                .expect("invariant: pool lock is never poisoned")
+                .pop();
             let conn = match conn {
                 Some(c) => c,
                 None => super::connect(&inner.path)?,
             };
             let out = f(&conn);
-            let mut idle = inner.idle.lock().expect("invariant: pool lock is never poisoned");
+            let mut idle = inner
+                .idle
+                .lock()
+                .expect("invariant: pool lock is never poisoned");
             if idle.len() < inner.max_idle {
                 idle.push(conn);
             }

@@ -21,7 +21,8 @@ pub struct MessageRow {
     pub created_at: i64,
 }
 
-const MESSAGE_COLUMNS: &str = "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at";
+const MESSAGE_COLUMNS: &str =
+    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -110,9 +111,15 @@ pub fn list_conversations(
     let (at, id) = before.unwrap_or((i64::MAX, i64::MAX as u64));
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = match statuses.as_slice() {
-        [] => stmt.query_map(params![at, id as i64], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
-        [a] => stmt.query_map(params![at, id as i64, a], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
-        [a, b] => stmt.query_map(params![at, id as i64, a, b], conversation_row)?.collect::<Result<Vec<_>, _>>()?,
+        [] => stmt
+            .query_map(params![at, id as i64], conversation_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        [a] => stmt
+            .query_map(params![at, id as i64, a], conversation_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        [a, b] => stmt
+            .query_map(params![at, id as i64, a, b], conversation_row)?
+            .collect::<Result<Vec<_>, _>>()?,
         _ => unreachable!("at most two statuses per filter"),
     };
     Ok(rows)
@@ -120,9 +127,15 @@ pub fn list_conversations(
 
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn conversation(conn: &Connection, id: ConversationId) -> Result<Option<ConversationRow>, Error> {
+pub fn conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> Result<Option<ConversationRow>, Error> {
     let sql = format!("{CONVERSATION_SELECT} WHERE c.id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row(params![id as i64], conversation_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id as i64], conversation_row)
+        .optional()?)
 }
 
 /// Messages of one conversation with ids above `after`, oldest first.
@@ -158,16 +171,27 @@ pub fn contact_messages(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE contact_id = ?1 AND id > ?2 AND id <= ?3 ORDER BY id LIMIT {limit}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![contact as i64, after as i64, upto as i64], message_row)?;
+    let rows = stmt.query_map(
+        params![contact as i64, after as i64, upto as i64],
+        message_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn contact_by_identity(conn: &Connection, identity: &Identity) -> Result<Option<ContactId>, Error> {
+pub fn contact_by_identity(
+    conn: &Connection,
+    identity: &Identity,
+) -> Result<Option<ContactId>, Error> {
     Ok(conn
-        .prepare_cached("SELECT contact_id FROM identities WHERE channel = ?1 AND external_id = ?2")?
-        .query_row(params![identity.channel.as_str(), identity.external_id.as_str()], |r| r.get::<_, i64>(0))
+        .prepare_cached(
+            "SELECT contact_id FROM identities WHERE channel = ?1 AND external_id = ?2",
+        )?
+        .query_row(
+            params![identity.channel.as_str(), identity.external_id.as_str()],
+            |r| r.get::<_, i64>(0),
+        )
         .optional()?
         .map(|v| v as u64))
 }
@@ -176,7 +200,11 @@ pub fn contact_by_identity(conn: &Connection, identity: &Identity) -> Result<Opt
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn message_by_client_id(conn: &Connection, contact: ContactId, client_id: &str) -> Result<Option<MessageId>, Error> {
+pub fn message_by_client_id(
+    conn: &Connection,
+    contact: ContactId,
+    client_id: &str,
+) -> Result<Option<MessageId>, Error> {
     Ok(conn
         .prepare_cached("SELECT id FROM messages WHERE contact_id = ?1 AND client_id = ?2")?
         .query_row(params![contact as i64, client_id], |r| r.get::<_, i64>(0))
@@ -207,9 +235,14 @@ fn conversation_state_row(r: &Row<'_>) -> rusqlite::Result<ConversationState> {
 
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn conversation_state(conn: &Connection, id: ConversationId) -> Result<Option<ConversationState>, Error> {
+pub fn conversation_state(
+    conn: &Connection,
+    id: ConversationId,
+) -> Result<Option<ConversationState>, Error> {
     Ok(conn
-        .prepare_cached("SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE id = ?1",
+        )?
         .query_row(params![id as i64], conversation_state_row)
         .optional()?)
 }
@@ -226,12 +259,23 @@ pub struct ContactSnapshot {
 
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn contact_snapshot(conn: &Connection, contact: ContactId, recent: u32) -> Result<ContactSnapshot, Error> {
+pub fn contact_snapshot(
+    conn: &Connection,
+    contact: ContactId,
+    recent: u32,
+) -> Result<ContactSnapshot, Error> {
     let identities = conn
-        .prepare_cached("SELECT channel, external_id FROM identities WHERE contact_id = ?1 ORDER BY created_at")?
-        .query_map(params![contact as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .prepare_cached(
+            "SELECT channel, external_id FROM identities WHERE contact_id = ?1 ORDER BY created_at",
+        )?
+        .query_map(params![contact as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
         .filter_map(|row| match row {
-            Ok((c, e)) => Some(Ok(Identity { channel: bounded_id(&c).ok()?, external_id: bounded_id(&e).ok()? })),
+            Ok((c, e)) => Some(Ok(Identity {
+                channel: bounded_id(&c).ok()?,
+                external_id: bounded_id(&e).ok()?,
+            })),
             Err(e) => Some(Err(e)),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -249,7 +293,11 @@ pub fn contact_snapshot(conn: &Connection, contact: ContactId, recent: u32) -> R
         .query_map(params![contact as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
         .collect::<Result<Vec<_>, _>>()?;
     recent_client_ids.reverse();
-    Ok(ContactSnapshot { identities, current, recent_client_ids })
+    Ok(ContactSnapshot {
+        identities,
+        current,
+        recent_client_ids,
+    })
 }
 
 /// Counters the dispatcher continues from: (largest contact id, largest conversation id).
@@ -257,8 +305,13 @@ pub fn contact_snapshot(conn: &Connection, contact: ContactId, recent: u32) -> R
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn max_ids(conn: &Connection) -> Result<(ContactId, ConversationId), Error> {
-    let contact: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM contacts", [], |r| r.get(0))?;
-    let conversation: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM conversations", [], |r| r.get(0))?;
+    let contact: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM contacts", [], |r| {
+        r.get(0)
+    })?;
+    let conversation: i64 =
+        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM conversations", [], |r| {
+            r.get(0)
+        })?;
     Ok((contact as u64, conversation as u64))
 }
 
@@ -280,7 +333,15 @@ pub fn resolved_conversations(conn: &Connection) -> Result<Vec<ConversationState
 #[derive(Debug, Clone)]
 pub enum AgentEventRow {
     Message(MessageRow),
-    Status { lsn: Lsn, conversation_id: ConversationId, from: String, to: String, assignee: Option<AgentId>, by: Option<AgentId>, at: i64 },
+    Status {
+        lsn: Lsn,
+        conversation_id: ConversationId,
+        from: String,
+        to: String,
+        assignee: Option<AgentId>,
+        by: Option<AgentId>,
+        at: i64,
+    },
 }
 
 impl AgentEventRow {
@@ -296,7 +357,12 @@ impl AgentEventRow {
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn agent_events(conn: &Connection, after: Lsn, upto: Lsn, limit: u32) -> Result<Vec<AgentEventRow>, Error> {
+pub fn agent_events(
+    conn: &Connection,
+    after: Lsn,
+    upto: Lsn,
+    limit: u32,
+) -> Result<Vec<AgentEventRow>, Error> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT {limit}"
     );
@@ -331,7 +397,11 @@ pub fn agent_events(conn: &Connection, after: Lsn, upto: Lsn, limit: u32) -> Res
             cut = cut.min(half.last().map_or(upto, AgentEventRow::lsn));
         }
     }
-    let mut out: Vec<AgentEventRow> = messages.into_iter().chain(statuses).filter(|e| e.lsn() <= cut).collect();
+    let mut out: Vec<AgentEventRow> = messages
+        .into_iter()
+        .chain(statuses)
+        .filter(|e| e.lsn() <= cut)
+        .collect();
     out.sort_by_key(AgentEventRow::lsn);
     Ok(out)
 }
@@ -341,7 +411,11 @@ pub fn agent_events(conn: &Connection, after: Lsn, upto: Lsn, limit: u32) -> Res
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn search_messages(conn: &Connection, query: &str, limit: u32) -> Result<Vec<MessageRow>, Error> {
+pub fn search_messages(
+    conn: &Connection,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<MessageRow>, Error> {
     if query.chars().count() >= 3 {
         let quoted = format!("\"{}\"", query.replace('"', "\"\""));
         let sql = format!(

@@ -21,7 +21,10 @@ pub const CURRENT: i64 = MIGRATIONS.len() as i64;
 pub fn migrate(conn: &mut Connection) -> Result<(), Error> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > CURRENT {
-        return Err(Error::TooNew { found: version, known: CURRENT });
+        return Err(Error::TooNew {
+            found: version,
+            known: CURRENT,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
@@ -42,9 +45,12 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, CURRENT);
-        conn.pragma_update(None, "user_version", CURRENT + 1).unwrap();
+        conn.pragma_update(None, "user_version", CURRENT + 1)
+            .unwrap();
         assert!(matches!(migrate(&mut conn), Err(Error::TooNew { .. })));
     }
 }

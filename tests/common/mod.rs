@@ -15,10 +15,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub fn kefud_bin() -> PathBuf {
-    std::env::var_os("KEFUD_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kefud")))
+    std::env::var_os("KEFUD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kefud")))
 }
 
 pub struct TestDaemon {
@@ -53,7 +56,11 @@ impl TestDaemon {
     }
 
     /// As [`TestDaemon::try_start`], with extra environment variables.
-    pub fn try_start_with_env(dir: &Path, extra: &str, env: &[(&str, &str)]) -> Result<TestDaemon, String> {
+    pub fn try_start_with_env(
+        dir: &Path,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<TestDaemon, String> {
         std::fs::create_dir_all(dir).unwrap();
         let config = write_config(dir, extra);
         let mut child = Command::new(kefud_bin())
@@ -86,7 +93,12 @@ impl TestDaemon {
         loop {
             if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
                 let addr = addr.parse().expect("listening address");
-                return Ok(TestDaemon { dir: dir.to_path_buf(), addr, child: Some(child), log });
+                return Ok(TestDaemon {
+                    dir: dir.to_path_buf(),
+                    addr,
+                    child: Some(child),
+                    log,
+                });
             }
             if let Some(status) = child.try_wait().unwrap() {
                 std::thread::sleep(Duration::from_millis(100));
@@ -132,7 +144,10 @@ impl TestDaemon {
             if let Some(s) = child.try_wait().unwrap() {
                 break s;
             }
-            assert!(std::time::Instant::now() < deadline, "kefud did not stop within 20 s of SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kefud did not stop within 20 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         std::thread::sleep(Duration::from_millis(100));
@@ -164,9 +179,18 @@ pub fn kefud_cli(dir: &Path, args: &[&str], stdin: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -187,11 +211,16 @@ pub async fn login(d: &TestDaemon, name: &str, password: &str) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "login failed");
-    resp.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
+    resp.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 pub async fn connect(url: &str) -> Ws {
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     ws
 }
 
@@ -201,7 +230,9 @@ pub async fn send_json(ws: &mut Ws, v: Value) {
 
 /// The next JSON text frame (pings skipped), or panics after `secs`.
 pub async fn next_json(ws: &mut Ws, secs: u64) -> Value {
-    try_next_json(ws, secs).await.expect("expected a frame before the timeout")
+    try_next_json(ws, secs)
+        .await
+        .expect("expected a frame before the timeout")
 }
 
 /// The next JSON text frame, or `None` on timeout or close.
@@ -210,7 +241,9 @@ pub async fn try_next_json(ws: &mut Ws, secs: u64) -> Option<Value> {
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
         match msg {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON")),
+            Ok(Message::Text(t)) => {
+                return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+            }
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(other) => panic!("unexpected frame {other:?}"),
