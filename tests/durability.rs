@@ -277,3 +277,20 @@ async fn damaged_middle_segment_stops_startup_naming_the_file() {
     assert!(log.contains(name) && log.contains("damaged"), "{log}");
     assert!(log.contains("exit"), "{log}");
 }
+
+#[tokio::test]
+async fn applied_segments_are_retired_and_history_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[journal]\nsegment_bytes = 65536\nretain_segments = 1\n[limits]\nmessages_per_second = 100000\nburst = 100000\n";
+    let d = TestDaemon::start(dir.path(), cfg);
+    send_n(&d, "retire", 400, 600).await;
+    let (status, log) = d.terminate();
+    assert!(status.success());
+    assert!(log.contains("retired applied segment"), "{log}");
+    // ~250 KB of records in 64 KB segments: only the retained one, the open one and at most
+    // one not yet applied at its rotation remain.
+    let left = journal_segments(dir.path());
+    assert!(left.len() <= 3, "{left:?}");
+    let d = TestDaemon::start(dir.path(), cfg);
+    assert_eq!(history(&d, "retire").await.len(), 400);
+}
