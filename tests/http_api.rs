@@ -416,13 +416,23 @@ impl Into3 for (StatusCode, Value) {
 async fn resolved_conversation_closes_after_the_timeout_and_the_next_message_opens_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     add_agent(dir.path(), "li", "password-li", false);
-    let d = TestDaemon::start(dir.path(), "[conversations]\nresolved_idle_after_secs = 1\n");
+    let d = TestDaemon::start(
+        dir.path(),
+        "[conversations]\nresolved_idle_after_secs = 1\n",
+    );
     let c = Client::new();
     let t = login(&d, "li", "password-li").await;
     visitor_says(&d, "returning", "r1", "first visit").await;
     let (_, list) = get(&c, &d, &t, "/api/v1/conversations").await;
     let first = list["conversations"][0]["id"].as_u64().unwrap();
-    let (status, _) = post(&c, &d, &t, &format!("/api/v1/conversations/{first}/resolve"), json!({})).await;
+    let (status, _) = post(
+        &c,
+        &d,
+        &t,
+        &format!("/api/v1/conversations/{first}/resolve"),
+        json!({}),
+    )
+    .await;
     assert_eq!(status, 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -433,13 +443,28 @@ async fn resolved_conversation_closes_after_the_timeout_and_the_next_message_ope
         assert!(std::time::Instant::now() < deadline, "still {conv}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let (status, err) = post(&c, &d, &t, &format!("/api/v1/conversations/{first}/reopen"), json!({})).await;
-    assert_eq!((status, err["code"].as_str()), (StatusCode::CONFLICT, Some("invalid_transition")));
+    let (status, err) = post(
+        &c,
+        &d,
+        &t,
+        &format!("/api/v1/conversations/{first}/reopen"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (StatusCode::CONFLICT, Some("invalid_transition"))
+    );
     visitor_says(&d, "returning", "r2", "second visit").await;
     let (_, list) = get(&c, &d, &t, "/api/v1/conversations?status=waiting").await;
     let second = list["conversations"][0]["id"].as_u64().unwrap();
     assert_ne!(first, second, "a closed conversation stays closed");
-    assert_eq!(list["conversations"][0]["contact_id"], get(&c, &d, &t, &format!("/api/v1/conversations/{first}")).await.1["contact_id"]);
+    assert_eq!(
+        list["conversations"][0]["contact_id"],
+        get(&c, &d, &t, &format!("/api/v1/conversations/{first}"))
+            .await
+            .1["contact_id"]
+    );
 }
 
 #[tokio::test]
@@ -463,7 +488,11 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
             // A visitor can be dropped for lagging too; like a real client it reconnects and
             // resends what was not acked (the same client_id, stored once).
             let id = loop {
-                send_json(&mut ws, json!({"type": "message", "client_id": format!("f{i}"), "text": big})).await;
+                send_json(
+                    &mut ws,
+                    json!({"type": "message", "client_id": format!("f{i}"), "text": big}),
+                )
+                .await;
                 let mut ack = None;
                 while let Some(f) = try_next_json(&mut ws, 10).await {
                     if f["type"] == "ack" {
@@ -485,7 +514,12 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
     // Now read: whatever was queued, then a close 1013 naming where to resume.
     let mut seen = Vec::new();
     let reason = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), futures_util::StreamExt::next(&mut slow)).await {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut slow),
+        )
+        .await
+        {
             Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(txt)))) => {
                 let v: Value = serde_json::from_str(txt.as_str()).unwrap();
                 seen.push(v["seq"].as_u64().unwrap());
@@ -505,6 +539,11 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
             seen.push(v["seq"].as_u64().unwrap());
         }
     }
-    let messages: std::collections::BTreeSet<u64> = seen.iter().copied().filter(|s| acked.contains(s)).collect();
-    assert_eq!(messages.len(), acked.len(), "every message reached the agent, across the drop");
+    let messages: std::collections::BTreeSet<u64> =
+        seen.iter().copied().filter(|s| acked.contains(s)).collect();
+    assert_eq!(
+        messages.len(),
+        acked.len(),
+        "every message reached the agent, across the drop"
+    );
 }
