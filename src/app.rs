@@ -8,7 +8,8 @@
 //! their in-flight acks and close with 1001 → the command channel closes, so the dispatcher
 //! stops → the journal writer sees its channel close after its last fsync → fan-out drains →
 //! the store applies the rest → threads joined. A journal I/O error cancels `fatal`, which
-//! starts the same shutdown and makes `run` return [`Error::JournalLatched`].
+//! starts the same shutdown and makes `run` return [`Error::JournalLatched`]; a store write
+//! failure does the same with [`Error::StoreFailed`].
 //!
 //! Pipeline, every hop bounded:
 //! ```text
@@ -70,6 +71,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     );
 
     let fatal = CancellationToken::new();
+    let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
     let (committed_tx, committed_rx) = mpsc::channel(64);
     let (store_tx, store_rx) = mpsc::channel(64);
@@ -100,11 +102,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     )?;
     let threads = [
         spawn_thread("kefud-journal", move || writer.run(journal_rx)),
-        spawn_thread("kefud-store", move || {
-            if let Err(e) = applier.run(store_rx) {
-                tracing::error!(error = %e, "store applier stopped; the journal keeps everything and a restart replays it");
-            }
-        }),
+        {
+            let (fatal, failed) = (fatal.clone(), Arc::clone(&store_failed));
+            spawn_thread("kefud-store", move || {
+                if let Err(e) = applier.run(store_rx) {
+                    tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
+                    failed.store(true, std::sync::atomic::Ordering::Release);
+                    fatal.cancel();
+                }
+            })
+        },
         spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
     ];
     let (fanout, fanout_handle, subscribe_rx, fanout_stats) = Fanout::new(rec.last_lsn, store_tx);
@@ -186,6 +193,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     let joined = threads_done.await.unwrap_or(false);
     tasks.wait().await;
     served.map_err(Error::Serve)?;
+    if store_failed.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Error::StoreFailed);
+    }
     if fatal.is_cancelled() || journal_health.is_latched() {
         return Err(Error::JournalLatched);
     }

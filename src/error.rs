@@ -25,6 +25,8 @@ pub enum Error {
     Serve(std::io::Error),
     #[error("the journal failed to write or fsync and latched closed; see the log above (disk full or failing?)")]
     JournalLatched,
+    #[error("the SQLite store failed to apply committed records; see the log above (disk full or failing?). Nothing acknowledged is lost: a restart replays the journal")]
+    StoreFailed,
     #[error("a worker thread panicked: {0}")]
     Worker(&'static str),
 }
