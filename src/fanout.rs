@@ -223,3 +223,102 @@ fn send_all(subs: &mut Vec<mpsc::Sender<Frame>>, lsn: Lsn, frame: &Utf8Bytes, st
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{bounded_id, Sender};
+    use crate::op::MessageAdded;
+
+    fn identity(id: &str) -> Identity {
+        Identity {
+            channel: bounded_id("web").unwrap(),
+            external_id: bounded_id(id).unwrap(),
+        }
+    }
+
+    fn entry(lsn: Lsn, to: &str) -> Entry {
+        Entry {
+            lsn,
+            op: Op::MessageAdded(MessageAdded {
+                conversation: 1,
+                contact: 1,
+                sender: Sender::Visitor,
+                agent: None,
+                client_id: None,
+                text: "hello".into(),
+                at_ms: 0,
+            }),
+            audience: Some(Arc::from(vec![identity(to)])),
+        }
+    }
+
+    fn subscribe(f: &mut Fanout, audience: Audience, cap: usize) -> (mpsc::Receiver<Frame>, Lsn) {
+        let (tx, rx) = mpsc::channel(cap);
+        let (wtx, mut wrx) = oneshot::channel();
+        f.add(Subscribe {
+            audience,
+            tx,
+            watermark: wtx,
+        });
+        (rx, wrx.try_recv().unwrap())
+    }
+
+    /// The zero-copy claim: every subscriber of a record gets the same bytes, not a copy.
+    #[test]
+    fn one_encoding_is_shared_by_every_subscriber() {
+        let (store, _store_rx) = mpsc::channel(4);
+        let (mut f, _, _, stats) = Fanout::new(0, store);
+        let mut tabs: Vec<_> = (0..3)
+            .map(|_| subscribe(&mut f, Audience::Visitor(identity("v1")), 8).0)
+            .collect();
+        let mut agents: Vec<_> = (0..2)
+            .map(|_| subscribe(&mut f, Audience::Agents, 8).0)
+            .collect();
+        let (mut other, _) = subscribe(&mut f, Audience::Visitor(identity("v2")), 8);
+        f.deliver(&[entry(5, "v1")]);
+        let tab_ptrs: Vec<_> = tabs
+            .iter_mut()
+            .map(|rx| rx.try_recv().unwrap().1.as_str().as_ptr())
+            .collect();
+        assert!(
+            tab_ptrs.windows(2).all(|w| w[0] == w[1]),
+            "visitor tabs share one buffer"
+        );
+        let agent_ptrs: Vec<_> = agents
+            .iter_mut()
+            .map(|rx| rx.try_recv().unwrap().1.as_str().as_ptr())
+            .collect();
+        assert!(
+            agent_ptrs.windows(2).all(|w| w[0] == w[1]),
+            "agents share one buffer"
+        );
+        assert!(other.try_recv().is_err(), "another visitor sees nothing");
+        assert_eq!(stats.delivered.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn watermark_and_a_full_queue_drops_only_that_subscriber() {
+        let (store, _store_rx) = mpsc::channel(4);
+        let (mut f, _, _, stats) = Fanout::new(7, store);
+        let (mut slow, w) = subscribe(&mut f, Audience::Visitor(identity("v1")), 1);
+        assert_eq!(w, 7, "a new subscriber learns the last fanned-out LSN");
+        let (mut fast, _) = subscribe(&mut f, Audience::Visitor(identity("v1")), 8);
+        f.deliver(&[entry(8, "v1"), entry(9, "v1")]);
+        assert_eq!(slow.try_recv().unwrap().0, 8);
+        assert!(
+            matches!(
+                slow.try_recv(),
+                Err(mpsc::error::TryRecvError::Disconnected)
+            ),
+            "dropped, not blocked"
+        );
+        assert_eq!(
+            (fast.try_recv().unwrap().0, fast.try_recv().unwrap().0),
+            (8, 9)
+        );
+        assert_eq!(stats.lagged.load(Ordering::Relaxed), 1);
+        let (_, w) = subscribe(&mut f, Audience::Agents, 8);
+        assert_eq!(w, 9);
+    }
+}
