@@ -129,6 +129,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         });
     }
 
+    let stop_dispatcher = command_tx.clone();
     let connections = TaskTracker::new();
     let state = AppState {
         cfg: Arc::clone(&cfg),
@@ -187,6 +188,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
     {
         tracing::warn!("connections did not close within the grace period");
     }
+    // Everything accepted so far is in the journal's queue; the writer syncs it and stops.
+    let _ = stop_dispatcher.send(Command::Stop).await;
+    drop(stop_dispatcher);
     tasks.close();
     let threads_done =
         tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));

@@ -89,6 +89,9 @@ pub enum Command {
     },
     /// Fires idle timeouts that are due at `now_ms`.
     Tick { now_ms: i64 },
+    /// Ends the dispatcher even if some connection still holds a sender (one stuck past the
+    /// shutdown grace period); commands after it are refused as `Unavailable`.
+    Stop,
 }
 
 /// What a connection's reply stream carries.
@@ -200,6 +203,9 @@ impl Dispatcher {
     /// The thread body: runs until every command sender is dropped.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         while let Some(cmd) = rx.blocking_recv() {
+            if matches!(cmd, Command::Stop) {
+                break;
+            }
             self.handle(cmd);
         }
         tracing::debug!(next_lsn = self.next_lsn, "dispatcher stopped");
@@ -246,6 +252,7 @@ impl Dispatcher {
                 reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
+            Command::Stop => {}
         }
     }
 

@@ -294,3 +294,38 @@ async fn applied_segments_are_retired_and_history_survives() {
     let d = TestDaemon::start(dir.path(), cfg);
     assert_eq!(history(&d, "retire").await.len(), 400);
 }
+
+#[tokio::test]
+async fn sigterm_completes_even_with_a_connection_stuck_on_a_full_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", false);
+    let cfg = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace_secs = 1\n[limits]\nmessages_per_second = 100000\nburst = 100000\nmax_text_chars = 16000\nmax_frame_bytes = 65536\nsubscriber_queue = 4096\n";
+    let d = TestDaemon::start(dir.path(), cfg);
+    let token = login(&d, "li", "password-li").await;
+    // An agent feed that never reads: its connection task ends up blocked writing to a full
+    // socket, where it cannot see the shutdown signal.
+    let _stuck = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=flood")).await;
+    next_json(&mut ws, 5).await;
+    let big = "q".repeat(16_000);
+    for i in 0..1200 {
+        send_json(
+            &mut ws,
+            json!({"type": "message", "client_id": format!("q{i}"), "text": big}),
+        )
+        .await;
+        next_of_type(&mut ws, "ack", 10).await;
+    }
+    let started = std::time::Instant::now();
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("did not close within the grace period"),
+        "{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+}
