@@ -304,7 +304,7 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, shutdown: Cancellat
 }
 
 /// Every idle visitor holds a socket: lift the soft open-files limit to the hard one.
-fn raise_fd_limit() {
+pub fn raise_fd_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

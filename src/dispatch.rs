@@ -110,9 +110,6 @@ pub struct Accepted {
     pub lsn: Lsn,
     pub conversation: ConversationId,
     pub message_id: Option<MessageId>,
-    pub client_id: Option<ClientId>,
-    /// The `client_id` was seen before; nothing new was journaled.
-    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -274,8 +271,6 @@ impl Dispatcher {
                     lsn: message_id,
                     conversation,
                     message_id: Some(message_id),
-                    client_id,
-                    duplicate: true,
                 });
             }
         }
@@ -311,8 +306,6 @@ impl Dispatcher {
             lsn,
             conversation,
             message_id: Some(lsn),
-            client_id,
-            duplicate: false,
         })
     }
 
@@ -365,8 +358,6 @@ impl Dispatcher {
             lsn,
             conversation,
             message_id: Some(lsn),
-            client_id: None,
-            duplicate: false,
         })
     }
 
@@ -386,8 +377,6 @@ impl Dispatcher {
             lsn: lsn.unwrap_or(0),
             conversation,
             message_id: None,
-            client_id: None,
-            duplicate: false,
         })
     }
 

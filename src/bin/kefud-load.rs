@@ -72,7 +72,7 @@ enum Mode {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    raise_fd_limit();
+    kefud::app::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -582,18 +582,4 @@ fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kefud-load-{name}"));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
