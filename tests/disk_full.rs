@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::json;
 
 struct Mount(std::path::PathBuf);
 
@@ -65,22 +64,7 @@ async fn full_disk_stops_acks_exits_nonzero_and_loses_nothing() {
             started.elapsed() < Duration::from_secs(60),
             "the disk never filled"
         );
-        send_json(
-            &mut ws,
-            json!({"type": "message", "client_id": format!("d{i}"), "text": text}),
-        )
-        .await;
-        let mut ack = None;
-        while let Some(f) = try_next_json(&mut ws, 10).await {
-            if f["type"] == "ack" {
-                ack = f["message_id"].as_u64();
-                break;
-            }
-            assert_ne!(
-                f["type"], "error",
-                "a full disk is not reported as acknowledged: {f}"
-            );
-        }
+        let ack = send_for_ack(&mut ws, &format!("d{i}"), &text).await;
         match ack {
             Some(id) => acked.push(id),
             None => break,

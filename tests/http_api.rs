@@ -488,18 +488,7 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
             // A visitor can be dropped for lagging too; like a real client it reconnects and
             // resends what was not acked (the same client_id, stored once).
             let id = loop {
-                send_json(
-                    &mut ws,
-                    json!({"type": "message", "client_id": format!("f{i}"), "text": big}),
-                )
-                .await;
-                let mut ack = None;
-                while let Some(f) = try_next_json(&mut ws, 10).await {
-                    if f["type"] == "ack" {
-                        ack = f["message_id"].as_u64();
-                        break;
-                    }
-                }
+                let ack = send_for_ack(&mut ws, &format!("f{i}"), &big).await;
                 match ack {
                     Some(id) => break id,
                     None => {

@@ -262,3 +262,20 @@ pub async fn next_of_type(ws: &mut Ws, ty: &str, secs: u64) -> (Value, Vec<Value
         skipped.push(v);
     }
 }
+
+/// Sends one visitor message and waits for its ack: `Some(message_id)`, or `None` if the
+/// connection ends first. An error frame fails the test.
+pub async fn send_for_ack(ws: &mut Ws, client_id: &str, text: &str) -> Option<u64> {
+    send_json(
+        ws,
+        serde_json::json!({"type": "message", "client_id": client_id, "text": text}),
+    )
+    .await;
+    while let Some(f) = try_next_json(ws, 10).await {
+        assert_ne!(f["type"], "error", "message {client_id} refused: {f}");
+        if f["type"] == "ack" {
+            return f["message_id"].as_u64();
+        }
+    }
+    None
+}
