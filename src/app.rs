@@ -35,6 +35,7 @@ use crate::fanout::Fanout;
 use crate::http::{self, AppState};
 use crate::journal::{self, writer::Writer, writer::WriterConfig};
 use crate::op::Op;
+use crate::reload::{self, Reloader};
 use crate::store::{self, apply::Applier, pool::ReadPool};
 use crate::systemd;
 
@@ -47,9 +48,12 @@ const REPLAY_CHUNK: usize = 10_000;
 /// # Errors
 /// [`Error`] when startup fails (damaged journal, unusable data directory, port taken) or the
 /// journal latched on an I/O error while running.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -> Result<()> {
     let cfg = Arc::new(cfg);
     let started = std::time::Instant::now();
+    // Installed first: until a handler exists, SIGHUP's default action kills the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(Error::Signals)?;
     raise_fd_limit();
     let recovered = {
         let cfg = Arc::clone(&cfg);
@@ -131,8 +135,20 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
 
     let stop_dispatcher = command_tx.clone();
     let connections = TaskTracker::new();
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::clone(&cfg));
+    let limiter = Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute));
+    tasks.spawn(reload::run(
+        reloader,
+        hangups,
+        reload::Targets {
+            config: config_tx,
+            limiter: Arc::clone(&limiter),
+            commands: command_tx.clone(),
+        },
+        shutdown.clone(),
+    ));
     let state = AppState {
-        cfg: Arc::clone(&cfg),
+        config: config_rx.clone(),
         commands: command_tx,
         durable: durable_rx,
         applied: applied_rx,
@@ -140,7 +156,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         fanout_stats,
         journal_health: Arc::clone(&journal_health),
         reads: ReadPool::new(cfg.db_path(), 4),
-        limiter: Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute)),
+        limiter,
         shutdown: shutdown.clone(),
         tracker: connections.clone(),
     };
@@ -174,14 +190,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<()> {
         .with_graceful_shutdown(async move {
             stop.cancelled().await;
             systemd::notify_stopping();
-            tracing::info!("shutdown requested: STOPPING, draining connections");
+            tracing::info!(
+                message_id = crate::telemetry::message_id::STOPPING,
+                "shutdown requested: STOPPING, draining connections"
+            );
         })
         .await;
 
     // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
     // acks and close, then every command sender is dropped and the pipeline drains in order.
     connections.close();
-    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
     if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()
@@ -263,7 +282,12 @@ fn recover(cfg: &Config) -> Result<Recovered> {
 }
 
 async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
-    tracing::info!(%addr, startup_ms = startup.as_millis() as u64, "listening on {addr}");
+    tracing::info!(
+        message_id = crate::telemetry::message_id::READY,
+        %addr,
+        startup_ms = startup.as_millis() as u64,
+        "listening on {addr}"
+    );
     let agents = state
         .reads
         .run(|c| crate::auth::list_agents(c))

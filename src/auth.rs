@@ -6,6 +6,7 @@
 //! A disabled agent's tokens stop working at once.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -279,16 +280,25 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Failed logins per key (a username, a client address) in a sliding minute.
 pub struct LoginLimiter {
-    per_minute: u32,
+    /// Changed by a config reload; takes effect at the next login.
+    per_minute: AtomicU32,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl LoginLimiter {
     pub fn new(per_minute: u32) -> Self {
         LoginLimiter {
-            per_minute,
+            per_minute: AtomicU32::new(per_minute),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.per_minute.store(per_minute, Ordering::Relaxed);
+    }
+
+    fn per_minute(&self) -> usize {
+        self.per_minute.load(Ordering::Relaxed) as usize
     }
 
     /// Whether any of `keys` has used up its failures.
@@ -306,7 +316,7 @@ impl LoginLimiter {
                 {
                     q.pop_front();
                 }
-                q.len() >= self.per_minute as usize
+                q.len() >= self.per_minute()
             })
         })
     }
@@ -324,10 +334,11 @@ impl LoginLimiter {
                     .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
             });
         }
+        let per_minute = self.per_minute();
         for k in keys {
             let q = map.entry((*k).to_string()).or_default();
             q.push_back(now);
-            while q.len() > self.per_minute as usize {
+            while q.len() > per_minute {
                 q.pop_front();
             }
         }

@@ -308,6 +308,34 @@ impl Config {
         errors
     }
 
+    /// This configuration as a reload can apply it to a daemon running `running`: keys that
+    /// only take effect at startup keep their running values, and are named when they differ.
+    ///
+    /// Restart-only: the listen address, the data directory and the journal (bound or opened
+    /// once), and `conversations.recent_client_ids` (the dispatcher's idempotency rings rely
+    /// on their length meaning "every client id this contact sent", which a new length breaks).
+    #[must_use]
+    pub fn reloadable_from(mut self, running: &Config) -> (Config, Vec<&'static str>) {
+        let mut needs_restart = Vec::new();
+        if self.server.listen != running.server.listen {
+            needs_restart.push("server.listen");
+            self.server.listen = running.server.listen;
+        }
+        if self.storage != running.storage {
+            needs_restart.push("storage.data_dir");
+            self.storage = running.storage.clone();
+        }
+        if self.journal != running.journal {
+            needs_restart.push("journal");
+            self.journal = running.journal.clone();
+        }
+        if self.conversations.recent_client_ids != running.conversations.recent_client_ids {
+            needs_restart.push("conversations.recent_client_ids");
+            self.conversations.recent_client_ids = running.conversations.recent_client_ids;
+        }
+        (self, needs_restart)
+    }
+
     pub fn journal_dir(&self) -> PathBuf {
         self.storage.data_dir.join("journal")
     }
@@ -331,6 +359,27 @@ mod tests {
     fn the_documented_example_is_the_defaults() {
         let example = include_str!("../config/kefud.toml");
         assert_eq!(Config::parse(example).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn a_reload_keeps_restart_only_keys_and_names_them() {
+        let running = Config::default();
+        let edited = Config::parse(
+            "[server]\nlisten = \"127.0.0.1:9999\"\n[limits]\nmax_text_chars = 10\n\
+             [conversations]\nrecent_client_ids = 8\nresolved_idle_after_secs = 60\n",
+        )
+        .unwrap();
+        let (applied, needs_restart) = edited.reloadable_from(&running);
+        assert_eq!(
+            needs_restart,
+            ["server.listen", "conversations.recent_client_ids"]
+        );
+        assert_eq!(applied.server.listen, running.server.listen);
+        assert_eq!(applied.conversations.recent_client_ids, 64);
+        assert_eq!(applied.limits.max_text_chars, 10);
+        assert_eq!(applied.conversations.resolved_idle_after_secs, 60);
+        let (same, none) = running.clone().reloadable_from(&running);
+        assert_eq!((same, none), (running, Vec::<&str>::new()));
     }
 
     #[test]

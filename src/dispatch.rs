@@ -89,6 +89,9 @@ pub enum Command {
     },
     /// Fires idle timeouts that are due at `now_ms`.
     Tick { now_ms: i64 },
+    /// A config reload: resolved conversations close after this long from now on (those
+    /// already resolved keep the deadline they were given).
+    SetResolvedIdleAfter { ms: i64 },
     /// Ends the dispatcher even if some connection still holds a sender (one stuck past the
     /// shutdown grace period); commands after it are refused as `Unavailable`.
     Stop,
@@ -249,6 +252,7 @@ impl Dispatcher {
                 reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
+            Command::SetResolvedIdleAfter { ms } => self.cfg.resolved_idle_after_ms = ms,
             Command::Stop => {}
         }
     }

@@ -21,6 +21,8 @@ pub enum Error {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signals(std::io::Error),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error("the journal failed to write or fsync and latched closed; see the log above (disk full or failing?)")]

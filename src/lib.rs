@@ -13,7 +13,8 @@
 //! - [`auth`]: agents, passwords, tokens, login rate limits.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent ...` commands.
-//! - [`app`]: wiring, startup and shutdown order; [`systemd`], [`telemetry`]: the host.
+//! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
+//!   [`systemd`], [`telemetry`]: the host.
 
 pub mod admin;
 pub mod alloc_count;
@@ -28,6 +29,7 @@ pub mod http;
 pub mod journal;
 pub mod model;
 pub mod op;
+pub mod reload;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;

@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             name,
             password_stdin,
         })) => kefud::admin::agent_passwd(&cfg, &name, password_stdin),
-        None => return run_daemon(cfg),
+        None => return run_daemon(cfg, cli.config),
     };
     match result {
         Ok(out) => {
@@ -97,8 +97,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_daemon(cfg: Config) -> ExitCode {
-    kefud::telemetry::init(&cfg.log.level);
+fn run_daemon(cfg: Config, config_path: Option<PathBuf>) -> ExitCode {
+    let log = kefud::telemetry::init(&cfg.log.level);
+    let reloader = kefud::reload::Reloader {
+        path: config_path,
+        log,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -111,10 +115,13 @@ fn run_daemon(cfg: Config) -> ExitCode {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     runtime.spawn(kefud::app::cancel_on_signal(shutdown.clone()));
-    match runtime.block_on(kefud::run(cfg, shutdown)) {
+    match runtime.block_on(kefud::run(cfg, reloader, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("kefud stopped: {e}");
+            tracing::error!(
+                message_id = kefud::telemetry::message_id::FAILED,
+                "kefud stopped: {e}"
+            );
             eprintln!("kefud: {e}");
             ExitCode::FAILURE
         }

@@ -1,4 +1,5 @@
-//! systemd integration: `READY=1`, `STATUS=`, `STOPPING=1`, and a watchdog gated by health.
+//! systemd integration: `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, and a watchdog
+//! gated by health.
 //!
 //! Without `$NOTIFY_SOCKET` (not under systemd, or in CI) every call is a no-op. The watchdog
 //! pings at half of `WATCHDOG_USEC`, and only while the health check passes, so a stuck journal
@@ -13,6 +14,19 @@ pub fn notify_ready(status: &str) {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(status),
     ]);
+}
+
+/// Before a config reload; `READY=1` ([`notify_ready`]) ends it. `MONOTONIC_USEC` goes with it,
+/// as systemd's reload protocol asks.
+pub fn notify_reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify(&[
+            sd_notify::NotifyState::Reloading,
+            now,
+            sd_notify::NotifyState::Status("reloading the configuration"),
+        ]),
+        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+    }
 }
 
 pub fn notify_stopping() {

@@ -50,3 +50,91 @@ fn ready_after_listening_watchdog_while_healthy_stopping_on_sigterm() {
     assert!(status.success(), "{log}");
     wait_for(&sock, "STOPPING=1", 5);
 }
+
+/// Sends `text` and returns the frame that answers it: an ack or an error.
+async fn answer_to(ws: &mut Ws, client_id: &str, text: &str) -> serde_json::Value {
+    send_json(
+        ws,
+        serde_json::json!({"type": "message", "client_id": client_id, "text": text}),
+    )
+    .await;
+    loop {
+        let f = next_json(ws, 10).await;
+        if f["type"] == "ack" || f["type"] == "error" {
+            return f;
+        }
+    }
+}
+
+fn hangup(d: &TestDaemon) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_live_keys_keeps_connections_and_refuses_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let d = TestDaemon::try_start_with_env(
+        dir.path(),
+        "",
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    wait_for(&sock, "READY=1", 10);
+    let mut opened_before = connect(&d.ws("/ws/visitor?visitor_id=before")).await;
+    next_of_type(&mut opened_before, "welcome", 5).await;
+
+    // A valid file: the new text limit applies to new connections; open ones keep theirs.
+    write_config(dir.path(), "[limits]\nmax_text_chars = 5\n");
+    hangup(&d);
+    let reloading = wait_for(&sock, "RELOADING=1", 10);
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    let ready = wait_for(&sock, "READY=1", 10);
+    assert!(ready.contains("STATUS=config reloaded"), "{ready}");
+    let mut opened_after = connect(&d.ws("/ws/visitor?visitor_id=after")).await;
+    let refused = answer_to(&mut opened_after, "a1", "too long").await;
+    assert_eq!(refused["code"], "text_too_long", "{refused}");
+    let acked = answer_to(&mut opened_before, "b1", "too long").await;
+    assert_eq!(acked["type"], "ack", "{acked}");
+
+    // A broken file is refused; the daemon and the running configuration stay.
+    std::fs::write(
+        dir.path().join("kefud.toml"),
+        "[limits]\nmax_text_chars = \"many\"\n",
+    )
+    .unwrap();
+    hangup(&d);
+    wait_for(&sock, "RELOADING=1", 10);
+    let refused_status = wait_for(&sock, "READY=1", 10);
+    assert!(
+        refused_status.contains("STATUS=reload refused")
+            && refused_status.contains("max_text_chars"),
+        "{refused_status}"
+    );
+    let still = answer_to(&mut opened_after, "a2", "123456").await;
+    assert_eq!(still["code"], "text_too_long", "{still}");
+    let fine = answer_to(&mut opened_after, "a3", "12345").await;
+    assert_eq!(fine["type"], "ack", "{fine}");
+
+    // A restart-only key is kept at its running value and named.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::write(
+        dir.path().join("kefud.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndata_dir = {:?}\n",
+            elsewhere.display().to_string()
+        ),
+    )
+    .unwrap();
+    hangup(&d);
+    let kept = wait_for(&sock, "READY=1", 10);
+    assert!(kept.contains("restart to apply storage.data_dir"), "{kept}");
+    assert!(!elsewhere.exists());
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("config reload refused"), "{log}");
+}

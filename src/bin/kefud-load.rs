@@ -8,6 +8,8 @@
 //! - `idle`: opens N idle visitor connections and reports kefud's resident memory per
 //!   connection and at idle.
 //! - `coldstart`: fills kefud with M messages, restarts it, and times spawn → `/healthz` 200.
+//! - `probe`: one visitor's check of a running kefud (the SD-image boot test uses it): send a
+//!   message and wait for its durable ack, or wait for a text in the replayed history.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
 //! at the end); otherwise `--url` names a running kefud.
@@ -68,6 +70,19 @@ enum Mode {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Exits 0 once the check passes, 1 when it fails or times out.
+    Probe {
+        #[arg(long)]
+        visitor_id: String,
+        /// Send this text and wait for its ack.
+        #[arg(long, conflicts_with = "expect", required_unless_present = "expect")]
+        send: Option<String>,
+        /// Wait for a message with exactly this text in the visitor's history.
+        #[arg(long)]
+        expect: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        timeout_secs: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -108,6 +123,22 @@ fn main() -> Result<()> {
                     runs,
                 )
                 .await
+            }
+            Mode::Probe {
+                visitor_id,
+                send,
+                expect,
+                timeout_secs,
+            } => {
+                let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+                let check = match (send, expect) {
+                    (Some(text), _) => ProbeCheck::Acked(text),
+                    (None, Some(text)) => ProbeCheck::InHistory(text),
+                    (None, None) => unreachable!("clap requires --send or --expect"),
+                };
+                tokio::time::timeout_at(deadline.into(), probe(cli.addr, &visitor_id, check))
+                    .await
+                    .context("probe timed out")?
             }
         }
     })
@@ -324,6 +355,39 @@ async fn visitor(
         }
     }
     (latencies, errors)
+}
+
+enum ProbeCheck {
+    Acked(String),
+    InHistory(String),
+}
+
+async fn probe(addr: SocketAddr, visitor_id: &str, check: ProbeCheck) -> Result<()> {
+    // after=0 replays the whole history before live messages.
+    let url = format!("ws://{addr}/ws/visitor?visitor_id={visitor_id}&after=0");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .with_context(|| format!("connect {url}"))?;
+    let client_id = format!("probe-{}", std::process::id());
+    if let ProbeCheck::Acked(text) = &check {
+        let frame = serde_json::json!({"type": "message", "client_id": client_id, "text": text});
+        ws.send(Message::Text(frame.to_string().into())).await?;
+    }
+    while let Some(frame) = ws.next().await {
+        let Message::Text(raw) = frame? else { continue };
+        let v: serde_json::Value = serde_json::from_str(raw.as_str())?;
+        let passed = match (&check, v["type"].as_str()) {
+            (ProbeCheck::Acked(_), Some("ack")) => v["client_id"] == client_id.as_str(),
+            (ProbeCheck::InHistory(text), Some("message")) => v["text"] == text.as_str(),
+            (_, Some("error")) => bail!("kefud refused the probe: {raw}"),
+            _ => false,
+        };
+        if passed {
+            println!("{raw}");
+            return Ok(());
+        }
+    }
+    bail!("connection closed before the check passed")
 }
 
 /// The baseline: a bare tokio-tungstenite server that sends every text frame straight back.

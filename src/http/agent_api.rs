@@ -55,7 +55,7 @@ async fn login(
     if app.limiter.is_blocked(&[&user_key, &ip_key]) {
         return Err(ApiError::TooManyRequests);
     }
-    let ttl = Duration::from_secs(app.cfg.auth.token_ttl_secs);
+    let ttl = Duration::from_secs(app.cfg().auth.token_ttl_secs);
     let result = app
         .reads
         .run(move |conn| auth::login(conn, &body.username, &body.password, ttl))
@@ -201,13 +201,11 @@ async fn post_message(
         ));
     }
     let chars = body.text.chars().count();
-    if chars > app.cfg.limits.max_text_chars {
+    let max_chars = app.cfg().limits.max_text_chars;
+    if chars > max_chars {
         return Err(ApiError::bad_request(
             "text_too_long",
-            format!(
-                "text has {chars} characters; the limit is {}",
-                app.cfg.limits.max_text_chars
-            ),
+            format!("text has {chars} characters; the limit is {max_chars}"),
         ));
     }
     let accepted = dispatch(&app, |reply| Command::AgentMessage {

@@ -32,7 +32,7 @@ pub async fn upgrade(
     ApiQuery(params): ApiQuery<AgentParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let cap = super::visitor_ws::hard_frame_cap(app.cfg.limits.max_frame_bytes);
+    let cap = super::visitor_ws::hard_frame_cap(app.cfg().limits.max_frame_bytes);
     ws.read_buffer_size(super::visitor_ws::READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(cap)
@@ -47,7 +47,7 @@ pub async fn upgrade(
 
 async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<(), axum::Error> {
     let (mut sink, mut stream) = socket.split();
-    let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg.limits.subscriber_queue);
+    let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg().limits.subscriber_queue);
     let Some(watermark) = app.fanout.subscribe(Audience::Agents, live_tx).await else {
         return close(
             &mut sink,

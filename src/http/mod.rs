@@ -32,7 +32,9 @@ use crate::store::pool::ReadPool;
 /// What every handler and connection task shares. Cloning is cheap (handles only).
 #[derive(Clone)]
 pub struct AppState {
-    pub cfg: Arc<Config>,
+    /// The running configuration; a reload (SIGHUP) publishes a new one. Read it with
+    /// [`AppState::cfg`].
+    pub config: watch::Receiver<Arc<Config>>,
     pub commands: mpsc::Sender<Command>,
     /// The journal's durable LSN: the ack point.
     pub durable: watch::Receiver<Lsn>,
@@ -50,6 +52,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The configuration as of now. Connections take it once, when they open.
+    pub fn cfg(&self) -> Arc<Config> {
+        Arc::clone(&self.config.borrow())
+    }
+
     /// Waits until `lsn` is durable.
     ///
     /// # Errors

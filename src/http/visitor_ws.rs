@@ -13,6 +13,7 @@
 //! the hard size cap (1009).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{ApiError, ApiQuery, AppState};
+use crate::config::Config;
 use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
 use crate::fanout::{Audience, Frame};
 use crate::model::{bounded_id, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
@@ -61,13 +63,14 @@ pub async fn upgrade(
         channel: bounded_id(WEB_CHANNEL).expect("invariant: the web channel name is a valid id"),
         external_id: visitor_id,
     };
-    let cap = hard_frame_cap(app.cfg.limits.max_frame_bytes);
+    let cfg = app.cfg();
+    let cap = hard_frame_cap(cfg.limits.max_frame_bytes);
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| serve(socket, app, identity, params.after))
+        .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after))
         .into_response())
 }
 
@@ -86,6 +89,8 @@ struct Pending {
 
 struct Connection {
     app: AppState,
+    /// The configuration when the connection opened; a reload applies to later connections.
+    cfg: Arc<Config>,
     identity: Identity,
     sink: SplitSink<WebSocket, Message>,
     /// Answers from the dispatcher, in the order commands were sent. Created with the first
@@ -102,13 +107,19 @@ struct Connection {
     bucket: TokenBucket,
 }
 
-async fn serve(socket: WebSocket, app: AppState, identity: Identity, after: Option<MessageId>) {
+async fn serve(
+    socket: WebSocket,
+    app: AppState,
+    cfg: Arc<Config>,
+    identity: Identity,
+    after: Option<MessageId>,
+) {
     let _tracked = app.tracker.token();
     let (sink, stream) = socket.split();
-    let limits = &app.cfg.limits;
-    let bucket = TokenBucket::new(limits.messages_per_second, limits.burst);
+    let bucket = TokenBucket::new(cfg.limits.messages_per_second, cfg.limits.burst);
     let mut conn = Connection {
         app: app.clone(),
+        cfg,
         identity,
         sink,
         replies_tx: None,
@@ -131,7 +142,7 @@ impl Connection {
     ) -> Result<(), axum::Error> {
         self.send_text(wire::welcome(&self.identity.external_id, after).into())
             .await?;
-        let (live_tx, mut live) = mpsc::channel::<Frame>(self.app.cfg.limits.subscriber_queue);
+        let (live_tx, mut live) = mpsc::channel::<Frame>(self.cfg.limits.subscriber_queue);
         // Setup and resume are boxed: their futures would otherwise enlarge this connection's
         // long-lived task by their size for its whole life.
         let subscribed = Box::pin(
@@ -149,7 +160,7 @@ impl Connection {
             Box::pin(self.resume(after, watermark)).await?;
         }
         let mut durable = self.app.durable.clone();
-        let max_inflight = self.app.cfg.limits.max_inflight;
+        let max_inflight = self.cfg.limits.max_inflight;
         let shutdown = self.app.shutdown.clone();
         let mut draining = false;
         let mut replies: Option<mpsc::Receiver<StreamReply>> = None;
@@ -247,7 +258,7 @@ impl Connection {
     }
 
     async fn on_frame(&mut self, text: &str) -> Result<(), axum::Error> {
-        let limits = &self.app.cfg.limits;
+        let limits = &self.cfg.limits;
         if text.len() > limits.max_frame_bytes {
             let message = format!(
                 "frame has {} bytes; the limit is {}",
