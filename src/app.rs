@@ -290,7 +290,7 @@ async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     );
     let agents = state
         .reads
-        .run(|c| crate::auth::list_agents(c))
+        .run(crate::auth::list_agents)
         .await
         .map(|a| a.len())
         .unwrap_or(0);

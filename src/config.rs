@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct Config {
     pub server: Server,
     pub storage: Storage,
@@ -81,19 +82,6 @@ pub struct Log {
     pub level: String,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: Server::default(),
-            storage: Storage::default(),
-            journal: Journal::default(),
-            limits: Limits::default(),
-            conversations: Conversations::default(),
-            auth: Auth::default(),
-            log: Log::default(),
-        }
-    }
-}
 
 impl Default for Server {
     fn default() -> Self {

@@ -60,7 +60,7 @@ pub fn recover(
         }
         let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let bytes = mapped.bytes();
-        segment::check_header(&bytes, seg.first_lsn)
+        segment::check_header(bytes, seg.first_lsn)
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
         let mut offset = segment::HEADER_LEN as usize;
         let mut expected = seg.first_lsn;
