@@ -8,7 +8,7 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 apt_packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
-  mmdebstrap arch-test mtools dosfstools e2fsprogs fdisk zstd xz-utils curl dpkg-dev fakeroot)
+  mmdebstrap arch-test mtools dosfstools e2fsprogs fdisk zstd xz-utils curl dpkg-dev fakeroot file)
 backports_packages=(qemu-system-arm qemu-user-static qemu-efi-aarch64 ipxe-qemu)
 
 missing=()

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test kefud has. Idempotent: installs what is missing, fast when all is there.
+# Runs every test kefud has. Idempotent: installs what is missing (scripts/setup-host.sh),
+# fast when all is there. Runs as root (package install, tmpfs mounts, the image build).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Rust toolchain: the machine's rustup one; nothing to fetch beyond crates.
+# Rust toolchain: the machine's rustup one; nothing to fetch beyond crates and targets.
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
+scripts/setup-host.sh
 
 echo "== unit and integration tests (debug build, real binary, loopback only)"
 cargo test --locked -- --test-threads=2
@@ -13,3 +15,15 @@ cargo test --locked -- --test-threads=2
 echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
 cargo build --release --locked --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
+
+echo "== the Debian package on this machine: install, unit checks, upgrade, remove, purge"
+scripts/test-deb.sh
+
+echo "== aarch64: the release binary that ships, and every test against it under qemu-user"
+scripts/cross.sh aarch64-unknown-linux-gnu test
+
+echo "== armv7 (32-bit Raspberry Pi OS): release build and .deb"
+scripts/cross.sh armv7-unknown-linux-gnueabihf
+
+echo "== the SD-card image: build (cached base), boot under qemu-system-aarch64, power cut"
+image/ci.sh
