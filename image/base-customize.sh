@@ -28,22 +28,19 @@ done
   echo "MODULES=$INITRD_MODULES"
 } > "$R/etc/initramfs-tools/conf.d/kefu.conf"
 if [ "$INITRD_MODULES" = list ]; then
-  # Enough to find the root filesystem on: QEMU virt (virtio), and the Raspberry Pi SD slot
-  # (bcm2835 sdhost + sdhci-iproc for the Pi 3 Arasan and Pi 4 emmc2 controllers, and what
-  # they wait for: DMA, the firmware GPIO expander that switches Pi 4 SD voltage, the
-  # firmware clocks). Only checked under QEMU; release images use INITRD_MODULES=most.
+  # Enough to find the root filesystem on QEMU virt (virtio) and on the Raspberry Pi SD slot:
+  # bcm2835 (sdhost, Pi 3 / Zero 2 W), sdhci-iproc (Pi 4 emmc2) and gpio-regulator (the
+  # Pi 4 SD I/O voltage switch emmc2 waits for). mmc_block, bcm2835-dma, the firmware GPIO
+  # expander and clocks are built into Debian's kernel. Booted under QEMU only; release
+  # images use INITRD_MODULES=most until a board check passes (image/README.md).
   cat >> "$R/etc/initramfs-tools/modules" <<'MODULES'
 # kefud image: INITRD_MODULES=list (image/base-customize.sh)
 ext4
 virtio_pci
 virtio_blk
-mmc_block
-sdhci_iproc
+sdhci-iproc
 bcm2835
-bcm2835_dma
-gpio_raspberrypi_exp
-clk_raspberrypi
-reset_raspberrypi
+gpio-regulator
 MODULES
 fi
 # The one initramfs; raspi-firmware's post-update hook then fills /boot/firmware.

@@ -26,6 +26,7 @@ pub mod dispatch;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod intent;
 pub mod journal;
 pub mod model;
 pub mod op;
