@@ -30,6 +30,7 @@ pub mod intent;
 pub mod journal;
 pub mod model;
 pub mod op;
+pub mod routing;
 pub mod reload;
 pub mod store;
 pub mod systemd;

@@ -9,9 +9,9 @@
 //! kinds never change shape, so old journals stay readable.
 
 use crate::conversation::Status;
-use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Sender};
+use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, MessageId, Sender};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     ContactCreated {
         contact: ContactId,
@@ -25,6 +25,72 @@ pub enum Op {
     },
     MessageAdded(MessageAdded),
     StatusChanged(StatusChanged),
+    /// A knowledge-base entry created or replaced (keyed by its intent name).
+    KbEntryPut { entry: KbEntry, at_ms: i64 },
+    KbEntryDeleted { intent: String, at_ms: i64 },
+    /// The intent detected in a customer message (only while the knowledge base has entries).
+    MessageClassified {
+        message: MessageId,
+        intent: String,
+        /// The cosine of the nearest example, in 0..=1.
+        score: f32,
+    },
+    /// The conversation now waits for a person (the scheduler's queue), for `team`.
+    HandedToHuman {
+        conversation: ConversationId,
+        team: String,
+        reason: HandoffReason,
+        at_ms: i64,
+    },
+}
+
+/// A knowledge-base entry: what customers ask (examples), the bot's answer, who handles it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KbEntry {
+    pub intent: String,
+    pub examples: Vec<String>,
+    /// Empty: the bot never answers this intent itself, it routes it.
+    pub answer: String,
+    /// The team (skill) that handles it; empty for anyone.
+    pub team: String,
+}
+
+/// Why a conversation went to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffReason {
+    /// The customer asked for one ("人工", "agent", ...).
+    Asked,
+    /// The best intent was below the bot's threshold, or has no answer.
+    NotConfident,
+    /// An agent's reply, or a manual assignment, took it out of the bot's hands.
+    Taken,
+}
+
+impl HandoffReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HandoffReason::Asked => "asked",
+            HandoffReason::NotConfident => "not_confident",
+            HandoffReason::Taken => "taken",
+        }
+    }
+
+    const fn code(self) -> u8 {
+        match self {
+            HandoffReason::Asked => 1,
+            HandoffReason::NotConfident => 2,
+            HandoffReason::Taken => 3,
+        }
+    }
+
+    const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(HandoffReason::Asked),
+            2 => Some(HandoffReason::NotConfident),
+            3 => Some(HandoffReason::Taken),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +122,10 @@ pub const KIND_CONTACT_CREATED: u8 = 1;
 pub const KIND_CONVERSATION_OPENED: u8 = 2;
 pub const KIND_MESSAGE_ADDED: u8 = 3;
 pub const KIND_STATUS_CHANGED: u8 = 4;
+pub const KIND_KB_ENTRY_PUT: u8 = 5;
+pub const KIND_KB_ENTRY_DELETED: u8 = 6;
+pub const KIND_MESSAGE_CLASSIFIED: u8 = 7;
+pub const KIND_HANDED_TO_HUMAN: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -78,6 +148,10 @@ impl Op {
             Op::ConversationOpened { .. } => KIND_CONVERSATION_OPENED,
             Op::MessageAdded(_) => KIND_MESSAGE_ADDED,
             Op::StatusChanged(_) => KIND_STATUS_CHANGED,
+            Op::KbEntryPut { .. } => KIND_KB_ENTRY_PUT,
+            Op::KbEntryDeleted { .. } => KIND_KB_ENTRY_DELETED,
+            Op::MessageClassified { .. } => KIND_MESSAGE_CLASSIFIED,
+            Op::HandedToHuman { .. } => KIND_HANDED_TO_HUMAN,
         }
     }
 
@@ -126,6 +200,40 @@ impl Op {
                 put_opt_u64(buf, s.by);
                 put_i64(buf, s.at_ms);
             }
+            Op::KbEntryPut { entry, at_ms } => {
+                put_str(buf, &entry.intent);
+                put_u32(buf, entry.examples.len() as u32);
+                for example in &entry.examples {
+                    put_str(buf, example);
+                }
+                put_str(buf, &entry.answer);
+                put_str(buf, &entry.team);
+                put_i64(buf, *at_ms);
+            }
+            Op::KbEntryDeleted { intent, at_ms } => {
+                put_str(buf, intent);
+                put_i64(buf, *at_ms);
+            }
+            Op::MessageClassified {
+                message,
+                intent,
+                score,
+            } => {
+                put_u64(buf, *message);
+                put_str(buf, intent);
+                put_u32(buf, score.to_bits());
+            }
+            Op::HandedToHuman {
+                conversation,
+                team,
+                reason,
+                at_ms,
+            } => {
+                put_u64(buf, *conversation);
+                put_str(buf, team);
+                buf.push(reason.code());
+                put_i64(buf, *at_ms);
+            }
         }
     }
 
@@ -168,6 +276,41 @@ impl Op {
                 by: r.opt_u64()?,
                 at_ms: r.i64()?,
             }),
+            KIND_KB_ENTRY_PUT => Op::KbEntryPut {
+                entry: KbEntry {
+                    intent: r.str()?.to_owned(),
+                    examples: {
+                        let n = r.u32()? as usize;
+                        // Each example takes at least its 4-byte length: a count beyond what
+                        // the payload can hold is damage, not a reason to allocate.
+                        if n > r.buf.len() / 4 {
+                            return Err(DecodeError::Truncated);
+                        }
+                        (0..n)
+                            .map(|_| r.str().map(str::to_owned))
+                            .collect::<Result<_, _>>()?
+                    },
+                    answer: r.str()?.to_owned(),
+                    team: r.str()?.to_owned(),
+                },
+                at_ms: r.i64()?,
+            },
+            KIND_KB_ENTRY_DELETED => Op::KbEntryDeleted {
+                intent: r.str()?.to_owned(),
+                at_ms: r.i64()?,
+            },
+            KIND_MESSAGE_CLASSIFIED => Op::MessageClassified {
+                message: r.u64()?,
+                intent: r.str()?.to_owned(),
+                score: f32::from_bits(r.u32()?),
+            },
+            KIND_HANDED_TO_HUMAN => Op::HandedToHuman {
+                conversation: r.u64()?,
+                team: r.str()?.to_owned(),
+                reason: HandoffReason::from_code(r.u8()?)
+                    .ok_or(DecodeError::BadValue("handoff reason"))?,
+                at_ms: r.i64()?,
+            },
             other => return Err(DecodeError::UnknownKind(other)),
         };
         if !r.buf.is_empty() {
@@ -178,6 +321,10 @@ impl Op {
 }
 
 fn put_u64(buf: &mut Vec<u8>, v: u64) {
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -218,6 +365,14 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?
+                .try_into()
+                .expect("invariant: take(4) yields 4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
@@ -307,6 +462,39 @@ mod tests {
                 by: Some(2),
                 at_ms: 9,
             }),
+            Op::KbEntryPut {
+                entry: KbEntry {
+                    intent: "returns".into(),
+                    examples: vec!["我要退货".into(), "how do I return this".into()],
+                    answer: "Bring it back within 30 days.".into(),
+                    team: "after-sales".into(),
+                },
+                at_ms: 10,
+            },
+            Op::KbEntryPut {
+                entry: KbEntry {
+                    intent: "empty".into(),
+                    examples: vec![],
+                    answer: String::new(),
+                    team: String::new(),
+                },
+                at_ms: 11,
+            },
+            Op::KbEntryDeleted {
+                intent: "returns".into(),
+                at_ms: 12,
+            },
+            Op::MessageClassified {
+                message: 40,
+                intent: "returns".into(),
+                score: 0.8125,
+            },
+            Op::HandedToHuman {
+                conversation: 3,
+                team: "after-sales".into(),
+                reason: HandoffReason::Asked,
+                at_ms: 13,
+            },
         ]
     }
 
@@ -353,6 +541,9 @@ impl Entry {
     pub fn op_size_estimate(&self) -> usize {
         match &self.op {
             Op::MessageAdded(m) => 64 + m.text.len(),
+            Op::KbEntryPut { entry, .. } => {
+                64 + entry.answer.len() + entry.examples.iter().map(|e| e.len() + 4).sum::<usize>()
+            }
             _ => 64,
         }
     }

@@ -177,6 +177,38 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
             )?
             .execute(params![s.conversation as i64, s.to.as_str(), s.assignee.map(|a| a as i64), s.at_ms])?;
         }
+        Op::KbEntryPut { entry, at_ms } => {
+            let examples = serde_json::to_string(&entry.examples)
+                .expect("invariant: a list of strings serialises");
+            tx.prepare_cached(
+                "INSERT INTO kb_entries (intent, examples, answer, team, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (intent) DO UPDATE SET examples = ?2, answer = ?3, team = ?4, updated_at = ?5",
+            )?
+            .execute(params![entry.intent, examples, entry.answer, entry.team, at_ms])?;
+        }
+        Op::KbEntryDeleted { intent, .. } => {
+            tx.prepare_cached("DELETE FROM kb_entries WHERE intent = ?1")?
+                .execute(params![intent])?;
+        }
+        Op::MessageClassified {
+            message,
+            intent,
+            score,
+        } => {
+            tx.prepare_cached("UPDATE messages SET intent = ?2, intent_score = ?3 WHERE id = ?1")?
+                .execute(params![*message as i64, intent, f64::from(*score)])?;
+        }
+        Op::HandedToHuman {
+            conversation,
+            team,
+            reason,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE conversations SET queued_at = ?2, team = ?3, handoff_reason = ?4 WHERE id = ?1",
+            )?
+            .execute(params![*conversation as i64, at_ms, team, reason.as_str()])?;
+        }
     }
     Ok(())
 }

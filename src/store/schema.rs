@@ -8,7 +8,10 @@ use rusqlite::Connection;
 
 use super::Error;
 
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_init.sql"),
+    include_str!("migrations/002_routing.sql"),
+];
 
 /// The schema version this binary writes.
 pub const CURRENT: i64 = MIGRATIONS.len() as i64;
