@@ -80,6 +80,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     let (committed_tx, committed_rx) = mpsc::channel(64);
     let (store_tx, store_rx) = mpsc::channel(64);
     let (command_tx, command_rx) = mpsc::channel::<Command>(4096);
+    let (kb_tx, kb_rx) = tokio::sync::watch::channel(Arc::default());
 
     let (writer, durable_rx, journal_health) = Writer::open(
         cfg.journal_dir(),
@@ -99,10 +100,12 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         DispatchConfig {
             resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
             recent_client_ids: cfg.conversations.recent_client_ids,
+            bot: cfg.routing.bot(),
         },
         store::connect(&cfg.db_path())?,
         rec.last_lsn,
         journal_tx,
+        kb_tx,
     )?;
     let threads = [
         spawn_thread("kefud-journal", move || writer.run(journal_rx)),
@@ -149,6 +152,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     ));
     let state = AppState {
         config: config_rx.clone(),
+        kb: kb_rx,
         commands: command_tx,
         durable: durable_rx,
         applied: applied_rx,

@@ -19,6 +19,7 @@ pub struct Config {
     pub limits: Limits,
     pub conversations: Conversations,
     pub auth: Auth,
+    pub routing: Routing,
     pub log: Log,
 }
 
@@ -73,6 +74,43 @@ pub struct Conversations {
 pub struct Auth {
     pub token_ttl_secs: u64,
     pub login_failures_per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Routing {
+    /// Cosine similarity (0..1) at or above which the bot answers from the knowledge base.
+    pub bot_threshold: f32,
+    /// Words or phrases with which a customer asks for a person (matched ignoring case; Latin
+    /// ones as whole words).
+    pub human_keywords: Vec<String>,
+    /// Conversations with more messages than this get a summary.
+    pub summary_after_messages: usize,
+    /// Sentences in a summary.
+    pub summary_sentences: usize,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            bot_threshold: 0.6,
+            human_keywords: ["人工", "真人", "转人工", "agent", "human", "person", "operator"]
+                .map(String::from)
+                .to_vec(),
+            summary_after_messages: 10,
+            summary_sentences: 3,
+        }
+    }
+}
+
+impl Routing {
+    /// The bot's settings, as the dispatcher takes them.
+    pub fn bot(&self) -> crate::routing::bot::BotConfig {
+        crate::routing::bot::BotConfig {
+            threshold: self.bot_threshold,
+            human_keywords: self.human_keywords.iter().map(|k| k.to_lowercase()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -287,6 +325,21 @@ impl Config {
             tracing_subscriber::EnvFilter::try_new(&self.log.level).is_ok(),
             "log.level",
             "is not a valid filter (try \"info\" or \"kefud=debug,info\")",
+        );
+        check(
+            self.routing.bot_threshold > 0.0 && self.routing.bot_threshold <= 1.0,
+            "routing.bot_threshold",
+            "must be above 0 and at most 1",
+        );
+        check(
+            self.routing.human_keywords.iter().all(|k| !k.trim().is_empty()),
+            "routing.human_keywords",
+            "must not contain an empty keyword",
+        );
+        check(
+            (1..=20).contains(&self.routing.summary_sentences),
+            "routing.summary_sentences",
+            "must be between 1 and 20",
         );
         check(
             self.server.shutdown_grace_secs <= 60,

@@ -17,18 +17,28 @@
 //!   and journals nothing.
 //! - Commands arrive over a bounded channel and entries leave over one: a slow disk slows the
 //!   senders, nothing is buffered without bound.
+//!
+//! Routing lives here too, because it must decide in the same order as everything else: each
+//! customer message is classified against the knowledge base, and while no person holds the
+//! conversation the bot answers it or hands it over ([`crate::routing::bot`]); conversations
+//! handed over wait in the [`Scheduler`]'s queue, which runs after every command, so a
+//! conversation is assigned the moment an agent has room. The knowledge base is rebuilt here
+//! on every change and published for the API's reads.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::conversation::{self, Event, Refused, Status};
 use crate::model::{
     AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
 };
-use crate::op::{Entry, MessageAdded, Op, StatusChanged};
+use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
+use crate::routing::bot::{self, BotConfig, Decision};
+use crate::routing::knowledge::KnowledgeBase;
+use crate::routing::scheduler::{AgentSlot, Scheduler};
 use crate::store::queries;
 
 /// How a command is answered.
@@ -92,6 +102,24 @@ pub enum Command {
     /// A config reload: resolved conversations close after this long from now on (those
     /// already resolved keep the deadline they were given).
     SetResolvedIdleAfter { ms: i64 },
+    /// A config reload of the bot's threshold and keywords.
+    SetBot(BotConfig),
+    /// Knowledge-base entries added or replaced, and removed (by intent), as one change.
+    KbChange {
+        put: Vec<KbEntry>,
+        delete: Vec<String>,
+        reply: Reply,
+    },
+    /// An agent's live feed (the console) connected or disconnected: presence.
+    AgentFeed { agent: AgentId, connected: bool },
+    /// An agent marked themselves away (no new conversations) or back.
+    AgentAway { agent: AgentId, away: bool },
+    /// An agent's teams, capacity or disabled flag changed in the store.
+    AgentChanged { agent: AgentId },
+    /// Every agent the scheduler knows, with presence and load.
+    Roster {
+        reply: oneshot::Sender<Vec<(AgentId, AgentSlot)>>,
+    },
     /// Ends the dispatcher even if some connection still holds a sender (one stuck past the
     /// shutdown grace period); commands after it are refused as `Unavailable`.
     Stop,
@@ -133,12 +161,24 @@ impl From<crate::store::Error> for DispatchError {
     }
 }
 
+/// What the bot decided for a customer message, owned so the text can move on.
+struct RoutePlan {
+    classified: Option<(String, f32)>,
+    action: Action,
+}
+
+enum Action {
+    Answer(String),
+    ToHuman(String, HandoffReason),
+}
+
 #[derive(Debug, Clone)]
 pub struct DispatchConfig {
     /// A resolved conversation closes (goes Idle) this long after it was resolved.
     pub resolved_idle_after_ms: i64,
     /// How many recent client ids per contact are remembered for idempotency.
     pub recent_client_ids: usize,
+    pub bot: BotConfig,
 }
 
 struct ContactState {
@@ -152,6 +192,8 @@ struct ConversationState {
     status: Status,
     assignee: Option<AgentId>,
     resolved_at: Option<i64>,
+    /// Handed to a person, for this team; the bot no longer answers.
+    handoff_team: Option<String>,
 }
 
 pub struct Dispatcher {
@@ -167,6 +209,9 @@ pub struct Dispatcher {
     next_contact: ContactId,
     next_conversation: ConversationId,
     journal: mpsc::Sender<Entry>,
+    kb: Arc<KnowledgeBase>,
+    kb_published: watch::Sender<Arc<KnowledgeBase>>,
+    scheduler: Scheduler,
 }
 
 impl Dispatcher {
@@ -179,9 +224,22 @@ impl Dispatcher {
         conn: Connection,
         last_lsn: Lsn,
         journal: mpsc::Sender<Entry>,
+        kb_published: watch::Sender<Arc<KnowledgeBase>>,
     ) -> Result<Self, DispatchError> {
         let (max_contact, max_conversation) = queries::max_ids(&conn)?;
         let resolved = queries::resolved_conversations(&conn)?;
+        let kb = Arc::new(KnowledgeBase::new(queries::kb_entries(&conn)?));
+        kb_published.send_replace(Arc::clone(&kb));
+        let mut scheduler = Scheduler::default();
+        for a in queries::routing_agents(&conn)? {
+            scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled);
+        }
+        for (agent, open) in queries::open_by_assignee(&conn)? {
+            for _ in 0..open {
+                scheduler.holding(agent, true);
+            }
+        }
+        let queued = queries::queued_conversations(&conn)?;
         let mut d = Dispatcher {
             cfg,
             conn,
@@ -193,9 +251,16 @@ impl Dispatcher {
             next_contact: max_contact + 1,
             next_conversation: max_conversation + 1,
             journal,
+            kb,
+            kb_published,
+            scheduler,
         };
         for c in resolved {
             d.hydrate_contact(c.contact)?;
+        }
+        for (conversation, team, since) in queued {
+            d.hydrate_conversation(conversation)?;
+            d.scheduler.enqueue(conversation, team, since);
         }
         Ok(d)
     }
@@ -207,6 +272,7 @@ impl Dispatcher {
                 break;
             }
             self.handle(cmd);
+            self.assign_waiting();
         }
         tracing::debug!(next_lsn = self.next_lsn, "dispatcher stopped");
     }
@@ -253,6 +319,31 @@ impl Dispatcher {
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
             Command::SetResolvedIdleAfter { ms } => self.cfg.resolved_idle_after_ms = ms,
+            Command::SetBot(bot) => self.cfg.bot = bot,
+            Command::KbChange { put, delete, reply } => reply.send(self.kb_change(put, delete)),
+            Command::AgentFeed { agent, connected } => {
+                if self.know_agent(agent) {
+                    self.scheduler.connection(agent, connected);
+                }
+            }
+            Command::AgentAway { agent, away } => {
+                if self.know_agent(agent) {
+                    self.scheduler.set_away(agent, away);
+                }
+            }
+            Command::AgentChanged { agent } => match queries::routing_agent(&self.conn, agent) {
+                Ok(Some(a)) => self.scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(agent, error = %e, "cannot reload agent"),
+            },
+            Command::Roster { reply } => {
+                let _ = reply.send(
+                    self.scheduler
+                        .agents()
+                        .map(|(id, slot)| (id, slot.clone()))
+                        .collect(),
+                );
+            }
             Command::Stop => {}
         }
     }
@@ -283,6 +374,7 @@ impl Dispatcher {
             None => self.open_conversation(contact_id, now)?,
         };
         self.change_status(conversation, Event::CustomerMessage, None, None, now)?;
+        let plan = self.plan_route(&text);
         let audience = Arc::clone(&self.contacts[&contact_id].identities);
         let lsn = self.append(
             Op::MessageAdded(MessageAdded {
@@ -296,6 +388,7 @@ impl Dispatcher {
             }),
             Some(audience),
         )?;
+        self.route(conversation, lsn, plan, now)?;
         if let Some(cid) = &client_id {
             let contact = self
                 .contacts
@@ -311,6 +404,144 @@ impl Dispatcher {
             conversation,
             message_id: Some(lsn),
         })
+    }
+
+    /// What the knowledge base and the bot make of a customer's text (decided before the
+    /// text moves into its operation).
+    fn plan_route(&self, text: &str) -> RoutePlan {
+        if self.kb.is_empty() {
+            return RoutePlan {
+                classified: None,
+                action: Action::ToHuman(String::new(), HandoffReason::NotConfident),
+            };
+        }
+        let (best, decision) = bot::decide(&self.kb, text, &self.cfg.bot);
+        RoutePlan {
+            classified: best.map(|m| (m.entry.intent.clone(), m.score)),
+            action: match decision {
+                Decision::Answer(answer) => Action::Answer(answer.to_string()),
+                Decision::ToHuman { team, reason } => Action::ToHuman(team.to_string(), reason),
+            },
+        }
+    }
+
+    /// Journals the classification of customer message `message`, then, while the bot still
+    /// has the conversation, its answer or the handover to a person.
+    fn route(
+        &mut self,
+        conversation: ConversationId,
+        message: MessageId,
+        plan: RoutePlan,
+        now: i64,
+    ) -> Result<(), DispatchError> {
+        if let Some((intent, score)) = plan.classified {
+            self.append(
+                Op::MessageClassified {
+                    message,
+                    intent,
+                    score,
+                },
+                None,
+            )?;
+        }
+        let state = &self.conversations[&conversation];
+        if state.assignee.is_some() {
+            return Ok(());
+        }
+        if let Some(team) = &state.handoff_team {
+            // Reopened after a resolve with nobody holding it: back in the queue.
+            self.scheduler.enqueue(conversation, team.clone(), now);
+            return Ok(());
+        }
+        match plan.action {
+            Action::Answer(answer) => {
+                let contact = state.contact;
+                let audience = Arc::clone(&self.contacts[&contact].identities);
+                self.append(
+                    Op::MessageAdded(MessageAdded {
+                        conversation,
+                        contact,
+                        sender: Sender::Bot,
+                        agent: None,
+                        client_id: None,
+                        text: answer,
+                        at_ms: now,
+                    }),
+                    Some(audience),
+                )?;
+            }
+            Action::ToHuman(team, reason) => {
+                self.append(
+                    Op::HandedToHuman {
+                        conversation,
+                        team: team.clone(),
+                        reason,
+                        at_ms: now,
+                    },
+                    None,
+                )?;
+                self.scheduler.enqueue(conversation, team.clone(), now);
+                self.conversations
+                    .get_mut(&conversation)
+                    .expect("invariant: present above")
+                    .handoff_team = Some(team);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every assignment the scheduler can make now.
+    fn assign_waiting(&mut self) {
+        while let Some((conversation, agent)) = self.scheduler.next() {
+            self.scheduler.assigned(conversation, agent);
+            let now = crate::model::now_ms();
+            match self.change_status(conversation, Event::Assign, Some(agent), None, now) {
+                Ok(_) => {}
+                Err(DispatchError::Unavailable) => return,
+                Err(e) => tracing::warn!(conversation, agent, error = %e, "assignment skipped"),
+            }
+        }
+    }
+
+    /// Journals a knowledge-base change and publishes the rebuilt knowledge base.
+    fn kb_change(&mut self, put: Vec<KbEntry>, delete: Vec<String>) -> Result<Accepted, DispatchError> {
+        let now = crate::model::now_ms();
+        let kb = self.kb.with_changes(&put, &delete);
+        let mut lsn = 0;
+        for intent in delete {
+            if self.kb.get(&intent).is_some() {
+                lsn = self.append(Op::KbEntryDeleted { intent, at_ms: now }, None)?;
+            }
+        }
+        for entry in put {
+            lsn = self.append(Op::KbEntryPut { entry, at_ms: now }, None)?;
+        }
+        self.kb = Arc::new(kb);
+        self.kb_published.send_replace(Arc::clone(&self.kb));
+        Ok(Accepted {
+            lsn,
+            conversation: 0,
+            message_id: None,
+        })
+    }
+
+    /// Whether the scheduler knows `agent`, loading it from the store if it was created since
+    /// (by the CLI, say).
+    fn know_agent(&mut self, agent: AgentId) -> bool {
+        if self.scheduler.knows(agent) {
+            return true;
+        }
+        match queries::routing_agent(&self.conn, agent) {
+            Ok(Some(a)) => {
+                self.scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(agent, error = %e, "cannot load agent");
+                false
+            }
+        }
     }
 
     /// The message id a client id was first stored under. Recent ids are in memory; older
@@ -405,6 +636,10 @@ impl Dispatcher {
         if to == from && assignee == state.assignee {
             return Ok(None);
         }
+        // The scheduler's view: who holds an open conversation, and what still waits.
+        let open = |s: Status| matches!(s, Status::Waiting | Status::InProgress);
+        let held_before = state.assignee.filter(|_| open(from));
+        let held_after = assignee.filter(|_| open(to));
         if from == Status::Resolved {
             if let Some(at) = state.resolved_at {
                 self.idle_deadlines
@@ -422,6 +657,17 @@ impl Dispatcher {
             }),
             None,
         )?;
+        if held_before != held_after {
+            if let Some(a) = held_before {
+                self.scheduler.holding(a, false);
+            }
+            if let Some(a) = held_after {
+                self.scheduler.holding(a, true);
+            }
+        }
+        if assignee.is_some() || !open(to) {
+            self.scheduler.dequeue(conversation);
+        }
         let state = self
             .conversations
             .get_mut(&conversation)
@@ -516,6 +762,7 @@ impl Dispatcher {
                 status: Status::Idle,
                 assignee: None,
                 resolved_at: None,
+                handoff_team: None,
             },
         );
         self.contacts
@@ -585,6 +832,7 @@ impl Dispatcher {
                     status: c.status,
                     assignee: c.assignee,
                     resolved_at: c.resolved_at,
+                    handoff_team: c.handoff_team,
                 },
             );
             c.id

@@ -4,7 +4,8 @@
 //! or validate is refused: the running configuration stays, untouched, and the refusal is
 //! logged and shown in systemd's STATUS. An accepted file takes effect without dropping a
 //! connection: limits apply to connections opened from then on, the login limit, token
-//! lifetime, resolved-conversation timeout, shutdown grace and log filter at once. Keys that
+//! lifetime, resolved-conversation timeout, bot threshold and keywords, summary settings,
+//! shutdown grace and log filter at once. Keys that
 //! only take effect at startup ([`Config::reloadable_from`]) keep their running values and are
 //! named in a warning. systemd is told `RELOADING=1` before and `READY=1` after, either way.
 
@@ -84,6 +85,10 @@ async fn reload(reloader: &Reloader, targets: &Targets) {
     let _ = targets
         .commands
         .send(Command::SetResolvedIdleAfter { ms: idle_ms })
+        .await;
+    let _ = targets
+        .commands
+        .send(Command::SetBot(applied.routing.bot()))
         .await;
     if let Err(error) = reloader.log.set(&applied.log.level) {
         tracing::warn!(%error, "log.level not applied");

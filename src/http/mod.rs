@@ -36,6 +36,8 @@ pub struct AppState {
     /// [`AppState::cfg`].
     pub config: watch::Receiver<Arc<Config>>,
     pub commands: mpsc::Sender<Command>,
+    /// The knowledge base as of the last change (published by the dispatcher).
+    pub kb: watch::Receiver<Arc<crate::routing::knowledge::KnowledgeBase>>,
     /// The journal's durable LSN: the ack point.
     pub durable: watch::Receiver<Lsn>,
     /// The store's applied LSN: reads wait on it for read-your-writes.

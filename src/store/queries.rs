@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::Error;
 use crate::conversation::Status;
 use crate::model::{bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
+use crate::op::KbEntry;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MessageRow {
@@ -220,6 +221,8 @@ pub struct ConversationState {
     pub status: Status,
     pub assignee: Option<AgentId>,
     pub resolved_at: Option<i64>,
+    /// Handed to a person (the bot no longer answers it), for this team ("" for anyone).
+    pub handoff_team: Option<String>,
 }
 
 fn conversation_state_row(r: &Row<'_>) -> rusqlite::Result<ConversationState> {
@@ -230,6 +233,7 @@ fn conversation_state_row(r: &Row<'_>) -> rusqlite::Result<ConversationState> {
         status: Status::parse(&status).unwrap_or(Status::Idle),
         assignee: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
         resolved_at: r.get(4)?,
+        handoff_team: r.get(5)?,
     })
 }
 
@@ -241,7 +245,7 @@ pub fn conversation_state(
 ) -> Result<Option<ConversationState>, Error> {
     Ok(conn
         .prepare_cached(
-            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE id = ?1",
+            "SELECT id, contact_id, status, assignee, resolved_at, CASE WHEN queued_at IS NULL THEN NULL ELSE COALESCE(team, '') END FROM conversations WHERE id = ?1",
         )?
         .query_row(params![id as i64], conversation_state_row)
         .optional()?)
@@ -281,7 +285,7 @@ pub fn contact_snapshot(
         .collect::<Result<Vec<_>, _>>()?;
     let current = conn
         .prepare_cached(
-            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations
+            "SELECT id, contact_id, status, assignee, resolved_at, CASE WHEN queued_at IS NULL THEN NULL ELSE COALESCE(team, '') END FROM conversations
              WHERE contact_id = ?1 AND status != 'idle' ORDER BY id DESC LIMIT 1",
         )?
         .query_row(params![contact as i64], conversation_state_row)
@@ -322,9 +326,107 @@ pub fn max_ids(conn: &Connection) -> Result<(ContactId, ConversationId), Error> 
 pub fn resolved_conversations(conn: &Connection) -> Result<Vec<ConversationState>, Error> {
     let rows = conn
         .prepare_cached(
-            "SELECT id, contact_id, status, assignee, resolved_at FROM conversations WHERE status = 'resolved'",
+            "SELECT id, contact_id, status, assignee, resolved_at, CASE WHEN queued_at IS NULL THEN NULL ELSE COALESCE(team, '') END FROM conversations WHERE status = 'resolved'",
         )?
         .query_map([], conversation_state_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The knowledge base's entries.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn kb_entries(conn: &Connection) -> Result<Vec<KbEntry>, Error> {
+    let rows = conn
+        .prepare_cached("SELECT intent, examples, answer, team FROM kb_entries ORDER BY intent")?
+        .query_map([], |r| {
+            let examples: String = r.get(1)?;
+            Ok(KbEntry {
+                intent: r.get(0)?,
+                examples: serde_json::from_str(&examples).unwrap_or_default(),
+                answer: r.get(2)?,
+                team: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// An agent as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingAgent {
+    pub id: AgentId,
+    pub teams: Vec<String>,
+    pub capacity: u32,
+    pub disabled: bool,
+}
+
+fn routing_agent_row(r: &Row<'_>) -> rusqlite::Result<RoutingAgent> {
+    let teams: String = r.get(1)?;
+    Ok(RoutingAgent {
+        id: r.get::<_, i64>(0)? as u64,
+        teams: split_teams(&teams),
+        capacity: r.get::<_, i64>(2)?.max(0) as u32,
+        disabled: r.get(3)?,
+    })
+}
+
+/// Comma-separated team names, trimmed, empty ones dropped.
+pub fn split_teams(teams: &str) -> Vec<String> {
+    teams
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn routing_agents(conn: &Connection) -> Result<Vec<RoutingAgent>, Error> {
+    let rows = conn
+        .prepare_cached("SELECT id, teams, capacity, disabled FROM agents")?
+        .query_map([], routing_agent_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn routing_agent(conn: &Connection, id: AgentId) -> Result<Option<RoutingAgent>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT id, teams, capacity, disabled FROM agents WHERE id = ?1")?
+        .query_row(params![id as i64], routing_agent_row)
+        .optional()?)
+}
+
+/// Open (waiting or in progress) conversations per assignee.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn open_by_assignee(conn: &Connection) -> Result<Vec<(AgentId, u32)>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT assignee, COUNT(*) FROM conversations
+             WHERE assignee IS NOT NULL AND status IN ('waiting', 'in_progress') GROUP BY assignee",
+        )?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u32)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Conversations waiting in the scheduler's queue: (conversation, team, queued at).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn queued_conversations(conn: &Connection) -> Result<Vec<(ConversationId, String, i64)>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, COALESCE(team, ''), queued_at FROM conversations
+             WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting' ORDER BY queued_at",
+        )?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
