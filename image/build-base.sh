@@ -29,6 +29,8 @@ log() { echo "build-base: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap --mode=root)"
+# stdout is only for the result's path; every tool's output goes to stderr.
+exec 3>&1 1>&2
 FLAVOUR_FILE=$HERE/flavours/$FLAVOUR.sh
 [ -f "$FLAVOUR_FILE" ] || die "unknown FLAVOUR=$FLAVOUR (no $FLAVOUR_FILE; see image/README.md)"
 case $INITRD_MODULES in list|most) ;; *) die "INITRD_MODULES must be list or most" ;; esac
@@ -52,7 +54,7 @@ exec 9>"$CACHE/.lock"
 flock 9
 if [ -f "$TARBALL" ]; then
   log "reusing $TARBALL"
-  echo "$TARBALL"
+  echo "$TARBALL" >&3
   exit 0
 fi
 
@@ -73,7 +75,7 @@ INITRD=No mmdebstrap --mode=root --architectures=arm64 --variant=minbase \
   --dpkgopt='path-exclude=/usr/share/info/*' \
   --setup-hook='mkdir -p "$1/boot/firmware"' \
   --customize-hook="INITRD_MODULES=$INITRD_MODULES '$HERE/base-customize.sh' \"\$1\"" \
-  "$FLAVOUR_SUITE" "$TMP_TARBALL" - <<SOURCES >&2
+  "$FLAVOUR_SUITE" "$TMP_TARBALL" - <<SOURCES
 $FLAVOUR_SOURCES
 SOURCES
 mv "$TMP_TARBALL" "$TARBALL"
@@ -83,4 +85,4 @@ log "built in $(( $(date +%s) - start )) s: $(du -h "$TARBALL" | cut -f1)"
 ls -t "$CACHE"/base-*.tar.zst | tail -n +4 | while read -r old; do
   log "pruning $old"; rm -f "$old"
 done
-echo "$TARBALL"
+echo "$TARBALL" >&3

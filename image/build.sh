@@ -35,6 +35,8 @@ die() { log "ERROR: $*"; exit 1; }
 elapsed() { echo "$(( $(date +%s) - $1 )) s"; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root"
+# stdout is only for the result's path; every tool's output goes to stderr.
+exec 3>&1 1>&2
 case $COMPRESS in xz|none) ;; *) die "COMPRESS must be xz or none" ;; esac
 if [ -z "${KEFUD_DEB:-}" ]; then
   KEFUD_DEB=$(ls -t "$REPO"/target/aarch64-unknown-linux-gnu/debian/kefud_*_arm64.deb 2>/dev/null | head -n 1 || true)
@@ -68,7 +70,7 @@ tar -C "$HERE/overlay" --owner=0 --group=0 --mode=go-w -cf - . | tar -C "$R" --n
 cp "$KEFUD_DEB" "$R/tmp/kefud.deb"
 printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d"
 chmod 755 "$R/usr/sbin/policy-rc.d"
-chroot "$R" dpkg -i /tmp/kefud.deb >&2
+chroot "$R" dpkg -i /tmp/kefud.deb
 rm -f "$R/usr/sbin/policy-rc.d" "$R/tmp/kefud.deb"
 
 # Which units start. SSH stays off until kefu-firstboot gets a key. Wi-Fi runs as
@@ -99,7 +101,7 @@ INFO
 [ ! -s "$R/etc/machine-id" ] || die "machine-id is baked in"
 ! ls "$R"/etc/ssh/ssh_host_* >/dev/null 2>&1 || die "SSH host keys are baked in"
 awk -F: '$2 !~ /^[!*]/ { print "account " $1 " has a usable or empty password"; bad = 1 } END { exit bad }' \
-  "$R/etc/shadow" >&2 || die "an account can log in with a password"
+  "$R/etc/shadow" || die "an account can log in with a password"
 [ -L "$R/etc/systemd/system/multi-user.target.wants/kefud.service" ] || die "kefud.service is not enabled"
 for u in multi-user.target.wants/ssh.service sockets.target.wants/ssh.socket timers.target.wants/apt-daily.timer; do
   [ ! -e "$R/etc/systemd/system/$u" ] || die "$u is enabled"
@@ -138,4 +140,4 @@ if [ "$COMPRESS" = xz ]; then
   log "compressed $IMG.xz ($(elapsed "$t3")): $(du -h "$IMG.xz" | cut -f1)"
 fi
 log "done in $(elapsed "$t0")"
-echo "$IMG"
+echo "$IMG" >&3

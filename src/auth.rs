@@ -160,6 +160,32 @@ pub fn list_agents(conn: &Connection) -> Result<Vec<Agent>, AuthError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Changes an agent's routing settings and flags; `None` leaves a value as it is.
+///
+/// # Errors
+/// [`AuthError`] for an unknown agent or a store failure.
+pub fn update_agent(
+    conn: &Connection,
+    id: AgentId,
+    teams: Option<&[String]>,
+    capacity: Option<u32>,
+    disabled: Option<bool>,
+    is_admin: Option<bool>,
+) -> Result<(), AuthError> {
+    let changed = conn.execute(
+        "UPDATE agents SET teams = COALESCE(?2, teams), capacity = COALESCE(?3, capacity),
+         disabled = COALESCE(?4, disabled), is_admin = COALESCE(?5, is_admin) WHERE id = ?1",
+        params![id as i64, teams.map(|t| t.join(",")), capacity, disabled, is_admin],
+    )?;
+    if changed == 0 {
+        return Err(AuthError::NoSuchAgent(id.to_string()));
+    }
+    if disabled == Some(true) {
+        conn.execute("DELETE FROM tokens WHERE agent_id = ?1", params![id as i64])?;
+    }
+    Ok(())
+}
+
 /// Sets a new password and revokes the agent's tokens.
 ///
 /// # Errors

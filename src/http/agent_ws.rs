@@ -14,6 +14,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{ApiQuery, AppState, Authed};
+use crate::dispatch::Command;
 use crate::fanout::{Audience, Frame};
 use crate::model::Lsn;
 use crate::store::queries;
@@ -38,9 +39,16 @@ pub async fn upgrade(
         .max_message_size(cap)
         .on_upgrade(move |socket| async move {
             let _tracked = app.tracker.token();
+            // An open feed is the agent's presence: the scheduler assigns to them while any is.
+            let presence = |connected| Command::AgentFeed {
+                agent: agent.id,
+                connected,
+            };
+            let _ = app.commands.send(presence(true)).await;
             if let Err(e) = serve(socket, &app, params.after).await {
                 tracing::debug!(agent = agent.id, error = %e, "agent connection ended");
             }
+            let _ = app.commands.send(presence(false)).await;
         })
         .into_response()
 }

@@ -6,6 +6,7 @@
 
 pub mod agent_api;
 pub mod agent_ws;
+pub mod routing_api;
 pub mod visitor_ws;
 
 use std::sync::Arc;
@@ -99,7 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws/visitor", get(visitor_ws::upgrade))
         .route("/ws/agent", get(agent_ws::upgrade))
-        .nest("/api/v1", agent_api::router())
+        .nest("/api/v1", agent_api::router().merge(routing_api::router()))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
@@ -159,6 +160,8 @@ pub enum ApiError {
     Unauthorized,
     InvalidCredentials,
     BadRequest { code: &'static str, message: String },
+    /// The caller is authenticated but not allowed (admin-only endpoints).
+    Forbidden,
     NotFound(String),
     Conflict(String),
     TooManyRequests,
@@ -197,6 +200,11 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { code, message } => {
                 (StatusCode::BAD_REQUEST, *code, message.as_str())
             }
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this needs an admin account",
+            ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
             ApiError::TooManyRequests => (
@@ -243,7 +251,12 @@ impl From<crate::store::Error> for ApiError {
 
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
-        ApiError::Internal(e.to_string())
+        match e {
+            crate::auth::AuthError::NoSuchAgent(who) => {
+                ApiError::NotFound(format!("no agent {who}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -431,6 +431,59 @@ pub fn queued_conversations(conn: &Connection) -> Result<Vec<(ConversationId, St
     Ok(rows)
 }
 
+/// The distinct intents the customer's messages in a conversation matched at `min_score` or
+/// better, in the order first seen.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn conversation_intents(
+    conn: &Connection,
+    conversation: ConversationId,
+    min_score: f32,
+) -> Result<Vec<String>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT intent FROM messages WHERE conversation_id = ?1 AND intent IS NOT NULL
+             AND intent_score >= ?2 GROUP BY intent ORDER BY MIN(id)",
+        )?
+        .query_map(params![conversation as i64, f64::from(min_score)], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Milestones of the conversations whose first customer message is at or after `since_ms`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn conversation_milestones(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<Vec<crate::routing::report::Milestones>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT first_customer,
+                    (SELECT MIN(at) FROM conversation_events e
+                     WHERE e.conversation_id = c.id AND e.to_status = 'in_progress'),
+                    (SELECT MIN(created_at) FROM messages m
+                     WHERE m.conversation_id = c.id AND m.sender = 'agent'),
+                    (SELECT MIN(at) FROM conversation_events e
+                     WHERE e.conversation_id = c.id AND e.to_status = 'resolved')
+             FROM (SELECT conversation_id AS id, MIN(created_at) AS first_customer FROM messages
+                   WHERE sender = 'visitor' GROUP BY conversation_id) c
+             WHERE first_customer >= ?1",
+        )?
+        .query_map(params![since_ms], |r| {
+            Ok(crate::routing::report::Milestones {
+                first_customer_message: r.get(0)?,
+                first_assigned: r.get(1)?,
+                first_agent_reply: r.get(2)?,
+                first_resolved: r.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// One item of an agent's live feed, as stored.
 #[derive(Debug, Clone)]
 pub enum AgentEventRow {
