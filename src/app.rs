@@ -42,8 +42,158 @@ use crate::systemd;
 /// Records replayed into the store per transaction at startup.
 const REPLAY_CHUNK: usize = 10_000;
 
-/// Runs the daemon until `shutdown` is cancelled. `on_listening` is told the bound address
-/// (tests bind port 0).
+/// The pipeline without the network: the data directory locked, the store and journal
+/// recovered, and the journal writer, store applier, dispatcher and fan-out running. The daemon
+/// serves HTTP on top of it; `kefud kb import` uses it alone to journal a change.
+pub struct Core {
+    pub commands: mpsc::Sender<Command>,
+    pub durable: tokio::sync::watch::Receiver<u64>,
+    pub applied: tokio::sync::watch::Receiver<u64>,
+    pub kb: tokio::sync::watch::Receiver<Arc<crate::routing::knowledge::KnowledgeBase>>,
+    pub fanout: crate::fanout::FanoutHandle,
+    pub fanout_stats: Arc<crate::fanout::FanoutStats>,
+    pub journal_health: Arc<journal::writer::Health>,
+    /// Cancelled when the journal latches or the store fails.
+    pub fatal: CancellationToken,
+    store_failed: Arc<std::sync::atomic::AtomicBool>,
+    threads: [JoinHandle<()>; 3],
+    tasks: TaskTracker,
+    stop_tasks: CancellationToken,
+    _lock: DataDirLock,
+}
+
+impl Core {
+    /// Locks the data directory, recovers, and starts the pipeline.
+    ///
+    /// # Errors
+    /// [`Error`] when the data directory is unusable or in use, or recovery fails.
+    pub async fn start(cfg: &Arc<Config>) -> Result<Core> {
+        let lock = DataDirLock::acquire(&cfg.storage.data_dir)?;
+        let recovered = {
+            let cfg = Arc::clone(cfg);
+            tokio::task::spawn_blocking(move || recover(&cfg))
+                .await
+                .map_err(|_| Error::Worker("recovery"))??
+        };
+        let Recovered {
+            applier,
+            applied_rx,
+            applied_atomic,
+            journal: rec,
+        } = recovered;
+        tracing::info!(
+            last_lsn = rec.last_lsn,
+            segments = rec.segments.len(),
+            truncated_bytes = rec.truncated_bytes,
+            "journal recovered; store caught up"
+        );
+
+        let fatal = CancellationToken::new();
+        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
+        let (committed_tx, committed_rx) = mpsc::channel(64);
+        let (store_tx, store_rx) = mpsc::channel(64);
+        let (command_tx, command_rx) = mpsc::channel::<Command>(4096);
+        let (kb_tx, kb_rx) = tokio::sync::watch::channel(Arc::default());
+
+        let (writer, durable_rx, journal_health) = Writer::open(
+            cfg.journal_dir(),
+            WriterConfig {
+                segment_bytes: cfg.journal.segment_bytes,
+                max_batch_bytes: cfg.journal.max_batch_bytes,
+                retain_segments: cfg.journal.retain_segments,
+            },
+            rec.segments,
+            rec.tail_len,
+            rec.last_lsn,
+            committed_tx,
+            applied_atomic,
+            fatal.clone(),
+        )?;
+        let dispatcher = Dispatcher::new(
+            DispatchConfig {
+                resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
+                recent_client_ids: cfg.conversations.recent_client_ids,
+                bot: cfg.routing.bot(),
+                auto_assign: cfg.routing.auto_assign,
+            },
+            store::connect(&cfg.db_path())?,
+            rec.last_lsn,
+            journal_tx,
+            kb_tx,
+        )?;
+        let threads = [
+            spawn_thread("kefud-journal", move || writer.run(journal_rx)),
+            {
+                let (fatal, failed) = (fatal.clone(), Arc::clone(&store_failed));
+                spawn_thread("kefud-store", move || {
+                    if let Err(e) = applier.run(store_rx) {
+                        tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
+                        failed.store(true, std::sync::atomic::Ordering::Release);
+                        fatal.cancel();
+                    }
+                })
+            },
+            spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
+        ];
+        let (fanout, fanout_handle, subscribe_rx, fanout_stats) =
+            Fanout::new(rec.last_lsn, store_tx);
+        let tasks = TaskTracker::new();
+        let stop_tasks = CancellationToken::new();
+        tasks.spawn(fanout.run(committed_rx, subscribe_rx));
+        tasks.spawn(tick_idle_timeouts(command_tx.clone(), stop_tasks.clone()));
+        Ok(Core {
+            commands: command_tx,
+            durable: durable_rx,
+            applied: applied_rx,
+            kb: kb_rx,
+            fanout: fanout_handle,
+            fanout_stats,
+            journal_health,
+            fatal,
+            store_failed,
+            threads,
+            tasks,
+            stop_tasks,
+            _lock: lock,
+        })
+    }
+
+    /// Stops the pipeline in order: the dispatcher takes no more commands, the writer syncs
+    /// what it holds, fan-out drains, the store applies the rest.
+    ///
+    /// # Errors
+    /// [`Error::StoreFailed`], [`Error::JournalLatched`] or [`Error::Worker`] for a pipeline
+    /// that did not stop cleanly.
+    pub async fn stop(self) -> Result<()> {
+        // Everything accepted so far is in the journal's queue; the writer syncs it and stops.
+        let _ = self.commands.send(Command::Stop).await;
+        drop(self.commands);
+        self.stop_tasks.cancel();
+        self.tasks.close();
+        let threads = self.threads;
+        let joined = tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()))
+            .await
+            .unwrap_or(false);
+        self.tasks.wait().await;
+        if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::StoreFailed);
+        }
+        if self.fatal.is_cancelled() || self.journal_health.is_latched() {
+            return Err(Error::JournalLatched);
+        }
+        if !joined {
+            return Err(Error::Worker("journal, store or dispatcher"));
+        }
+        tracing::info!(
+            committed = self.journal_health.committed(),
+            "stopped cleanly; journal synced"
+        );
+        Ok(())
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled.
 ///
 /// # Errors
 /// [`Error`] when startup fails (damaged journal, unusable data directory, port taken) or the
@@ -55,78 +205,10 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(Error::Signals)?;
     raise_fd_limit();
-    let recovered = {
-        let cfg = Arc::clone(&cfg);
-        tokio::task::spawn_blocking(move || recover(&cfg))
-            .await
-            .map_err(|_| Error::Worker("recovery"))??
-    };
-    let Recovered {
-        applier,
-        applied_rx,
-        applied_atomic,
-        journal: rec,
-    } = recovered;
-    tracing::info!(
-        last_lsn = rec.last_lsn,
-        segments = rec.segments.len(),
-        truncated_bytes = rec.truncated_bytes,
-        "journal recovered; store caught up"
-    );
-
-    let fatal = CancellationToken::new();
-    let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
-    let (committed_tx, committed_rx) = mpsc::channel(64);
-    let (store_tx, store_rx) = mpsc::channel(64);
-    let (command_tx, command_rx) = mpsc::channel::<Command>(4096);
-    let (kb_tx, kb_rx) = tokio::sync::watch::channel(Arc::default());
-
-    let (writer, durable_rx, journal_health) = Writer::open(
-        cfg.journal_dir(),
-        WriterConfig {
-            segment_bytes: cfg.journal.segment_bytes,
-            max_batch_bytes: cfg.journal.max_batch_bytes,
-            retain_segments: cfg.journal.retain_segments,
-        },
-        rec.segments,
-        rec.tail_len,
-        rec.last_lsn,
-        committed_tx,
-        applied_atomic,
-        fatal.clone(),
-    )?;
-    let dispatcher = Dispatcher::new(
-        DispatchConfig {
-            resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
-            recent_client_ids: cfg.conversations.recent_client_ids,
-            bot: cfg.routing.bot(),
-        },
-        store::connect(&cfg.db_path())?,
-        rec.last_lsn,
-        journal_tx,
-        kb_tx,
-    )?;
-    let threads = [
-        spawn_thread("kefud-journal", move || writer.run(journal_rx)),
-        {
-            let (fatal, failed) = (fatal.clone(), Arc::clone(&store_failed));
-            spawn_thread("kefud-store", move || {
-                if let Err(e) = applier.run(store_rx) {
-                    tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
-                    failed.store(true, std::sync::atomic::Ordering::Release);
-                    fatal.cancel();
-                }
-            })
-        },
-        spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
-    ];
-    let (fanout, fanout_handle, subscribe_rx, fanout_stats) = Fanout::new(rec.last_lsn, store_tx);
+    let core = Core::start(&cfg).await?;
     let tasks = TaskTracker::new();
-    tasks.spawn(fanout.run(committed_rx, subscribe_rx));
-    tasks.spawn(tick_idle_timeouts(command_tx.clone(), shutdown.clone()));
     {
-        let (fatal, shutdown) = (fatal.clone(), shutdown.clone());
+        let (fatal, shutdown) = (core.fatal.clone(), shutdown.clone());
         tasks.spawn(async move {
             // Cancel safety: both are `cancelled()` futures.
             tokio::select! {
@@ -136,7 +218,6 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         });
     }
 
-    let stop_dispatcher = command_tx.clone();
     let connections = TaskTracker::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::clone(&cfg));
     let limiter = Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute));
@@ -146,19 +227,19 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         reload::Targets {
             config: config_tx,
             limiter: Arc::clone(&limiter),
-            commands: command_tx.clone(),
+            commands: core.commands.clone(),
         },
         shutdown.clone(),
     ));
     let state = AppState {
         config: config_rx.clone(),
-        kb: kb_rx,
-        commands: command_tx,
-        durable: durable_rx,
-        applied: applied_rx,
-        fanout: fanout_handle,
-        fanout_stats,
-        journal_health: Arc::clone(&journal_health),
+        kb: core.kb.clone(),
+        commands: core.commands.clone(),
+        durable: core.durable.clone(),
+        applied: core.applied.clone(),
+        fanout: core.fanout.clone(),
+        fanout_stats: Arc::clone(&core.fanout_stats),
+        journal_health: Arc::clone(&core.journal_health),
         reads: ReadPool::new(cfg.db_path(), 4),
         limiter,
         shutdown: shutdown.clone(),
@@ -173,7 +254,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     let addr = listener.local_addr().map_err(Error::Serve)?;
     announce(addr, &state, started.elapsed()).await;
     if let Some(interval) = systemd::watchdog_interval() {
-        let health = Arc::clone(&journal_health);
+        let health = Arc::clone(&core.journal_health);
         tasks.spawn(systemd::run_watchdog(
             interval,
             move || health.is_healthy(Duration::from_secs(10)),
@@ -202,7 +283,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         .await;
 
     // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
-    // acks and close, then every command sender is dropped and the pipeline drains in order.
+    // acks and close, then the pipeline drains in order.
     connections.close();
     let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
     if tokio::time::timeout(grace, connections.wait())
@@ -211,29 +292,39 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     {
         tracing::warn!("connections did not close within the grace period");
     }
-    // Everything accepted so far is in the journal's queue; the writer syncs it and stops.
-    let _ = stop_dispatcher.send(Command::Stop).await;
-    drop(stop_dispatcher);
+    let stopped = core.stop().await;
     tasks.close();
-    let threads_done =
-        tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));
-    let joined = threads_done.await.unwrap_or(false);
     tasks.wait().await;
     served.map_err(Error::Serve)?;
-    if store_failed.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(Error::StoreFailed);
+    stopped
+}
+
+/// An exclusive lock on the data directory (`kefud.lock`, flock), held while the pipeline
+/// runs: two processes appending to one journal would corrupt it.
+struct DataDirLock {
+    _file: std::fs::File,
+}
+
+impl DataDirLock {
+    fn acquire(dir: &std::path::Path) -> Result<Self> {
+        use std::os::fd::AsRawFd;
+        let data_dir_error = |source| Error::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("kefud.lock"))
+            .map_err(data_dir_error)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(Error::DataDirInUse(dir.to_path_buf()));
+        }
+        Ok(DataDirLock { _file: file })
     }
-    if fatal.is_cancelled() || journal_health.is_latched() {
-        return Err(Error::JournalLatched);
-    }
-    if !joined {
-        return Err(Error::Worker("journal, store or dispatcher"));
-    }
-    tracing::info!(
-        committed = journal_health.committed(),
-        "stopped cleanly; journal synced"
-    );
-    Ok(())
 }
 
 struct Recovered {
@@ -316,12 +407,12 @@ async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     systemd::notify_ready(&format!("listening on {addr}"));
 }
 
-async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, shutdown: CancellationToken) {
+async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         // Cancel safety: `tick` and `cancelled` are cancel-safe.
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 if commands.send(Command::Tick { now_ms: crate::model::now_ms() }).await.is_err() {
                     return;

@@ -84,6 +84,9 @@ pub struct Routing {
     /// Words or phrases with which a customer asks for a person (matched ignoring case; Latin
     /// ones as whole words).
     pub human_keywords: Vec<String>,
+    /// Whether conversations handed to a person are assigned by the scheduler (otherwise
+    /// agents take them by hand from the queue).
+    pub auto_assign: bool,
     /// Conversations with more messages than this get a summary.
     pub summary_after_messages: usize,
     /// Sentences in a summary.
@@ -97,6 +100,7 @@ impl Default for Routing {
             human_keywords: ["人工", "真人", "转人工", "agent", "human", "person", "operator"]
                 .map(String::from)
                 .to_vec(),
+            auto_assign: true,
             summary_after_messages: 10,
             summary_sentences: 3,
         }

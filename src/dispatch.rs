@@ -102,8 +102,8 @@ pub enum Command {
     /// A config reload: resolved conversations close after this long from now on (those
     /// already resolved keep the deadline they were given).
     SetResolvedIdleAfter { ms: i64 },
-    /// A config reload of the bot's threshold and keywords.
-    SetBot(BotConfig),
+    /// A config reload of the bot's threshold and keywords, and of auto-assignment.
+    SetRouting { bot: BotConfig, auto_assign: bool },
     /// Knowledge-base entries added or replaced, and removed (by intent), as one change.
     KbChange {
         put: Vec<KbEntry>,
@@ -179,6 +179,7 @@ pub struct DispatchConfig {
     /// How many recent client ids per contact are remembered for idempotency.
     pub recent_client_ids: usize,
     pub bot: BotConfig,
+    pub auto_assign: bool,
 }
 
 struct ContactState {
@@ -319,7 +320,10 @@ impl Dispatcher {
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
             Command::SetResolvedIdleAfter { ms } => self.cfg.resolved_idle_after_ms = ms,
-            Command::SetBot(bot) => self.cfg.bot = bot,
+            Command::SetRouting { bot, auto_assign } => {
+                self.cfg.bot = bot;
+                self.cfg.auto_assign = auto_assign;
+            }
             Command::KbChange { put, delete, reply } => reply.send(self.kb_change(put, delete)),
             Command::AgentFeed { agent, connected } => {
                 if self.know_agent(agent) {
@@ -492,6 +496,9 @@ impl Dispatcher {
 
     /// Makes every assignment the scheduler can make now.
     fn assign_waiting(&mut self) {
+        if !self.cfg.auto_assign {
+            return;
+        }
         while let Some((conversation, agent)) = self.scheduler.next() {
             self.scheduler.assigned(conversation, agent);
             let now = crate::model::now_ms();

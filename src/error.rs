@@ -16,6 +16,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {} is in use by another kefud (stop it first)", .0.display())]
+    DataDirInUse(PathBuf),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

@@ -88,7 +88,10 @@ async fn reload(reloader: &Reloader, targets: &Targets) {
         .await;
     let _ = targets
         .commands
-        .send(Command::SetBot(applied.routing.bot()))
+        .send(Command::SetRouting {
+            bot: applied.routing.bot(),
+            auto_assign: applied.routing.auto_assign,
+        })
         .await;
     if let Err(error) = reloader.log.set(&applied.log.level) {
         tracing::warn!(%error, "log.level not applied");

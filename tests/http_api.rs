@@ -137,7 +137,8 @@ async fn conversation_lifecycle_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
     add_agent(dir.path(), "li", "password-li", true);
     add_agent(dir.path(), "wang", "password-wang", false);
-    let d = TestDaemon::start(dir.path(), "");
+    // Assignment by hand: the scheduler would give the conversation to li, whose feed is open.
+    let d = TestDaemon::start(dir.path(), "[routing]\nauto_assign = false\n");
     let c = Client::new();
     let li = login(&d, "li", "password-li").await;
     let wang = login(&d, "wang", "password-wang").await;

@@ -77,7 +77,7 @@ impl TestDaemon {
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on ").nth(1) {
@@ -101,7 +101,8 @@ impl TestDaemon {
                 });
             }
             if let Some(status) = child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
+                // The child is gone, so its stderr reaches end of file: the log is complete.
+                let _ = reader.join();
                 return Err(format!("exit {status}\n{}", log.lock().unwrap()));
             }
             if std::time::Instant::now() > deadline {
