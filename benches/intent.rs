@@ -77,7 +77,10 @@ fn sklearn(data: &Path) -> Option<serde_json::Value> {
     match cmd.output() {
         Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).ok(),
         Ok(out) => {
-            eprintln!("scikit-learn baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+            eprintln!(
+                "scikit-learn baseline failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             None
         }
         Err(e) => {
@@ -129,12 +132,20 @@ fn bench(name: &str, data: &Path) {
             if let Some(r) = b.get(key) {
                 let m = r["median_us"].as_f64().unwrap_or(f64::NAN);
                 sk_median.get_or_insert(m);
-                line(who, r["accuracy"].as_f64().unwrap_or(f64::NAN), m, r["p99_us"].as_f64().unwrap_or(f64::NAN));
+                line(
+                    who,
+                    r["accuracy"].as_f64().unwrap_or(f64::NAN),
+                    m,
+                    r["p99_us"].as_f64().unwrap_or(f64::NAN),
+                );
             }
         }
     }
     if let Some(m) = sk_median {
-        println!("\nkefud is {:.0}x faster per query (median, same tokenizer).", m / kefud.median_us);
+        println!(
+            "\nkefud is {:.0}x faster per query (median, same tokenizer).",
+            m / kefud.median_us
+        );
     }
     println!("\n| example questions | kefud median µs | kefud p99 µs | scikit-learn median µs | scikit-learn p99 µs | speed-up (median) |");
     println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -181,9 +192,21 @@ fn thresholds(in_scope: &Path, out_of_scope: &Path) {
         })
         .collect();
     let index = IntentIndex::build(docs.iter().copied());
-    let score = |r: &Row| index.nearest(&r.text).map_or((None, 0.0), |n| (Some(n.label), n.score));
-    let test: Vec<_> = rows.iter().filter(|r| !r.train).map(|r| (r, score(r))).collect();
-    let oos_test: Vec<f32> = oos.iter().filter(|r| !r.train).map(|r| score(r).1).collect();
+    let score = |r: &Row| {
+        index
+            .nearest(&r.text)
+            .map_or((None, 0.0), |n| (Some(n.label), n.score))
+    };
+    let test: Vec<_> = rows
+        .iter()
+        .filter(|r| !r.train)
+        .map(|r| (r, score(r)))
+        .collect();
+    let oos_test: Vec<f32> = oos
+        .iter()
+        .filter(|r| !r.train)
+        .map(|r| score(r).1)
+        .collect();
     println!("\n## Bot threshold on CLINC150 (in-scope test + out-of-scope test)\n");
     println!("| threshold | in-scope answered correctly | in-scope answered wrongly | out-of-scope refused |");
     println!("| ---: | ---: | ---: | ---: |");

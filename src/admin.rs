@@ -1,10 +1,19 @@
-//! `kefud agent ...`: account administration on the data directory, whether or not the daemon
-//! is running (SQLite's locking serialises it with the daemon).
+//! The administration commands.
+//!
+//! - `kefud agent ...`: accounts, on the data directory, whether or not the daemon is running
+//!   (SQLite's locking serialises them with the daemon).
+//! - `kefud kb import|export`: the knowledge base. An import is journaled like any change, so
+//!   it starts the pipeline (without the network) on the data directory, which needs the
+//!   daemon stopped (the data-directory lock says so otherwise); with the daemon running, the
+//!   API's `POST /api/v1/kb/import` does the same. Export reads the store and works either way.
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::app::Core;
 use crate::auth::{self, AuthError};
 use crate::config::Config;
+use crate::dispatch::{Command, Reply};
+use crate::routing::knowledge::{self, Format};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -21,6 +30,116 @@ pub enum AdminError {
     },
     #[error("the two passwords differ")]
     Mismatch,
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Import {
+        path: String,
+        source: crate::routing::knowledge::ImportError,
+    },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("unknown format {0:?}: use jsonl or csv")]
+    Format(String),
+    #[error(
+        "kefud is running on {0}: stop it first, or import through it with POST /api/v1/kb/import"
+    )]
+    DaemonRunning(String),
+    #[error(transparent)]
+    Pipeline(crate::Error),
+}
+
+fn format_named(name: Option<&str>, path: Option<&str>) -> Result<Format, AdminError> {
+    let name = name
+        .or_else(|| path.and_then(|p| p.rsplit('.').next()))
+        .unwrap_or("jsonl");
+    Format::parse(name).ok_or_else(|| AdminError::Format(name.to_string()))
+}
+
+/// Imports a JSON Lines or CSV file into the knowledge base (format from `format`, else the
+/// file's extension). With `replace`, entries the file does not name are removed.
+///
+/// # Errors
+/// [`AdminError`] for an unreadable or invalid file, or a data directory in use.
+pub fn kb_import(
+    cfg: &Config,
+    path: &str,
+    format: Option<&str>,
+    replace: bool,
+) -> Result<String, AdminError> {
+    let format = format_named(format, Some(path))?;
+    let text = std::fs::read_to_string(path).map_err(|source| AdminError::ReadFile {
+        path: path.to_string(),
+        source,
+    })?;
+    let entries = knowledge::parse_import(&text, format).map_err(|source| AdminError::Import {
+        path: path.to_string(),
+        source,
+    })?;
+    let (count, examples) = (
+        entries.len(),
+        entries.iter().map(|e| e.examples.len()).sum::<usize>(),
+    );
+    let cfg = std::sync::Arc::new(cfg.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AdminError::Runtime)?;
+    runtime.block_on(async move {
+        let core = Core::start(&cfg).await.map_err(|e| match e {
+            crate::Error::DataDirInUse(dir) => AdminError::DaemonRunning(dir.display().to_string()),
+            other => AdminError::Pipeline(other),
+        })?;
+        let delete = if replace {
+            let keep: std::collections::HashSet<&str> =
+                entries.iter().map(|e| e.intent.as_str()).collect();
+            core.kb
+                .borrow()
+                .entries()
+                .filter(|e| !keep.contains(e.intent.as_str()))
+                .map(|e| e.intent.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = core
+            .commands
+            .send(Command::KbChange {
+                put: entries,
+                delete,
+                reply: Reply::Once(tx),
+            })
+            .await;
+        let accepted = match (sent, rx.await) {
+            (Ok(()), Ok(Ok(a))) => Some(a),
+            _ => None,
+        };
+        if let Some(a) = &accepted {
+            let mut durable = core.durable.clone();
+            let _ = durable.wait_for(|d| *d >= a.lsn).await;
+        }
+        core.stop().await.map_err(AdminError::Pipeline)?;
+        accepted.ok_or(AdminError::Pipeline(crate::Error::Worker("dispatcher")))?;
+        Ok::<_, AdminError>(())
+    })?;
+    Ok(format!(
+        "imported {count} entries with {examples} example questions"
+    ))
+}
+
+/// The knowledge base as JSON Lines or CSV (the import format).
+///
+/// # Errors
+/// [`AdminError`] if the store cannot be read or the format is unknown.
+pub fn kb_export(cfg: &Config, format: Option<&str>) -> Result<String, AdminError> {
+    let format = format_named(format, None)?;
+    let conn = open(cfg)?;
+    let entries = crate::store::queries::kb_entries(&conn)?;
+    Ok(knowledge::export(entries.iter(), format))
 }
 
 fn open(cfg: &Config) -> Result<rusqlite::Connection, AdminError> {

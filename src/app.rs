@@ -172,9 +172,10 @@ impl Core {
         self.stop_tasks.cancel();
         self.tasks.close();
         let threads = self.threads;
-        let joined = tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()))
-            .await
-            .unwrap_or(false);
+        let joined =
+            tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()))
+                .await
+                .unwrap_or(false);
         self.tasks.wait().await;
         if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
             return Err(Error::StoreFailed);

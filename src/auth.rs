@@ -175,7 +175,13 @@ pub fn update_agent(
     let changed = conn.execute(
         "UPDATE agents SET teams = COALESCE(?2, teams), capacity = COALESCE(?3, capacity),
          disabled = COALESCE(?4, disabled), is_admin = COALESCE(?5, is_admin) WHERE id = ?1",
-        params![id as i64, teams.map(|t| t.join(",")), capacity, disabled, is_admin],
+        params![
+            id as i64,
+            teams.map(|t| t.join(",")),
+            capacity,
+            disabled,
+            is_admin
+        ],
     )?;
     if changed == 0 {
         return Err(AuthError::NoSuchAgent(id.to_string()));

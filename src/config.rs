@@ -97,9 +97,17 @@ impl Default for Routing {
     fn default() -> Self {
         Routing {
             bot_threshold: 0.6,
-            human_keywords: ["人工", "真人", "转人工", "agent", "human", "person", "operator"]
-                .map(String::from)
-                .to_vec(),
+            human_keywords: [
+                "人工",
+                "真人",
+                "转人工",
+                "agent",
+                "human",
+                "person",
+                "operator",
+            ]
+            .map(String::from)
+            .to_vec(),
             auto_assign: true,
             summary_after_messages: 10,
             summary_sentences: 3,
@@ -112,7 +120,11 @@ impl Routing {
     pub fn bot(&self) -> crate::routing::bot::BotConfig {
         crate::routing::bot::BotConfig {
             threshold: self.bot_threshold,
-            human_keywords: self.human_keywords.iter().map(|k| k.to_lowercase()).collect(),
+            human_keywords: self
+                .human_keywords
+                .iter()
+                .map(|k| k.to_lowercase())
+                .collect(),
         }
     }
 }
@@ -123,7 +135,6 @@ pub struct Log {
     /// A tracing filter: `info`, `kefud=debug,info`...; `RUST_LOG` overrides it.
     pub level: String,
 }
-
 
 impl Default for Server {
     fn default() -> Self {
@@ -336,7 +347,10 @@ impl Config {
             "must be above 0 and at most 1",
         );
         check(
-            self.routing.human_keywords.iter().all(|k| !k.trim().is_empty()),
+            self.routing
+                .human_keywords
+                .iter()
+                .all(|k| !k.trim().is_empty()),
             "routing.human_keywords",
             "must not contain an empty keyword",
         );

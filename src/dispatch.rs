@@ -336,7 +336,9 @@ impl Dispatcher {
                 }
             }
             Command::AgentChanged { agent } => match queries::routing_agent(&self.conn, agent) {
-                Ok(Some(a)) => self.scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled),
+                Ok(Some(a)) => self
+                    .scheduler
+                    .set_agent(a.id, a.teams, a.capacity, a.disabled),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(agent, error = %e, "cannot reload agent"),
             },
@@ -511,7 +513,11 @@ impl Dispatcher {
     }
 
     /// Journals a knowledge-base change and publishes the rebuilt knowledge base.
-    fn kb_change(&mut self, put: Vec<KbEntry>, delete: Vec<String>) -> Result<Accepted, DispatchError> {
+    fn kb_change(
+        &mut self,
+        put: Vec<KbEntry>,
+        delete: Vec<String>,
+    ) -> Result<Accepted, DispatchError> {
         let now = crate::model::now_ms();
         let kb = self.kb.with_changes(&put, &delete);
         let mut lsn = 0;
@@ -540,7 +546,8 @@ impl Dispatcher {
         }
         match queries::routing_agent(&self.conn, agent) {
             Ok(Some(a)) => {
-                self.scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled);
+                self.scheduler
+                    .set_agent(a.id, a.teams, a.capacity, a.disabled);
                 true
             }
             Ok(None) => false,

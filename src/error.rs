@@ -16,7 +16,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("data directory {} is in use by another kefud (stop it first)", .0.display())]
+    #[error("data directory {} is in use by another running kefud", .0.display())]
     DataDirInUse(PathBuf),
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -31,6 +31,30 @@ enum Command {
     /// Manage agent accounts (works while the daemon runs).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The knowledge base the bot answers from and routes by.
+    #[command(subcommand)]
+    Kb(KbCommand),
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Import a JSON Lines or CSV file (one example question per line) into the knowledge
+    /// base; needs the daemon stopped (use POST /api/v1/kb/import while it runs).
+    Import {
+        file: String,
+        /// jsonl or csv (default: from the file's extension, else jsonl).
+        #[arg(long)]
+        format: Option<String>,
+        /// Remove entries the file does not name.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Print the knowledge base in the import format.
+    Export {
+        /// jsonl (default) or csv.
+        #[arg(long)]
+        format: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +107,14 @@ fn main() -> ExitCode {
             name,
             password_stdin,
         })) => kefud::admin::agent_passwd(&cfg, &name, password_stdin),
+        Some(Command::Kb(KbCommand::Import {
+            file,
+            format,
+            replace,
+        })) => kefud::admin::kb_import(&cfg, &file, format.as_deref(), replace),
+        Some(Command::Kb(KbCommand::Export { format })) => {
+            kefud::admin::kb_export(&cfg, format.as_deref())
+        }
         None => return run_daemon(cfg, cli.config),
     };
     match result {

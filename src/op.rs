@@ -26,8 +26,14 @@ pub enum Op {
     MessageAdded(MessageAdded),
     StatusChanged(StatusChanged),
     /// A knowledge-base entry created or replaced (keyed by its intent name).
-    KbEntryPut { entry: KbEntry, at_ms: i64 },
-    KbEntryDeleted { intent: String, at_ms: i64 },
+    KbEntryPut {
+        entry: KbEntry,
+        at_ms: i64,
+    },
+    KbEntryDeleted {
+        intent: String,
+        at_ms: i64,
+    },
     /// The intent detected in a customer message (only while the knowledge base has entries).
     MessageClassified {
         message: MessageId,

@@ -159,7 +159,10 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
 pub enum ApiError {
     Unauthorized,
     InvalidCredentials,
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     /// The caller is authenticated but not allowed (admin-only endpoints).
     Forbidden,
     NotFound(String),

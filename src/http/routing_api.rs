@@ -84,7 +84,10 @@ impl<'a> From<&'a KbEntry> for EntryView<'a> {
     }
 }
 
-async fn list_entries(State(app): State<AppState>, Authed(_, _): Authed) -> Json<serde_json::Value> {
+async fn list_entries(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+) -> Json<serde_json::Value> {
     let kb = app.kb.borrow().clone();
     let entries: Vec<EntryView<'_>> = kb.entries().map(EntryView::from).collect();
     Json(serde_json::json!({ "entries": entries }))
@@ -137,7 +140,9 @@ async fn delete_entry(
 ) -> Result<StatusCode, ApiError> {
     require_admin(&agent)?;
     if app.kb.borrow().get(&intent).is_none() {
-        return Err(ApiError::NotFound(format!("no knowledge-base entry {intent:?}")));
+        return Err(ApiError::NotFound(format!(
+            "no knowledge-base entry {intent:?}"
+        )));
     }
     kb_change(&app, vec![], vec![intent]).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -156,7 +161,10 @@ fn format_of(q: &FormatQuery) -> Result<Format, ApiError> {
     match q.format.as_deref() {
         None => Ok(Format::JsonLines),
         Some(f) => Format::parse(f).ok_or_else(|| {
-            ApiError::bad_request("bad_format", format!("unknown format {f:?}; use jsonl or csv"))
+            ApiError::bad_request(
+                "bad_format",
+                format!("unknown format {f:?}; use jsonl or csv"),
+            )
         }),
     }
 }
@@ -169,14 +177,16 @@ async fn import(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&agent)?;
     let format = format_of(&q)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|e| ApiError::bad_request("bad_encoding", format!("the file is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        ApiError::bad_request("bad_encoding", format!("the file is not UTF-8: {e}"))
+    })?;
     let entries = knowledge::parse_import(text, format)
         .map_err(|e| ApiError::bad_request("bad_import", e.to_string()))?;
     let examples: usize = entries.iter().map(|e| e.examples.len()).sum();
     let count = entries.len();
     let delete = if q.replace {
-        let keep: std::collections::HashSet<&str> = entries.iter().map(|e| e.intent.as_str()).collect();
+        let keep: std::collections::HashSet<&str> =
+            entries.iter().map(|e| e.intent.as_str()).collect();
         app.kb
             .borrow()
             .entries()
@@ -187,7 +197,9 @@ async fn import(
         Vec::new()
     };
     kb_change(&app, entries, delete).await?;
-    Ok(Json(serde_json::json!({ "entries": count, "examples": examples })))
+    Ok(Json(
+        serde_json::json!({ "entries": count, "examples": examples }),
+    ))
 }
 
 async fn export(
@@ -245,7 +257,10 @@ async fn update_agent(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&agent)?;
     if body.capacity.is_some_and(|c| c > 1000) {
-        return Err(ApiError::bad_request("bad_capacity", "capacity must be at most 1000"));
+        return Err(ApiError::bad_request(
+            "bad_capacity",
+            "capacity must be at most 1000",
+        ));
     }
     let teams: Option<Vec<String>> = body.teams.map(|t| {
         t.iter()
@@ -254,7 +269,16 @@ async fn update_agent(
             .collect()
     });
     app.reads
-        .run(move |conn| auth::update_agent(conn, id, teams.as_deref(), body.capacity, body.disabled, body.is_admin))
+        .run(move |conn| {
+            auth::update_agent(
+                conn,
+                id,
+                teams.as_deref(),
+                body.capacity,
+                body.disabled,
+                body.is_admin,
+            )
+        })
         .await?;
     app.commands
         .send(Command::AgentChanged { agent: id })
@@ -273,7 +297,10 @@ async fn update_agent(
     })))
 }
 
-async fn presence(State(app): State<AppState>, Authed(_, _): Authed) -> Result<Json<serde_json::Value>, ApiError> {
+async fn presence(
+    State(app): State<AppState>,
+    Authed(_, _): Authed,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (tx, rx) = oneshot::channel();
     app.commands
         .send(Command::Roster { reply: tx })
@@ -297,7 +324,9 @@ async fn presence(State(app): State<AppState>, Authed(_, _): Authed) -> Result<J
             }),
         );
     }
-    Ok(Json(serde_json::json!({ "agents": agents.into_values().collect::<Vec<_>>() })))
+    Ok(Json(
+        serde_json::json!({ "agents": agents.into_values().collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -314,15 +343,18 @@ async fn set_presence(
     let away = match body.status.as_str() {
         "online" => false,
         "away" => true,
-        other => {
-            return Err(ApiError::bad_request(
-                "bad_presence",
-                format!("unknown status {other:?}; use online or away (offline is having no console open)"),
-            ))
-        }
+        other => return Err(ApiError::bad_request(
+            "bad_presence",
+            format!(
+                "unknown status {other:?}; use online or away (offline is having no console open)"
+            ),
+        )),
     };
     app.commands
-        .send(Command::AgentAway { agent: agent.id, away })
+        .send(Command::AgentAway {
+            agent: agent.id,
+            away,
+        })
         .await
         .map_err(|_| ApiError::Unavailable)?;
     Ok(StatusCode::NO_CONTENT)
@@ -348,13 +380,18 @@ async fn conversation_summary(
             Ok::<_, crate::store::Error>((c, rows, topics))
         })
         .await?;
-    let conversation = conversation.ok_or_else(|| ApiError::NotFound(format!("conversation {id} not found")))?;
+    let conversation =
+        conversation.ok_or_else(|| ApiError::NotFound(format!("conversation {id} not found")))?;
     let messages: Vec<(Sender, String)> = rows
         .into_iter()
         .filter_map(|m| Some((Sender::parse(&m.sender)?, m.text)))
         .collect();
     let long_enough = messages.len() > cfg.routing.summary_after_messages;
-    let sentences = if long_enough { cfg.routing.summary_sentences } else { 0 };
+    let sentences = if long_enough {
+        cfg.routing.summary_sentences
+    } else {
+        0
+    };
     let s = summary::summarise(&messages, sentences, topics);
     Ok(Json(serde_json::json!({
         "conversation_id": conversation.id,

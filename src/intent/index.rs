@@ -237,7 +237,7 @@ mod tests {
         // n = 3. df: refund 2, my 1, order 2, status 1, please 1.
         let idf2 = (4.0f64 / 3.0).ln() + 1.0; // refund, order
         let idf1 = (4.0f64 / 2.0).ln() + 1.0; // my, status, please
-        // Query "order status": weights order=idf2, status=idf1, unit length.
+                                              // Query "order status": weights order=idf2, status=idf1, unit length.
         let qn = (idf2 * idf2 + idf1 * idf1).sqrt();
         // Doc 1 is the same text: cosine 1. Doc 0 shares "order".
         let d0n = (idf2 * idf2 + idf1 * idf1 + idf2 * idf2).sqrt();
@@ -250,7 +250,10 @@ mod tests {
         let q2n = (idf1 * idf1 + idf2 * idf2).sqrt();
         let cos_my_order = (idf1 * idf1 + idf2 * idf2) / (q2n * d0n);
         assert_eq!(only_order.label, 0);
-        assert!(close(only_order.score, cos_my_order), "{only_order:?} vs {cos_my_order}");
+        assert!(
+            close(only_order.score, cos_my_order),
+            "{only_order:?} vs {cos_my_order}"
+        );
         assert!(cos0 < cos_my_order);
         // Sublinear tf: "refund refund please" has refund weight (1 + ln 2) * idf2.
         let w_refund = (1.0 + 2f64.ln()) * idf2;
@@ -268,7 +271,9 @@ mod tests {
         assert_eq!(index.nearest("zzz qqq"), None);
         assert_eq!(index.nearest(""), None);
         assert_eq!(index.nearest("我要退货").unwrap().label, 0);
-        assert!(IntentIndex::build(std::iter::empty()).nearest("x").is_none());
+        assert!(IntentIndex::build(std::iter::empty())
+            .nearest("x")
+            .is_none());
     }
 
     #[test]

@@ -99,14 +99,19 @@ mod tests {
 
     #[test]
     fn punctuation_breaks_cjk_runs() {
-        assert_eq!(tokens("你好，退货"), ["你", "你好", "好", "退", "退货", "货"]);
+        assert_eq!(
+            tokens("你好，退货"),
+            ["你", "你好", "好", "退", "退货", "货"]
+        );
     }
 
     #[test]
     fn mixed_scripts_split_at_the_boundary() {
         assert_eq!(
             tokens("打开Sky电话 54乘上45"),
-            ["打", "打开", "开", "sky", "电", "电话", "话", "54", "乘", "乘上", "上", "45"]
+            [
+                "打", "打开", "开", "sky", "电", "电话", "话", "54", "乘", "乘上", "上", "45"
+            ]
         );
     }
 
@@ -120,6 +125,9 @@ mod tests {
     #[test]
     fn other_spaced_scripts_are_words() {
         assert_eq!(tokens("Привет МИР é"), ["привет", "мир"]);
-        assert_eq!(tokens("ありがとう"), ["あ", "あり", "り", "りが", "が", "がと", "と", "とう", "う"]);
+        assert_eq!(
+            tokens("ありがとう"),
+            ["あ", "あり", "り", "りが", "が", "がと", "と", "とう", "う"]
+        );
     }
 }

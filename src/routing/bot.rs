@@ -24,10 +24,17 @@ pub struct BotConfig {
 #[derive(Debug, PartialEq)]
 pub enum Decision<'a> {
     Answer(&'a str),
-    ToHuman { team: &'a str, reason: HandoffReason },
+    ToHuman {
+        team: &'a str,
+        reason: HandoffReason,
+    },
 }
 
-pub fn decide<'a>(kb: &'a KnowledgeBase, text: &str, cfg: &BotConfig) -> (Option<Matched<'a>>, Decision<'a>) {
+pub fn decide<'a>(
+    kb: &'a KnowledgeBase,
+    text: &str,
+    cfg: &BotConfig,
+) -> (Option<Matched<'a>>, Decision<'a>) {
     let best = kb.nearest(text);
     let confident = best.filter(|m| m.score >= cfg.threshold);
     let team = confident.map_or("", |m| m.entry.team.as_str());
@@ -113,7 +120,13 @@ mod tests {
             }
         );
         let (_, d) = decide(&kb, "Can I talk to an AGENT?", &cfg());
-        assert!(matches!(d, Decision::ToHuman { reason: HandoffReason::Asked, .. }));
+        assert!(matches!(
+            d,
+            Decision::ToHuman {
+                reason: HandoffReason::Asked,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -42,9 +42,12 @@ impl KnowledgeBase {
         let entries: BTreeMap<String, KbEntry> =
             entries.into_iter().map(|e| (e.intent.clone(), e)).collect();
         let labels: Vec<String> = entries.keys().cloned().collect();
-        let index = IntentIndex::build(entries.values().enumerate().flat_map(|(label, e)| {
-            e.examples.iter().map(move |x| (x.as_str(), label as u32))
-        }));
+        let index = IntentIndex::build(
+            entries
+                .values()
+                .enumerate()
+                .flat_map(|(label, e)| e.examples.iter().map(move |x| (x.as_str(), label as u32))),
+        );
         KnowledgeBase {
             entries,
             index,
@@ -266,8 +269,11 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named() {
-        let err = parse_import("{\"intent\":\"a\",\"text\":\"x\"}\nnot json", Format::JsonLines)
-            .unwrap_err();
+        let err = parse_import(
+            "{\"intent\":\"a\",\"text\":\"x\"}\nnot json",
+            Format::JsonLines,
+        )
+        .unwrap_err();
         assert_eq!(err.line, 2);
         let err = parse_import("{\"intent\":\"\",\"text\":\"x\"}", Format::JsonLines).unwrap_err();
         assert!(err.message.contains("intent"), "{err}");
@@ -284,7 +290,10 @@ mod tests {
         .unwrap());
         assert_eq!(kb.nearest("怎么退货").unwrap().entry.intent, "returns");
         let kb = kb.with_changes(&[], &["returns".to_string()]);
-        assert_eq!(kb.nearest("怎么退货").map(|m| m.entry.intent.as_str()), None);
+        assert_eq!(
+            kb.nearest("怎么退货").map(|m| m.entry.intent.as_str()),
+            None
+        );
         assert_eq!(kb.nearest("几点营业").unwrap().entry.intent, "hours");
     }
 }

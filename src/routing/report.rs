@@ -68,7 +68,8 @@ fn percentiles(mut ms: Vec<i64>) -> Option<Percentiles> {
         return None;
     }
     ms.sort_unstable();
-    let rank = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1] as f64 / 1000.0;
+    let rank =
+        |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1] as f64 / 1000.0;
     Some(Percentiles {
         count: ms.len(),
         median_secs: rank(0.5),

@@ -105,7 +105,11 @@ impl Scheduler {
     /// The agent now holds one more (`true`) or one fewer open conversation.
     pub fn holding(&mut self, agent: AgentId, more: bool) {
         if let Some(s) = self.agents.get_mut(&agent) {
-            s.open = if more { s.open + 1 } else { s.open.saturating_sub(1) };
+            s.open = if more {
+                s.open + 1
+            } else {
+                s.open.saturating_sub(1)
+            };
         }
     }
 
@@ -168,7 +172,12 @@ mod tests {
     use super::*;
 
     fn online(s: &mut Scheduler, agent: AgentId, teams: &[&str], capacity: u32) {
-        s.set_agent(agent, teams.iter().map(|t| t.to_string()).collect(), capacity, false);
+        s.set_agent(
+            agent,
+            teams.iter().map(|t| t.to_string()).collect(),
+            capacity,
+            false,
+        );
         s.connection(agent, true);
     }
 

@@ -33,7 +33,11 @@ pub struct SummarySentence {
 
 /// Summarises `messages` (sender, text) in at most `max_sentences` sentences. `topics` are
 /// the intents already detected in it.
-pub fn summarise(messages: &[(Sender, String)], max_sentences: usize, topics: Vec<String>) -> Summary {
+pub fn summarise(
+    messages: &[(Sender, String)],
+    max_sentences: usize,
+    topics: Vec<String>,
+) -> Summary {
     let mut summary = Summary {
         topics,
         ..Summary::default()
@@ -52,7 +56,9 @@ pub fn summarise(messages: &[(Sender, String)], max_sentences: usize, topics: Ve
         .iter()
         .map(|(_, s)| {
             let mut tf: HashMap<String, f32> = HashMap::new();
-            for_each_token(s, &mut scratch, |t| *tf.entry(t.to_string()).or_default() += 1.0);
+            for_each_token(s, &mut scratch, |t| {
+                *tf.entry(t.to_string()).or_default() += 1.0
+            });
             tf
         })
         .collect();
@@ -68,10 +74,16 @@ pub fn summarise(messages: &[(Sender, String)], max_sentences: usize, topics: Ve
         .map(|v| {
             let mut w: HashMap<&str, f32> = v
                 .iter()
-                .map(|(t, c)| (t.as_str(), (1.0 + c.ln()) * (((1.0 + n) / (1.0 + df[t.as_str()])).ln() + 1.0)))
+                .map(|(t, c)| {
+                    (
+                        t.as_str(),
+                        (1.0 + c.ln()) * (((1.0 + n) / (1.0 + df[t.as_str()])).ln() + 1.0),
+                    )
+                })
                 .collect();
             let norm = w.values().map(|x| x * x).sum::<f32>().sqrt();
-            w.values_mut().for_each(|x| *x /= norm.max(f32::MIN_POSITIVE));
+            w.values_mut()
+                .for_each(|x| *x /= norm.max(f32::MIN_POSITIVE));
             w
         })
         .collect();
@@ -160,26 +172,55 @@ fn scan_facts(text: &str, summary: &mut Summary) {
         let letters = token.chars().filter(char::is_ascii_alphabetic).count();
         let before = &lower[..start];
         let after = &lower[end..];
-        let money_before = CURRENCY_BEFORE.iter().any(|c| before.trim_end().ends_with(c));
-        let money_after = CURRENCY_AFTER.iter().any(|c| after.trim_start().starts_with(c));
-        let near_order_word = ORDER_WORDS
+        let money_before = CURRENCY_BEFORE
             .iter()
-            .any(|w| before.chars().rev().take(12).collect::<String>().chars().rev().collect::<String>().contains(w));
+            .any(|c| before.trim_end().ends_with(c));
+        let money_after = CURRENCY_AFTER
+            .iter()
+            .any(|c| after.trim_start().starts_with(c));
+        let near_order_word = ORDER_WORDS.iter().any(|w| {
+            before
+                .chars()
+                .rev()
+                .take(12)
+                .collect::<String>()
+                .chars()
+                .rev()
+                .collect::<String>()
+                .contains(w)
+        });
         if digits > 0 && letters == 0 && (money_before || money_after) {
-            let unit_before = CURRENCY_BEFORE.iter().find(|c| before.trim_end().ends_with(*c));
-            let unit_after = CURRENCY_AFTER.iter().find(|c| after.trim_start().starts_with(*c));
+            let unit_before = CURRENCY_BEFORE
+                .iter()
+                .find(|c| before.trim_end().ends_with(*c));
+            let unit_after = CURRENCY_AFTER
+                .iter()
+                .find(|c| after.trim_start().starts_with(*c));
             let amount = match (unit_before, unit_after) {
                 (Some(u), _) => format!("{u}{token}"),
                 (None, Some(u)) => format!("{token} {u}"),
                 (None, None) => token.to_string(),
             };
             push_unique(&mut summary.amounts, amount);
-        } else if letters == 0 && (7..=15).contains(&digits) && !near_order_word
-            && (token.starts_with('+') || token.contains('-') || token.contains(' ') || (digits == 11 && token.starts_with('1')))
+        } else if letters == 0
+            && (7..=15).contains(&digits)
+            && !near_order_word
+            && (token.starts_with('+')
+                || token.contains('-')
+                || token.contains(' ')
+                || (digits == 11 && token.starts_with('1')))
         {
             push_unique(&mut summary.phone_numbers, token.to_string());
-        } else if digits >= 4 && (near_order_word || token.starts_with('#') || (letters > 0 && digits >= 4) || digits >= 6) {
-            push_unique(&mut summary.order_numbers, token.trim_start_matches('#').to_uppercase());
+        } else if digits >= 4
+            && (near_order_word
+                || token.starts_with('#')
+                || letters > 0
+                || digits >= 6)
+        {
+            push_unique(
+                &mut summary.order_numbers,
+                token.trim_start_matches('#').to_uppercase(),
+            );
         }
         i = j.max(i + 1);
     }
@@ -204,7 +245,10 @@ mod tests {
         ]);
         let s = summarise(&messages, 2, vec![]);
         assert_eq!(s.sentences.len(), 2);
-        assert!(s.sentences.iter().all(|x| x.text.contains("咖啡机")), "{s:?}");
+        assert!(
+            s.sentences.iter().all(|x| x.text.contains("咖啡机")),
+            "{s:?}"
+        );
         // Conversation order is kept.
         let texts: Vec<&str> = s.sentences.iter().map(|x| x.text.as_str()).collect();
         let positions: Vec<usize> = texts
@@ -217,14 +261,28 @@ mod tests {
     #[test]
     fn finds_orders_phones_and_amounts() {
         let messages = conv(&[
-            (Sender::Visitor, "My order A12345678 has not arrived, I paid $59.90 for it."),
-            (Sender::Visitor, "订单号 20261127001，退款 199元。电话 13812345678"),
+            (
+                Sender::Visitor,
+                "My order A12345678 has not arrived, I paid $59.90 for it.",
+            ),
+            (
+                Sender::Visitor,
+                "订单号 20261127001，退款 199元。电话 13812345678",
+            ),
             (Sender::Visitor, "or call +86 21 5555 0100, ticket #8812"),
             (Sender::Agent, "Agent text 99999999 is not scanned"),
         ]);
         let s = summarise(&messages, 3, vec!["returns".into()]);
-        assert_eq!(s.order_numbers, ["A12345678", "20261127001", "8812"], "{s:?}");
-        assert_eq!(s.phone_numbers, ["13812345678", "+86 21 5555 0100"], "{s:?}");
+        assert_eq!(
+            s.order_numbers,
+            ["A12345678", "20261127001", "8812"],
+            "{s:?}"
+        );
+        assert_eq!(
+            s.phone_numbers,
+            ["13812345678", "+86 21 5555 0100"],
+            "{s:?}"
+        );
         assert_eq!(s.amounts, ["$59.90", "199 元"], "{s:?}");
         assert_eq!(s.topics, ["returns"]);
     }

@@ -411,7 +411,9 @@ pub fn open_by_assignee(conn: &Connection) -> Result<Vec<(AgentId, u32)>, Error>
             "SELECT assignee, COUNT(*) FROM conversations
              WHERE assignee IS NOT NULL AND status IN ('waiting', 'in_progress') GROUP BY assignee",
         )?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u32)))?
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u32))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -420,7 +422,9 @@ pub fn open_by_assignee(conn: &Connection) -> Result<Vec<(AgentId, u32)>, Error>
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn queued_conversations(conn: &Connection) -> Result<Vec<(ConversationId, String, i64)>, Error> {
+pub fn queued_conversations(
+    conn: &Connection,
+) -> Result<Vec<(ConversationId, String, i64)>, Error> {
     let rows = conn
         .prepare_cached(
             "SELECT id, COALESCE(team, ''), queued_at FROM conversations
@@ -446,7 +450,9 @@ pub fn conversation_intents(
             "SELECT intent FROM messages WHERE conversation_id = ?1 AND intent IS NOT NULL
              AND intent_score >= ?2 GROUP BY intent ORDER BY MIN(id)",
         )?
-        .query_map(params![conversation as i64, f64::from(min_score)], |r| r.get(0))?
+        .query_map(params![conversation as i64, f64::from(min_score)], |r| {
+            r.get(0)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
