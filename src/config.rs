@@ -91,6 +91,10 @@ pub struct Routing {
     pub summary_after_messages: usize,
     /// Sentences in a summary.
     pub summary_sentences: usize,
+    /// An OpenAI-compatible endpoint on the LAN that writes summaries instead (empty: off).
+    pub llm_url: String,
+    pub llm_model: String,
+    pub llm_timeout_secs: u64,
 }
 
 impl Default for Routing {
@@ -111,11 +115,23 @@ impl Default for Routing {
             auto_assign: true,
             summary_after_messages: 10,
             summary_sentences: 3,
+            llm_url: String::new(),
+            llm_model: String::new(),
+            llm_timeout_secs: 20,
         }
     }
 }
 
 impl Routing {
+    /// The language-model summariser, when one is configured.
+    pub fn llm(&self) -> Option<crate::routing::llm::LlmConfig> {
+        (!self.llm_url.is_empty()).then(|| crate::routing::llm::LlmConfig {
+            url: self.llm_url.clone(),
+            model: self.llm_model.clone(),
+            timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+        })
+    }
+
     /// The bot's settings, as the dispatcher takes them.
     pub fn bot(&self) -> crate::routing::bot::BotConfig {
         crate::routing::bot::BotConfig {
@@ -353,6 +369,17 @@ impl Config {
                 .all(|k| !k.trim().is_empty()),
             "routing.human_keywords",
             "must not contain an empty keyword",
+        );
+        check(
+            self.routing.llm_url.is_empty()
+                || crate::routing::llm::endpoint(&self.routing.llm_url).is_ok(),
+            "routing.llm_url",
+            "must be empty or an http:// URL such as http://192.168.1.20:8080/v1",
+        );
+        check(
+            (1..=600).contains(&self.routing.llm_timeout_secs),
+            "routing.llm_timeout_secs",
+            "must be between 1 and 600",
         );
         check(
             (1..=20).contains(&self.routing.summary_sentences),

@@ -377,3 +377,84 @@ async fn a_long_conversation_has_a_summary_with_its_facts() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// A stand-in for an OpenAI-compatible server on the LAN: answers `/v1/chat/completions` as
+/// llama.cpp's server does, and hands over each request body it received.
+async fn stand_in_llm(status: u16) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<Value>) {
+    use axum::routing::post;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body).await;
+                let code = axum::http::StatusCode::from_u16(status).unwrap();
+                (
+                    code,
+                    axum::Json(json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "model": "qwen2.5-1.5b",
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": " 顾客的咖啡机不出水，订单 A20261127，想维修。 "}}],
+                        "usage": {"prompt_tokens": 80, "completion_tokens": 20, "total_tokens": 100}
+                    })),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_model_on_the_lan_can_write_the_summary_and_its_failure_falls_back() {
+    for (status, expect_llm) in [(200, true), (500, false)] {
+        let (llm, mut requests) = stand_in_llm(status).await;
+        let dir = tempfile::tempdir().unwrap();
+        add_agent(dir.path(), "li", "password-li", true);
+        let d = TestDaemon::start(
+            dir.path(),
+            &format!("[routing]\nsummary_after_messages = 1\nllm_url = \"http://{llm}/v1\"\nllm_model = \"qwen2.5-1.5b\"\n"),
+        );
+        let li = Api::login(&d, "li", "password-li").await;
+        let mut ws = connect(&d.ws("/ws/visitor?visitor_id=coffee")).await;
+        next_of_type(&mut ws, "welcome", 5).await;
+        for (i, text) in ["咖啡机坏了。", "订单 A20261127，咖啡机不出水。"]
+            .iter()
+            .enumerate()
+        {
+            assert!(send_for_ack(&mut ws, &format!("c{i}"), text)
+                .await
+                .is_some());
+        }
+        let c = conversation_of(&li, "coffee", |_| true).await;
+        let s = li
+            .get(&format!("/api/v1/conversations/{}/summary", c["id"]))
+            .await;
+        let sent = requests.recv().await.expect("kefud called the endpoint");
+        assert_eq!(sent["model"], "qwen2.5-1.5b");
+        let prompt = sent["messages"][1]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains("Customer: 订单 A20261127，咖啡机不出水。"),
+            "{prompt}"
+        );
+        if expect_llm {
+            assert_eq!(s["source"], "llm", "{s}");
+            assert_eq!(
+                s["llm_summary"],
+                "顾客的咖啡机不出水，订单 A20261127，想维修。"
+            );
+        } else {
+            assert_eq!(s["source"], "extractive", "{s}");
+            assert!(s["llm_error"].as_str().unwrap().contains("500"), "{s}");
+            assert!(
+                !s["summary"]["sentences"].as_array().unwrap().is_empty(),
+                "{s}"
+            );
+        }
+        // The facts come from kefud's own scan either way.
+        assert_eq!(s["summary"]["order_numbers"], json!(["A20261127"]));
+    }
+}

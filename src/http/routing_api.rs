@@ -20,7 +20,7 @@ use crate::dispatch::{Command, Reply};
 use crate::model::{AgentId, ConversationId, Sender};
 use crate::op::KbEntry;
 use crate::routing::knowledge::{self, Format};
-use crate::routing::{report, summary};
+use crate::routing::{llm, report, summary};
 use crate::store::queries;
 
 /// Knowledge-base import files may be large (CLINC150 is 2 MB).
@@ -343,12 +343,14 @@ async fn set_presence(
     let away = match body.status.as_str() {
         "online" => false,
         "away" => true,
-        other => return Err(ApiError::bad_request(
-            "bad_presence",
-            format!(
+        other => {
+            return Err(ApiError::bad_request(
+                "bad_presence",
+                format!(
                 "unknown status {other:?}; use online or away (offline is having no console open)"
             ),
-        )),
+            ))
+        }
     };
     app.commands
         .send(Command::AgentAway {
@@ -393,12 +395,37 @@ async fn conversation_summary(
         0
     };
     let s = summary::summarise(&messages, sentences, topics);
-    Ok(Json(serde_json::json!({
+    let mut answer = serde_json::json!({
         "conversation_id": conversation.id,
         "messages": messages.len(),
         "summarised": long_enough,
+        "source": "extractive",
         "summary": s,
-    })))
+    });
+    if let Some(llm_cfg) = cfg.routing.llm().filter(|_| long_enough) {
+        let transcript: String = messages
+            .iter()
+            .map(|(sender, text)| {
+                let who = match sender {
+                    Sender::Visitor => "Customer",
+                    Sender::Agent => "Agent",
+                    Sender::Bot => "Bot",
+                };
+                format!("{who}: {text}\n")
+            })
+            .collect();
+        match llm::summarise(&llm_cfg, &transcript).await {
+            Ok(text) => {
+                answer["source"] = "llm".into();
+                answer["llm_summary"] = text.into();
+            }
+            Err(e) => {
+                tracing::warn!(conversation = id, error = %e, "language-model summary failed; using the extractive one");
+                answer["llm_error"] = e.to_string().into();
+            }
+        }
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]

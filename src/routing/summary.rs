@@ -212,10 +212,7 @@ fn scan_facts(text: &str, summary: &mut Summary) {
         {
             push_unique(&mut summary.phone_numbers, token.to_string());
         } else if digits >= 4
-            && (near_order_word
-                || token.starts_with('#')
-                || letters > 0
-                || digits >= 6)
+            && (near_order_word || token.starts_with('#') || letters > 0 || digits >= 6)
         {
             push_unique(
                 &mut summary.order_numbers,
