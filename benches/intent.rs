@@ -90,7 +90,9 @@ fn sklearn(data: &Path) -> Option<serde_json::Value> {
     }
 }
 
-fn bench(name: &str, data: &Path) {
+/// Prints the tables; `false` when kefud's accuracy is more than a point from scikit-learn's
+/// with the same tokenizer (or the baseline could not run).
+fn bench(name: &str, data: &Path) -> bool {
     let rows = load(data);
     let train: Vec<&Row> = rows.iter().filter(|r| r.train).collect();
     let test: Vec<&Row> = rows.iter().filter(|r| !r.train).collect();
@@ -124,6 +126,9 @@ fn bench(name: &str, data: &Path) {
     };
     line("kefud", kefud.accuracy, kefud.median_us, kefud.p99_us);
     let mut sk_median = None;
+    let sk_accuracy = baseline
+        .as_ref()
+        .and_then(|b| b["kefud_analyzer"]["accuracy"].as_f64());
     if let Some(b) = &baseline {
         for (key, who) in [
             ("kefud_analyzer", "scikit-learn, same tokenizer"),
@@ -171,6 +176,21 @@ fn bench(name: &str, data: &Path) {
             k.p99_us,
             sm / k.median_us
         );
+    }
+    match sk_accuracy {
+        Some(a) if (a - kefud.accuracy).abs() <= 0.01 => true,
+        Some(a) => {
+            println!(
+                "\nFAIL: kefud's accuracy {:.2}% is more than a point from scikit-learn's {:.2}%",
+                kefud.accuracy * 100.0,
+                a * 100.0
+            );
+            false
+        }
+        None => {
+            println!("\nFAIL: the scikit-learn baseline did not run");
+            false
+        }
     }
 }
 
@@ -242,7 +262,10 @@ fn main() {
         "# Intent detection: kefud vs scikit-learn, same machine, same run ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    bench("CLINC150 (English)", &dir.join("clinc150.jsonl"));
-    bench("SMP2017-ECDT (Chinese)", &dir.join("smp2017.jsonl"));
+    let english = bench("CLINC150 (English)", &dir.join("clinc150.jsonl"));
+    let chinese = bench("SMP2017-ECDT (Chinese)", &dir.join("smp2017.jsonl"));
     thresholds(&dir.join("clinc150.jsonl"), &dir.join("clinc150_oos.jsonl"));
+    if !(english && chinese) {
+        std::process::exit(1);
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the full test run needs on a Debian 12 machine (run as root):
 # the cross toolchains and rustup targets, qemu (user and system, from bookworm-backports, see
-# README), the SD-image tools, cargo-deb, and binfmt_misc registration for aarch64 and armhf.
+# README), the SD-image tools, cargo-deb, scikit-learn (the intent benchmark's baseline), and
+# binfmt_misc registration for aarch64 and armhf.
 # Fast when everything is already there.
 set -euo pipefail
 
@@ -49,6 +50,12 @@ fi
 for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
   rustup target list --installed | grep -qx "$target" || rustup target add "$target"
 done
+
+# The intent benchmark's baseline (bench/intent_sklearn.py).
+if ! python3 -c 'import sklearn' 2>/dev/null; then
+  echo "== installing scikit-learn"
+  python3 -m pip install --quiet --disable-pip-version-check scikit-learn
+fi
 
 if ! cargo deb --version >/dev/null 2>&1; then
   echo "== installing cargo-deb"

@@ -16,6 +16,14 @@ echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
 cargo build --release --locked --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
 
+intents=${KEFUD_INTENT_DATA:-../shared/data/intents}
+if [ -f "$intents/clinc150.jsonl" ]; then
+  echo "== intent detection: kefud vs scikit-learn on the intent datasets (read in place)"
+  KEFUD_INTENT_DATA=$(cd "$intents" && pwd) cargo bench --locked --bench intent
+else
+  echo "== intent benchmark SKIPPED: no datasets at $intents (set KEFUD_INTENT_DATA)"
+fi
+
 echo "== the Debian package on this machine: install, unit checks, upgrade, remove, purge"
 scripts/test-deb.sh
 
