@@ -171,6 +171,9 @@ impl Fanout {
                             client_id: m.client_id.as_deref(),
                             text: &m.text,
                             created_at: m.at_ms,
+                            // Classified just after, by its own record; the thread API shows it.
+                            intent: None,
+                            intent_score: None,
                         })
                         .into();
                         send_all(&mut self.agents, entry.lsn, &frame, &self.stats);

@@ -68,6 +68,10 @@ pub struct MessageView<'a> {
     pub client_id: Option<&'a str>,
     pub text: &'a str,
     pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intent_score: Option<f64>,
 }
 
 impl<'a> From<&'a MessageRow> for MessageView<'a> {
@@ -81,6 +85,8 @@ impl<'a> From<&'a MessageRow> for MessageView<'a> {
             client_id: m.client_id.as_deref(),
             text: &m.text,
             created_at: m.created_at,
+            intent: m.intent.as_deref(),
+            intent_score: m.intent_score,
         }
     }
 }

@@ -176,6 +176,16 @@ async fn bot_answers_in_chinese_and_people_get_the_rest_by_team_and_load() {
     let c = conversation_of(&li, "hours-fan", |_| true).await;
     assert_eq!(c["status"], "waiting");
     assert!(c["assignee"].is_null(), "the bot handled it: {c}");
+    let thread = li
+        .get(&format!("/api/v1/conversations/{}/messages", c["id"]))
+        .await;
+    let asked = &thread["messages"][0];
+    assert_eq!(
+        asked["intent"], "hours",
+        "each customer message gets its intent: {thread}"
+    );
+    assert!(asked["intent_score"].as_f64().unwrap() >= 0.6, "{thread}");
+    assert_eq!(thread["messages"][1]["sender"], "bot", "{thread}");
 
     // Agents come online (their feeds); li already holds one conversation by hand.
     let _li_feed = connect(&d.ws(&format!("/ws/agent?token={}", li.token))).await;

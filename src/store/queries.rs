@@ -10,7 +10,7 @@ use crate::conversation::Status;
 use crate::model::{bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::KbEntry;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MessageRow {
     pub id: MessageId,
     pub conversation_id: ConversationId,
@@ -20,10 +20,13 @@ pub struct MessageRow {
     pub client_id: Option<String>,
     pub text: String,
     pub created_at: i64,
+    /// The knowledge-base intent a customer message matched, and the cosine.
+    pub intent: Option<String>,
+    pub intent_score: Option<f64>,
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at";
+    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -35,6 +38,8 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
         client_id: r.get(5)?,
         text: r.get(6)?,
         created_at: r.get(7)?,
+        intent: r.get(8)?,
+        intent_score: r.get(9)?,
     })
 }
 
