@@ -43,14 +43,14 @@ PACKAGES="systemd-sysv udev kmod dbus iproute2 netbase ca-certificates tzdata ad
   $FLAVOUR_BOOT_PACKAGES"
 
 KEY=$( {
-  cat "$0" "$HERE/base-customize.sh" "$FLAVOUR_FILE"
+  cat "$HERE/build-base.sh" "$HERE/base-customize.sh" "$FLAVOUR_FILE"
   echo "$FLAVOUR $INITRD_MODULES $BASE_REFRESH $FLAVOUR_SOURCES $PACKAGES"
 } | sha256sum | cut -c1-16)
 TARBALL=$CACHE/base-$FLAVOUR-$INITRD_MODULES-$KEY.tar.zst
 
 mkdir -p "$CACHE"
-# One builder at a time per cache; a second caller waits and then reuses the result.
-exec 9>"$CACHE/.lock"
+# One builder per base: a second caller for the same base waits, then reuses the result.
+exec 9>"$CACHE/.lock-$KEY"
 flock 9
 if [ -f "$TARBALL" ]; then
   log "reusing $TARBALL"
@@ -61,7 +61,8 @@ fi
 log "building $TARBALL (FLAVOUR=$FLAVOUR INITRD_MODULES=$INITRD_MODULES BASE_REFRESH=$BASE_REFRESH)"
 start=$(date +%s)
 TMP_TARBALL=$CACHE/.building-$KEY.tar.zst
-rm -f "$TMP_TARBALL"
+trap 'rm -f "$TMP_TARBALL"' EXIT
+trap 'exit 130' INT TERM
 # INITRD=No: the kernel's postinst skips mkinitramfs during the install (it is slow under
 # qemu-user); base-customize.sh builds the one initramfs at the end.
 # shellcheck disable=SC2086 # PACKAGES is a word list
@@ -83,6 +84,8 @@ log "built in $(( $(date +%s) - start )) s: $(du -h "$TARBALL" | cut -f1)"
 
 # Keep the three newest bases.
 ls -t "$CACHE"/base-*.tar.zst | tail -n +4 | while read -r old; do
-  log "pruning $old"; rm -f "$old"
+  log "pruning $old"
+  old_key=${old##*-}
+  rm -f "$old" "$CACHE/.lock-${old_key%.tar.zst}"
 done
 echo "$TARBALL" >&3

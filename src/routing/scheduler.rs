@@ -59,6 +59,9 @@ pub struct Scheduler {
     queue: BTreeSet<(i64, ConversationId)>,
     teams: HashMap<ConversationId, String>,
     assignments: u64,
+    /// Something changed that may allow an assignment (a conversation queued, an agent with
+    /// new room); until then [`Scheduler::next`] has nothing new to find and is not run.
+    changed: bool,
 }
 
 impl Scheduler {
@@ -71,6 +74,7 @@ impl Scheduler {
         slot.teams = teams;
         slot.capacity = capacity;
         slot.disabled = disabled;
+        self.changed = true;
     }
 
     pub fn knows(&self, agent: AgentId) -> bool {
@@ -93,12 +97,14 @@ impl Scheduler {
             } else {
                 s.connections.saturating_sub(1)
             };
+            self.changed |= opened;
         }
     }
 
     pub fn set_away(&mut self, agent: AgentId, away: bool) {
         if let Some(s) = self.agents.get_mut(&agent) {
             s.away = away;
+            self.changed |= !away;
         }
     }
 
@@ -110,12 +116,14 @@ impl Scheduler {
             } else {
                 s.open.saturating_sub(1)
             };
+            self.changed |= !more;
         }
     }
 
     pub fn enqueue(&mut self, conversation: ConversationId, team: String, since_ms: i64) {
         if self.teams.insert(conversation, team).is_none() {
             self.queue.insert((since_ms, conversation));
+            self.changed = true;
         }
     }
 
@@ -132,8 +140,15 @@ impl Scheduler {
 
     /// The next assignment to make, if any: the oldest queued conversation someone can take,
     /// and who. The caller makes it (journals it) and reports it with [`Scheduler::assigned`].
-    pub fn next(&self) -> Option<(ConversationId, AgentId)> {
-        if self.queue.is_empty() {
+    ///
+    /// Cost: nothing unless something changed since it last found nothing; then one pass over
+    /// the queue, each conversation checked against the agents who have room.
+    pub fn next(&mut self) -> Option<(ConversationId, AgentId)> {
+        if !self.changed {
+            return None;
+        }
+        if self.queue.is_empty() || !self.agents.values().any(AgentSlot::can_take) {
+            self.changed = false;
             return None;
         }
         for &(_, conversation) in &self.queue {
@@ -153,6 +168,7 @@ impl Scheduler {
                 return Some((conversation, agent));
             }
         }
+        self.changed = false;
         None
     }
 
