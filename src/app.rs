@@ -110,6 +110,8 @@ impl Core {
             applied_atomic,
             fatal.clone(),
         )?;
+        let (fanout, fanout_handle, fanout_inputs, fanout_stats) =
+            Fanout::new(rec.last_lsn, store_tx);
         let dispatcher = Dispatcher::new(
             DispatchConfig {
                 resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
@@ -121,6 +123,7 @@ impl Core {
             rec.last_lsn,
             journal_tx,
             kb_tx,
+            fanout_handle.clone(),
         )?;
         let threads = [
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
@@ -136,11 +139,9 @@ impl Core {
             },
             spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
         ];
-        let (fanout, fanout_handle, subscribe_rx, fanout_stats) =
-            Fanout::new(rec.last_lsn, store_tx);
         let tasks = TaskTracker::new();
         let stop_tasks = CancellationToken::new();
-        tasks.spawn(fanout.run(committed_rx, subscribe_rx));
+        tasks.spawn(fanout.run(committed_rx, fanout_inputs));
         tasks.spawn(tick_idle_timeouts(command_tx.clone(), stop_tasks.clone()));
         Ok(Core {
             commands: command_tx,

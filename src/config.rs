@@ -30,6 +30,9 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Seconds a graceful shutdown may take before connections are cut.
     pub shutdown_grace_secs: u64,
+    /// Web origins whose pages may open the visitor WebSocket (the shop's site embedding
+    /// widget.js); `"*"` allows any. The console's own origin is always allowed.
+    pub widget_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -157,6 +160,7 @@ impl Default for Server {
         Server {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             shutdown_grace_secs: 5,
+            widget_origins: vec!["*".into()],
         }
     }
 }

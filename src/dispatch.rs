@@ -35,7 +35,9 @@ use crate::conversation::{self, Event, Refused, Status};
 use crate::model::{
     AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
 };
+use crate::fanout::{Ephemeral, FanoutHandle};
 use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
+use crate::wire;
 use crate::routing::bot::{self, BotConfig, Decision};
 use crate::routing::knowledge::KnowledgeBase;
 use crate::routing::scheduler::{AgentSlot, Scheduler};
@@ -73,7 +75,23 @@ pub enum Command {
         identity: Identity,
         client_id: Option<ClientId>,
         text: String,
+        /// An upload id (an image the customer sent), checked by the caller.
+        attachment: Option<String>,
         reply: Reply,
+    },
+    /// A private note on a conversation: agents see it, the customer never does.
+    AgentNote {
+        conversation: ConversationId,
+        agent: AgentId,
+        text: String,
+        reply: Reply,
+    },
+    /// The customer is typing: agents are told which conversation (not journaled).
+    VisitorTyping { identity: Identity },
+    /// An agent is typing in a conversation: its customer is told (not journaled).
+    AgentTyping {
+        conversation: ConversationId,
+        reply: oneshot::Sender<Result<(), DispatchError>>,
     },
     AgentMessage {
         conversation: ConversationId,
@@ -213,6 +231,8 @@ pub struct Dispatcher {
     kb: Arc<KnowledgeBase>,
     kb_published: watch::Sender<Arc<KnowledgeBase>>,
     scheduler: Scheduler,
+    /// For typing indicators, which are not journaled.
+    fanout: FanoutHandle,
 }
 
 impl Dispatcher {
@@ -226,6 +246,7 @@ impl Dispatcher {
         last_lsn: Lsn,
         journal: mpsc::Sender<Entry>,
         kb_published: watch::Sender<Arc<KnowledgeBase>>,
+        fanout: FanoutHandle,
     ) -> Result<Self, DispatchError> {
         let (max_contact, max_conversation) = queries::max_ids(&conn)?;
         let resolved = queries::resolved_conversations(&conn)?;
@@ -255,6 +276,7 @@ impl Dispatcher {
             kb,
             kb_published,
             scheduler,
+            fanout,
         };
         for c in resolved {
             d.hydrate_contact(c.contact)?;
@@ -284,9 +306,10 @@ impl Dispatcher {
                 identity,
                 client_id,
                 text,
+                attachment,
                 reply,
             } => {
-                reply.send(self.customer_message(identity, client_id, text));
+                reply.send(self.customer_message(identity, client_id, text, attachment));
             }
             Command::AgentMessage {
                 conversation,
@@ -319,6 +342,19 @@ impl Dispatcher {
                 reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
             }
             Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
+            Command::AgentNote {
+                conversation,
+                agent,
+                text,
+                reply,
+            } => reply.send(self.agent_note(conversation, agent, text)),
+            Command::VisitorTyping { identity } => self.visitor_typing(&identity),
+            Command::AgentTyping {
+                conversation,
+                reply,
+            } => {
+                let _ = reply.send(self.agent_typing(conversation));
+            }
             Command::SetResolvedIdleAfter { ms } => self.cfg.resolved_idle_after_ms = ms,
             Command::SetRouting { bot, auto_assign } => {
                 self.cfg.bot = bot;
@@ -359,6 +395,7 @@ impl Dispatcher {
         identity: Identity,
         client_id: Option<ClientId>,
         text: String,
+        attachment: Option<String>,
     ) -> Result<Accepted, DispatchError> {
         let now = crate::model::now_ms();
         let contact_id = match self.lookup_identity(&identity)? {
@@ -391,6 +428,7 @@ impl Dispatcher {
                 client_id: client_id.clone(),
                 text,
                 at_ms: now,
+                attachment,
             }),
             Some(audience),
         )?;
@@ -472,6 +510,7 @@ impl Dispatcher {
                         client_id: None,
                         text: answer,
                         at_ms: now,
+                        attachment: None,
                     }),
                     Some(audience),
                 )?;
@@ -600,6 +639,7 @@ impl Dispatcher {
                 client_id: None,
                 text,
                 at_ms: now,
+                attachment: None,
             }),
             Some(audience),
         )?;
@@ -608,6 +648,63 @@ impl Dispatcher {
             conversation,
             message_id: Some(lsn),
         })
+    }
+
+    /// A private note: journaled like a message, with no audience (no customer sees it) and
+    /// no status change.
+    fn agent_note(
+        &mut self,
+        conversation: ConversationId,
+        agent: AgentId,
+        text: String,
+    ) -> Result<Accepted, DispatchError> {
+        // A note may go on a closed conversation too: only its contact is needed.
+        let contact = match self.conversations.get(&conversation) {
+            Some(state) => state.contact,
+            None => {
+                queries::conversation_state(&self.conn, conversation)?
+                    .ok_or(DispatchError::NotFound(conversation))?
+                    .contact
+            }
+        };
+        let lsn = self.append(
+            Op::MessageAdded(MessageAdded {
+                conversation,
+                contact,
+                sender: Sender::Note,
+                agent: Some(agent),
+                client_id: None,
+                text,
+                at_ms: crate::model::now_ms(),
+                attachment: None,
+            }),
+            None,
+        )?;
+        Ok(Accepted {
+            lsn,
+            conversation,
+            message_id: Some(lsn),
+        })
+    }
+
+    fn visitor_typing(&mut self, identity: &Identity) {
+        let Ok(Some(contact)) = self.lookup_identity(identity) else {
+            return;
+        };
+        let Some(conversation) = self.contacts[&contact].current else {
+            return;
+        };
+        let frame = wire::typing_for_agents(conversation, contact);
+        self.fanout.notify(Ephemeral::Agents(frame.into()));
+    }
+
+    fn agent_typing(&mut self, conversation: ConversationId) -> Result<(), DispatchError> {
+        self.hydrate_conversation(conversation)?;
+        let contact = self.conversations[&conversation].contact;
+        let audience = Arc::clone(&self.contacts[&contact].identities);
+        self.fanout
+            .notify(Ephemeral::Visitors(audience, wire::typing_for_visitor().into()));
+        Ok(())
     }
 
     /// Assign, resolve, reopen: a status event with no message.

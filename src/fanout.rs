@@ -14,6 +14,9 @@
 //!   and nothing is buffered without bound.
 //! - The store receives each batch after it is fanned out, over a bounded channel: a slow store
 //!   slows the journal writer (backpressure), it does not grow memory.
+//! - Ephemeral frames (typing indicators) are not journaled: they carry LSN 0 (connections keep
+//!   their resume point), are dropped rather than queued when a subscriber or the channel is
+//!   full, and never cost a subscriber its connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +39,13 @@ pub enum Audience {
     Agents,
 }
 
+/// A frame that is not a record: delivered now or never.
+pub enum Ephemeral {
+    /// To the live connections of these identities (a contact's).
+    Visitors(Arc<[Identity]>, Utf8Bytes),
+    Agents(Utf8Bytes),
+}
+
 pub struct Subscribe {
     pub audience: Audience,
     pub tx: mpsc::Sender<Frame>,
@@ -53,6 +63,7 @@ pub struct FanoutStats {
 #[derive(Clone)]
 pub struct FanoutHandle {
     tx: mpsc::Sender<Subscribe>,
+    ephemeral: mpsc::Sender<Ephemeral>,
 }
 
 impl FanoutHandle {
@@ -69,6 +80,12 @@ impl FanoutHandle {
             .await
             .ok()?;
         wrx.await.ok()
+    }
+
+    /// Hands over an ephemeral frame; dropped if the fan-out is busy (a typing indicator is
+    /// worth nothing late).
+    pub fn notify(&self, frame: Ephemeral) {
+        let _ = self.ephemeral.try_send(frame);
     }
 }
 
@@ -88,10 +105,11 @@ impl Fanout {
     ) -> (
         Self,
         FanoutHandle,
-        mpsc::Receiver<Subscribe>,
+        (mpsc::Receiver<Subscribe>, mpsc::Receiver<Ephemeral>),
         Arc<FanoutStats>,
     ) {
         let (tx, rx) = mpsc::channel(256);
+        let (ephemeral, ephemeral_rx) = mpsc::channel(256);
         let stats = Arc::new(FanoutStats::default());
         (
             Fanout {
@@ -101,8 +119,8 @@ impl Fanout {
                 store,
                 stats: Arc::clone(&stats),
             },
-            FanoutHandle { tx },
-            rx,
+            FanoutHandle { tx, ephemeral },
+            (rx, ephemeral_rx),
             stats,
         )
     }
@@ -112,7 +130,7 @@ impl Fanout {
     pub async fn run(
         mut self,
         mut committed: mpsc::Receiver<Vec<Entry>>,
-        mut subscribe: mpsc::Receiver<Subscribe>,
+        (mut subscribe, mut ephemeral): (mpsc::Receiver<Subscribe>, mpsc::Receiver<Ephemeral>),
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {
@@ -128,6 +146,7 @@ impl Fanout {
                     }
                 }
                 Some(sub) = subscribe.recv() => self.add(sub),
+                Some(frame) = ephemeral.recv() => self.deliver_ephemeral(frame),
                 _ = sweep.tick() => self.sweep(),
             }
         }
@@ -153,6 +172,7 @@ impl Fanout {
                             &m.text,
                             m.client_id.as_deref(),
                             m.at_ms,
+                            m.attachment.as_deref(),
                         )
                         .into();
                         for identity in audience.iter() {
@@ -174,6 +194,7 @@ impl Fanout {
                             // Classified just after, by its own record; the thread API shows it.
                             intent: None,
                             intent_score: None,
+                            attachment: m.attachment.as_deref(),
                         })
                         .into();
                         send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
@@ -196,6 +217,24 @@ impl Fanout {
                 _ => {}
             }
             self.last_lsn = entry.lsn;
+        }
+    }
+
+    fn deliver_ephemeral(&mut self, frame: Ephemeral) {
+        let send = |subs: &[mpsc::Sender<Frame>], text: &Utf8Bytes| {
+            for tx in subs {
+                let _ = tx.try_send((0, text.clone()));
+            }
+        };
+        match frame {
+            Ephemeral::Visitors(identities, text) => {
+                for identity in identities.iter() {
+                    if let Some(subs) = self.visitors.get(identity) {
+                        send(subs, &text);
+                    }
+                }
+            }
+            Ephemeral::Agents(text) => send(&self.agents, &text),
         }
     }
 
@@ -251,6 +290,7 @@ mod tests {
                 client_id: None,
                 text: "hello".into(),
                 at_ms: 0,
+                attachment: None,
             }),
             audience: Some(Arc::from(vec![identity(to)])),
         }

@@ -82,6 +82,8 @@ pub enum Sender {
     Visitor,
     Agent,
     Bot,
+    /// An agent's private note: in the thread for agents, never sent to the customer.
+    Note,
 }
 
 impl Sender {
@@ -90,6 +92,7 @@ impl Sender {
             Sender::Visitor => "visitor",
             Sender::Agent => "agent",
             Sender::Bot => "bot",
+            Sender::Note => "note",
         }
     }
 
@@ -98,6 +101,7 @@ impl Sender {
             Sender::Visitor => 1,
             Sender::Agent => 2,
             Sender::Bot => 3,
+            Sender::Note => 4,
         }
     }
 
@@ -106,12 +110,13 @@ impl Sender {
             1 => Some(Sender::Visitor),
             2 => Some(Sender::Agent),
             3 => Some(Sender::Bot),
+            4 => Some(Sender::Note),
             _ => None,
         }
     }
 
     pub fn parse(s: &str) -> Option<Sender> {
-        [Sender::Visitor, Sender::Agent, Sender::Bot]
+        [Sender::Visitor, Sender::Agent, Sender::Bot, Sender::Note]
             .into_iter()
             .find(|v| v.as_str() == s)
     }
@@ -144,7 +149,7 @@ mod tests {
 
     #[test]
     fn sender_codes_round_trip() {
-        for s in [Sender::Visitor, Sender::Agent, Sender::Bot] {
+        for s in [Sender::Visitor, Sender::Agent, Sender::Bot, Sender::Note] {
             assert_eq!(Sender::from_code(s.code()), Some(s));
             assert_eq!(Sender::parse(s.as_str()), Some(s));
         }

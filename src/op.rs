@@ -110,6 +110,9 @@ pub struct MessageAdded {
     pub client_id: Option<ClientId>,
     pub text: String,
     pub at_ms: i64,
+    /// An uploaded file (an image) the message carries: its upload id. Journaled as its own
+    /// kind (`KIND_MESSAGE_WITH_ATTACHMENT`), so messages without one keep the original shape.
+    pub attachment: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +135,7 @@ pub const KIND_KB_ENTRY_PUT: u8 = 5;
 pub const KIND_KB_ENTRY_DELETED: u8 = 6;
 pub const KIND_MESSAGE_CLASSIFIED: u8 = 7;
 pub const KIND_HANDED_TO_HUMAN: u8 = 8;
+pub const KIND_MESSAGE_WITH_ATTACHMENT: u8 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -152,6 +156,7 @@ impl Op {
         match self {
             Op::ContactCreated { .. } => KIND_CONTACT_CREATED,
             Op::ConversationOpened { .. } => KIND_CONVERSATION_OPENED,
+            Op::MessageAdded(m) if m.attachment.is_some() => KIND_MESSAGE_WITH_ATTACHMENT,
             Op::MessageAdded(_) => KIND_MESSAGE_ADDED,
             Op::StatusChanged(_) => KIND_STATUS_CHANGED,
             Op::KbEntryPut { .. } => KIND_KB_ENTRY_PUT,
@@ -197,6 +202,9 @@ impl Op {
                 }
                 put_str(buf, &m.text);
                 put_i64(buf, m.at_ms);
+                if let Some(a) = &m.attachment {
+                    put_str(buf, a);
+                }
             }
             Op::StatusChanged(s) => {
                 put_u64(buf, s.conversation);
@@ -261,7 +269,7 @@ impl Op {
                 contact: r.u64()?,
                 at_ms: r.i64()?,
             },
-            KIND_MESSAGE_ADDED => Op::MessageAdded(MessageAdded {
+            KIND_MESSAGE_ADDED | KIND_MESSAGE_WITH_ATTACHMENT => Op::MessageAdded(MessageAdded {
                 conversation: r.u64()?,
                 contact: r.u64()?,
                 sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
@@ -273,6 +281,11 @@ impl Op {
                 },
                 text: r.str()?.to_owned(),
                 at_ms: r.i64()?,
+                attachment: if kind == KIND_MESSAGE_WITH_ATTACHMENT {
+                    Some(r.str()?.to_owned())
+                } else {
+                    None
+                },
             }),
             KIND_STATUS_CHANGED => Op::StatusChanged(StatusChanged {
                 conversation: r.u64()?,
@@ -450,6 +463,7 @@ mod tests {
                 client_id: Some(bounded_id("c1").unwrap()),
                 text: "你好 <b>world</b> 👋".into(),
                 at_ms: 5,
+                attachment: None,
             }),
             Op::MessageAdded(MessageAdded {
                 conversation: 3,
@@ -459,6 +473,27 @@ mod tests {
                 client_id: None,
                 text: String::new(),
                 at_ms: 6,
+                attachment: None,
+            }),
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Visitor,
+                agent: None,
+                client_id: Some(bounded_id("c2").unwrap()),
+                text: String::new(),
+                at_ms: 7,
+                attachment: Some("9f86d081884c7d65.png".into()),
+            }),
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Note,
+                agent: Some(2),
+                client_id: None,
+                text: "customer is a regular".into(),
+                at_ms: 8,
+                attachment: None,
             }),
             Op::StatusChanged(StatusChanged {
                 conversation: 3,

@@ -21,6 +21,8 @@ struct VisitorMessage<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
     created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachment: Option<&'a str>,
 }
 
 pub fn visitor_message(
@@ -29,6 +31,7 @@ pub fn visitor_message(
     text: &str,
     client_id: Option<&str>,
     created_at: i64,
+    attachment: Option<&str>,
 ) -> String {
     to_json(&VisitorMessage {
         r#type: "message",
@@ -37,6 +40,7 @@ pub fn visitor_message(
         text,
         client_id,
         created_at,
+        attachment,
     })
 }
 
@@ -47,6 +51,7 @@ pub fn visitor_message_row(m: &MessageRow) -> String {
         &m.text,
         m.client_id.as_deref(),
         m.created_at,
+        m.attachment.as_deref(),
     )
 }
 
@@ -72,6 +77,8 @@ pub struct MessageView<'a> {
     pub intent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub intent_score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<&'a str>,
 }
 
 impl<'a> From<&'a MessageRow> for MessageView<'a> {
@@ -87,6 +94,7 @@ impl<'a> From<&'a MessageRow> for MessageView<'a> {
             created_at: m.created_at,
             intent: m.intent.as_deref(),
             intent_score: m.intent_score,
+            attachment: m.attachment.as_deref(),
         }
     }
 }
@@ -167,6 +175,16 @@ pub fn error(code: &str, message: &str) -> String {
     })
 }
 
+/// `{"type":"typing","conversation_id":C,"contact_id":K}`: to agents, the customer is typing.
+pub fn typing_for_agents(conversation: ConversationId, contact: ContactId) -> String {
+    format!(r#"{{"type":"typing","conversation_id":{conversation},"contact_id":{contact}}}"#)
+}
+
+/// `{"type":"typing","sender":"agent"}`: to the customer, an agent is typing.
+pub fn typing_for_visitor() -> String {
+    r#"{"type":"typing","sender":"agent"}"#.to_string()
+}
+
 /// `{"type":"welcome"}`: the first frame on every connection, naming the identity in use.
 pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> String {
     #[derive(Serialize)]
@@ -206,29 +224,48 @@ impl FrameError {
 /// A valid visitor → server frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VisitorFrame {
-    Message { client_id: ClientId, text: String },
+    /// `text` may be empty when the message carries an attachment (an upload id).
+    Message {
+        client_id: ClientId,
+        text: String,
+        attachment: Option<String>,
+    },
+    /// The customer is typing.
+    Typing,
+}
+
+/// Whether `id` has the shape of an upload id: 64 hex digits of SHA-256 and an image
+/// extension.
+pub fn is_upload_id(id: &str) -> bool {
+    id.split_once('.').is_some_and(|(hash, ext)| {
+        hash.len() == 64
+            && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && matches!(ext, "png" | "jpg" | "gif" | "webp")
+    })
 }
 
 /// Parses a visitor frame; `max_text_chars` bounds the message text.
 ///
 /// # Errors
 /// [`FrameError`] with one of the codes `bad_json`, `unknown_type`, `bad_client_id`,
-/// `empty_text`, `text_too_long`.
+/// `bad_text`, `bad_attachment`, `empty_text`, `text_too_long`.
 pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFrame, FrameError> {
     #[derive(Deserialize)]
     struct Raw {
         r#type: Option<String>,
         client_id: Option<serde_json::Value>,
         text: Option<serde_json::Value>,
+        attachment: Option<serde_json::Value>,
     }
     let parsed: Raw = serde_json::from_str(raw)
         .map_err(|e| FrameError::new("bad_json", format!("frame is not a JSON object: {e}")))?;
     match parsed.r#type.as_deref() {
         Some("message") => {}
+        Some("typing") => return Ok(VisitorFrame::Typing),
         Some(other) => {
             return Err(FrameError::new(
                 "unknown_type",
-                format!("unknown frame type {other:?}; expected \"message\""),
+                format!("unknown frame type {other:?}; expected \"message\" or \"typing\""),
             ))
         }
         None => return Err(FrameError::new("unknown_type", "frame has no \"type\"")),
@@ -247,7 +284,17 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
         Some(serde_json::Value::String(s)) => s,
         _ => return Err(FrameError::new("bad_text", "text must be a string")),
     };
-    if text.trim().is_empty() {
+    let attachment = match parsed.attachment {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if is_upload_id(&id) => Some(id),
+        Some(_) => {
+            return Err(FrameError::new(
+                "bad_attachment",
+                "attachment must be an upload id from POST /api/v1/visitor/uploads",
+            ))
+        }
+    };
+    if text.trim().is_empty() && attachment.is_none() {
         return Err(FrameError::new("empty_text", "text must not be empty"));
     }
     let chars = text.chars().count();
@@ -257,7 +304,11 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
             format!("text has {chars} characters; the limit is {max_text_chars}"),
         ));
     }
-    Ok(VisitorFrame::Message { client_id, text })
+    Ok(VisitorFrame::Message {
+        client_id,
+        text,
+        attachment,
+    })
 }
 
 #[cfg(test)]
@@ -272,9 +323,27 @@ mod tests {
             f,
             VisitorFrame::Message {
                 client_id: bounded_id("a1").unwrap(),
-                text: "hi".into()
+                text: "hi".into(),
+                attachment: None,
             }
         );
+        let upload = format!("{}.png", "ab".repeat(32));
+        let f = parse_visitor_frame(
+            &format!(r#"{{"type":"message","client_id":"a2","text":"","attachment":"{upload}"}}"#),
+            10,
+        )
+        .unwrap();
+        assert!(matches!(f, VisitorFrame::Message { attachment: Some(a), .. } if a == upload));
+        assert_eq!(
+            parse_visitor_frame(r#"{"type":"typing"}"#, 10).unwrap(),
+            VisitorFrame::Typing
+        );
+        let bad = parse_visitor_frame(
+            r#"{"type":"message","client_id":"a3","text":"x","attachment":"../../etc/passwd"}"#,
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(bad.code, "bad_attachment");
     }
 
     #[test]
@@ -282,7 +351,7 @@ mod tests {
         let cases = [
             ("not json", "bad_json"),
             ("[1,2]", "bad_json"),
-            (r#"{"type":"typing"}"#, "unknown_type"),
+            (r#"{"type":"subscribe"}"#, "unknown_type"),
             (r#"{"client_id":"a","text":"x"}"#, "unknown_type"),
             (
                 r#"{"type":"message","client_id":"","text":"x"}"#,
@@ -331,7 +400,7 @@ mod tests {
 
     #[test]
     fn frames_escape_text() {
-        let f = visitor_message(5, "agent", "<img src=x onerror=alert(1)> \"q\"", None, 1);
+        let f = visitor_message(5, "agent", "<img src=x onerror=alert(1)> \"q\"", None, 1, None);
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["text"], "<img src=x onerror=alert(1)> \"q\"");
         assert_eq!(v["message_id"], 5);

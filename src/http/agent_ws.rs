@@ -29,10 +29,15 @@ pub struct AgentParams {
 
 pub async fn upgrade(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     Authed(agent, _): Authed,
     ApiQuery(params): ApiQuery<AgentParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // The console is served by kefud itself: only a page from this origin may open the feed.
+    if !super::origin_allowed(&headers, &[]) {
+        return super::ApiError::Forbidden.into_response();
+    }
     let cap = super::visitor_ws::hard_frame_cap(app.cfg().limits.max_frame_bytes);
     ws.read_buffer_size(super::visitor_ws::READ_BUFFER_BYTES)
         .write_buffer_size(0)
@@ -96,7 +101,8 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
             frame = live.recv() => match frame {
                 Some((lsn, text)) => {
                     sink.send(Message::Text(text)).await?;
-                    last_sent = lsn;
+                    // Ephemeral frames (typing) carry LSN 0 and move no resume point.
+                    last_sent = last_sent.max(lsn);
                 }
                 None => {
                     let reason = format!("too far behind; reconnect with after={last_sent}");

@@ -7,6 +7,7 @@
 pub mod agent_api;
 pub mod agent_ws;
 pub mod routing_api;
+pub mod web;
 pub mod visitor_ws;
 
 use std::sync::Arc;
@@ -101,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/visitor", get(visitor_ws::upgrade))
         .route("/ws/agent", get(agent_ws::upgrade))
         .nest("/api/v1", agent_api::router().merge(routing_api::router()))
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .with_state(state)
@@ -261,6 +263,27 @@ impl From<crate::auth::AuthError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
+}
+
+/// Whether a WebSocket upgrade's `Origin` may connect: no Origin (not a browser), the same
+/// origin as the request's Host, or one of `allowed` (`"*"`: any; otherwise exact origins such
+/// as `"https://shop.example"`). Browsers always send Origin on WebSocket upgrades, so a page
+/// on another site cannot open a socket with a visitor's or agent's credentials.
+pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let same = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+    same || allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// `Json<T>` whose rejection is an [`ApiError`] (`bad_json`) rather than axum's plain text.

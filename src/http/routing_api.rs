@@ -387,6 +387,7 @@ async fn conversation_summary(
     let messages: Vec<(Sender, String)> = rows
         .into_iter()
         .filter_map(|m| Some((Sender::parse(&m.sender)?, m.text)))
+        .filter(|(sender, _)| *sender != Sender::Note)
         .collect();
     let long_enough = messages.len() > cfg.routing.summary_after_messages;
     let sentences = if long_enough {
@@ -409,7 +410,7 @@ async fn conversation_summary(
                 let who = match sender {
                     Sender::Visitor => "Customer",
                     Sender::Agent => "Agent",
-                    Sender::Bot => "Bot",
+                    Sender::Bot | Sender::Note => "Bot",
                 };
                 format!("{who}: {text}\n")
             })

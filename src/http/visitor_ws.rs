@@ -51,9 +51,13 @@ pub fn hard_frame_cap(max_frame_bytes: usize) -> usize {
 
 pub async fn upgrade(
     State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiQuery(params): ApiQuery<VisitorParams>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
+    if !super::origin_allowed(&headers, &app.cfg().server.widget_origins) {
+        return Err(ApiError::Forbidden);
+    }
     let visitor_id: ExternalId = match params.visitor_id.as_deref() {
         Some(raw) => bounded_id(raw)
             .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
@@ -178,7 +182,8 @@ impl Connection {
                 frame = live.recv() => match frame {
                     Some((lsn, text)) => {
                         self.send_text(text).await?;
-                        self.last_sent = lsn;
+                        // Ephemeral frames (typing) carry LSN 0 and move no resume point.
+                        self.last_sent = self.last_sent.max(lsn);
                     }
                     None => {
                         let reason = format!("too far behind; reconnect with after={}", self.last_sent);
@@ -279,12 +284,34 @@ impl Connection {
         }
         match wire::parse_visitor_frame(text, limits.max_text_chars) {
             Err(e) => self.send_error(e).await,
-            Ok(VisitorFrame::Message { client_id, text }) => {
+            Ok(VisitorFrame::Typing) => {
+                // Best effort: a busy dispatcher drops it rather than slowing this connection.
+                let _ = self.app.commands.try_send(Command::VisitorTyping {
+                    identity: self.identity.clone(),
+                });
+                Ok(())
+            }
+            Ok(VisitorFrame::Message {
+                client_id,
+                text,
+                attachment,
+            }) => {
+                if let Some(upload) = &attachment {
+                    if !self.owns_upload(upload).await {
+                        return self
+                            .send_error(FrameError::new(
+                                "bad_attachment",
+                                "no such upload from this visitor",
+                            ))
+                            .await;
+                    }
+                }
                 let client_id_for_reply = client_id.clone();
                 let cmd = Command::CustomerMessage {
                     identity: self.identity.clone(),
                     client_id: Some(client_id),
                     text,
+                    attachment,
                     reply: Reply::Stream(
                         self.replies_tx
                             .clone()
@@ -304,6 +331,18 @@ impl Connection {
                 Ok(())
             }
         }
+    }
+
+    /// Whether this visitor uploaded `upload` (another visitor's image cannot be re-sent).
+    async fn owns_upload(&self, upload: &str) -> bool {
+        let (upload, visitor) = (upload.to_string(), self.identity.external_id.to_string());
+        self.app
+            .reads
+            .run(move |c| queries::upload_owner(c, &upload))
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|(owner, _)| owner == visitor)
     }
 
     async fn on_reply(&mut self, reply: StreamReply, durable: Lsn) -> Result<(), axum::Error> {

@@ -195,6 +195,7 @@ mod tests {
             client_id: None,
             text: format!("message number {n}"),
             at_ms: n as i64,
+            attachment: None,
         })
     }
 

@@ -133,8 +133,8 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
         Op::MessageAdded(m) => {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, attachment)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?
                 .execute(params![
                     lsn as i64,
@@ -144,7 +144,8 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
                     m.agent.map(|a| a as i64),
                     m.client_id.as_ref().map(|c| c.as_str()),
                     m.text,
-                    m.at_ms
+                    m.at_ms,
+                    m.attachment
                 ])?;
             if inserted == 1 {
                 tx.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?

@@ -23,10 +23,12 @@ pub struct MessageRow {
     /// The knowledge-base intent a customer message matched, and the cosine.
     pub intent: Option<String>,
     pub intent_score: Option<f64>,
+    /// The upload id of an attached image.
+    pub attachment: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score";
+    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -40,6 +42,7 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
         created_at: r.get(7)?,
         intent: r.get(8)?,
         intent_score: r.get(9)?,
+        attachment: r.get(10)?,
     })
 }
 
@@ -174,7 +177,7 @@ pub fn contact_messages(
     limit: u32,
 ) -> Result<Vec<MessageRow>, Error> {
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE contact_id = ?1 AND id > ?2 AND id <= ?3 ORDER BY id LIMIT {limit}"
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE contact_id = ?1 AND id > ?2 AND id <= ?3 AND sender != 'note' ORDER BY id LIMIT {limit}"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
@@ -493,6 +496,17 @@ pub fn conversation_milestones(
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Who uploaded `id` (their visitor id) and its content type.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn upload_owner(conn: &Connection, id: &str) -> Result<Option<(String, String)>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT visitor, mime FROM uploads WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 /// One item of an agent's live feed, as stored.

@@ -11,6 +11,7 @@ use super::Error;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_init.sql"),
     include_str!("migrations/002_routing.sql"),
+    include_str!("migrations/003_console.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -1,0 +1,132 @@
+//! The console (`/`), the customer chat page (`/chat`), the embeddable widget (`/widget.js`)
+//! and their modules (`/web/...`): the files under `web/`, embedded at build time (build.rs)
+//! and served gzip-compressed to clients that accept it.
+//!
+//! Every HTML page carries a Content-Security-Policy that allows only this origin's scripts,
+//! styles and connections (no inline script); only `/chat` may be framed (by `widget.js` on
+//! the shop's site). For development, `KEFUD_WEB_DIR=path/to/web` serves the files from disk
+//! on each request instead, so a page can be edited without rebuilding.
+
+use axum::extract::Path as UrlPath;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+
+/// `(path under web/, raw, gzip)`, sorted by path.
+static ASSETS: &[(&str, &[u8], &[u8])] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+
+const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' blob: data:; connect-src 'self'; base-uri 'none'; form-action 'self'";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(|h: HeaderMap| async move { page("console/index.html", &h, false) }))
+        .route("/chat", get(|h: HeaderMap| async move { page("chat/index.html", &h, true) }))
+        .route("/widget.js", get(|h: HeaderMap| async move { file("widget.js", &h) }))
+        .route(
+            "/web/{*path}",
+            get(|UrlPath(path): UrlPath<String>, h: HeaderMap| async move { file(&path, &h) }),
+        )
+}
+
+fn page(path: &str, headers: &HeaderMap, frameable: bool) -> Response {
+    let mut response = file(path, headers);
+    let csp = format!(
+        "{CSP_BASE}; frame-ancestors {}",
+        if frameable { "*" } else { "'none'" }
+    );
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_str(&csp).expect("invariant: the policy is ASCII"),
+    );
+    if !frameable {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    response
+}
+
+fn file(path: &str, headers: &HeaderMap) -> Response {
+    if path.split('/').any(|part| part == ".." || part.is_empty()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let mut response = match std::env::var_os("KEFUD_WEB_DIR") {
+        Some(dir) => match std::fs::read(std::path::Path::new(&dir).join(path)) {
+            Ok(raw) => raw.into_response(),
+            Err(_) => return StatusCode::NOT_FOUND.into_response(),
+        },
+        None => {
+            let Ok(i) = ASSETS.binary_search_by(|(p, _, _)| (*p).cmp(path)) else {
+                return StatusCode::NOT_FOUND.into_response();
+            };
+            let (_, raw, gz) = ASSETS[i];
+            if accepts_gzip(headers) {
+                let mut r = gz.into_response();
+                r.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            } else {
+                raw.into_response()
+            }
+        }
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    // Revalidate every time: an upgraded kefud must not run an old console against a new API.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+            name.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "webmanifest" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, GZIP;q=0.8"));
+        assert!(accepts_gzip(&h));
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        assert!(!accepts_gzip(&h));
+    }
+
+    #[test]
+    fn the_table_is_sorted_for_binary_search() {
+        assert!(ASSETS.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}

@@ -1,0 +1,68 @@
+// The agent live feed, /ws/agent: connects with after=<last seq seen> (so a reconnect gets
+// everything missed, in order, none twice), reconnects with backoff (0.5 s doubling to 10 s),
+// and hands frames to the state. While it is open the agent counts as online.
+import { wsUrl } from '../shared/dom.js';
+import { api, session } from './api.js';
+import { state, emit, applyMessage, applyEvent, applyTyping } from './state.js';
+
+let ws = null;
+let timer = 0;
+let delay = 500;
+let queue = Promise.resolve();
+
+export function startFeed() {
+  if (!ws) connect();
+}
+
+export function stopFeed() {
+  clearTimeout(timer);
+  const sock = ws;
+  ws = null;
+  sock?.close();
+  setUp(false);
+}
+
+function setUp(up) {
+  if (state.feedUp === up) return;
+  state.feedUp = up;
+  emit('feed', up);
+}
+
+function connect() {
+  const sock = new WebSocket(wsUrl('/ws/agent', { token: session.token, after: state.lastSeq }));
+  ws = sock;
+  let opened = false;
+  sock.onopen = () => {
+    opened = true;
+    delay = 500;
+    setUp(true);
+  };
+  sock.onmessage = (e) => {
+    let f;
+    try {
+      f = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    // Frames are applied one after another even when one waits for a conversation row.
+    queue = queue.then(() => handle(f)).catch((err) => console.warn('feed frame', err));
+  };
+  sock.onclose = () => {
+    if (ws !== sock) return;
+    setUp(false);
+    timer = setTimeout(async () => {
+      // A refused upgrade looks like any failure: ask the API whether the token still holds.
+      if (!opened) await api('/me').catch(() => {});
+      if (ws === sock && session.token) connect();
+    }, delay);
+    delay = Math.min(delay * 2, 10000);
+  };
+}
+
+async function handle(f) {
+  if (f.type === 'typing') return applyTyping(f);
+  if (!(f.seq > state.lastSeq)) return;
+  state.lastSeq = f.seq;
+  if (f.type === 'message') await applyMessage(f.message);
+  else if (f.type === 'conversation') await applyEvent(f);
+}

@@ -1,0 +1,119 @@
+// Console state shared by the views: the agent logged in, all agents, the conversation rows
+// kept current from the live feed (messages, status changes, typing), read marks, and a tiny
+// event bus ('convs', 'message', 'event', 'typing', 'feed', 'toast').
+import { store } from '../shared/dom.js';
+import { t } from '../shared/i18n.js';
+import { api } from './api.js';
+
+export const state = {
+  me: null,
+  agents: new Map(),  // id → agent, with teams, capacity and presence merged in
+  convs: new Map(),   // id → conversation row
+  events: new Map(),  // conversation id → status-change frames seen since the page loaded
+  typing: new Map(),  // conversation id → time until which the customer counts as typing
+  canned: [],
+  lastSeq: 0,         // the feed's resume point
+  feedUp: false,
+  openId: null,       // the conversation shown in the thread
+  shop: '',
+};
+
+const handlers = {};
+export function on(evt, fn) {
+  (handlers[evt] ??= new Set()).add(fn);
+}
+export function emit(evt, arg) {
+  for (const fn of handlers[evt] ?? []) fn(arg);
+}
+export const toast = (text) => emit('toast', text);
+
+export function agentName(id) {
+  const a = state.agents.get(id);
+  return a ? a.display_name || a.username : `#${id}`;
+}
+
+export const isOpen = (c) => c.status === 'waiting' || c.status === 'in_progress';
+
+// Read marks: conversation id → the message_count the agent has seen.
+const read = store.get('kefud.read', {});
+export function unread(c) {
+  return isOpen(c) ? Math.max(0, c.message_count - (read[c.id] ?? 0)) : 0;
+}
+export function markRead(c) {
+  if (read[c.id] === c.message_count) return;
+  read[c.id] = c.message_count;
+  store.set('kefud.read', read);
+  emit('convs');
+}
+
+export async function loadConversations() {
+  const { conversations } = await api('/conversations?status=all&limit=500');
+  for (const c of conversations) state.convs.set(c.id, c);
+  state.lastSeq = Math.max(state.lastSeq, ...conversations.map((c) => c.last_message_id ?? 0));
+  emit('convs');
+}
+
+/** The row for an id, fetched when the feed names a conversation not loaded yet. */
+export async function conversation(id) {
+  if (!state.convs.has(id)) {
+    const row = await api(`/conversations/${id}`).catch(() => null);
+    if (row && !state.convs.has(id)) state.convs.set(id, row);
+  }
+  return state.convs.get(id);
+}
+
+export const preview = (m) => m.text || (m.attachment ? t('msg.image') : '');
+
+export async function applyMessage(m) {
+  const known = state.convs.get(m.conversation_id);
+  const c = known ?? (await conversation(m.conversation_id));
+  if (!c) return;
+  if (known && m.id > (c.last_message_id ?? 0)) {
+    c.last_message_id = m.id;
+    c.last_message = preview(m);
+    c.last_activity_at = Math.max(c.last_activity_at, m.created_at);
+    c.message_count += 1;
+  }
+  if (m.sender === 'visitor') state.typing.delete(c.id);
+  emit('message', m);
+  emit('convs');
+}
+
+export async function applyEvent(f) {
+  const known = state.convs.get(f.conversation_id);
+  const c = known ?? (await conversation(f.conversation_id));
+  if (!c) return;
+  if (known) {
+    c.status = f.to;
+    c.assignee = f.assignee;
+    c.last_activity_at = Math.max(c.last_activity_at, f.at);
+  }
+  const list = state.events.get(c.id) ?? [];
+  if (!list.some((e) => e.seq === f.seq)) list.push(f);
+  state.events.set(c.id, list);
+  emit('event', f);
+  emit('convs');
+}
+
+export function applyTyping(f) {
+  state.typing.set(f.conversation_id, Date.now() + 5000);
+  emit('typing', f.conversation_id);
+}
+
+/** "Assigned to Li", "Resolved by Wang", ... for a status-change frame. */
+export function eventText(f) {
+  const by = f.by != null ? agentName(f.by) : null;
+  if (f.to === 'in_progress') {
+    const to = agentName(f.assignee);
+    if (f.from === 'in_progress') return t('ev.transferred', { to });
+    return by && f.by !== f.assignee ? t('ev.assigned_by', { to, by }) : t('ev.assigned', { to });
+  }
+  if (f.to === 'resolved') return by ? t('ev.resolved_by', { by }) : t('ev.resolved');
+  if (f.to === 'idle') return t('ev.idle');
+  if (f.to === 'waiting') {
+    if (f.from === 'resolved' || f.from === 'idle') return by ? t('ev.reopened_by', { by }) : t('ev.new');
+    if (f.from === 'in_progress') return t('ev.waiting');
+    return t('ev.new');
+  }
+  return `${f.from} → ${f.to}`;
+}
