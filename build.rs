@@ -12,6 +12,11 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        let name = entry.file_name();
+        // Dependencies of tooling and hidden files are never part of the pages.
+        if name == "node_modules" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
         if path.is_dir() {
             files(&path, out);
         } else {

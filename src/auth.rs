@@ -38,6 +38,8 @@ pub enum AuthError {
     Store(#[from] crate::store::Error),
     #[error("password hashing failed: {0}")]
     Hash(String),
+    #[error("setup is done: an agent exists already")]
+    SetupDone,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -158,6 +160,37 @@ pub fn list_agents(conn: &Connection) -> Result<Vec<Agent>, AuthError> {
     let mut stmt = conn.prepare(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY id"))?;
     let rows = stmt.query_map([], agent_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Creates the first agent, an admin, only while there is no agent at all (the console's
+/// first-run page). The check and the insert are one immediate transaction, so two browsers
+/// racing through setup cannot both create an admin.
+///
+/// # Errors
+/// [`AuthError::SetupDone`] once any agent exists; otherwise as [`add_agent`].
+pub fn first_admin(
+    conn: &Connection,
+    username: &str,
+    display_name: &str,
+    password: &str,
+) -> Result<Agent, AuthError> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    let agents: i64 = tx.query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))?;
+    if agents > 0 {
+        return Err(AuthError::SetupDone);
+    }
+    let agent = add_agent(&tx, username, display_name, password, true)?;
+    tx.commit()?;
+    Ok(agent)
+}
+
+/// Sets a new password for agent `id` and revokes their tokens.
+///
+/// # Errors
+/// [`AuthError`] for an unknown agent, a weak password or a store failure.
+pub fn set_password_by_id(conn: &Connection, id: AgentId, password: &str) -> Result<(), AuthError> {
+    let agent = agent_by_id(conn, id)?.ok_or_else(|| AuthError::NoSuchAgent(id.to_string()))?;
+    set_password(conn, &agent.username, password)
 }
 
 /// Changes an agent's routing settings and flags; `None` leaves a value as it is.

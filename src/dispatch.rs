@@ -32,16 +32,16 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::conversation::{self, Event, Refused, Status};
+use crate::fanout::{Ephemeral, FanoutHandle};
 use crate::model::{
     AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
 };
-use crate::fanout::{Ephemeral, FanoutHandle};
 use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
-use crate::wire;
 use crate::routing::bot::{self, BotConfig, Decision};
 use crate::routing::knowledge::KnowledgeBase;
 use crate::routing::scheduler::{AgentSlot, Scheduler};
 use crate::store::queries;
+use crate::wire;
 
 /// How a command is answered.
 pub enum Reply {
@@ -540,7 +540,7 @@ impl Dispatcher {
         if !self.cfg.auto_assign {
             return;
         }
-        while let Some((conversation, agent)) = self.scheduler.next() {
+        while let Some((conversation, agent)) = self.scheduler.next_assignment() {
             self.scheduler.assigned(conversation, agent);
             let now = crate::model::now_ms();
             match self.change_status(conversation, Event::Assign, Some(agent), None, now) {
@@ -702,8 +702,10 @@ impl Dispatcher {
         self.hydrate_conversation(conversation)?;
         let contact = self.conversations[&conversation].contact;
         let audience = Arc::clone(&self.contacts[&contact].identities);
-        self.fanout
-            .notify(Ephemeral::Visitors(audience, wire::typing_for_visitor().into()));
+        self.fanout.notify(Ephemeral::Visitors(
+            audience,
+            wire::typing_for_visitor().into(),
+        ));
         Ok(())
     }
 

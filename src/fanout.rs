@@ -46,6 +46,9 @@ pub enum Ephemeral {
     Agents(Utf8Bytes),
 }
 
+/// What the fan-out task reads besides committed records: new subscribers, ephemeral frames.
+pub type FanoutInputs = (mpsc::Receiver<Subscribe>, mpsc::Receiver<Ephemeral>);
+
 pub struct Subscribe {
     pub audience: Audience,
     pub tx: mpsc::Sender<Frame>,
@@ -102,12 +105,7 @@ impl Fanout {
     pub fn new(
         last_lsn: Lsn,
         store: mpsc::Sender<Vec<Entry>>,
-    ) -> (
-        Self,
-        FanoutHandle,
-        (mpsc::Receiver<Subscribe>, mpsc::Receiver<Ephemeral>),
-        Arc<FanoutStats>,
-    ) {
+    ) -> (Self, FanoutHandle, FanoutInputs, Arc<FanoutStats>) {
         let (tx, rx) = mpsc::channel(256);
         let (ephemeral, ephemeral_rx) = mpsc::channel(256);
         let stats = Arc::new(FanoutStats::default());
@@ -130,7 +128,7 @@ impl Fanout {
     pub async fn run(
         mut self,
         mut committed: mpsc::Receiver<Vec<Entry>>,
-        (mut subscribe, mut ephemeral): (mpsc::Receiver<Subscribe>, mpsc::Receiver<Ephemeral>),
+        (mut subscribe, mut ephemeral): FanoutInputs,
     ) {
         let mut sweep = tokio::time::interval(Duration::from_secs(10));
         loop {

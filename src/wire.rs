@@ -239,7 +239,9 @@ pub enum VisitorFrame {
 pub fn is_upload_id(id: &str) -> bool {
     id.split_once('.').is_some_and(|(hash, ext)| {
         hash.len() == 64
-            && hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             && matches!(ext, "png" | "jpg" | "gif" | "webp")
     })
 }
@@ -400,7 +402,14 @@ mod tests {
 
     #[test]
     fn frames_escape_text() {
-        let f = visitor_message(5, "agent", "<img src=x onerror=alert(1)> \"q\"", None, 1, None);
+        let f = visitor_message(
+            5,
+            "agent",
+            "<img src=x onerror=alert(1)> \"q\"",
+            None,
+            1,
+            None,
+        );
         let v: serde_json::Value = serde_json::from_str(&f).unwrap();
         assert_eq!(v["text"], "<img src=x onerror=alert(1)> \"q\"");
         assert_eq!(v["message_id"], 5);

@@ -152,7 +152,10 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
 
     let cases: Vec<(Message, &str)> = vec![
         (Message::Text("{not json".into()), "bad_json"),
-        (Message::Text(r#"{"type":"subscribe"}"#.into()), "unknown_type"),
+        (
+            Message::Text(r#"{"type":"subscribe"}"#.into()),
+            "unknown_type",
+        ),
         (
             Message::Text(msg("", "x").to_string().into()),
             "bad_client_id",

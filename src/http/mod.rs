@@ -6,9 +6,10 @@
 
 pub mod agent_api;
 pub mod agent_ws;
+pub mod console_api;
 pub mod routing_api;
-pub mod web;
 pub mod visitor_ws;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +102,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/ws/visitor", get(visitor_ws::upgrade))
         .route("/ws/agent", get(agent_ws::upgrade))
-        .nest("/api/v1", agent_api::router().merge(routing_api::router()))
+        .nest(
+            "/api/v1",
+            agent_api::router()
+                .merge(routing_api::router())
+                .merge(console_api::router()),
+        )
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
@@ -169,6 +175,12 @@ pub enum ApiError {
     Forbidden,
     NotFound(String),
     Conflict(String),
+    /// The thing to create exists already (a username, a shortcut; setup done).
+    Exists(&'static str, String),
+    /// The disk is full: nothing was stored.
+    Full,
+    PayloadTooLarge(String),
+    UnsupportedMedia(String),
     TooManyRequests,
     Unavailable,
     Internal(String),
@@ -212,6 +224,20 @@ impl IntoResponse for ApiError {
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
+            ApiError::Exists(code, m) => (StatusCode::CONFLICT, *code, m.as_str()),
+            ApiError::Full => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the disk is full; nothing was stored",
+            ),
+            ApiError::PayloadTooLarge(m) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.as_str())
+            }
+            ApiError::UnsupportedMedia(m) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_type",
+                m.as_str(),
+            ),
             ApiError::TooManyRequests => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -260,6 +286,16 @@ impl From<crate::auth::AuthError> for ApiError {
             crate::auth::AuthError::NoSuchAgent(who) => {
                 ApiError::NotFound(format!("no agent {who}"))
             }
+            crate::auth::AuthError::UsernameTaken(_) => {
+                ApiError::Exists("already_exists", e.to_string())
+            }
+            crate::auth::AuthError::SetupDone => ApiError::Exists("setup_done", e.to_string()),
+            crate::auth::AuthError::WeakPassword => {
+                ApiError::bad_request("weak_password", e.to_string())
+            }
+            crate::auth::AuthError::BadUsername => {
+                ApiError::bad_request("bad_username", e.to_string())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -283,7 +319,9 @@ pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bo
     let same = origin
         .split_once("://")
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
-    same || allowed.iter().any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    same || allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// `Json<T>` whose rejection is an [`ApiError`] (`bad_json`) rather than axum's plain text.

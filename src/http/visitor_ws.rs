@@ -338,11 +338,9 @@ impl Connection {
         let (upload, visitor) = (upload.to_string(), self.identity.external_id.to_string());
         self.app
             .reads
-            .run(move |c| queries::upload_owner(c, &upload))
+            .run(move |c| queries::upload_exists(c, &upload, Some(&visitor)))
             .await
-            .ok()
-            .flatten()
-            .is_some_and(|(owner, _)| owner == visitor)
+            .unwrap_or(false)
     }
 
     async fn on_reply(&mut self, reply: StreamReply, durable: Lsn) -> Result<(), axum::Error> {

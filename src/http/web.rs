@@ -23,9 +23,18 @@ const CSP_BASE: &str = "default-src 'self'; script-src 'self'; style-src 'self';
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { page("console/index.html", &h, false) }))
-        .route("/chat", get(|h: HeaderMap| async move { page("chat/index.html", &h, true) }))
-        .route("/widget.js", get(|h: HeaderMap| async move { file("widget.js", &h) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { page("console/index.html", &h, false) }),
+        )
+        .route(
+            "/chat",
+            get(|h: HeaderMap| async move { page("chat/index.html", &h, true) }),
+        )
+        .route(
+            "/widget.js",
+            get(|h: HeaderMap| async move { file("widget.js", &h) }),
+        )
         .route(
             "/web/{*path}",
             get(|UrlPath(path): UrlPath<String>, h: HeaderMap| async move { file(&path, &h) }),
@@ -74,12 +83,21 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         }
     };
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path)),
+    );
     h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     // Revalidate every time: an upgraded kefud must not run an old console against a new API.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -119,9 +137,15 @@ mod tests {
     fn gzip_negotiation() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br, GZIP;q=0.8"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("br, GZIP;q=0.8"),
+        );
         assert!(accepts_gzip(&h));
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0, br"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0, br"),
+        );
         assert!(!accepts_gzip(&h));
     }
 

@@ -60,7 +60,7 @@ pub struct Scheduler {
     teams: HashMap<ConversationId, String>,
     assignments: u64,
     /// Something changed that may allow an assignment (a conversation queued, an agent with
-    /// new room); until then [`Scheduler::next`] has nothing new to find and is not run.
+    /// new room); until then [`Scheduler::next_assignment`] has nothing new to find and is not run.
     changed: bool,
 }
 
@@ -143,7 +143,7 @@ impl Scheduler {
     ///
     /// Cost: nothing unless something changed since it last found nothing; then one pass over
     /// the queue, each conversation checked against the agents who have room.
-    pub fn next(&mut self) -> Option<(ConversationId, AgentId)> {
+    pub fn next_assignment(&mut self) -> Option<(ConversationId, AgentId)> {
         if !self.changed {
             return None;
         }
@@ -200,7 +200,7 @@ mod tests {
     /// Runs the scheduler to a fixed point, as the dispatcher does.
     fn drain(s: &mut Scheduler) -> Vec<(ConversationId, AgentId)> {
         let mut out = Vec::new();
-        while let Some((c, a)) = s.next() {
+        while let Some((c, a)) = s.next_assignment() {
             s.assigned(c, a);
             s.holding(a, true);
             out.push((c, a));

@@ -498,15 +498,87 @@ pub fn conversation_milestones(
     Ok(rows)
 }
 
-/// Who uploaded `id` (their visitor id) and its content type.
+/// Whether `visitor` uploaded `id` (any visitor, when `visitor` is `None`).
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn upload_owner(conn: &Connection, id: &str) -> Result<Option<(String, String)>, Error> {
+pub fn upload_exists(conn: &Connection, id: &str, visitor: Option<&str>) -> Result<bool, Error> {
     Ok(conn
-        .prepare_cached("SELECT visitor, mime FROM uploads WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .prepare_cached(
+            "SELECT 1 FROM uploads WHERE id = ?1 AND (?2 IS NULL OR visitor = ?2) LIMIT 1",
+        )?
+        .query_row(params![id, visitor], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// A contact's identities, oldest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_identities(
+    conn: &Connection,
+    contact: ContactId,
+) -> Result<Vec<(String, String)>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT channel, external_id FROM identities WHERE contact_id = ?1 ORDER BY created_at",
+        )?
+        .query_map(params![contact as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A contact's conversations, newest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_conversations(
+    conn: &Connection,
+    contact: ContactId,
+) -> Result<Vec<ConversationRow>, Error> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "{CONVERSATION_SELECT} WHERE c.contact_id = ?1 ORDER BY c.id DESC LIMIT 200"
+        ))?
+        .query_map(params![contact as i64], conversation_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A setting's value.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row(params![key], |r| r.get(0))
         .optional()?)
+}
+
+/// A canned reply.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CannedReply {
+    pub id: i64,
+    pub shortcut: String,
+    pub text: String,
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn canned_replies(conn: &Connection) -> Result<Vec<CannedReply>, Error> {
+    let rows = conn
+        .prepare_cached("SELECT id, shortcut, text FROM canned_replies ORDER BY shortcut")?
+        .query_map([], |r| {
+            Ok(CannedReply {
+                id: r.get(0)?,
+                shortcut: r.get(1)?,
+                text: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
 /// One item of an agent's live feed, as stored.

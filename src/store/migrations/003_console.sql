@@ -13,14 +13,13 @@ CREATE TABLE canned_replies (
 );
 
 -- An upload is a file under data_dir/uploads/ named by its id (SHA-256 of the content plus
--- the type's extension); the row says who sent it. Messages refer to it by id.
+-- the type's extension); a row per visitor who sent it. Messages refer to it by id.
 CREATE TABLE uploads (
-    id         TEXT PRIMARY KEY,
+    id         TEXT NOT NULL,
     visitor    TEXT NOT NULL,
-    mime       TEXT NOT NULL,
     bytes      INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (id, visitor)
 );
-CREATE INDEX uploads_by_visitor ON uploads (visitor);
 
 ALTER TABLE messages ADD COLUMN attachment TEXT;
