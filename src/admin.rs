@@ -2,6 +2,7 @@
 //!
 //! - `kefud agent ...`: accounts, on the data directory, whether or not the daemon is running
 //!   (SQLite's locking serialises them with the daemon).
+//! - `kefud apikey add|list|revoke`: keys of the HTTP API channel (works while the daemon runs).
 //! - `kefud kb import|export`: the knowledge base. An import is journaled like any change, so
 //!   it starts the pipeline (without the network) on the data directory, which needs the
 //!   daemon stopped (the data-directory lock says so otherwise); with the daemon running, the
@@ -9,6 +10,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::apikeys;
 use crate::app::Core;
 use crate::auth::{self, AuthError};
 use crate::config::Config;
@@ -40,6 +42,8 @@ pub enum AdminError {
         path: String,
         source: crate::routing::knowledge::ImportError,
     },
+    #[error(transparent)]
+    ApiKey(#[from] apikeys::KeyError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("unknown format {0:?}: use jsonl or csv")]
@@ -129,6 +133,43 @@ pub fn kb_import(
     Ok(format!(
         "imported {count} entries with {examples} example questions"
     ))
+}
+
+/// Creates an API key for `channel`; the output holds the key, shown this once.
+///
+/// # Errors
+/// [`AdminError`] for a bad channel or name, or an unusable store.
+pub fn apikey_add(cfg: &Config, channel: &str, name: &str) -> Result<String, AdminError> {
+    let conn = open(cfg)?;
+    let (key, record) = apikeys::create(&conn, channel, name)?;
+    Ok(format!(
+        "API key {} for channel {} (shown once; keep it secret):\n{key}",
+        record.id, record.channel
+    ))
+}
+
+/// # Errors
+/// [`AdminError`] if the store cannot be read.
+pub fn apikey_list(cfg: &Config) -> Result<String, AdminError> {
+    let conn = open(cfg)?;
+    let mut out = String::from("ID\tCHANNEL\tNAME\tSTATE\n");
+    for k in apikeys::list(&conn)? {
+        let state = if k.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        out.push_str(&format!("{}\t{}\t{}\t{state}\n", k.id, k.channel, k.name));
+    }
+    Ok(out)
+}
+
+/// # Errors
+/// [`AdminError`] for an unknown or already revoked key.
+pub fn apikey_revoke(cfg: &Config, id: i64) -> Result<String, AdminError> {
+    let conn = open(cfg)?;
+    apikeys::revoke(&conn, id)?;
+    Ok(format!("API key {id} revoked"))
 }
 
 /// The knowledge base as JSON Lines or CSV (the import format).

@@ -12,12 +12,13 @@
 //! - [`wire`]: the contract's JSON frames.
 //! - [`auth`]: agents, passwords, tokens, login rate limits.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
-//! - [`admin`]: the `kefud agent ...` commands.
+//! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
 //!   [`systemd`], [`telemetry`]: the host.
 
 pub mod admin;
 pub mod alloc_count;
+pub mod apikeys;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -34,6 +34,24 @@ enum Command {
     /// The knowledge base the bot answers from and routes by.
     #[command(subcommand)]
     Kb(KbCommand),
+    /// API keys of the HTTP API channel (POST /api/v1/inbox/{channel}/messages).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key for a channel (printed once).
+    Add {
+        channel: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    List,
+    /// Revoke a key by id; it stops working at once.
+    Revoke {
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +132,13 @@ fn main() -> ExitCode {
         })) => kefud::admin::kb_import(&cfg, &file, format.as_deref(), replace),
         Some(Command::Kb(KbCommand::Export { format })) => {
             kefud::admin::kb_export(&cfg, format.as_deref())
+        }
+        Some(Command::Apikey(ApikeyCommand::Add { channel, name })) => {
+            kefud::admin::apikey_add(&cfg, &channel, &name)
+        }
+        Some(Command::Apikey(ApikeyCommand::List)) => kefud::admin::apikey_list(&cfg),
+        Some(Command::Apikey(ApikeyCommand::Revoke { id })) => {
+            kefud::admin::apikey_revoke(&cfg, id)
         }
         None => return run_daemon(cfg, cli.config),
     };

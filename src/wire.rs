@@ -161,18 +161,33 @@ pub fn ack(client_id: &str, message_id: MessageId) -> String {
     })
 }
 
-pub fn error(code: &str, message: &str) -> String {
+/// `{"type":"error","code","message"}`, with the `client_id` of the message it refuses when
+/// the frame named one, so a client knows which message will never be acknowledged.
+pub fn error(e: &FrameError) -> String {
     #[derive(Serialize)]
     struct ErrorFrame<'a> {
         r#type: &'static str,
         code: &'a str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<&'a str>,
     }
     to_json(&ErrorFrame {
         r#type: "error",
-        code,
-        message,
+        code: e.code,
+        message: &e.message,
+        client_id: e.client_id.as_deref(),
     })
+}
+
+/// The `client_id` a frame names, if it is a JSON object with a string one (for error
+/// frames about frames that were refused before or during parsing).
+pub fn frame_client_id(raw: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        client_id: Option<String>,
+    }
+    serde_json::from_str::<Named>(raw).ok()?.client_id
 }
 
 /// `{"type":"typing","conversation_id":C,"contact_id":K}`: to agents, the customer is typing.
@@ -210,6 +225,8 @@ fn to_json<T: Serialize>(v: &T) -> String {
 pub struct FrameError {
     pub code: &'static str,
     pub message: String,
+    /// The refused message's client id, when known.
+    pub client_id: Option<String>,
 }
 
 impl FrameError {
@@ -217,7 +234,14 @@ impl FrameError {
         FrameError {
             code,
             message: message.into(),
+            client_id: None,
         }
+    }
+
+    #[must_use]
+    pub fn for_client_id(mut self, client_id: Option<String>) -> Self {
+        self.client_id = client_id;
+        self
     }
 }
 

@@ -191,6 +191,20 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
         );
         assert!(!v["message"].as_str().unwrap().is_empty());
     }
+    // A refused message names its client_id, so the client stops waiting for its ack.
+    ws.send(Message::Text(
+        json!({"type": "message", "client_id": "long-1", "text": "x".repeat(101)})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let v = next_json(&mut ws, 5).await;
+    assert_eq!(
+        (v["code"].as_str(), v["client_id"].as_str()),
+        (Some("text_too_long"), Some("long-1")),
+        "{v}"
+    );
     // Still usable, and nothing bad was stored.
     let (ack, _) = send_and_ack(&mut ws, "good", "still here").await;
     assert!(ack["message_id"].as_u64().is_some());

@@ -7,6 +7,7 @@
 pub mod agent_api;
 pub mod agent_ws;
 pub mod console_api;
+pub mod inbox_api;
 pub mod routing_api;
 pub mod visitor_ws;
 pub mod web;
@@ -106,7 +107,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             agent_api::router()
                 .merge(routing_api::router())
-                .merge(console_api::router()),
+                .merge(console_api::router())
+                .merge(inbox_api::router()),
         )
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })

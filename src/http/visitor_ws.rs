@@ -271,19 +271,25 @@ impl Connection {
                 limits.max_frame_bytes
             );
             return self
-                .send_error(FrameError::new("frame_too_large", message))
+                .send_error(
+                    FrameError::new("frame_too_large", message)
+                        .for_client_id(wire::frame_client_id(text)),
+                )
                 .await;
         }
         if !self.bucket.take(Instant::now()) {
             return self
-                .send_error(FrameError::new(
-                    "rate_limited",
-                    "too many messages; slow down",
-                ))
+                .send_error(
+                    FrameError::new("rate_limited", "too many messages; slow down")
+                        .for_client_id(wire::frame_client_id(text)),
+                )
                 .await;
         }
         match wire::parse_visitor_frame(text, limits.max_text_chars) {
-            Err(e) => self.send_error(e).await,
+            Err(e) => {
+                let client_id = wire::frame_client_id(text);
+                self.send_error(e.for_client_id(client_id)).await
+            }
             Ok(VisitorFrame::Typing) => {
                 // Best effort: a busy dispatcher drops it rather than slowing this connection.
                 let _ = self.app.commands.try_send(Command::VisitorTyping {
@@ -299,10 +305,13 @@ impl Connection {
                 if let Some(upload) = &attachment {
                     if !self.owns_upload(upload).await {
                         return self
-                            .send_error(FrameError::new(
-                                "bad_attachment",
-                                "no such upload from this visitor",
-                            ))
+                            .send_error(
+                                FrameError::new(
+                                    "bad_attachment",
+                                    "no such upload from this visitor",
+                                )
+                                .for_client_id(Some(client_id.to_string())),
+                            )
                             .await;
                     }
                 }
@@ -320,10 +329,13 @@ impl Connection {
                 };
                 if self.app.commands.send(cmd).await.is_err() {
                     return self
-                        .send_error(FrameError::new(
-                            "unavailable",
-                            "server is stopping; resend after reconnecting",
-                        ))
+                        .send_error(
+                            FrameError::new(
+                                "unavailable",
+                                "server is stopping; resend after reconnecting",
+                            )
+                            .for_client_id(Some(client_id_for_reply.to_string())),
+                        )
                         .await;
                 }
                 self.unanswered.push_back(client_id_for_reply);
@@ -364,8 +376,11 @@ impl Connection {
                     _ => "internal",
                 };
                 tracing::warn!(visitor = %self.identity, error = %e, "message refused");
-                self.send_error(FrameError::new(code, "message not stored; resend it"))
-                    .await
+                self.send_error(
+                    FrameError::new(code, "message not stored; resend it")
+                        .for_client_id(Some(client_id.to_string())),
+                )
+                .await
             }
         }
     }
@@ -385,7 +400,7 @@ impl Connection {
     }
 
     async fn send_error(&mut self, e: FrameError) -> Result<(), axum::Error> {
-        self.send_text(wire::error(e.code, &e.message).into()).await
+        self.send_text(wire::error(&e).into()).await
     }
 
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), axum::Error> {

@@ -147,9 +147,13 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
                     m.at_ms,
                     m.attachment
                 ])?;
+            // A private note is searchable but is not the conversation's latest message (the
+            // inbox previews what the customer and the shop said).
             if inserted == 1 {
                 tx.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?
                     .execute(params![lsn as i64, m.text])?;
+            }
+            if inserted == 1 && m.sender != crate::model::Sender::Note {
                 tx.prepare_cached(
                     "UPDATE conversations SET last_activity_at = ?2, last_message_id = ?3, message_count = message_count + 1
                      WHERE id = ?1",

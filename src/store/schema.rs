@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_init.sql"),
     include_str!("migrations/002_routing.sql"),
     include_str!("migrations/003_console.sql"),
+    include_str!("migrations/004_api_keys.sql"),
 ];
 
 /// The schema version this binary writes.

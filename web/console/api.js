@@ -11,7 +11,7 @@ export function setToken(token) {
   store.set('kefud.token', token);
 }
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
     this.status = status;

@@ -11,8 +11,15 @@ const FILTERS = {
   open: isOpen,
   resolved: (c) => !isOpen(c),
 };
-const ICONS = { web: '🌐', wechat: '💬', mqtt: '📡', http: '🔗', api: '🔗' };
-export const channelIcon = (channel) => ICONS[channel] ?? '✉️';
+const CHANNELS = { web: 'Web', wechat: 'WX', mqtt: 'IoT', http: 'API', api: 'API' };
+
+/** A round badge naming the channel (text, so it needs no icon font or emoji). */
+export function channelBadge(channel) {
+  const known = channel in CHANNELS;
+  return h('span', {
+    class: `chan ch-${known ? channel : 'other'}`, title: channel ?? '', 'aria-label': channel ?? '',
+  }, known ? CHANNELS[channel] : (channel ?? '?').slice(0, 3));
+}
 
 let filter = store.get('kefud.filter', 'open');
 if (!(filter in FILTERS)) filter = 'open';
@@ -34,7 +41,7 @@ export function mountInbox(root) {
 }
 
 /** Schedules one redraw for however many changes arrive in this frame. */
-export function redraw() {
+function redraw() {
   if (pending) return;
   pending = true;
   requestAnimationFrame(() => {
@@ -73,15 +80,18 @@ function item(c) {
       href: `#/c/${c.id}`, class: `conv${current ? ' active' : ''}${n ? ' unread' : ''}`,
       'data-id': c.id, 'aria-current': current ? 'true' : null,
     },
-    h('span', { class: 'chan', title: c.channel ?? '', 'aria-label': c.channel ?? '' }, channelIcon(c.channel)),
+    channelBadge(c.channel),
     h('span', { class: 'conv-body' },
       h('span', { class: 'row' },
         h('span', { class: 'name', text: contactName(c) }),
         h('span', { class: 'ago', text: fmtAgo(c.last_activity_at) })),
       h('span', { class: 'row' },
-        h('span', { class: 'preview', text: c.last_message ?? '' }),
+        h('span', { class: 'preview', text: preview(c) }),
         n ? h('span', { class: 'badge', text: String(n), 'aria-label': t('inbox.unread', { n }) }) : null),
       h('span', { class: 'row' }, meta))));
 }
 
 export const contactName = (c) => c.external_id ?? `#${c.contact_id}`;
+
+// A message's text is empty only when it carries an image.
+const preview = (c) => c.last_message || (c.last_message_id ? t('msg.image') : '');

@@ -46,6 +46,16 @@ export function markRead(c) {
   emit('convs');
 }
 
+export async function loadAgents() {
+  const [list, roster] = await Promise.all([
+    api('/agents'),
+    api('/agents/presence').catch(() => ({ agents: [] })),
+  ]);
+  const extra = new Map(roster.agents.map((a) => [a.id, a]));
+  state.agents = new Map(list.map((a) => [a.id, { presence: 'offline', teams: [], ...extra.get(a.id), ...a }]));
+  emit('convs');
+}
+
 export async function loadConversations() {
   const { conversations } = await api('/conversations?status=all&limit=500');
   for (const c of conversations) state.convs.set(c.id, c);
@@ -103,6 +113,8 @@ export function applyTyping(f) {
 /** "Assigned to Li", "Resolved by Wang", ... for a status-change frame. */
 export function eventText(f) {
   const by = f.by != null ? agentName(f.by) : null;
+  const reopened = f.from === 'resolved' || f.from === 'idle';
+  if (reopened && by && f.to !== 'resolved') return t('ev.reopened_by', { by });
   if (f.to === 'in_progress') {
     const to = agentName(f.assignee);
     if (f.from === 'in_progress') return t('ev.transferred', { to });
@@ -110,10 +122,6 @@ export function eventText(f) {
   }
   if (f.to === 'resolved') return by ? t('ev.resolved_by', { by }) : t('ev.resolved');
   if (f.to === 'idle') return t('ev.idle');
-  if (f.to === 'waiting') {
-    if (f.from === 'resolved' || f.from === 'idle') return by ? t('ev.reopened_by', { by }) : t('ev.new');
-    if (f.from === 'in_progress') return t('ev.waiting');
-    return t('ev.new');
-  }
+  if (f.to === 'waiting') return f.from === 'in_progress' ? t('ev.waiting') : t('ev.new');
   return `${f.from} → ${f.to}`;
 }

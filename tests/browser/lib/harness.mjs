@@ -87,7 +87,8 @@ export class Kefud {
 /** The shop's own site on another port (another origin), with the one-line widget snippet. */
 export async function shopSite(kefudBase) {
   const page = `<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Tea &amp; Co.</title></head>
+<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
+<title>Tea &amp; Co.</title></head>
 <body style="font: 16px system-ui, sans-serif; margin: 40px; color: #333">
 <h1>Tea &amp; Co.</h1><p>Fine teas since 1998. Questions? Chat with us, bottom right.</p>
 <script src="${kefudBase}/widget.js" defer></script></body></html>`;
@@ -168,8 +169,15 @@ export class Watch {
   }
 }
 
-/** Copies a screenshot into docs/screenshots/ for the README. */
+/**
+ * A screenshot for the README: target/screenshots/FILE, and docs/screenshots/FILE too when
+ * UPDATE_DOC_SCREENSHOTS=1 (so an ordinary run leaves the work tree clean).
+ */
 export async function docShot(page, file) {
-  fs.mkdirSync(config.docs, { recursive: true });
-  await page.screenshot({ path: path.join(config.docs, file), timeout: 10000 });
+  fs.mkdirSync(config.shots, { recursive: true });
+  await page.screenshot({ path: path.join(config.shots, file), timeout: 10000 });
+  if (process.env.UPDATE_DOC_SCREENSHOTS === '1') {
+    fs.mkdirSync(config.docs, { recursive: true });
+    fs.copyFileSync(path.join(config.shots, file), path.join(config.docs, file));
+  }
 }

@@ -1,7 +1,9 @@
 // The console and the widget end to end, in order, against one real kefud: first-run setup,
-// login, a visitor writing from the widget on another site, the reply, a kill -9 restart
-// mid-conversation, markup shown as text, canned replies, notes and search, the phone layout.
-// One screenshot per test in target/screenshots/.
+// login, a visitor writing from the widget on another site, the reply (typing, unread badge),
+// kill -9 restarts mid-conversation (nothing lost or doubled, the outbox kept), markup shown as
+// text, canned replies, notes, contact panel and search, an expired session keeping its draft,
+// leave-a-message and images, the admin pages with the bot, transfer/resolve/reopen, the phone
+// layout, and no page error anywhere. One screenshot per test in target/screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -28,7 +30,7 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 function scenario(name, fn) {
   test(name, { timeout: 120000 }, async () => {
     step += 1;
-    const slug = `${String(step).padStart(2, '0')}-${name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40)}`;
+    const slug = `${String(step).padStart(2, '0')}-${name.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 40).replace(/^-|-$/g, '')}`;
     try {
       await fn();
     } finally {
@@ -98,6 +100,14 @@ scenario('an agent logs in, the session survives a reload, the language switches
 });
 
 scenario('a visitor writes from the widget on another site and the inbox shows it live', async () => {
+  await agent.evaluate(() => {
+    window.beeps = 0;
+    const make = AudioContext.prototype.createOscillator;
+    AudioContext.prototype.createOscillator = function counted() {
+      window.beeps += 1;
+      return make.call(this);
+    };
+  });
   const ctx = await browser.newContext(DESKTOP);
   site = watch.page('shop-site', await ctx.newPage());
   await site.goto(shop.url);
@@ -115,6 +125,7 @@ scenario('a visitor writes from the widget on another site and the inbox shows i
   const row = agent.locator('.conv', { hasText: 'Hello, where is my order 12345?' });
   await row.waitFor();
   assert.equal(await agent.evaluate(() => window.sameDocument), true, 'no reload');
+  assert.ok(await agent.evaluate(() => window.beeps) >= 1, 'a new customer message beeps');
   conversationId = Number(await row.getAttribute('data-id'));
   assert.ok(conversationId > 0);
 });
@@ -127,6 +138,8 @@ scenario('the agent replies, the visitor sees it; typing and the unread badge wo
   await widget.getByLabel('Type a message…').pressSequentially('one more thing', { delay: 20 });
   await agent.getByText('The customer is typing…').waitFor();
   await widget.getByLabel('Type a message…').fill('');
+  await box.fill('Hi!');
+  await widget.getByText('Typing…', { exact: true }).waitFor();
 
   await box.fill('Hi! Let me check that for you.');
   await box.press('Enter');
@@ -142,6 +155,10 @@ scenario('the agent replies, the visitor sees it; typing and the unread badge wo
   await widget.locator('.msg.theirs', { hasText: 'It ships today.' }).waitFor();
   await site.getByRole('button', { name: 'Close chat' }).waitFor();
   await docShot(site, 'widget.png');
+  await agent.getByRole('button', { name: 'Contact', exact: true }).click();
+  await agent.locator('.pane-contact').getByText('12345').waitFor();
+  await docShot(agent, 'console.png');
+  await agent.getByRole('button', { name: 'Close the contact panel' }).click();
 });
 
 scenario('kefud restarts mid-conversation: both sides reconnect, nothing lost or doubled', async () => {
@@ -179,6 +196,30 @@ scenario('kefud restarts mid-conversation: both sides reconnect, nothing lost or
   assert.equal(await widget.locator('.msg[data-state="sending"]').count(), 0, 'nothing left unsent');
 });
 
+scenario('the widget keeps unsent messages in localStorage and its history across a reload', async () => {
+  const chat = () => site.frames().find((f) => f.url().includes('/chat?embed=1'));
+  const outbox = async () => (await chat().evaluate(() => JSON.parse(localStorage.getItem('kefud.chat.outbox')))).map((m) => m.text);
+  const text = 'Written while kefud was down';
+  await watch.allowNetworkErrors(async () => {
+    await kefud.kill();
+    await widget.getByText('Connecting…').waitFor();
+    await widget.getByLabel('Type a message…').fill(text);
+    await widget.getByLabel('Type a message…').press('Enter');
+    await widget.locator('.msg.mine[data-state="sending"]', { hasText: text }).waitFor();
+    assert.deepEqual(await outbox(), [text]);
+    await kefud.start();
+    await widget.locator('.msg.mine[data-state="sent"]', { hasText: text }).waitFor({ timeout: 30000 });
+    await thread(agent).getByText(text).waitFor({ timeout: 30000 });
+    await agent.getByText('Reconnecting…').waitFor({ state: 'hidden', timeout: 30000 });
+  });
+  assert.deepEqual(await outbox(), []);
+  const before = await ids(widget.locator('.msg[data-id]'));
+  await site.reload();
+  await site.getByRole('button', { name: 'Chat with us' }).click();
+  await until('the whole history after the reload', async () => (await widget.locator('.msg[data-id]').count()) === before.length);
+  assert.deepEqual(await ids(widget.locator('.msg[data-id]')), before, 'same visitor, same thread, nothing twice');
+});
+
 scenario('markup in messages is shown as text and runs nothing', async () => {
   const evil = '<img src=x onerror=alert(1)>';
   await widget.getByLabel('Type a message…').fill(evil);
@@ -205,7 +246,7 @@ scenario('canned replies, private notes, contact panel and search', async () => 
   await form.getByLabel('Shortcut').fill('thanks');
   await form.getByLabel('Text').fill(`Thank you for shopping at ${SHOP}!`);
   await form.getByRole('button', { name: 'Add a canned reply' }).click();
-  await agent.locator('.cards input[value="thanks"]').waitFor();
+  await until('the canned reply in the list', async () => (await agent.locator('.cards input').first().inputValue()) === 'thanks');
 
   await agent.goto(`${kefud.base}/#/c/${conversationId}`);
   const box = agent.locator('.composer textarea');
@@ -221,13 +262,12 @@ scenario('canned replies, private notes, contact panel and search', async () => 
   await box.press('Enter');
   await thread(agent).locator('.msg.note', { hasText: 'VIP customer' }).waitFor();
   await agent.getByRole('tab', { name: 'Reply' }).click();
-  await widget.page().waitForTimeout(800);
+  await site.waitForTimeout(800);
   assert.equal(await widget.getByText('VIP customer').count(), 0, 'a note never reaches the customer');
 
   await agent.getByRole('button', { name: 'Contact', exact: true }).click();
   await agent.locator('.pane-contact').getByText('Channels').waitFor();
   await agent.locator('.pane-contact').getByText('Summary').waitFor();
-  await docShot(agent, 'console.png');
   await agent.getByRole('button', { name: 'Close the contact panel' }).click();
 
   await agent.getByRole('link', { name: 'Search' }).click();
@@ -237,6 +277,135 @@ scenario('canned replies, private notes, contact panel and search', async () => 
   await hit.waitFor();
   await hit.click();
   await thread(agent).getByText('Hello, where is my order 12345?').waitFor();
+});
+
+scenario('an expired session goes back to the login and keeps the reply draft', async () => {
+  await agent.goto(`${kefud.base}/#/c/${conversationId}`);
+  const box = agent.locator('.composer textarea');
+  await box.fill('Your tea leaves the warehouse tomorrow.');
+  const stale = await agent.evaluate(() => JSON.parse(localStorage.getItem('kefud.token')));
+  assert.equal((await kefud.api('/logout', { method: 'POST', token: stale })).status, 204);
+  await watch.allowNetworkErrors(async () => {
+    // The send finds the token dead, unless the live feed noticed first: either way, the login.
+    const pressed = box.press('Enter', { timeout: 3000 }).catch(() => {});
+    await agent.getByText('Your session ended. Log in again; your drafts are kept.').waitFor();
+    await pressed;
+  });
+  await agent.getByLabel('Username').fill(ADMIN.username);
+  await agent.getByLabel('Password').fill(ADMIN.password);
+  await agent.getByRole('button', { name: 'Log in' }).click();
+  await until('the draft back in its conversation', async () => (await agent.locator('.composer textarea').inputValue()) === 'Your tea leaves the warehouse tomorrow.');
+  assert.equal(new URL(agent.url()).hash, `#/c/${conversationId}`);
+  await agent.locator('.composer textarea').press('Enter');
+  await widget.locator('.msg.theirs', { hasText: 'Your tea leaves the warehouse tomorrow.' }).waitFor();
+  assert.equal(await agent.locator('.composer textarea').inputValue(), '');
+});
+
+scenario('with no agent online the widget takes a message and a contact; a customer sends an image', async () => {
+  await agent.getByRole('button', { name: 'Status: Online' }).click();
+  await agent.getByRole('button', { name: 'Status: Away' }).waitFor();
+  await until('no agent online', async () => (await kefud.api('/widget/info')).body.agents_online === 0);
+  const ctx = await browser.newContext(DESKTOP);
+  const other = watch.page('second-visitor', await ctx.newPage());
+  await other.goto(shop.url);
+  await other.getByRole('button', { name: 'Chat with us' }).click();
+  const chat = other.locator('iframe[src$="/chat?embed=1"]').contentFrame();
+  await chat.getByText('No one is online right now.', { exact: false }).waitFor();
+  await chat.getByRole('button', { name: 'Leave a message' }).click();
+  await chat.getByLabel('Your message').fill('Do you ship to Shanghai?');
+  await chat.getByLabel('Phone or e-mail').fill('138 0000 1234');
+  await chat.getByRole('button', { name: 'Leave the message' }).click();
+  const left = '留言 / Message: Do you ship to Shanghai? — 联系方式 / Contact: 138 0000 1234';
+  await chat.locator('.msg.mine[data-state="sent"]', { hasText: left }).waitFor();
+  await agent.locator('.conv', { hasText: 'Do you ship to Shanghai?' }).waitFor();
+  const id = await agent.locator('.conv', { hasText: 'Do you ship to Shanghai?' }).getAttribute('data-id');
+
+  const png = await other.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 48;
+    c.height = 32;
+    const g = c.getContext('2d');
+    g.fillStyle = '#2f855a';
+    g.fillRect(0, 0, 48, 32);
+    g.fillStyle = '#f6e05e';
+    g.fillRect(8, 8, 16, 16);
+    return c.toDataURL('image/png').split(',')[1];
+  });
+  await chat.locator('#file').setInputFiles({ name: 'tea.png', mimeType: 'image/png', buffer: Buffer.from(png, 'base64') });
+  await chat.locator('.msg.mine[data-state="sent"] img.att').waitFor();
+  await agent.locator(`.conv[data-id="${id}"]`).click();
+  const img = thread(agent).locator('.msg.visitor img.att');
+  await img.waitFor();
+  await until('the image to load in the console', () => img.evaluate((i) => i.complete && i.naturalWidth === 48));
+  const seen = chat.locator('.msg.mine img.att');
+  await until('the image to load in the widget', () => seen.evaluate((i) => i.complete && i.naturalWidth === 48));
+
+  await agent.getByRole('button', { name: 'Status: Away' }).click();
+  await until('the agent online again', async () => (await kefud.api('/widget/info')).body.agents_online === 1);
+  await ctx.close();
+});
+
+scenario('admin: agents, knowledge base and the bot, transfer, resolve and reopen', async () => {
+  await agent.getByRole('link', { name: 'Admin' }).click();
+  await agent.getByRole('link', { name: 'Agents' }).click();
+  const add = agent.locator('form.card');
+  await add.getByLabel('Username').fill('wang');
+  await add.getByLabel('Your name').fill('Wang Fang');
+  await add.getByLabel('Password (at least 8 characters)').fill('green-tea-123');
+  await add.getByRole('button', { name: 'Add an agent' }).click();
+  const card = agent.locator('article.agent', { hasText: '@wang' });
+  await card.waitFor();
+  await card.getByLabel('Teams').fill('returns, sales');
+  await card.getByLabel('Max open conversations').fill('3');
+  await card.getByRole('button', { name: 'Save' }).click();
+  await until('teams saved', async () => {
+    const { body } = await kefud.api('/agents/presence', { token });
+    return body.agents.some((a) => a.teams?.includes('returns') && a.capacity === 3);
+  });
+  await card.getByRole('button', { name: 'Reset password' }).click();
+  await card.getByLabel('New password (at least 8 characters)').fill('green-tea-456');
+  await card.getByRole('button', { name: 'Set password', exact: true }).click();
+  await until('the new password works', async () => (await kefud.api('/login', {
+    method: 'POST', body: { username: 'wang', password: 'green-tea-456' },
+  })).status === 200);
+
+  await agent.getByRole('link', { name: 'Knowledge base' }).click();
+  const entry = agent.locator('form.card');
+  await entry.getByLabel('Intent (a short name)').fill('opening_hours');
+  await entry.getByLabel('Example questions, one per line').fill('when are you open\nwhat are your opening hours');
+  await entry.getByLabel('Answer').fill('We are open daily, 9:00 to 18:00.');
+  await entry.getByRole('button', { name: 'Add an entry' }).click();
+  await agent.locator('details.kb', { hasText: 'opening_hours' }).waitFor();
+  await agent.locator('input[type="file"]').setInputFiles({
+    name: 'faq.csv', mimeType: 'text/csv',
+    buffer: Buffer.from('intent,text,answer,team\nshipping,do you ship abroad,We ship worldwide.,sales\n'),
+  });
+  await agent.getByText('Imported 1 entries (1 example questions)').waitFor();
+  await agent.locator('details.kb', { hasText: 'shipping' }).waitFor();
+  const kb = await kefud.api('/kb/entries', { token });
+  assert.deepEqual(kb.body.entries.map((e) => e.intent).sort(), ['opening_hours', 'shipping']);
+
+  const ctx = await browser.newContext(DESKTOP);
+  const asker = watch.page('bot-visitor', await ctx.newPage());
+  await asker.goto(`${kefud.base}/chat`);
+  await asker.getByLabel('Type a message…').fill('when are you open');
+  await asker.getByLabel('Type a message…').press('Enter');
+  await asker.locator('.msg.bot', { hasText: 'We are open daily, 9:00 to 18:00.' }).waitFor();
+  await ctx.close();
+
+  await agent.goto(`${kefud.base}/#/c/${conversationId}`);
+  await agent.getByLabel('Transfer to…').selectOption({ label: 'Wang Fang' });
+  await thread(agent).getByText('Transferred to Wang Fang').waitFor();
+  await agent.locator('.thread-head .assignee', { hasText: 'Wang Fang' }).waitFor();
+  await agent.getByRole('button', { name: 'Assign to me' }).click();
+  await thread(agent).getByText('Transferred to Li Na').waitFor();
+  await agent.locator('.thread-head .assignee', { hasText: 'You' }).waitFor();
+  await agent.getByRole('button', { name: 'Resolve' }).click();
+  await thread(agent).getByText('Resolved by Li Na').waitFor();
+  await agent.getByRole('button', { name: 'Reopen' }).click();
+  await thread(agent).getByText('Reopened by Li Na').waitFor();
+  await agent.getByRole('button', { name: 'Resolve' }).waitFor();
+
 });
 
 scenario('phone width (390x844): inbox and thread are separate, usable screens', async () => {
@@ -272,6 +441,7 @@ scenario('phone width (390x844): inbox and thread are separate, usable screens',
   await vsite.getByRole('button', { name: 'Chat with us' }).tap();
   const frame = vsite.locator('iframe[src$="/chat?embed=1"]');
   await frame.contentFrame().getByText('We are online').waitFor();
+  await watch.shot(vsite, `${String(step).padStart(2, '0')}-phone-widget`);
   const fb = await frame.boundingBox();
   assert.ok(fb.width === 390 && fb.height === 844, `the chat fills a phone screen (${fb.width}x${fb.height})`);
   await frame.contentFrame().getByRole('button', { name: 'Close the chat' }).tap();

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Browser tests of the agent console and the web widget: Debian's chromium driven by
+# playwright-core (tests/browser) against a real kefud on 127.0.0.1 with a fresh data directory.
+# Installs what is missing (chromium, CJK fonts, the npm packages), runs the tests with every
+# wait bounded, leaves one screenshot per test in target/screenshots/ and the daemon's log in
+# target/browser-kefud.log, stops kefud, and exits non-zero on any failure.
+#
+#   KEFUD_BIN=path      the binary to test (default target/release/kefud; build it first)
+#   KEFUD_WEB_DIR=dir   serve web/ from disk instead of the copy embedded in the binary
+#   UPDATE_DOC_SCREENSHOTS=1  also refresh docs/screenshots/console.png and widget.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+export KEFUD_BIN=${KEFUD_BIN:-$root/target/release/kefud}
+if [ ! -x "$KEFUD_BIN" ]; then
+  echo "test-browser: no kefud at $KEFUD_BIN (run cargo build --release first)" >&2
+  exit 1
+fi
+
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then
+  export DEBIAN_FRONTEND=noninteractive
+  timeout 600 apt-get update -qq
+  timeout 1200 apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk fontconfig >/dev/null
+fi
+if ! command -v npm >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "test-browser: Node.js 20 or newer with npm is needed" >&2
+  exit 1
+fi
+want=$(node -p 'require("./tests/browser/package-lock.json").packages["node_modules/playwright-core"].version')
+have=$(node -p 'try { require("./tests/browser/node_modules/playwright-core/package.json").version } catch { "" }')
+if [ "$want" != "$have" ]; then
+  (cd tests/browser && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+work=$(mktemp -d /tmp/kefud-browser.XXXXXX)
+export KEFUD_PID_FILE=$work/kefud.pid
+cleanup() {
+  if [ -s "$KEFUD_PID_FILE" ]; then kill -9 "$(cat "$KEFUD_PID_FILE")" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export KEFUD_PORT
+KEFUD_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+export KEFUD_CONFIG=$work/kefud.toml
+mkdir -p "$work/data"
+printf '[server]\nlisten = "127.0.0.1:%s"\n[storage]\ndata_dir = "%s"\n' "$KEFUD_PORT" "$work/data" >"$KEFUD_CONFIG"
+
+export SCREENSHOT_DIR=$root/target/screenshots KEFUD_LOG=$root/target/browser-kefud.log
+rm -rf "$SCREENSHOT_DIR"
+mkdir -p "$SCREENSHOT_DIR"
+: >"$KEFUD_LOG"
+
+cd tests/browser
+timeout 900 node --test --test-concurrency=1 --test-reporter=spec test/*.test.mjs

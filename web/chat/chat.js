@@ -1,0 +1,347 @@
+// The customer's chat: a full page at /chat, or inside widget.js's iframe at /chat?embed=1.
+// History and live messages over /ws/visitor (after=0 on load, after=<last message_id seen> on
+// every reconnect, 0.5 s doubling to 10 s); an outbox of unacknowledged messages kept in
+// localStorage, each with its client_id, resent after every reconnect and shown as sending
+// until acked; nothing shown twice (by message_id and client_id); typing both ways; images;
+// a leave-a-message form while no agent is online; the unread count for widget.js's badge.
+import { h, store, fmtTime, uuid, wsUrl } from '../shared/dom.js';
+import { t, translate } from '../shared/i18n.js';
+
+const KEYS = { visitor: 'kefud.visitor', read: 'kefud.chat.read', outbox: 'kefud.chat.outbox' };
+const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
+const MAX_IMAGE = 5 * 1024 * 1024;
+const RETRY_CODES = ['rate_limited', 'unavailable', 'internal'];
+const embed = new URLSearchParams(location.search).has('embed');
+const $ = (id) => document.getElementById(id);
+const log = $('log');
+const input = $('input');
+
+let visitorId = store.get(KEYS.visitor);
+let outbox = store.get(KEYS.outbox, []);
+let readUpTo = store.get(KEYS.read, 0);
+let lastSeen = 0;              // the highest message_id received on this page: the resume point
+let ws = null;
+let ready = false;             // welcomed: frames may be sent
+let delay = 500;
+let agentsOnline = null;
+let shown = !embed;            // whether the customer can see the chat (the widget is open)
+let typingTimer = 0;
+let unreadTimer = 0;
+let lastTypingSent = 0;
+const byId = new Map();        // message_id → element
+const byClient = new Map();    // client_id → element
+const theirs = [];             // message ids of agent and bot messages, for the unread count
+
+translate(document);
+document.body.classList.toggle('embed', embed);
+$('close').hidden = !embed;
+for (const item of outbox) render(item.client_id, { sender: 'visitor', text: item.text, attachment: item.attachment, created_at: item.at });
+greet();
+paintStatus();
+connect();
+refreshInfo();
+setInterval(refreshInfo, 60000);
+
+// ---- connection ------------------------------------------------------------------------------
+
+function connect() {
+  const params = { after: lastSeen };
+  if (visitorId) params.visitor_id = visitorId;
+  ws = new WebSocket(wsUrl('/ws/visitor', params));
+  ws.onmessage = (e) => {
+    let f;
+    try {
+      f = JSON.parse(e.data);
+    } catch {
+      return;
+    }
+    onFrame(f);
+  };
+  ws.onclose = () => {
+    ws = null;
+    ready = false;
+    paintStatus();
+    setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 10000);
+  };
+}
+
+function onFrame(f) {
+  switch (f.type) {
+    case 'welcome':
+      visitorId = f.visitor_id;
+      store.set(KEYS.visitor, visitorId);
+      ready = true;
+      delay = 500;
+      $('attach').disabled = false;
+      paintStatus();
+      flush();
+      refreshInfo();
+      break;
+    case 'message':
+      onMessage(f);
+      break;
+    case 'ack':
+      onAck(f.client_id, f.message_id);
+      break;
+    case 'typing':
+      if (f.sender !== 'visitor') showTyping(6000);
+      break;
+    case 'error':
+      if (RETRY_CODES.includes(f.code)) setTimeout(flush, 2000);
+      else notice(t('chat.error'));
+      break;
+  }
+}
+
+function send(frame) {
+  if (ready && ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+}
+
+function transmit(item) {
+  send({ type: 'message', client_id: item.client_id, text: item.text, ...(item.attachment ? { attachment: item.attachment } : {}) });
+}
+
+/** Sends every message not yet acknowledged; the server stores each client_id once. */
+function flush() {
+  outbox.forEach(transmit);
+}
+
+function enqueue(text, attachment, el) {
+  const item = { client_id: uuid(), text, attachment, at: Date.now() };
+  outbox.push(item);
+  store.set(KEYS.outbox, outbox);
+  if (el) bind(el, item.client_id);
+  else render(item.client_id, { sender: 'visitor', text, attachment, created_at: item.at });
+  log.scrollTop = log.scrollHeight;
+  transmit(item);
+}
+
+function settle(clientId) {
+  const before = outbox.length;
+  outbox = outbox.filter((x) => x.client_id !== clientId);
+  if (outbox.length !== before) store.set(KEYS.outbox, outbox);
+}
+
+function onAck(clientId, id) {
+  settle(clientId);
+  const el = byClient.get(clientId);
+  if (el && !el.dataset.id) sent(el, id);
+}
+
+function onMessage(f) {
+  lastSeen = Math.max(lastSeen, f.message_id);
+  if (byId.has(f.message_id)) return;
+  const mine = f.client_id ? byClient.get(f.client_id) : null;
+  if (mine) {
+    settle(f.client_id);
+    sent(mine, f.message_id);
+  } else {
+    const el = render(f.client_id, f);
+    sent(el, f.message_id);
+  }
+  if (f.sender !== 'visitor') {
+    theirs.push(f.message_id);
+    showTyping(0);
+    clearTimeout(unreadTimer);
+    unreadTimer = setTimeout(updateUnread, 50);
+  }
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+
+function render(clientId, m) {
+  const bubble = h('div', { class: 'bubble' });
+  if (m.preview || m.attachment) bubble.append(image(m.preview ?? uploadSrc(m.attachment)));
+  if (m.text) bubble.append(h('p', { class: 'text', text: m.text }));
+  const el = h('li', { class: `msg ${m.sender === 'visitor' ? 'mine' : 'theirs'} ${m.sender}`, 'data-state': 'sending' },
+    m.sender === 'visitor' ? null : h('span', { class: 'who', text: t(`chat.sender.${m.sender}`) }),
+    bubble,
+    h('span', { class: 'meta' },
+      h('time', { text: fmtTime(m.created_at ?? Date.now()) }),
+      m.sender === 'visitor' ? h('span', { class: 'state', text: t('chat.sending') }) : null));
+  if (clientId) bind(el, clientId);
+  log.querySelector('.greeting')?.remove();
+  log.append(el);
+  return el;
+}
+
+function bind(el, clientId) {
+  el.dataset.clientId = clientId;
+  byClient.set(clientId, el);
+}
+
+/** Marks a message stored (its id known) and moves it to its place in id order. */
+function sent(el, id) {
+  el.dataset.id = String(id);
+  el.dataset.state = 'sent';
+  const state = el.querySelector('.state');
+  if (state) {
+    state.textContent = '✓';
+    state.setAttribute('aria-label', t('chat.sent'));
+    state.title = t('chat.sent');
+  }
+  byId.set(id, el);
+  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+  let ref = el.previousElementSibling;
+  while (ref && (!ref.dataset.id || Number(ref.dataset.id) > id)) ref = ref.previousElementSibling;
+  if (ref !== el.previousElementSibling) {
+    if (ref) ref.after(el);
+    else log.prepend(el);
+  }
+  if (atBottom) log.scrollTop = log.scrollHeight;
+}
+
+function uploadSrc(id) {
+  return `/api/v1/visitor/uploads/${encodeURIComponent(id)}?visitor_id=${encodeURIComponent(visitorId ?? '')}`;
+}
+
+function image(src) {
+  const img = h('img', { class: 'att', src, alt: t('chat.image') });
+  img.addEventListener('load', () => { log.scrollTop = log.scrollHeight; }, { once: true });
+  return h('a', { href: src, target: '_blank', rel: 'noopener' }, img);
+}
+
+function greet() {
+  if (!log.children.length) log.append(h('li', { class: 'greeting', text: t('chat.greeting') }));
+}
+
+function showTyping(ms) {
+  clearTimeout(typingTimer);
+  $('typing').hidden = ms <= 0;
+  if (ms > 0) typingTimer = setTimeout(() => showTyping(0), ms);
+}
+
+function notice(text) {
+  const el = $('notice');
+  el.textContent = text;
+  el.hidden = false;
+  setTimeout(() => { el.hidden = true; }, 6000);
+}
+
+function paintStatus() {
+  const text = !ready ? t('chat.connecting')
+    : agentsOnline === 0 ? t('chat.offline') : t('chat.online');
+  $('status').textContent = text;
+  $('status').classList.toggle('down', !ready || agentsOnline === 0);
+  $('away').hidden = !(ready && agentsOnline === 0);
+}
+
+async function refreshInfo() {
+  try {
+    const res = await fetch('/api/v1/widget/info');
+    if (!res.ok) return;
+    const info = await res.json();
+    agentsOnline = info.agents_online;
+    if (info.shop_name) {
+      $('shop').textContent = info.shop_name;
+      document.title = info.shop_name;
+    }
+    paintStatus();
+  } catch { /* offline: the connection status says so */ }
+}
+
+// ---- unread count and the widget ---------------------------------------------------------
+
+function visible() {
+  return shown && document.visibilityState === 'visible';
+}
+
+function updateUnread() {
+  if (visible() && theirs.length) {
+    const newest = Math.max(...theirs);
+    if (newest > readUpTo) {
+      readUpTo = newest;
+      store.set(KEYS.read, readUpTo);
+    }
+  }
+  const n = theirs.filter((id) => id > readUpTo).length;
+  if (embed) parent.postMessage({ type: 'kefud:unread', count: n }, '*');
+  else document.title = `${n ? `(${n}) ` : ''}${$('shop').textContent}`;
+}
+
+document.addEventListener('visibilitychange', updateUnread);
+if (embed) {
+  addEventListener('message', (e) => {
+    if (e.source !== parent || e.data?.type !== 'kefud:visible') return;
+    shown = Boolean(e.data.open);
+    updateUnread();
+    if (shown) {
+      log.scrollTop = log.scrollHeight;
+      if (matchMedia('(pointer: fine)').matches) input.focus();
+    }
+  });
+  parent.postMessage({ type: 'kefud:ready' }, '*');
+  const close = () => parent.postMessage({ type: 'kefud:close' }, '*');
+  $('close').addEventListener('click', close);
+  addEventListener('keydown', (e) => { if (e.key === 'Escape') close(); });
+}
+
+// ---- composer, images, leave a message ---------------------------------------------------
+
+$('composer').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = input.value.trim();
+  if (!text) return;
+  input.value = '';
+  lastTypingSent = 0;
+  autosize();
+  enqueue(text);
+});
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+    e.preventDefault();
+    $('composer').requestSubmit();
+  }
+});
+input.addEventListener('input', () => {
+  autosize();
+  if (input.value.trim() && Date.now() - lastTypingSent > 3000) {
+    lastTypingSent = Date.now();
+    send({ type: 'typing' });
+  }
+});
+function autosize() {
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight + 2, 140)}px`;
+}
+
+$('attach').addEventListener('click', () => $('file').click());
+$('file').addEventListener('change', async () => {
+  const file = $('file').files[0];
+  $('file').value = '';
+  if (!file) return;
+  if (!IMAGE_TYPES.includes(file.type)) return notice(t('chat.image_type'));
+  if (file.size > MAX_IMAGE) return notice(t('chat.image_size'));
+  const preview = URL.createObjectURL(file);
+  const el = render(null, { sender: 'visitor', text: '', preview, created_at: Date.now() });
+  el.dataset.state = 'uploading';
+  log.scrollTop = log.scrollHeight;
+  try {
+    const res = await fetch(`/api/v1/visitor/uploads?visitor_id=${encodeURIComponent(visitorId)}`, {
+      method: 'POST', headers: { 'Content-Type': file.type }, body: file,
+    });
+    if (!res.ok) throw new Error(String(res.status));
+    const { upload } = await res.json();
+    el.dataset.state = 'sending';
+    enqueue('', upload, el);
+  } catch {
+    el.remove();
+    notice(t('chat.image_failed'));
+  }
+});
+
+$('leave-open').addEventListener('click', () => {
+  $('leave').hidden = false;
+  $('leave-open').hidden = true;
+  $('leave-text').focus();
+});
+$('leave').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = t('chat.leave_format', { message: $('leave-text').value.trim(), contact: $('leave-contact').value.trim() });
+  enqueue(text);
+  $('leave').reset();
+  $('leave').hidden = true;
+  $('leave-open').hidden = false;
+  notice(t('chat.leave_thanks'));
+});

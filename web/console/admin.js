@@ -1,0 +1,325 @@
+// Admin pages: agents (add, role, disable, teams, capacity, reset password), canned replies,
+// the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), and the shop's name
+// with the web widget's one-line snippet and the full-page chat address.
+import { h } from '../shared/dom.js';
+import { t } from '../shared/i18n.js';
+import { api, errText } from './api.js';
+import { state, emit, toast, loadAgents } from './state.js';
+
+const PAGES = { agents, canned, kb, channel };
+
+export async function showAdmin(root, page) {
+  if (!state.me.is_admin) {
+    root.replaceChildren(h('section', { class: 'page' }, h('p', { text: t('admin.only') })));
+    return;
+  }
+  if (!(page in PAGES)) page = 'agents';
+  const body = h('div', { class: 'admin-body' }, h('p', { class: 'muted', text: t('common.loading') }));
+  root.replaceChildren(h('section', { class: 'page admin' },
+    h('h1', { text: t('nav.admin') }),
+    h('nav', { class: 'subnav', 'aria-label': t('nav.admin') }, Object.keys(PAGES).map((p) => h('a', {
+      href: `#/admin/${p}`, 'aria-current': p === page ? 'page' : null, text: t(`admin.${p}`),
+    }))),
+    body));
+  try {
+    await PAGES[page](body);
+  } catch (e) {
+    body.replaceChildren(h('p', { class: 'error', text: errText(e) }));
+  }
+}
+
+// ---- small form helpers ------------------------------------------------------------------
+
+const field = (label, control, cls = '') => h('label', { class: `field ${cls}` }, h('span', { text: label }), control);
+const input = (props) => h('input', { class: 'input', ...props });
+const area = (props) => h('textarea', { class: 'input', rows: 3, ...props });
+const check = (label, checked, disabled) => {
+  const box = h('input', { type: 'checkbox', checked, disabled });
+  return [h('label', { class: 'check' }, box, h('span', { text: label })), box];
+};
+
+/** Runs an API call from a button: disabled while it runs, errors as a toast. */
+async function run(btn, fn, done = t('common.saved')) {
+  btn.disabled = true;
+  try {
+    await fn();
+    if (done) toast(done);
+    return true;
+  } catch (e) {
+    if (e.status !== 401) toast(errText(e));
+    return false;
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+/** A delete button that asks for a second click instead of a dialog. */
+function dangerButton(onConfirm) {
+  let armed = 0;
+  const btn = h('button', {
+    type: 'button', class: 'btn danger', text: t('common.delete'),
+    onclick: () => {
+      if (armed) {
+        clearTimeout(armed);
+        armed = 0;
+        btn.textContent = t('common.delete');
+        run(btn, onConfirm, t('common.deleted'));
+        return;
+      }
+      btn.textContent = t('common.confirm_delete');
+      armed = setTimeout(() => { armed = 0; btn.textContent = t('common.delete'); }, 4000);
+    },
+  });
+  return btn;
+}
+
+function submitForm(children, label, onSubmit, cls = 'card form') {
+  const btn = h('button', { type: 'submit', class: 'btn primary', text: label });
+  const form = h('form', {
+    class: cls,
+    onsubmit: async (e) => {
+      e.preventDefault();
+      await onSubmit(btn, form);
+    },
+  }, children, h('div', { class: 'buttons' }, btn));
+  return form;
+}
+
+// ---- agents --------------------------------------------------------------------------------
+
+async function agents(body) {
+  await loadAgents();
+  const list = [...state.agents.values()].sort((a, b) => a.id - b.id);
+  body.replaceChildren(
+    h('h2', { text: t('admin.agents') }),
+    h('ul', { class: 'cards' }, list.map((a) => h('li', {}, agentCard(a)))),
+    h('h2', { text: t('agents.add') }),
+    addAgentForm(body));
+}
+
+function agentCard(a) {
+  const self = a.id === state.me.id;
+  const [adminLabel, admin] = check(t('agents.admin'), a.is_admin, self);
+  const [disabledLabel, disabled] = check(t('agents.disabled'), a.disabled, self);
+  const teams = input({ value: (a.teams ?? []).join(', '), placeholder: t('agents.teams_hint') });
+  const capacity = input({ type: 'number', min: 0, max: 1000, value: a.capacity ?? '' });
+  const password = input({ type: 'password', minLength: 8, autocomplete: 'new-password', required: true });
+  const reset = submitForm([field(t('agents.new_password'), password)], t('agents.set_password'), (btn) => run(btn,
+    () => api(`/agents/${a.id}/password`, { method: 'POST', body: { password: password.value } }),
+    t('agents.password_set')).then((ok) => { if (ok) reset.hidden = true; }), 'inline-form');
+  reset.hidden = true;
+  const save = h('button', { type: 'button', class: 'btn primary', text: t('common.save') });
+  save.onclick = () => run(save, async () => {
+    await api(`/agents/${a.id}`, {
+      method: 'PATCH',
+      body: {
+        is_admin: admin.checked,
+        disabled: disabled.checked,
+        teams: teams.value.split(/[,，\s]+/).filter(Boolean),
+        ...(capacity.value === '' ? {} : { capacity: Number(capacity.value) }),
+      },
+    });
+    await loadAgents();
+  });
+  return h('article', { class: `card agent${a.disabled ? ' is-disabled' : ''}` },
+    h('header', {},
+      h('span', { class: `dot p-${a.presence}`, title: t(`presence.${a.presence}`), 'aria-label': t(`presence.${a.presence}`) }),
+      h('strong', { text: a.display_name || a.username }),
+      h('span', { class: 'muted', text: `@${a.username}` }),
+      self ? h('span', { class: 'chip', text: t('inbox.you') }) : null),
+    h('div', { class: 'grid' },
+      field(t('agents.teams'), teams), field(t('agents.capacity'), capacity),
+      adminLabel, disabledLabel),
+    h('div', { class: 'buttons' }, save, h('button', {
+      type: 'button', class: 'btn', text: t('agents.reset_password'),
+      onclick: () => { reset.hidden = !reset.hidden; if (!reset.hidden) password.focus(); },
+    })),
+    reset);
+}
+
+function addAgentForm(body) {
+  const username = input({ required: true, pattern: '[a-z0-9_.\\-]{1,32}', autocapitalize: 'none', autocomplete: 'off' });
+  const name = input({ required: true });
+  const password = input({ type: 'password', required: true, minLength: 8, autocomplete: 'new-password' });
+  const [adminLabel, admin] = check(t('agents.admin'), false, false);
+  return submitForm([
+    h('div', { class: 'grid' },
+      field(t('setup.username'), username), field(t('setup.display_name'), name),
+      field(t('setup.password'), password), adminLabel),
+    h('p', { class: 'muted small', text: t('setup.username_hint') }),
+  ], t('agents.add'), async (btn) => {
+    const ok = await run(btn, () => api('/agents', {
+      method: 'POST',
+      body: { username: username.value.trim(), display_name: name.value.trim(), password: password.value, is_admin: admin.checked },
+    }), t('agents.added'));
+    if (ok) await agents(body);
+  });
+}
+
+// ---- canned replies --------------------------------------------------------------------
+
+async function canned(body) {
+  ({ canned: state.canned } = await api('/canned'));
+  const rerender = () => canned(body);
+  body.replaceChildren(
+    h('h2', { text: t('admin.canned') }),
+    h('p', { class: 'muted', text: t('canned.help') }),
+    h('ul', { class: 'cards' }, state.canned.map((c) => h('li', {}, cannedCard(c, rerender)))),
+    h('h2', { text: t('canned.add') }),
+    cannedForm(null, rerender));
+}
+
+function cannedCard(c, rerender) {
+  return h('article', { class: 'card' }, cannedForm(c, rerender));
+}
+
+function cannedForm(c, rerender) {
+  const shortcut = input({ value: c?.shortcut ?? '', required: true, pattern: '\\S+', placeholder: 'hello' });
+  const text = area({ value: c?.text ?? '', required: true });
+  const form = submitForm([
+    field(t('canned.shortcut'), shortcut), field(t('canned.text'), text, 'wide'),
+  ], c ? t('common.save') : t('canned.add'), async (btn) => {
+    const payload = { shortcut: shortcut.value.trim().replace(/^\//, ''), text: text.value.trim() };
+    const ok = await run(btn, () => (c
+      ? api(`/canned/${c.id}`, { method: 'PUT', body: payload })
+      : api('/canned', { method: 'POST', body: payload })));
+    if (ok) rerender();
+  }, c ? 'form' : 'card form');
+  if (c) form.lastChild.append(dangerButton(async () => {
+    await api(`/canned/${c.id}`, { method: 'DELETE' });
+    rerender();
+  }));
+  return form;
+}
+
+// ---- knowledge base ----------------------------------------------------------------------
+
+async function kb(body) {
+  const { entries } = await api('/kb/entries');
+  entries.sort((a, b) => a.intent.localeCompare(b.intent));
+  const rerender = () => kb(body);
+  const list = h('ul', { class: 'kb-list' });
+  const filter = input({ type: 'search', placeholder: t('kb.filter'), 'aria-label': t('kb.filter') });
+  const paint = () => {
+    const q = filter.value.trim().toLowerCase();
+    const shown = entries.filter((e) => !q || [e.intent, e.answer, e.team, ...e.examples].some((x) => x.toLowerCase().includes(q)));
+    list.replaceChildren(...shown.map((e) => h('li', {}, kbEntry(e, rerender))));
+  };
+  filter.addEventListener('input', paint);
+  const file = h('input', {
+    type: 'file', accept: '.csv,.jsonl,.json,.txt', class: 'visually-hidden', 'aria-label': t('kb.import'),
+    onchange: async () => {
+      const f = file.files[0];
+      if (!f) return;
+      const csv = /\.csv$/i.test(f.name);
+      await run(importBtn, async () => {
+        const r = await api(`/kb/import?format=${csv ? 'csv' : 'jsonl'}`, {
+          method: 'POST', raw: true, body: await f.text(), type: csv ? 'text/csv' : 'application/x-ndjson',
+        });
+        toast(t('kb.imported', { entries: r.entries, examples: r.examples }));
+        rerender();
+      }, null);
+      file.value = '';
+    },
+  });
+  const importBtn = h('button', { type: 'button', class: 'btn', text: t('kb.import'), onclick: () => file.click() });
+  const exportBtn = h('button', {
+    type: 'button', class: 'btn', text: t('kb.export'),
+    onclick: () => run(exportBtn, async () => {
+      const blob = await api('/kb/export?format=csv');
+      const a = h('a', { href: URL.createObjectURL(blob), download: 'knowledge-base.csv' });
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    }, null),
+  });
+  body.replaceChildren(
+    h('h2', { text: t('admin.kb') }),
+    h('p', { class: 'muted', text: t('kb.help', { n: entries.length }) }),
+    h('div', { class: 'toolbar' }, filter, importBtn, file, exportBtn),
+    list,
+    h('h2', { text: t('kb.add') }),
+    kbForm(null, rerender));
+  paint();
+}
+
+function kbEntry(e, rerender) {
+  const details = h('details', { class: 'card kb' },
+    h('summary', {},
+      h('strong', { text: e.intent }),
+      e.team ? h('span', { class: 'chip', text: e.team }) : null,
+      h('span', { class: 'muted', text: t('kb.examples_n', { n: e.examples.length }) }),
+      h('span', { class: 'muted answer', text: e.answer || t('kb.no_answer') })));
+  details.addEventListener('toggle', () => {
+    if (details.open && details.children.length === 1) details.append(kbForm(e, rerender));
+  });
+  return details;
+}
+
+function kbForm(e, rerender) {
+  const intent = input({ required: true, value: e?.intent ?? '' });
+  const examples = area({ rows: 5, required: true, value: e?.examples.join('\n') ?? '' });
+  const answer = area({ value: e?.answer ?? '' });
+  const team = input({ value: e?.team ?? '' });
+  const form = submitForm([
+    e ? null : field(t('kb.intent'), intent),
+    field(t('kb.examples'), examples, 'wide'),
+    field(t('kb.answer'), answer, 'wide'),
+    h('p', { class: 'muted small', text: t('kb.answer_hint') }),
+    field(t('kb.team'), team),
+  ], e ? t('common.save') : t('kb.add'), async (btn) => {
+    const name = e?.intent ?? intent.value.trim();
+    const ok = await run(btn, () => api(`/kb/entries/${encodeURIComponent(name)}`, {
+      method: 'PUT',
+      body: { examples: examples.value.split('\n').map((x) => x.trim()).filter(Boolean), answer: answer.value.trim(), team: team.value.trim() },
+    }));
+    if (ok) rerender();
+  }, e ? 'form' : 'card form');
+  if (e) form.lastChild.append(dangerButton(async () => {
+    await api(`/kb/entries/${encodeURIComponent(e.intent)}`, { method: 'DELETE' });
+    rerender();
+  }));
+  return form;
+}
+
+// ---- shop and channels -----------------------------------------------------------------
+
+async function channel(body) {
+  const settings = await api('/settings');
+  const name = input({ value: settings.shop_name ?? '', required: true, maxLength: 100 });
+  const snippet = `<script src="${location.origin}/widget.js" defer></script>`;
+  const code = area({ readOnly: true, rows: 2, value: snippet, class: 'input code', 'aria-label': t('channel.snippet') });
+  const copy = h('button', {
+    type: 'button', class: 'btn primary', text: t('channel.copy'),
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(snippet);
+      } catch {
+        code.select();
+        document.execCommand('copy');
+      }
+      toast(t('channel.copied'));
+    },
+  });
+  const chatUrl = `${location.origin}/chat`;
+  body.replaceChildren(
+    h('h2', { text: t('channel.shop') }),
+    submitForm([field(t('setup.shop_name'), name)], t('common.save'), async (btn) => {
+      const ok = await run(btn, () => api('/settings', { method: 'PUT', body: { shop_name: name.value.trim() } }));
+      if (ok) {
+        state.shop = name.value.trim();
+        emit('shop');
+      }
+    }),
+    h('h2', { text: t('channel.widget') }),
+    h('div', { class: 'card' },
+      h('p', { text: t('channel.widget_help') }),
+      code,
+      h('p', { class: 'muted small', text: t('channel.origin_hint', { origin: location.origin }) }),
+      h('div', { class: 'buttons' }, copy)),
+    h('h2', { text: t('channel.page') }),
+    h('div', { class: 'card' },
+      h('p', { text: t('channel.page_help') }),
+      h('p', {}, h('a', { href: chatUrl, target: '_blank', rel: 'noopener', text: chatUrl }))),
+    h('h2', { text: t('channel.others') }),
+    h('p', { class: 'card muted', text: t('channel.others_help') }));
+}

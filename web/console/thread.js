@@ -1,0 +1,355 @@
+// The conversation view: the header (take, transfer, resolve, reopen, contact panel), the
+// thread (customer, agent, bot, private notes, status events, images) kept live from the
+// feed with the customer's typing indicator, and the composer: reply or private note,
+// Enter sends and Shift+Enter breaks the line, "/" picks a canned reply, the draft is kept per
+// conversation in localStorage (it survives a reload and an expired session).
+import { h, fmtTime, store } from '../shared/dom.js';
+import { t } from '../shared/i18n.js';
+import { api, errText, uploadUrl } from './api.js';
+import {
+  state, on, emit, toast, agentName, isOpen, markRead, conversation, eventText,
+} from './state.js';
+import { channelBadge, contactName } from './inbox.js';
+import { showContact } from './contact.js';
+
+const PAGE = 500;
+let pane;
+let contactPane;
+let cur = null; // the open thread: { id, root, head, log, typing, ids, maxId, seqs, headKey, stick }
+
+export function mountThread(threadRoot, contactRoot) {
+  pane = threadRoot;
+  contactPane = contactRoot;
+  on('message', (m) => {
+    if (cur?.id !== m.conversation_id) return;
+    addMessage(cur, m);
+    if (m.sender === 'visitor') setTyping(cur, 0);
+    markIfSeen();
+  });
+  on('event', (f) => {
+    if (cur?.id === f.conversation_id) addEvent(cur, f);
+  });
+  on('typing', (id) => {
+    if (cur?.id === id) setTyping(cur, state.typing.get(id));
+  });
+  on('convs', () => cur && renderHead(cur));
+  document.addEventListener('visibilitychange', markIfSeen);
+  hideThread();
+}
+
+export function hideThread() {
+  cur = null;
+  state.openId = null;
+  document.body.classList.remove('has-thread', 'contact-open');
+  pane.replaceChildren(h('div', { class: 'placeholder', text: t('thread.pick') }));
+}
+
+export async function showThread(id) {
+  if (cur?.id === id) return;
+  state.openId = id;
+  document.body.classList.add('has-thread');
+  const view = {
+    id, ids: new Set(), maxId: 0, seqs: new Set(), headKey: '',
+    head: h('header', { class: 'thread-head' }),
+    log: h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': t('thread.log') }),
+    typing: h('p', { class: 'typing', hidden: true, text: t('thread.typing') }),
+  };
+  view.root = h('section', { class: 'thread', 'aria-label': t('thread.title') },
+    view.head, view.log, view.typing, composer(view));
+  // Stay at the newest message while the thread is read at the bottom, whatever resizes it.
+  view.stick = true;
+  view.log.addEventListener('scroll', () => {
+    view.stick = view.log.scrollHeight - view.log.scrollTop - view.log.clientHeight < 80;
+  });
+  new ResizeObserver(() => view.stick && toBottom(view)).observe(view.log);
+  cur = view;
+  pane.replaceChildren(view.root);
+  emit('convs');
+  const c = await conversation(id);
+  if (cur !== view) return;
+  if (!c) {
+    pane.replaceChildren(h('div', { class: 'placeholder' },
+      h('p', { text: t('thread.not_found') }), h('a', { href: '#/', text: t('thread.back') })));
+    return;
+  }
+  renderHead(view);
+  if (document.body.classList.contains('contact-open')) showContact(contactPane, c);
+  for (const f of state.events.get(id) ?? []) addEvent(view, f);
+  await loadNew(view);
+  toBottom(view);
+  markIfSeen();
+  if (matchMedia('(pointer: fine)').matches) view.root.querySelector('textarea').focus();
+}
+
+/** Fetches every stored message after the newest one shown (all of them the first time). */
+async function loadNew(view) {
+  for (;;) {
+    const after = view.maxId;
+    let page;
+    try {
+      ({ messages: page } = await api(`/conversations/${view.id}/messages?after=${after}&limit=${PAGE}`));
+    } catch (e) {
+      if (e.status !== 401) toast(errText(e));
+      return;
+    }
+    if (cur !== view) return;
+    for (const m of page) addMessage(view, m);
+    if (page.length < PAGE) return;
+  }
+}
+
+function markIfSeen() {
+  if (cur && document.visibilityState === 'visible' && state.convs.has(cur.id)) {
+    markRead(state.convs.get(cur.id));
+  }
+}
+
+function renderHead(view) {
+  const c = state.convs.get(view.id);
+  if (!c) return;
+  const key = [c.status, c.assignee, state.agents.size].join('|');
+  if (key === view.headKey) return;
+  view.headKey = key;
+  const mine = c.assignee === state.me.id;
+  const others = [...state.agents.values()].filter((a) => !a.disabled && a.id !== c.assignee);
+  const transfer = h('select', {
+    class: 'input select', 'aria-label': t('thread.transfer'),
+    onchange: (e) => e.target.value && act(view, 'assign', { agent_id: Number(e.target.value) }),
+  },
+  h('option', { value: '', text: t('thread.transfer') }),
+  others.map((a) => h('option', {
+    value: String(a.id), text: `${a.display_name || a.username}${a.presence === 'online' ? ' ●' : ''}`,
+  })));
+  view.head.replaceChildren(
+    h('a', { href: '#/', class: 'icon-btn back', 'aria-label': t('thread.back') }, '←'),
+    h('div', { class: 'title' },
+      channelBadge(c.channel),
+      h('h2', { text: contactName(c) }),
+      h('span', { class: `status s-${c.status}`, text: t(`status.${c.status}`) }),
+      c.assignee != null ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null),
+    h('div', { class: 'actions' },
+      isOpen(c) && !mine ? button(t('thread.take'), () => act(view, 'assign'), 'primary') : null,
+      transfer,
+      isOpen(c) ? button(t('thread.resolve'), () => act(view, 'resolve'))
+        : button(t('thread.reopen'), () => act(view, 'reopen')),
+      h('button', {
+        type: 'button', class: 'icon-btn contact-toggle', 'aria-label': t('contact.title'),
+        title: t('contact.title'), onclick: () => toggleContact(c),
+      }, 'ⓘ')));
+}
+
+const button = (text, onclick, kind = '') => h('button', { type: 'button', class: `btn ${kind}`, text, onclick });
+
+async function act(view, kind, body) {
+  try {
+    const row = await api(`/conversations/${view.id}/${kind}`, { method: 'POST', body });
+    state.convs.set(row.id, row);
+    emit('convs');
+  } catch (e) {
+    if (e.status !== 401) toast(errText(e));
+    view.headKey = '';
+    renderHead(view);
+  }
+}
+
+function toggleContact(c) {
+  const open = document.body.classList.toggle('contact-open');
+  if (open) showContact(contactPane, c);
+}
+
+function addMessage(view, m) {
+  if (view.ids.has(m.id)) return;
+  view.ids.add(m.id);
+  view.maxId = Math.max(view.maxId, m.id);
+  const who = m.sender === 'agent'
+    ? (m.agent_id === state.me.id ? t('sender.you') : agentName(m.agent_id))
+    : t(`sender.${m.sender}`);
+  const bubble = h('div', { class: 'bubble' });
+  if (m.attachment) bubble.append(image(m.attachment));
+  if (m.text) bubble.append(h('p', { class: 'text', text: m.text }));
+  insert(view, m.id, h('li', { class: `msg ${m.sender}`, 'data-id': m.id, 'data-seq': m.id },
+    h('div', { class: 'meta' },
+      h('span', { class: 'who', text: who }),
+      h('time', { dateTime: new Date(m.created_at).toISOString(), text: fmtTime(m.created_at) }),
+      m.intent ? h('span', {
+        class: 'intent', title: t('thread.intent'),
+        text: `${m.intent} ${Math.round((m.intent_score ?? 0) * 100)}%`,
+      }) : null),
+    bubble));
+}
+
+function addEvent(view, f) {
+  if (view.seqs.has(f.seq)) return;
+  view.seqs.add(f.seq);
+  insert(view, f.seq, h('li', { class: 'sys', 'data-seq': f.seq },
+    h('span', { text: eventText(f) }), ' · ', h('time', { text: fmtTime(f.at) })));
+  renderHead(view);
+}
+
+function image(id) {
+  const img = h('img', { class: 'att', alt: t('msg.image') });
+  const link = h('a', { class: 'att-link', target: '_blank', rel: 'noopener' }, img);
+  img.addEventListener('load', () => cur?.stick && toBottom(cur));
+  uploadUrl(id).then((url) => {
+    img.src = url;
+    link.href = url;
+  }, () => link.replaceWith(h('span', { class: 'att-missing', text: t('msg.image_missing') })));
+  return link;
+}
+
+function toBottom(view) {
+  view.log.scrollTop = view.log.scrollHeight;
+}
+
+/** Inserts in seq order (message ids and status-change seqs share one sequence). */
+function insert(view, seq, el) {
+  let ref = view.log.lastElementChild;
+  while (ref && Number(ref.dataset.seq) > seq) ref = ref.previousElementSibling;
+  if (ref) ref.after(el);
+  else view.log.prepend(el);
+  if (view.stick) toBottom(view);
+}
+
+function setTyping(view, until) {
+  clearTimeout(view.typingTimer);
+  const left = (until ?? 0) - Date.now();
+  view.typing.hidden = left <= 0;
+  if (left > 0) view.typingTimer = setTimeout(() => setTyping(view, 0), left);
+}
+
+function composer(view) {
+  const key = `kefud.draft.${view.id}`;
+  const draft = store.get(key) ?? { text: '', note: false };
+  let note = draft.note;
+  let busy = false;
+  let again = false; // Enter pressed while the previous send was on its way
+  let lastPing = 0;
+  let matches = [];
+  let active = 0;
+
+  const ta = h('textarea', {
+    class: 'input', rows: 2, value: draft.text, 'aria-autocomplete': 'list',
+    'aria-controls': `canned-${view.id}`, 'aria-expanded': 'false',
+  });
+  const pop = h('ul', { class: 'canned-pop', id: `canned-${view.id}`, role: 'listbox', hidden: true, 'aria-label': t('canned.title') });
+  const send = h('button', { type: 'submit', class: 'btn primary send' });
+  const modes = [false, true].map((isNote) => h('button', {
+    type: 'button', role: 'tab', class: 'mode', text: t(isNote ? 'composer.note' : 'composer.reply'),
+    onclick: () => { note = isNote; save(); paint(); ta.focus(); },
+  }));
+  const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
+    h('div', { class: 'modes', role: 'tablist', 'aria-label': t('composer.mode') }, modes),
+    pop,
+    h('div', { class: 'compose-row' }, ta, send));
+
+  function paint() {
+    form.classList.toggle('note-mode', note);
+    modes.forEach((b, i) => b.setAttribute('aria-selected', String(Boolean(i) === note)));
+    const hint = t(note ? 'composer.note_hint' : 'composer.reply_hint');
+    ta.placeholder = hint;
+    ta.setAttribute('aria-label', hint);
+    send.textContent = t(note ? 'composer.add_note' : 'composer.send');
+  }
+  function autosize() {
+    if (!ta.isConnected) return;
+    ta.style.height = 'auto';
+    ta.style.height = `${Math.min(ta.scrollHeight + 2, 200)}px`;
+  }
+  function save() {
+    store.set(key, ta.value || note ? { text: ta.value, note } : null);
+  }
+  function ping() {
+    if (note || !ta.value.trim() || Date.now() - lastPing < 3000) return;
+    lastPing = Date.now();
+    api(`/conversations/${view.id}/typing`, { method: 'POST' }).catch(() => {});
+  }
+  async function submit() {
+    const text = ta.value.trim();
+    if (!text) return;
+    if (busy) {
+      again = true;
+      return;
+    }
+    busy = true;
+    send.disabled = true;
+    try {
+      await api(`/conversations/${view.id}/${note ? 'notes' : 'messages'}`, { method: 'POST', body: { text } });
+      if (ta.value.trim() === text) ta.value = '';
+      lastPing = 0;
+      save();
+      autosize();
+      view.stick = true;
+      loadNew(view).then(() => toBottom(view));
+    } catch (e) {
+      again = false;
+      if (e.status !== 401) toast(errText(e));
+    } finally {
+      busy = false;
+      send.disabled = false;
+    }
+    if (again) {
+      again = false;
+      submit();
+    }
+  }
+
+  // Canned replies: "/" then part of a shortcut or of the text.
+  function closePop() {
+    pop.hidden = true;
+    matches = [];
+    ta.setAttribute('aria-expanded', 'false');
+    ta.removeAttribute('aria-activedescendant');
+  }
+  function showPop() {
+    const m = /^\/(\S*)$/.exec(ta.value);
+    if (!m) return closePop();
+    const q = m[1].toLowerCase();
+    matches = state.canned.filter((c) => c.shortcut.toLowerCase().includes(q) || c.text.toLowerCase().includes(q)).slice(0, 8);
+    active = Math.min(active, Math.max(0, matches.length - 1));
+    pop.replaceChildren(...(matches.length
+      ? matches.map((c, i) => h('li', {
+        role: 'option', id: `canned-${view.id}-${i}`, class: 'canned-item', 'aria-selected': String(i === active),
+        onmousedown: (e) => { e.preventDefault(); pick(i); },
+      }, h('strong', { text: `/${c.shortcut}` }), h('span', { text: c.text })))
+      : [h('li', { class: 'empty', text: t(state.canned.length ? 'canned.no_match' : 'canned.none') })]));
+    pop.hidden = false;
+    ta.setAttribute('aria-expanded', 'true');
+    if (matches.length) ta.setAttribute('aria-activedescendant', `canned-${view.id}-${active}`);
+  }
+  function pick(i) {
+    ta.value = matches[i].text;
+    closePop();
+    save();
+    autosize();
+    ta.focus();
+  }
+
+  ta.addEventListener('keydown', (e) => {
+    if (e.isComposing || e.keyCode === 229) return;
+    if (!pop.hidden) {
+      if (e.key === 'Escape') { e.preventDefault(); closePop(); return; }
+      if (matches.length && (e.key === 'ArrowDown' || e.key === 'ArrowUp')) {
+        e.preventDefault();
+        active = (active + (e.key === 'ArrowDown' ? 1 : matches.length - 1)) % matches.length;
+        showPop();
+        return;
+      }
+      if (matches.length && (e.key === 'Enter' || e.key === 'Tab')) { e.preventDefault(); pick(active); return; }
+    }
+    if (e.key === 'Enter' && !e.shiftKey) {
+      e.preventDefault();
+      submit();
+    }
+  });
+  ta.addEventListener('input', () => {
+    active = 0;
+    save();
+    autosize();
+    showPop();
+    ping();
+  });
+  ta.addEventListener('blur', closePop);
+  paint();
+  requestAnimationFrame(autosize);
+  return form;
+}
