@@ -10,7 +10,7 @@
 # 4. compresses it:
 #      target/image/kefud-VERSION-arm64.img      (kept for image/test-boot.sh)
 #      target/image/kefud-VERSION-arm64.img.xz   (the release artifact)
-#      target/image/kefud-VERSION-arm64.packages (dpkg -l of the image)
+#      target/image/kefud-VERSION-arm64.packages (the image's packages and versions)
 # VERSION is the .deb's version. Run as root.
 #
 # Parameters (environment):
@@ -40,7 +40,7 @@ exec 3>&1 1>&2
 case $COMPRESS in xz|none) ;; *) die "COMPRESS must be xz or none" ;; esac
 if [ -z "${KEFUD_DEB:-}" ]; then
   KEFUD_DEB=$(ls -t "$REPO"/target/aarch64-unknown-linux-gnu/debian/kefud_*_arm64.deb 2>/dev/null | head -n 1 || true)
-  [ -n "$KEFUD_DEB" ] || die "no kefud .deb in target/aarch64-unknown-linux-gnu/debian/ (build it with cargo deb) and KEFUD_DEB not set"
+  [ -n "$KEFUD_DEB" ] || die "no kefud .deb in target/aarch64-unknown-linux-gnu/debian/ (scripts/cross.sh aarch64-unknown-linux-gnu builds it) and KEFUD_DEB not set"
 fi
 [ -f "$KEFUD_DEB" ] || die "KEFUD_DEB=$KEFUD_DEB: no such file"
 [ "$(dpkg-deb -f "$KEFUD_DEB" Package)" = kefud ] || die "$KEFUD_DEB is not the kefud package"
@@ -138,6 +138,8 @@ if [ "$COMPRESS" = xz ]; then
   mv -f "$IMG.xz.tmp" "$IMG.xz"
   (cd "$OUT_DIR" && sha256sum "$NAME.img.xz" > "$NAME.img.xz.sha256")
   log "compressed $IMG.xz ($(elapsed "$t3")): $(du -h "$IMG.xz" | cut -f1)"
+else
+  rm -f "$IMG.xz" "$IMG.xz.sha256"   # an older build's, not this image
 fi
 log "done in $(elapsed "$t0")"
 echo "$IMG" >&3

@@ -40,6 +40,7 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-420}
 LOG_DIR=${LOG_DIR:-$REPO/target/image/test-boot}
 KEEP_DISKS=${KEEP_DISKS:-0}
 SD_SIZE=4G
+GUEST_MIB=512   # the smallest supported board, Zero 2 W
 # A throwaway public key (its private half was never kept): SSH gets enabled with it.
 TEST_SSH_KEY='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEoCuVpW0VX6+RsyQyb7Cw1iyTS3caA8q+ORwH3ODgFq kefu-test'
 WIFI_PSK='correct horse battery staple'
@@ -119,7 +120,7 @@ boot() {
   SERIAL=$LOG_DIR/serial-$1.log
   rm -f "$SERIAL"
   BOOT_START=$(date +%s)
-  qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 \
+  qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m "$GUEST_MIB" \
     -kernel "$DISKS/$KERNEL" -initrd "$DISKS/$INITRD" -append "$APPEND" \
     -drive "if=none,id=sd,file=$2,format=raw" -device virtio-blk-pci,drive=sd \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$HTTP_PORT-:8080,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22" \
@@ -228,6 +229,8 @@ if [ -n "$REPORT" ]; then
   check "A: TCP listeners: kefud on 0.0.0.0:8080, mosquitto on 127.0.0.1:1883, no SSH ($(field tcp_listen))" \
     test "$(lan_listeners)" = "0.0.0.0:8080" -a "$(field tcp_listen | tr , '\n' | grep -c '^127\.0\.0\.1:1883$')" = 1
   expect A avahi active
+  check "A: kefud's ready event is in the journal under its MESSAGE_ID ($(field kefud_ready_events))" \
+    test "$(field kefud_ready_events)" -ge 1
   expect A tmp tmpfs
   expect A journal volatile
   expect A apt_timers disabled,disabled
@@ -284,10 +287,11 @@ if [ -n "$REPORT" ]; then
   banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT; head -c 8 <&3" 2>/dev/null || true)
   check "B2: SSH answers on 127.0.0.1:$SSH_PORT ('$banner')" test "$banner" = SSH-2.0-
   healthz B2
-  MESSAGE="survives a power cut $(date +%s)-$$"
-  if probe "B2: visitor message acked" --visitor-id image-test-b --send "$MESSAGE"; then
+  message="survives a power cut $(date +%s)-$$"
+  if probe "B2: visitor message acked" --visitor-id image-test-b --send "$message"; then
     power_cut
     pass "B2: power cut right after the ack"
+    ACKED=$message
   fi
 fi
 power_cut
@@ -309,12 +313,15 @@ if [ -n "$REPORT" ]; then
   expect B3 firstboot skipped
   expect B3 host shop-042
   expect B3 tz Europe/Berlin
+  expect B3 wifi configured
   expect B3 ssh enabled/active
+  expect B3 authorized_keys 1
+  check "B3: kefud.toml from the boot partition still installed" test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud.toml")"
   expect B3 machine_id "${MACHINE_ID_B:-}"
   healthz B3
-  if [ -n "${MESSAGE:-}" ]; then
+  if [ -n "${ACKED:-}" ]; then
     probe "B3: the message acked before the power cut is in the visitor's history" \
-      --visitor-id image-test-b --expect "$MESSAGE" || true
+      --visitor-id image-test-b --expect "$ACKED" || true
   elif [ -n "$KEFUD_LOAD" ]; then
     fail "B3: no acked message to look for (B2 did not get an ack)"
   else

@@ -16,6 +16,9 @@ echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
 cargo build --release --locked --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
 
+echo "== the console and the widget in headless Chromium (playwright-core), pages embedded in the binary"
+scripts/test-browser.sh
+
 intents=${KEFUD_INTENT_DATA:-../shared/data/intents}
 if [ -f "$intents/clinc150.jsonl" ]; then
   echo "== intent detection: kefud vs scikit-learn on the intent datasets (read in place)"
