@@ -122,12 +122,18 @@ pub fn kb_import(
             (Ok(()), Ok(Ok(a))) => Some(a),
             _ => None,
         };
-        if let Some(a) = &accepted {
-            let mut durable = core.durable.clone();
-            let _ = durable.wait_for(|d| *d >= a.lsn).await;
-        }
+        let durable = match &accepted {
+            Some(a) => {
+                let mut durable = core.durable.clone();
+                let reached = durable.wait_for(|d| *d >= a.lsn).await.is_ok();
+                reached
+            }
+            None => false,
+        };
         core.stop().await.map_err(AdminError::Pipeline)?;
-        accepted.ok_or(AdminError::Pipeline(crate::Error::Worker("dispatcher")))?;
+        if !durable {
+            return Err(AdminError::Pipeline(crate::Error::JournalLatched));
+        }
         Ok::<_, AdminError>(())
     })?;
     Ok(format!(

@@ -210,7 +210,9 @@ struct ConversationState {
     contact: ContactId,
     status: Status,
     assignee: Option<AgentId>,
-    resolved_at: Option<i64>,
+    /// When a resolved conversation closes: the exact key of its entry in `idle_deadlines`
+    /// (kept here because a config reload may change the timeout meanwhile).
+    idle_deadline: Option<i64>,
     /// Handed to a person, for this team; the bot no longer answers.
     handoff_team: Option<String>,
 }
@@ -233,7 +235,12 @@ pub struct Dispatcher {
     scheduler: Scheduler,
     /// For typing indicators, which are not journaled.
     fanout: FanoutHandle,
+    /// When each conversation's last customer-typing indicator went to the agents.
+    typing_sent: HashMap<ConversationId, std::time::Instant>,
 }
+
+/// Customer-typing indicators per conversation reach agents at most this often.
+const TYPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Dispatcher {
     /// Builds the dispatcher over a caught-up store; `last_lsn` is the journal's last record.
@@ -277,6 +284,7 @@ impl Dispatcher {
             kb_published,
             scheduler,
             fanout,
+            typing_sent: HashMap::new(),
         };
         for c in resolved {
             d.hydrate_contact(c.contact)?;
@@ -560,13 +568,15 @@ impl Dispatcher {
         let now = crate::model::now_ms();
         let kb = self.kb.with_changes(&put, &delete);
         let mut lsn = 0;
+        // Puts before deletes: a crash in the middle of a replacing import leaves the old
+        // entries beside some new ones, never a knowledge base emptied and half refilled.
+        for entry in put {
+            lsn = self.append(Op::KbEntryPut { entry, at_ms: now }, None)?;
+        }
         for intent in delete {
             if self.kb.get(&intent).is_some() {
                 lsn = self.append(Op::KbEntryDeleted { intent, at_ms: now }, None)?;
             }
-        }
-        for entry in put {
-            lsn = self.append(Op::KbEntryPut { entry, at_ms: now }, None)?;
         }
         self.kb = Arc::new(kb);
         self.kb_published.send_replace(Arc::clone(&self.kb));
@@ -694,6 +704,21 @@ impl Dispatcher {
         let Some(conversation) = self.contacts[&contact].current else {
             return;
         };
+        // At most one indicator per conversation per interval reaches the agents, however
+        // many sockets a visitor opens or how fast they send.
+        let now = std::time::Instant::now();
+        if self
+            .typing_sent
+            .get(&conversation)
+            .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL)
+        {
+            return;
+        }
+        if self.typing_sent.len() >= 10_000 {
+            self.typing_sent
+                .retain(|_, at| now.duration_since(*at) < TYPING_INTERVAL);
+        }
+        self.typing_sent.insert(conversation, now);
         let frame = wire::typing_for_agents(conversation, contact);
         self.fanout.notify(Ephemeral::Agents(frame.into()));
     }
@@ -738,7 +763,10 @@ impl Dispatcher {
         by: Option<AgentId>,
         now: i64,
     ) -> Result<Option<Lsn>, DispatchError> {
-        let state = &self.conversations[&conversation];
+        let state = self
+            .conversations
+            .get(&conversation)
+            .ok_or(DispatchError::NotFound(conversation))?;
         let from = state.status;
         let to = conversation::step(from, event)?;
         let assignee = if event == Event::CustomerMessage {
@@ -754,9 +782,8 @@ impl Dispatcher {
         let held_before = state.assignee.filter(|_| open(from));
         let held_after = assignee.filter(|_| open(to));
         if from == Status::Resolved {
-            if let Some(at) = state.resolved_at {
-                self.idle_deadlines
-                    .remove(&(at + self.cfg.resolved_idle_after_ms, conversation));
+            if let Some(deadline) = state.idle_deadline {
+                self.idle_deadlines.remove(&(deadline, conversation));
             }
         }
         let lsn = self.append(
@@ -771,10 +798,14 @@ impl Dispatcher {
             None,
         )?;
         if held_before != held_after {
+            // An agent created since startup is loaded first, so their load is counted from
+            // their first conversation on.
             if let Some(a) = held_before {
+                self.know_agent(a);
                 self.scheduler.holding(a, false);
             }
             if let Some(a) = held_after {
+                self.know_agent(a);
                 self.scheduler.holding(a, true);
             }
         }
@@ -789,9 +820,9 @@ impl Dispatcher {
         state.assignee = assignee;
         match to {
             Status::Resolved => {
-                state.resolved_at = Some(now);
-                self.idle_deadlines
-                    .insert((now + self.cfg.resolved_idle_after_ms, conversation));
+                let deadline = now + self.cfg.resolved_idle_after_ms;
+                state.idle_deadline = Some(deadline);
+                self.idle_deadlines.insert((deadline, conversation));
             }
             Status::Idle => {
                 let contact = state.contact;
@@ -802,7 +833,7 @@ impl Dispatcher {
                     }
                 }
             }
-            Status::Waiting | Status::InProgress => state.resolved_at = None,
+            Status::Waiting | Status::InProgress => state.idle_deadline = None,
         }
         Ok(Some(lsn))
     }
@@ -813,6 +844,9 @@ impl Dispatcher {
                 break;
             }
             self.idle_deadlines.pop_first();
+            if !self.conversations.contains_key(&conversation) {
+                continue;
+            }
             match self.change_status(conversation, Event::IdleTimeout, None, None, now_ms) {
                 Ok(_) => {}
                 Err(DispatchError::Unavailable) => return,
@@ -874,7 +908,7 @@ impl Dispatcher {
                 contact,
                 status: Status::Idle,
                 assignee: None,
-                resolved_at: None,
+                idle_deadline: None,
                 handoff_team: None,
             },
         );
@@ -934,9 +968,12 @@ impl Dispatcher {
             .filter_map(|(c, id)| crate::model::bounded_id(&c).ok().map(|c| (c, id)))
             .collect();
         let current = snap.current.map(|c| {
-            if let (Status::Resolved, Some(at)) = (c.status, c.resolved_at) {
-                self.idle_deadlines
-                    .insert((at + self.cfg.resolved_idle_after_ms, c.id));
+            let idle_deadline = match (c.status, c.resolved_at) {
+                (Status::Resolved, Some(at)) => Some(at + self.cfg.resolved_idle_after_ms),
+                _ => None,
+            };
+            if let Some(deadline) = idle_deadline {
+                self.idle_deadlines.insert((deadline, c.id));
             }
             self.conversations.insert(
                 c.id,
@@ -944,7 +981,7 @@ impl Dispatcher {
                     contact,
                     status: c.status,
                     assignee: c.assignee,
-                    resolved_at: c.resolved_at,
+                    idle_deadline,
                     handoff_team: c.handoff_team,
                 },
             );

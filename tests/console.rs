@@ -563,6 +563,13 @@ async fn pages_are_embedded_with_a_content_security_policy() {
         body.contains("<html") || body.contains("<!doctype") || body.contains("<!DOCTYPE"),
         "{body}"
     );
+    // A page is served only at its route, with its policy; never as a plain file.
+    let r = c
+        .get(d.http("/web/console/index.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = c.get(d.http("/web/../Cargo.toml")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let r = c.get(d.http("/web/nothing-here.js")).send().await.unwrap();

@@ -518,6 +518,8 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
                 assert_eq!(u16::from(f.code), 1013);
                 break f.reason.to_string();
             }
+            // The feed pings to learn whether the console is still there.
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))) => {}
             other => panic!("expected frames then a close, got {other:?}"),
         }
     };

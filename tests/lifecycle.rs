@@ -138,3 +138,72 @@ async fn sighup_reloads_live_keys_keeps_connections_and_refuses_a_bad_file() {
     assert!(status.success(), "{log}");
     assert!(log.contains("config reload refused"), "{log}");
 }
+
+/// A reload that shortens `resolved_idle_after_secs` while a resolved conversation waits to
+/// close: its old deadline must go with it when it reopens (a stale one once fired on a closed
+/// conversation and stopped the dispatcher).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_the_idle_timeout_leaves_no_stale_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(
+        dir.path(),
+        "[conversations]\nresolved_idle_after_secs = 3\n",
+    );
+    let token = login(&d, "li", "password-li").await;
+    let c = reqwest::Client::new();
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=idle")).await;
+    next_of_type(&mut ws, "welcome", 5).await;
+    assert!(send_for_ack(&mut ws, "i1", "hello").await.is_some());
+    let list: serde_json::Value = c
+        .get(d.http("/api/v1/conversations?status=all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["conversations"][0]["id"].as_u64().unwrap();
+    let resolve = || {
+        c.post(d.http(&format!("/api/v1/conversations/{id}/resolve")))
+            .bearer_auth(&token)
+            .send()
+    };
+    assert_eq!(resolve().await.unwrap().status(), 200);
+    write_config(
+        dir.path(),
+        "[conversations]\nresolved_idle_after_secs = 1\n",
+    );
+    hangup(&d);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(send_for_ack(&mut ws, "i2", "one more thing")
+        .await
+        .is_some());
+    assert_eq!(resolve().await.unwrap().status(), 200);
+    // Past both the new and the old deadline: the dispatcher still answers.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        send_for_ack(&mut ws, "i3", "a new question")
+            .await
+            .is_some(),
+        "{}",
+        d.log()
+    );
+    let list: serde_json::Value = c
+        .get(d.http("/api/v1/conversations?status=all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["waiting", "idle"], "{list}");
+}

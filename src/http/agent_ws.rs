@@ -22,6 +22,10 @@ use crate::wire;
 
 const RESUME_PAGE: u32 = 500;
 
+/// How often the feed pings the console, and how long a silent console counts as there.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+const SILENCE_LIMIT: Duration = Duration::from_secs(75);
+
 #[derive(Deserialize)]
 pub struct AgentParams {
     after: Option<Lsn>,
@@ -93,11 +97,21 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
         }
     }
     let shutdown = app.shutdown.clone();
+    // This feed is the agent's presence: a console that vanished without closing (a phone
+    // that lost Wi-Fi) must not keep receiving conversations. Ping, and give up on silence.
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
-        // Cancel safety: `cancelled`, mpsc `recv` and the socket stream's `next` are all
-        // cancel-safe.
+        // Cancel safety: `cancelled`, mpsc `recv`, `Interval::tick` and the socket stream's
+        // `next` are all cancel-safe.
         tokio::select! {
             _ = shutdown.cancelled() => return close(&mut sink, close_code::AWAY, "server is restarting; reconnect").await,
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    return close(&mut sink, close_code::AWAY, "no answer to pings; reconnect").await;
+                }
+                sink.send(Message::Ping(Default::default())).await?;
+            }
             frame = live.recv() => match frame {
                 Some((lsn, text)) => {
                     sink.send(Message::Text(text)).await?;
@@ -111,7 +125,7 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Close(_))) | None => return Ok(()),
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 Some(Err(e)) => return Err(e),
             },
         }

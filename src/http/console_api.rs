@@ -6,7 +6,9 @@
 //! and an extension chosen from its first bytes (PNG, JPEG, GIF, WebP; anything else is
 //! refused whatever its declared type), written to a temporary file, fsync'd and renamed, so a
 //! message never refers to half a file. Agents read uploads with their token; a visitor only
-//! their own.
+//! their own. Uploads are anonymous (the widget's visitors), so they are bounded: 5 MiB each,
+//! 50 MiB per visitor per day, and never into the last 256 MiB of free disk, which belong to
+//! the journal.
 
 use std::io::Write;
 
@@ -28,6 +30,11 @@ use crate::wire::is_upload_id;
 
 /// Largest image a customer may send.
 pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+/// Bytes one visitor may upload in 24 hours.
+pub const VISITOR_DAILY_UPLOAD_BYTES: i64 = 50 * 1024 * 1024;
+/// Free space uploads never take: it stays for the journal and the store (the messages
+/// themselves), whatever anonymous visitors send.
+pub const UPLOAD_DISK_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -403,6 +410,10 @@ async fn add_agent(
             )
         })
         .await?;
+    let _ = app
+        .commands
+        .send(Command::AgentChanged { agent: created.id })
+        .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -471,6 +482,27 @@ async fn upload(
     })?;
     let id = format!("{}.{ext}", hex(&Sha256::digest(&body)));
     let dir = app.cfg().storage.data_dir.join("uploads");
+    let (who, since) = (visitor.to_string(), crate::model::now_ms() - 86_400_000);
+    let recent: i64 = app
+        .reads
+        .run(move |c| {
+            Ok::<_, crate::store::Error>(c.query_row(
+                "SELECT COALESCE(SUM(bytes), 0) FROM uploads WHERE visitor = ?1 AND created_at > ?2",
+                rusqlite::params![who, since],
+                |r| r.get(0),
+            )?)
+        })
+        .await?;
+    if recent + body.len() as i64 > VISITOR_DAILY_UPLOAD_BYTES {
+        return Err(ApiError::TooManyUploads);
+    }
+    let data_dir = app.cfg().storage.data_dir.clone();
+    if free_bytes(&data_dir)
+        .is_some_and(|free| free < UPLOAD_DISK_RESERVE_BYTES + body.len() as u64)
+    {
+        tracing::warn!("refusing an upload: free disk space is down to the journal's reserve");
+        return Err(ApiError::Full);
+    }
     let (file_id, bytes) = (id.clone(), body.len());
     tokio::task::spawn_blocking(move || store_upload(&dir, &file_id, &body))
         .await
@@ -500,14 +532,21 @@ async fn upload(
 /// Writes `bytes` as `dir/id` durably (temporary file, fsync, rename, directory fsync); an
 /// existing file with that id has the same content already.
 fn store_upload(dir: &std::path::Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+    static TEMP_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
     let path = dir.join(id);
     if path.exists() {
         return Ok(());
     }
-    let tmp = dir.join(format!("{id}.tmp"));
+    // A temporary name of its own: two uploads of the same bytes never share an inode, so the
+    // name `id` only ever appears complete.
+    let seq = TEMP_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!("{id}.{}-{seq}.tmp", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
@@ -567,6 +606,18 @@ async fn agent_upload(
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     serve_upload(&app, id, None).await
+}
+
+/// Bytes available to this process on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a zeroed statvfs struct the call fills in.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -182,6 +182,8 @@ pub enum ApiError {
     /// The disk is full: nothing was stored.
     Full,
     PayloadTooLarge(String),
+    /// A visitor's daily upload allowance is used up.
+    TooManyUploads,
     UnsupportedMedia(String),
     TooManyRequests,
     Unavailable,
@@ -235,6 +237,11 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(m) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.as_str())
             }
+            ApiError::TooManyUploads => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "upload_quota",
+                "this visitor has sent too many images today",
+            ),
             ApiError::UnsupportedMedia(m) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_type",

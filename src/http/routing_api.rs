@@ -177,11 +177,16 @@ async fn import(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_admin(&agent)?;
     let format = format_of(&q)?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::bad_request("bad_encoding", format!("the file is not UTF-8: {e}"))
-    })?;
-    let entries = knowledge::parse_import(text, format)
-        .map_err(|e| ApiError::bad_request("bad_import", e.to_string()))?;
+    // Parsing a large file is CPU work: off the async workers.
+    let entries = tokio::task::spawn_blocking(move || {
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            ApiError::bad_request("bad_encoding", format!("the file is not UTF-8: {e}"))
+        })?;
+        knowledge::parse_import(text, format)
+            .map_err(|e| ApiError::bad_request("bad_import", e.to_string()))
+    })
+    .await
+    .map_err(|_| ApiError::Internal("import parser panicked".into()))??;
     let examples: usize = entries.iter().map(|e| e.examples.len()).sum();
     let count = entries.len();
     let delete = if q.replace {
@@ -377,7 +382,7 @@ async fn conversation_summary(
         .reads
         .run(move |conn| {
             let c = queries::conversation(conn, id)?;
-            let rows = queries::conversation_messages(conn, id, 0, SUMMARY_MESSAGES)?;
+            let rows = queries::latest_conversation_messages(conn, id, SUMMARY_MESSAGES)?;
             let topics = queries::conversation_intents(conn, id, threshold)?;
             Ok::<_, crate::store::Error>((c, rows, topics))
         })
@@ -395,7 +400,13 @@ async fn conversation_summary(
     } else {
         0
     };
-    let s = summary::summarise(&messages, sentences, topics);
+    // Tokenising up to a thousand messages is CPU work: off the async workers.
+    let (messages, s) = tokio::task::spawn_blocking(move || {
+        let s = summary::summarise(&messages, sentences, topics);
+        (messages, s)
+    })
+    .await
+    .map_err(|_| ApiError::Internal("summariser panicked".into()))?;
     let mut answer = serde_json::json!({
         "conversation_id": conversation.id,
         "messages": messages.len(),

@@ -37,7 +37,13 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/web/{*path}",
-            get(|UrlPath(path): UrlPath<String>, h: HeaderMap| async move { file(&path, &h) }),
+            get(|UrlPath(path): UrlPath<String>, h: HeaderMap| async move {
+                // Pages only at their own routes, which carry the CSP and framing rules.
+                if path.ends_with(".html") {
+                    return StatusCode::NOT_FOUND.into_response();
+                }
+                file(&path, &h)
+            }),
         )
 }
 

@@ -21,6 +21,9 @@ use crate::op::KbEntry;
 pub const MAX_INTENT_CHARS: usize = 128;
 pub const MAX_EXAMPLES: usize = 10_000;
 pub const MAX_TEXT_CHARS: usize = 4_000;
+/// Bytes of one entry's examples and answer together: an entry is one journal record, and a
+/// record must stay well under the journal's 16 MiB frame limit.
+pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 pub struct KnowledgeBase {
@@ -162,6 +165,12 @@ pub fn parse_import(text: &str, format: Format) -> Result<Vec<KbEntry>, ImportEr
         if e.examples.len() == MAX_EXAMPLES {
             return Err(bad("more than 10000 example questions for one intent"));
         }
+        let size: usize = e.examples.iter().map(String::len).sum::<usize>()
+            + example.len()
+            + e.answer.len().max(l.answer.len());
+        if size > MAX_ENTRY_BYTES {
+            return Err(bad("one intent's examples and answer exceed 4 MiB"));
+        }
         e.examples.push(example.to_string());
         if !l.answer.trim().is_empty() {
             e.answer = l.answer.trim().to_string();
@@ -279,6 +288,18 @@ mod tests {
         assert!(err.message.contains("intent"), "{err}");
         let err = parse_import("intent,text,answer,team\na,b\n", Format::Csv).unwrap_err();
         assert_eq!(err.line, 2);
+    }
+
+    #[test]
+    fn one_entry_stays_far_below_the_journal_frame_limit() {
+        let line = format!(
+            "{{\"intent\":\"big\",\"text\":\"{}\"}}\n",
+            "x".repeat(3_900)
+        );
+        let file = line.repeat(1_100);
+        let err = parse_import(&file, Format::JsonLines).unwrap_err();
+        assert!(err.message.contains("4 MiB"), "{err}");
+        assert!(parse_import(&line.repeat(1_000), Format::JsonLines).is_ok());
     }
 
     #[test]

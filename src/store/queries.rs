@@ -165,6 +165,26 @@ pub fn conversation_messages(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The newest `limit` messages of a conversation, oldest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn latest_conversation_messages(
+    conn: &Connection,
+    conversation: ConversationId,
+    limit: u32,
+) -> Result<Vec<MessageRow>, Error> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY id DESC LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt
+        .query_map(params![conversation as i64], message_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
 /// A contact's messages, across all its conversations, with `after < id <= upto`.
 ///
 /// # Errors
