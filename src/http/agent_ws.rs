@@ -99,7 +99,9 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
     let shutdown = app.shutdown.clone();
     // This feed is the agent's presence: a console that vanished without closing (a phone
     // that lost Wi-Fi) must not keep receiving conversations. Ping, and give up on silence.
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    // The first ping one interval in: a console that just connected has nothing to prove.
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
     loop {
         // Cancel safety: `cancelled`, mpsc `recv`, `Interval::tick` and the socket stream's
