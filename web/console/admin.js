@@ -1,12 +1,13 @@
 // Admin pages: agents (add, role, disable, teams, capacity, reset password), canned replies,
-// the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), and the shop's name
-// with the web widget's one-line snippet and the full-page chat address.
+// the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), the shop's name
+// with the web widget's one-line snippet and the full-page chat address, and the response-time
+// report (median and 90th percentile per day).
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents } from './state.js';
 
-const PAGES = { agents, canned, kb, channel };
+const PAGES = { agents, canned, kb, channel, reports };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -282,6 +283,33 @@ function kbForm(e, rerender) {
 }
 
 // ---- shop and channels -----------------------------------------------------------------
+
+/** Seconds as "45 s", "3 min 05 s", "2 h 10 min". */
+function duration(secs) {
+  const s = Math.round(secs);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, '0')} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')} min`;
+}
+
+async function reports(body) {
+  const { days } = await api('/reports/response-times?days=14');
+  const cell = (p) => h('td', { text: p ? `${duration(p.median_secs)} / ${duration(p.p90_secs)} (${p.count})` : '–' });
+  const rows = days.slice().reverse().map((d) => h('tr', {},
+    h('th', { scope: 'row', text: d.day }),
+    h('td', { text: String(d.conversations) }),
+    cell(d.time_to_assignment), cell(d.first_response), cell(d.resolution)));
+  body.replaceChildren(
+    h('h2', { text: t('reports.title') }),
+    h('p', { class: 'muted', text: t('reports.help') }),
+    rows.length === 0
+      ? h('p', { class: 'card muted', text: t('reports.empty') })
+      : h('div', { class: 'card' }, h('table', { class: 'report' },
+        h('thead', {}, h('tr', {},
+          ['reports.day', 'reports.conversations', 'reports.assignment', 'reports.first_response', 'reports.resolution']
+            .map((k) => h('th', { scope: 'col', text: t(k) })))),
+        h('tbody', {}, rows))));
+}
 
 async function channel(body) {
   const settings = await api('/settings');

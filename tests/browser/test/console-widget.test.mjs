@@ -406,6 +406,14 @@ scenario('admin: agents, knowledge base and the bot, transfer, resolve and reope
   await thread(agent).getByText('Reopened by Li Na').waitFor();
   await agent.getByRole('button', { name: 'Resolve' }).waitFor();
 
+  // The report: today's row, with the time until assignment measured.
+  await agent.getByRole('link', { name: 'Admin' }).click();
+  await agent.getByRole('link', { name: 'Reports' }).click();
+  const today = new Date().toISOString().slice(0, 10);
+  const row = agent.locator('table.report tbody tr', { hasText: today });
+  await row.waitFor();
+  assert.notEqual((await row.locator('td').nth(1).textContent()).trim(), '–', 'time until assignment is shown');
+
 });
 
 scenario('phone width (390x844): inbox and thread are separate, usable screens', async () => {
