@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::LoginLimiter;
+use crate::channel::{self, runtime::Channels};
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchConfig, Dispatcher};
 use crate::error::{Error, Result};
@@ -233,6 +234,22 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         },
         shutdown.clone(),
     ));
+    let reads = ReadPool::new(cfg.db_path(), 4);
+    let channels = match Channels::start(
+        &cfg,
+        channel::runtime::Pipeline {
+            commands: core.commands.clone(),
+            durable: core.durable.clone(),
+            applied: core.applied.clone(),
+            reads: reads.clone(),
+        },
+    ) {
+        Ok(channels) => Arc::new(channels),
+        Err(e) => {
+            let _ = core.stop().await;
+            return Err(Error::Channels(e));
+        }
+    };
     let state = AppState {
         config: config_rx.clone(),
         kb: core.kb.clone(),
@@ -242,7 +259,8 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
         fanout: core.fanout.clone(),
         fanout_stats: Arc::clone(&core.fanout_stats),
         journal_health: Arc::clone(&core.journal_health),
-        reads: ReadPool::new(cfg.db_path(), 4),
+        reads,
+        channels: Arc::clone(&channels),
         limiter,
         shutdown: shutdown.clone(),
         tracker: connections.clone(),
@@ -294,6 +312,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     {
         tracing::warn!("connections did not close within the grace period");
     }
+    channels.stop().await;
     let stopped = core.stop().await;
     tasks.close();
     tasks.wait().await;

@@ -20,6 +20,8 @@ pub struct Config {
     pub conversations: Conversations,
     pub auth: Auth,
     pub routing: Routing,
+    pub mqtt: Mqtt,
+    pub outbox: Outbox,
     pub log: Log,
 }
 
@@ -145,6 +147,92 @@ impl Routing {
                 .map(|k| k.to_lowercase())
                 .collect(),
         }
+    }
+}
+
+/// How replies are retried on channels that fail (webhooks; MQTT waits for its broker).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Outbox {
+    /// Attempts before a reply goes to the dead letters.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long, up to max_retry_secs.
+    pub first_retry_secs: u64,
+    pub max_retry_secs: u64,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            max_attempts: 8,
+            first_retry_secs: 2,
+            max_retry_secs: 600,
+        }
+    }
+}
+
+/// The MQTT bridge (`crate::channel::mqtt`). Read at startup only.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mqtt {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    /// The session's client id: the broker keeps the session (subscriptions, queued
+    /// messages) under it while kefud is away.
+    pub client_id: String,
+    pub username: String,
+    pub password: String,
+    /// A PEM file of CA certificates: connect with TLS and trust these. Empty: plain TCP.
+    pub ca_file: String,
+    pub keep_alive_secs: u64,
+    /// Topics are `PREFIX/in/{channel}/{contact_id}` and `PREFIX/out/{channel}/{contact_id}`.
+    pub topic_prefix: String,
+    /// Largest MQTT packet taken from the broker; the broker's own limit must be lower (a
+    /// larger packet breaks the connection, and the broker would send it again forever).
+    pub max_packet_bytes: usize,
+    /// Replies published and not yet acknowledged by the broker, at most.
+    pub max_in_flight: u16,
+    /// The channels whose replies go out over MQTT; empty: every channel no other adapter
+    /// delivers.
+    pub channels: Vec<String>,
+}
+
+impl Default for Mqtt {
+    fn default() -> Self {
+        Mqtt {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: "kefud".into(),
+            username: String::new(),
+            password: String::new(),
+            ca_file: String::new(),
+            keep_alive_secs: 30,
+            topic_prefix: "kefu".into(),
+            max_packet_bytes: 2 * 1024 * 1024,
+            max_in_flight: 100,
+            channels: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Mqtt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mqtt")
+            .field("enabled", &self.enabled)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &if self.password.is_empty() { "" } else { "(redacted)" })
+            .field("ca_file", &self.ca_file)
+            .field("keep_alive_secs", &self.keep_alive_secs)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("max_packet_bytes", &self.max_packet_bytes)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("channels", &self.channels)
+            .finish()
     }
 }
 
@@ -391,6 +479,67 @@ impl Config {
             "must be between 1 and 20",
         );
         check(
+            (1..=100).contains(&self.outbox.max_attempts),
+            "outbox.max_attempts",
+            "must be between 1 and 100",
+        );
+        check(
+            self.outbox.first_retry_secs >= 1
+                && self.outbox.first_retry_secs <= self.outbox.max_retry_secs
+                && self.outbox.max_retry_secs <= 86_400,
+            "outbox.first_retry_secs",
+            "must be at least 1 and at most outbox.max_retry_secs (at most 86400)",
+        );
+        let topic_safe = |s: &str| {
+            !s.is_empty() && !s.contains(['+', '#', '/', '\0']) && s.len() <= 64
+        };
+        check(
+            !self.mqtt.enabled || !self.mqtt.host.is_empty(),
+            "mqtt.host",
+            "must not be empty",
+        );
+        check(
+            !self.mqtt.enabled || self.mqtt.port != 0,
+            "mqtt.port",
+            "must not be 0",
+        );
+        check(
+            topic_safe(&self.mqtt.client_id),
+            "mqtt.client_id",
+            "must be 1-64 characters without '+', '#' or '/'",
+        );
+        check(
+            self.mqtt
+                .topic_prefix
+                .split('/')
+                .all(topic_safe),
+            "mqtt.topic_prefix",
+            "must be topic levels of 1-64 characters without '+' or '#' (e.g. \"kefu\" or \"shop1/kefu\")",
+        );
+        check(
+            (5..=3600).contains(&self.mqtt.keep_alive_secs),
+            "mqtt.keep_alive_secs",
+            "must be between 5 and 3600",
+        );
+        check(
+            (self.limits.max_frame_bytes..=256 << 20).contains(&self.mqtt.max_packet_bytes),
+            "mqtt.max_packet_bytes",
+            "must be at least limits.max_frame_bytes and at most 268435456",
+        );
+        check(
+            (1..=1000).contains(&self.mqtt.max_in_flight),
+            "mqtt.max_in_flight",
+            "must be between 1 and 1000",
+        );
+        check(
+            self.mqtt
+                .channels
+                .iter()
+                .all(|c| crate::model::bounded_id::<{ crate::model::CHANNEL_MAX }>(c).is_ok() && c != crate::model::WEB_CHANNEL),
+            "mqtt.channels",
+            "must be channel names (letters, digits, -_.:@; not \"web\")",
+        );
+        check(
             self.server.shutdown_grace_secs <= 60,
             "server.shutdown_grace_secs",
             "must be at most 60",
@@ -422,6 +571,14 @@ impl Config {
         if self.conversations.recent_client_ids != running.conversations.recent_client_ids {
             needs_restart.push("conversations.recent_client_ids");
             self.conversations.recent_client_ids = running.conversations.recent_client_ids;
+        }
+        if self.mqtt != running.mqtt {
+            needs_restart.push("mqtt");
+            self.mqtt = running.mqtt.clone();
+        }
+        if self.outbox != running.outbox {
+            needs_restart.push("outbox");
+            self.outbox = running.outbox.clone();
         }
         (self, needs_restart)
     }

@@ -97,8 +97,19 @@ pub enum Command {
         conversation: ConversationId,
         agent: AgentId,
         text: String,
+        /// Where the reply goes: one of the contact's identities; `None` for the one the
+        /// customer last wrote from.
+        via: Option<Identity>,
         reply: Reply,
     },
+    /// Contact `merged` is the same person as `keep` (an agent linked them).
+    LinkContacts {
+        keep: ContactId,
+        merged: ContactId,
+        reply: Reply,
+    },
+    /// A channel adapter's outbox reports what its channel confirmed or refused.
+    Delivery(DeliveryReport),
     Assign {
         conversation: ConversationId,
         to: AgentId,
@@ -161,10 +172,28 @@ pub struct Accepted {
     pub message_id: Option<MessageId>,
 }
 
+/// What became of outbound messages on their channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryReport {
+    Delivered(Vec<MessageId>),
+    Failed {
+        message: MessageId,
+        attempts: u32,
+        dead: bool,
+        error: String,
+    },
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DispatchError {
     #[error("conversation {0} not found")]
     NotFound(ConversationId),
+    #[error("contact {0} not found")]
+    NoSuchContact(ContactId),
+    #[error("{0} is not an identity of this conversation's contact")]
+    NotAnIdentity(Identity),
+    #[error("cannot link: {0}")]
+    CannotLink(&'static str),
     #[error(transparent)]
     Refused(#[from] Refused),
     #[error("the journal is closed; the daemon is stopping")]
@@ -203,8 +232,22 @@ pub struct DispatchConfig {
 struct ContactState {
     identities: Arc<[Identity]>,
     current: Option<ConversationId>,
-    recent: VecDeque<(ClientId, MessageId)>,
+    recent: VecDeque<RecentClientId>,
+    /// The identity the customer last wrote from, and that message's id: replies go there.
+    last_via: Option<(Identity, MessageId)>,
 }
+
+/// A client id is unique per identity (the client that made it), so the ring remembers which
+/// of the contact's identities sent it.
+struct RecentClientId {
+    /// Index into the contact's `identities`.
+    from: u8,
+    client_id: ClientId,
+    message: MessageId,
+}
+
+/// A contact has at most this many identities (linking refuses more).
+const MAX_IDENTITIES: usize = 32;
 
 struct ConversationState {
     contact: ContactId,
@@ -237,6 +280,8 @@ pub struct Dispatcher {
     fanout: FanoutHandle,
     /// When each conversation's last customer-typing indicator went to the agents.
     typing_sent: HashMap<ConversationId, std::time::Instant>,
+    /// Contacts linked into another since startup (the store may not have applied it yet).
+    linked: HashMap<ContactId, ContactId>,
 }
 
 /// Customer-typing indicators per conversation reach agents at most this often.
@@ -285,6 +330,7 @@ impl Dispatcher {
             scheduler,
             fanout,
             typing_sent: HashMap::new(),
+            linked: HashMap::new(),
         };
         for c in resolved {
             d.hydrate_contact(c.contact)?;
@@ -323,9 +369,39 @@ impl Dispatcher {
                 conversation,
                 agent,
                 text,
+                via,
                 reply,
             } => {
-                reply.send(self.agent_message(conversation, agent, text));
+                reply.send(self.agent_message(conversation, agent, text, via));
+            }
+            Command::LinkContacts {
+                keep,
+                merged,
+                reply,
+            } => reply.send(self.link_contacts(keep, merged)),
+            Command::Delivery(report) => {
+                let now = crate::model::now_ms();
+                let op = match report {
+                    DeliveryReport::Delivered(messages) => Op::Delivered {
+                        messages,
+                        at_ms: now,
+                    },
+                    DeliveryReport::Failed {
+                        message,
+                        attempts,
+                        dead,
+                        error,
+                    } => Op::DeliveryFailed {
+                        message,
+                        attempts,
+                        dead,
+                        error,
+                        at_ms: now,
+                    },
+                };
+                // Not journaled only if the daemon is stopping: the outbox sends again after
+                // the restart (at least once).
+                let _ = self.append(op, None);
             }
             Command::Assign {
                 conversation,
@@ -408,10 +484,10 @@ impl Dispatcher {
         let now = crate::model::now_ms();
         let contact_id = match self.lookup_identity(&identity)? {
             Some(id) => id,
-            None => self.create_contact(identity, now)?,
+            None => self.create_contact(identity.clone(), now)?,
         };
         if let Some(cid) = &client_id {
-            if let Some(message_id) = self.seen_client_id(contact_id, cid)? {
+            if let Some(message_id) = self.seen_client_id(contact_id, &identity, cid)? {
                 let conversation = self.contacts[&contact_id].current.unwrap_or(0);
                 return Ok(Accepted {
                     lsn: message_id,
@@ -437,20 +513,31 @@ impl Dispatcher {
                 text,
                 at_ms: now,
                 attachment,
+                via: Some(identity.clone()),
             }),
             Some(audience),
         )?;
-        self.route(conversation, lsn, plan, now)?;
-        if let Some(cid) = &client_id {
-            let contact = self
-                .contacts
-                .get_mut(&contact_id)
-                .expect("invariant: hydrated above");
+        let contact = self
+            .contacts
+            .get_mut(&contact_id)
+            .expect("invariant: hydrated above");
+        if let Some(cid) = client_id {
             if contact.recent.len() == self.cfg.recent_client_ids {
                 contact.recent.pop_front();
             }
-            contact.recent.push_back((cid.clone(), lsn));
+            let from = contact
+                .identities
+                .iter()
+                .position(|i| *i == identity)
+                .expect("invariant: the identity maps to this contact") as u8;
+            contact.recent.push_back(RecentClientId {
+                from,
+                client_id: cid,
+                message: lsn,
+            });
         }
+        contact.last_via = Some((identity, lsn));
+        self.route(conversation, lsn, plan, now)?;
         Ok(Accepted {
             lsn,
             conversation,
@@ -509,6 +596,7 @@ impl Dispatcher {
             Action::Answer(answer) => {
                 let contact = state.contact;
                 let audience = Arc::clone(&self.contacts[&contact].identities);
+                let via = self.reply_route(contact);
                 self.append(
                     Op::MessageAdded(MessageAdded {
                         conversation,
@@ -519,6 +607,7 @@ impl Dispatcher {
                         text: answer,
                         at_ms: now,
                         attachment: None,
+                        via,
                     }),
                     Some(audience),
                 )?;
@@ -613,19 +702,36 @@ impl Dispatcher {
     fn seen_client_id(
         &self,
         contact: ContactId,
+        identity: &Identity,
         client_id: &ClientId,
     ) -> Result<Option<MessageId>, DispatchError> {
-        let recent = &self.contacts[&contact].recent;
-        if let Some((_, id)) = recent.iter().find(|(c, _)| c == client_id) {
-            return Ok(Some(*id));
+        let state = &self.contacts[&contact];
+        let from = state.identities.iter().position(|i| i == identity);
+        if let Some(r) = state
+            .recent
+            .iter()
+            .find(|r| Some(usize::from(r.from)) == from && r.client_id == *client_id)
+        {
+            return Ok(Some(r.message));
         }
-        if recent.len() < self.cfg.recent_client_ids {
+        if state.recent.len() < self.cfg.recent_client_ids {
             // The ring still holds every client id this contact ever sent.
             return Ok(None);
         }
         Ok(queries::message_by_client_id(
-            &self.conn, contact, client_id,
+            &self.conn, identity, client_id,
         )?)
+    }
+
+    /// Where a reply to `contact` goes: the identity the customer last wrote from (or their
+    /// first, if they never wrote).
+    fn reply_route(&self, contact: ContactId) -> Option<Identity> {
+        let state = &self.contacts[&contact];
+        state
+            .last_via
+            .as_ref()
+            .map(|(identity, _)| identity.clone())
+            .or_else(|| state.identities.first().cloned())
     }
 
     fn agent_message(
@@ -633,12 +739,18 @@ impl Dispatcher {
         conversation: ConversationId,
         agent: AgentId,
         text: String,
+        via: Option<Identity>,
     ) -> Result<Accepted, DispatchError> {
         let now = crate::model::now_ms();
         self.hydrate_conversation(conversation)?;
+        let contact = self.conversations[&conversation].contact;
+        let via = match via {
+            Some(v) if self.contacts[&contact].identities.contains(&v) => Some(v),
+            Some(v) => return Err(DispatchError::NotAnIdentity(v)),
+            None => self.reply_route(contact),
+        };
         let assignee = self.conversations[&conversation].assignee.or(Some(agent));
         self.change_status(conversation, Event::AgentReply, assignee, Some(agent), now)?;
-        let contact = self.conversations[&conversation].contact;
         let audience = Arc::clone(&self.contacts[&contact].identities);
         let lsn = self.append(
             Op::MessageAdded(MessageAdded {
@@ -650,6 +762,7 @@ impl Dispatcher {
                 text,
                 at_ms: now,
                 attachment: None,
+                via,
             }),
             Some(audience),
         )?;
@@ -672,9 +785,10 @@ impl Dispatcher {
         let contact = match self.conversations.get(&conversation) {
             Some(state) => state.contact,
             None => {
-                queries::conversation_state(&self.conn, conversation)?
+                let contact = queries::conversation_state(&self.conn, conversation)?
                     .ok_or(DispatchError::NotFound(conversation))?
-                    .contact
+                    .contact;
+                self.linked.get(&contact).copied().unwrap_or(contact)
             }
         };
         let lsn = self.append(
@@ -687,6 +801,7 @@ impl Dispatcher {
                 text,
                 at_ms: crate::model::now_ms(),
                 attachment: None,
+                via: None,
             }),
             None,
         )?;
@@ -694,6 +809,97 @@ impl Dispatcher {
             lsn,
             conversation,
             message_id: Some(lsn),
+        })
+    }
+
+    /// Links contact `merged` into `keep`: one person, one history, one open conversation
+    /// (when both had one, `merged`'s messages fold into `keep`'s).
+    fn link_contacts(
+        &mut self,
+        keep: ContactId,
+        merged: ContactId,
+    ) -> Result<Accepted, DispatchError> {
+        if keep == merged {
+            return Err(DispatchError::CannotLink("a contact cannot be linked to itself"));
+        }
+        for id in [keep, merged] {
+            if self.linked.contains_key(&id) || !queries::contact_exists(&self.conn, id)? {
+                return Err(DispatchError::NoSuchContact(id));
+            }
+            self.hydrate_contact(id)?;
+        }
+        if self.contacts[&keep].identities.len() + self.contacts[&merged].identities.len()
+            > MAX_IDENTITIES
+        {
+            return Err(DispatchError::CannotLink("a contact has at most 32 identities"));
+        }
+        let now = crate::model::now_ms();
+        let into = self.contacts[&keep].current;
+        let from = self.contacts[&merged].current;
+        let folded = from.zip(into);
+        let lsn = self.append(
+            Op::ContactsLinked {
+                keep,
+                merged,
+                folded,
+                at_ms: now,
+            },
+            None,
+        )?;
+        let gone = self
+            .contacts
+            .remove(&merged)
+            .expect("invariant: hydrated above");
+        self.linked.insert(merged, keep);
+        if let Some((from, _)) = folded {
+            if let Some(state) = self.conversations.remove(&from) {
+                if let Some(deadline) = state.idle_deadline {
+                    self.idle_deadlines.remove(&(deadline, from));
+                }
+                if matches!(state.status, Status::Waiting | Status::InProgress) {
+                    if let Some(agent) = state.assignee {
+                        self.scheduler.holding(agent, false);
+                    }
+                }
+                self.scheduler.dequeue(from);
+            }
+        } else if let Some(from) = from {
+            if let Some(state) = self.conversations.get_mut(&from) {
+                state.contact = keep;
+            }
+        }
+        for identity in gone.identities.iter() {
+            self.identities.insert(identity.clone(), keep);
+        }
+        let cap = self.cfg.recent_client_ids;
+        let state = self
+            .contacts
+            .get_mut(&keep)
+            .expect("invariant: hydrated above");
+        let offset = state.identities.len() as u8;
+        state.identities = state
+            .identities
+            .iter()
+            .chain(gone.identities.iter())
+            .cloned()
+            .collect();
+        let mut recent: Vec<RecentClientId> = state.recent.drain(..).collect();
+        recent.extend(gone.recent.into_iter().map(|r| RecentClientId {
+            from: r.from + offset,
+            ..r
+        }));
+        recent.sort_by_key(|r| r.message);
+        let excess = recent.len().saturating_sub(cap);
+        state.recent = recent.into_iter().skip(excess).collect();
+        if gone.last_via.as_ref().map(|(_, id)| *id) > state.last_via.as_ref().map(|(_, id)| *id)
+        {
+            state.last_via = gone.last_via;
+        }
+        state.current = into.or(from);
+        Ok(Accepted {
+            lsn,
+            conversation: state.current.unwrap_or(0),
+            message_id: None,
         })
     }
 
@@ -882,6 +1088,7 @@ impl Dispatcher {
                 identities: Arc::from(vec![identity]),
                 current: None,
                 recent: VecDeque::new(),
+                last_via: None,
             },
         );
         Ok(contact)
@@ -936,8 +1143,9 @@ impl Dispatcher {
         }
         let state = queries::conversation_state(&self.conn, conversation)?
             .ok_or(DispatchError::NotFound(conversation))?;
-        if !self.contacts.contains_key(&state.contact) {
-            self.hydrate_contact(state.contact)?;
+        let contact = self.linked.get(&state.contact).copied().unwrap_or(state.contact);
+        if !self.contacts.contains_key(&contact) {
+            self.hydrate_contact(contact)?;
         }
         if !self.conversations.contains_key(&conversation) {
             // Not the contact's current conversation: it is closed (Idle) for good.
@@ -965,7 +1173,17 @@ impl Dispatcher {
         let recent = snap
             .recent_client_ids
             .into_iter()
-            .filter_map(|(c, id)| crate::model::bounded_id(&c).ok().map(|c| (c, id)))
+            .filter_map(|(channel, external_id, client_id, message)| {
+                let from = snap
+                    .identities
+                    .iter()
+                    .position(|i| i.channel.as_str() == channel && i.external_id.as_str() == external_id)?;
+                Some(RecentClientId {
+                    from: u8::try_from(from).ok()?,
+                    client_id: crate::model::bounded_id(&client_id).ok()?,
+                    message,
+                })
+            })
             .collect();
         let current = snap.current.map(|c| {
             let idle_deadline = match (c.status, c.resolved_at) {
@@ -993,6 +1211,7 @@ impl Dispatcher {
                 identities: Arc::from(snap.identities),
                 current,
                 recent,
+                last_via: snap.last_via,
             },
         );
         Ok(())

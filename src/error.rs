@@ -31,6 +31,8 @@ pub enum Error {
     JournalLatched,
     #[error("the SQLite store failed to apply committed records; see the log above (disk full or failing?). Nothing acknowledged is lost: a restart replays the journal")]
     StoreFailed,
+    #[error("cannot start the channels: {0}")]
+    Channels(#[from] crate::channel::runtime::StartError),
     #[error("a worker thread panicked: {0}")]
     Worker(&'static str),
 }

@@ -289,6 +289,7 @@ mod tests {
                 text: "hello".into(),
                 at_ms: 0,
                 attachment: None,
+                via: None,
             }),
             audience: Some(Arc::from(vec![identity(to)])),
         }

@@ -21,6 +21,7 @@ pub mod alloc_count;
 pub mod apikeys;
 pub mod app;
 pub mod auth;
+pub mod channel;
 pub mod config;
 pub mod conversation;
 pub mod dispatch;

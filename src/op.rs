@@ -48,6 +48,29 @@ pub enum Op {
         reason: HandoffReason,
         at_ms: i64,
     },
+    /// Contact `merged` is the same person as `keep`: its identities, conversations and
+    /// messages become `keep`'s. When both had an open conversation, `folded` names the one
+    /// whose messages moved into the other (from, into), which stays the only open one.
+    ContactsLinked {
+        keep: ContactId,
+        merged: ContactId,
+        folded: Option<(ConversationId, ConversationId)>,
+        at_ms: i64,
+    },
+    /// Outbound messages their channel confirmed (an MQTT PUBACK, a webhook's 2xx).
+    Delivered {
+        messages: Vec<MessageId>,
+        at_ms: i64,
+    },
+    /// An outbound message's channel refused it or could not be reached; `dead` once the
+    /// outbox gave up on it (the dead-letter state).
+    DeliveryFailed {
+        message: MessageId,
+        attempts: u32,
+        dead: bool,
+        error: String,
+        at_ms: i64,
+    },
 }
 
 /// A knowledge-base entry: what customers ask (examples), the bot's answer, who handles it.
@@ -113,6 +136,9 @@ pub struct MessageAdded {
     /// An uploaded file (an image) the message carries: its upload id. Journaled as its own
     /// kind (`KIND_MESSAGE_WITH_ATTACHMENT`), so messages without one keep the original shape.
     pub attachment: Option<String>,
+    /// The identity the message came in on (a customer's) or goes out to (a reply): its
+    /// route. Journaled as `KIND_MESSAGE_ROUTED`; `None` only in records written before it.
+    pub via: Option<Identity>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +162,10 @@ pub const KIND_KB_ENTRY_DELETED: u8 = 6;
 pub const KIND_MESSAGE_CLASSIFIED: u8 = 7;
 pub const KIND_HANDED_TO_HUMAN: u8 = 8;
 pub const KIND_MESSAGE_WITH_ATTACHMENT: u8 = 9;
+pub const KIND_MESSAGE_ROUTED: u8 = 10;
+pub const KIND_CONTACTS_LINKED: u8 = 11;
+pub const KIND_DELIVERED: u8 = 12;
+pub const KIND_DELIVERY_FAILED: u8 = 13;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -156,6 +186,7 @@ impl Op {
         match self {
             Op::ContactCreated { .. } => KIND_CONTACT_CREATED,
             Op::ConversationOpened { .. } => KIND_CONVERSATION_OPENED,
+            Op::MessageAdded(m) if m.via.is_some() => KIND_MESSAGE_ROUTED,
             Op::MessageAdded(m) if m.attachment.is_some() => KIND_MESSAGE_WITH_ATTACHMENT,
             Op::MessageAdded(_) => KIND_MESSAGE_ADDED,
             Op::StatusChanged(_) => KIND_STATUS_CHANGED,
@@ -163,6 +194,9 @@ impl Op {
             Op::KbEntryDeleted { .. } => KIND_KB_ENTRY_DELETED,
             Op::MessageClassified { .. } => KIND_MESSAGE_CLASSIFIED,
             Op::HandedToHuman { .. } => KIND_HANDED_TO_HUMAN,
+            Op::ContactsLinked { .. } => KIND_CONTACTS_LINKED,
+            Op::Delivered { .. } => KIND_DELIVERED,
+            Op::DeliveryFailed { .. } => KIND_DELIVERY_FAILED,
         }
     }
 
@@ -202,8 +236,20 @@ impl Op {
                 }
                 put_str(buf, &m.text);
                 put_i64(buf, m.at_ms);
-                if let Some(a) = &m.attachment {
-                    put_str(buf, a);
+                match (&m.via, &m.attachment) {
+                    (Some(via), attachment) => {
+                        match attachment {
+                            Some(a) => {
+                                buf.push(1);
+                                put_str(buf, a);
+                            }
+                            None => buf.push(0),
+                        }
+                        put_str(buf, &via.channel);
+                        put_str(buf, &via.external_id);
+                    }
+                    (None, Some(a)) => put_str(buf, a),
+                    (None, None) => {}
                 }
             }
             Op::StatusChanged(s) => {
@@ -248,6 +294,44 @@ impl Op {
                 buf.push(reason.code());
                 put_i64(buf, *at_ms);
             }
+            Op::ContactsLinked {
+                keep,
+                merged,
+                folded,
+                at_ms,
+            } => {
+                put_u64(buf, *keep);
+                put_u64(buf, *merged);
+                match folded {
+                    Some((from, into)) => {
+                        buf.push(1);
+                        put_u64(buf, *from);
+                        put_u64(buf, *into);
+                    }
+                    None => buf.push(0),
+                }
+                put_i64(buf, *at_ms);
+            }
+            Op::Delivered { messages, at_ms } => {
+                put_u32(buf, messages.len() as u32);
+                for m in messages {
+                    put_u64(buf, *m);
+                }
+                put_i64(buf, *at_ms);
+            }
+            Op::DeliveryFailed {
+                message,
+                attempts,
+                dead,
+                error,
+                at_ms,
+            } => {
+                put_u64(buf, *message);
+                put_u32(buf, *attempts);
+                buf.push(u8::from(*dead));
+                put_str(buf, error);
+                put_i64(buf, *at_ms);
+            }
         }
     }
 
@@ -258,10 +342,7 @@ impl Op {
         let op = match kind {
             KIND_CONTACT_CREATED => Op::ContactCreated {
                 contact: r.u64()?,
-                identity: Identity {
-                    channel: r.bounded::<{ crate::model::CHANNEL_MAX }>()?,
-                    external_id: r.bounded()?,
-                },
+                identity: r.identity()?,
                 at_ms: r.i64()?,
             },
             KIND_CONVERSATION_OPENED => Op::ConversationOpened {
@@ -269,7 +350,8 @@ impl Op {
                 contact: r.u64()?,
                 at_ms: r.i64()?,
             },
-            KIND_MESSAGE_ADDED | KIND_MESSAGE_WITH_ATTACHMENT => Op::MessageAdded(MessageAdded {
+            KIND_MESSAGE_ADDED | KIND_MESSAGE_WITH_ATTACHMENT | KIND_MESSAGE_ROUTED => {
+                Op::MessageAdded(MessageAdded {
                 conversation: r.u64()?,
                 contact: r.u64()?,
                 sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
@@ -281,12 +363,18 @@ impl Op {
                 },
                 text: r.str()?.to_owned(),
                 at_ms: r.i64()?,
-                attachment: if kind == KIND_MESSAGE_WITH_ATTACHMENT {
-                    Some(r.str()?.to_owned())
+                attachment: match kind {
+                    KIND_MESSAGE_WITH_ATTACHMENT => Some(r.str()?.to_owned()),
+                    KIND_MESSAGE_ROUTED if r.flag()? => Some(r.str()?.to_owned()),
+                    _ => None,
+                },
+                via: if kind == KIND_MESSAGE_ROUTED {
+                    Some(r.identity()?)
                 } else {
                     None
                 },
-            }),
+            })
+            }
             KIND_STATUS_CHANGED => Op::StatusChanged(StatusChanged {
                 conversation: r.u64()?,
                 from: Status::from_code(r.u8()?).ok_or(DecodeError::BadValue("status"))?,
@@ -328,6 +416,33 @@ impl Op {
                 team: r.str()?.to_owned(),
                 reason: HandoffReason::from_code(r.u8()?)
                     .ok_or(DecodeError::BadValue("handoff reason"))?,
+                at_ms: r.i64()?,
+            },
+            KIND_CONTACTS_LINKED => Op::ContactsLinked {
+                keep: r.u64()?,
+                merged: r.u64()?,
+                folded: if r.flag()? {
+                    Some((r.u64()?, r.u64()?))
+                } else {
+                    None
+                },
+                at_ms: r.i64()?,
+            },
+            KIND_DELIVERED => Op::Delivered {
+                messages: {
+                    let n = r.u32()? as usize;
+                    if n > r.buf.len() / 8 {
+                        return Err(DecodeError::Truncated);
+                    }
+                    (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?
+                },
+                at_ms: r.i64()?,
+            },
+            KIND_DELIVERY_FAILED => Op::DeliveryFailed {
+                message: r.u64()?,
+                attempts: r.u32()?,
+                dead: r.flag()?,
+                error: r.str()?.to_owned(),
                 at_ms: r.i64()?,
             },
             other => return Err(DecodeError::UnknownKind(other)),
@@ -410,6 +525,21 @@ impl<'a> Reader<'a> {
         ))
     }
 
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::BadValue("flag")),
+        }
+    }
+
+    fn identity(&mut self) -> Result<Identity, DecodeError> {
+        Ok(Identity {
+            channel: self.bounded()?,
+            external_id: self.bounded()?,
+        })
+    }
+
     fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
         match self.u8()? {
             0 => Ok(None),
@@ -464,6 +594,7 @@ mod tests {
                 text: "你好 <b>world</b> 👋".into(),
                 at_ms: 5,
                 attachment: None,
+                via: None,
             }),
             Op::MessageAdded(MessageAdded {
                 conversation: 3,
@@ -474,6 +605,7 @@ mod tests {
                 text: String::new(),
                 at_ms: 6,
                 attachment: None,
+                via: None,
             }),
             Op::MessageAdded(MessageAdded {
                 conversation: 3,
@@ -484,6 +616,35 @@ mod tests {
                 text: String::new(),
                 at_ms: 7,
                 attachment: Some("9f86d081884c7d65.png".into()),
+                via: None,
+            }),
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Visitor,
+                agent: None,
+                client_id: Some(bounded_id("c3").unwrap()),
+                text: "from the kiosk".into(),
+                at_ms: 7,
+                attachment: Some("9f86d081884c7d65.png".into()),
+                via: Some(Identity {
+                    channel: bounded_id("kiosk").unwrap(),
+                    external_id: bounded_id("k-9").unwrap(),
+                }),
+            }),
+            Op::MessageAdded(MessageAdded {
+                conversation: 3,
+                contact: 7,
+                sender: Sender::Bot,
+                agent: None,
+                client_id: None,
+                text: "answer".into(),
+                at_ms: 7,
+                attachment: None,
+                via: Some(Identity {
+                    channel: bounded_id("mqtt").unwrap(),
+                    external_id: bounded_id("m").unwrap(),
+                }),
             }),
             Op::MessageAdded(MessageAdded {
                 conversation: 3,
@@ -494,6 +655,7 @@ mod tests {
                 text: "customer is a regular".into(),
                 at_ms: 8,
                 attachment: None,
+                via: None,
             }),
             Op::StatusChanged(StatusChanged {
                 conversation: 3,
@@ -535,6 +697,29 @@ mod tests {
                 team: "after-sales".into(),
                 reason: HandoffReason::Asked,
                 at_ms: 13,
+            },
+            Op::ContactsLinked {
+                keep: 7,
+                merged: 9,
+                folded: Some((4, 3)),
+                at_ms: 14,
+            },
+            Op::ContactsLinked {
+                keep: 7,
+                merged: 10,
+                folded: None,
+                at_ms: 15,
+            },
+            Op::Delivered {
+                messages: vec![40, 41, 44],
+                at_ms: 16,
+            },
+            Op::DeliveryFailed {
+                message: 41,
+                attempts: 3,
+                dead: true,
+                error: "HTTP 500".into(),
+                at_ms: 17,
             },
         ]
     }

@@ -17,7 +17,7 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, AuthError};
 use crate::conversation::Status;
 use crate::dispatch::{Accepted, Command, Reply};
-use crate::model::{AgentId, ConversationId, MessageId};
+use crate::model::{bounded_id, AgentId, ConversationId, Identity, MessageId};
 use crate::store::queries::{self, StatusFilter};
 use crate::wire::MessageView;
 
@@ -186,6 +186,15 @@ async fn list_messages(
 #[derive(Deserialize)]
 struct PostMessage {
     text: String,
+    /// Send on this identity of the contact (`{"channel","external_id"}`) instead of the one
+    /// the customer last wrote from.
+    via: Option<ViaBody>,
+}
+
+#[derive(Deserialize)]
+struct ViaBody {
+    channel: String,
+    external_id: String,
 }
 
 async fn post_message(
@@ -208,10 +217,20 @@ async fn post_message(
             format!("text has {chars} characters; the limit is {max_chars}"),
         ));
     }
+    let via = match body.via {
+        Some(v) => Some(Identity {
+            channel: bounded_id(&v.channel)
+                .map_err(|e| ApiError::bad_request("bad_via", format!("via.channel {e}")))?,
+            external_id: bounded_id(&v.external_id)
+                .map_err(|e| ApiError::bad_request("bad_via", format!("via.external_id {e}")))?,
+        }),
+        None => None,
+    };
     let accepted = dispatch(&app, |reply| Command::AgentMessage {
         conversation: id,
         agent: agent.id,
         text: body.text,
+        via,
         reply,
     })
     .await?;
@@ -324,7 +343,7 @@ async fn search(
 }
 
 /// Sends one command and waits until its record is durable.
-async fn dispatch(
+pub(super) async fn dispatch(
     app: &AppState,
     make: impl FnOnce(Reply) -> Command,
 ) -> Result<Accepted, ApiError> {

@@ -13,12 +13,10 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
 use crate::apikeys::{self, KeyError};
-use crate::dispatch::{Command, Reply};
-use crate::model::{bounded_id, Identity, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
+use crate::channel::{Inbound, InboundError};
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -35,6 +33,16 @@ impl From<KeyError> for ApiError {
             KeyError::NoSuchKey(_) => ApiError::NotFound(e.to_string()),
             KeyError::Random(m) => ApiError::Internal(m),
             KeyError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<InboundError> for ApiError {
+    fn from(e: InboundError) -> Self {
+        match e {
+            InboundError::Invalid { code, message } => ApiError::bad_request(code, message),
+            InboundError::Unavailable => ApiError::Unavailable,
+            InboundError::Failed(m) => ApiError::Internal(m),
         }
     }
 }
@@ -74,47 +82,19 @@ async fn inbox_message(
         &(),
     )
     .await?;
-    let identity = Identity {
-        channel: bounded_id(&channel)
-            .map_err(|e| ApiError::bad_request("bad_channel", format!("channel {e}")))?,
-        external_id: bounded_id::<EXTERNAL_ID_MAX>(&msg.contact_id)
-            .map_err(|e| ApiError::bad_request("bad_contact_id", format!("contact_id {e}")))?,
-    };
-    let client_id = bounded_id::<CLIENT_ID_MAX>(&msg.client_id)
-        .map_err(|e| ApiError::bad_request("bad_client_id", format!("client_id {e}")))?;
-    let text = msg.text;
-    let max = app.cfg().limits.max_text_chars;
-    if text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_text",
-            "text must not be empty",
-        ));
-    }
-    if text.chars().count() > max {
-        return Err(ApiError::bad_request(
-            "text_too_long",
-            format!(
-                "text has {} characters; the limit is {max}",
-                text.chars().count()
-            ),
-        ));
-    }
-    let (tx, rx) = oneshot::channel();
-    app.commands
-        .send(Command::CustomerMessage {
-            identity,
-            client_id: Some(client_id),
-            text,
-            attachment: None,
-            reply: Reply::Once(tx),
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
-    app.wait_durable(accepted.lsn).await?;
+    let inbound = Inbound::new(
+        app.commands.clone(),
+        app.durable.clone(),
+        app.cfg().limits.max_text_chars,
+    );
+    let message_id = inbound
+        .submit(&channel, &msg.contact_id, &msg.client_id, msg.text)
+        .await?
+        .durable()
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "message_id": accepted.message_id })),
+        Json(serde_json::json!({ "message_id": message_id })),
     ))
 }
 

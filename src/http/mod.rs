@@ -6,6 +6,7 @@
 
 pub mod agent_api;
 pub mod agent_ws;
+pub mod channels_api;
 pub mod console_api;
 pub mod inbox_api;
 pub mod routing_api;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub fanout_stats: Arc<FanoutStats>,
     pub journal_health: Arc<crate::journal::writer::Health>,
     pub reads: ReadPool,
+    /// The channel adapters (MQTT, ...), for their state.
+    pub channels: Arc<crate::channel::runtime::Channels>,
     pub limiter: Arc<LoginLimiter>,
     /// Cancelled when the daemon starts shutting down.
     pub shutdown: CancellationToken,
@@ -108,7 +111,8 @@ pub fn router(state: AppState) -> Router {
             agent_api::router()
                 .merge(routing_api::router())
                 .merge(console_api::router())
-                .merge(inbox_api::router()),
+                .merge(inbox_api::router())
+                .merge(channels_api::router()),
         )
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
@@ -272,13 +276,15 @@ impl IntoResponse for ApiError {
 
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
-        match e {
-            DispatchError::NotFound(id) => {
-                ApiError::NotFound(format!("conversation {id} not found"))
+        match &e {
+            DispatchError::NotFound(_) | DispatchError::NoSuchContact(_) => {
+                ApiError::NotFound(e.to_string())
             }
             DispatchError::Refused(r) => ApiError::Conflict(r.to_string()),
+            DispatchError::NotAnIdentity(_) => ApiError::bad_request("bad_via", e.to_string()),
+            DispatchError::CannotLink(_) => ApiError::bad_request("cannot_link", e.to_string()),
             DispatchError::Unavailable => ApiError::Unavailable,
-            DispatchError::Store(m) => ApiError::Internal(m),
+            DispatchError::Store(m) => ApiError::Internal(m.clone()),
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Error;
 use crate::conversation::Status;
-use crate::model::Lsn;
+use crate::model::{Lsn, Sender, WEB_CHANNEL};
 use crate::op::{Entry, Op};
 
 /// Records per SQLite transaction, at most; bounds the time a reader waits for fresh data.
@@ -133,8 +133,8 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
         Op::MessageAdded(m) => {
             let inserted = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, attachment)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, attachment, via_channel, via_external_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     lsn as i64,
@@ -145,15 +145,26 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
                     m.client_id.as_ref().map(|c| c.as_str()),
                     m.text,
                     m.at_ms,
-                    m.attachment
+                    m.attachment,
+                    m.via.as_ref().map(|v| v.channel.as_str()),
+                    m.via.as_ref().map(|v| v.external_id.as_str()),
                 ])?;
+            if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
+                if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
+                    tx.prepare_cached(
+                        "INSERT OR IGNORE INTO deliveries (message_id, channel, external_id, state, updated_at)
+                         VALUES (?1, ?2, ?3, 'pending', ?4)",
+                    )?
+                    .execute(params![lsn as i64, via.channel.as_str(), via.external_id.as_str(), m.at_ms])?;
+                }
+            }
             // A private note is searchable but is not the conversation's latest message (the
             // inbox previews what the customer and the shop said).
             if inserted == 1 {
                 tx.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?
                     .execute(params![lsn as i64, m.text])?;
             }
-            if inserted == 1 && m.sender != crate::model::Sender::Note {
+            if inserted == 1 && m.sender != Sender::Note {
                 tx.prepare_cached(
                     "UPDATE conversations SET last_activity_at = ?2, last_message_id = ?3, message_count = message_count + 1
                      WHERE id = ?1",
@@ -214,6 +225,71 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
             )?
             .execute(params![*conversation as i64, at_ms, team, reason.as_str()])?;
         }
+        Op::ContactsLinked {
+            keep,
+            merged,
+            folded,
+            ..
+        } => link_contacts(tx, *keep, *merged, *folded)?,
+        Op::Delivered { messages, at_ms } => {
+            let mut update = tx.prepare_cached(
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?2 WHERE message_id = ?1",
+            )?;
+            for m in messages {
+                update.execute(params![*m as i64, at_ms])?;
+            }
+        }
+        Op::DeliveryFailed {
+            message,
+            attempts,
+            dead,
+            error,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE deliveries SET state = CASE WHEN ?3 THEN 'dead' ELSE state END, attempts = ?2,
+                 last_error = ?4, updated_at = ?5 WHERE message_id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![*message as i64, attempts, dead, error, at_ms])?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves contact `merged` into `keep`; with `folded`, the messages of one open conversation
+/// into the other, which gets the counters of both.
+fn link_contacts(
+    tx: &Transaction<'_>,
+    keep: u64,
+    merged: u64,
+    folded: Option<(u64, u64)>,
+) -> Result<(), Error> {
+    let (keep, merged) = (keep as i64, merged as i64);
+    for sql in [
+        "UPDATE identities SET contact_id = ?1 WHERE contact_id = ?2",
+        "UPDATE conversations SET contact_id = ?1 WHERE contact_id = ?2",
+        "UPDATE messages SET contact_id = ?1 WHERE contact_id = ?2",
+        "UPDATE contacts SET merged_into = ?1 WHERE id = ?2",
+    ] {
+        tx.prepare_cached(sql)?.execute(params![keep, merged])?;
+    }
+    if let Some((from, into)) = folded {
+        let (from, into) = (from as i64, into as i64);
+        tx.prepare_cached("UPDATE messages SET conversation_id = ?2 WHERE conversation_id = ?1")?
+            .execute(params![from, into])?;
+        tx.prepare_cached(
+            "UPDATE conversations SET status = 'idle', assignee = NULL, queued_at = NULL, merged_into = ?2,
+             message_count = 0, last_message_id = NULL WHERE id = ?1",
+        )?
+        .execute(params![from, into])?;
+        tx.prepare_cached(
+            "UPDATE conversations SET
+               message_count = (SELECT COUNT(*) FROM messages WHERE conversation_id = ?1 AND sender != 'note'),
+               last_message_id = (SELECT MAX(id) FROM messages WHERE conversation_id = ?1 AND sender != 'note'),
+               last_activity_at = MAX(last_activity_at, COALESCE((SELECT MAX(created_at) FROM messages WHERE conversation_id = ?1), 0))
+             WHERE id = ?1",
+        )?
+        .execute(params![into])?;
     }
     Ok(())
 }

@@ -25,10 +25,16 @@ pub struct MessageRow {
     pub intent_score: Option<f64>,
     /// The upload id of an attached image.
     pub attachment: Option<String>,
+    /// The channel the message came in on, or a reply went out on.
+    pub channel: Option<String>,
+    /// A reply's delivery on its channel: `pending`, `delivered` or `dead` (web replies, which
+    /// the widget fetches itself, have none).
+    pub delivery: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str =
-    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment";
+    "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment,
+     via_channel, (SELECT state FROM deliveries d WHERE d.message_id = messages.id)";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -43,6 +49,8 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
         intent: r.get(8)?,
         intent_score: r.get(9)?,
         attachment: r.get(10)?,
+        channel: r.get(11)?,
+        delivery: r.get(12)?,
     })
 }
 
@@ -225,18 +233,131 @@ pub fn contact_by_identity(
         .map(|v| v as u64))
 }
 
-/// The id of the message a contact sent with `client_id`, if any.
+/// Pending outbox rows after message `after`, oldest first, as the outbox sends them.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn pending_deliveries(
+    conn: &Connection,
+    filter: &crate::channel::routes::ChannelFilter,
+    after: MessageId,
+    limit: u32,
+) -> Result<Vec<crate::channel::Outbound>, Error> {
+    use crate::channel::routes::ChannelFilter;
+    let (negate, channels) = match filter {
+        ChannelFilter::Only(c) => ("", c),
+        ChannelFilter::AllBut(c) => ("NOT", c),
+    };
+    if negate.is_empty() && channels.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The channel list is a JSON array parameter, not SQL text.
+    let list = serde_json::to_string(channels).expect("invariant: strings serialise");
+    let sql = format!(
+        "SELECT d.message_id, m.conversation_id, d.channel, d.external_id, m.sender, m.text, m.created_at, d.attempts
+         FROM deliveries d JOIN messages m ON m.id = d.message_id
+         WHERE d.state = 'pending' AND d.message_id > ?1
+           AND d.channel {negate} IN (SELECT value FROM json_each(?2))
+         ORDER BY d.message_id LIMIT {limit}"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![after as i64, list], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, u32>(7)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, conversation, channel, external_id, sender, text, at, attempts)| {
+            Some(crate::channel::Outbound {
+                message_id: id,
+                conversation_id: conversation,
+                to: Identity {
+                    channel: bounded_id(&channel).ok()?,
+                    external_id: bounded_id(&external_id).ok()?,
+                },
+                sender,
+                text,
+                created_at: at,
+                attempts,
+            })
+        })
+        .collect())
+}
+
+/// A reply's delivery on its channel.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DeliveryRow {
+    pub message_id: MessageId,
+    pub channel: String,
+    pub external_id: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn delivery(conn: &Connection, message: MessageId) -> Result<Option<DeliveryRow>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT message_id, channel, external_id, state, attempts, last_error, updated_at
+             FROM deliveries WHERE message_id = ?1",
+        )?
+        .query_row(params![message as i64], |r| {
+            Ok(DeliveryRow {
+                message_id: r.get::<_, i64>(0)? as u64,
+                channel: r.get(1)?,
+                external_id: r.get(2)?,
+                state: r.get(3)?,
+                attempts: r.get(4)?,
+                last_error: r.get(5)?,
+                updated_at: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Whether contact `id` exists and was not linked into another.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_exists(conn: &Connection, id: ContactId) -> Result<bool, Error> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM contacts WHERE id = ?1 AND merged_into IS NULL")?
+        .query_row(params![id as i64], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The id of the message `identity` sent with `client_id`, if any.
 ///
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn message_by_client_id(
     conn: &Connection,
-    contact: ContactId,
+    identity: &Identity,
     client_id: &str,
 ) -> Result<Option<MessageId>, Error> {
     Ok(conn
-        .prepare_cached("SELECT id FROM messages WHERE contact_id = ?1 AND client_id = ?2")?
-        .query_row(params![contact as i64, client_id], |r| r.get::<_, i64>(0))
+        .prepare_cached(
+            "SELECT id FROM messages WHERE via_channel = ?1 AND via_external_id = ?2 AND client_id = ?3",
+        )?
+        .query_row(
+            params![identity.channel.as_str(), identity.external_id.as_str(), client_id],
+            |r| r.get::<_, i64>(0),
+        )
         .optional()?
         .map(|v| v as u64))
 }
@@ -285,8 +406,11 @@ pub struct ContactSnapshot {
     pub identities: Vec<Identity>,
     /// The contact's conversation that is not yet closed (not `Idle`), if any.
     pub current: Option<ConversationState>,
-    /// The newest client ids the contact sent, newest last, with their message ids.
-    pub recent_client_ids: Vec<(String, MessageId)>,
+    /// The newest client ids the contact sent, newest last: the identity that sent each (its
+    /// channel and external id), the client id, the message id.
+    pub recent_client_ids: Vec<(String, String, String, MessageId)>,
+    /// The identity of the contact's latest customer message, with that message's id.
+    pub last_via: Option<(Identity, MessageId)>,
 }
 
 /// # Errors
@@ -320,15 +444,37 @@ pub fn contact_snapshot(
         .optional()?;
     let mut recent_client_ids = conn
         .prepare_cached(&format!(
-            "SELECT client_id, id FROM messages WHERE contact_id = ?1 AND client_id IS NOT NULL ORDER BY id DESC LIMIT {recent}"
+            "SELECT via_channel, via_external_id, client_id, id FROM messages
+             WHERE contact_id = ?1 AND client_id IS NOT NULL AND via_channel IS NOT NULL ORDER BY id DESC LIMIT {recent}"
         ))?
-        .query_map(params![contact as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?
+        .query_map(params![contact as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     recent_client_ids.reverse();
+    let last_via = conn
+        .prepare_cached(
+            "SELECT via_channel, via_external_id, id FROM messages
+             WHERE contact_id = ?1 AND sender = 'visitor' AND via_channel IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![contact as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? as u64))
+        })
+        .optional()?
+        .and_then(|(c, e, id)| {
+            Some((
+                Identity {
+                    channel: bounded_id(&c).ok()?,
+                    external_id: bounded_id(&e).ok()?,
+                },
+                id,
+            ))
+        });
     Ok(ContactSnapshot {
         identities,
         current,
         recent_client_ids,
+        last_via,
     })
 }
 

@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/002_routing.sql"),
     include_str!("migrations/003_console.sql"),
     include_str!("migrations/004_api_keys.sql"),
+    include_str!("migrations/005_channels.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -1,0 +1,134 @@
+//! The handle an adapter puts customer messages through: validation at the edge, then the
+//! dispatcher, then the journal's fsync.
+//!
+//! [`Inbound::submit`] hands the message to the dispatcher and returns at once with a
+//! [`Pending`]; awaiting [`Pending::durable`] gives the message id once it is on disk. An
+//! adapter that must acknowledge in arrival order (MQTT) submits in order and awaits the
+//! pendings in the same order, so many messages share one fsync.
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::dispatch::{Accepted, Command, DispatchError, Reply};
+use crate::model::{bounded_id, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
+
+/// Why a message was not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InboundError {
+    /// The message itself is wrong (`code` is stable, as in the HTTP API); sending it again
+    /// will not help.
+    #[error("{code}: {message}")]
+    Invalid { code: &'static str, message: String },
+    /// The daemon is stopping: do not acknowledge, the sender should try again later.
+    #[error("kefud is stopping")]
+    Unavailable,
+    /// The pipeline refused it (a store read failed); logged, not retried.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl InboundError {
+    fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        InboundError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Inbound {
+    commands: mpsc::Sender<Command>,
+    durable: watch::Receiver<Lsn>,
+    max_text_chars: usize,
+}
+
+/// A message the dispatcher took, not yet known to be durable.
+pub struct Pending {
+    accepted: oneshot::Receiver<Result<Accepted, DispatchError>>,
+    durable: watch::Receiver<Lsn>,
+}
+
+impl Inbound {
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        durable: watch::Receiver<Lsn>,
+        max_text_chars: usize,
+    ) -> Self {
+        Inbound {
+            commands,
+            durable,
+            max_text_chars,
+        }
+    }
+
+    /// Validates a customer message from `channel`/`contact_id` and hands it to the
+    /// dispatcher. The same `client_id` from the same identity is stored once.
+    ///
+    /// # Errors
+    /// [`InboundError::Invalid`] for a bad id or text, [`InboundError::Unavailable`] while
+    /// stopping.
+    pub async fn submit(
+        &self,
+        channel: &str,
+        contact_id: &str,
+        client_id: &str,
+        text: String,
+    ) -> Result<Pending, InboundError> {
+        let identity = Identity {
+            channel: bounded_id(channel)
+                .map_err(|e| InboundError::invalid("bad_channel", format!("channel {e}")))?,
+            external_id: bounded_id::<EXTERNAL_ID_MAX>(contact_id)
+                .map_err(|e| InboundError::invalid("bad_contact_id", format!("contact_id {e}")))?,
+        };
+        let client_id = bounded_id::<CLIENT_ID_MAX>(client_id)
+            .map_err(|e| InboundError::invalid("bad_client_id", format!("client_id {e}")))?;
+        if text.trim().is_empty() {
+            return Err(InboundError::invalid("empty_text", "text must not be empty"));
+        }
+        let chars = text.chars().count();
+        if chars > self.max_text_chars {
+            return Err(InboundError::invalid(
+                "text_too_long",
+                format!("text has {chars} characters; the limit is {}", self.max_text_chars),
+            ));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CustomerMessage {
+                identity,
+                client_id: Some(client_id),
+                text,
+                attachment: None,
+                reply: Reply::Once(tx),
+            })
+            .await
+            .map_err(|_| InboundError::Unavailable)?;
+        Ok(Pending {
+            accepted: rx,
+            durable: self.durable.clone(),
+        })
+    }
+}
+
+impl Pending {
+    /// The message id, once the message is durable.
+    ///
+    /// # Errors
+    /// [`InboundError::Unavailable`] if the daemon stopped first, [`InboundError::Failed`] if
+    /// the dispatcher refused it.
+    pub async fn durable(mut self) -> Result<MessageId, InboundError> {
+        let accepted = self
+            .accepted
+            .await
+            .map_err(|_| InboundError::Unavailable)?
+            .map_err(|e| match e {
+                DispatchError::Unavailable => InboundError::Unavailable,
+                other => InboundError::Failed(other.to_string()),
+            })?;
+        self.durable
+            .wait_for(|d| *d >= accepted.lsn)
+            .await
+            .map_err(|_| InboundError::Unavailable)?;
+        Ok(accepted.message_id.unwrap_or(0))
+    }
+}

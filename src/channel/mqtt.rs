@@ -1,0 +1,483 @@
+//! The MQTT bridge (rumqttc): customers' messages from `PREFIX/in/{channel}/{contact_id}`
+//! (`{"client_id","text"}`), replies to `PREFIX/out/{channel}/{contact_id}`
+//! (`{"message_id","sender","text",...}`), both at QoS 1 over a persistent session
+//! (`clean_session = false`), so the broker keeps what arrives while kefud is away.
+//!
+//! Invariants:
+//! - Inbound: acknowledgements are manual. Each message is handed to the pipeline in arrival
+//!   order and its PUBACK goes out, in that same order, only once it is durable; many share
+//!   one fsync. A message that can never be stored (not JSON, no `client_id`, too long) is
+//!   logged, counted and acknowledged, so the broker does not send it forever. While kefud is
+//!   stopping nothing more is acknowledged: the broker sends it again after the restart, and
+//!   the `client_id` makes the second copy a no-op.
+//! - Outbound: this module, not rumqttc, is the record of unacknowledged publishes. Each
+//!   connection gets a fresh client and event loop; on every (re)connect everything not yet
+//!   PUBACKed is published again in its original order, so a broker restart, with or without
+//!   its session, loses nothing (receivers deduplicate on `message_id`).
+//! - Packet ids are matched to publishes by order: rumqttc assigns them as it takes requests,
+//!   first in first out, and reports each with `Outgoing::Publish(pkid)`.
+//! - Reconnects back off exponentially, from half a second up to 30 s.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Adapter, BoxFuture, Description, Health, Inbound, InboundError, Outbound, SendError};
+use crate::config::Mqtt as MqttConfig;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Inbound messages handed to the pipeline and not yet acknowledged, at most.
+const ACK_QUEUE: usize = 4096;
+
+pub struct MqttBridge {
+    options: MqttOptions,
+    prefix: String,
+    channels: Vec<String>,
+    max_in_flight: usize,
+    /// The current connection's client; `None` while (re)connecting.
+    client: Mutex<Option<AsyncClient>>,
+    /// Serialises publishing, so the tracker's order is the order rumqttc takes requests in.
+    publishing: tokio::sync::Mutex<()>,
+    tracker: Mutex<Tracker>,
+    status: Mutex<(&'static str, String)>,
+    counters: Counters,
+    stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    acknowledged: AtomicU64,
+    malformed: AtomicU64,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    reconnects: AtomicU64,
+}
+
+/// A reply on its way: what to publish again after a reconnect, and whom to tell.
+struct Unacked {
+    seq: u64,
+    topic: String,
+    payload: Vec<u8>,
+    done: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct Tracker {
+    next_seq: u64,
+    /// Published on the current connection, waiting for their packet id, in order.
+    requested: VecDeque<Unacked>,
+    /// By packet id: sent, waiting for the PUBACK.
+    in_flight: HashMap<u16, Unacked>,
+    /// Waiting for a connection.
+    unsent: Vec<Unacked>,
+}
+
+impl Tracker {
+    /// Everything not acknowledged, in its original order.
+    fn take_all(&mut self) -> Vec<Unacked> {
+        let mut all: Vec<Unacked> = self
+            .in_flight
+            .drain()
+            .map(|(_, u)| u)
+            .chain(self.requested.drain(..))
+            .chain(self.unsent.drain(..))
+            .collect();
+        all.sort_by_key(|u| u.seq);
+        all
+    }
+}
+
+/// The inbound payload of the contract.
+#[derive(Deserialize)]
+struct InboundPayload {
+    client_id: String,
+    text: String,
+}
+
+/// An inbound message waiting for its PUBACK.
+struct AckItem {
+    /// The connection it came on (an acknowledgement for an older connection goes nowhere:
+    /// the broker sends the message again on the new one).
+    client: AsyncClient,
+    publish: rumqttc::Publish,
+    /// `None`: malformed, acknowledged without storing.
+    pending: Option<super::Pending>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("mqtt.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+}
+
+impl MqttBridge {
+    /// # Errors
+    /// [`SetupError`] when the CA file cannot be read or holds no certificate.
+    pub fn new(cfg: &MqttConfig) -> Result<Self, SetupError> {
+        let mut options = MqttOptions::new(cfg.client_id.clone(), cfg.host.clone(), cfg.port);
+        options
+            .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_inflight(cfg.max_in_flight)
+            .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
+        if !cfg.username.is_empty() {
+            options.set_credentials(cfg.username.clone(), cfg.password.clone());
+        }
+        if !cfg.ca_file.is_empty() {
+            options.set_transport(Transport::tls_with_config(tls_config(&cfg.ca_file)?));
+        }
+        Ok(MqttBridge {
+            options,
+            prefix: cfg.topic_prefix.clone(),
+            channels: cfg.channels.clone(),
+            max_in_flight: usize::from(cfg.max_in_flight),
+            client: Mutex::new(None),
+            publishing: tokio::sync::Mutex::new(()),
+            tracker: Mutex::new(Tracker::default()),
+            status: Mutex::new(("connecting", String::new())),
+            counters: Counters::default(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    fn set_status(&self, state: &'static str, detail: String) {
+        *self.status.lock().expect("invariant: never poisoned") = (state, detail);
+    }
+
+    async fn run(self: Arc<Self>, inbound: Inbound) {
+        let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
+        let acker = tokio::spawn(acknowledge(ack_rx, Arc::clone(&self)));
+        let mut backoff = FIRST_BACKOFF;
+        let broker = format!("{}:{}", self.options.broker_address().0, self.options.broker_address().1);
+        while !self.stop.is_cancelled() {
+            self.set_status("connecting", broker.clone());
+            let (client, mut events) =
+                AsyncClient::new(self.options.clone(), self.max_in_flight + ACK_QUEUE);
+            let error = loop {
+                // Cancel safety: a cancelled poll drops this connection, which is what
+                // stopping means; everything unacknowledged is in the tracker.
+                let event = tokio::select! {
+                    _ = self.stop.cancelled() => break None,
+                    event = events.poll() => event,
+                };
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = FIRST_BACKOFF;
+                        self.connected(&client).await;
+                        self.set_status("connected", broker.clone());
+                        tracing::info!(broker = %broker, "mqtt: connected");
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if !self.received(publish, &client, &inbound, &ack_tx).await {
+                            break None;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => self.acked(ack.pkid),
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.assigned(pkid),
+                    Ok(_) => {}
+                    Err(e) => break Some(e),
+                }
+            };
+            *self.client.lock().expect("invariant: never poisoned") = None;
+            drop((client, events));
+            let Some(error) = error else { break };
+            self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            self.set_status("disconnected", error.to_string());
+            tracing::warn!(broker = %broker, error = %error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
+            tokio::select! {
+                _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+        drop(ack_tx);
+        let _ = acker.await;
+        self.set_status("stopped", String::new());
+    }
+
+    /// A new connection: subscribe (the session may be new) and publish again everything the
+    /// broker has not acknowledged, in order, before any newer reply.
+    async fn connected(&self, client: &AsyncClient) {
+        let topic = format!("{}/in/+/+", self.prefix);
+        if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+            tracing::error!(error = %e, "mqtt: cannot subscribe");
+        }
+        let _order = self.publishing.lock().await;
+        let mut tracker = self.tracker.lock().expect("invariant: never poisoned");
+        for unacked in tracker.take_all() {
+            // The request channel holds every in-flight reply and more, so this never fails
+            // on a fresh connection; if it does, the reply waits for the next one.
+            match client.try_publish(&unacked.topic, QoS::AtLeastOnce, false, unacked.payload.clone()) {
+                Ok(()) => tracker.requested.push_back(unacked),
+                Err(_) => tracker.unsent.push(unacked),
+            }
+        }
+        *self.client.lock().expect("invariant: never poisoned") = Some(client.clone());
+    }
+
+    /// An inbound message: into the pipeline, then to the acknowledger in arrival order.
+    /// Returns false when kefud is stopping (nothing more is taken or acknowledged).
+    async fn received(
+        &self,
+        publish: rumqttc::Publish,
+        client: &AsyncClient,
+        inbound: &Inbound,
+        acks: &mpsc::Sender<AckItem>,
+    ) -> bool {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let pending = match parse_inbound(&self.prefix, &publish) {
+            Ok((channel, contact, payload)) => {
+                match inbound
+                    .submit(channel, contact, &payload.client_id, payload.text)
+                    .await
+                {
+                    Ok(pending) => Some(pending),
+                    Err(InboundError::Unavailable) => return false,
+                    Err(e) => {
+                        self.malformed(&publish.topic, &e.to_string());
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                self.malformed(&publish.topic, &e);
+                None
+            }
+        };
+        acks.send(AckItem {
+            client: client.clone(),
+            publish,
+            pending,
+        })
+        .await
+        .is_ok()
+    }
+
+    fn malformed(&self, topic: &str, error: &str) {
+        self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(topic, error, "mqtt: malformed message acknowledged and dropped");
+    }
+
+    fn assigned(&self, pkid: u16) {
+        let mut tracker = self.tracker.lock().expect("invariant: never poisoned");
+        if let Some(unacked) = tracker.requested.pop_front() {
+            tracker.in_flight.insert(pkid, unacked);
+        }
+    }
+
+    fn acked(&self, pkid: u16) {
+        let unacked = self
+            .tracker
+            .lock()
+            .expect("invariant: never poisoned")
+            .in_flight
+            .remove(&pkid);
+        if let Some(unacked) = unacked {
+            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+            let _ = unacked.done.send(());
+        }
+    }
+}
+
+/// Acknowledges inbound messages in arrival order, each once it is durable.
+async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>) {
+    while let Some(item) = items.recv().await {
+        if let Some(pending) = item.pending {
+            match pending.durable().await {
+                Ok(_) => {}
+                // Stopping: leave it (and everything after it) unacknowledged.
+                Err(InboundError::Unavailable) => return,
+                Err(e) => bridge.malformed(&item.publish.topic, &e.to_string()),
+            }
+        }
+        if item.client.ack(&item.publish).await.is_ok() {
+            bridge.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `(channel, contact_id, payload)` of an inbound message.
+fn parse_inbound<'t>(
+    prefix: &str,
+    publish: &'t rumqttc::Publish,
+) -> Result<(&'t str, &'t str, InboundPayload), String> {
+    let rest = publish
+        .topic
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix("/in/"))
+        .ok_or_else(|| format!("topic is not {prefix}/in/CHANNEL/CONTACT_ID"))?;
+    let (channel, contact) = rest
+        .split_once('/')
+        .filter(|(c, id)| !c.is_empty() && !id.is_empty() && !id.contains('/'))
+        .ok_or_else(|| format!("topic is not {prefix}/in/CHANNEL/CONTACT_ID"))?;
+    let payload: InboundPayload = serde_json::from_slice(&publish.payload)
+        .map_err(|e| format!("payload is not {{\"client_id\",\"text\"}} JSON: {e}"))?;
+    Ok((channel, contact, payload))
+}
+
+fn tls_config(ca_file: &str) -> Result<rumqttc::TlsConfiguration, SetupError> {
+    let error = |message: String| SetupError::CaFile {
+        path: ca_file.to_string(),
+        message,
+    };
+    let pem = std::fs::read(ca_file).map_err(|e| error(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| error(e.to_string()))?;
+        roots.add(cert).map_err(|e| error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| error(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(rumqttc::TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+impl Adapter for MqttBridge {
+    fn describe(&self) -> Description {
+        Description {
+            name: "mqtt".into(),
+            channels: self.channels.clone(),
+            max_in_flight: self.max_in_flight,
+        }
+    }
+
+    fn start(self: Arc<Self>, inbound: Inbound) -> BoxFuture<'static, ()> {
+        Box::pin(self.run(inbound))
+    }
+
+    fn send<'a>(&'a self, message: &'a Outbound) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let topic = format!(
+                "{}/out/{}/{}",
+                self.prefix, message.to.channel, message.to.external_id
+            );
+            let payload = serde_json::to_vec(&serde_json::json!({
+                "message_id": message.message_id,
+                "conversation_id": message.conversation_id,
+                "sender": message.sender,
+                "text": message.text,
+                "created_at": message.created_at,
+            }))
+            .expect("invariant: JSON values serialise");
+            let (done, acked) = oneshot::channel();
+            {
+                let _order = self.publishing.lock().await;
+                let client = self.client.lock().expect("invariant: never poisoned").clone();
+                let request = (topic.clone(), payload.clone());
+                {
+                    let mut tracker = self.tracker.lock().expect("invariant: never poisoned");
+                    let seq = tracker.next_seq;
+                    tracker.next_seq += 1;
+                    let unacked = Unacked {
+                        seq,
+                        topic,
+                        payload,
+                        done,
+                    };
+                    // Recorded before it is handed over: its packet id may be assigned at once.
+                    match client {
+                        Some(_) => tracker.requested.push_back(unacked),
+                        None => tracker.unsent.push(unacked),
+                    }
+                }
+                if let Some(client) = client {
+                    // Fails only when this connection's event loop is gone; the reply is
+                    // still recorded and goes out on the next connection.
+                    let _ = client
+                        .publish(request.0, QoS::AtLeastOnce, false, request.1)
+                        .await;
+                }
+            }
+            self.counters.published.fetch_add(1, Ordering::Relaxed);
+            acked
+                .await
+                .map_err(|_| SendError::Retry("the MQTT bridge stopped".into()))
+        })
+    }
+
+    fn health(&self) -> Health {
+        let (state, detail) = self.status.lock().expect("invariant: never poisoned").clone();
+        let c = &self.counters;
+        let unacked = {
+            let t = self.tracker.lock().expect("invariant: never poisoned");
+            (t.requested.len() + t.in_flight.len() + t.unsent.len()) as u64
+        };
+        Health {
+            state,
+            detail,
+            counters: vec![
+                ("received", c.received.load(Ordering::Relaxed)),
+                ("acknowledged", c.acknowledged.load(Ordering::Relaxed)),
+                ("malformed", c.malformed.load(Ordering::Relaxed)),
+                ("published", c.published.load(Ordering::Relaxed)),
+                ("delivered", c.delivered.load(Ordering::Relaxed)),
+                ("unacknowledged_replies", unacked),
+                ("reconnects", c.reconnects.load(Ordering::Relaxed)),
+            ],
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(topic: &str, payload: &[u8]) -> rumqttc::Publish {
+        rumqttc::Publish::new(topic, QoS::AtLeastOnce, payload.to_vec())
+    }
+
+    #[test]
+    fn inbound_topics_and_payloads() {
+        let p = publish("kefu/in/app/u-1", br#"{"client_id":"c1","text":"hi"}"#);
+        let (channel, contact, payload) = parse_inbound("kefu", &p).unwrap();
+        assert_eq!((channel, contact, payload.client_id.as_str(), payload.text.as_str()), ("app", "u-1", "c1", "hi"));
+        for (topic, body) in [
+            ("kefu/in/app", &br#"{"client_id":"c1","text":"hi"}"#[..]),
+            ("kefu/in/app/u/x", br#"{"client_id":"c1","text":"hi"}"#),
+            ("kefu/out/app/u", br#"{"client_id":"c1","text":"hi"}"#),
+            ("other/in/app/u", br#"{"client_id":"c1","text":"hi"}"#),
+            ("kefu/in/app/u", b"not json"),
+            ("kefu/in/app/u", br#"{"text":"no client id"}"#),
+            ("kefu/in/app/u", b"{\"client_id\":\"c\",\"text\":\"\xff\"}"),
+        ] {
+            assert!(parse_inbound("kefu", &publish(topic, body)).is_err(), "{topic} {body:?}");
+        }
+    }
+
+    #[test]
+    fn unacknowledged_replies_keep_their_order() {
+        let mut t = Tracker::default();
+        let unacked = |seq| Unacked {
+            seq,
+            topic: String::new(),
+            payload: Vec::new(),
+            done: oneshot::channel().0,
+        };
+        t.in_flight.insert(9, unacked(2));
+        t.in_flight.insert(3, unacked(1));
+        t.requested.push_back(unacked(3));
+        t.unsent.push(unacked(4));
+        let order: Vec<u64> = t.take_all().iter().map(|u| u.seq).collect();
+        assert_eq!(order, [1, 2, 3, 4]);
+    }
+}
