@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Identity, Lsn};
+use crate::model::{Identity, Lsn, Sender};
 use crate::op::{Entry, Op};
 use crate::wire;
 
@@ -193,6 +193,15 @@ impl Fanout {
                             intent: None,
                             intent_score: None,
                             attachment: m.attachment.as_deref(),
+                            channel: m.via.as_ref().map(|v| v.channel.as_str()),
+                            delivery: m
+                                .via
+                                .as_ref()
+                                .filter(|v| {
+                                    matches!(m.sender, Sender::Agent | Sender::Bot)
+                                        && v.channel != crate::model::WEB_CHANNEL
+                                })
+                                .map(|_| "pending"),
                         })
                         .into();
                         send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
@@ -210,6 +219,32 @@ impl Fanout {
                         at: s.at_ms,
                     })
                     .into();
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                Op::Delivered { messages, .. } if !self.agents.is_empty() => {
+                    let frame: Utf8Bytes =
+                        wire::delivery_event(entry.lsn, messages, "delivered", None).into();
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                Op::DeliveryFailed {
+                    message,
+                    dead,
+                    error,
+                    ..
+                } if !self.agents.is_empty() => {
+                    let state = if *dead { "dead" } else { "pending" };
+                    let frame: Utf8Bytes =
+                        wire::delivery_event(entry.lsn, &[*message], state, Some(error)).into();
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                Op::ContactsLinked {
+                    keep,
+                    merged,
+                    folded,
+                    ..
+                } if !self.agents.is_empty() => {
+                    let frame: Utf8Bytes =
+                        wire::contacts_linked_event(entry.lsn, *keep, *merged, *folded).into();
                     send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
                 }
                 _ => {}

@@ -79,6 +79,12 @@ pub struct MessageView<'a> {
     pub intent_score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attachment: Option<&'a str>,
+    /// The channel it came in on, or a reply went out on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<&'a str>,
+    /// A reply's delivery on its channel: `pending`, `delivered` or `dead`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'a str>,
 }
 
 impl<'a> From<&'a MessageRow> for MessageView<'a> {
@@ -95,6 +101,8 @@ impl<'a> From<&'a MessageRow> for MessageView<'a> {
             intent: m.intent.as_deref(),
             intent_score: m.intent_score,
             attachment: m.attachment.as_deref(),
+            channel: m.channel.as_deref(),
+            delivery: m.delivery.as_deref(),
         }
     }
 }
@@ -121,6 +129,36 @@ pub struct ConversationEvent<'a> {
 
 pub fn conversation_event(e: &ConversationEvent<'_>) -> String {
     to_json(e)
+}
+
+/// Agents' live frame for replies their channel confirmed (`delivered`), or refused (`pending`
+/// again after a failed attempt, `dead` after the last).
+pub fn delivery_event(seq: Lsn, message_ids: &[MessageId], state: &str, error: Option<&str>) -> String {
+    to_json(&serde_json::json!({
+        "type": "delivery",
+        "seq": seq,
+        "message_ids": message_ids,
+        "state": state,
+        "error": error,
+    }))
+}
+
+/// Agents' live frame for two contacts linked into one; `folded` is the conversation that
+/// closed into the other, (from, into).
+pub fn contacts_linked_event(
+    seq: Lsn,
+    keep: ContactId,
+    merged: ContactId,
+    folded: Option<(ConversationId, ConversationId)>,
+) -> String {
+    to_json(&serde_json::json!({
+        "type": "contacts_linked",
+        "seq": seq,
+        "contact_id": keep,
+        "merged_contact_id": merged,
+        "closed_conversation_id": folded.map(|(from, _)| from),
+        "conversation_id": folded.map(|(_, into)| into),
+    }))
 }
 
 pub fn agent_event_row(e: &AgentEventRow) -> String {
