@@ -72,6 +72,9 @@ printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d"
 chmod 755 "$R/usr/sbin/policy-rc.d"
 chroot "$R" dpkg -i /tmp/kefud.deb
 rm -f "$R/usr/sbin/policy-rc.d" "$R/tmp/kefud.deb"
+# The image has its broker (mosquitto on 127.0.0.1): the MQTT bridge is on.
+sed -i '/^\[mqtt\]/,/^\[/ s/^enabled = false$/enabled = true/' "$R/etc/kefud/kefud.toml"
+grep -A8 '^\[mqtt\]' "$R/etc/kefud/kefud.toml" | grep -qx 'enabled = true'
 
 # Which units start. SSH stays off until kefu-firstboot gets a key. Wi-Fi runs as
 # wpa_supplicant@wlan0 once configured (not the D-Bus-driven wpa_supplicant). apt's timers would

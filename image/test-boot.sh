@@ -231,6 +231,8 @@ if [ -n "$REPORT" ]; then
   expect A avahi active
   check "A: kefud's ready event is in the journal under its MESSAGE_ID ($(field kefud_ready_events))" \
     test "$(field kefud_ready_events)" -ge 1
+  check "A: kefud's MQTT bridge connected to the local mosquitto ($(field kefud_mqtt))" \
+    test "$(field kefud_mqtt)" -ge 1
   expect A tmp tmpfs
   expect A journal volatile
   expect A apt_timers disabled,disabled

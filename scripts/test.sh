@@ -15,6 +15,9 @@ cargo test --locked -- --test-threads=2
 echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
 cargo build --release --locked --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
+echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the image's broker config"
+./target/release/kefud-load mqtt --messages 20000 --spawn ./target/release/kefud \
+  --mosquitto-conf image/overlay/etc/mosquitto/conf.d/kefu.conf
 
 echo "== the console and the widget in headless Chromium (playwright-core), pages embedded in the binary"
 scripts/test-browser.sh

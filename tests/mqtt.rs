@@ -68,8 +68,14 @@ impl Broker {
             .stderr(log)
             .spawn()
             .unwrap();
+        let mut child = child;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(("127.0.0.1", port)).is_err()
+            || child.try_wait().unwrap().is_some()
+        {
+            // try_wait: a broker that could not bind exits, and the port answering would be
+            // someone else's.
+            assert!(child.try_wait().unwrap().is_none(), "mosquitto exited: {}", std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default());
             assert!(Instant::now() < deadline, "mosquitto did not start: {}", std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default());
             std::thread::sleep(Duration::from_millis(50));
         }

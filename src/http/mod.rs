@@ -165,6 +165,26 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
         ));
     }
+    let channels = app.channels.status();
+    if !channels.is_empty() {
+        out.push_str("# HELP kefud_channel_events_total Channel adapters' counters (see GET /api/v1/channels).\n# TYPE kefud_channel_events_total counter\n");
+        for c in &channels {
+            for (event, value) in &c.counters {
+                out.push_str(&format!(
+                    "kefud_channel_events_total{{adapter=\"{}\",event=\"{event}\"}} {value}\n",
+                    c.name
+                ));
+            }
+        }
+        out.push_str("# HELP kefud_channel_connected Whether a channel adapter is connected.\n# TYPE kefud_channel_connected gauge\n");
+        for c in &channels {
+            out.push_str(&format!(
+                "kefud_channel_connected{{adapter=\"{}\"}} {}\n",
+                c.name,
+                u8::from(c.state == "connected")
+            ));
+        }
+    }
     out
 }
 
