@@ -466,7 +466,7 @@ impl Config {
             self.routing.llm_url.is_empty()
                 || crate::routing::llm::endpoint(&self.routing.llm_url).is_ok(),
             "routing.llm_url",
-            "must be empty or an http:// URL such as http://192.168.1.20:8080/v1",
+            "must be empty or an http:// or https:// URL such as http://192.168.1.20:8080/v1",
         );
         check(
             (1..=600).contains(&self.routing.llm_timeout_secs),

@@ -26,6 +26,7 @@ pub mod config;
 pub mod conversation;
 pub mod dispatch;
 pub mod error;
+pub mod httpc;
 pub mod fanout;
 pub mod http;
 pub mod intent;
