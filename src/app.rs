@@ -363,7 +363,7 @@ fn recover(cfg: &Config) -> Result<Recovered> {
         source,
     })?;
     let conn = store::open(&cfg.db_path())?;
-    let (mut applier, applied_rx, applied_atomic) = Applier::new(conn)?;
+    let (mut applier, applied_rx, applied_atomic) = Applier::new(conn, cfg.event_channels())?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
     let applied = applier.applied_lsn();
     let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {

@@ -21,6 +21,7 @@ pub struct Config {
     pub auth: Auth,
     pub routing: Routing,
     pub mqtt: Mqtt,
+    pub webhooks: Vec<Webhook>,
     pub outbox: Outbox,
     pub log: Log,
 }
@@ -147,6 +148,38 @@ impl Routing {
                 .map(|k| k.to_lowercase())
                 .collect(),
         }
+    }
+}
+
+/// A webhook: replies to one channel's contacts, and its conversations' events, are POSTed
+/// to `url` (`crate::channel::webhook`). Read at startup only.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// The channel (as in `POST /api/v1/inbox/{channel}/messages`).
+    pub channel: String,
+    /// `http://` or `https://`.
+    pub url: String,
+    /// The HMAC-SHA256 key of the `X-Kefu-Signature` header (at least 16 characters).
+    pub secret: String,
+    #[serde(default = "Webhook::default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Webhook {
+    fn default_timeout() -> u64 {
+        10
+    }
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("channel", &self.channel)
+            .field("url", &self.url)
+            .field("secret", &"(redacted)")
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
     }
 }
 
@@ -490,6 +523,37 @@ impl Config {
             "outbox.first_retry_secs",
             "must be at least 1 and at most outbox.max_retry_secs (at most 86400)",
         );
+        check(
+            self.webhooks.iter().all(|w| {
+                crate::model::bounded_id::<{ crate::model::CHANNEL_MAX }>(&w.channel).is_ok()
+                    && w.channel != crate::model::WEB_CHANNEL
+            }),
+            "webhooks.channel",
+            "must be a channel name (letters, digits, -_.:@; not \"web\")",
+        );
+        check(
+            self.webhooks
+                .iter()
+                .enumerate()
+                .all(|(i, w)| self.webhooks[..i].iter().all(|o| o.channel != w.channel)),
+            "webhooks.channel",
+            "each channel may have one webhook",
+        );
+        check(
+            self.webhooks.iter().all(|w| crate::httpc::Url::parse(&w.url).is_ok()),
+            "webhooks.url",
+            "must be an http:// or https:// URL",
+        );
+        check(
+            self.webhooks.iter().all(|w| w.secret.chars().count() >= 16),
+            "webhooks.secret",
+            "must be at least 16 characters",
+        );
+        check(
+            self.webhooks.iter().all(|w| (1..=120).contains(&w.timeout_secs)),
+            "webhooks.timeout_secs",
+            "must be between 1 and 120",
+        );
         let topic_safe = |s: &str| {
             !s.is_empty() && !s.contains(['+', '#', '/', '\0']) && s.len() <= 64
         };
@@ -576,11 +640,20 @@ impl Config {
             needs_restart.push("mqtt");
             self.mqtt = running.mqtt.clone();
         }
+        if self.webhooks != running.webhooks {
+            needs_restart.push("webhooks");
+            self.webhooks = running.webhooks.clone();
+        }
         if self.outbox != running.outbox {
             needs_restart.push("outbox");
             self.outbox = running.outbox.clone();
         }
         (self, needs_restart)
+    }
+
+    /// Channels whose conversation events (opened, resolved) go out: those with a webhook.
+    pub fn event_channels(&self) -> Vec<String> {
+        self.webhooks.iter().map(|w| w.channel.clone()).collect()
     }
 
     pub fn journal_dir(&self) -> PathBuf {

@@ -24,6 +24,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod routes;
 pub mod runtime;
+pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +48,8 @@ pub struct Description {
     pub channels: Vec<String>,
     /// Replies it may have in flight at once (sends the outbox runs concurrently).
     pub max_in_flight: usize,
+    /// Whether it takes conversation events (opened, resolved) besides replies.
+    pub events: bool,
 }
 
 /// An adapter's state as the console shows it.
@@ -60,16 +63,51 @@ pub struct Health {
     pub counters: Vec<(&'static str, u64)>,
 }
 
-/// A reply to deliver.
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundKind {
+    /// An agent's or the bot's reply.
+    Message,
+    /// A customer's first message opened a conversation (webhooks only).
+    ConversationOpened,
+    /// An agent resolved the conversation (webhooks only).
+    ConversationResolved,
+}
+
+impl OutboundKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutboundKind::Message => "message",
+            OutboundKind::ConversationOpened => "conversation_opened",
+            OutboundKind::ConversationResolved => "conversation_resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OutboundKind::Message,
+            OutboundKind::ConversationOpened,
+            OutboundKind::ConversationResolved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A reply, or a conversation event, to deliver.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outbound {
-    pub message_id: MessageId,
+    /// The message id, or the event's LSN: unique, and what receivers deduplicate on.
+    pub id: MessageId,
+    pub kind: OutboundKind,
     pub conversation_id: ConversationId,
     /// The customer's identity on the adapter's channel.
     pub to: Identity,
-    /// `agent` or `bot`.
+    /// `agent` or `bot` (empty for events).
     pub sender: String,
+    /// Empty for events.
     pub text: String,
+    /// When the message was written, or the event happened (ms).
     pub created_at: i64,
     /// Delivery attempts already made (0 for the first).
     pub attempts: u32,

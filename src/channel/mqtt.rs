@@ -354,6 +354,7 @@ impl Adapter for MqttBridge {
             name: "mqtt".into(),
             channels: self.channels.clone(),
             max_in_flight: self.max_in_flight,
+            events: false,
         }
     }
 
@@ -368,7 +369,7 @@ impl Adapter for MqttBridge {
                 self.prefix, message.to.channel, message.to.external_id
             );
             let payload = serde_json::to_vec(&serde_json::json!({
-                "message_id": message.message_id,
+                "message_id": message.id,
                 "conversation_id": message.conversation_id,
                 "sender": message.sender,
                 "text": message.text,

@@ -59,8 +59,10 @@ pub async fn run(
     policy: RetryPolicy,
     mut ctx: OutboxContext,
 ) {
-    let name = adapter.describe().name;
-    let max_in_flight = adapter.describe().max_in_flight.max(1);
+    let description = adapter.describe();
+    let name = description.name;
+    let max_in_flight = description.max_in_flight.max(1);
+    let events = description.events;
     let filter = Arc::new(filter);
     // Rows fetched and not yet sent, the highest message id fetched, retries by due time.
     let mut queue: VecDeque<Outbound> = VecDeque::new();
@@ -74,13 +76,13 @@ pub async fn run(
             let (f, after) = (Arc::clone(&filter), cursor);
             match ctx
                 .reads
-                .run(move |c| queries::pending_deliveries(c, &f, after, FETCH))
+                .run(move |c| queries::pending_deliveries(c, &f, events, after, FETCH))
                 .await
             {
                 Ok(rows) => {
                     caught_up = rows.len() < FETCH as usize;
                     if let Some(last) = rows.last() {
-                        cursor = last.message_id;
+                        cursor = last.id;
                     }
                     queue.extend(rows);
                 }
@@ -113,7 +115,7 @@ pub async fn run(
                 let mut outcome = Some(done);
                 while let Some((message, result)) = outcome {
                     match result {
-                        Ok(()) => delivered.push(message.message_id),
+                        Ok(()) => delivered.push(message.id),
                         Err(e) => {
                             let report = failed(&name, message, e, &policy, &mut retries);
                             report_to(&ctx.commands, report).await;
@@ -149,21 +151,21 @@ fn failed(
     let dead = matches!(error, SendError::Refused(_)) || message.attempts >= policy.max_attempts;
     tracing::warn!(
         adapter,
-        message_id = message.message_id,
+        id = message.id,
         attempts = message.attempts,
         dead,
         error = %error,
         "outbox: reply not delivered"
     );
     let report = DeliveryReport::Failed {
-        message: message.message_id,
+        message: message.id,
         attempts: message.attempts,
         dead,
         error: error.to_string(),
     };
     if !dead {
         let due = Instant::now() + policy.delay(message.attempts);
-        retries.insert((due, message.message_id), message);
+        retries.insert((due, message.id), message);
     }
     report
 }

@@ -116,6 +116,7 @@ mod tests {
             name: name.into(),
             channels: channels.iter().map(|c| c.to_string()).collect(),
             max_in_flight: 1,
+            events: false,
         }
     }
 

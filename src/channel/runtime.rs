@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::mqtt::MqttBridge;
 use super::outbox::{self, OutboxContext, RetryPolicy};
 use super::routes::{RouteError, RouteTable};
+use super::webhook::Webhook;
 use super::{Adapter, Inbound};
 use crate::config::Config;
 use crate::dispatch::Command;
@@ -64,6 +65,9 @@ impl Channels {
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         if cfg.mqtt.enabled {
             adapters.push(Arc::new(MqttBridge::new(&cfg.mqtt)?));
+        }
+        for webhook in &cfg.webhooks {
+            adapters.push(Arc::new(Webhook::new(webhook)));
         }
         Self::start_adapters(adapters, cfg, pipeline)
     }

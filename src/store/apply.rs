@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{mpsc, watch};
 
 use super::Error;
@@ -25,10 +25,15 @@ pub struct Applier {
     applied_tx: watch::Sender<Lsn>,
     /// The same number for the journal writer's retention, read without a channel.
     applied_atomic: Arc<AtomicU64>,
+    /// Channels with a webhook: their conversation events get outbox rows.
+    event_channels: Vec<String>,
 }
 
 impl Applier {
-    pub fn new(conn: Connection) -> Result<(Self, watch::Receiver<Lsn>, Arc<AtomicU64>), Error> {
+    pub fn new(
+        conn: Connection,
+        event_channels: Vec<String>,
+    ) -> Result<(Self, watch::Receiver<Lsn>, Arc<AtomicU64>), Error> {
         let applied_lsn = super::applied_lsn(&conn)?;
         let (applied_tx, rx) = watch::channel(applied_lsn);
         let applied_atomic = Arc::new(AtomicU64::new(applied_lsn));
@@ -38,6 +43,7 @@ impl Applier {
                 applied_lsn,
                 applied_tx,
                 applied_atomic: Arc::clone(&applied_atomic),
+                event_channels,
             },
             rx,
             applied_atomic,
@@ -63,7 +69,7 @@ impl Applier {
             if lsn <= last {
                 continue;
             }
-            apply_op(&tx, lsn, op)?;
+            apply_op(&tx, lsn, op, &self.event_channels)?;
             last = lsn;
         }
         if last != self.applied_lsn {
@@ -105,7 +111,26 @@ impl Applier {
     }
 }
 
-fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
+fn add_delivery(
+    tx: &Transaction<'_>,
+    id: Lsn,
+    kind: &str,
+    conversation: u64,
+    channel: &str,
+    external_id: &str,
+    at_ms: i64,
+) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO deliveries (id, kind, conversation_id, channel, external_id, state, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+    )?
+    .execute(params![id as i64, kind, conversation as i64, channel, external_id, at_ms])?;
+    Ok(())
+}
+
+/// Applies one operation. `event_channels` are the channels whose conversation events (opened,
+/// resolved) go to a webhook: they get outbox rows too.
+fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op, event_channels: &[String]) -> Result<(), Error> {
     match op {
         Op::ContactCreated {
             contact,
@@ -151,11 +176,20 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
                 ])?;
             if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
                 if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO deliveries (message_id, channel, external_id, state, updated_at)
-                         VALUES (?1, ?2, ?3, 'pending', ?4)",
-                    )?
-                    .execute(params![lsn as i64, via.channel.as_str(), via.external_id.as_str(), m.at_ms])?;
+                    add_delivery(tx, lsn, "message", m.conversation, via.channel.as_str(), via.external_id.as_str(), m.at_ms)?;
+                }
+            }
+            // A conversation's first customer message: the "opened" event, for a webhook.
+            if inserted == 1 && m.sender == Sender::Visitor {
+                if let Some(via) = m.via.as_ref().filter(|v| event_channels.iter().any(|c| *c == v.channel.as_str())) {
+                    let first: bool = tx
+                        .prepare_cached("SELECT message_count = 0 FROM conversations WHERE id = ?1")?
+                        .query_row(params![m.conversation as i64], |r| r.get(0))
+                        .optional()?
+                        .unwrap_or(false);
+                    if first {
+                        add_delivery(tx, lsn, "conversation_opened", m.conversation, via.channel.as_str(), via.external_id.as_str(), m.at_ms)?;
+                    }
                 }
             }
             // A private note is searchable but is not the conversation's latest message (the
@@ -192,6 +226,20 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
                  WHERE id = ?1",
             )?
             .execute(params![s.conversation as i64, s.to.as_str(), s.assignee.map(|a| a as i64), s.at_ms])?;
+            if s.to == Status::Resolved && !event_channels.is_empty() {
+                // The "resolved" event goes where the customer last wrote from.
+                let via: Option<(String, String)> = tx
+                    .prepare_cached(
+                        "SELECT via_channel, via_external_id FROM messages
+                         WHERE conversation_id = ?1 AND sender = 'visitor' AND via_channel IS NOT NULL
+                         ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row(params![s.conversation as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((channel, external_id)) = via.filter(|(c, _)| event_channels.contains(c)) {
+                    add_delivery(tx, lsn, "conversation_resolved", s.conversation, &channel, &external_id, s.at_ms)?;
+                }
+            }
         }
         Op::KbEntryPut { entry, at_ms } => {
             let examples = serde_json::to_string(&entry.examples)
@@ -233,7 +281,7 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
         } => link_contacts(tx, *keep, *merged, *folded)?,
         Op::Delivered { messages, at_ms } => {
             let mut update = tx.prepare_cached(
-                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?2 WHERE message_id = ?1",
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
             )?;
             for m in messages {
                 update.execute(params![*m as i64, at_ms])?;
@@ -248,7 +296,7 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op) -> Result<(), Error> {
         } => {
             tx.prepare_cached(
                 "UPDATE deliveries SET state = CASE WHEN ?3 THEN 'dead' ELSE state END, attempts = ?2,
-                 last_error = ?4, updated_at = ?5 WHERE message_id = ?1 AND state = 'pending'",
+                 last_error = ?4, updated_at = ?5 WHERE id = ?1 AND state = 'pending'",
             )?
             .execute(params![*message as i64, attempts, dead, error, at_ms])?;
         }

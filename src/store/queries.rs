@@ -34,7 +34,7 @@ pub struct MessageRow {
 
 const MESSAGE_COLUMNS: &str =
     "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment,
-     via_channel, (SELECT state FROM deliveries d WHERE d.message_id = messages.id)";
+     via_channel, (SELECT state FROM deliveries d WHERE d.id = messages.id)";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -233,13 +233,15 @@ pub fn contact_by_identity(
         .map(|v| v as u64))
 }
 
-/// Pending outbox rows after message `after`, oldest first, as the outbox sends them.
+/// Pending outbox rows after `after` (an LSN), oldest first, as the outbox sends them; with
+/// `events`, conversation events too (else replies only).
 ///
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn pending_deliveries(
     conn: &Connection,
     filter: &crate::channel::routes::ChannelFilter,
+    events: bool,
     after: MessageId,
     limit: u32,
 ) -> Result<Vec<crate::channel::Outbound>, Error> {
@@ -254,32 +256,32 @@ pub fn pending_deliveries(
     // The channel list is a JSON array parameter, not SQL text.
     let list = serde_json::to_string(channels).expect("invariant: strings serialise");
     let sql = format!(
-        "SELECT d.message_id, m.conversation_id, d.channel, d.external_id, m.sender, m.text, m.created_at, d.attempts
-         FROM deliveries d JOIN messages m ON m.id = d.message_id
-         WHERE d.state = 'pending' AND d.message_id > ?1
+        "SELECT d.id, d.conversation_id, d.channel, d.external_id, d.kind, COALESCE(m.sender, ''), COALESCE(m.text, ''), d.updated_at, d.attempts
+         FROM deliveries d LEFT JOIN messages m ON m.id = d.id AND d.kind = 'message'
+         WHERE d.state = 'pending' AND d.id > ?1
            AND d.channel {negate} IN (SELECT value FROM json_each(?2))
-         ORDER BY d.message_id LIMIT {limit}"
+           AND (?3 OR d.kind = 'message')
+         ORDER BY d.id LIMIT {limit}"
     );
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params![after as i64, list], |r| {
+        .query_map(params![after as i64, list, events], |r| {
             Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
+                (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64),
+                (r.get::<_, String>(2)?, r.get::<_, String>(3)?),
                 r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, u32>(7)?,
+                (r.get::<_, String>(5)?, r.get::<_, String>(6)?),
+                r.get::<_, i64>(7)?,
+                r.get::<_, u32>(8)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, conversation, channel, external_id, sender, text, at, attempts)| {
+        .filter_map(|((id, conversation), (channel, external_id), kind, (sender, text), at, attempts)| {
             Some(crate::channel::Outbound {
-                message_id: id,
+                id,
+                kind: crate::channel::OutboundKind::parse(&kind)?,
                 conversation_id: conversation,
                 to: Identity {
                     channel: bounded_id(&channel).ok()?,
@@ -294,10 +296,14 @@ pub fn pending_deliveries(
         .collect())
 }
 
-/// A reply's delivery on its channel.
+/// A reply's (or a conversation event's) delivery on its channel.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DeliveryRow {
-    pub message_id: MessageId,
+    /// The message id, or the event's LSN.
+    pub id: Lsn,
+    /// `message`, `conversation_opened` or `conversation_resolved`.
+    pub kind: String,
+    pub conversation_id: ConversationId,
     pub channel: String,
     pub external_id: String,
     /// `pending`, `delivered` or `dead`.
@@ -312,18 +318,20 @@ pub struct DeliveryRow {
 pub fn delivery(conn: &Connection, message: MessageId) -> Result<Option<DeliveryRow>, Error> {
     Ok(conn
         .prepare_cached(
-            "SELECT message_id, channel, external_id, state, attempts, last_error, updated_at
-             FROM deliveries WHERE message_id = ?1",
+            "SELECT id, kind, conversation_id, channel, external_id, state, attempts, last_error, updated_at
+             FROM deliveries WHERE id = ?1",
         )?
         .query_row(params![message as i64], |r| {
             Ok(DeliveryRow {
-                message_id: r.get::<_, i64>(0)? as u64,
-                channel: r.get(1)?,
-                external_id: r.get(2)?,
-                state: r.get(3)?,
-                attempts: r.get(4)?,
-                last_error: r.get(5)?,
-                updated_at: r.get(6)?,
+                id: r.get::<_, i64>(0)? as u64,
+                kind: r.get(1)?,
+                conversation_id: r.get::<_, i64>(2)? as u64,
+                channel: r.get(3)?,
+                external_id: r.get(4)?,
+                state: r.get(5)?,
+                attempts: r.get(6)?,
+                last_error: r.get(7)?,
+                updated_at: r.get(8)?,
             })
         })
         .optional()?)

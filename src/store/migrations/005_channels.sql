@@ -17,9 +17,12 @@ CREATE UNIQUE INDEX messages_by_client_id ON messages (via_channel, via_external
     WHERE client_id IS NOT NULL;
 
 -- The outbox: a row per reply (agent or bot) routed to a channel other than the web widget,
--- created when the reply is applied; a channel adapter delivers pending rows in message order.
+-- created when the reply is applied, and per conversation event (opened, resolved) on a
+-- channel with a webhook; a channel adapter delivers pending rows in order.
 CREATE TABLE deliveries (
-    message_id  INTEGER PRIMARY KEY REFERENCES messages(id),
+    id              INTEGER PRIMARY KEY,  -- the LSN of what it delivers: the message id, or the event's record
+    kind            TEXT NOT NULL,        -- message | conversation_opened | conversation_resolved
+    conversation_id INTEGER NOT NULL,
     channel     TEXT NOT NULL,
     external_id TEXT NOT NULL,
     state       TEXT NOT NULL,            -- pending | delivered | dead
@@ -27,7 +30,7 @@ CREATE TABLE deliveries (
     last_error  TEXT,
     updated_at  INTEGER NOT NULL
 );
-CREATE INDEX deliveries_pending ON deliveries (channel, message_id) WHERE state = 'pending';
+CREATE INDEX deliveries_pending ON deliveries (channel, id) WHERE state = 'pending';
 
 -- A contact linked into another (same person on two channels) points at it; so does a
 -- conversation whose messages were folded into the other contact's open one.
