@@ -22,6 +22,7 @@ pub struct Config {
     pub routing: Routing,
     pub mqtt: Mqtt,
     pub webhooks: Vec<Webhook>,
+    pub wechat: Wechat,
     pub outbox: Outbox,
     pub log: Log,
 }
@@ -179,6 +180,48 @@ impl std::fmt::Debug for Webhook {
             .field("url", &self.url)
             .field("secret", &"(redacted)")
             .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// A WeChat official account (`crate::channel::wechat`, `crate::http::wechat`). Read at
+/// startup only.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wechat {
+    pub enabled: bool,
+    /// The identities' channel name.
+    pub channel: String,
+    /// The Token of the account's server configuration (URL verification and signatures).
+    pub token: String,
+    pub app_id: String,
+    pub app_secret: String,
+    /// WeChat's API (a stand-in for tests).
+    pub api_base: String,
+}
+
+impl Default for Wechat {
+    fn default() -> Self {
+        Wechat {
+            enabled: false,
+            channel: "wechat".into(),
+            token: String::new(),
+            app_id: String::new(),
+            app_secret: String::new(),
+            api_base: "https://api.weixin.qq.com".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Wechat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wechat")
+            .field("enabled", &self.enabled)
+            .field("channel", &self.channel)
+            .field("token", &"(redacted)")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"(redacted)")
+            .field("api_base", &self.api_base)
             .finish()
     }
 }
@@ -554,6 +597,29 @@ impl Config {
             "webhooks.timeout_secs",
             "must be between 1 and 120",
         );
+        check(
+            crate::model::bounded_id::<{ crate::model::CHANNEL_MAX }>(&self.wechat.channel).is_ok()
+                && self.wechat.channel != crate::model::WEB_CHANNEL,
+            "wechat.channel",
+            "must be a channel name (letters, digits, -_.:@; not \"web\")",
+        );
+        check(
+            !self.wechat.enabled
+                || (3..=32).contains(&self.wechat.token.len())
+                    && self.wechat.token.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "wechat.token",
+            "must be the account's Token: 3-32 letters or digits",
+        );
+        check(
+            !self.wechat.enabled || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.is_empty(),
+            "wechat.app_id",
+            "wechat.app_id and wechat.app_secret must be set",
+        );
+        check(
+            crate::httpc::Url::parse(&self.wechat.api_base).is_ok(),
+            "wechat.api_base",
+            "must be an http:// or https:// URL",
+        );
         let topic_safe = |s: &str| {
             !s.is_empty() && !s.contains(['+', '#', '/', '\0']) && s.len() <= 64
         };
@@ -643,6 +709,10 @@ impl Config {
         if self.webhooks != running.webhooks {
             needs_restart.push("webhooks");
             self.webhooks = running.webhooks.clone();
+        }
+        if self.wechat != running.wechat {
+            needs_restart.push("wechat");
+            self.wechat = running.wechat.clone();
         }
         if self.outbox != running.outbox {
             needs_restart.push("outbox");

@@ -25,6 +25,7 @@ pub mod outbox;
 pub mod routes;
 pub mod runtime;
 pub mod webhook;
+pub mod wechat;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -15,6 +15,7 @@ use super::mqtt::MqttBridge;
 use super::outbox::{self, OutboxContext, RetryPolicy};
 use super::routes::{RouteError, RouteTable};
 use super::webhook::Webhook;
+use super::wechat::Wechat;
 use super::{Adapter, Inbound};
 use crate::config::Config;
 use crate::dispatch::Command;
@@ -68,6 +69,9 @@ impl Channels {
         }
         for webhook in &cfg.webhooks {
             adapters.push(Arc::new(Webhook::new(webhook)));
+        }
+        if cfg.wechat.enabled {
+            adapters.push(Arc::new(Wechat::new(&cfg.wechat)));
         }
         Self::start_adapters(adapters, cfg, pipeline)
     }

@@ -12,6 +12,7 @@ pub mod inbox_api;
 pub mod routing_api;
 pub mod visitor_ws;
 pub mod web;
+pub mod wechat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +115,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(inbox_api::router())
                 .merge(channels_api::router()),
         )
+        .merge(wechat::router())
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))

@@ -1,0 +1,106 @@
+//! WeChat's calls to the shop's server URL, `/wechat/callback` (`crate::channel::wechat`
+//! explains the protocol): GET verifies the URL, POST delivers a customer's message, answered
+//! `success` once it is durable. Every call must carry a valid signature; a message type kefud
+//! does not store (voice, location, ...) is acknowledged too, so WeChat does not resend it.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::{ApiQuery, AppState};
+use crate::channel::wechat::{parse_message, signature_ok, XmlError};
+use crate::channel::{Inbound, InboundError};
+
+/// WeChat's messages are small; anything larger is not one.
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/wechat/callback", get(verify_url).post(receive))
+}
+
+#[derive(Deserialize)]
+struct Signed {
+    signature: String,
+    timestamp: String,
+    nonce: String,
+    echostr: Option<String>,
+    encrypt_type: Option<String>,
+}
+
+fn refuse(status: StatusCode, text: &'static str) -> Response {
+    (status, text).into_response()
+}
+
+/// Checks the account is configured and the call signed; `None` when it may go on.
+fn check(app: &AppState, q: &Signed) -> Option<Response> {
+    let cfg = app.cfg();
+    if !cfg.wechat.enabled {
+        return Some(refuse(StatusCode::NOT_FOUND, "WeChat is not configured"));
+    }
+    if !signature_ok(&cfg.wechat.token, &q.timestamp, &q.nonce, &q.signature) {
+        tracing::warn!("wechat: call with an invalid signature refused");
+        return Some(refuse(StatusCode::FORBIDDEN, "invalid signature"));
+    }
+    None
+}
+
+async fn verify_url(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>) -> Response {
+    if let Some(refused) = check(&app, &q) {
+        return refused;
+    }
+    match q.echostr {
+        Some(echo) => (StatusCode::OK, echo).into_response(),
+        None => refuse(StatusCode::BAD_REQUEST, "echostr is missing"),
+    }
+}
+
+async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, body: Bytes) -> Response {
+    if let Some(refused) = check(&app, &q) {
+        return refused;
+    }
+    if q.encrypt_type.as_deref().is_some_and(|t| t != "raw") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "only plain mode (明文模式) is supported; set the account's message encryption to plain",
+        );
+    }
+    if body.len() > MAX_BODY {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "not a WeChat message");
+    }
+    let Ok(xml) = std::str::from_utf8(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let message = match parse_message(xml) {
+        Ok(m) => m,
+        Err(XmlError::Unsupported(kind)) => {
+            tracing::info!(kind, "wechat: message type not stored; acknowledged");
+            return (StatusCode::OK, "success").into_response();
+        }
+        Err(e @ XmlError::Shape(_)) => {
+            tracing::warn!(error = %e, "wechat: malformed message refused");
+            return refuse(StatusCode::BAD_REQUEST, "not a WeChat message");
+        }
+    };
+    let cfg = app.cfg();
+    let inbound = Inbound::new(app.commands.clone(), app.durable.clone(), cfg.limits.max_text_chars);
+    let stored = match inbound
+        .submit(&cfg.wechat.channel, &message.from, &message.client_id, message.text)
+        .await
+    {
+        Ok(pending) => pending.durable().await,
+        Err(e) => Err(e),
+    };
+    match stored {
+        Ok(_) => (StatusCode::OK, "success").into_response(),
+        Err(InboundError::Unavailable) => refuse(StatusCode::SERVICE_UNAVAILABLE, "stopping; WeChat will retry"),
+        Err(e) => {
+            // Sending it again would not help: acknowledge, and say why in the log.
+            tracing::warn!(error = %e, openid = %message.from, "wechat: message not stored");
+            (StatusCode::OK, "success").into_response()
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The WeChat official account channel against a local stand-in for WeChat's API, built from
+//! the documented requests and answers (`/cgi-bin/token`, `/cgi-bin/message/custom/send`,
+//! errcodes 40001 and 43004), and WeChat's calls to the callback URL as documented (signed
+//! GET verification; signed POSTs of text, image and subscribe XML).
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::Json;
+use common::*;
+use reqwest::Client;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+
+const TOKEN: &str = "kefuToken2026";
+const APP_ID: &str = "wx1234567890abcdef";
+const APP_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+/// The stand-in's state: tokens issued (the last is valid), messages sent, who unfollowed.
+#[derive(Default)]
+struct WeChatApi {
+    tokens: Vec<String>,
+    sent: Vec<Value>,
+    unfollowed: Vec<String>,
+}
+
+async fn start_api(state: Arc<Mutex<WeChatApi>>) -> u16 {
+    async fn token(
+        State(s): State<Arc<Mutex<WeChatApi>>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Json<Value> {
+        if q.get("grant_type").map(String::as_str) != Some("client_credential")
+            || q.get("appid").map(String::as_str) != Some(APP_ID)
+            || q.get("secret").map(String::as_str) != Some(APP_SECRET)
+        {
+            return Json(json!({"errcode": 40013, "errmsg": "invalid appid"}));
+        }
+        let mut s = s.lock().unwrap();
+        let t = format!("ACCESS_TOKEN_{}", s.tokens.len() + 1);
+        s.tokens.push(t.clone());
+        Json(json!({"access_token": t, "expires_in": 7200}))
+    }
+    async fn send(
+        State(s): State<Arc<Mutex<WeChatApi>>>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+        Json(body): Json<Value>,
+    ) -> Json<Value> {
+        let mut s = s.lock().unwrap();
+        if q.get("access_token") != s.tokens.last() {
+            return Json(json!({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}));
+        }
+        if s.unfollowed.iter().any(|u| body["touser"] == u.as_str()) {
+            return Json(json!({"errcode": 43004, "errmsg": "require subscribe"}));
+        }
+        s.sent.push(body);
+        Json(json!({"errcode": 0, "errmsg": "ok"}))
+    }
+    let app = axum::Router::new()
+        .route("/cgi-bin/token", axum::routing::get(token))
+        .route("/cgi-bin/message/custom/send", axum::routing::post(send))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn config(api_port: u16) -> String {
+    format!(
+        "[wechat]\nenabled = true\ntoken = \"{TOKEN}\"\napp_id = \"{APP_ID}\"\napp_secret = \"{APP_SECRET}\"\napi_base = \"http://127.0.0.1:{api_port}\"\n"
+    )
+}
+
+fn sign(timestamp: &str, nonce: &str) -> String {
+    let mut parts = [TOKEN, timestamp, nonce];
+    parts.sort_unstable();
+    Sha1::digest(parts.concat().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// WeChat's POST of one message; returns the status and the body.
+async fn wechat_post(d: &TestDaemon, xml: &str, good_signature: bool) -> (u16, String) {
+    let (ts, nonce) = ("1795770000", "583920");
+    let signature = if good_signature { sign(ts, nonce) } else { "0".repeat(40) };
+    let r = Client::new()
+        .post(d.http(&format!(
+            "/wechat/callback?signature={signature}&timestamp={ts}&nonce={nonce}&openid=oUser"
+        )))
+        .header("content-type", "text/xml")
+        .body(xml.to_string())
+        // WeChat gives up (and retries) after 5 seconds.
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("answered within WeChat's 5 seconds");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+fn text_xml(openid: &str, msg_id: u64, content: &str) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1795770000</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+         <Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
+async fn get(d: &TestDaemon, token: &str, path: &str) -> Value {
+    Client::new().get(d.http(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
+async fn thread_of(d: &TestDaemon, token: &str, openid: &str) -> (u64, Vec<String>) {
+    let list = get(d, token, "/api/v1/conversations?status=all").await;
+    let c = list["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["external_id"] == openid)
+        .unwrap_or_else(|| panic!("no conversation of {openid}: {list}"))
+        .clone();
+    assert_eq!(c["channel"], "wechat");
+    let id = c["id"].as_u64().unwrap();
+    let thread = get(d, token, &format!("/api/v1/conversations/{id}/messages")).await;
+    let texts = thread["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    (id, texts)
+}
+
+async fn reply(d: &TestDaemon, token: &str, conversation: u64, text: &str) -> u64 {
+    let r = Client::new()
+        .post(d.http(&format!("/api/v1/conversations/{conversation}/messages")))
+        .bearer_auth(token)
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap()
+}
+
+async fn wait_delivery(d: &TestDaemon, token: &str, id: u64, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = get(d, token, &format!("/api/v1/messages/{id}/delivery")).await;
+        if v["state"] == state {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "delivery {v}, wanted {state}:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
+    let api = Arc::new(Mutex::new(WeChatApi::default()));
+    let port = start_api(Arc::clone(&api)).await;
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &config(port));
+    let token = login(&d, "li", "password-li").await;
+
+    // URL verification: echostr back for a valid signature, 403 otherwise.
+    let c = Client::new();
+    let ok = c
+        .get(d.http(&format!("/wechat/callback?signature={}&timestamp=1795770000&nonce=42&echostr=5837397520", sign("1795770000", "42"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((ok.status().as_u16(), ok.text().await.unwrap()), (200, "5837397520".to_string()));
+    let bad = c
+        .get(d.http("/wechat/callback?signature=abc&timestamp=1795770000&nonce=42&echostr=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 403);
+
+    let openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
+    assert_eq!(wechat_post(&d, &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"), true).await, (200, "success".into()));
+    // WeChat's retry of the same message (no answer seen in time): stored once.
+    assert_eq!(wechat_post(&d, &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"), true).await.0, 200);
+    let image = format!(
+        "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1795770001</CreateTime><MsgType><![CDATA[image]]></MsgType>\
+         <PicUrl><![CDATA[http://mmbiz.qpic.cn/mmbiz/abc/0]]></PicUrl><MediaId><![CDATA[media1]]></MediaId><MsgId>6054768590064713729</MsgId></xml>"
+    );
+    assert_eq!(wechat_post(&d, &image, true).await.0, 200);
+    let voice = format!(
+        "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1795770002</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[m]]></MediaId>\
+         <Format><![CDATA[amr]]></Format><MsgId>6054768590064713730</MsgId></xml>"
+    );
+    assert_eq!(wechat_post(&d, &voice, true).await, (200, "success".into()), "acknowledged, not stored");
+    let follow = "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[oNewFollower]]></FromUserName>\
+                  <CreateTime>1795770003</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>";
+    assert_eq!(wechat_post(&d, follow, true).await.0, 200);
+    assert_eq!(wechat_post(&d, &text_xml(openid, 1, "forged"), false).await.0, 403);
+    assert_eq!(wechat_post(&d, "<html>not wechat</html>", true).await.0, 400);
+
+    let (conversation, texts) = thread_of(&d, &token, openid).await;
+    assert_eq!(texts, ["你好, 营业到几点?", "[图片 image] http://mmbiz.qpic.cn/mmbiz/abc/0"]);
+    assert_eq!(thread_of(&d, &token, "oNewFollower").await.1, ["[关注 subscribed]"]);
+
+    // The reply goes out through the customer-service API with the cached token.
+    let first = reply(&d, &token, conversation, "我们营业到晚上九点").await;
+    wait_delivery(&d, &token, first, "delivered").await;
+    {
+        let api = api.lock().unwrap();
+        assert_eq!(api.sent.len(), 1);
+        assert_eq!(api.sent[0], json!({"touser": openid, "msgtype": "text", "text": {"content": "我们营业到晚上九点"}}));
+        assert_eq!(api.tokens.len(), 1, "one token fetched and reused");
+    }
+    // WeChat invalidates the token (another server fetched one): errcode 40001, fetched anew.
+    api.lock().unwrap().tokens.push("ACCESS_TOKEN_ELSEWHERE".into());
+    let second = reply(&d, &token, conversation, "欢迎光临").await;
+    wait_delivery(&d, &token, second, "delivered").await;
+    assert_eq!(api.lock().unwrap().tokens.len(), 3);
+    assert_eq!(api.lock().unwrap().sent.len(), 2);
+
+    // A customer who unfollowed cannot be written to: dead at once (errcode 43004).
+    api.lock().unwrap().unfollowed.push("oNewFollower".into());
+    let (gone, _) = thread_of(&d, &token, "oNewFollower").await;
+    let refused = reply(&d, &token, gone, "谢谢关注").await;
+    let dead = wait_delivery(&d, &token, refused, "dead").await;
+    assert_eq!(dead["attempts"], 1);
+    assert!(dead["last_error"].as_str().unwrap().contains("43004"), "{dead}");
+
+    let channels = get(&d, &token, "/api/v1/channels").await;
+    let wechat = channels["channels"].as_array().unwrap().iter().find(|c| c["name"] == "wechat").unwrap().clone();
+    assert_eq!(wechat["state"], "connected", "{wechat}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wechat_callback_is_off_unless_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path(), "");
+    let r = Client::new()
+        .get(d.http(&format!("/wechat/callback?signature={}&timestamp=1&nonce=2&echostr=3", sign("1", "2"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
