@@ -202,6 +202,20 @@ impl Core {
 /// [`Error`] when startup fails (damaged journal, unusable data directory, port taken) or the
 /// journal latched on an I/O error while running.
 pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -> Result<()> {
+    run_with_adapters(cfg, reloader, shutdown, Vec::new()).await
+}
+
+/// [`run`], with channel adapters of the caller's own besides the ones the configuration
+/// enables (an integrator's IM: see `examples/adapter.rs`).
+///
+/// # Errors
+/// As [`run`]; also [`Error::Channels`] when an adapter's channels collide with another's.
+pub async fn run_with_adapters(
+    cfg: Config,
+    reloader: Reloader,
+    shutdown: CancellationToken,
+    adapters: Vec<Arc<dyn channel::Adapter>>,
+) -> Result<()> {
     let cfg = Arc::new(cfg);
     let started = std::time::Instant::now();
     // Installed first: until a handler exists, SIGHUP's default action kills the process.
@@ -237,6 +251,7 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
     let reads = ReadPool::new(cfg.db_path(), 4);
     let channels = match Channels::start(
         &cfg,
+        adapters,
         channel::runtime::Pipeline {
             commands: core.commands.clone(),
             durable: core.durable.clone(),

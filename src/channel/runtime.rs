@@ -57,12 +57,17 @@ pub struct Channels {
 }
 
 impl Channels {
-    /// Builds the adapters `cfg` enables and starts them and their outboxes.
+    /// Builds the adapters `cfg` enables, adds `extra` (an integrator's own), and starts them
+    /// and their outboxes.
     ///
     /// # Errors
     /// [`StartError`] for an adapter that cannot be set up (a bad CA file) or conflicting
     /// routes.
-    pub fn start(cfg: &Config, pipeline: Pipeline) -> Result<Channels, StartError> {
+    pub fn start(
+        cfg: &Config,
+        extra: Vec<Arc<dyn Adapter>>,
+        pipeline: Pipeline,
+    ) -> Result<Channels, StartError> {
         let mut adapters: Vec<Arc<dyn Adapter>> = Vec::new();
         if cfg.mqtt.enabled {
             adapters.push(Arc::new(MqttBridge::new(&cfg.mqtt)?));
@@ -73,19 +78,7 @@ impl Channels {
         if cfg.wechat.enabled {
             adapters.push(Arc::new(Wechat::new(&cfg.wechat)));
         }
-        Self::start_adapters(adapters, cfg, pipeline)
-    }
-
-    /// Starts the given adapters (the built-in ones, or an integrator's: see
-    /// `examples/adapter.rs`).
-    ///
-    /// # Errors
-    /// [`StartError::Routes`] when their channels conflict.
-    pub fn start_adapters(
-        adapters: Vec<Arc<dyn Adapter>>,
-        cfg: &Config,
-        pipeline: Pipeline,
-    ) -> Result<Channels, StartError> {
+        adapters.extend(extra);
         let descriptions: Vec<_> = adapters.iter().map(|a| a.describe()).collect();
         let routes = RouteTable::new(&descriptions)?;
         let stop = CancellationToken::new();

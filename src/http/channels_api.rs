@@ -53,15 +53,25 @@ async fn link(
     })))
 }
 
+/// The delivery row, and which adapter delivers its channel (`null`: none is configured, so
+/// it stays pending).
 async fn delivery(
     State(app): State<AppState>,
     Authed(_, _): Authed,
     ApiPath(id): ApiPath<MessageId>,
-) -> Result<Json<queries::DeliveryRow>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     app.wait_store_current().await?;
-    app.reads
+    let row = app
+        .reads
         .run(move |c| queries::delivery(c, id))
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("message {id} has no delivery (not a reply to a routed channel)")))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "message {id} has no delivery (not a reply to a channel other than web)"
+            ))
+        })?;
+    let adapter = app.channels.routes().adapter_for(&row.channel).map(str::to_string);
+    let mut v = serde_json::to_value(row).map_err(|e| ApiError::Internal(e.to_string()))?;
+    v["adapter"] = adapter.into();
+    Ok(Json(v))
 }
