@@ -88,6 +88,11 @@ pub enum Command {
     },
     /// The customer is typing: agents are told which conversation (not journaled).
     VisitorTyping { identity: Identity },
+    /// The customer has seen the shop's messages up to `message_id` (not journaled).
+    VisitorRead {
+        identity: Identity,
+        message_id: MessageId,
+    },
     /// An agent is typing in a conversation: its customer is told (not journaled).
     AgentTyping {
         conversation: ConversationId,
@@ -433,6 +438,10 @@ impl Dispatcher {
                 reply,
             } => reply.send(self.agent_note(conversation, agent, text)),
             Command::VisitorTyping { identity } => self.visitor_typing(&identity),
+            Command::VisitorRead {
+                identity,
+                message_id,
+            } => self.visitor_read(&identity, message_id),
             Command::AgentTyping {
                 conversation,
                 reply,
@@ -926,6 +935,17 @@ impl Dispatcher {
         }
         self.typing_sent.insert(conversation, now);
         let frame = wire::typing_for_agents(conversation, contact);
+        self.fanout.notify(Ephemeral::Agents(frame.into()));
+    }
+
+    fn visitor_read(&mut self, identity: &Identity, message_id: MessageId) {
+        let Ok(Some(contact)) = self.lookup_identity(identity) else {
+            return;
+        };
+        let Some(conversation) = self.contacts[&contact].current else {
+            return;
+        };
+        let frame = wire::read_for_agents(conversation, contact, message_id);
         self.fanout.notify(Ephemeral::Agents(frame.into()));
     }
 

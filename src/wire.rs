@@ -233,6 +233,14 @@ pub fn typing_for_agents(conversation: ConversationId, contact: ContactId) -> St
     format!(r#"{{"type":"typing","conversation_id":{conversation},"contact_id":{contact}}}"#)
 }
 
+/// `{"type":"read",...}`: to agents, the customer has seen the shop's messages up to
+/// `message_id` in this conversation.
+pub fn read_for_agents(conversation: ConversationId, contact: ContactId, message_id: MessageId) -> String {
+    format!(
+        r#"{{"type":"read","conversation_id":{conversation},"contact_id":{contact},"message_id":{message_id}}}"#
+    )
+}
+
 /// `{"type":"typing","sender":"agent"}`: to the customer, an agent is typing.
 pub fn typing_for_visitor() -> String {
     r#"{"type":"typing","sender":"agent"}"#.to_string()
@@ -294,6 +302,8 @@ pub enum VisitorFrame {
     },
     /// The customer is typing.
     Typing,
+    /// The customer has seen the shop's messages up to this one.
+    Read { message_id: MessageId },
 }
 
 /// Whether `id` has the shape of an upload id: 64 hex digits of SHA-256 and an image
@@ -320,16 +330,28 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
         client_id: Option<serde_json::Value>,
         text: Option<serde_json::Value>,
         attachment: Option<serde_json::Value>,
+        message_id: Option<serde_json::Value>,
     }
     let parsed: Raw = serde_json::from_str(raw)
         .map_err(|e| FrameError::new("bad_json", format!("frame is not a JSON object: {e}")))?;
     match parsed.r#type.as_deref() {
         Some("message") => {}
         Some("typing") => return Ok(VisitorFrame::Typing),
+        Some("read") => {
+            return match parsed.message_id.as_ref().and_then(serde_json::Value::as_u64) {
+                Some(message_id) => Ok(VisitorFrame::Read { message_id }),
+                None => Err(FrameError::new(
+                    "bad_message_id",
+                    "a read frame needs the message_id (a number) of the last message seen",
+                )),
+            }
+        }
         Some(other) => {
             return Err(FrameError::new(
                 "unknown_type",
-                format!("unknown frame type {other:?}; expected \"message\" or \"typing\""),
+                format!(
+                    "unknown frame type {other:?}; expected \"message\", \"typing\" or \"read\""
+                ),
             ))
         }
         None => return Err(FrameError::new("unknown_type", "frame has no \"type\"")),

@@ -569,3 +569,47 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
     let list = api_get(&d, &token, "/api/v1/conversations?status=open").await;
     assert_eq!(list["conversations"].as_array().unwrap().len(), 1, "{list}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
+    let token = login(&d, "li", "password-li").await;
+    wait_connected(&d, &token).await;
+    let app = polled_client(broker.port, "shop-app").await;
+    app.client
+        .publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, json!({"client_id": "1", "text": "hello"}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
+    let conversation = conversation_of(&d, &token, "t-1").await["id"].as_u64().unwrap();
+    let answer = reply(&d, &token, conversation, json!({"text": "hi, how can I help?"})).await;
+
+    let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
+    app.client.publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, r#"{"type":"typing"}"#).await.unwrap();
+    let (typing, _) = next_of_type(&mut feed, "typing", 10).await;
+    assert_eq!(typing["conversation_id"], conversation);
+    app.client
+        .publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, json!({"type": "read", "message_id": answer}).to_string())
+        .await
+        .unwrap();
+    let (read, _) = next_of_type(&mut feed, "read", 10).await;
+    assert_eq!((read["conversation_id"].as_u64(), read["message_id"].as_u64()), (Some(conversation), Some(answer)));
+
+    // The widget says the same with a read frame.
+    let mut widget = connect(&d.ws("/ws/visitor?visitor_id=w-1")).await;
+    assert_eq!(next_json(&mut widget, 10).await["type"], "welcome");
+    assert!(send_for_ack(&mut widget, "1", "question").await.is_some());
+    let web_conversation = conversation_of(&d, &token, "w-1").await["id"].as_u64().unwrap();
+    let web_answer = reply(&d, &token, web_conversation, json!({"text": "answer"})).await;
+    send_json(&mut widget, json!({"type": "read", "message_id": web_answer})).await;
+    let (read, _) = next_of_type(&mut feed, "read", 10).await;
+    assert_eq!(read["message_id"].as_u64(), Some(web_answer));
+    send_json(&mut widget, json!({"type": "read"})).await;
+    let (error, _) = next_of_type(&mut widget, "error", 10).await;
+    assert_eq!(error["code"], "bad_message_id");
+    // None of it is stored.
+    assert_eq!(wait_for_total(&d, &token, 4, 1).await, 4);
+}

@@ -74,12 +74,7 @@ impl Inbound {
         client_id: &str,
         text: String,
     ) -> Result<Pending, InboundError> {
-        let identity = Identity {
-            channel: bounded_id(channel)
-                .map_err(|e| InboundError::invalid("bad_channel", format!("channel {e}")))?,
-            external_id: bounded_id::<EXTERNAL_ID_MAX>(contact_id)
-                .map_err(|e| InboundError::invalid("bad_contact_id", format!("contact_id {e}")))?,
-        };
+        let identity = identity(channel, contact_id)?;
         let client_id = bounded_id::<CLIENT_ID_MAX>(client_id)
             .map_err(|e| InboundError::invalid("bad_client_id", format!("client_id {e}")))?;
         if text.trim().is_empty() {
@@ -108,6 +103,34 @@ impl Inbound {
             durable: self.durable.clone(),
         })
     }
+}
+
+impl Inbound {
+    /// The customer is typing (best effort: dropped when the pipeline is busy).
+    pub fn typing(&self, channel: &str, contact_id: &str) {
+        if let Ok(identity) = identity(channel, contact_id) {
+            let _ = self.commands.try_send(Command::VisitorTyping { identity });
+        }
+    }
+
+    /// The customer has seen the shop's messages up to `message_id` (best effort).
+    pub fn read(&self, channel: &str, contact_id: &str, message_id: MessageId) {
+        if let Ok(identity) = identity(channel, contact_id) {
+            let _ = self.commands.try_send(Command::VisitorRead {
+                identity,
+                message_id,
+            });
+        }
+    }
+}
+
+fn identity(channel: &str, contact_id: &str) -> Result<Identity, InboundError> {
+    Ok(Identity {
+        channel: bounded_id(channel)
+            .map_err(|e| InboundError::invalid("bad_channel", format!("channel {e}")))?,
+        external_id: bounded_id::<EXTERNAL_ID_MAX>(contact_id)
+            .map_err(|e| InboundError::invalid("bad_contact_id", format!("contact_id {e}")))?,
+    })
 }
 
 impl Pending {

@@ -3,6 +3,9 @@
 //! (`{"message_id","sender","text",...}`), both at QoS 1 over a persistent session
 //! (`clean_session = false`), so the broker keeps what arrives while kefud is away.
 //!
+//! Besides messages, `{"type":"typing"}` and `{"type":"read","message_id":N}` on the inbound
+//! topic tell agents the customer is typing or has seen the replies up to N (not stored).
+//!
 //! Invariants:
 //! - Inbound: acknowledgements are manual. Each message is handed to the pipeline in arrival
 //!   order and its PUBACK goes out, in that same order, only once it is durable; many share
@@ -95,11 +98,23 @@ impl Tracker {
     }
 }
 
-/// The inbound payload of the contract.
+/// An inbound payload: a message (the contract's `{"client_id","text"}`), or
+/// `{"type":"typing"}`, or `{"type":"read","message_id":N}` (the customer saw the shop's
+/// messages up to N).
 #[derive(Deserialize)]
 struct InboundPayload {
-    client_id: String,
-    text: String,
+    #[serde(default)]
+    r#type: Option<String>,
+    client_id: Option<String>,
+    text: Option<String>,
+    message_id: Option<u64>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Received {
+    Message { client_id: String, text: String },
+    Typing,
+    Read(u64),
 }
 
 /// An inbound message waiting for its PUBACK.
@@ -235,11 +250,16 @@ impl MqttBridge {
     ) -> bool {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let pending = match parse_inbound(&self.prefix, &publish) {
-            Ok((channel, contact, payload)) => {
-                match inbound
-                    .submit(channel, contact, &payload.client_id, payload.text)
-                    .await
-                {
+            Ok((channel, contact, Received::Typing)) => {
+                inbound.typing(channel, contact);
+                None
+            }
+            Ok((channel, contact, Received::Read(message_id))) => {
+                inbound.read(channel, contact, message_id);
+                None
+            }
+            Ok((channel, contact, Received::Message { client_id, text })) => {
+                match inbound.submit(channel, contact, &client_id, text).await {
                     Ok(pending) => Some(pending),
                     Err(InboundError::Unavailable) => return false,
                     Err(e) => {
@@ -305,11 +325,11 @@ async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>
     }
 }
 
-/// `(channel, contact_id, payload)` of an inbound message.
+/// `(channel, contact_id, what)` of an inbound message.
 fn parse_inbound<'t>(
     prefix: &str,
     publish: &'t rumqttc::Publish,
-) -> Result<(&'t str, &'t str, InboundPayload), String> {
+) -> Result<(&'t str, &'t str, Received), String> {
     let rest = publish
         .topic
         .strip_prefix(prefix)
@@ -321,7 +341,18 @@ fn parse_inbound<'t>(
         .ok_or_else(|| format!("topic is not {prefix}/in/CHANNEL/CONTACT_ID"))?;
     let payload: InboundPayload = serde_json::from_slice(&publish.payload)
         .map_err(|e| format!("payload is not {{\"client_id\",\"text\"}} JSON: {e}"))?;
-    Ok((channel, contact, payload))
+    let kind = payload.r#type.clone();
+    let received = match (kind.as_deref(), payload) {
+        (None | Some("message"), InboundPayload { client_id: Some(client_id), text: Some(text), .. }) => {
+            Received::Message { client_id, text }
+        }
+        (None | Some("message"), _) => return Err("a message needs \"client_id\" and \"text\"".into()),
+        (Some("typing"), _) => Received::Typing,
+        (Some("read"), InboundPayload { message_id: Some(id), .. }) => Received::Read(id),
+        (Some("read"), _) => return Err("a read event needs \"message_id\"".into()),
+        (Some(other), _) => return Err(format!("unknown type {other:?}")),
+    };
+    Ok((channel, contact, received))
 }
 
 fn tls_config(ca_file: &str) -> Result<rumqttc::TlsConfiguration, SetupError> {
@@ -450,8 +481,13 @@ mod tests {
     #[test]
     fn inbound_topics_and_payloads() {
         let p = publish("kefu/in/app/u-1", br#"{"client_id":"c1","text":"hi"}"#);
-        let (channel, contact, payload) = parse_inbound("kefu", &p).unwrap();
-        assert_eq!((channel, contact, payload.client_id.as_str(), payload.text.as_str()), ("app", "u-1", "c1", "hi"));
+        let (channel, contact, received) = parse_inbound("kefu", &p).unwrap();
+        assert_eq!((channel, contact), ("app", "u-1"));
+        assert_eq!(received, Received::Message { client_id: "c1".into(), text: "hi".into() });
+        let typing = publish("kefu/in/app/u-1", br#"{"type":"typing"}"#);
+        assert_eq!(parse_inbound("kefu", &typing).unwrap().2, Received::Typing);
+        let read = publish("kefu/in/app/u-1", br#"{"type":"read","message_id":42}"#);
+        assert_eq!(parse_inbound("kefu", &read).unwrap().2, Received::Read(42));
         for (topic, body) in [
             ("kefu/in/app", &br#"{"client_id":"c1","text":"hi"}"#[..]),
             ("kefu/in/app/u/x", br#"{"client_id":"c1","text":"hi"}"#),
@@ -460,6 +496,8 @@ mod tests {
             ("kefu/in/app/u", b"not json"),
             ("kefu/in/app/u", br#"{"text":"no client id"}"#),
             ("kefu/in/app/u", b"{\"client_id\":\"c\",\"text\":\"\xff\"}"),
+            ("kefu/in/app/u", br#"{"type":"read"}"#),
+            ("kefu/in/app/u", br#"{"type":"dance"}"#),
         ] {
             assert!(parse_inbound("kefu", &publish(topic, body)).is_err(), "{topic} {body:?}");
         }

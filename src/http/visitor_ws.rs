@@ -297,6 +297,13 @@ impl Connection {
                 });
                 Ok(())
             }
+            Ok(VisitorFrame::Read { message_id }) => {
+                let _ = self.app.commands.try_send(Command::VisitorRead {
+                    identity: self.identity.clone(),
+                    message_id,
+                });
+                Ok(())
+            }
             Ok(VisitorFrame::Message {
                 client_id,
                 text,
