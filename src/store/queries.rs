@@ -58,6 +58,7 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
 pub struct ConversationRow {
     pub id: ConversationId,
     pub contact_id: ContactId,
+    /// The identity the customer last wrote from (their first, before they wrote).
     pub channel: Option<String>,
     pub external_id: Option<String>,
     pub status: String,
@@ -71,8 +72,10 @@ pub struct ConversationRow {
 
 const CONVERSATION_SELECT: &str = "
     SELECT c.id, c.contact_id,
-           (SELECT channel FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1),
-           (SELECT external_id FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1),
+           COALESCE((SELECT via_channel FROM messages m WHERE m.conversation_id = c.id AND m.sender = 'visitor' ORDER BY m.id DESC LIMIT 1),
+                    (SELECT channel FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1)),
+           COALESCE((SELECT via_external_id FROM messages m WHERE m.conversation_id = c.id AND m.sender = 'visitor' ORDER BY m.id DESC LIMIT 1),
+                    (SELECT external_id FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1)),
            c.status, c.assignee, c.created_at, c.last_activity_at, c.last_message_id, c.message_count,
            (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id)
     FROM conversations c";
@@ -122,7 +125,7 @@ pub fn list_conversations(
         StatusFilter::Is(s) => ("c.status = ?3", vec![s.as_str()]),
     };
     let sql = format!(
-        "{CONVERSATION_SELECT} WHERE {status_sql} AND (c.last_activity_at, c.id) < (?1, ?2)
+        "{CONVERSATION_SELECT} WHERE {status_sql} AND c.merged_into IS NULL AND (c.last_activity_at, c.id) < (?1, ?2)
          ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {limit}"
     );
     let (at, id) = before.unwrap_or((i64::MAX, i64::MAX as u64));
