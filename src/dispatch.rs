@@ -93,10 +93,11 @@ pub enum Command {
         identity: Identity,
         message_id: MessageId,
     },
-    /// An agent is typing in a conversation: its customer is told (not journaled).
+    /// An agent is typing in a conversation: its customer's widget sockets are told (not
+    /// journaled); the answer is where a reply would go, for the other channels.
     AgentTyping {
         conversation: ConversationId,
-        reply: oneshot::Sender<Result<(), DispatchError>>,
+        reply: oneshot::Sender<Result<Option<Identity>, DispatchError>>,
     },
     AgentMessage {
         conversation: ConversationId,
@@ -949,7 +950,10 @@ impl Dispatcher {
         self.fanout.notify(Ephemeral::Agents(frame.into()));
     }
 
-    fn agent_typing(&mut self, conversation: ConversationId) -> Result<(), DispatchError> {
+    fn agent_typing(
+        &mut self,
+        conversation: ConversationId,
+    ) -> Result<Option<Identity>, DispatchError> {
         self.hydrate_conversation(conversation)?;
         let contact = self.conversations[&conversation].contact;
         let audience = Arc::clone(&self.contacts[&contact].identities);
@@ -957,7 +961,7 @@ impl Dispatcher {
             audience,
             wire::typing_for_visitor().into(),
         ));
-        Ok(())
+        Ok(self.reply_route(contact))
     }
 
     /// Assign, resolve, reopen: a status event with no message.

@@ -587,6 +587,23 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     let conversation = conversation_of(&d, &token, "t-1").await["id"].as_u64().unwrap();
     let answer = reply(&d, &token, conversation, json!({"text": "hi, how can I help?"})).await;
 
+    // The agent typing: published to the app at QoS 0.
+    let mut app = app;
+    app.client.subscribe("kefu/typing/#", QoS::AtMostOnce).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = Client::new()
+        .post(d.http(&format!("/api/v1/conversations/{conversation}/typing")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (topic, typing) = next_publish(&mut app, 10).await.expect("typing published");
+    assert_eq!((topic.as_str(), typing["sender"].as_str()), ("kefu/typing/app/t-1", Some("agent")));
+    // Replies still map to their PUBACKs after a QoS 0 publish.
+    let after = reply(&d, &token, conversation, json!({"text": "still there?"})).await;
+    wait_delivered(&d, &token, after).await;
+
     let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
     app.client.publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, r#"{"type":"typing"}"#).await.unwrap();
     let (typing, _) = next_of_type(&mut feed, "typing", 10).await;
@@ -610,6 +627,6 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     send_json(&mut widget, json!({"type": "read"})).await;
     let (error, _) = next_of_type(&mut widget, "error", 10).await;
     assert_eq!(error["code"], "bad_message_id");
-    // None of it is stored.
-    assert_eq!(wait_for_total(&d, &token, 4, 1).await, 4);
+    // None of it is stored: the app's message and two replies, the widget's and one.
+    assert_eq!(wait_for_total(&d, &token, 5, 1).await, 5);
 }

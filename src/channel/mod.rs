@@ -139,4 +139,10 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Asks [`Adapter::start`] to return soon.
     fn stop(&self);
+
+    /// An agent is typing to `to` (best effort, not stored). Only channels with typing
+    /// indicators override it; the others have nothing to show.
+    fn typing(&self, to: &Identity) {
+        let _ = to;
+    }
 }

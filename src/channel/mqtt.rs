@@ -4,7 +4,8 @@
 //! (`clean_session = false`), so the broker keeps what arrives while kefud is away.
 //!
 //! Besides messages, `{"type":"typing"}` and `{"type":"read","message_id":N}` on the inbound
-//! topic tell agents the customer is typing or has seen the replies up to N (not stored).
+//! topic tell agents the customer is typing or has seen the replies up to N (not stored); an
+//! agent typing is published to `PREFIX/typing/{channel}/{contact_id}` at QoS 0.
 //!
 //! Invariants:
 //! - Inbound: acknowledgements are manual. Each message is handed to the pipeline in arrival
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Adapter, BoxFuture, Description, Health, Inbound, InboundError, Outbound, SendError};
 use crate::config::Mqtt as MqttConfig;
+use crate::model::Identity;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -288,6 +290,10 @@ impl MqttBridge {
     }
 
     fn assigned(&self, pkid: u16) {
+        if pkid == 0 {
+            // QoS 0 (a typing indicator): no packet id, nothing to track.
+            return;
+        }
         let mut tracker = self.tracker.lock().expect("invariant: never poisoned");
         if let Some(unacked) = tracker.requested.pop_front() {
             tracker.in_flight.insert(pkid, unacked);
@@ -467,6 +473,16 @@ impl Adapter for MqttBridge {
 
     fn stop(&self) {
         self.stop.cancel();
+    }
+
+    /// `PREFIX/typing/{channel}/{contact_id}` with `{"type":"typing","sender":"agent"}`, QoS 0
+    /// (worth nothing late; dropped while disconnected).
+    fn typing(&self, to: &Identity) {
+        let client = self.client.lock().expect("invariant: never poisoned").clone();
+        if let Some(client) = client {
+            let topic = format!("{}/typing/{}/{}", self.prefix, to.channel, to.external_id);
+            let _ = client.try_publish(topic, QoS::AtMostOnce, false, r#"{"type":"typing","sender":"agent"}"#);
+        }
     }
 }
 

@@ -140,6 +140,16 @@ impl Channels {
             .collect()
     }
 
+    /// Tells the adapter of `to`'s channel that an agent is typing.
+    pub fn typing(&self, to: &crate::model::Identity) {
+        let Some(name) = self.routes.adapter_for(&to.channel) else {
+            return;
+        };
+        if let Some(adapter) = self.adapters.iter().find(|a| a.describe().name == name) {
+            adapter.typing(to);
+        }
+    }
+
     /// Stops every adapter and outbox and waits for them.
     pub async fn stop(&self) {
         for adapter in &self.adapters {

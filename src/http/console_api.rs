@@ -230,7 +230,11 @@ async fn typing(
         })
         .await
         .map_err(|_| ApiError::Unavailable)?;
-    rx.await.map_err(|_| ApiError::Unavailable)??;
+    // The widget's sockets were told by the dispatcher; a customer on another channel is
+    // told by its adapter, if the channel has typing indicators.
+    if let Some(route) = rx.await.map_err(|_| ApiError::Unavailable)?? {
+        app.channels.typing(&route);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -3,7 +3,9 @@
 // kill -9 restarts mid-conversation (nothing lost or doubled, the outbox kept), markup shown as
 // text, canned replies, notes, contact panel and search, an expired session keeping its draft,
 // leave-a-message and images, the admin pages with the bot, transfer/resolve/reopen, the phone
-// layout, and no page error anywhere. One screenshot per test in target/screenshots/.
+// layout, one person on two channels (web and the HTTP inbox) linked from the contact panel
+// into one thread with channel badges, "send via" and delivery marks, the channel connections
+// page, and no page error anywhere. One screenshot per test in target/screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -454,6 +456,148 @@ scenario('phone width (390x844): inbox and thread are separate, usable screens',
   assert.ok(fb.width === 390 && fb.height === 844, `the chat fills a phone screen (${fb.width}x${fb.height})`);
   await frame.contentFrame().getByRole('button', { name: 'Close the chat' }).tap();
   await vsite.getByRole('button', { name: 'Chat with us' }).waitFor();
+});
+
+scenario('one person on two channels: contacts linked from the panel, one thread, send via, deliveries', async () => {
+  // The same customer writes from the chat page (channel web) and from the shop's app (the
+  // HTTP inbox channel "app", with an API key): two contacts, two conversations.
+  const vctx = await browser.newContext(DESKTOP);
+  const visitor = watch.page('linked-visitor', await vctx.newPage());
+  await visitor.goto(`${kefud.base}/chat`);
+  await visitor.getByLabel('Type a message…').fill('Is the jasmine pearl tea in stock?');
+  await visitor.getByLabel('Type a message…').press('Enter');
+  await visitor.locator('.msg.mine[data-state="sent"]').waitFor();
+
+  const created = await kefud.api('/apikeys', { method: 'POST', token, body: { channel: 'app', name: 't' } });
+  assert.equal(created.status, 201);
+  const fromApp = 'Sent from the app: please deliver after 6 pm';
+  const res = await fetch(`${kefud.base}/api/v1/inbox/app/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': created.body.key },
+    body: JSON.stringify({ contact_id: 'member-8812', client_id: 'app-msg-1', text: fromApp }),
+  });
+  assert.equal(res.status, 202);
+
+  await agent.goto(`${kefud.base}/#/`);
+  await agent.getByRole('tab', { name: /All open/ }).click();
+  const webRow = agent.locator('.conv', { hasText: 'jasmine pearl' });
+  const appRow = agent.locator('.conv', { hasText: 'deliver after 6 pm' });
+  await webRow.waitFor();
+  await appRow.waitFor();
+  const webConv = Number(await webRow.getAttribute('data-id'));
+  const appConv = Number(await appRow.getAttribute('data-id'));
+  assert.notEqual(webConv, appConv);
+
+  // A second console tab has the app's conversation open: the link closes it, the tab follows.
+  const other = watch.page('console-second-tab', await agent.context().newPage());
+  await other.setViewportSize({ width: 1280, height: 800 });
+  await other.goto(`${kefud.base}/#/c/${appConv}`);
+  await thread(other).getByText(fromApp).waitFor();
+  await agent.bringToFront(); // a background tab gets few animation frames
+
+  await webRow.click();
+  await thread(agent).getByText('Is the jasmine pearl tea in stock?').waitFor();
+  assert.equal(await thread(agent).locator('.msg-chan').count(), 0, 'no badge for the web channel');
+  assert.ok(await agent.getByLabel('Send via').isHidden(), 'one channel: no choice to offer');
+  await agent.getByRole('button', { name: 'Contact', exact: true }).click();
+  const panel = agent.locator('.pane-contact');
+  await panel.getByText('Channels').waitFor();
+  await panel.getByRole('button', { name: 'Link another contact…' }).click();
+  await panel.getByLabel('Find a contact: name, #id or words from a message').fill('member-8812');
+  await panel.getByRole('button', { name: /member-8812/ }).click();
+  await panel.getByText(/Link member-8812 \(#\d+\) into this contact\?/).waitFor();
+  await panel.getByRole('button', { name: 'Link', exact: true }).click();
+  await agent.getByText('Contacts linked').waitFor();
+
+  // One conversation with both messages; the app's message carries its channel.
+  const appMsg = thread(agent).locator('.msg.visitor', { hasText: fromApp });
+  await appMsg.waitFor();
+  await thread(agent).getByText('Is the jasmine pearl tea in stock?').waitFor();
+  assert.equal((await appMsg.locator('.msg-chan').textContent()).trim(), 'app');
+  assert.equal(await thread(agent).locator('.msg.visitor', { hasText: 'jasmine pearl' }).locator('.msg-chan').count(), 0);
+  await panel.locator('.identities li', { hasText: 'member-8812' }).waitFor();
+  assert.equal(await panel.locator('.identities li').count(), 2);
+  await agent.getByRole('tab', { name: /All open/ }).click();
+  await agent.locator(`.conv[data-id="${appConv}"]`).waitFor({ state: 'detached' });
+  assert.equal(await agent.locator(`.conv[data-id="${webConv}"]`).count(), 1);
+  assert.equal((await kefud.api(`/conversations/${appConv}`, { token })).body.status, 'idle');
+  const merged = (await kefud.api(`/conversations/${webConv}/messages?after=0&limit=500`, { token })).body.messages;
+  assert.deepEqual(merged.filter((m) => m.sender === 'visitor').map((m) => m.channel).sort(), ['app', 'web']);
+
+  // The second tab was on the conversation that closed: it moved to the one that stays.
+  await until('the second tab on the kept conversation', async () => new URL(other.url()).hash === `#/c/${webConv}`);
+  await thread(other).getByText(fromApp).waitFor();
+  await thread(other).getByText('Is the jasmine pearl tea in stock?').waitFor();
+  await other.close();
+
+  // Two channels now: the reply can go out on the app's; its delivery is shown and kept live.
+  const via = agent.getByLabel('Send via');
+  await via.waitFor();
+  await via.selectOption({ label: 'app · member-8812' });
+  const box = agent.locator('.composer textarea');
+  await box.fill('We deliver after 6 pm, of course.');
+  await box.press('Enter');
+  const reply = thread(agent).locator('.msg.agent', { hasText: 'We deliver after 6 pm, of course.' });
+  await reply.waitFor();
+  assert.equal((await reply.locator('.msg-chan').textContent()).trim(), 'app');
+  const mark = reply.locator('.dlv');
+  await mark.waitFor();
+  const replyId = Number(await reply.getAttribute('data-id'));
+  const stored = (await kefud.api(`/conversations/${webConv}/messages?after=${replyId - 1}&limit=1`, { token })).body.messages[0];
+  assert.equal(stored.channel, 'app');
+  assert.equal(await mark.getAttribute('data-state'), stored.delivery);
+  // The feed's delivery frames (no app adapter runs in this test: the frames are applied as
+  // the feed applies them) update the mark in place.
+  const frame = (state, error) => agent.evaluate(async (f) => {
+    (await import('/web/console/state.js')).applyDelivery(f);
+  }, { type: 'delivery', seq: 0, message_ids: [replyId], state, error });
+  await frame('dead', 'HTTP 503 from the app backend');
+  await reply.locator('.dlv.d-dead', { hasText: 'Not delivered' }).waitFor();
+  assert.equal(await mark.getAttribute('title'), 'Not delivered: HTTP 503 from the app backend');
+  await watch.shot(agent, `${String(step).padStart(2, '0')}-linked-thread`);
+  await frame('delivered', null);
+  await reply.locator('.dlv.d-delivered').waitFor();
+  assert.equal(await mark.getAttribute('title'), 'Delivered');
+  await agent.getByRole('button', { name: 'Close the contact panel' }).click();
+  await vctx.close();
+});
+
+scenario('admin: the channel connections page', async () => {
+  await agent.getByRole('link', { name: 'Admin' }).click();
+  await agent.getByRole('link', { name: 'Shop & channels' }).click();
+  await agent.getByRole('heading', { name: 'Channel connections' }).waitFor();
+  const channels = (await kefud.api('/channels', { token })).body.channels;
+  if (channels.length === 0) {
+    await agent.locator('.adapters-empty', { hasText: 'MQTT, webhooks and WeChat are set up in kefud.toml' }).waitFor();
+  } else {
+    await until('one card per adapter', async () => (await agent.locator('.adapters article.adapter').count()) === channels.length);
+  }
+  // Refreshed every 5 s while open: adapters answered by a stand-in of the API show up.
+  await agent.route('**/api/v1/channels', (route) => route.fulfill({
+    json: {
+      channels: [
+        {
+          name: 'mqtt', channels: ['mqtt'], state: 'connected', detail: 'broker 127.0.0.1:1883',
+          counters: { received: 12, acknowledged: 12, malformed: 1, published: 4, delivered: 4 },
+        },
+        { name: 'webhook:app', channels: ['app'], state: 'disconnected', detail: 'connection refused', counters: { sent: 3, delivered: 1, failed: 2 } },
+        { name: 'wechat', channels: [], state: 'connecting', detail: '', counters: {} },
+      ],
+    },
+  }));
+  const mqtt = agent.locator('article.adapter', { hasText: 'mqtt' });
+  await mqtt.waitFor({ timeout: 8000 });
+  await mqtt.scrollIntoViewIfNeeded();
+  assert.equal(await agent.locator('article.adapter').count(), 3);
+  await mqtt.locator('.dot.c-connected').waitFor();
+  await mqtt.getByText('broker 127.0.0.1:1883').waitFor();
+  assert.deepEqual(await mqtt.locator('.counters dt').allTextContents(), ['Received', 'Acknowledged', 'Malformed', 'Published', 'Delivered']);
+  assert.equal(await mqtt.locator('.counters dd').first().textContent(), '12');
+  const hook = agent.locator('article.adapter', { hasText: 'webhook:app' });
+  await hook.locator('.chip', { hasText: 'Disconnected' }).waitFor();
+  await hook.getByText('Replies for: app').waitFor();
+  await agent.locator('article.adapter', { hasText: 'wechat' }).getByText('Replies for every channel no other connection names').waitFor();
+  await agent.unroute('**/api/v1/channels');
 });
 
 scenario('no page threw or logged an error', async () => {
