@@ -1,7 +1,8 @@
 // Admin pages: agents (add, role, disable, teams, capacity, reset password), canned replies,
 // the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), the shop's name
-// with the web widget's one-line snippet and the full-page chat address, and the response-time
-// report (median and 90th percentile per day).
+// with the web widget's one-line snippet, the full-page chat address and the channel
+// connections (MQTT, webhooks, WeChat: state, detail, counters, refreshed every 5 s while the
+// page is open), and the response-time report (median and 90th percentile per day).
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
@@ -329,6 +330,7 @@ async function channel(body) {
     },
   });
   const chatUrl = `${location.origin}/chat`;
+  const adapters = h('div', { class: 'adapters', 'aria-live': 'polite' }, h('p', { class: 'muted', text: t('common.loading') }));
   body.replaceChildren(
     h('h2', { text: t('channel.shop') }),
     submitForm([field(t('setup.shop_name'), name)], t('common.save'), async (btn) => {
@@ -348,6 +350,57 @@ async function channel(body) {
     h('div', { class: 'card' },
       h('p', { text: t('channel.page_help') }),
       h('p', {}, h('a', { href: chatUrl, target: '_blank', rel: 'noopener', text: chatUrl }))),
+    h('h2', { text: t('channel.adapters') }),
+    h('p', { class: 'muted', text: t('channel.adapters_help') }),
+    adapters,
     h('h2', { text: t('channel.others') }),
     h('p', { class: 'card muted', text: t('channel.others_help') }));
+  refreshAdapters(adapters);
+}
+
+const ADAPTER_REFRESH_MS = 5000;
+
+/** Draws GET /channels into box, again every 5 s for as long as box is on the page. */
+async function refreshAdapters(box) {
+  if (!box.isConnected) return;
+  if (document.visibilityState !== 'hidden') {
+    try {
+      const { channels } = await api('/channels');
+      const key = JSON.stringify(channels);
+      if (box.dataset.key !== key) {
+        box.dataset.key = key;
+        box.replaceChildren(...(channels.length
+          ? [h('ul', { class: 'cards' }, channels.map((c) => h('li', {}, adapterCard(c))))]
+          : [h('p', { class: 'card muted adapters-empty', text: t('channel.adapters_empty') })]));
+      }
+    } catch (e) {
+      if (e.status === 401) return;
+      box.dataset.key = '';
+      box.replaceChildren(h('p', { class: 'card error', text: errText(e) }));
+    }
+  }
+  setTimeout(() => refreshAdapters(box), ADAPTER_REFRESH_MS);
+}
+
+const STATES = ['connected', 'connecting', 'disconnected', 'stopped', 'idle'];
+
+function adapterCard(c) {
+  const known = STATES.includes(c.state) ? c.state : 'other';
+  const stateText = known === 'other' ? String(c.state) : t(`chstate.${known}`);
+  const counters = Object.entries(c.counters ?? {});
+  return h('article', { class: 'card adapter', 'data-name': c.name },
+    h('header', {},
+      h('span', { class: `dot c-${known}`, 'aria-hidden': 'true' }),
+      h('strong', { text: c.name }),
+      h('span', { class: `chip c-${known}`, text: stateText })),
+    c.detail ? h('p', { class: 'detail small', text: c.detail }) : null,
+    h('p', {
+      class: 'muted small',
+      text: c.channels?.length ? t('channel.serves', { list: c.channels.join(', ') }) : t('channel.serves_rest'),
+    }),
+    counters.length ? h('dl', { class: 'counters' }, counters.flatMap(([k, v]) => {
+      const key = `counter.${k}`;
+      const label = t(key);
+      return [h('dt', { text: label === key ? k.replace(/_/g, ' ') : label }), h('dd', { text: String(v) })];
+    })) : null);
 }

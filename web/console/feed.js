@@ -3,7 +3,9 @@
 // and hands frames to the state. While it is open the agent counts as online.
 import { wsUrl } from '../shared/dom.js';
 import { api, session } from './api.js';
-import { state, emit, applyMessage, applyEvent, applyTyping } from './state.js';
+import {
+  state, emit, applyMessage, applyEvent, applyTyping, applyDelivery, applyLinked,
+} from './state.js';
 
 let ws = null;
 let timer = 0;
@@ -65,4 +67,6 @@ async function handle(f) {
   state.lastSeq = f.seq;
   if (f.type === 'message') await applyMessage(f.message);
   else if (f.type === 'conversation') await applyEvent(f);
+  else if (f.type === 'delivery') applyDelivery(f);
+  else if (f.type === 'contacts_linked') await applyLinked(f);
 }

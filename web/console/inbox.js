@@ -21,6 +21,14 @@ export function channelBadge(channel) {
   }, known ? CHANNELS[channel] : (channel ?? '?').slice(0, 3));
 }
 
+/** A channel's name for people: "WeChat"/"微信" for the known ones, the configured name otherwise. */
+export function channelName(channel) {
+  if (!channel) return '?';
+  const key = `chan.${channel}`;
+  const text = t(key);
+  return text === key ? channel : text;
+}
+
 let filter = store.get('kefud.filter', 'open');
 if (!(filter in FILTERS)) filter = 'open';
 let list;

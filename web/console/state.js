@@ -1,6 +1,7 @@
 // Console state shared by the views: the agent logged in, all agents, the conversation rows
-// kept current from the live feed (messages, status changes, typing), read marks, and a tiny
-// event bus ('convs', 'message', 'event', 'typing', 'feed', 'toast').
+// kept current from the live feed (messages, status changes, typing, reply deliveries, linked
+// contacts), read marks, and a tiny event bus ('convs', 'message', 'event', 'typing',
+// 'delivery', 'linked', 'feed', 'toast').
 import { store } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api } from './api.js';
@@ -11,6 +12,7 @@ export const state = {
   convs: new Map(),   // id → conversation row
   events: new Map(),  // conversation id → status-change frames seen since the page loaded
   typing: new Map(),  // conversation id → time until which the customer counts as typing
+  deliveries: new Map(), // message id → { state, error } from the feed's delivery frames
   canned: [],
   lastSeq: 0,         // the feed's resume point
   feedUp: false,
@@ -63,6 +65,17 @@ export async function loadConversations() {
   emit('convs');
 }
 
+/**
+ * Fetches every row again (contacts linked: rows changed contact, one may have closed) without
+ * moving the feed's resume point, so frames still queued are applied, not skipped.
+ */
+export async function refreshConversations() {
+  const { conversations } = await api('/conversations?status=all&limit=500');
+  for (const c of conversations) state.convs.set(c.id, c);
+  emit('convs');
+  return new Set(conversations.map((c) => c.id));
+}
+
 /** The row for an id, fetched when the feed names a conversation not loaded yet. */
 export async function conversation(id) {
   if (!state.convs.has(id)) {
@@ -103,6 +116,42 @@ export async function applyEvent(f) {
   state.events.set(c.id, list);
   emit('event', f);
   emit('convs');
+}
+
+/** A reply's delivery changed: kept (the newest few thousand) so a thread drawn later shows it. */
+export function applyDelivery(f) {
+  for (const id of f.message_ids ?? []) {
+    state.deliveries.delete(id);
+    state.deliveries.set(id, { state: f.state, error: f.error ?? null });
+  }
+  while (state.deliveries.size > 5000) state.deliveries.delete(state.deliveries.keys().next().value);
+  emit('delivery', f);
+}
+
+/**
+ * Two contacts became one: rows changed contact, and one conversation may have folded into
+ * another, so the list is fetched again before the views hear of it. The agent who linked
+ * hears of it twice (the API's answer, then the feed's frame): the second is marked again.
+ */
+const linked = new Set();
+export async function applyLinked(f) {
+  const key = `${f.contact_id}<${f.merged_contact_id}`;
+  const again = linked.has(key);
+  linked.add(key);
+  if (!again) {
+    const listed = await refreshConversations().catch(() => null);
+    // A conversation folded into another is closed, and no longer listed by newer daemons:
+    // a row of the merged contact the list did not bring back is that one (or one too old to
+    // be listed, which the inbox can do without).
+    for (const c of [...state.convs.values()]) {
+      const folded = listed
+        ? !listed.has(c.id) && (c.id === f.closed_conversation_id || c.contact_id === f.merged_contact_id)
+        : c.id === f.closed_conversation_id;
+      if (folded) state.convs.delete(c.id);
+    }
+    emit('convs');
+  }
+  emit('linked', { ...f, again });
 }
 
 export function applyTyping(f) {

@@ -1,21 +1,26 @@
 // The conversation view: the header (take, transfer, resolve, reopen, contact panel), the
-// thread (customer, agent, bot, private notes, status events, images) kept live from the
-// feed with the customer's typing indicator, and the composer: reply or private note,
-// Enter sends and Shift+Enter breaks the line, "/" picks a canned reply, the draft is kept per
-// conversation in localStorage (it survives a reload and an expired session).
+// thread (customer, agent, bot, private notes, status events, images; the channel of each
+// message not from the web and each reply's delivery, kept live) with the customer's typing
+// indicator, and the composer: reply or private note, Enter sends and Shift+Enter breaks the
+// line, "/" picks a canned reply, "send via" picks one of the contact's channels when it has
+// several, the draft is kept per conversation in localStorage (it survives a reload and an
+// expired session). Linked contacts redraw the thread (messages folded in) or move to the
+// conversation the open one was folded into.
 import { h, fmtTime, store } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText, uploadUrl } from './api.js';
 import {
   state, on, emit, toast, agentName, isOpen, markRead, conversation, eventText,
 } from './state.js';
-import { channelBadge, contactName } from './inbox.js';
+import { channelBadge, channelName, contactName } from './inbox.js';
 import { showContact } from './contact.js';
 
 const PAGE = 500;
 let pane;
 let contactPane;
-let cur = null; // the open thread: { id, root, head, log, typing, ids, maxId, seqs, headKey, stick }
+// The open thread: { id, root, head, log, typing, ids, maxId, seqs, headKey, stick, marks,
+// contactId, via (the "send via" control), identities, lastVisitor }
+let cur = null;
 
 export function mountThread(threadRoot, contactRoot) {
   pane = threadRoot;
@@ -33,6 +38,26 @@ export function mountThread(threadRoot, contactRoot) {
     if (cur?.id === id) setTyping(cur, state.typing.get(id));
   });
   on('convs', () => cur && renderHead(cur));
+  on('delivery', (f) => {
+    if (!cur) return;
+    for (const id of f.message_ids ?? []) {
+      const el = cur.marks.get(id);
+      if (el) paintDelivery(el, id, f.state, f.error);
+    }
+  });
+  on('linked', (f) => {
+    if (!cur) return;
+    if (f.closed_conversation_id != null && f.closed_conversation_id === cur.id && f.conversation_id != null) {
+      location.hash = `#/c/${f.conversation_id}`;
+      return;
+    }
+    const c = state.convs.get(cur.id);
+    const ours = cur.id === f.conversation_id
+      || [f.contact_id, f.merged_contact_id].includes(cur.contactId)
+      || c?.contact_id === f.contact_id;
+    if (f.again || !c || !ours) return;
+    relink(cur, c);
+  });
   document.addEventListener('visibilitychange', markIfSeen);
   hideThread();
 }
@@ -49,7 +74,8 @@ export async function showThread(id) {
   state.openId = id;
   document.body.classList.add('has-thread');
   const view = {
-    id, ids: new Set(), maxId: 0, seqs: new Set(), headKey: '',
+    id, ids: new Set(), maxId: 0, seqs: new Set(), headKey: '', marks: new Map(),
+    contactId: null, identities: [], lastVisitor: 0, lastVisitorChannel: null,
     head: h('header', { class: 'thread-head' }),
     log: h('ol', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': t('thread.log') }),
     typing: h('p', { class: 'typing', hidden: true, text: t('thread.typing') }),
@@ -72,8 +98,10 @@ export async function showThread(id) {
       h('p', { text: t('thread.not_found') }), h('a', { href: '#/', text: t('thread.back') })));
     return;
   }
+  view.contactId = c.contact_id;
   renderHead(view);
   if (document.body.classList.contains('contact-open')) showContact(contactPane, c);
+  loadIdentities(view);
   for (const f of state.events.get(id) ?? []) addEvent(view, f);
   await loadNew(view);
   toBottom(view);
@@ -82,9 +110,9 @@ export async function showThread(id) {
 }
 
 /** Fetches every stored message after the newest one shown (all of them the first time). */
-async function loadNew(view) {
+async function loadNew(view, from = view.maxId) {
+  let after = from;
   for (;;) {
-    const after = view.maxId;
     let page;
     try {
       ({ messages: page } = await api(`/conversations/${view.id}/messages?after=${after}&limit=${PAGE}`));
@@ -95,7 +123,66 @@ async function loadNew(view) {
     if (cur !== view) return;
     for (const m of page) addMessage(view, m);
     if (page.length < PAGE) return;
+    after = page[page.length - 1].id;
   }
+}
+
+/**
+ * The contact of the open thread changed (linked to another): the messages of a folded
+ * conversation sit among the old ones, so the log is drawn again from the start, and the
+ * head, the channels to send via and the contact panel follow.
+ */
+async function relink(view, c) {
+  view.contactId = c.contact_id;
+  view.headKey = '';
+  renderHead(view);
+  if (document.body.classList.contains('contact-open')) showContact(contactPane, c);
+  loadIdentities(view);
+  view.ids.clear();
+  view.seqs.clear();
+  view.marks.clear();
+  view.maxId = 0;
+  view.lastVisitor = 0;
+  view.lastVisitorChannel = null;
+  view.stick = true;
+  view.log.replaceChildren();
+  for (const f of state.events.get(view.id) ?? []) addEvent(view, f);
+  await loadNew(view, 0);
+  if (cur === view) toBottom(view);
+}
+
+/** The contact's identities, for "send via" (shown only when there is a choice). */
+async function loadIdentities(view) {
+  const contactId = view.contactId;
+  let identities = [];
+  try {
+    ({ identities } = await api(`/contacts/${contactId}`));
+  } catch (e) {
+    if (e.status !== 404 && e.status !== 401) toast(errText(e));
+  }
+  if (cur !== view || view.contactId !== contactId) return;
+  view.identities = identities ?? [];
+  paintVia(view);
+}
+
+const viaKey = (i) => JSON.stringify([i.channel, i.external_id]);
+/** "abcdefghijklmnopqrstuvwxyz" as "abcdefghijkl…" (web visitors' ids are long and random). */
+const clip = (s) => (s.length > 16 ? `${s.slice(0, 12)}…` : s);
+
+function paintVia(view) {
+  const { select, label } = view.via;
+  const kept = select.value;
+  const last = view.lastVisitorChannel;
+  select.replaceChildren(
+    h('option', {
+      value: '',
+      text: last ? `${t('composer.via_default')} (${channelName(last)})` : t('composer.via_default'),
+    }),
+    ...view.identities.map((i) => h('option', {
+      value: viaKey(i), text: `${channelName(i.channel)} · ${clip(i.external_id ?? '')}`, title: i.external_id,
+    })));
+  select.value = view.identities.some((i) => viaKey(i) === kept) ? kept : '';
+  label.hidden = view.identities.length < 2;
 }
 
 function markIfSeen() {
@@ -107,7 +194,7 @@ function markIfSeen() {
 function renderHead(view) {
   const c = state.convs.get(view.id);
   if (!c) return;
-  const key = [c.status, c.assignee, state.agents.size].join('|');
+  const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id].join('|');
   if (key === view.headKey) return;
   view.headKey = key;
   const mine = c.assignee === state.me.id;
@@ -167,15 +254,62 @@ function addMessage(view, m) {
   const bubble = h('div', { class: 'bubble' });
   if (m.attachment) bubble.append(image(m.attachment));
   if (m.text) bubble.append(h('p', { class: 'text', text: m.text }));
+  // A delivery frame may have been applied before this message was drawn: it is the newer.
+  const seen = state.deliveries.get(m.id);
+  const delivery = seen?.state ?? m.delivery;
+  let mark = null;
+  if (delivery) {
+    mark = h('span', { class: 'dlv' });
+    paintDelivery(mark, m.id, delivery, seen?.error);
+    view.marks.set(m.id, mark);
+  }
+  if (m.sender === 'visitor' && m.channel && m.id > view.lastVisitor) {
+    view.lastVisitor = m.id;
+    if (view.lastVisitorChannel !== m.channel) {
+      view.lastVisitorChannel = m.channel;
+      paintVia(view);
+    }
+  }
   insert(view, m.id, h('li', { class: `msg ${m.sender}`, 'data-id': m.id, 'data-seq': m.id },
     h('div', { class: 'meta' },
       h('span', { class: 'who', text: who }),
       h('time', { dateTime: new Date(m.created_at).toISOString(), text: fmtTime(m.created_at) }),
+      m.channel && m.channel !== 'web' ? h('span', {
+        class: `msg-chan ch-${STYLED.has(m.channel) ? m.channel : 'other'}`,
+        title: t('chan.label', { name: channelName(m.channel) }), text: channelName(m.channel),
+      }) : null,
       m.intent ? h('span', {
         class: 'intent', title: t('thread.intent'),
         text: `${m.intent} ${Math.round((m.intent_score ?? 0) * 100)}%`,
-      }) : null),
+      }) : null,
+      mark),
     bubble));
+}
+
+const STYLED = new Set(['wechat', 'mqtt', 'http', 'api']); // channels with colours of their own
+
+/** A reply's delivery mark: a clock and "Sending…", a check, or a red "Not delivered" (why in its tooltip). */
+function paintDelivery(el, id, st, error) {
+  const known = ['pending', 'delivered', 'dead'].includes(st) ? st : 'pending';
+  const label = t(`delivery.${known}`);
+  el.className = `dlv d-${known}`;
+  el.dataset.state = known;
+  el.replaceChildren(
+    h('span', { class: 'dlv-icon', 'aria-hidden': 'true' }),
+    h('span', { class: known === 'delivered' ? 'visually-hidden' : 'dlv-text', text: label }));
+  if (known === 'dead') {
+    el.title = error ? t('delivery.dead_error', { error }) : label;
+    // Marks drawn from the message list carry no error: ask for the delivery's last one.
+    if (!error) {
+      api(`/messages/${id}/delivery`).then((d) => {
+        if (d?.last_error && el.dataset.state === 'dead') el.title = t('delivery.dead_error', { error: d.last_error });
+      }, () => {});
+    }
+  } else if (known === 'pending' && error) {
+    el.title = t('delivery.retrying', { error });
+  } else {
+    el.title = label;
+  }
 }
 
 function addEvent(view, f) {
@@ -237,8 +371,13 @@ function composer(view) {
     type: 'button', role: 'tab', class: 'mode', text: t(isNote ? 'composer.note' : 'composer.reply'),
     onclick: () => { note = isNote; save(); paint(); ta.focus(); },
   }));
+  const viaSelect = h('select', { class: 'input select' });
+  const viaLabel = h('label', { class: 'via', hidden: true }, h('span', { text: t('composer.via') }), viaSelect);
+  view.via = { select: viaSelect, label: viaLabel };
   const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } },
-    h('div', { class: 'modes', role: 'tablist', 'aria-label': t('composer.mode') }, modes),
+    h('div', { class: 'compose-bar' },
+      h('div', { class: 'modes', role: 'tablist', 'aria-label': t('composer.mode') }, modes),
+      viaLabel),
     pop,
     h('div', { class: 'compose-row' }, ta, send));
 
@@ -273,7 +412,10 @@ function composer(view) {
     busy = true;
     send.disabled = true;
     try {
-      await api(`/conversations/${view.id}/${note ? 'notes' : 'messages'}`, { method: 'POST', body: { text } });
+      const body = { text };
+      const via = !note && viaSelect.value ? JSON.parse(viaSelect.value) : null;
+      if (via) body.via = { channel: via[0], external_id: via[1] };
+      await api(`/conversations/${view.id}/${note ? 'notes' : 'messages'}`, { method: 'POST', body });
       if (ta.value.trim() === text) ta.value = '';
       lastPing = 0;
       save();

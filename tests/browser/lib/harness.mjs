@@ -46,7 +46,11 @@ export class Kefud {
 
   async start() {
     const log = fs.openSync(config.log, 'a');
-    this.proc = spawn(config.bin, ['--config', config.configFile], { stdio: ['ignore', log, log] });
+    // KEFUD_WEB_DIR may be given relative to the repository (the tests run in tests/browser).
+    const web = process.env.KEFUD_WEB_DIR ? { KEFUD_WEB_DIR: path.resolve(repo, process.env.KEFUD_WEB_DIR) } : {};
+    this.proc = spawn(config.bin, ['--config', config.configFile], {
+      stdio: ['ignore', log, log], env: { ...process.env, ...web },
+    });
     fs.closeSync(log);
     if (config.pidFile) fs.writeFileSync(config.pidFile, String(this.proc.pid));
     const proc = this.proc;
