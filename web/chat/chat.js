@@ -253,6 +253,8 @@ function updateUnread() {
     if (newest > readUpTo) {
       readUpTo = newest;
       store.set(KEYS.read, readUpTo);
+      // The shop sees that its replies were read (not stored; best effort).
+      send({ type: 'read', message_id: readUpTo });
     }
   }
   const n = theirs.filter((id) => id > readUpTo).length;

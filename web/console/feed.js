@@ -4,7 +4,7 @@
 import { wsUrl } from '../shared/dom.js';
 import { api, session } from './api.js';
 import {
-  state, emit, applyMessage, applyEvent, applyTyping, applyDelivery, applyLinked,
+  state, emit, applyMessage, applyEvent, applyTyping, applyRead, applyDelivery, applyLinked,
 } from './state.js';
 
 let ws = null;
@@ -63,6 +63,7 @@ function connect() {
 
 async function handle(f) {
   if (f.type === 'typing') return applyTyping(f);
+  if (f.type === 'read') return applyRead(f);
   if (!(f.seq > state.lastSeq)) return;
   state.lastSeq = f.seq;
   if (f.type === 'message') await applyMessage(f.message);

@@ -12,6 +12,7 @@ export const state = {
   convs: new Map(),   // id → conversation row
   events: new Map(),  // conversation id → status-change frames seen since the page loaded
   typing: new Map(),  // conversation id → time until which the customer counts as typing
+  readUpTo: new Map(), // conversation id → the newest message the customer has seen (live only)
   deliveries: new Map(), // message id → { state, error } from the feed's delivery frames
   canned: [],
   lastSeq: 0,         // the feed's resume point
@@ -152,6 +153,13 @@ export async function applyLinked(f) {
     emit('convs');
   }
   emit('linked', { ...f, again });
+}
+
+/** The customer has seen the shop's messages up to f.message_id (not stored: live only). */
+export function applyRead(f) {
+  if ((state.readUpTo.get(f.conversation_id) ?? 0) >= f.message_id) return;
+  state.readUpTo.set(f.conversation_id, f.message_id);
+  emit('read', f.conversation_id);
 }
 
 export function applyTyping(f) {

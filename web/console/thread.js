@@ -37,6 +37,9 @@ export function mountThread(threadRoot, contactRoot) {
   on('typing', (id) => {
     if (cur?.id === id) setTyping(cur, state.typing.get(id));
   });
+  on('read', (id) => {
+    if (cur?.id === id) paintRead(cur);
+  });
   on('convs', () => cur && renderHead(cur));
   on('delivery', (f) => {
     if (!cur) return;
@@ -104,6 +107,7 @@ export async function showThread(id) {
   loadIdentities(view);
   for (const f of state.events.get(id) ?? []) addEvent(view, f);
   await loadNew(view);
+  paintRead(view);
   toBottom(view);
   markIfSeen();
   if (matchMedia('(pointer: fine)').matches) view.root.querySelector('textarea').focus();
@@ -284,6 +288,16 @@ function addMessage(view, m) {
       }) : null,
       mark),
     bubble));
+}
+
+/** "Read" on the newest reply the customer has seen (from the live read events). */
+function paintRead(view) {
+  const upTo = state.readUpTo.get(view.id) ?? 0;
+  view.root.querySelector('.read-mark')?.remove();
+  const seen = [...view.root.querySelectorAll('li.msg.agent, li.msg.bot')]
+    .filter((li) => Number(li.dataset.id) <= upTo)
+    .pop();
+  seen?.querySelector('.meta')?.append(h('span', { class: 'read-mark', text: t('delivery.read') }));
 }
 
 const STYLED = new Set(['wechat', 'mqtt', 'http', 'api']); // channels with colours of their own

@@ -132,7 +132,7 @@ scenario('a visitor writes from the widget on another site and the inbox shows i
   assert.ok(conversationId > 0);
 });
 
-scenario('the agent replies, the visitor sees it; typing and the unread badge work', async () => {
+scenario('the agent replies, the visitor sees it; typing, read marks and the unread badge work', async () => {
   await agent.locator(`.conv[data-id="${conversationId}"]`).click();
   await thread(agent).getByText('Hello, where is my order 12345?').waitFor();
   const box = agent.locator('.composer textarea');
@@ -155,6 +155,9 @@ scenario('the agent replies, the visitor sees it; typing and the unread badge wo
   await site.getByRole('button', { name: 'Chat with us (1)' }).waitFor();
   await site.getByRole('button', { name: 'Chat with us (1)' }).click();
   await widget.locator('.msg.theirs', { hasText: 'It ships today.' }).waitFor();
+  // Opening the chat read it: the agent sees "Read" move to that reply.
+  await thread(agent).locator('.msg.agent', { hasText: 'It ships today.' }).locator('.read-mark', { hasText: 'Read' }).waitFor();
+  assert.equal(await thread(agent).locator('.read-mark').count(), 1);
   await site.getByRole('button', { name: 'Close chat' }).waitFor();
   await docShot(site, 'widget.png');
   await agent.getByRole('button', { name: 'Contact', exact: true }).click();
