@@ -276,6 +276,7 @@ pub async fn run_with_adapters(
         journal_health: Arc::clone(&core.journal_health),
         reads,
         channels: Arc::clone(&channels),
+        wechat_nonces: Arc::default(),
         limiter,
         shutdown: shutdown.clone(),
         tracker: connections.clone(),

@@ -798,7 +798,7 @@ impl Dispatcher {
                 let contact = queries::conversation_state(&self.conn, conversation)?
                     .ok_or(DispatchError::NotFound(conversation))?
                     .contact;
-                self.linked.get(&contact).copied().unwrap_or(contact)
+                self.resolve_linked(contact)
             }
         };
         let lsn = self.append(
@@ -844,9 +844,21 @@ impl Dispatcher {
             return Err(DispatchError::CannotLink("a contact has at most 32 identities"));
         }
         let now = crate::model::now_ms();
-        let into = self.contacts[&keep].current;
-        let from = self.contacts[&merged].current;
-        let folded = from.zip(into);
+        let kept_current = self.contacts[&keep].current;
+        let merged_current = self.contacts[&merged].current;
+        // Both open: the merged contact's conversation folds into the kept one's, unless only
+        // the merged one is still open (waiting or in progress) — a question never folds into
+        // a conversation that is resolved and about to close.
+        let open = |c: ConversationId| {
+            self.conversations
+                .get(&c)
+                .is_some_and(|s| matches!(s.status, Status::Waiting | Status::InProgress))
+        };
+        let folded = match (merged_current, kept_current) {
+            (Some(m), Some(k)) if open(m) && !open(k) => Some((k, m)),
+            (Some(m), Some(k)) => Some((m, k)),
+            _ => None,
+        };
         let lsn = self.append(
             Op::ContactsLinked {
                 keep,
@@ -873,10 +885,13 @@ impl Dispatcher {
                 }
                 self.scheduler.dequeue(from);
             }
-        } else if let Some(from) = from {
-            if let Some(state) = self.conversations.get_mut(&from) {
-                state.contact = keep;
-            }
+        }
+        let current = match folded {
+            Some((_, into)) => Some(into),
+            None => kept_current.or(merged_current),
+        };
+        if let Some(state) = current.and_then(|c| self.conversations.get_mut(&c)) {
+            state.contact = keep;
         }
         for identity in gone.identities.iter() {
             self.identities.insert(identity.clone(), keep);
@@ -905,12 +920,21 @@ impl Dispatcher {
         {
             state.last_via = gone.last_via;
         }
-        state.current = into.or(from);
+        state.current = current;
         Ok(Accepted {
             lsn,
             conversation: state.current.unwrap_or(0),
             message_id: None,
         })
+    }
+
+    /// The contact `contact` is part of now: itself, or where links since startup led it (the
+    /// store may still name the old one).
+    fn resolve_linked(&self, mut contact: ContactId) -> ContactId {
+        while let Some(next) = self.linked.get(&contact) {
+            contact = *next;
+        }
+        contact
     }
 
     fn visitor_typing(&mut self, identity: &Identity) {
@@ -1157,6 +1181,7 @@ impl Dispatcher {
         let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else {
             return Ok(None);
         };
+        let contact = self.resolve_linked(contact);
         self.hydrate_contact(contact)?;
         Ok(Some(contact))
     }
@@ -1167,7 +1192,7 @@ impl Dispatcher {
         }
         let state = queries::conversation_state(&self.conn, conversation)?
             .ok_or(DispatchError::NotFound(conversation))?;
-        let contact = self.linked.get(&state.contact).copied().unwrap_or(state.contact);
+        let contact = self.resolve_linked(state.contact);
         if !self.contacts.contains_key(&contact) {
             self.hydrate_contact(contact)?;
         }
@@ -1186,7 +1211,9 @@ impl Dispatcher {
     /// Loads a contact the dispatcher has not met since it started. Memory is authoritative:
     /// a contact already present is never overwritten.
     fn hydrate_contact(&mut self, contact: ContactId) -> Result<(), DispatchError> {
-        if self.contacts.contains_key(&contact) {
+        // A contact linked away since startup is never loaded again from a store that may
+        // not have applied the link yet: its identities would point back at it.
+        if self.contacts.contains_key(&contact) || self.linked.contains_key(&contact) {
             return Ok(());
         }
         let snap =

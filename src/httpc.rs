@@ -136,7 +136,7 @@ async fn exchange(
     }
     let req = req
         .body(Full::new(body))
-        .map_err(|_| HttpError::Url(format!("{}{}", authority, url.path)))?;
+        .map_err(|_| HttpError::Url(format!("{authority} (a header or the path is not valid)")))?;
     let response = if url.tls {
         let name = rustls::pki_types::ServerName::try_from(url.host.clone())
             .map_err(|_| HttpError::Url(url.host.clone()))?;

@@ -449,6 +449,8 @@ async fn malformed_messages_are_counted_acknowledged_and_never_stop_the_bridge()
         ("kefu/in/app/m-1", huge.into_bytes()),
         ("kefu/in/app/m-1", b"{\"client_id\":\"u\",\"text\":\"\xff\xfe\"}".to_vec()),
         ("kefu/in/app/bad%id", br#"{"client_id":"x","text":"bad contact id"}"#.to_vec()),
+        // Not this adapter's channel: never stored as a widget visitor.
+        ("kefu/in/web/visitor-1", br#"{"client_id":"x","text":"posing as the widget"}"#.to_vec()),
         ("kefu/in/app/m-1", br#"{"client_id":"ok","text":"and then a good one"}"#.to_vec()),
     ];
     for (topic, payload) in bad {
@@ -461,11 +463,11 @@ async fn malformed_messages_are_counted_acknowledged_and_never_stop_the_bridge()
     }
     assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1, "the good one is stored");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while channel_counter(&d, &token, "acknowledged").await.1 < 6 {
-        assert!(Instant::now() < deadline, "all six acknowledged:\n{}", d.log());
+    while channel_counter(&d, &token, "acknowledged").await.1 < 7 {
+        assert!(Instant::now() < deadline, "all seven acknowledged:\n{}", d.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(channel_counter(&d, &token, "malformed").await, ("connected".into(), 5));
+    assert_eq!(channel_counter(&d, &token, "malformed").await, ("connected".into(), 6));
     assert!(d.log().contains("malformed message acknowledged"));
 
     // Acknowledged means the broker does not send them again after a restart.

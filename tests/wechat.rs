@@ -83,9 +83,26 @@ fn sign(timestamp: &str, nonce: &str) -> String {
         .collect()
 }
 
+fn now_secs() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string()
+}
+
+/// A fresh nonce per call, as WeChat sends.
+fn nonce() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string()
+}
+
 /// WeChat's POST of one message; returns the status and the body.
 async fn wechat_post(d: &TestDaemon, xml: &str, good_signature: bool) -> (u16, String) {
-    let (ts, nonce) = ("1795770000", "583920");
+    wechat_post_signed(d, xml, &now_secs(), &nonce(), good_signature).await
+}
+
+async fn wechat_post_signed(d: &TestDaemon, xml: &str, ts: &str, nonce: &str, good_signature: bool) -> (u16, String) {
     let signature = if good_signature { sign(ts, nonce) } else { "0".repeat(40) };
     let r = Client::new()
         .post(d.http(&format!(
@@ -165,14 +182,15 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
 
     // URL verification: echostr back for a valid signature, 403 otherwise.
     let c = Client::new();
+    let ts = now_secs();
     let ok = c
-        .get(d.http(&format!("/wechat/callback?signature={}&timestamp=1795770000&nonce=42&echostr=5837397520", sign("1795770000", "42"))))
+        .get(d.http(&format!("/wechat/callback?signature={}&timestamp={ts}&nonce=42&echostr=5837397520", sign(&ts, "42"))))
         .send()
         .await
         .unwrap();
     assert_eq!((ok.status().as_u16(), ok.text().await.unwrap()), (200, "5837397520".to_string()));
     let bad = c
-        .get(d.http("/wechat/callback?signature=abc&timestamp=1795770000&nonce=42&echostr=1"))
+        .get(d.http(&format!("/wechat/callback?signature=abc&timestamp={ts}&nonce=42&echostr=1")))
         .send()
         .await
         .unwrap();
@@ -198,10 +216,17 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
                   <CreateTime>1795770003</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>";
     assert_eq!(wechat_post(&d, follow, true).await.0, 200);
     assert_eq!(wechat_post(&d, &text_xml(openid, 1, "forged"), false).await.0, 403);
+    // A captured signed call replayed with other XML: answered, not stored.
+    let (ts, replayed) = (now_secs(), nonce());
+    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 2, "genuine"), &ts, &replayed, true).await.0, 200);
+    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 3, "replayed"), &ts, &replayed, true).await, (200, "success".into()));
+    // A signed call from long ago: refused.
+    let old = (now_secs().parse::<u64>().unwrap() - 3600).to_string();
+    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 4, "stale"), &old, &nonce(), true).await.0, 403);
     assert_eq!(wechat_post(&d, "<html>not wechat</html>", true).await.0, 400);
 
     let (conversation, texts) = thread_of(&d, &token, openid).await;
-    assert_eq!(texts, ["你好, 营业到几点?", "[图片 image] http://mmbiz.qpic.cn/mmbiz/abc/0"]);
+    assert_eq!(texts, ["你好, 营业到几点?", "[图片 image] http://mmbiz.qpic.cn/mmbiz/abc/0", "genuine"]);
     assert_eq!(thread_of(&d, &token, "oNewFollower").await.1, ["[关注 subscribed]"]);
 
     // The reply goes out through the customer-service API with the cached token.
@@ -238,7 +263,7 @@ async fn wechat_callback_is_off_unless_configured() {
     let dir = tempfile::tempdir().unwrap();
     let d = TestDaemon::start(dir.path(), "");
     let r = Client::new()
-        .get(d.http(&format!("/wechat/callback?signature={}&timestamp=1&nonce=2&echostr=3", sign("1", "2"))))
+        .get(d.http(&format!("/wechat/callback?signature={}&timestamp={}&nonce=2&echostr=3", sign(&now_secs(), "2"), now_secs())))
         .send()
         .await
         .unwrap();

@@ -8,6 +8,7 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::routes::ChannelFilter;
 use crate::dispatch::{Accepted, Command, DispatchError, Reply};
 use crate::model::{bounded_id, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
 
@@ -40,6 +41,8 @@ pub struct Inbound {
     commands: mpsc::Sender<Command>,
     durable: watch::Receiver<Lsn>,
     max_text_chars: usize,
+    /// The channels this handle may write as (an adapter's own); `None`: any.
+    channels: Option<std::sync::Arc<ChannelFilter>>,
 }
 
 /// A message the dispatcher took, not yet known to be durable.
@@ -58,7 +61,27 @@ impl Inbound {
             commands,
             durable,
             max_text_chars,
+            channels: None,
         }
+    }
+
+    /// This handle, limited to the channels `filter` lets through: an adapter writes only as
+    /// its own channels' contacts (an MQTT topic naming `web` or the WeChat channel is
+    /// refused, not stored as that widget visitor or WeChat user).
+    #[must_use]
+    pub fn restricted_to(mut self, filter: ChannelFilter) -> Self {
+        self.channels = Some(std::sync::Arc::new(filter));
+        self
+    }
+
+    fn identity(&self, channel: &str, contact_id: &str) -> Result<Identity, InboundError> {
+        if self.channels.as_ref().is_some_and(|f| !f.allows(channel)) {
+            return Err(InboundError::invalid(
+                "bad_channel",
+                format!("channel {channel:?} is not one this adapter receives"),
+            ));
+        }
+        identity(channel, contact_id)
     }
 
     /// Validates a customer message from `channel`/`contact_id` and hands it to the
@@ -74,7 +97,7 @@ impl Inbound {
         client_id: &str,
         text: String,
     ) -> Result<Pending, InboundError> {
-        let identity = identity(channel, contact_id)?;
+        let identity = self.identity(channel, contact_id)?;
         let client_id = bounded_id::<CLIENT_ID_MAX>(client_id)
             .map_err(|e| InboundError::invalid("bad_client_id", format!("client_id {e}")))?;
         if text.trim().is_empty() {
@@ -108,14 +131,14 @@ impl Inbound {
 impl Inbound {
     /// The customer is typing (best effort: dropped when the pipeline is busy).
     pub fn typing(&self, channel: &str, contact_id: &str) {
-        if let Ok(identity) = identity(channel, contact_id) {
+        if let Ok(identity) = self.identity(channel, contact_id) {
             let _ = self.commands.try_send(Command::VisitorTyping { identity });
         }
     }
 
     /// The customer has seen the shop's messages up to `message_id` (best effort).
     pub fn read(&self, channel: &str, contact_id: &str, message_id: MessageId) {
-        if let Ok(identity) = identity(channel, contact_id) {
+        if let Ok(identity) = self.identity(channel, contact_id) {
             let _ = self.commands.try_send(Command::VisitorRead {
                 identity,
                 message_id,

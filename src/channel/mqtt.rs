@@ -46,6 +46,7 @@ pub struct MqttBridge {
     prefix: String,
     channels: Vec<String>,
     max_in_flight: usize,
+    max_packet_bytes: usize,
     /// The current connection's client; `None` while (re)connecting.
     client: Mutex<Option<AsyncClient>>,
     /// Serialises publishing, so the tracker's order is the order rumqttc takes requests in.
@@ -54,6 +55,10 @@ pub struct MqttBridge {
     status: Mutex<(&'static str, String)>,
     counters: Counters,
     stop: CancellationToken,
+    /// Asked by the acknowledger: drop this connection (a message must come again).
+    reconnect: tokio::sync::Notify,
+    /// The connection whose remaining messages are not acknowledged (0: none).
+    broken_connection: AtomicU64,
 }
 
 #[derive(Default)]
@@ -122,11 +127,21 @@ enum Received {
 /// An inbound message waiting for its PUBACK.
 struct AckItem {
     /// The connection it came on (an acknowledgement for an older connection goes nowhere:
-    /// the broker sends the message again on the new one).
+    /// the broker sends the message again on the new one), and its number.
     client: AsyncClient,
+    connection: u64,
     publish: rumqttc::Publish,
-    /// `None`: malformed, acknowledged without storing.
-    pending: Option<super::Pending>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Handed to the pipeline: acknowledged once durable.
+    Stored(super::Pending),
+    /// Never storable (malformed) or not stored by design (typing, read): acknowledged now.
+    Done,
+    /// Not stored for a reason that may pass (a store read failed): not acknowledged, and the
+    /// connection is dropped so the broker sends it again.
+    Retry(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,12 +172,15 @@ impl MqttBridge {
             prefix: cfg.topic_prefix.clone(),
             channels: cfg.channels.clone(),
             max_in_flight: usize::from(cfg.max_in_flight),
+            max_packet_bytes: cfg.max_packet_bytes,
             client: Mutex::new(None),
             publishing: tokio::sync::Mutex::new(()),
             tracker: Mutex::new(Tracker::default()),
             status: Mutex::new(("connecting", String::new())),
             counters: Counters::default(),
             stop: CancellationToken::new(),
+            reconnect: tokio::sync::Notify::new(),
+            broken_connection: AtomicU64::new(0),
         })
     }
 
@@ -174,9 +192,11 @@ impl MqttBridge {
         let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
         let acker = tokio::spawn(acknowledge(ack_rx, Arc::clone(&self)));
         let mut backoff = FIRST_BACKOFF;
+        let mut connection = 0u64;
         let broker = format!("{}:{}", self.options.broker_address().0, self.options.broker_address().1);
         while !self.stop.is_cancelled() {
             self.set_status("connecting", broker.clone());
+            connection += 1;
             let (client, mut events) =
                 AsyncClient::new(self.options.clone(), self.max_in_flight + ACK_QUEUE);
             let error = loop {
@@ -184,6 +204,9 @@ impl MqttBridge {
                 // stopping means; everything unacknowledged is in the tracker.
                 let event = tokio::select! {
                     _ = self.stop.cancelled() => break None,
+                    _ = self.reconnect.notified() => {
+                        break Some("a message could not be stored; reconnecting so the broker sends it again".to_string());
+                    }
                     event = events.poll() => event,
                 };
                 match event {
@@ -194,21 +217,21 @@ impl MqttBridge {
                         tracing::info!(broker = %broker, "mqtt: connected");
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        if !self.received(publish, &client, &inbound, &ack_tx).await {
+                        if !self.received(publish, (&client, connection), &inbound, &ack_tx).await {
                             break None;
                         }
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => self.acked(ack.pkid),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.assigned(pkid),
                     Ok(_) => {}
-                    Err(e) => break Some(e),
+                    Err(e) => break Some(e.to_string()),
                 }
             };
             *self.client.lock().expect("invariant: never poisoned") = None;
             drop((client, events));
             let Some(error) = error else { break };
             self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-            self.set_status("disconnected", error.to_string());
+            self.set_status("disconnected", error.clone());
             tracing::warn!(broker = %broker, error = %error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
             tokio::select! {
                 _ = self.stop.cancelled() => break,
@@ -246,39 +269,41 @@ impl MqttBridge {
     async fn received(
         &self,
         publish: rumqttc::Publish,
-        client: &AsyncClient,
+        (client, connection): (&AsyncClient, u64),
         inbound: &Inbound,
         acks: &mpsc::Sender<AckItem>,
     ) -> bool {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
-        let pending = match parse_inbound(&self.prefix, &publish) {
+        let outcome = match parse_inbound(&self.prefix, &publish) {
             Ok((channel, contact, Received::Typing)) => {
                 inbound.typing(channel, contact);
-                None
+                Outcome::Done
             }
             Ok((channel, contact, Received::Read(message_id))) => {
                 inbound.read(channel, contact, message_id);
-                None
+                Outcome::Done
             }
             Ok((channel, contact, Received::Message { client_id, text })) => {
                 match inbound.submit(channel, contact, &client_id, text).await {
-                    Ok(pending) => Some(pending),
+                    Ok(pending) => Outcome::Stored(pending),
                     Err(InboundError::Unavailable) => return false,
-                    Err(e) => {
+                    Err(InboundError::Failed(e)) => Outcome::Retry(e),
+                    Err(e @ InboundError::Invalid { .. }) => {
                         self.malformed(&publish.topic, &e.to_string());
-                        None
+                        Outcome::Done
                     }
                 }
             }
             Err(e) => {
                 self.malformed(&publish.topic, &e);
-                None
+                Outcome::Done
             }
         };
         acks.send(AckItem {
             client: client.clone(),
+            connection,
             publish,
-            pending,
+            outcome,
         })
         .await
         .is_ok()
@@ -315,15 +340,29 @@ impl MqttBridge {
 }
 
 /// Acknowledges inbound messages in arrival order, each once it is durable.
+/// Acknowledges inbound messages in arrival order, each once it is durable. A message that
+/// could not be stored stops the acknowledgements of its connection (MQTT wants them in
+/// order) and drops the connection: the broker sends it, and those after it, again.
 async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>) {
     while let Some(item) = items.recv().await {
-        if let Some(pending) = item.pending {
-            match pending.durable().await {
-                Ok(_) => {}
+        if bridge.broken_connection.load(Ordering::Relaxed) == item.connection {
+            continue;
+        }
+        let failed = match item.outcome {
+            Outcome::Stored(pending) => match pending.durable().await {
+                Ok(_) => None,
                 // Stopping: leave it (and everything after it) unacknowledged.
                 Err(InboundError::Unavailable) => return,
-                Err(e) => bridge.malformed(&item.publish.topic, &e.to_string()),
-            }
+                Err(e) => Some(e.to_string()),
+            },
+            Outcome::Done => None,
+            Outcome::Retry(e) => Some(e),
+        };
+        if let Some(error) = failed {
+            tracing::warn!(topic = %item.publish.topic, error, "mqtt: message not stored; it will come again");
+            bridge.broken_connection.store(item.connection, Ordering::Relaxed);
+            bridge.reconnect.notify_one();
+            continue;
         }
         if item.client.ack(&item.publish).await.is_ok() {
             bridge.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
@@ -413,6 +452,13 @@ impl Adapter for MqttBridge {
                 "created_at": message.created_at,
             }))
             .expect("invariant: JSON values serialise");
+            // Larger than the connection carries: it would break it on every reconnect.
+            if payload.len() + topic.len() + 16 > self.max_packet_bytes {
+                return Err(SendError::Refused(format!(
+                    "{} bytes is more than mqtt.max_packet_bytes",
+                    payload.len() + topic.len()
+                )));
+            }
             let (done, acked) = oneshot::channel();
             {
                 let _order = self.publishing.lock().await;

@@ -7,6 +7,10 @@
 //! journaled with its attempt count and tried again after a capped exponential backoff, until
 //! `max_attempts`, when it goes to the dead letters. Sends a restart interrupts are still
 //! pending in the store and go out again (at least once).
+//!
+//! While a failed reply waits for its retry, nothing newer is sent or fetched: a channel that
+//! fails is not hammered with the whole backlog, memory holds at most one fetch, and replies
+//! to a customer do not overtake the one before them (until that one goes dead).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -71,7 +75,7 @@ pub async fn run(
     let mut retries: BTreeMap<(Instant, MessageId), Outbound> = BTreeMap::new();
     let mut in_flight = FuturesUnordered::new();
     loop {
-        if queue.is_empty() && !caught_up {
+        if queue.is_empty() && !caught_up && retries.is_empty() {
             ctx.applied.borrow_and_update();
             let (f, after) = (Arc::clone(&filter), cursor);
             match ctx
@@ -79,12 +83,10 @@ pub async fn run(
                 .run(move |c| queries::pending_deliveries(c, &f, events, after, FETCH))
                 .await
             {
-                Ok(rows) => {
-                    caught_up = rows.len() < FETCH as usize;
-                    if let Some(last) = rows.last() {
-                        cursor = last.id;
-                    }
-                    queue.extend(rows);
+                Ok(page) => {
+                    caught_up = page.scanned < FETCH as usize;
+                    cursor = page.last_id.unwrap_or(cursor);
+                    queue.extend(page.rows);
                 }
                 Err(e) => {
                     tracing::warn!(adapter = %name, error = %e, "outbox: cannot read pending replies");
@@ -96,7 +98,8 @@ pub async fn run(
         while in_flight.len() < max_in_flight {
             let next = match retries.first_key_value() {
                 Some((&(due, _), _)) if due <= now => retries.pop_first().map(|(_, m)| m),
-                _ => queue.pop_front(),
+                Some(_) => None,
+                None => queue.pop_front(),
             };
             let Some(message) = next else { break };
             let adapter = Arc::clone(&adapter);
@@ -105,7 +108,11 @@ pub async fn run(
                 (message, result)
             });
         }
-        let next_retry = retries.first_key_value().map(|(&(due, _), _)| due);
+        // Armed only with a free slot: a due retry waiting for one would wake this at once.
+        let next_retry = retries
+            .first_key_value()
+            .map(|(&(due, _), _)| due)
+            .filter(|_| in_flight.len() < max_in_flight);
         // Cancel safety: `FuturesUnordered::next`, `watch::Receiver::changed` and the timers
         // lose nothing when another branch wins.
         tokio::select! {

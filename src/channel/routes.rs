@@ -41,6 +41,17 @@ pub enum ChannelFilter {
     AllBut(Vec<String>),
 }
 
+impl ChannelFilter {
+    /// Whether `channel` passes (the web widget's never does: it is no adapter's).
+    pub fn allows(&self, channel: &str) -> bool {
+        channel != WEB_CHANNEL
+            && match self {
+                ChannelFilter::Only(c) => c.iter().any(|c| c == channel),
+                ChannelFilter::AllBut(c) => !c.iter().any(|c| c == channel),
+            }
+    }
+}
+
 impl RouteTable {
     /// Builds the table from the adapters' descriptions.
     ///
@@ -139,6 +150,11 @@ mod tests {
         assert_eq!(t.filter_for("webhook"), ChannelFilter::Only(vec!["app".into()]));
         let none = RouteTable::new(&[adapter("webhook", &["app"])]).unwrap();
         assert_eq!(none.adapter_for("kiosk"), None);
+        assert!(t.filter_for("mqtt").allows("kiosk"));
+        assert!(!t.filter_for("mqtt").allows("app"));
+        assert!(!t.filter_for("mqtt").allows("web"));
+        assert!(t.filter_for("webhook").allows("app"));
+        assert!(!t.filter_for("webhook").allows("kiosk"));
     }
 
     #[test]

@@ -89,7 +89,8 @@ impl Channels {
             cfg.limits.max_text_chars,
         );
         for (adapter, description) in adapters.iter().zip(&descriptions) {
-            tasks.spawn(Arc::clone(adapter).start(inbound.clone()));
+            let own = inbound.clone().restricted_to(routes.filter_for(&description.name));
+            tasks.spawn(Arc::clone(adapter).start(own));
             tasks.spawn(outbox::run(
                 Arc::clone(adapter),
                 routes.filter_for(&description.name),

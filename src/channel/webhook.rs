@@ -48,12 +48,15 @@ impl Webhook {
     /// # Panics
     /// Never for a validated configuration (the URL was checked by `Config::validate`).
     pub fn new(cfg: &WebhookConfig) -> Webhook {
+        let url = Url::parse(&cfg.url).expect("invariant: validated by Config::validate");
+        let endpoint = format!("{}:{}", url.host, url.port);
         Webhook {
             channel: cfg.channel.clone(),
-            url: Url::parse(&cfg.url).expect("invariant: validated by Config::validate"),
+            url,
             secret: cfg.secret.as_bytes().to_vec(),
             timeout: Duration::from_secs(cfg.timeout_secs),
-            status: Mutex::new(("idle", cfg.url.clone())),
+            // The host only: a URL may carry a secret, and agents see this.
+            status: Mutex::new(("idle", endpoint)),
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -63,6 +66,13 @@ impl Webhook {
 
     fn set_status(&self, state: &'static str, detail: String) {
         *self.status.lock().expect("invariant: never poisoned") = (state, detail);
+    }
+}
+
+impl Webhook {
+    /// What the console shows of the endpoint: its host, never the path or query.
+    fn endpoint(&self) -> String {
+        format!("{}:{}", self.url.host, self.url.port)
     }
 }
 
@@ -136,17 +146,18 @@ impl Adapter for Webhook {
             match result {
                 Ok(answer) if answer.is_success() => {
                     self.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.set_status("connected", format!("{} answered {}", self.url.host, answer.status));
+                    self.set_status("connected", format!("{} answered {}", self.endpoint(), answer.status));
                     Ok(())
                 }
                 Ok(answer) => {
                     self.failed.fetch_add(1, Ordering::Relaxed);
                     let error = format!("HTTP {}", answer.status);
-                    self.set_status("disconnected", error.clone());
+                    self.set_status("disconnected", format!("{} answered {}", self.endpoint(), answer.status));
                     Err(SendError::Retry(error))
                 }
                 Err(e) => {
                     self.failed.fetch_add(1, Ordering::Relaxed);
+                    // httpc's errors name the host and port, not the path.
                     self.set_status("disconnected", e.to_string());
                     Err(SendError::Retry(e.to_string()))
                 }

@@ -226,10 +226,14 @@ impl Wechat {
         }
     }
 
-    /// The cached access token, fetched when there is none or it is due.
-    async fn access_token(&self, force: bool) -> Result<String, ApiError> {
+    /// The cached access token, fetched when there is none, it is due, or it is `failed` (the
+    /// one WeChat just refused; a newer one another send fetched meanwhile is kept).
+    async fn access_token(&self, failed: Option<&str>) -> Result<String, ApiError> {
         let mut token = self.token.lock().await;
-        if let Some(t) = token.as_ref().filter(|t| !force && Instant::now() < t.refresh_at) {
+        if let Some(t) = token
+            .as_ref()
+            .filter(|t| Some(t.value.as_str()) != failed && Instant::now() < t.refresh_at)
+        {
             return Ok(t.value.clone());
         }
         self.token_fetches.fetch_add(1, Ordering::Relaxed);
@@ -266,16 +270,16 @@ impl Wechat {
             serde_json::json!({"touser": to, "msgtype": "text", "text": {"content": text}})
                 .to_string(),
         );
-        let mut force = false;
+        let mut refused: Option<String> = None;
         loop {
-            let token = self.access_token(force).await?;
+            let token = self.access_token(refused.as_deref()).await?;
             let path = format!(
                 "/cgi-bin/message/custom/send?access_token={}",
                 query_escape(&token)
             );
             match self.call(hyper::Method::POST, &path, body.clone()).await {
-                Err(ApiError::Code(code, _)) if TOKEN_ERRORS.contains(&code) && !force => {
-                    force = true;
+                Err(ApiError::Code(code, _)) if TOKEN_ERRORS.contains(&code) && refused.is_none() => {
+                    refused = Some(token);
                 }
                 other => return other.map(|_| ()),
             }
@@ -286,7 +290,7 @@ impl Wechat {
     async fn keep_token(&self) {
         let mut backoff = Duration::from_secs(1);
         loop {
-            let next = match self.access_token(false).await {
+            let next = match self.access_token(None).await {
                 Ok(_) => {
                     backoff = Duration::from_secs(1);
                     let due = self.token.lock().await.as_ref().map(|t| t.refresh_at);

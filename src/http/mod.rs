@@ -54,6 +54,8 @@ pub struct AppState {
     pub reads: ReadPool,
     /// The channel adapters (MQTT, ...), for their state.
     pub channels: Arc<crate::channel::runtime::Channels>,
+    /// WeChat calls already taken (replay protection).
+    pub wechat_nonces: Arc<wechat::SeenNonces>,
     pub limiter: Arc<LoginLimiter>,
     /// Cancelled when the daemon starts shutting down.
     pub shutdown: CancellationToken,

@@ -45,7 +45,42 @@ fn check(app: &AppState, q: &Signed) -> Option<Response> {
         tracing::warn!("wechat: call with an invalid signature refused");
         return Some(refuse(StatusCode::FORBIDDEN, "invalid signature"));
     }
+    // The signature does not cover the body: a captured URL could be replayed with other XML.
+    // Only fresh timestamps are taken, and each (timestamp, nonce) once (see `receive`).
+    let now = crate::model::now_ms() / 1000;
+    if q.timestamp.parse::<i64>().map_or(true, |t| (now - t).abs() > MAX_SKEW_SECS) {
+        tracing::warn!(timestamp = %q.timestamp, "wechat: call with a stale timestamp refused");
+        return Some(refuse(StatusCode::FORBIDDEN, "stale timestamp"));
+    }
     None
+}
+
+/// How far a call's timestamp may be from this clock.
+const MAX_SKEW_SECS: i64 = 300;
+
+/// (timestamp, nonce) of the calls taken in the last [`MAX_SKEW_SECS`]: a second call with
+/// the same pair is a replay (or WeChat's retry of a message already stored) and is answered
+/// `success` without being stored again.
+#[derive(Default)]
+pub struct SeenNonces {
+    seen: std::sync::Mutex<std::collections::VecDeque<(i64, String)>>,
+}
+
+impl SeenNonces {
+    /// Records the pair; false if it was there already.
+    fn first_time(&self, timestamp: &str, nonce: &str) -> bool {
+        let now = crate::model::now_ms() / 1000;
+        let key = format!("{timestamp}:{nonce}");
+        let mut seen = self.seen.lock().expect("invariant: never poisoned");
+        while seen.front().is_some_and(|(at, _)| now - at > 2 * MAX_SKEW_SECS) || seen.len() > 100_000 {
+            seen.pop_front();
+        }
+        if seen.iter().any(|(_, k)| *k == key) {
+            return false;
+        }
+        seen.push_back((now, key));
+        true
+    }
 }
 
 async fn verify_url(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>) -> Response {
@@ -85,6 +120,10 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
             return refuse(StatusCode::BAD_REQUEST, "not a WeChat message");
         }
     };
+    if !app.wechat_nonces.first_time(&q.timestamp, &q.nonce) {
+        tracing::info!(nonce = %q.nonce, "wechat: a call seen before answered without storing");
+        return (StatusCode::OK, "success").into_response();
+    }
     let cfg = app.cfg();
     let inbound = Inbound::new(app.commands.clone(), app.durable.clone(), cfg.limits.max_text_chars);
     let stored = match inbound
@@ -97,6 +136,11 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
     match stored {
         Ok(_) => (StatusCode::OK, "success").into_response(),
         Err(InboundError::Unavailable) => refuse(StatusCode::SERVICE_UNAVAILABLE, "stopping; WeChat will retry"),
+        Err(InboundError::Failed(e)) => {
+            // It may pass: no answer means WeChat sends it again.
+            tracing::warn!(error = %e, "wechat: message not stored; WeChat will retry");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "not stored; try again")
+        }
         Err(e) => {
             // Sending it again would not help: acknowledge, and say why in the log.
             tracing::warn!(error = %e, openid = %message.from, "wechat: message not stored");

@@ -121,8 +121,8 @@ fn add_delivery(
     at_ms: i64,
 ) -> Result<(), Error> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO deliveries (id, kind, conversation_id, channel, external_id, state, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+        "INSERT OR IGNORE INTO deliveries (id, kind, conversation_id, channel, external_id, state, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
     )?
     .execute(params![id as i64, kind, conversation as i64, channel, external_id, at_ms])?;
     Ok(())

@@ -34,7 +34,7 @@ pub struct MessageRow {
 
 const MESSAGE_COLUMNS: &str =
     "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment,
-     via_channel, (SELECT state FROM deliveries d WHERE d.id = messages.id)";
+     via_channel, (SELECT state FROM deliveries d WHERE d.id = messages.id AND d.kind = 'message')";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -247,19 +247,19 @@ pub fn pending_deliveries(
     events: bool,
     after: MessageId,
     limit: u32,
-) -> Result<Vec<crate::channel::Outbound>, Error> {
+) -> Result<PendingPage, Error> {
     use crate::channel::routes::ChannelFilter;
     let (negate, channels) = match filter {
         ChannelFilter::Only(c) => ("", c),
         ChannelFilter::AllBut(c) => ("NOT", c),
     };
     if negate.is_empty() && channels.is_empty() {
-        return Ok(Vec::new());
+        return Ok(PendingPage::default());
     }
     // The channel list is a JSON array parameter, not SQL text.
     let list = serde_json::to_string(channels).expect("invariant: strings serialise");
     let sql = format!(
-        "SELECT d.id, d.conversation_id, d.channel, d.external_id, d.kind, COALESCE(m.sender, ''), COALESCE(m.text, ''), d.updated_at, d.attempts
+        "SELECT d.id, d.conversation_id, d.channel, d.external_id, d.kind, COALESCE(m.sender, ''), COALESCE(m.text, ''), d.created_at, d.attempts
          FROM deliveries d LEFT JOIN messages m ON m.id = d.id AND d.kind = 'message'
          WHERE d.state = 'pending' AND d.id > ?1
            AND d.channel {negate} IN (SELECT value FROM json_each(?2))
@@ -279,7 +279,9 @@ pub fn pending_deliveries(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows
+    let scanned = rows.len();
+    let last_id = rows.last().map(|r| r.0 .0);
+    let rows = rows
         .into_iter()
         .filter_map(|((id, conversation), (channel, external_id), kind, (sender, text), at, attempts)| {
             Some(crate::channel::Outbound {
@@ -296,7 +298,23 @@ pub fn pending_deliveries(
                 attempts,
             })
         })
-        .collect())
+        .collect();
+    Ok(PendingPage {
+        rows,
+        scanned,
+        last_id,
+    })
+}
+
+/// A page of the outbox.
+#[derive(Debug, Default)]
+pub struct PendingPage {
+    /// The rows that parse (a channel or id the model refuses is skipped).
+    pub rows: Vec<crate::channel::Outbound>,
+    /// Rows the query returned, parsed or not: fewer than asked means the end.
+    pub scanned: usize,
+    /// The last row's id, the cursor for the next page.
+    pub last_id: Option<Lsn>,
 }
 
 /// A reply's (or a conversation event's) delivery on its channel.

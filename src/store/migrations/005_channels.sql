@@ -28,6 +28,7 @@ CREATE TABLE deliveries (
     state       TEXT NOT NULL,            -- pending | delivered | dead
     attempts    INTEGER NOT NULL DEFAULT 0,
     last_error  TEXT,
+    created_at  INTEGER NOT NULL,         -- when the reply was written or the event happened
     updated_at  INTEGER NOT NULL
 );
 CREATE INDEX deliveries_pending ON deliveries (channel, id) WHERE state = 'pending';
