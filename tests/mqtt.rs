@@ -632,3 +632,99 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     // None of it is stored: the app's message and two replies, the widget's and one.
     assert_eq!(wait_for_total(&d, &token, 5, 1).await, 5);
 }
+
+/// Runs a command, panicking with its output if it fails.
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_ca_file_and_a_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let b = dir.path().join("broker");
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o777)).unwrap();
+    // A CA, and a server certificate it signs for 127.0.0.1.
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    run(Command::new("openssl").current_dir(&b).args(["req", "-x509"]).args(ec)
+        .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kefud test CA"]));
+    run(Command::new("openssl").current_dir(&b).arg("req").args(ec)
+        .args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
+    std::fs::write(b.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(Command::new("openssl").current_dir(&b).args([
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.cnf",
+    ]));
+    run(Command::new("mosquitto_passwd").current_dir(&b).args(["-b", "-c", "passwd", "kefud", "s3cret-pass"]));
+    for f in std::fs::read_dir(&b).unwrap() {
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let (tls_port, plain_port) = (free_port(), free_port());
+    std::fs::write(
+        b.join("mosquitto.conf"),
+        format!(
+            "per_listener_settings false\nallow_anonymous false\npassword_file {0}/passwd\n\
+             listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n\
+             listener {plain_port} 127.0.0.1\n",
+            b.display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(b.join("mosquitto.log")).unwrap();
+    let mut broker = Command::new(mosquitto_bin())
+        .arg("-c")
+        .arg(b.join("mosquitto.conf"))
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", plain_port)).is_err() {
+        assert!(Instant::now() < deadline && broker.try_wait().unwrap().is_none(), "mosquitto did not start: {}", std::fs::read_to_string(b.join("mosquitto.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    add_agent(dir.path(), "li", "password-li", true);
+    let config = |password: &str| {
+        format!(
+            "[mqtt]\nenabled = true\nport = {tls_port}\nca_file = \"{}/ca.pem\"\nusername = \"kefud\"\npassword = \"{password}\"\nkeep_alive_secs = 5\n",
+            b.display()
+        )
+    };
+    // A wrong password: refused, and the console says so.
+    let d = TestDaemon::start(dir.path(), &config("wrong"));
+    let token = login(&d, "li", "password-li").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = api_get(&d, &token, "/api/v1/channels").await;
+        if v["channels"][0]["state"] == "disconnected" {
+            assert!(v["channels"][0]["detail"].as_str().unwrap().contains("refused"), "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!d.log().contains("wrong"), "the password is not logged");
+    drop(d);
+
+    let d = TestDaemon::start(dir.path(), &config("s3cret-pass"));
+    let token = login(&d, "li", "password-li").await;
+    wait_connected(&d, &token).await;
+    let mut opts = MqttOptions::new("kiosk", "127.0.0.1", plain_port);
+    opts.set_credentials("kefud", "s3cret-pass");
+    let (client, mut events) = AsyncClient::new(opts, 8);
+    client
+        .publish("kefu/in/app/tls-1", QoS::AtLeastOnce, false, json!({"client_id": "1", "text": "over TLS"}).to_string())
+        .await
+        .unwrap();
+    loop {
+        if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+            break;
+        }
+    }
+    assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
