@@ -373,6 +373,29 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     assert_eq!(published, 0);
 }
 
+/// Starts a publisher of 10,000 messages (client ids TAG-0.., 4 contacts) and returns once
+/// the broker has acknowledged 3,000 of them.
+async fn publish_10000_wait_for_3000(port: u16, tag: &str) -> tokio::task::JoinHandle<()> {
+    let progress = Arc::new(AtomicUsize::new(0));
+    let publisher = tokio::spawn(publish_all(port, "kiosk".into(), stream(10_000, 4, tag), Arc::clone(&progress)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while progress.load(Ordering::Relaxed) < 3_000 {
+        assert!(Instant::now() < deadline, "the publisher is stuck");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    publisher
+}
+
+/// Every one of the 10,000 is stored exactly once: 2,500 per contact.
+async fn assert_10000_stored_once(d: &TestDaemon, token: &str, tag: &str) {
+    let total = wait_for_total(d, token, 10_000, 90).await;
+    let counts = stored_counts(d, token).await;
+    assert_eq!(total, 10_000, "every message stored exactly once: {counts:?}, missing {:?}\n{}", missing(d, tag, 10_000), d.log());
+    for i in 0..4 {
+        assert_eq!(counts[&format!("{tag}-{i}")], 2_500);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_in_the_middle_of_10000_messages_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,23 +405,12 @@ async fn broker_restart_in_the_middle_of_10000_messages_loses_nothing() {
     let token = login(&d, "li", "password-li").await;
     wait_connected(&d, &token).await;
 
-    let progress = Arc::new(AtomicUsize::new(0));
-    let publisher = tokio::spawn(publish_all(broker.port, "kiosk".into(), stream(10_000, 4, "b"), Arc::clone(&progress)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while progress.load(Ordering::Relaxed) < 3_000 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let publisher = publish_10000_wait_for_3000(broker.port, "b").await;
     broker.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.restart();
     tokio::time::timeout(Duration::from_secs(120), publisher).await.unwrap().unwrap();
-    let total = wait_for_total(&d, &token, 10_000, 90).await;
-    let counts = stored_counts(&d, &token).await;
-    assert_eq!(total, 10_000, "every message stored exactly once: {counts:?}, missing {:?}\n{}", missing(&d, "b", 10_000), d.log());
-    for i in 0..4 {
-        assert_eq!(counts[&format!("b-{i}")], 2_500);
-    }
+    assert_10000_stored_once(&d, &token, "b").await;
     let (_, reconnects) = channel_counter(&d, &token, "reconnects").await;
     assert!(reconnects >= 1, "the bridge saw the broker go");
 }
@@ -412,24 +424,13 @@ async fn kefud_killed_in_the_middle_of_10000_messages_loses_nothing() {
     let token = login(&d, "li", "password-li").await;
     wait_connected(&d, &token).await;
 
-    let progress = Arc::new(AtomicUsize::new(0));
-    let publisher = tokio::spawn(publish_all(broker.port, "kiosk".into(), stream(10_000, 4, "k"), Arc::clone(&progress)));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while progress.load(Ordering::Relaxed) < 3_000 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let publisher = publish_10000_wait_for_3000(broker.port, "k").await;
     d.kill9();
     tokio::time::timeout(Duration::from_secs(120), publisher).await.unwrap().unwrap();
     // Everything since the kill waits in the broker, under kefud's persistent session.
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
-    let total = wait_for_total(&d, &token, 10_000, 90).await;
-    let counts = stored_counts(&d, &token).await;
-    assert_eq!(total, 10_000, "every message stored exactly once: {counts:?}, missing {:?}\n{}", missing(&d, "k", 10_000), d.log());
-    for i in 0..4 {
-        assert_eq!(counts[&format!("k-{i}")], 2_500);
-    }
+    assert_10000_stored_once(&d, &token, "k").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@
 pub mod inbound;
 pub mod mqtt;
 pub mod outbox;
+pub mod report;
 pub mod routes;
 pub mod runtime;
 pub mod webhook;

@@ -32,6 +32,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::report::StateLine;
 use super::{Adapter, BoxFuture, Description, Health, Inbound, InboundError, Outbound, SendError};
 use crate::config::Mqtt as MqttConfig;
 use crate::model::Identity;
@@ -52,7 +53,7 @@ pub struct MqttBridge {
     /// Serialises publishing, so the tracker's order is the order rumqttc takes requests in.
     publishing: tokio::sync::Mutex<()>,
     tracker: Mutex<Tracker>,
-    status: Mutex<(&'static str, String)>,
+    status: StateLine,
     counters: Counters,
     stop: CancellationToken,
     /// Asked by the acknowledger: drop this connection (a message must come again).
@@ -176,16 +177,12 @@ impl MqttBridge {
             client: Mutex::new(None),
             publishing: tokio::sync::Mutex::new(()),
             tracker: Mutex::new(Tracker::default()),
-            status: Mutex::new(("connecting", String::new())),
+            status: StateLine::new("connecting", String::new()),
             counters: Counters::default(),
             stop: CancellationToken::new(),
             reconnect: tokio::sync::Notify::new(),
             broken_connection: AtomicU64::new(0),
         })
-    }
-
-    fn set_status(&self, state: &'static str, detail: String) {
-        *self.status.lock().expect("invariant: never poisoned") = (state, detail);
     }
 
     async fn run(self: Arc<Self>, inbound: Inbound) {
@@ -195,7 +192,7 @@ impl MqttBridge {
         let mut connection = 0u64;
         let broker = format!("{}:{}", self.options.broker_address().0, self.options.broker_address().1);
         while !self.stop.is_cancelled() {
-            self.set_status("connecting", broker.clone());
+            self.status.set("connecting", broker.clone());
             connection += 1;
             let (client, mut events) =
                 AsyncClient::new(self.options.clone(), self.max_in_flight + ACK_QUEUE);
@@ -213,7 +210,7 @@ impl MqttBridge {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = FIRST_BACKOFF;
                         self.connected(&client).await;
-                        self.set_status("connected", broker.clone());
+                        self.status.set("connected", broker.clone());
                         tracing::info!(broker = %broker, "mqtt: connected");
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -231,7 +228,7 @@ impl MqttBridge {
             drop((client, events));
             let Some(error) = error else { break };
             self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-            self.set_status("disconnected", error.clone());
+            self.status.set("disconnected", error.clone());
             tracing::warn!(broker = %broker, error = %error, retry_in_ms = backoff.as_millis() as u64, "mqtt: connection lost");
             tokio::select! {
                 _ = self.stop.cancelled() => break,
@@ -241,7 +238,7 @@ impl MqttBridge {
         }
         drop(ack_tx);
         let _ = acker.await;
-        self.set_status("stopped", String::new());
+        self.status.set("stopped", String::new());
     }
 
     /// A new connection: subscribe (the session may be new) and publish again everything the
@@ -496,7 +493,7 @@ impl Adapter for MqttBridge {
     }
 
     fn health(&self) -> Health {
-        let (state, detail) = self.status.lock().expect("invariant: never poisoned").clone();
+        let (state, detail) = self.status.get();
         let c = &self.counters;
         let unacked = {
             let t = self.tracker.lock().expect("invariant: never poisoned");

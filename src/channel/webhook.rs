@@ -13,8 +13,6 @@
 //! outbox with exponential backoff, and after the last attempt the delivery is dead (visible
 //! in the API and the console).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +20,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
+use super::report::{SendCounters, StateLine};
 use super::{Adapter, BoxFuture, Description, Health, Inbound, Outbound, OutboundKind, SendError};
 use crate::config::Webhook as WebhookConfig;
 use crate::httpc::{self, Url};
@@ -36,11 +35,9 @@ pub struct Webhook {
     url: Url,
     secret: Vec<u8>,
     timeout: Duration,
-    /// ("connected" after a 2xx, "disconnected" after a failure, "idle" before any), detail.
-    status: Mutex<(&'static str, String)>,
-    sent: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    /// "connected" after a 2xx, "disconnected" after a failure, "idle" before any.
+    status: StateLine,
+    sends: SendCounters,
     stop: CancellationToken,
 }
 
@@ -56,20 +53,12 @@ impl Webhook {
             secret: cfg.secret.as_bytes().to_vec(),
             timeout: Duration::from_secs(cfg.timeout_secs),
             // The host only: a URL may carry a secret, and agents see this.
-            status: Mutex::new(("idle", endpoint)),
-            sent: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            status: StateLine::new("idle", endpoint),
+            sends: SendCounters::default(),
             stop: CancellationToken::new(),
         }
     }
 
-    fn set_status(&self, state: &'static str, detail: String) {
-        *self.status.lock().expect("invariant: never poisoned") = (state, detail);
-    }
-}
-
-impl Webhook {
     /// What the console shows of the endpoint: its host, never the path or query.
     fn endpoint(&self) -> String {
         format!("{}:{}", self.url.host, self.url.port)
@@ -133,7 +122,7 @@ impl Adapter for Webhook {
                 ("idempotency-key", format!("kefu-{}", message.id)),
                 ("user-agent", concat!("kefud/", env!("CARGO_PKG_VERSION")).to_string()),
             ];
-            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.sends.sent();
             let result = httpc::request(
                 hyper::Method::POST,
                 &self.url,
@@ -145,20 +134,20 @@ impl Adapter for Webhook {
             .await;
             match result {
                 Ok(answer) if answer.is_success() => {
-                    self.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.set_status("connected", format!("{} answered {}", self.endpoint(), answer.status));
+                    self.sends.delivered();
+                    self.status.set("connected", format!("{} answered {}", self.endpoint(), answer.status));
                     Ok(())
                 }
                 Ok(answer) => {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    self.sends.failed();
                     let error = format!("HTTP {}", answer.status);
-                    self.set_status("disconnected", format!("{} answered {}", self.endpoint(), answer.status));
+                    self.status.set("disconnected", format!("{} answered {}", self.endpoint(), answer.status));
                     Err(SendError::Retry(error))
                 }
                 Err(e) => {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    self.sends.failed();
                     // httpc's errors name the host and port, not the path.
-                    self.set_status("disconnected", e.to_string());
+                    self.status.set("disconnected", e.to_string());
                     Err(SendError::Retry(e.to_string()))
                 }
             }
@@ -166,15 +155,11 @@ impl Adapter for Webhook {
     }
 
     fn health(&self) -> Health {
-        let (state, detail) = self.status.lock().expect("invariant: never poisoned").clone();
+        let (state, detail) = self.status.get();
         Health {
             state,
             detail,
-            counters: vec![
-                ("sent", self.sent.load(Ordering::Relaxed)),
-                ("delivered", self.delivered.load(Ordering::Relaxed)),
-                ("failed", self.failed.load(Ordering::Relaxed)),
-            ],
+            counters: self.sends.counters().to_vec(),
         }
     }
 

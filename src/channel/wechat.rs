@@ -15,7 +15,6 @@
 //! invalid or expired (errcode 40001, 40014, 42001).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use sha1::{Digest, Sha1};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::report::{SendCounters, StateLine};
 use super::{Adapter, BoxFuture, Description, Health, Inbound, Outbound, OutboundKind, SendError};
 use crate::config::Wechat as WechatConfig;
 use crate::httpc::{self, Url};
@@ -147,10 +147,8 @@ pub struct Wechat {
     app_id: String,
     app_secret: String,
     token: tokio::sync::Mutex<Option<Token>>,
-    status: Mutex<(&'static str, String)>,
-    sent: AtomicU64,
-    delivered: AtomicU64,
-    failed: AtomicU64,
+    status: StateLine,
+    sends: SendCounters,
     token_fetches: AtomicU64,
     stop: CancellationToken,
 }
@@ -189,17 +187,11 @@ impl Wechat {
             app_id: cfg.app_id.clone(),
             app_secret: cfg.app_secret.clone(),
             token: tokio::sync::Mutex::new(None),
-            status: Mutex::new(("connecting", String::new())),
-            sent: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            status: StateLine::new("connecting", String::new()),
+            sends: SendCounters::default(),
             token_fetches: AtomicU64::new(0),
             stop: CancellationToken::new(),
         }
-    }
-
-    fn set_status(&self, state: &'static str, detail: String) {
-        *self.status.lock().expect("invariant: never poisoned") = (state, detail);
     }
 
     async fn call(
@@ -245,7 +237,7 @@ impl Wechat {
         let v = match self.call(hyper::Method::GET, &query, Bytes::new()).await {
             Ok(v) => v,
             Err(e) => {
-                self.set_status("disconnected", format!("access token: {e}"));
+                self.status.set("disconnected", format!("access token: {e}"));
                 return Err(e);
             }
         };
@@ -260,7 +252,7 @@ impl Wechat {
             value: value.clone(),
             refresh_at,
         });
-        self.set_status("connected", format!("token valid for {}s", lifetime.as_secs()));
+        self.status.set("connected", format!("token valid for {}s", lifetime.as_secs()));
         tracing::info!(expires_in_secs = lifetime.as_secs(), "wechat: access token fetched");
         Ok(value)
     }
@@ -345,14 +337,14 @@ impl Adapter for Wechat {
             if message.kind != OutboundKind::Message {
                 return Err(SendError::Refused("WeChat takes messages only".into()));
             }
-            self.sent.fetch_add(1, Ordering::Relaxed);
+            self.sends.sent();
             match self.send_text(&message.to.external_id, &message.text).await {
                 Ok(()) => {
-                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                    self.sends.delivered();
                     Ok(())
                 }
                 Err(e) => {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    self.sends.failed();
                     match e {
                         ApiError::Code(code, _) if REFUSED.contains(&code) => {
                             Err(SendError::Refused(e.to_string()))
@@ -365,16 +357,13 @@ impl Adapter for Wechat {
     }
 
     fn health(&self) -> Health {
-        let (state, detail) = self.status.lock().expect("invariant: never poisoned").clone();
+        let (state, detail) = self.status.get();
+        let mut counters = self.sends.counters().to_vec();
+        counters.push(("token_fetches", self.token_fetches.load(Ordering::Relaxed)));
         Health {
             state,
             detail,
-            counters: vec![
-                ("sent", self.sent.load(Ordering::Relaxed)),
-                ("delivered", self.delivered.load(Ordering::Relaxed)),
-                ("failed", self.failed.load(Ordering::Relaxed)),
-                ("token_fetches", self.token_fetches.load(Ordering::Relaxed)),
-            ],
+            counters,
         }
     }
 
