@@ -734,7 +734,7 @@ pub fn contact_conversations(
 ) -> Result<Vec<ConversationRow>, Error> {
     let rows = conn
         .prepare_cached(&format!(
-            "{CONVERSATION_SELECT} WHERE c.contact_id = ?1 ORDER BY c.id DESC LIMIT 200"
+            "{CONVERSATION_SELECT} WHERE c.contact_id = ?1 AND c.merged_into IS NULL ORDER BY c.id DESC LIMIT 200"
         ))?
         .query_map(params![contact as i64], conversation_row)?
         .collect::<Result<Vec<_>, _>>()?;
