@@ -196,6 +196,8 @@ pub struct Wechat {
     pub token: String,
     pub app_id: String,
     pub app_secret: String,
+    /// The account's EncodingAESKey, for safe mode (安全模式); empty: plain mode only.
+    pub encoding_aes_key: String,
     /// WeChat's API (a stand-in for tests).
     pub api_base: String,
 }
@@ -208,6 +210,7 @@ impl Default for Wechat {
             token: String::new(),
             app_id: String::new(),
             app_secret: String::new(),
+            encoding_aes_key: String::new(),
             api_base: "https://api.weixin.qq.com".into(),
         }
     }
@@ -221,6 +224,7 @@ impl std::fmt::Debug for Wechat {
             .field("token", &"(redacted)")
             .field("app_id", &self.app_id)
             .field("app_secret", &"(redacted)")
+            .field("encoding_aes_key", &"(redacted)")
             .field("api_base", &self.api_base)
             .finish()
     }
@@ -614,6 +618,12 @@ impl Config {
             !self.wechat.enabled || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.is_empty(),
             "wechat.app_id",
             "wechat.app_id and wechat.app_secret must be set",
+        );
+        check(
+            self.wechat.encoding_aes_key.is_empty()
+                || crate::channel::wechat::aes_key(&self.wechat.encoding_aes_key).is_ok(),
+            "wechat.encoding_aes_key",
+            "must be empty (plain mode) or the account's 43-character EncodingAESKey",
         );
         check(
             crate::httpc::Url::parse(&self.wechat.api_base).is_ok(),

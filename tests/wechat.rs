@@ -269,3 +269,68 @@ async fn wechat_callback_is_off_unless_configured() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Safe mode (安全模式): a message encrypted by OpenSSL the way WeChat documents it (AES-256-CBC,
+/// key from the EncodingAESKey, IV its first 16 bytes, PKCS#7 to 32 bytes, over 16 random
+/// bytes + length + XML + app id), signed with msg_signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safe_mode_messages_are_verified_and_decrypted() {
+    use base64::Engine;
+    const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    let api = Arc::new(Mutex::new(WeChatApi::default()));
+    let port = start_api(Arc::clone(&api)).await;
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &format!("{}encoding_aes_key = \"{AES_KEY}\"\n", config(port)));
+    let token = login(&d, "li", "password-li").await;
+
+    let key = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    )
+    .decode(format!("{AES_KEY}="))
+    .unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let encrypt = |xml: &str, app_id: &str| -> String {
+        let mut raw = b"0123456789abcdef".to_vec();
+        raw.extend_from_slice(&(xml.len() as u32).to_be_bytes());
+        raw.extend_from_slice(xml.as_bytes());
+        raw.extend_from_slice(app_id.as_bytes());
+        let pad = 32 - raw.len() % 32;
+        raw.extend(std::iter::repeat(pad as u8).take(pad));
+        let path = dir.path().join("plain.bin");
+        std::fs::write(&path, &raw).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["enc", "-aes-256-cbc", "-nopad", "-K", &hex(&key), "-iv", &hex(&key[..16]), "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        base64::engine::general_purpose::STANDARD.encode(out.stdout)
+    };
+    let post = |encrypted: String, msg_signature: Option<String>| {
+        let (ts, n) = (now_secs(), nonce());
+        let msg_signature = msg_signature.unwrap_or_else(|| {
+            let mut parts = [TOKEN, ts.as_str(), n.as_str(), encrypted.as_str()];
+            parts.sort_unstable();
+            Sha1::digest(parts.concat().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        });
+        let url = d.http(&format!(
+            "/wechat/callback?signature={}&timestamp={ts}&nonce={n}&encrypt_type=aes&msg_signature={msg_signature}&openid=o",
+            sign(&ts, &n)
+        ));
+        let body = format!("<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>");
+        async move {
+            let r = Client::new().post(url).body(body).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+
+    let openid = "oSafeModeUser_1234567890abc";
+    let secret = encrypt(&text_xml(openid, 77, "加密模式的消息"), APP_ID);
+    assert_eq!(post(secret.clone(), None).await, (200, "success".into()));
+    assert_eq!(post(secret, Some("0".repeat(40))).await.0, 403, "a wrong msg_signature");
+    assert_eq!(post(encrypt(&text_xml(openid, 78, "for another account"), "wx_other_app_id"), None).await.0, 400);
+    let (_, texts) = thread_of(&d, &token, openid).await;
+    assert_eq!(texts, ["加密模式的消息"]);
+}

@@ -1,6 +1,6 @@
 //! WeChat's calls to the shop's server URL, `/wechat/callback` (`crate::channel::wechat`
-//! explains the protocol): GET verifies the URL, POST delivers a customer's message, answered
-//! `success` once it is durable. Every call must carry a valid signature; a message type kefud
+//! explains the protocol): GET verifies the URL, POST delivers a customer's message (plain, or
+//! encrypted in safe mode), answered `success` once it is durable. Every call must carry a valid signature; a message type kefud
 //! does not store (voice, location, ...) is acknowledged too, so WeChat does not resend it.
 
 use axum::body::Bytes;
@@ -12,7 +12,9 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{ApiQuery, AppState};
-use crate::channel::wechat::{parse_message, signature_ok, XmlError};
+use crate::channel::wechat::{
+    aes_key, decrypt, encrypted_field, msg_signature_ok, parse_message, signature_ok, XmlError,
+};
 use crate::channel::{Inbound, InboundError};
 
 /// WeChat's messages are small; anything larger is not one.
@@ -29,6 +31,7 @@ struct Signed {
     nonce: String,
     echostr: Option<String>,
     encrypt_type: Option<String>,
+    msg_signature: Option<String>,
 }
 
 fn refuse(status: StatusCode, text: &'static str) -> Response {
@@ -83,6 +86,33 @@ impl SeenNonces {
     }
 }
 
+/// The plain XML of a safe-mode message, after checking its `msg_signature`.
+fn open_safe_mode(
+    cfg: &crate::config::Wechat,
+    q: &Signed,
+    xml: &str,
+) -> Result<String, Response> {
+    let key = aes_key(&cfg.encoding_aes_key).map_err(|_| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "safe mode (安全模式) needs wechat.encoding_aes_key in kefud.toml",
+        )
+    })?;
+    let encrypted = encrypted_field(xml)
+        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "no <Encrypt> in a safe-mode message"))?;
+    let signed = q.msg_signature.as_deref().is_some_and(|sig| {
+        msg_signature_ok(&cfg.token, &q.timestamp, &q.nonce, &encrypted, sig)
+    });
+    if !signed {
+        tracing::warn!("wechat: safe-mode message with an invalid msg_signature refused");
+        return Err(refuse(StatusCode::FORBIDDEN, "invalid msg_signature"));
+    }
+    decrypt(&key, &cfg.app_id, &encrypted).map_err(|e| {
+        tracing::warn!(error = %e, "wechat: safe-mode message refused");
+        refuse(StatusCode::BAD_REQUEST, "the message does not decrypt for this account")
+    })
+}
+
 async fn verify_url(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>) -> Response {
     if let Some(refused) = check(&app, &q) {
         return refused;
@@ -97,17 +127,24 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
     if let Some(refused) = check(&app, &q) {
         return refused;
     }
-    if q.encrypt_type.as_deref().is_some_and(|t| t != "raw") {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "only plain mode (明文模式) is supported; set the account's message encryption to plain",
-        );
-    }
     if body.len() > MAX_BODY {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "not a WeChat message");
     }
     let Ok(xml) = std::str::from_utf8(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let cfg = app.cfg();
+    let decrypted;
+    let xml = match q.encrypt_type.as_deref() {
+        None | Some("raw") => xml,
+        Some("aes") => match open_safe_mode(&cfg.wechat, &q, xml) {
+            Ok(plain) => {
+                decrypted = plain;
+                decrypted.as_str()
+            }
+            Err(refused) => return refused,
+        },
+        Some(_) => return refuse(StatusCode::BAD_REQUEST, "unknown encrypt_type"),
     };
     let message = match parse_message(xml) {
         Ok(m) => m,
@@ -124,7 +161,6 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
         tracing::info!(nonce = %q.nonce, "wechat: a call seen before answered without storing");
         return (StatusCode::OK, "success").into_response();
     }
-    let cfg = app.cfg();
     let inbound = Inbound::new(app.commands.clone(), app.durable.clone(), cfg.limits.max_text_chars);
     let stored = match inbound
         .submit(&cfg.wechat.channel, &message.from, &message.client_id, message.text)
