@@ -43,13 +43,19 @@ impl TcpChat {
     async fn serve(self: Arc<Self>, socket: tokio::net::TcpStream, inbound: Inbound) {
         let (read, mut write) = socket.into_split();
         let mut lines = BufReader::new(read).lines();
-        let Ok(Some(name)) = lines.next_line().await else { return };
+        let Ok(Some(name)) = lines.next_line().await else {
+            return;
+        };
         let name = name.trim().to_string();
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         self.online.lock().unwrap().insert(name.clone(), tx.clone());
         let writer = tokio::spawn(async move {
             while let Some(line) = rx.recv().await {
-                if write.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                if write
+                    .write_all(format!("{line}\n").as_bytes())
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -118,7 +124,11 @@ impl Adapter for TcpChat {
     fn health(&self) -> Health {
         let online = self.online.lock().unwrap().len() as u64;
         Health {
-            state: if self.stop.is_cancelled() { "stopped" } else { "connected" },
+            state: if self.stop.is_cancelled() {
+                "stopped"
+            } else {
+                "connected"
+            },
             detail: "listening for TCP chat clients".into(),
             counters: vec![("online", online)],
         }

@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 scripts/setup-host.sh
 
+echo "== formatting (cargo fmt --check)"
+if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
+  cargo fmt --check
+else
+  echo "rustfmt is not available on this machine: formatting not checked" >&2
+fi
+
 echo "== unit and integration tests (debug build, real binary, loopback only)"
 cargo test --locked -- --test-threads=2
 

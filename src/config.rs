@@ -305,7 +305,14 @@ impl std::fmt::Debug for Mqtt {
             .field("port", &self.port)
             .field("client_id", &self.client_id)
             .field("username", &self.username)
-            .field("password", &if self.password.is_empty() { "" } else { "(redacted)" })
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "(redacted)"
+                },
+            )
             .field("ca_file", &self.ca_file)
             .field("keep_alive_secs", &self.keep_alive_secs)
             .field("topic_prefix", &self.topic_prefix)
@@ -587,7 +594,9 @@ impl Config {
             "each channel may have one webhook",
         );
         check(
-            self.webhooks.iter().all(|w| crate::httpc::Url::parse(&w.url).is_ok()),
+            self.webhooks
+                .iter()
+                .all(|w| crate::httpc::Url::parse(&w.url).is_ok()),
             "webhooks.url",
             "must be an http:// or https:// URL",
         );
@@ -597,7 +606,9 @@ impl Config {
             "must be at least 16 characters",
         );
         check(
-            self.webhooks.iter().all(|w| (1..=120).contains(&w.timeout_secs)),
+            self.webhooks
+                .iter()
+                .all(|w| (1..=120).contains(&w.timeout_secs)),
             "webhooks.timeout_secs",
             "must be between 1 and 120",
         );
@@ -615,7 +626,8 @@ impl Config {
             "must be the account's Token: 3-32 letters or digits",
         );
         check(
-            !self.wechat.enabled || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.is_empty(),
+            !self.wechat.enabled
+                || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.is_empty(),
             "wechat.app_id",
             "wechat.app_id and wechat.app_secret must be set",
         );
@@ -630,9 +642,8 @@ impl Config {
             "wechat.api_base",
             "must be an http:// or https:// URL",
         );
-        let topic_safe = |s: &str| {
-            !s.is_empty() && !s.contains(['+', '#', '/', '\0']) && s.len() <= 64
-        };
+        let topic_safe =
+            |s: &str| !s.is_empty() && !s.contains(['+', '#', '/', '\0']) && s.len() <= 64;
         check(
             !self.mqtt.enabled || !self.mqtt.host.is_empty(),
             "mqtt.host",
@@ -672,10 +683,10 @@ impl Config {
             "must be between 1 and 1000",
         );
         check(
-            self.mqtt
-                .channels
-                .iter()
-                .all(|c| crate::model::bounded_id::<{ crate::model::CHANNEL_MAX }>(c).is_ok() && c != crate::model::WEB_CHANNEL),
+            self.mqtt.channels.iter().all(|c| {
+                crate::model::bounded_id::<{ crate::model::CHANNEL_MAX }>(c).is_ok()
+                    && c != crate::model::WEB_CHANNEL
+            }),
             "mqtt.channels",
             "must be channel names (letters, digits, -_.:@; not \"web\")",
         );

@@ -539,7 +539,8 @@ impl Dispatcher {
                 .identities
                 .iter()
                 .position(|i| *i == identity)
-                .expect("invariant: the identity maps to this contact") as u8;
+                .expect("invariant: the identity maps to this contact")
+                as u8;
             contact.recent.push_back(RecentClientId {
                 from,
                 client_id: cid,
@@ -830,7 +831,9 @@ impl Dispatcher {
         merged: ContactId,
     ) -> Result<Accepted, DispatchError> {
         if keep == merged {
-            return Err(DispatchError::CannotLink("a contact cannot be linked to itself"));
+            return Err(DispatchError::CannotLink(
+                "a contact cannot be linked to itself",
+            ));
         }
         for id in [keep, merged] {
             if self.linked.contains_key(&id) || !queries::contact_exists(&self.conn, id)? {
@@ -841,7 +844,9 @@ impl Dispatcher {
         if self.contacts[&keep].identities.len() + self.contacts[&merged].identities.len()
             > MAX_IDENTITIES
         {
-            return Err(DispatchError::CannotLink("a contact has at most 32 identities"));
+            return Err(DispatchError::CannotLink(
+                "a contact has at most 32 identities",
+            ));
         }
         let now = crate::model::now_ms();
         let kept_current = self.contacts[&keep].current;
@@ -916,8 +921,7 @@ impl Dispatcher {
         recent.sort_by_key(|r| r.message);
         let excess = recent.len().saturating_sub(cap);
         state.recent = recent.into_iter().skip(excess).collect();
-        if gone.last_via.as_ref().map(|(_, id)| *id) > state.last_via.as_ref().map(|(_, id)| *id)
-        {
+        if gone.last_via.as_ref().map(|(_, id)| *id) > state.last_via.as_ref().map(|(_, id)| *id) {
             state.last_via = gone.last_via;
         }
         state.current = current;
@@ -1225,10 +1229,9 @@ impl Dispatcher {
             .recent_client_ids
             .into_iter()
             .filter_map(|(channel, external_id, client_id, message)| {
-                let from = snap
-                    .identities
-                    .iter()
-                    .position(|i| i.channel.as_str() == channel && i.external_id.as_str() == external_id)?;
+                let from = snap.identities.iter().position(|i| {
+                    i.channel.as_str() == channel && i.external_id.as_str() == external_id
+                })?;
                 Some(RecentClientId {
                     from: u8::try_from(from).ok()?,
                     client_id: crate::model::bounded_id(&client_id).ok()?,

@@ -128,7 +128,10 @@ async fn exchange(
         .method(method)
         .uri(url.path.as_str())
         .header(hyper::header::HOST, &authority);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         req = req.header(hyper::header::CONTENT_TYPE, "application/json");
     }
     for (k, v) in headers {
@@ -202,14 +205,26 @@ mod tests {
     #[test]
     fn urls_parse() {
         let u = Url::parse("http://192.168.1.20:8080/v1").unwrap();
-        assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (false, "192.168.1.20", 8080, "/v1"));
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (false, "192.168.1.20", 8080, "/v1")
+        );
         assert_eq!(u.join("/chat/completions").path, "/v1/chat/completions");
         let u = Url::parse("https://api.weixin.qq.com/cgi-bin/token?grant_type=x").unwrap();
-        assert_eq!((u.tls, u.port, u.path.as_str()), (true, 443, "/cgi-bin/token?grant_type=x"));
+        assert_eq!(
+            (u.tls, u.port, u.path.as_str()),
+            (true, 443, "/cgi-bin/token?grant_type=x")
+        );
         let u = Url::parse("http://llm.local").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
         assert_eq!(Url::parse("http://h?x=1").unwrap().path, "/?x=1");
-        for bad in ["ftp://x", "http://", "http://:80/", "http://h:port/", "http://u@h/"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://:80/",
+            "http://h:port/",
+            "http://u@h/",
+        ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
     }

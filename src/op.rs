@@ -352,28 +352,28 @@ impl Op {
             },
             KIND_MESSAGE_ADDED | KIND_MESSAGE_WITH_ATTACHMENT | KIND_MESSAGE_ROUTED => {
                 Op::MessageAdded(MessageAdded {
-                conversation: r.u64()?,
-                contact: r.u64()?,
-                sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
-                agent: r.opt_u64()?,
-                client_id: if r.u8()? == 1 {
-                    Some(r.bounded()?)
-                } else {
-                    None
-                },
-                text: r.str()?.to_owned(),
-                at_ms: r.i64()?,
-                attachment: match kind {
-                    KIND_MESSAGE_WITH_ATTACHMENT => Some(r.str()?.to_owned()),
-                    KIND_MESSAGE_ROUTED if r.flag()? => Some(r.str()?.to_owned()),
-                    _ => None,
-                },
-                via: if kind == KIND_MESSAGE_ROUTED {
-                    Some(r.identity()?)
-                } else {
-                    None
-                },
-            })
+                    conversation: r.u64()?,
+                    contact: r.u64()?,
+                    sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
+                    agent: r.opt_u64()?,
+                    client_id: if r.u8()? == 1 {
+                        Some(r.bounded()?)
+                    } else {
+                        None
+                    },
+                    text: r.str()?.to_owned(),
+                    at_ms: r.i64()?,
+                    attachment: match kind {
+                        KIND_MESSAGE_WITH_ATTACHMENT => Some(r.str()?.to_owned()),
+                        KIND_MESSAGE_ROUTED if r.flag()? => Some(r.str()?.to_owned()),
+                        _ => None,
+                    },
+                    via: if kind == KIND_MESSAGE_ROUTED {
+                        Some(r.identity()?)
+                    } else {
+                        None
+                    },
+                })
             }
             KIND_STATUS_CHANGED => Op::StatusChanged(StatusChanged {
                 conversation: r.u64()?,

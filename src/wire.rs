@@ -133,7 +133,12 @@ pub fn conversation_event(e: &ConversationEvent<'_>) -> String {
 
 /// Agents' live frame for replies their channel confirmed (`delivered`), or refused (`pending`
 /// again after a failed attempt, `dead` after the last).
-pub fn delivery_event(seq: Lsn, message_ids: &[MessageId], state: &str, error: Option<&str>) -> String {
+pub fn delivery_event(
+    seq: Lsn,
+    message_ids: &[MessageId],
+    state: &str,
+    error: Option<&str>,
+) -> String {
     to_json(&serde_json::json!({
         "type": "delivery",
         "seq": seq,
@@ -235,7 +240,11 @@ pub fn typing_for_agents(conversation: ConversationId, contact: ContactId) -> St
 
 /// `{"type":"read",...}`: to agents, the customer has seen the shop's messages up to
 /// `message_id` in this conversation.
-pub fn read_for_agents(conversation: ConversationId, contact: ContactId, message_id: MessageId) -> String {
+pub fn read_for_agents(
+    conversation: ConversationId,
+    contact: ContactId,
+    message_id: MessageId,
+) -> String {
     format!(
         r#"{{"type":"read","conversation_id":{conversation},"contact_id":{contact},"message_id":{message_id}}}"#
     )
@@ -338,7 +347,11 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
         Some("message") => {}
         Some("typing") => return Ok(VisitorFrame::Typing),
         Some("read") => {
-            return match parsed.message_id.as_ref().and_then(serde_json::Value::as_u64) {
+            return match parsed
+                .message_id
+                .as_ref()
+                .and_then(serde_json::Value::as_u64)
+            {
                 Some(message_id) => Ok(VisitorFrame::Read { message_id }),
                 None => Err(FrameError::new(
                     "bad_message_id",

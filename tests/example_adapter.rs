@@ -19,8 +19,14 @@ use tokio::net::{TcpListener, TcpStream};
 type Lines = tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>;
 
 async fn chat_client(port: u16, name: &str) -> (Lines, tokio::net::tcp::OwnedWriteHalf) {
-    let (read, mut write) = TcpStream::connect(("127.0.0.1", port)).await.unwrap().into_split();
-    write.write_all(format!("{name}\n").as_bytes()).await.unwrap();
+    let (read, mut write) = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap()
+        .into_split();
+    write
+        .write_all(format!("{name}\n").as_bytes())
+        .await
+        .unwrap();
     (BufReader::new(read).lines(), write)
 }
 
@@ -36,7 +42,11 @@ async fn next_line(lines: &mut Lines) -> String {
 async fn an_integrators_adapter_carries_messages_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     add_agent(dir.path(), "li", "password-li", true);
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cfg = kefud::config::Config::parse(&format!(
         "[server]\nlisten = \"127.0.0.1:{http_port}\"\n[storage]\ndata_dir = {:?}\n[outbox]\nfirst_retry_secs = 1\nmax_retry_secs = 1\n",
         dir.path().join("data").display().to_string()
@@ -74,23 +84,52 @@ async fn an_integrators_adapter_carries_messages_both_ways() {
         .to_string();
 
     let (mut lines, mut write) = chat_client(chat_port, "alice").await;
-    write.write_all("is the blue one in stock?\n".as_bytes()).await.unwrap();
+    write
+        .write_all("is the blue one in stock?\n".as_bytes())
+        .await
+        .unwrap();
     let ok = next_line(&mut lines).await;
     assert!(ok.starts_with("ok "), "{ok}");
-    let list: Value = c.get(http("/api/v1/conversations?status=all")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let list: Value = c
+        .get(http("/api/v1/conversations?status=all"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let conv = &list["conversations"][0];
-    assert_eq!((conv["channel"].as_str(), conv["external_id"].as_str()), (Some(adapter::CHANNEL), Some("alice")));
+    assert_eq!(
+        (conv["channel"].as_str(), conv["external_id"].as_str()),
+        (Some(adapter::CHANNEL), Some("alice"))
+    );
     let id = conv["id"].as_u64().unwrap();
     let send = |text: &'static str| {
-        let (c, url, token) = (c.clone(), http(&format!("/api/v1/conversations/{id}/messages")), token.clone());
+        let (c, url, token) = (
+            c.clone(),
+            http(&format!("/api/v1/conversations/{id}/messages")),
+            token.clone(),
+        );
         async move {
-            let r = c.post(url).bearer_auth(token).json(&json!({"text": text})).send().await.unwrap();
+            let r = c
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"text": text}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 201);
-            r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap()
+            r.json::<Value>().await.unwrap()["message_id"]
+                .as_u64()
+                .unwrap()
         }
     };
     let first = send("yes, two left").await;
-    assert_eq!(next_line(&mut lines).await, format!("reply {first} yes, two left"));
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("reply {first} yes, two left")
+    );
 
     // Alice leaves; the reply waits in the outbox and arrives when she is back.
     drop((lines, write));
@@ -98,8 +137,15 @@ async fn an_integrators_adapter_carries_messages_both_ways() {
     let later = send("we kept one for you").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (mut lines, _write) = chat_client(chat_port, "alice").await;
-    assert_eq!(next_line(&mut lines).await, format!("reply {later} we kept one for you"));
+    assert_eq!(
+        next_line(&mut lines).await,
+        format!("reply {later} we kept one for you")
+    );
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), daemon).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -215,13 +215,24 @@ async fn linking_keeps_the_open_question_open() {
     let token = login(&d, "li", "password-li").await;
     let get = |path: &str| {
         let (c, url, token) = (c.clone(), d.http(path), token.clone());
-        async move { c.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            c.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
 
     // The widget contact's conversation is resolved ...
     let mut ws = connect(&d.ws("/ws/visitor?visitor_id=v-7")).await;
     next_json(&mut ws, 10).await;
-    assert!(send_for_ack(&mut ws, "1", "old question, answered").await.is_some());
+    assert!(send_for_ack(&mut ws, "1", "old question, answered")
+        .await
+        .is_some());
     let list = get("/api/v1/conversations?status=all").await;
     let web_conv = list["conversations"][0]["id"].as_u64().unwrap();
     let web_contact = list["conversations"][0]["contact_id"].as_u64().unwrap();
@@ -233,7 +244,14 @@ async fn linking_keeps_the_open_question_open() {
         .unwrap();
     assert!(r.status().is_success());
     // ... while the app contact asks something new.
-    let (s, _) = post_inbox(&c, &d, "app", &key, json!({"contact_id": "u-7", "client_id": "a", "text": "new question"})).await;
+    let (s, _) = post_inbox(
+        &c,
+        &d,
+        "app",
+        &key,
+        json!({"contact_id": "u-7", "client_id": "a", "text": "new question"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::ACCEPTED);
     let list = get("/api/v1/conversations?status=open").await;
     let app_conv = list["conversations"][0]["id"].as_u64().unwrap();
@@ -247,10 +265,19 @@ async fn linking_keeps_the_open_question_open() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let linked: Value = r.json().await.unwrap();
-    assert_eq!(linked["conversation_id"].as_u64(), Some(app_conv), "the open one stays");
+    assert_eq!(
+        linked["conversation_id"].as_u64(),
+        Some(app_conv),
+        "the open one stays"
+    );
     let conv = get(&format!("/api/v1/conversations/{app_conv}")).await;
-    assert_eq!((conv["status"].as_str(), conv["contact_id"].as_u64()), (Some("waiting"), Some(web_contact)), "{conv}");
-    let texts: Vec<String> = get(&format!("/api/v1/conversations/{app_conv}/messages")).await["messages"]
+    assert_eq!(
+        (conv["status"].as_str(), conv["contact_id"].as_u64()),
+        (Some("waiting"), Some(web_contact)),
+        "{conv}"
+    );
+    let texts: Vec<String> = get(&format!("/api/v1/conversations/{app_conv}/messages")).await
+        ["messages"]
         .as_array()
         .unwrap()
         .iter()
@@ -258,7 +285,11 @@ async fn linking_keeps_the_open_question_open() {
         .collect();
     assert_eq!(texts, ["old question, answered", "new question"]);
     let all = get("/api/v1/conversations?status=all").await;
-    assert_eq!(all["conversations"].as_array().unwrap().len(), 1, "the folded one is not listed: {all}");
+    assert_eq!(
+        all["conversations"].as_array().unwrap().len(),
+        1,
+        "the folded one is not listed: {all}"
+    );
     // Linking again, or to itself, or to nobody, is refused.
     for (other, status) in [(web_contact, 400), (999, 404)] {
         let r = c

@@ -48,12 +48,19 @@ impl Broker {
         // mosquitto started as root drops to its own user, which must be able to write here.
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("image/overlay/etc/mosquitto/conf.d/kefu.conf"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("image/overlay/etc/mosquitto/conf.d/kefu.conf"),
         )
         .unwrap();
-        assert!(shipped.contains("listener 1883 127.0.0.1") && shipped.contains("persistence_location /var/lib/mosquitto/"));
+        assert!(
+            shipped.contains("listener 1883 127.0.0.1")
+                && shipped.contains("persistence_location /var/lib/mosquitto/")
+        );
         let conf = shipped
-            .replace("listener 1883 127.0.0.1", &format!("listener {port} 127.0.0.1"))
+            .replace(
+                "listener 1883 127.0.0.1",
+                &format!("listener {port} 127.0.0.1"),
+            )
             .replace(
                 "persistence_location /var/lib/mosquitto/",
                 &format!("persistence_location {}/", dir.display()),
@@ -75,8 +82,16 @@ impl Broker {
         {
             // try_wait: a broker that could not bind exits, and the port answering would be
             // someone else's.
-            assert!(child.try_wait().unwrap().is_none(), "mosquitto exited: {}", std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default());
-            assert!(Instant::now() < deadline, "mosquitto did not start: {}", std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default());
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "mosquitto exited: {}",
+                std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start: {}",
+                std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Broker {
@@ -139,14 +154,24 @@ async fn mqtt_client(port: u16, id: &str, clean: bool) -> (AsyncClient, rumqttc:
 /// Publishes every message at QoS 1, one at a time, each until the broker acknowledged it:
 /// across broker restarts (a message whose PUBACK was lost goes again, as a real client
 /// would). `progress` counts the acknowledged ones.
-async fn publish_all(port: u16, id: String, messages: Vec<(String, String)>, progress: Arc<AtomicUsize>) {
+async fn publish_all(
+    port: u16,
+    id: String,
+    messages: Vec<(String, String)>,
+    progress: Arc<AtomicUsize>,
+) {
     let mut next = 0;
     while next < messages.len() {
         let (client, mut events) = mqtt_client(port, &id, true).await;
         'connection: while next < messages.len() {
             let (topic, payload) = &messages[next];
             if client
-                .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone().into_bytes())
+                .publish(
+                    topic.clone(),
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.clone().into_bytes(),
+                )
                 .await
                 .is_err()
             {
@@ -173,7 +198,8 @@ fn stream(count: usize, contacts: usize, tag: &str) -> Vec<(String, String)> {
         .map(|i| {
             (
                 format!("kefu/in/app/{tag}-{}", i % contacts),
-                json!({"client_id": format!("{tag}-{i}"), "text": format!("{tag} message {i}")}).to_string(),
+                json!({"client_id": format!("{tag}-{i}"), "text": format!("{tag} message {i}")})
+                    .to_string(),
             )
         })
         .collect()
@@ -196,8 +222,9 @@ async fn stored_counts(d: &TestDaemon, token: &str) -> std::collections::HashMap
     let list = api_get(d, token, "/api/v1/conversations?status=all&limit=200").await;
     let mut counts = std::collections::HashMap::new();
     for c in list["conversations"].as_array().unwrap() {
-        *counts.entry(c["external_id"].as_str().unwrap_or("").to_string()).or_insert(0) +=
-            c["message_count"].as_u64().unwrap();
+        *counts
+            .entry(c["external_id"].as_str().unwrap_or("").to_string())
+            .or_insert(0) += c["message_count"].as_u64().unwrap();
     }
     counts
 }
@@ -212,7 +239,9 @@ fn missing(d: &TestDaemon, tag: &str, count: usize) -> Vec<usize> {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    (0..count).filter(|i| !have.contains(&format!("{tag}-{i}"))).collect()
+    (0..count)
+        .filter(|i| !have.contains(&format!("{tag}-{i}")))
+        .collect()
 }
 
 async fn wait_for_total(d: &TestDaemon, token: &str, total: u64, secs: u64) -> u64 {
@@ -230,13 +259,20 @@ async fn channel_counter(d: &TestDaemon, token: &str, name: &str) -> (String, u6
     let v = api_get(d, token, "/api/v1/channels").await;
     let mqtt = &v["channels"][0];
     assert_eq!(mqtt["name"], "mqtt", "{v}");
-    (mqtt["state"].as_str().unwrap().to_string(), mqtt["counters"][name].as_u64().unwrap())
+    (
+        mqtt["state"].as_str().unwrap().to_string(),
+        mqtt["counters"][name].as_u64().unwrap(),
+    )
 }
 
 async fn wait_connected(d: &TestDaemon, token: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while channel_counter(d, token, "received").await.0 != "connected" {
-        assert!(Instant::now() < deadline, "the bridge did not connect:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "the bridge did not connect:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -270,7 +306,10 @@ async fn polled_client(port: u16, id: &str) -> Polled {
 
 /// The next publish the client receives, within `secs`.
 async fn next_publish(p: &mut Polled, secs: u64) -> Option<(String, Value)> {
-    tokio::time::timeout(Duration::from_secs(secs), p.rx.recv()).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(secs), p.rx.recv())
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn reply(d: &TestDaemon, token: &str, conversation: u64, body: Value) -> u64 {
@@ -282,7 +321,9 @@ async fn reply(d: &TestDaemon, token: &str, conversation: u64, body: Value) -> u
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap()
+    r.json::<Value>().await.unwrap()["message_id"]
+        .as_u64()
+        .unwrap()
 }
 
 async fn delivery_state(d: &TestDaemon, token: &str, message: u64) -> String {
@@ -295,7 +336,11 @@ async fn delivery_state(d: &TestDaemon, token: &str, message: u64) -> String {
 async fn wait_delivered(d: &TestDaemon, token: &str, message: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while delivery_state(d, token, message).await != "delivered" {
-        assert!(Instant::now() < deadline, "message {message} not delivered:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "message {message} not delivered:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -322,8 +367,17 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
 
     // The shop's app backend: subscribed to replies with a persistent session.
     let mut app = polled_client(broker.port, "shop-app").await;
-    app.client.subscribe("kefu/out/#", QoS::AtLeastOnce).await.unwrap();
-    app.client.publish("kefu/in/app/u-1", QoS::AtLeastOnce, false, json!({"client_id": "c1", "text": "我的订单到哪了?"}).to_string())
+    app.client
+        .subscribe("kefu/out/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    app.client
+        .publish(
+            "kefu/in/app/u-1",
+            QoS::AtLeastOnce,
+            false,
+            json!({"client_id": "c1", "text": "我的订单到哪了?"}).to_string(),
+        )
         .await
         .unwrap();
     assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
@@ -334,16 +388,33 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     assert_eq!(thread["messages"][0]["channel"], "app", "{thread}");
 
     let first = reply(&d, &token, id, json!({"text": "已发货, 明天到"})).await;
-    let (topic, payload) = next_publish(&mut app, 20).await.expect("the reply is published");
+    let (topic, payload) = next_publish(&mut app, 20)
+        .await
+        .expect("the reply is published");
     assert_eq!(topic, "kefu/out/app/u-1");
-    assert_eq!((payload["message_id"].as_u64(), payload["sender"].as_str(), payload["text"].as_str()), (Some(first), Some("agent"), Some("已发货, 明天到")));
+    assert_eq!(
+        (
+            payload["message_id"].as_u64(),
+            payload["sender"].as_str(),
+            payload["text"].as_str()
+        ),
+        (Some(first), Some("agent"), Some("已发货, 明天到"))
+    );
     wait_delivered(&d, &token, first).await;
 
     // Replies written while the broker is down are published when it is back.
     broker.stop();
     let mut during = Vec::new();
     for i in 0..3 {
-        during.push(reply(&d, &token, id, json!({"text": format!("reply {i} while the broker is down")})).await);
+        during.push(
+            reply(
+                &d,
+                &token,
+                id,
+                json!({"text": format!("reply {i} while the broker is down")}),
+            )
+            .await,
+        );
     }
     for m in &during {
         assert_eq!(delivery_state(&d, &token, *m).await, "pending");
@@ -351,7 +422,9 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     broker.restart();
     let mut got = Vec::new();
     while got.len() < during.len() {
-        let (_, p) = next_publish(&mut app, 40).await.unwrap_or_else(|| panic!("replies after the outage: got {got:?}\n{}", d.log()));
+        let (_, p) = next_publish(&mut app, 40)
+            .await
+            .unwrap_or_else(|| panic!("replies after the outage: got {got:?}\n{}", d.log()));
         let m = p["message_id"].as_u64().unwrap();
         if !got.contains(&m) {
             got.push(m);
@@ -368,7 +441,10 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
     wait_connected(&d, &token).await;
-    assert!(next_publish(&mut app, 3).await.is_none(), "nothing is published twice");
+    assert!(
+        next_publish(&mut app, 3).await.is_none(),
+        "nothing is published twice"
+    );
     let (_, published) = channel_counter(&d, &token, "published").await;
     assert_eq!(published, 0);
 }
@@ -377,7 +453,12 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
 /// the broker has acknowledged 3,000 of them.
 async fn publish_10000_wait_for_3000(port: u16, tag: &str) -> tokio::task::JoinHandle<()> {
     let progress = Arc::new(AtomicUsize::new(0));
-    let publisher = tokio::spawn(publish_all(port, "kiosk".into(), stream(10_000, 4, tag), Arc::clone(&progress)));
+    let publisher = tokio::spawn(publish_all(
+        port,
+        "kiosk".into(),
+        stream(10_000, 4, tag),
+        Arc::clone(&progress),
+    ));
     let deadline = Instant::now() + Duration::from_secs(60);
     while progress.load(Ordering::Relaxed) < 3_000 {
         assert!(Instant::now() < deadline, "the publisher is stuck");
@@ -390,7 +471,13 @@ async fn publish_10000_wait_for_3000(port: u16, tag: &str) -> tokio::task::JoinH
 async fn assert_10000_stored_once(d: &TestDaemon, token: &str, tag: &str) {
     let total = wait_for_total(d, token, 10_000, 90).await;
     let counts = stored_counts(d, token).await;
-    assert_eq!(total, 10_000, "every message stored exactly once: {counts:?}, missing {:?}\n{}", missing(d, tag, 10_000), d.log());
+    assert_eq!(
+        total,
+        10_000,
+        "every message stored exactly once: {counts:?}, missing {:?}\n{}",
+        missing(d, tag, 10_000),
+        d.log()
+    );
     for i in 0..4 {
         assert_eq!(counts[&format!("{tag}-{i}")], 2_500);
     }
@@ -409,7 +496,10 @@ async fn broker_restart_in_the_middle_of_10000_messages_loses_nothing() {
     broker.stop();
     tokio::time::sleep(Duration::from_millis(500)).await;
     broker.restart();
-    tokio::time::timeout(Duration::from_secs(120), publisher).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), publisher)
+        .await
+        .unwrap()
+        .unwrap();
     assert_10000_stored_once(&d, &token, "b").await;
     let (_, reconnects) = channel_counter(&d, &token, "reconnects").await;
     assert!(reconnects >= 1, "the bridge saw the broker go");
@@ -426,7 +516,10 @@ async fn kefud_killed_in_the_middle_of_10000_messages_loses_nothing() {
 
     let publisher = publish_10000_wait_for_3000(broker.port, "k").await;
     d.kill9();
-    tokio::time::timeout(Duration::from_secs(120), publisher).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(120), publisher)
+        .await
+        .unwrap()
+        .unwrap();
     // Everything since the kill waits in the broker, under kefud's persistent session.
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -448,27 +541,53 @@ async fn malformed_messages_are_counted_acknowledged_and_never_stop_the_bridge()
         ("kefu/in/app/m-1", b"not json".to_vec()),
         ("kefu/in/app/m-1", br#"{"text":"no client id"}"#.to_vec()),
         ("kefu/in/app/m-1", huge.into_bytes()),
-        ("kefu/in/app/m-1", b"{\"client_id\":\"u\",\"text\":\"\xff\xfe\"}".to_vec()),
-        ("kefu/in/app/bad%id", br#"{"client_id":"x","text":"bad contact id"}"#.to_vec()),
+        (
+            "kefu/in/app/m-1",
+            b"{\"client_id\":\"u\",\"text\":\"\xff\xfe\"}".to_vec(),
+        ),
+        (
+            "kefu/in/app/bad%id",
+            br#"{"client_id":"x","text":"bad contact id"}"#.to_vec(),
+        ),
         // Not this adapter's channel: never stored as a widget visitor.
-        ("kefu/in/web/visitor-1", br#"{"client_id":"x","text":"posing as the widget"}"#.to_vec()),
-        ("kefu/in/app/m-1", br#"{"client_id":"ok","text":"and then a good one"}"#.to_vec()),
+        (
+            "kefu/in/web/visitor-1",
+            br#"{"client_id":"x","text":"posing as the widget"}"#.to_vec(),
+        ),
+        (
+            "kefu/in/app/m-1",
+            br#"{"client_id":"ok","text":"and then a good one"}"#.to_vec(),
+        ),
     ];
     for (topic, payload) in bad {
-        client.publish(topic, QoS::AtLeastOnce, false, payload).await.unwrap();
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
         loop {
             if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
                 break;
             }
         }
     }
-    assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1, "the good one is stored");
+    assert_eq!(
+        wait_for_total(&d, &token, 1, 20).await,
+        1,
+        "the good one is stored"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while channel_counter(&d, &token, "acknowledged").await.1 < 7 {
-        assert!(Instant::now() < deadline, "all seven acknowledged:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "all seven acknowledged:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(channel_counter(&d, &token, "malformed").await, ("connected".into(), 6));
+    assert_eq!(
+        channel_counter(&d, &token, "malformed").await,
+        ("connected".into(), 6)
+    );
     assert!(d.log().contains("malformed message acknowledged"));
 
     // Acknowledged means the broker does not send them again after a restart.
@@ -490,13 +609,26 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
     let token = login(&d, "li", "password-li").await;
     wait_connected(&d, &token).await;
     let mut app = polled_client(broker.port, "shop-app").await;
-    app.client.subscribe("kefu/out/#", QoS::AtLeastOnce).await.unwrap();
+    app.client
+        .subscribe("kefu/out/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
 
-    app.client.publish("kefu/in/app/wx-42", QoS::AtLeastOnce, false, json!({"client_id": "1", "text": "from the app"}).to_string()).await.unwrap();
+    app.client
+        .publish(
+            "kefu/in/app/wx-42",
+            QoS::AtLeastOnce,
+            false,
+            json!({"client_id": "1", "text": "from the app"}).to_string(),
+        )
+        .await
+        .unwrap();
     let mut widget = connect(&d.ws("/ws/visitor?visitor_id=v-42")).await;
     assert_eq!(next_json(&mut widget, 10).await["type"], "welcome");
     // The same client id "1" as the app's: per identity, so both are kept.
-    assert!(send_for_ack(&mut widget, "1", "from the widget").await.is_some());
+    assert!(send_for_ack(&mut widget, "1", "from the widget")
+        .await
+        .is_some());
     assert_eq!(wait_for_total(&d, &token, 2, 20).await, 2);
     let on_app = conversation_of(&d, &token, "wx-42").await;
     let on_web = conversation_of(&d, &token, "v-42").await;
@@ -516,35 +648,82 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
     let id = linked["conversation_id"].as_u64().unwrap();
     assert_eq!(id, on_app["id"].as_u64().unwrap());
     let contact = api_get(&d, &token, &format!("/api/v1/contacts/{keep}")).await;
-    assert_eq!(contact["identities"].as_array().unwrap().len(), 2, "{contact}");
+    assert_eq!(
+        contact["identities"].as_array().unwrap().len(),
+        2,
+        "{contact}"
+    );
 
     // New messages from either identity land in the one conversation.
-    assert!(send_for_ack(&mut widget, "2", "widget again").await.is_some());
+    assert!(send_for_ack(&mut widget, "2", "widget again")
+        .await
+        .is_some());
     let thread = |d: &TestDaemon, token: &str| {
-        let (d, token) = (d.http(&format!("/api/v1/conversations/{id}/messages")), token.to_string());
+        let (d, token) = (
+            d.http(&format!("/api/v1/conversations/{id}/messages")),
+            token.to_string(),
+        );
         async move {
-            Client::new().get(d).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap()["messages"]
+            Client::new()
+                .get(d)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["messages"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|m| (m["text"].as_str().unwrap().to_string(), m["channel"].as_str().unwrap_or("").to_string()))
+                .map(|m| {
+                    (
+                        m["text"].as_str().unwrap().to_string(),
+                        m["channel"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect::<Vec<_>>()
         }
     };
     // The customer last wrote on the widget: the reply goes there, not to MQTT.
     let to_web = reply(&d, &token, id, json!({"text": "answer on the widget"})).await;
     let (frame, _) = next_of_type(&mut widget, "message", 10).await;
-    let frame = if frame["message_id"].as_u64() == Some(to_web) { frame } else { next_of_type(&mut widget, "message", 10).await.0 };
+    let frame = if frame["message_id"].as_u64() == Some(to_web) {
+        frame
+    } else {
+        next_of_type(&mut widget, "message", 10).await.0
+    };
     assert_eq!(frame["text"], "answer on the widget");
-    assert_eq!(delivery_state(&d, &token, to_web).await, "none", "the widget fetches its own");
+    assert_eq!(
+        delivery_state(&d, &token, to_web).await,
+        "none",
+        "the widget fetches its own"
+    );
 
-    app.client.publish("kefu/in/app/wx-42", QoS::AtLeastOnce, false, json!({"client_id": "2", "text": "app again"}).to_string()).await.unwrap();
+    app.client
+        .publish(
+            "kefu/in/app/wx-42",
+            QoS::AtLeastOnce,
+            false,
+            json!({"client_id": "2", "text": "app again"}).to_string(),
+        )
+        .await
+        .unwrap();
     assert_eq!(wait_for_total(&d, &token, 5, 20).await, 5);
     let to_app = reply(&d, &token, id, json!({"text": "answer on the app"})).await;
     let (topic, p) = next_publish(&mut app, 20).await.expect("published");
-    assert_eq!((topic.as_str(), p["message_id"].as_u64()), ("kefu/out/app/wx-42", Some(to_app)));
+    assert_eq!(
+        (topic.as_str(), p["message_id"].as_u64()),
+        ("kefu/out/app/wx-42", Some(to_app))
+    );
     // The agent picks the widget although the customer last wrote on the app.
-    let picked = reply(&d, &token, id, json!({"text": "picked the widget", "via": {"channel": "web", "external_id": "v-42"}})).await;
+    let picked = reply(
+        &d,
+        &token,
+        id,
+        json!({"text": "picked the widget", "via": {"channel": "web", "external_id": "v-42"}}),
+    )
+    .await;
     assert_eq!(delivery_state(&d, &token, picked).await, "none");
     let r = Client::new()
         .post(d.http(&format!("/api/v1/conversations/{id}/messages")))
@@ -567,7 +746,10 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
     ];
     assert_eq!(
         texts,
-        expected.iter().map(|(t, c)| (t.to_string(), c.to_string())).collect::<Vec<_>>()
+        expected
+            .iter()
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .collect::<Vec<_>>()
     );
     let list = api_get(&d, &token, "/api/v1/conversations?status=open").await;
     assert_eq!(list["conversations"].as_array().unwrap().len(), 1, "{list}");
@@ -583,16 +765,32 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     wait_connected(&d, &token).await;
     let app = polled_client(broker.port, "shop-app").await;
     app.client
-        .publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, json!({"client_id": "1", "text": "hello"}).to_string())
+        .publish(
+            "kefu/in/app/t-1",
+            QoS::AtLeastOnce,
+            false,
+            json!({"client_id": "1", "text": "hello"}).to_string(),
+        )
         .await
         .unwrap();
     assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
-    let conversation = conversation_of(&d, &token, "t-1").await["id"].as_u64().unwrap();
-    let answer = reply(&d, &token, conversation, json!({"text": "hi, how can I help?"})).await;
+    let conversation = conversation_of(&d, &token, "t-1").await["id"]
+        .as_u64()
+        .unwrap();
+    let answer = reply(
+        &d,
+        &token,
+        conversation,
+        json!({"text": "hi, how can I help?"}),
+    )
+    .await;
 
     // The agent typing: published to the app at QoS 0.
     let mut app = app;
-    app.client.subscribe("kefu/typing/#", QoS::AtMostOnce).await.unwrap();
+    app.client
+        .subscribe("kefu/typing/#", QoS::AtMostOnce)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = Client::new()
         .post(d.http(&format!("/api/v1/conversations/{conversation}/typing")))
@@ -602,29 +800,57 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let (topic, typing) = next_publish(&mut app, 10).await.expect("typing published");
-    assert_eq!((topic.as_str(), typing["sender"].as_str()), ("kefu/typing/app/t-1", Some("agent")));
+    assert_eq!(
+        (topic.as_str(), typing["sender"].as_str()),
+        ("kefu/typing/app/t-1", Some("agent"))
+    );
     // Replies still map to their PUBACKs after a QoS 0 publish.
     let after = reply(&d, &token, conversation, json!({"text": "still there?"})).await;
     wait_delivered(&d, &token, after).await;
 
     let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
-    app.client.publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, r#"{"type":"typing"}"#).await.unwrap();
+    app.client
+        .publish(
+            "kefu/in/app/t-1",
+            QoS::AtLeastOnce,
+            false,
+            r#"{"type":"typing"}"#,
+        )
+        .await
+        .unwrap();
     let (typing, _) = next_of_type(&mut feed, "typing", 10).await;
     assert_eq!(typing["conversation_id"], conversation);
     app.client
-        .publish("kefu/in/app/t-1", QoS::AtLeastOnce, false, json!({"type": "read", "message_id": answer}).to_string())
+        .publish(
+            "kefu/in/app/t-1",
+            QoS::AtLeastOnce,
+            false,
+            json!({"type": "read", "message_id": answer}).to_string(),
+        )
         .await
         .unwrap();
     let (read, _) = next_of_type(&mut feed, "read", 10).await;
-    assert_eq!((read["conversation_id"].as_u64(), read["message_id"].as_u64()), (Some(conversation), Some(answer)));
+    assert_eq!(
+        (
+            read["conversation_id"].as_u64(),
+            read["message_id"].as_u64()
+        ),
+        (Some(conversation), Some(answer))
+    );
 
     // The widget says the same with a read frame.
     let mut widget = connect(&d.ws("/ws/visitor?visitor_id=w-1")).await;
     assert_eq!(next_json(&mut widget, 10).await["type"], "welcome");
     assert!(send_for_ack(&mut widget, "1", "question").await.is_some());
-    let web_conversation = conversation_of(&d, &token, "w-1").await["id"].as_u64().unwrap();
+    let web_conversation = conversation_of(&d, &token, "w-1").await["id"]
+        .as_u64()
+        .unwrap();
     let web_answer = reply(&d, &token, web_conversation, json!({"text": "answer"})).await;
-    send_json(&mut widget, json!({"type": "read", "message_id": web_answer})).await;
+    send_json(
+        &mut widget,
+        json!({"type": "read", "message_id": web_answer}),
+    )
+    .await;
     let (read, _) = next_of_type(&mut feed, "read", 10).await;
     assert_eq!(read["message_id"].as_u64(), Some(web_answer));
     send_json(&mut widget, json!({"type": "read"})).await;
@@ -637,7 +863,11 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
 /// Runs a command, panicking with its output if it fails.
 fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,19 +878,67 @@ async fn tls_with_a_ca_file_and_a_password() {
     std::fs::create_dir_all(&b).unwrap();
     std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o777)).unwrap();
     // A CA, and a server certificate it signs for 127.0.0.1.
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run(Command::new("openssl").current_dir(&b).args(["req", "-x509"]).args(ec)
-        .args(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=kefud test CA"]));
-    run(Command::new("openssl").current_dir(&b).arg("req").args(ec)
-        .args(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(Command::new("openssl")
+        .current_dir(&b)
+        .args(["req", "-x509"])
+        .args(ec)
+        .args([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kefud test CA",
+        ]));
+    run(Command::new("openssl")
+        .current_dir(&b)
+        .arg("req")
+        .args(ec)
+        .args([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]));
     std::fs::write(b.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     run(Command::new("openssl").current_dir(&b).args([
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.pem", "-days", "2", "-extfile", "san.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
     ]));
-    run(Command::new("mosquitto_passwd").current_dir(&b).args(["-b", "-c", "passwd", "kefud", "s3cret-pass"]));
+    run(Command::new("mosquitto_passwd").current_dir(&b).args([
+        "-b",
+        "-c",
+        "passwd",
+        "kefud",
+        "s3cret-pass",
+    ]));
     for f in std::fs::read_dir(&b).unwrap() {
-        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
     }
     let (tls_port, plain_port) = (free_port(), free_port());
     std::fs::write(
@@ -683,7 +961,11 @@ async fn tls_with_a_ca_file_and_a_password() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", plain_port)).is_err() {
-        assert!(Instant::now() < deadline && broker.try_wait().unwrap().is_none(), "mosquitto did not start: {}", std::fs::read_to_string(b.join("mosquitto.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline && broker.try_wait().unwrap().is_none(),
+            "mosquitto did not start: {}",
+            std::fs::read_to_string(b.join("mosquitto.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -701,7 +983,13 @@ async fn tls_with_a_ca_file_and_a_password() {
     loop {
         let v = api_get(&d, &token, "/api/v1/channels").await;
         if v["channels"][0]["state"] == "disconnected" {
-            assert!(v["channels"][0]["detail"].as_str().unwrap().contains("refused"), "{v}");
+            assert!(
+                v["channels"][0]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("refused"),
+                "{v}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "{v}");
@@ -717,7 +1005,12 @@ async fn tls_with_a_ca_file_and_a_password() {
     opts.set_credentials("kefud", "s3cret-pass");
     let (client, mut events) = AsyncClient::new(opts, 8);
     client
-        .publish("kefu/in/app/tls-1", QoS::AtLeastOnce, false, json!({"client_id": "1", "text": "over TLS"}).to_string())
+        .publish(
+            "kefu/in/app/tls-1",
+            QoS::AtLeastOnce,
+            false,
+            json!({"client_id": "1", "text": "over TLS"}).to_string(),
+        )
         .await
         .unwrap();
     loop {

@@ -66,11 +66,22 @@ fn verified(headers: &HeaderMap, body: &str) -> Value {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    assert!((now - ts.parse::<i64>().unwrap()).abs() < 300, "a fresh timestamp");
+    assert!(
+        (now - ts.parse::<i64>().unwrap()).abs() < 300,
+        "a fresh timestamp"
+    );
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{ts}.{body}").as_bytes());
-    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    assert_eq!(headers["x-kefu-signature"].to_str().unwrap(), format!("v1={expected}"));
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        headers["x-kefu-signature"].to_str().unwrap(),
+        format!("v1={expected}")
+    );
     let v: Value = serde_json::from_str(body).unwrap();
     assert_eq!(
         headers["idempotency-key"].to_str().unwrap(),
@@ -110,7 +121,11 @@ async fn wait_delivery(d: &TestDaemon, token: &str, id: u64, state: &str) -> Val
         if v["state"] == state {
             return v;
         }
-        assert!(Instant::now() < deadline, "delivery of {id} is {v}, not {state}:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "delivery of {id} is {v}, not {state}:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -144,7 +159,9 @@ async fn replies_and_events_are_signed_retried_and_delivered() {
         .send()
         .await
         .unwrap();
-    let reply: u64 = r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap();
+    let reply: u64 = r.json::<Value>().await.unwrap()["message_id"]
+        .as_u64()
+        .unwrap();
     let v = wait_delivery(&d, &token, reply, "delivered").await;
     assert_eq!(v["kind"], "message");
     let r = Client::new()
@@ -168,29 +185,72 @@ async fn replies_and_events_are_signed_retried_and_delivered() {
         if seen.iter().any(|v| v["type"] == "conversation_resolved") {
             break seen;
         }
-        assert!(Instant::now() < deadline, "no resolved event: {seen:?}\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "no resolved event: {seen:?}\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let kinds: Vec<&str> = bodies.iter().map(|v| v["type"].as_str().unwrap()).collect();
-    assert!(kinds.len() >= 5, "two failed attempts, then each delivered: {kinds:?}");
-    let opened = bodies.iter().find(|v| v["type"] == "conversation_opened").unwrap();
-    assert_eq!((opened["channel"].as_str(), opened["contact_id"].as_str()), (Some("app"), Some("user-9")));
+    assert!(
+        kinds.len() >= 5,
+        "two failed attempts, then each delivered: {kinds:?}"
+    );
+    let opened = bodies
+        .iter()
+        .find(|v| v["type"] == "conversation_opened")
+        .unwrap();
+    assert_eq!(
+        (opened["channel"].as_str(), opened["contact_id"].as_str()),
+        (Some("app"), Some("user-9"))
+    );
     assert_eq!(opened["conversation_id"], conversation);
     let message = bodies.iter().find(|v| v["type"] == "message").unwrap();
-    assert_eq!((message["message_id"].as_u64(), message["sender"].as_str(), message["text"].as_str()), (Some(reply), Some("agent"), Some("好的, 请发新地址")));
+    assert_eq!(
+        (
+            message["message_id"].as_u64(),
+            message["sender"].as_str(),
+            message["text"].as_str()
+        ),
+        (Some(reply), Some("agent"), Some("好的, 请发新地址"))
+    );
     // Retries carry the same id (and so the same idempotency key).
     let first_id = &bodies[0]["id"];
-    assert!(bodies.iter().filter(|v| v["id"] == *first_id).count() >= 2, "{bodies:?}");
-    let resolved = bodies.iter().find(|v| v["type"] == "conversation_resolved").unwrap();
+    assert!(
+        bodies.iter().filter(|v| v["id"] == *first_id).count() >= 2,
+        "{bodies:?}"
+    );
+    let resolved = bodies
+        .iter()
+        .find(|v| v["type"] == "conversation_resolved")
+        .unwrap();
     let resolved_id = resolved["id"].as_u64().unwrap();
     wait_delivery(&d, &token, resolved_id, "delivered").await;
     let opened_state = wait_delivery(&d, &token, opened["id"].as_u64().unwrap(), "delivered").await;
-    assert!(opened_state["attempts"].as_u64().unwrap() >= 2, "{opened_state}");
+    assert!(
+        opened_state["attempts"].as_u64().unwrap() >= 2,
+        "{opened_state}"
+    );
 
     // The thread shows the reply's delivery; the console's channel list shows the webhook.
-    let thread = get(&d, &token, &format!("/api/v1/conversations/{conversation}/messages")).await;
-    let shown = thread["messages"].as_array().unwrap().iter().find(|m| m["id"] == reply).unwrap().clone();
-    assert_eq!((shown["channel"].as_str(), shown["delivery"].as_str()), (Some("app"), Some("delivered")));
+    let thread = get(
+        &d,
+        &token,
+        &format!("/api/v1/conversations/{conversation}/messages"),
+    )
+    .await;
+    let shown = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == reply)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (shown["channel"].as_str(), shown["delivery"].as_str()),
+        (Some("app"), Some("delivered"))
+    );
     let channels = get(&d, &token, "/api/v1/channels").await;
     assert_eq!(channels["channels"][0]["name"], "webhook:app", "{channels}");
     assert_eq!(channels["channels"][0]["counters"]["failed"], 2);
@@ -227,7 +287,9 @@ async fn a_reply_the_receiver_keeps_refusing_goes_to_the_dead_letters() {
         .send()
         .await
         .unwrap();
-    let reply = r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap();
+    let reply = r.json::<Value>().await.unwrap()["message_id"]
+        .as_u64()
+        .unwrap();
     let dead = wait_delivery(&d, &token, reply, "dead").await;
     assert_eq!(dead["attempts"], 3, "{dead}");
     assert_eq!(dead["last_error"], "HTTP 503");
@@ -245,16 +307,28 @@ async fn a_reply_the_receiver_keeps_refusing_goes_to_the_dead_letters() {
     let d = TestDaemon::start(dir.path(), &config(port, "max_attempts = 3\n"));
     let token = login(&d, "li", "password-li").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(get(&d, &token, &format!("/api/v1/messages/{reply}/delivery")).await["state"], "dead");
+    assert_eq!(
+        get(&d, &token, &format!("/api/v1/messages/{reply}/delivery")).await["state"],
+        "dead"
+    );
 }
 
 #[test]
 fn a_bad_webhook_config_is_refused_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
     for (extra, key) in [
-        ("[[webhooks]]\nchannel = \"app\"\nurl = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n", "webhooks.url"),
-        ("[[webhooks]]\nchannel = \"app\"\nurl = \"http://x/\"\nsecret = \"short\"\n", "webhooks.secret"),
-        ("[[webhooks]]\nchannel = \"web\"\nurl = \"http://x/\"\nsecret = \"0123456789abcdef\"\n", "webhooks.channel"),
+        (
+            "[[webhooks]]\nchannel = \"app\"\nurl = \"ftp://x\"\nsecret = \"0123456789abcdef\"\n",
+            "webhooks.url",
+        ),
+        (
+            "[[webhooks]]\nchannel = \"app\"\nurl = \"http://x/\"\nsecret = \"short\"\n",
+            "webhooks.secret",
+        ),
+        (
+            "[[webhooks]]\nchannel = \"web\"\nurl = \"http://x/\"\nsecret = \"0123456789abcdef\"\n",
+            "webhooks.channel",
+        ),
     ] {
         let config = write_config(dir.path(), extra);
         let out = std::process::Command::new(kefud_bin())
@@ -264,7 +338,8 @@ fn a_bad_webhook_config_is_refused_with_its_key() {
             .output()
             .unwrap();
         assert!(!out.status.success());
-        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(key), "{key}: {text}");
     }
 }

@@ -50,7 +50,9 @@ async fn start_api(state: Arc<Mutex<WeChatApi>>) -> u16 {
     ) -> Json<Value> {
         let mut s = s.lock().unwrap();
         if q.get("access_token") != s.tokens.last() {
-            return Json(json!({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}));
+            return Json(
+                json!({"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}),
+            );
         }
         if s.unfollowed.iter().any(|u| body["touser"] == u.as_str()) {
             return Json(json!({"errcode": 43004, "errmsg": "require subscribe"}));
@@ -94,7 +96,8 @@ fn now_secs() -> String {
 /// A fresh nonce per call, as WeChat sends.
 fn nonce() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1000);
-    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).to_string()
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .to_string()
 }
 
 /// WeChat's POST of one message; returns the status and the body.
@@ -102,8 +105,18 @@ async fn wechat_post(d: &TestDaemon, xml: &str, good_signature: bool) -> (u16, S
     wechat_post_signed(d, xml, &now_secs(), &nonce(), good_signature).await
 }
 
-async fn wechat_post_signed(d: &TestDaemon, xml: &str, ts: &str, nonce: &str, good_signature: bool) -> (u16, String) {
-    let signature = if good_signature { sign(ts, nonce) } else { "0".repeat(40) };
+async fn wechat_post_signed(
+    d: &TestDaemon,
+    xml: &str,
+    ts: &str,
+    nonce: &str,
+    good_signature: bool,
+) -> (u16, String) {
+    let signature = if good_signature {
+        sign(ts, nonce)
+    } else {
+        "0".repeat(40)
+    };
     let r = Client::new()
         .post(d.http(&format!(
             "/wechat/callback?signature={signature}&timestamp={ts}&nonce={nonce}&openid=oUser"
@@ -128,7 +141,15 @@ fn text_xml(openid: &str, msg_id: u64, content: &str) -> String {
 }
 
 async fn get(d: &TestDaemon, token: &str, path: &str) -> Value {
-    Client::new().get(d.http(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    Client::new()
+        .get(d.http(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn thread_of(d: &TestDaemon, token: &str, openid: &str) -> (u64, Vec<String>) {
@@ -143,7 +164,12 @@ async fn thread_of(d: &TestDaemon, token: &str, openid: &str) -> (u64, Vec<Strin
     assert_eq!(c["channel"], "wechat");
     let id = c["id"].as_u64().unwrap();
     let thread = get(d, token, &format!("/api/v1/conversations/{id}/messages")).await;
-    let texts = thread["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect();
+    let texts = thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
     (id, texts)
 }
 
@@ -156,7 +182,9 @@ async fn reply(d: &TestDaemon, token: &str, conversation: u64, text: &str) -> u6
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["message_id"].as_u64().unwrap()
+    r.json::<Value>().await.unwrap()["message_id"]
+        .as_u64()
+        .unwrap()
 }
 
 async fn wait_delivery(d: &TestDaemon, token: &str, id: u64, state: &str) -> Value {
@@ -166,7 +194,11 @@ async fn wait_delivery(d: &TestDaemon, token: &str, id: u64, state: &str) -> Val
         if v["state"] == state {
             return v;
         }
-        assert!(Instant::now() < deadline, "delivery {v}, wanted {state}:\n{}", d.log());
+        assert!(
+            Instant::now() < deadline,
+            "delivery {v}, wanted {state}:\n{}",
+            d.log()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -184,22 +216,47 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
     let c = Client::new();
     let ts = now_secs();
     let ok = c
-        .get(d.http(&format!("/wechat/callback?signature={}&timestamp={ts}&nonce=42&echostr=5837397520", sign(&ts, "42"))))
+        .get(d.http(&format!(
+            "/wechat/callback?signature={}&timestamp={ts}&nonce=42&echostr=5837397520",
+            sign(&ts, "42")
+        )))
         .send()
         .await
         .unwrap();
-    assert_eq!((ok.status().as_u16(), ok.text().await.unwrap()), (200, "5837397520".to_string()));
+    assert_eq!(
+        (ok.status().as_u16(), ok.text().await.unwrap()),
+        (200, "5837397520".to_string())
+    );
     let bad = c
-        .get(d.http(&format!("/wechat/callback?signature=abc&timestamp={ts}&nonce=42&echostr=1")))
+        .get(d.http(&format!(
+            "/wechat/callback?signature=abc&timestamp={ts}&nonce=42&echostr=1"
+        )))
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 403);
 
     let openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
-    assert_eq!(wechat_post(&d, &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"), true).await, (200, "success".into()));
+    assert_eq!(
+        wechat_post(
+            &d,
+            &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"),
+            true
+        )
+        .await,
+        (200, "success".into())
+    );
     // WeChat's retry of the same message (no answer seen in time): stored once.
-    assert_eq!(wechat_post(&d, &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"), true).await.0, 200);
+    assert_eq!(
+        wechat_post(
+            &d,
+            &text_xml(openid, 6054768590064713728, "你好, 营业到几点?"),
+            true
+        )
+        .await
+        .0,
+        200
+    );
     let image = format!(
         "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
          <CreateTime>1795770001</CreateTime><MsgType><![CDATA[image]]></MsgType>\
@@ -211,23 +268,58 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
          <CreateTime>1795770002</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[m]]></MediaId>\
          <Format><![CDATA[amr]]></Format><MsgId>6054768590064713730</MsgId></xml>"
     );
-    assert_eq!(wechat_post(&d, &voice, true).await, (200, "success".into()), "acknowledged, not stored");
+    assert_eq!(
+        wechat_post(&d, &voice, true).await,
+        (200, "success".into()),
+        "acknowledged, not stored"
+    );
     let follow = "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[oNewFollower]]></FromUserName>\
                   <CreateTime>1795770003</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>";
     assert_eq!(wechat_post(&d, follow, true).await.0, 200);
-    assert_eq!(wechat_post(&d, &text_xml(openid, 1, "forged"), false).await.0, 403);
+    assert_eq!(
+        wechat_post(&d, &text_xml(openid, 1, "forged"), false)
+            .await
+            .0,
+        403
+    );
     // A captured signed call replayed with other XML: answered, not stored.
     let (ts, replayed) = (now_secs(), nonce());
-    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 2, "genuine"), &ts, &replayed, true).await.0, 200);
-    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 3, "replayed"), &ts, &replayed, true).await, (200, "success".into()));
+    assert_eq!(
+        wechat_post_signed(&d, &text_xml(openid, 2, "genuine"), &ts, &replayed, true)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        wechat_post_signed(&d, &text_xml(openid, 3, "replayed"), &ts, &replayed, true).await,
+        (200, "success".into())
+    );
     // A signed call from long ago: refused.
     let old = (now_secs().parse::<u64>().unwrap() - 3600).to_string();
-    assert_eq!(wechat_post_signed(&d, &text_xml(openid, 4, "stale"), &old, &nonce(), true).await.0, 403);
-    assert_eq!(wechat_post(&d, "<html>not wechat</html>", true).await.0, 400);
+    assert_eq!(
+        wechat_post_signed(&d, &text_xml(openid, 4, "stale"), &old, &nonce(), true)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        wechat_post(&d, "<html>not wechat</html>", true).await.0,
+        400
+    );
 
     let (conversation, texts) = thread_of(&d, &token, openid).await;
-    assert_eq!(texts, ["你好, 营业到几点?", "[图片 image] http://mmbiz.qpic.cn/mmbiz/abc/0", "genuine"]);
-    assert_eq!(thread_of(&d, &token, "oNewFollower").await.1, ["[关注 subscribed]"]);
+    assert_eq!(
+        texts,
+        [
+            "你好, 营业到几点?",
+            "[图片 image] http://mmbiz.qpic.cn/mmbiz/abc/0",
+            "genuine"
+        ]
+    );
+    assert_eq!(
+        thread_of(&d, &token, "oNewFollower").await.1,
+        ["[关注 subscribed]"]
+    );
 
     // The reply goes out through the customer-service API with the cached token.
     let first = reply(&d, &token, conversation, "我们营业到晚上九点").await;
@@ -235,11 +327,17 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
     {
         let api = api.lock().unwrap();
         assert_eq!(api.sent.len(), 1);
-        assert_eq!(api.sent[0], json!({"touser": openid, "msgtype": "text", "text": {"content": "我们营业到晚上九点"}}));
+        assert_eq!(
+            api.sent[0],
+            json!({"touser": openid, "msgtype": "text", "text": {"content": "我们营业到晚上九点"}})
+        );
         assert_eq!(api.tokens.len(), 1, "one token fetched and reused");
     }
     // WeChat invalidates the token (another server fetched one): errcode 40001, fetched anew.
-    api.lock().unwrap().tokens.push("ACCESS_TOKEN_ELSEWHERE".into());
+    api.lock()
+        .unwrap()
+        .tokens
+        .push("ACCESS_TOKEN_ELSEWHERE".into());
     let second = reply(&d, &token, conversation, "欢迎光临").await;
     wait_delivery(&d, &token, second, "delivered").await;
     assert_eq!(api.lock().unwrap().tokens.len(), 3);
@@ -251,10 +349,19 @@ async fn wechat_messages_in_and_replies_out_through_the_customer_service_api() {
     let refused = reply(&d, &token, gone, "谢谢关注").await;
     let dead = wait_delivery(&d, &token, refused, "dead").await;
     assert_eq!(dead["attempts"], 1);
-    assert!(dead["last_error"].as_str().unwrap().contains("43004"), "{dead}");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("43004"),
+        "{dead}"
+    );
 
     let channels = get(&d, &token, "/api/v1/channels").await;
-    let wechat = channels["channels"].as_array().unwrap().iter().find(|c| c["name"] == "wechat").unwrap().clone();
+    let wechat = channels["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "wechat")
+        .unwrap()
+        .clone();
     assert_eq!(wechat["state"], "connected", "{wechat}");
 }
 
@@ -263,7 +370,11 @@ async fn wechat_callback_is_off_unless_configured() {
     let dir = tempfile::tempdir().unwrap();
     let d = TestDaemon::start(dir.path(), "");
     let r = Client::new()
-        .get(d.http(&format!("/wechat/callback?signature={}&timestamp={}&nonce=2&echostr=3", sign(&now_secs(), "2"), now_secs())))
+        .get(d.http(&format!(
+            "/wechat/callback?signature={}&timestamp={}&nonce=2&echostr=3",
+            sign(&now_secs(), "2"),
+            now_secs()
+        )))
         .send()
         .await
         .unwrap();
@@ -281,7 +392,10 @@ async fn safe_mode_messages_are_verified_and_decrypted() {
     let port = start_api(Arc::clone(&api)).await;
     let dir = tempfile::tempdir().unwrap();
     add_agent(dir.path(), "li", "password-li", true);
-    let d = TestDaemon::start(dir.path(), &format!("{}encoding_aes_key = \"{AES_KEY}\"\n", config(port)));
+    let d = TestDaemon::start(
+        dir.path(),
+        &format!("{}encoding_aes_key = \"{AES_KEY}\"\n", config(port)),
+    );
     let token = login(&d, "li", "password-li").await;
 
     let key = base64::engine::GeneralPurpose::new(
@@ -301,11 +415,24 @@ async fn safe_mode_messages_are_verified_and_decrypted() {
         let path = dir.path().join("plain.bin");
         std::fs::write(&path, &raw).unwrap();
         let out = std::process::Command::new("openssl")
-            .args(["enc", "-aes-256-cbc", "-nopad", "-K", &hex(&key), "-iv", &hex(&key[..16]), "-in"])
+            .args([
+                "enc",
+                "-aes-256-cbc",
+                "-nopad",
+                "-K",
+                &hex(&key),
+                "-iv",
+                &hex(&key[..16]),
+                "-in",
+            ])
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         base64::engine::general_purpose::STANDARD.encode(out.stdout)
     };
     let post = |encrypted: String, msg_signature: Option<String>| {
@@ -313,7 +440,10 @@ async fn safe_mode_messages_are_verified_and_decrypted() {
         let msg_signature = msg_signature.unwrap_or_else(|| {
             let mut parts = [TOKEN, ts.as_str(), n.as_str(), encrypted.as_str()];
             parts.sort_unstable();
-            Sha1::digest(parts.concat().as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+            Sha1::digest(parts.concat().as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         });
         let url = d.http(&format!(
             "/wechat/callback?signature={}&timestamp={ts}&nonce={n}&encrypt_type=aes&msg_signature={msg_signature}&openid=o",
@@ -329,8 +459,23 @@ async fn safe_mode_messages_are_verified_and_decrypted() {
     let openid = "oSafeModeUser_1234567890abc";
     let secret = encrypt(&text_xml(openid, 77, "加密模式的消息"), APP_ID);
     assert_eq!(post(secret.clone(), None).await, (200, "success".into()));
-    assert_eq!(post(secret, Some("0".repeat(40))).await.0, 403, "a wrong msg_signature");
-    assert_eq!(post(encrypt(&text_xml(openid, 78, "for another account"), "wx_other_app_id"), None).await.0, 400);
+    assert_eq!(
+        post(secret, Some("0".repeat(40))).await.0,
+        403,
+        "a wrong msg_signature"
+    );
+    assert_eq!(
+        post(
+            encrypt(
+                &text_xml(openid, 78, "for another account"),
+                "wx_other_app_id"
+            ),
+            None
+        )
+        .await
+        .0,
+        400
+    );
     let (_, texts) = thread_of(&d, &token, openid).await;
     assert_eq!(texts, ["加密模式的消息"]);
 }

@@ -146,7 +146,14 @@ fn main() -> Result<()> {
                 timeout_secs,
             } => {
                 let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
-                mqtt_throughput(bin, &mosquitto_conf, messages, publishers, Duration::from_secs(timeout_secs)).await
+                mqtt_throughput(
+                    bin,
+                    &mosquitto_conf,
+                    messages,
+                    publishers,
+                    Duration::from_secs(timeout_secs),
+                )
+                .await
             }
             Mode::Probe {
                 visitor_id,
@@ -637,7 +644,8 @@ async fn publish_qos1(
 ) -> Result<()> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_inflight(100).set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(100)
+        .set_keep_alive(Duration::from_secs(30));
     let (client, mut events) = AsyncClient::new(opts, 200);
     let poller = tokio::spawn(async move {
         let mut acked = 0;
@@ -652,13 +660,20 @@ async fn publish_qos1(
     });
     for i in 0..count {
         let (topic, payload) = make(i);
-        client.publish(topic, QoS::AtLeastOnce, false, payload).await?;
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
     }
     poller.await?
 }
 
 /// Receives `count` messages on `filter` at QoS 1; returns when the last arrived.
-async fn subscribe_qos1(port: u16, filter: &str, count: usize, ready: tokio::sync::oneshot::Sender<()>) -> Result<Instant> {
+async fn subscribe_qos1(
+    port: u16,
+    filter: &str,
+    count: usize,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<Instant> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut opts = MqttOptions::new("kefud-load-sub", "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
@@ -701,9 +716,16 @@ async fn mqtt_throughput(
     let started = Instant::now();
     let mut pubs = Vec::new();
     for p in 0..publishers {
-        pubs.push(tokio::spawn(publish_qos1(broker.port, format!("bench-pub-{p}"), per, move |i| (format!("bench/{p}"), payload(p, i)))));
+        pubs.push(tokio::spawn(publish_qos1(
+            broker.port,
+            format!("bench-pub-{p}"),
+            per,
+            move |i| (format!("bench/{p}"), payload(p, i)),
+        )));
     }
-    let last = tokio::time::timeout(limit, subscriber).await.context("baseline timed out")???;
+    let last = tokio::time::timeout(limit, subscriber)
+        .await
+        .context("baseline timed out")???;
     for p in pubs {
         p.await??;
     }
@@ -724,11 +746,18 @@ async fn mqtt_throughput(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let allocations_before = metric(daemon.addr, "kefud_heap_allocations_total").await.unwrap_or(0);
+    let allocations_before = metric(daemon.addr, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0);
     let started = Instant::now();
     let mut pubs = Vec::new();
     for p in 0..publishers {
-        pubs.push(tokio::spawn(publish_qos1(broker.port, format!("load-pub-{p}"), per, move |i| (format!("kefu/in/load/c{p}"), payload(p, i)))));
+        pubs.push(tokio::spawn(publish_qos1(
+            broker.port,
+            format!("load-pub-{p}"),
+            per,
+            move |i| (format!("kefu/in/load/c{p}"), payload(p, i)),
+        )));
     }
     let mut done = 0;
     while done < total as u64 {
@@ -742,14 +771,23 @@ async fn mqtt_throughput(
     for p in pubs {
         p.await??;
     }
-    let allocations = metric(daemon.addr, "kefud_heap_allocations_total").await.unwrap_or(0) - allocations_before;
+    let allocations = metric(daemon.addr, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0)
+        - allocations_before;
     daemon.stop()?;
     let (bare, kefud) = (total as f64 / bare_secs, total as f64 / kefud_secs);
     println!("mqtt: {total} QoS 1 messages from {publishers} publishers, ~100 B payloads");
     println!("  mosquitto alone, publish -> subscribe: {bare:>9.0} msg/s");
     println!("  into kefud, PUBACK after fsync:        {kefud:>9.0} msg/s");
-    println!("  ratio kefud / mosquitto alone:         {:>9.2}", kefud / bare);
-    println!("  kefud heap allocations per message:    {:>9.1}", allocations as f64 / total as f64);
+    println!(
+        "  ratio kefud / mosquitto alone:         {:>9.2}",
+        kefud / bare
+    );
+    println!(
+        "  kefud heap allocations per message:    {:>9.1}",
+        allocations as f64 / total as f64
+    );
     Ok(())
 }
 

@@ -101,13 +101,19 @@ impl Inbound {
         let client_id = bounded_id::<CLIENT_ID_MAX>(client_id)
             .map_err(|e| InboundError::invalid("bad_client_id", format!("client_id {e}")))?;
         if text.trim().is_empty() {
-            return Err(InboundError::invalid("empty_text", "text must not be empty"));
+            return Err(InboundError::invalid(
+                "empty_text",
+                "text must not be empty",
+            ));
         }
         let chars = text.chars().count();
         if chars > self.max_text_chars {
             return Err(InboundError::invalid(
                 "text_too_long",
-                format!("text has {chars} characters; the limit is {}", self.max_text_chars),
+                format!(
+                    "text has {chars} characters; the limit is {}",
+                    self.max_text_chars
+                ),
             ));
         }
         let (tx, rx) = oneshot::channel();

@@ -190,7 +190,11 @@ impl MqttBridge {
         let acker = tokio::spawn(acknowledge(ack_rx, Arc::clone(&self)));
         let mut backoff = FIRST_BACKOFF;
         let mut connection = 0u64;
-        let broker = format!("{}:{}", self.options.broker_address().0, self.options.broker_address().1);
+        let broker = format!(
+            "{}:{}",
+            self.options.broker_address().0,
+            self.options.broker_address().1
+        );
         while !self.stop.is_cancelled() {
             self.status.set("connecting", broker.clone());
             connection += 1;
@@ -214,7 +218,10 @@ impl MqttBridge {
                         tracing::info!(broker = %broker, "mqtt: connected");
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        if !self.received(publish, (&client, connection), &inbound, &ack_tx).await {
+                        if !self
+                            .received(publish, (&client, connection), &inbound, &ack_tx)
+                            .await
+                        {
                             break None;
                         }
                     }
@@ -253,7 +260,12 @@ impl MqttBridge {
         for unacked in tracker.take_all() {
             // The request channel holds every in-flight reply and more, so this never fails
             // on a fresh connection; if it does, the reply waits for the next one.
-            match client.try_publish(&unacked.topic, QoS::AtLeastOnce, false, unacked.payload.clone()) {
+            match client.try_publish(
+                &unacked.topic,
+                QoS::AtLeastOnce,
+                false,
+                unacked.payload.clone(),
+            ) {
                 Ok(()) => tracker.requested.push_back(unacked),
                 Err(_) => tracker.unsent.push(unacked),
             }
@@ -308,7 +320,11 @@ impl MqttBridge {
 
     fn malformed(&self, topic: &str, error: &str) {
         self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(topic, error, "mqtt: malformed message acknowledged and dropped");
+        tracing::warn!(
+            topic,
+            error,
+            "mqtt: malformed message acknowledged and dropped"
+        );
     }
 
     fn assigned(&self, pkid: u16) {
@@ -357,7 +373,9 @@ async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>
         };
         if let Some(error) = failed {
             tracing::warn!(topic = %item.publish.topic, error, "mqtt: message not stored; it will come again");
-            bridge.broken_connection.store(item.connection, Ordering::Relaxed);
+            bridge
+                .broken_connection
+                .store(item.connection, Ordering::Relaxed);
             bridge.reconnect.notify_one();
             continue;
         }
@@ -385,12 +403,25 @@ fn parse_inbound<'t>(
         .map_err(|e| format!("payload is not {{\"client_id\",\"text\"}} JSON: {e}"))?;
     let kind = payload.r#type.clone();
     let received = match (kind.as_deref(), payload) {
-        (None | Some("message"), InboundPayload { client_id: Some(client_id), text: Some(text), .. }) => {
-            Received::Message { client_id, text }
+        (
+            None | Some("message"),
+            InboundPayload {
+                client_id: Some(client_id),
+                text: Some(text),
+                ..
+            },
+        ) => Received::Message { client_id, text },
+        (None | Some("message"), _) => {
+            return Err("a message needs \"client_id\" and \"text\"".into())
         }
-        (None | Some("message"), _) => return Err("a message needs \"client_id\" and \"text\"".into()),
         (Some("typing"), _) => Received::Typing,
-        (Some("read"), InboundPayload { message_id: Some(id), .. }) => Received::Read(id),
+        (
+            Some("read"),
+            InboundPayload {
+                message_id: Some(id),
+                ..
+            },
+        ) => Received::Read(id),
         (Some("read"), _) => return Err("a read event needs \"message_id\"".into()),
         (Some(other), _) => return Err(format!("unknown type {other:?}")),
     };
@@ -459,7 +490,11 @@ impl Adapter for MqttBridge {
             let (done, acked) = oneshot::channel();
             {
                 let _order = self.publishing.lock().await;
-                let client = self.client.lock().expect("invariant: never poisoned").clone();
+                let client = self
+                    .client
+                    .lock()
+                    .expect("invariant: never poisoned")
+                    .clone();
                 let request = (topic.clone(), payload.clone());
                 {
                     let mut tracker = self.tracker.lock().expect("invariant: never poisoned");
@@ -521,10 +556,19 @@ impl Adapter for MqttBridge {
     /// `PREFIX/typing/{channel}/{contact_id}` with `{"type":"typing","sender":"agent"}`, QoS 0
     /// (worth nothing late; dropped while disconnected).
     fn typing(&self, to: &Identity) {
-        let client = self.client.lock().expect("invariant: never poisoned").clone();
+        let client = self
+            .client
+            .lock()
+            .expect("invariant: never poisoned")
+            .clone();
         if let Some(client) = client {
             let topic = format!("{}/typing/{}/{}", self.prefix, to.channel, to.external_id);
-            let _ = client.try_publish(topic, QoS::AtMostOnce, false, r#"{"type":"typing","sender":"agent"}"#);
+            let _ = client.try_publish(
+                topic,
+                QoS::AtMostOnce,
+                false,
+                r#"{"type":"typing","sender":"agent"}"#,
+            );
         }
     }
 }
@@ -542,7 +586,13 @@ mod tests {
         let p = publish("kefu/in/app/u-1", br#"{"client_id":"c1","text":"hi"}"#);
         let (channel, contact, received) = parse_inbound("kefu", &p).unwrap();
         assert_eq!((channel, contact), ("app", "u-1"));
-        assert_eq!(received, Received::Message { client_id: "c1".into(), text: "hi".into() });
+        assert_eq!(
+            received,
+            Received::Message {
+                client_id: "c1".into(),
+                text: "hi".into()
+            }
+        );
         let typing = publish("kefu/in/app/u-1", br#"{"type":"typing"}"#);
         assert_eq!(parse_inbound("kefu", &typing).unwrap().2, Received::Typing);
         let read = publish("kefu/in/app/u-1", br#"{"type":"read","message_id":42}"#);
@@ -558,7 +608,10 @@ mod tests {
             ("kefu/in/app/u", br#"{"type":"read"}"#),
             ("kefu/in/app/u", br#"{"type":"dance"}"#),
         ] {
-            assert!(parse_inbound("kefu", &publish(topic, body)).is_err(), "{topic} {body:?}");
+            assert!(
+                parse_inbound("kefu", &publish(topic, body)).is_err(),
+                "{topic} {body:?}"
+            );
         }
     }
 

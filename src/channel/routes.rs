@@ -147,7 +147,10 @@ mod tests {
             t.filter_for("mqtt"),
             ChannelFilter::AllBut(vec!["app".into(), "wechat".into()])
         );
-        assert_eq!(t.filter_for("webhook"), ChannelFilter::Only(vec!["app".into()]));
+        assert_eq!(
+            t.filter_for("webhook"),
+            ChannelFilter::Only(vec!["app".into()])
+        );
         let none = RouteTable::new(&[adapter("webhook", &["app"])]).unwrap();
         assert_eq!(none.adapter_for("kiosk"), None);
         assert!(t.filter_for("mqtt").allows("kiosk"));

@@ -89,7 +89,9 @@ impl Channels {
             cfg.limits.max_text_chars,
         );
         for (adapter, description) in adapters.iter().zip(&descriptions) {
-            let own = inbound.clone().restricted_to(routes.filter_for(&description.name));
+            let own = inbound
+                .clone()
+                .restricted_to(routes.filter_for(&description.name));
             tasks.spawn(Arc::clone(adapter).start(own));
             tasks.spawn(outbox::run(
                 Arc::clone(adapter),

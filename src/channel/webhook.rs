@@ -85,7 +85,8 @@ pub fn body(message: &Outbound) -> String {
 
 /// `v1=HEX` of HMAC-SHA256(secret, `timestamp "." body`).
 pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("invariant: HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret).expect("invariant: HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body.as_bytes());
@@ -118,9 +119,15 @@ impl Adapter for Webhook {
             let timestamp = crate::model::now_ms() / 1000;
             let headers = [
                 ("x-kefu-timestamp", timestamp.to_string()),
-                ("x-kefu-signature", signature(&self.secret, timestamp, &body)),
+                (
+                    "x-kefu-signature",
+                    signature(&self.secret, timestamp, &body),
+                ),
                 ("idempotency-key", format!("kefu-{}", message.id)),
-                ("user-agent", concat!("kefud/", env!("CARGO_PKG_VERSION")).to_string()),
+                (
+                    "user-agent",
+                    concat!("kefud/", env!("CARGO_PKG_VERSION")).to_string(),
+                ),
             ];
             self.sends.sent();
             let result = httpc::request(
@@ -135,13 +142,19 @@ impl Adapter for Webhook {
             match result {
                 Ok(answer) if answer.is_success() => {
                     self.sends.delivered();
-                    self.status.set("connected", format!("{} answered {}", self.endpoint(), answer.status));
+                    self.status.set(
+                        "connected",
+                        format!("{} answered {}", self.endpoint(), answer.status),
+                    );
                     Ok(())
                 }
                 Ok(answer) => {
                     self.sends.failed();
                     let error = format!("HTTP {}", answer.status);
-                    self.status.set("disconnected", format!("{} answered {}", self.endpoint(), answer.status));
+                    self.status.set(
+                        "disconnected",
+                        format!("{} answered {}", self.endpoint(), answer.status),
+                    );
                     Err(SendError::Retry(error))
                 }
                 Err(e) => {
@@ -179,13 +192,25 @@ mod tests {
         // HMAC over "0.what do ya want for nothing?", checked against a second implementation:
         let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
         mac.update(b"0.what do ya want for nothing?");
-        let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(sig, format!("v1={expected}"));
         let rfc = {
             let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
             mac.update(b"what do ya want for nothing?");
-            mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
         };
-        assert_eq!(rfc, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            rfc,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

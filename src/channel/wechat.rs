@@ -133,7 +133,9 @@ pub fn decrypt(key: &[u8; 32], app_id: &str, encrypted: &str) -> Result<String, 
     }
     let (xml, from_app) = rest.split_at(len);
     if from_app != app_id.as_bytes() {
-        return Err(CryptError::AppId(String::from_utf8_lossy(from_app).into_owned()));
+        return Err(CryptError::AppId(
+            String::from_utf8_lossy(from_app).into_owned(),
+        ));
     }
     String::from_utf8(xml.to_vec()).map_err(|_| CryptError::Decrypt)
 }
@@ -332,7 +334,8 @@ impl Wechat {
         let v = match self.call(hyper::Method::GET, &query, Bytes::new()).await {
             Ok(v) => v,
             Err(e) => {
-                self.status.set("disconnected", format!("access token: {e}"));
+                self.status
+                    .set("disconnected", format!("access token: {e}"));
                 return Err(e);
             }
         };
@@ -347,8 +350,14 @@ impl Wechat {
             value: value.clone(),
             refresh_at,
         });
-        self.status.set("connected", format!("token valid for {}s", lifetime.as_secs()));
-        tracing::info!(expires_in_secs = lifetime.as_secs(), "wechat: access token fetched");
+        self.status.set(
+            "connected",
+            format!("token valid for {}s", lifetime.as_secs()),
+        );
+        tracing::info!(
+            expires_in_secs = lifetime.as_secs(),
+            "wechat: access token fetched"
+        );
         Ok(value)
     }
 
@@ -365,7 +374,9 @@ impl Wechat {
                 query_escape(&token)
             );
             match self.call(hyper::Method::POST, &path, body.clone()).await {
-                Err(ApiError::Code(code, _)) if TOKEN_ERRORS.contains(&code) && refused.is_none() => {
+                Err(ApiError::Code(code, _))
+                    if TOKEN_ERRORS.contains(&code) && refused.is_none() =>
+                {
                     refused = Some(token);
                 }
                 other => return other.map(|_| ()),
@@ -405,7 +416,9 @@ impl Wechat {
 fn query_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -481,8 +494,18 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert!(signature_ok("token", "1409304348", "1413234254", &expected));
-        assert!(signature_ok("token", "1409304348", "1413234254", &expected.to_uppercase()));
-        assert!(!signature_ok("token", "1409304349", "1413234254", &expected));
+        assert!(signature_ok(
+            "token",
+            "1409304348",
+            "1413234254",
+            &expected.to_uppercase()
+        ));
+        assert!(!signature_ok(
+            "token",
+            "1409304349",
+            "1413234254",
+            &expected
+        ));
         assert!(!signature_ok("token", "1409304348", "1413234254", ""));
         // The classic example from the documentation's sample code.
         assert_eq!(expected.len(), 40);
@@ -504,13 +527,29 @@ mod tests {
         let image = "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName>\
                      <CreateTime>1348831860</CreateTime><MsgType><![CDATA[image]]></MsgType>\
                      <PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[media_id]]></MediaId><MsgId>1234567890123457</MsgId></xml>";
-        assert_eq!(parse_message(image).unwrap().text, "[图片 image] http://mmbiz.qpic.cn/x");
+        assert_eq!(
+            parse_message(image).unwrap().text,
+            "[图片 image] http://mmbiz.qpic.cn/x"
+        );
         let subscribe = "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[FromUser]]></FromUserName>\
                          <CreateTime>123456789</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event></xml>";
         let s = parse_message(subscribe).unwrap();
-        assert_eq!((s.client_id.as_str(), s.text.as_str()), ("ev-123456789-subscribe", "[关注 subscribed]"));
-        assert_eq!(field("<xml><Content>a &lt;b&gt; &amp;amp;</Content></xml>", "Content").unwrap(), "a <b> &amp;");
-        assert!(matches!(parse_message("<xml><MsgType>voice</MsgType><FromUserName>u</FromUserName></xml>"), Err(XmlError::Unsupported(_))));
+        assert_eq!(
+            (s.client_id.as_str(), s.text.as_str()),
+            ("ev-123456789-subscribe", "[关注 subscribed]")
+        );
+        assert_eq!(
+            field(
+                "<xml><Content>a &lt;b&gt; &amp;amp;</Content></xml>",
+                "Content"
+            )
+            .unwrap(),
+            "a <b> &amp;"
+        );
+        assert!(matches!(
+            parse_message("<xml><MsgType>voice</MsgType><FromUserName>u</FromUserName></xml>"),
+            Err(XmlError::Unsupported(_))
+        ));
         assert!(matches!(parse_message("not xml"), Err(XmlError::Shape(_))));
     }
 
@@ -526,7 +565,13 @@ mod tests {
             encrypted,
             "5d197aaffba7e9b25a30732f161a50dee96bd5fa"
         ));
-        assert!(!msg_signature_ok("spamtest", "1409735669", "1320562133", encrypted, "5d197aaffba7e9b25a30732f161a50dee96bd5fa"));
+        assert!(!msg_signature_ok(
+            "spamtest",
+            "1409735669",
+            "1320562133",
+            encrypted,
+            "5d197aaffba7e9b25a30732f161a50dee96bd5fa"
+        ));
         let key = aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
         let xml = decrypt(&key, "wx2c2769f8efd9abc2", encrypted).unwrap();
         let m = parse_message(&xml).unwrap();

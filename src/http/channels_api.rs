@@ -21,10 +21,7 @@ pub fn router() -> Router<AppState> {
         .route("/messages/{id}/delivery", get(delivery))
 }
 
-async fn channels(
-    State(app): State<AppState>,
-    Authed(_, _): Authed,
-) -> Json<serde_json::Value> {
+async fn channels(State(app): State<AppState>, Authed(_, _): Authed) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "channels": app.channels.status() }))
 }
 
@@ -70,7 +67,11 @@ async fn delivery(
                 "message {id} has no delivery (not a reply to a channel other than web)"
             ))
         })?;
-    let adapter = app.channels.routes().adapter_for(&row.channel).map(str::to_string);
+    let adapter = app
+        .channels
+        .routes()
+        .adapter_for(&row.channel)
+        .map(str::to_string);
     let mut v = serde_json::to_value(row).map_err(|e| ApiError::Internal(e.to_string()))?;
     v["adapter"] = adapter.into();
     Ok(Json(v))

@@ -51,7 +51,10 @@ fn check(app: &AppState, q: &Signed) -> Option<Response> {
     // The signature does not cover the body: a captured URL could be replayed with other XML.
     // Only fresh timestamps are taken, and each (timestamp, nonce) once (see `receive`).
     let now = crate::model::now_ms() / 1000;
-    if q.timestamp.parse::<i64>().map_or(true, |t| (now - t).abs() > MAX_SKEW_SECS) {
+    if q.timestamp
+        .parse::<i64>()
+        .map_or(true, |t| (now - t).abs() > MAX_SKEW_SECS)
+    {
         tracing::warn!(timestamp = %q.timestamp, "wechat: call with a stale timestamp refused");
         return Some(refuse(StatusCode::FORBIDDEN, "stale timestamp"));
     }
@@ -75,7 +78,11 @@ impl SeenNonces {
         let now = crate::model::now_ms() / 1000;
         let key = format!("{timestamp}:{nonce}");
         let mut seen = self.seen.lock().expect("invariant: never poisoned");
-        while seen.front().is_some_and(|(at, _)| now - at > 2 * MAX_SKEW_SECS) || seen.len() > 100_000 {
+        while seen
+            .front()
+            .is_some_and(|(at, _)| now - at > 2 * MAX_SKEW_SECS)
+            || seen.len() > 100_000
+        {
             seen.pop_front();
         }
         if seen.iter().any(|(_, k)| *k == key) {
@@ -87,29 +94,33 @@ impl SeenNonces {
 }
 
 /// The plain XML of a safe-mode message, after checking its `msg_signature`.
-fn open_safe_mode(
-    cfg: &crate::config::Wechat,
-    q: &Signed,
-    xml: &str,
-) -> Result<String, Response> {
+fn open_safe_mode(cfg: &crate::config::Wechat, q: &Signed, xml: &str) -> Result<String, Response> {
     let key = aes_key(&cfg.encoding_aes_key).map_err(|_| {
         refuse(
             StatusCode::BAD_REQUEST,
             "safe mode (安全模式) needs wechat.encoding_aes_key in kefud.toml",
         )
     })?;
-    let encrypted = encrypted_field(xml)
-        .ok_or_else(|| refuse(StatusCode::BAD_REQUEST, "no <Encrypt> in a safe-mode message"))?;
-    let signed = q.msg_signature.as_deref().is_some_and(|sig| {
-        msg_signature_ok(&cfg.token, &q.timestamp, &q.nonce, &encrypted, sig)
-    });
+    let encrypted = encrypted_field(xml).ok_or_else(|| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "no <Encrypt> in a safe-mode message",
+        )
+    })?;
+    let signed = q
+        .msg_signature
+        .as_deref()
+        .is_some_and(|sig| msg_signature_ok(&cfg.token, &q.timestamp, &q.nonce, &encrypted, sig));
     if !signed {
         tracing::warn!("wechat: safe-mode message with an invalid msg_signature refused");
         return Err(refuse(StatusCode::FORBIDDEN, "invalid msg_signature"));
     }
     decrypt(&key, &cfg.app_id, &encrypted).map_err(|e| {
         tracing::warn!(error = %e, "wechat: safe-mode message refused");
-        refuse(StatusCode::BAD_REQUEST, "the message does not decrypt for this account")
+        refuse(
+            StatusCode::BAD_REQUEST,
+            "the message does not decrypt for this account",
+        )
     })
 }
 
@@ -123,7 +134,11 @@ async fn verify_url(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>) 
     }
 }
 
-async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, body: Bytes) -> Response {
+async fn receive(
+    State(app): State<AppState>,
+    ApiQuery(q): ApiQuery<Signed>,
+    body: Bytes,
+) -> Response {
     if let Some(refused) = check(&app, &q) {
         return refused;
     }
@@ -161,9 +176,18 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
         tracing::info!(nonce = %q.nonce, "wechat: a call seen before answered without storing");
         return (StatusCode::OK, "success").into_response();
     }
-    let inbound = Inbound::new(app.commands.clone(), app.durable.clone(), cfg.limits.max_text_chars);
+    let inbound = Inbound::new(
+        app.commands.clone(),
+        app.durable.clone(),
+        cfg.limits.max_text_chars,
+    );
     let stored = match inbound
-        .submit(&cfg.wechat.channel, &message.from, &message.client_id, message.text)
+        .submit(
+            &cfg.wechat.channel,
+            &message.from,
+            &message.client_id,
+            message.text,
+        )
         .await
     {
         Ok(pending) => pending.durable().await,
@@ -171,7 +195,10 @@ async fn receive(State(app): State<AppState>, ApiQuery(q): ApiQuery<Signed>, bod
     };
     match stored {
         Ok(_) => (StatusCode::OK, "success").into_response(),
-        Err(InboundError::Unavailable) => refuse(StatusCode::SERVICE_UNAVAILABLE, "stopping; WeChat will retry"),
+        Err(InboundError::Unavailable) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping; WeChat will retry",
+        ),
         Err(InboundError::Failed(e)) => {
             // It may pass: no answer means WeChat sends it again.
             tracing::warn!(error = %e, "wechat: message not stored; WeChat will retry");

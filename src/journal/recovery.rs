@@ -196,7 +196,7 @@ mod tests {
             text: format!("message number {n}"),
             at_ms: n as i64,
             attachment: None,
-                via: None,
+            via: None,
         })
     }
 

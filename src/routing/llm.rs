@@ -73,7 +73,8 @@ pub async fn summarise(cfg: &LlmConfig, transcript: &str) -> Result<String, LlmE
     if !response.is_success() {
         return Err(LlmError::Status(response.status));
     }
-    let v: serde_json::Value = serde_json::from_slice(&response.body).map_err(|_| LlmError::Shape)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&response.body).map_err(|_| LlmError::Shape)?;
     v["choices"][0]["message"]["content"]
         .as_str()
         .map(|s| s.trim().to_string())
@@ -88,8 +89,14 @@ mod tests {
     #[test]
     fn endpoints_parse() {
         let u = endpoint("http://192.168.1.20:8080/v1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("192.168.1.20", 8080, "/v1/chat/completions"));
-        assert_eq!(endpoint("http://llm.local/").unwrap().path, "/chat/completions");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("192.168.1.20", 8080, "/v1/chat/completions")
+        );
+        assert_eq!(
+            endpoint("http://llm.local/").unwrap().path,
+            "/chat/completions"
+        );
         assert!(endpoint("https://api.example.com/v1").unwrap().tls);
         assert!(endpoint("http:///v1").is_err());
         assert!(endpoint("ftp://x/v1").is_err());

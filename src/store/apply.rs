@@ -130,7 +130,12 @@ fn add_delivery(
 
 /// Applies one operation. `event_channels` are the channels whose conversation events (opened,
 /// resolved) go to a webhook: they get outbox rows too.
-fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op, event_channels: &[String]) -> Result<(), Error> {
+fn apply_op(
+    tx: &Transaction<'_>,
+    lsn: Lsn,
+    op: &Op,
+    event_channels: &[String],
+) -> Result<(), Error> {
     match op {
         Op::ContactCreated {
             contact,
@@ -176,19 +181,41 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op, event_channels: &[String]) 
                 ])?;
             if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
                 if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
-                    add_delivery(tx, lsn, "message", m.conversation, via.channel.as_str(), via.external_id.as_str(), m.at_ms)?;
+                    add_delivery(
+                        tx,
+                        lsn,
+                        "message",
+                        m.conversation,
+                        via.channel.as_str(),
+                        via.external_id.as_str(),
+                        m.at_ms,
+                    )?;
                 }
             }
             // A conversation's first customer message: the "opened" event, for a webhook.
             if inserted == 1 && m.sender == Sender::Visitor {
-                if let Some(via) = m.via.as_ref().filter(|v| event_channels.iter().any(|c| *c == v.channel.as_str())) {
+                if let Some(via) = m
+                    .via
+                    .as_ref()
+                    .filter(|v| event_channels.iter().any(|c| *c == v.channel.as_str()))
+                {
                     let first: bool = tx
-                        .prepare_cached("SELECT message_count = 0 FROM conversations WHERE id = ?1")?
+                        .prepare_cached(
+                            "SELECT message_count = 0 FROM conversations WHERE id = ?1",
+                        )?
                         .query_row(params![m.conversation as i64], |r| r.get(0))
                         .optional()?
                         .unwrap_or(false);
                     if first {
-                        add_delivery(tx, lsn, "conversation_opened", m.conversation, via.channel.as_str(), via.external_id.as_str(), m.at_ms)?;
+                        add_delivery(
+                            tx,
+                            lsn,
+                            "conversation_opened",
+                            m.conversation,
+                            via.channel.as_str(),
+                            via.external_id.as_str(),
+                            m.at_ms,
+                        )?;
                     }
                 }
             }
@@ -236,8 +263,18 @@ fn apply_op(tx: &Transaction<'_>, lsn: Lsn, op: &Op, event_channels: &[String]) 
                     )?
                     .query_row(params![s.conversation as i64], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if let Some((channel, external_id)) = via.filter(|(c, _)| event_channels.contains(c)) {
-                    add_delivery(tx, lsn, "conversation_resolved", s.conversation, &channel, &external_id, s.at_ms)?;
+                if let Some((channel, external_id)) =
+                    via.filter(|(c, _)| event_channels.contains(c))
+                {
+                    add_delivery(
+                        tx,
+                        lsn,
+                        "conversation_resolved",
+                        s.conversation,
+                        &channel,
+                        &external_id,
+                        s.at_ms,
+                    )?;
                 }
             }
         }

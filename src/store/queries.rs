@@ -283,21 +283,23 @@ pub fn pending_deliveries(
     let last_id = rows.last().map(|r| r.0 .0);
     let rows = rows
         .into_iter()
-        .filter_map(|((id, conversation), (channel, external_id), kind, (sender, text), at, attempts)| {
-            Some(crate::channel::Outbound {
-                id,
-                kind: crate::channel::OutboundKind::parse(&kind)?,
-                conversation_id: conversation,
-                to: Identity {
-                    channel: bounded_id(&channel).ok()?,
-                    external_id: bounded_id(&external_id).ok()?,
-                },
-                sender,
-                text,
-                created_at: at,
-                attempts,
-            })
-        })
+        .filter_map(
+            |((id, conversation), (channel, external_id), kind, (sender, text), at, attempts)| {
+                Some(crate::channel::Outbound {
+                    id,
+                    kind: crate::channel::OutboundKind::parse(&kind)?,
+                    conversation_id: conversation,
+                    to: Identity {
+                        channel: bounded_id(&channel).ok()?,
+                        external_id: bounded_id(&external_id).ok()?,
+                    },
+                    sender,
+                    text,
+                    created_at: at,
+                    attempts,
+                })
+            },
+        )
         .collect();
     Ok(PendingPage {
         rows,
