@@ -808,7 +808,15 @@ async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     let after = reply(&d, &token, conversation, json!({"text": "still there?"})).await;
     wait_delivered(&d, &token, after).await;
 
-    let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
+    // Resuming from 0 replays history after the feed joined the live stream: once the last
+    // reply is replayed, live frames (typing and read are not stored) cannot be missed.
+    let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}&after=0"))).await;
+    loop {
+        let (m, _) = next_of_type(&mut feed, "message", 20).await;
+        if m["message"]["id"].as_u64() == Some(after) {
+            break;
+        }
+    }
     app.client
         .publish(
             "kefu/in/app/t-1",
