@@ -27,7 +27,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::LoginLimiter;
 use crate::channel::{self, runtime::Channels};
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchConfig, Dispatcher};
@@ -35,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::fanout::Fanout;
 use crate::http::{self, AppState};
 use crate::journal::{self, writer::Writer, writer::WriterConfig};
+use crate::login::LoginGuard;
 use crate::op::Op;
 use crate::reload::{self, Reloader};
 use crate::store::{self, apply::Applier, pool::ReadPool};
@@ -42,6 +42,8 @@ use crate::systemd;
 
 /// Records replayed into the store per transaction at startup.
 const REPLAY_CHUNK: usize = 10_000;
+/// SQLite read connections open at once (requests beyond wait their turn).
+const READ_CONNECTIONS: usize = 8;
 
 /// The pipeline without the network: the data directory locked, the store and journal
 /// recovered, and the journal writer, store applier, dispatcher and fan-out running. The daemon
@@ -237,18 +239,28 @@ pub async fn run_with_adapters(
 
     let connections = TaskTracker::new();
     let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::clone(&cfg));
-    let limiter = Arc::new(LoginLimiter::new(cfg.auth.login_failures_per_minute));
+    let reads = ReadPool::new(cfg.db_path(), READ_CONNECTIONS);
+    let device_key = match reads.run(crate::store::queries::device_key).await {
+        Ok(key) => key,
+        Err(e) => {
+            let _ = core.stop().await;
+            return Err(Error::Store(e));
+        }
+    };
+    let login = Arc::new(LoginGuard::new(
+        cfg.auth.login_failures_per_minute,
+        device_key,
+    ));
     tasks.spawn(reload::run(
         reloader,
         hangups,
         reload::Targets {
             config: config_tx,
-            limiter: Arc::clone(&limiter),
+            login: Arc::clone(&login),
             commands: core.commands.clone(),
         },
         shutdown.clone(),
     ));
-    let reads = ReadPool::new(cfg.db_path(), 4);
     let channels = match Channels::start(
         &cfg,
         adapters,
@@ -273,11 +285,13 @@ pub async fn run_with_adapters(
         applied: core.applied.clone(),
         fanout: core.fanout.clone(),
         fanout_stats: Arc::clone(&core.fanout_stats),
+        listener_stats: Arc::default(),
         journal_health: Arc::clone(&core.journal_health),
         reads,
         channels: Arc::clone(&channels),
         wechat_nonces: Arc::default(),
-        limiter,
+        login,
+        auth_changes: Arc::new(tokio::sync::watch::channel(0).0),
         shutdown: shutdown.clone(),
         tracker: connections.clone(),
     };
@@ -298,25 +312,54 @@ pub async fn run_with_adapters(
         ));
     }
 
-    let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let listener_limits = http::listener::Limits {
+        max_connections: http::listener::Limits::effective_max_connections(
+            cfg.server.max_connections,
+            fd_limit(),
+        ),
+        max_connections_per_address: cfg.server.max_connections_per_address,
+        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_secs),
+    };
+    if listener_limits.max_connections < cfg.server.max_connections {
+        tracing::info!(
+            max_connections = listener_limits.max_connections,
+            "connections capped below the descriptor limit"
+        );
+    }
     let stop = shutdown.clone();
-    // Acks and message frames are small writes back to back: without TCP_NODELAY, Nagle's
-    // algorithm holds the second until the peer's delayed ACK, adding ~40 ms to every ack.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    let stopping = CancellationToken::new();
+    {
+        let stopping = stopping.clone();
+        tasks.spawn(async move {
             stop.cancelled().await;
             systemd::notify_stopping();
             tracing::info!(
                 message_id = crate::telemetry::message_id::STOPPING,
                 "shutdown requested: STOPPING, draining connections"
             );
-        })
-        .await;
+            stopping.cancel();
+        });
+    }
+    tasks.spawn(sweep_uploads(state.clone(), shutdown.clone()));
+    let listener_stats = Arc::clone(&state.listener_stats);
+    let router = http::router(state);
+    let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
+    let serving = http::listener::serve(
+        listener,
+        router,
+        listener_limits,
+        listener_stats,
+        stopping.clone(),
+    );
+    tokio::pin!(serving);
+    // Cancel safety: `serving` is pinned and only dropped (connections cut) once the grace
+    // period after the shutdown request is over.
+    tokio::select! {
+        _ = serving.as_mut() => {}
+        _ = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("HTTP connections did not finish within the grace period");
+        }
+    }
 
     // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
     // acks and close, then the pipeline drains in order.
@@ -332,7 +375,6 @@ pub async fn run_with_adapters(
     let stopped = core.stop().await;
     tasks.close();
     tasks.wait().await;
-    served.map_err(Error::Serve)?;
     stopped
 }
 
@@ -456,6 +498,39 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationT
                 }
             }
         }
+    }
+}
+
+/// Every few minutes, deletes uploads no message refers to.
+async fn sweep_uploads(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    loop {
+        // Cancel safety: `tick` and `cancelled` are cancel-safe.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                let after = Duration::from_secs(state.cfg().uploads.orphan_after_mins * 60);
+                match http::console_api::sweep_orphan_uploads(&state, after).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(files = n, "deleted uploads no message refers to"),
+                    Err(e) => tracing::warn!(error = ?e, "sweeping orphan uploads failed"),
+                }
+            }
+        }
+    }
+}
+
+/// The soft open-files limit now.
+fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit with a valid, initialised rlimit struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
     }
 }
 

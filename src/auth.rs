@@ -1,14 +1,11 @@
-//! Agent accounts, passwords, login tokens and the login rate limiter.
+//! Agent accounts, passwords and login tokens (what guards the login itself is `login.rs`).
 //!
 //! Accounts live directly in the store (not the journal): the CLI administers them whether or
 //! not the daemon runs, through SQLite's own locking. Passwords are hashed with Argon2id;
 //! tokens are 256 random bits handed out once and stored only as their SHA-256, with an expiry.
 //! A disabled agent's tokens stop working at once.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -343,73 +340,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Failed logins per key (a username, a client address) in a sliding minute.
-pub struct LoginLimiter {
-    /// Changed by a config reload; takes effect at the next login.
-    per_minute: AtomicU32,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
-}
-
-impl LoginLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        LoginLimiter {
-            per_minute: AtomicU32::new(per_minute),
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn set_per_minute(&self, per_minute: u32) {
-        self.per_minute.store(per_minute, Ordering::Relaxed);
-    }
-
-    fn per_minute(&self) -> usize {
-        self.per_minute.load(Ordering::Relaxed) as usize
-    }
-
-    /// Whether any of `keys` has used up its failures.
-    pub fn is_blocked(&self, keys: &[&str]) -> bool {
-        let mut map = self
-            .failures
-            .lock()
-            .expect("invariant: limiter lock is never poisoned");
-        let now = Instant::now();
-        keys.iter().any(|k| {
-            map.get_mut(*k).is_some_and(|q| {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-                {
-                    q.pop_front();
-                }
-                q.len() >= self.per_minute()
-            })
-        })
-    }
-
-    pub fn record_failure(&self, keys: &[&str]) {
-        let mut map = self
-            .failures
-            .lock()
-            .expect("invariant: limiter lock is never poisoned");
-        let now = Instant::now();
-        // Bound the table: forget keys with no recent failure when it grows.
-        if map.len() > 10_000 {
-            map.retain(|_, q| {
-                q.back()
-                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
-            });
-        }
-        let per_minute = self.per_minute();
-        for k in keys {
-            let q = map.entry((*k).to_string()).or_default();
-            q.push_back(now);
-            while q.len() > per_minute {
-                q.pop_front();
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,16 +394,5 @@ mod tests {
         set_password(&conn, "wang", "another-one").unwrap();
         assert_eq!(authenticate(&conn, &token).unwrap(), None);
         assert!(login(&conn, "wang", "another-one", Duration::from_secs(60)).is_ok());
-    }
-
-    #[test]
-    fn limiter_blocks_after_the_allowed_failures() {
-        let l = LoginLimiter::new(2);
-        assert!(!l.is_blocked(&["u:a", "ip:1"]));
-        l.record_failure(&["u:a", "ip:1"]);
-        l.record_failure(&["u:a", "ip:1"]);
-        assert!(l.is_blocked(&["u:a"]));
-        assert!(l.is_blocked(&["u:b", "ip:1"]));
-        assert!(!l.is_blocked(&["u:b", "ip:2"]));
     }
 }

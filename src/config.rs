@@ -24,7 +24,33 @@ pub struct Config {
     pub webhooks: Vec<Webhook>,
     pub wechat: Wechat,
     pub outbox: Outbox,
+    pub uploads: Uploads,
     pub log: Log,
+}
+
+/// What anonymous visitors may upload (images in the chat), per day.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Uploads {
+    /// MiB one visitor id may upload in 24 hours.
+    pub per_visitor_daily_mib: u64,
+    /// MiB one address may upload in 24 hours (IPv6 by /64; 127.0.0.1 and ::1 exempt).
+    pub per_address_daily_mib: u64,
+    /// MiB all visitors together may upload in 24 hours.
+    pub total_daily_mib: u64,
+    /// Minutes after which an upload no message refers to is deleted.
+    pub orphan_after_mins: u64,
+}
+
+impl Default for Uploads {
+    fn default() -> Self {
+        Uploads {
+            per_visitor_daily_mib: 50,
+            per_address_daily_mib: 100,
+            total_daily_mib: 1024,
+            orphan_after_mins: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -37,6 +63,15 @@ pub struct Server {
     /// Web origins whose pages may open the visitor WebSocket (the shop's site embedding
     /// widget.js); `"*"` allows any. The console's own origin is always allowed.
     pub widget_origins: Vec<String>,
+    /// Open connections at most (lowered to what the descriptor limit allows, keeping
+    /// descriptors for the journal and the store); more are closed at once.
+    pub max_connections: usize,
+    /// Open connections from one address at most (an IPv6 client by its /64; loopback is
+    /// exempt); 0: no cap.
+    pub max_connections_per_address: usize,
+    /// Seconds a client may take to send a request's headers, and an idle keep-alive
+    /// connection may stay.
+    pub header_read_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -336,6 +371,9 @@ impl Default for Server {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             shutdown_grace_secs: 5,
             widget_origins: vec!["*".into()],
+            max_connections: 120_000,
+            max_connections_per_address: 256,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -695,6 +733,21 @@ impl Config {
             "server.shutdown_grace_secs",
             "must be at most 60",
         );
+        check(
+            self.uploads.orphan_after_mins >= 1,
+            "uploads.orphan_after_mins",
+            "must be at least 1",
+        );
+        check(
+            self.server.max_connections >= 16,
+            "server.max_connections",
+            "must be at least 16",
+        );
+        check(
+            (1..=300).contains(&self.server.header_read_timeout_secs),
+            "server.header_read_timeout_secs",
+            "must be 1 to 300",
+        );
         errors
     }
 
@@ -711,6 +764,29 @@ impl Config {
             needs_restart.push("server.listen");
             self.server.listen = running.server.listen;
         }
+        let listener_keys = [
+            (
+                self.server.max_connections != running.server.max_connections,
+                "server.max_connections",
+            ),
+            (
+                self.server.max_connections_per_address
+                    != running.server.max_connections_per_address,
+                "server.max_connections_per_address",
+            ),
+            (
+                self.server.header_read_timeout_secs != running.server.header_read_timeout_secs,
+                "server.header_read_timeout_secs",
+            ),
+        ];
+        for (changed, key) in listener_keys {
+            if changed {
+                needs_restart.push(key);
+            }
+        }
+        self.server.max_connections = running.server.max_connections;
+        self.server.max_connections_per_address = running.server.max_connections_per_address;
+        self.server.header_read_timeout_secs = running.server.header_read_timeout_secs;
         if self.storage != running.storage {
             needs_restart.push("storage.data_dir");
             self.storage = running.storage.clone();

@@ -10,7 +10,8 @@
 //! - [`fanout`]: live delivery of committed records, encoded once per record.
 //! - [`store`]: the SQLite projection of the journal (plus accounts), and its queries.
 //! - [`wire`]: the contract's JSON frames.
-//! - [`auth`]: agents, passwords, tokens, login rate limits.
+//! - [`auth`]: agents, passwords, tokens; [`login`]: login limits, the password gate, device
+//!   proofs.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
@@ -31,6 +32,7 @@ pub mod http;
 pub mod httpc;
 pub mod intent;
 pub mod journal;
+pub mod login;
 pub mod model;
 pub mod op;
 pub mod reload;

@@ -16,9 +16,9 @@ use tokio::signal::unix::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::LoginLimiter;
 use crate::config::Config;
 use crate::dispatch::Command;
+use crate::login::LoginGuard;
 use crate::systemd;
 use crate::telemetry::{message_id, LogFilter};
 
@@ -32,7 +32,7 @@ pub struct Reloader {
 /// What a reload changes in the running daemon.
 pub struct Targets {
     pub config: watch::Sender<Arc<Config>>,
-    pub limiter: Arc<LoginLimiter>,
+    pub login: Arc<LoginGuard>,
     pub commands: mpsc::Sender<Command>,
 }
 
@@ -78,6 +78,7 @@ async fn reload(reloader: &Reloader, targets: &Targets) {
     let running = Arc::clone(&targets.config.borrow());
     let (applied, needs_restart) = new.reloadable_from(&running);
     targets
+        .login
         .limiter
         .set_per_minute(applied.auth.login_failures_per_minute);
     let idle_ms = applied.conversations.resolved_idle_after_secs as i64 * 1000;

@@ -17,6 +17,7 @@ use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, AuthError};
 use crate::conversation::Status;
 use crate::dispatch::{Accepted, Command, Reply};
+use crate::login::Key;
 use crate::model::{bounded_id, AgentId, ConversationId, Identity, MessageId};
 use crate::store::queries::{self, StatusFilter};
 use crate::wire::MessageView;
@@ -43,34 +44,74 @@ pub fn router() -> axum::Router<AppState> {
 struct LoginBody {
     username: String,
     password: String,
+    /// The device proof this browser got at an earlier login, if any.
+    #[serde(default)]
+    device: Option<String>,
 }
 
+/// Longer names cannot exist (see `auth::valid_username`); longer passwords are refused
+/// before Argon2 ever sees them.
+const MAX_USERNAME_BYTES: usize = 64;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Logs in: counted by the limiter first, then checked behind the password gate. Answers the
+/// token and a device proof that lets this browser in while others' failures block the
+/// account or the address (see `login.rs`).
 async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user_key = format!("user:{}", body.username.to_lowercase());
-    let ip_key = format!("ip:{}", peer.ip());
-    if app.limiter.is_blocked(&[&user_key, &ip_key]) {
-        return Err(ApiError::TooManyRequests);
+    let guard = &app.login;
+    let username = body.username.trim().to_string();
+    let device = body
+        .device
+        .as_deref()
+        .filter(|_| username.len() <= MAX_USERNAME_BYTES)
+        .and_then(|proof| guard.devices.verify(&username, proof))
+        .map(str::to_owned);
+    let keys: Vec<Key<'_>> = match device.as_deref() {
+        Some(nonce) => vec![Key::Device(nonce)],
+        None if username.len() <= MAX_USERNAME_BYTES => {
+            vec![Key::Account(&username), Key::Address(peer.ip())]
+        }
+        None => vec![Key::Address(peer.ip())],
+    };
+    let attempt = guard
+        .limiter
+        .begin(&keys)
+        .map_err(|_| ApiError::TooManyRequests)?;
+    if username.len() > MAX_USERNAME_BYTES || body.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidCredentials);
     }
     let ttl = Duration::from_secs(app.cfg().auth.token_ttl_secs);
-    let result = app
-        .reads
-        .run(move |conn| auth::login(conn, &body.username, &body.password, ttl))
-        .await;
+    let result = {
+        let _turn = guard.gate.enter().await.map_err(|_| ApiError::Busy)?;
+        let username = username.clone();
+        app.reads
+            .run(move |conn| auth::login(conn, &username, &body.password, ttl))
+            .await
+    };
     match result {
-        Ok((token, agent)) => Ok(Json(serde_json::json!({
-            "token": token,
-            "expires_in": ttl.as_secs(),
-            "agent": agent,
-        }))),
-        Err(AuthError::InvalidCredentials) => {
-            app.limiter.record_failure(&[&user_key, &ip_key]);
-            Err(ApiError::InvalidCredentials)
+        Ok((token, agent)) => {
+            guard.limiter.succeeded(attempt);
+            let device = match (device, body.device) {
+                (Some(_), Some(proof)) => proof,
+                _ => guard.devices.issue(&username),
+            };
+            Ok(Json(serde_json::json!({
+                "token": token,
+                "expires_in": ttl.as_secs(),
+                "agent": agent,
+                "device": device,
+            })))
         }
-        Err(e) => Err(e.into()),
+        // The attempt stays counted.
+        Err(AuthError::InvalidCredentials) => Err(ApiError::InvalidCredentials),
+        Err(e) => {
+            guard.limiter.succeeded(attempt);
+            Err(e.into())
+        }
     }
 }
 
@@ -81,6 +122,7 @@ async fn logout(
     app.reads
         .run(move |conn| auth::logout(conn, &token))
         .await?;
+    app.tokens_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 

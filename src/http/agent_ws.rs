@@ -3,6 +3,10 @@
 //! Every committed message and conversation change, as `{"type":"message","seq":N,...}` and
 //! `{"type":"conversation","seq":N,...}`, in LSN order. Resume works as for visitors: subscribe,
 //! learn the watermark W, send the stored events in (after, W], then live ones.
+//!
+//! A feed lives only as long as its token: it re-checks the token whenever the API revokes
+//! tokens (logout, password reset, an agent disabled) and at every ping (which also catches
+//! changes made with the `kefud agent` command), and closes with 1008 once it is gone.
 
 use std::time::Duration;
 
@@ -34,7 +38,7 @@ pub struct AgentParams {
 pub async fn upgrade(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,
-    Authed(agent, _): Authed,
+    Authed(agent, token): Authed,
     ApiQuery(params): ApiQuery<AgentParams>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -54,7 +58,7 @@ pub async fn upgrade(
                 connected,
             };
             let _ = app.commands.send(presence(true)).await;
-            if let Err(e) = serve(socket, &app, params.after).await {
+            if let Err(e) = serve(socket, &app, params.after, &token).await {
                 tracing::debug!(agent = agent.id, error = %e, "agent connection ended");
             }
             let _ = app.commands.send(presence(false)).await;
@@ -62,7 +66,27 @@ pub async fn upgrade(
         .into_response()
 }
 
-async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<(), axum::Error> {
+/// Whether `token` still authenticates an enabled agent. A store error counts as yes: the
+/// next check decides.
+async fn token_valid(app: &AppState, token: &str) -> bool {
+    let token = token.to_owned();
+    !matches!(
+        app.reads
+            .run(move |c| crate::auth::authenticate(c, &token))
+            .await,
+        Ok(None)
+    )
+}
+
+const SIGNED_OUT: &str = "signed out; log in again";
+
+async fn serve(
+    socket: WebSocket,
+    app: &AppState,
+    after: Option<Lsn>,
+    token: &str,
+) -> Result<(), axum::Error> {
+    let mut auth_changes = app.auth_changes.subscribe();
     let (mut sink, mut stream) = socket.split();
     let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg().limits.subscriber_queue);
     let Some(watermark) = app.fanout.subscribe(Audience::Agents, live_tx).await else {
@@ -104,13 +128,21 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
     loop {
-        // Cancel safety: `cancelled`, mpsc `recv`, `Interval::tick` and the socket stream's
-        // `next` are all cancel-safe.
+        // Cancel safety: `cancelled`, watch `changed`, mpsc `recv`, `Interval::tick` and the
+        // socket stream's `next` are all cancel-safe.
         tokio::select! {
             _ = shutdown.cancelled() => return close(&mut sink, close_code::AWAY, "server is restarting; reconnect").await,
+            Ok(()) = auth_changes.changed() => {
+                if !token_valid(app, token).await {
+                    return close(&mut sink, close_code::POLICY, SIGNED_OUT).await;
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     return close(&mut sink, close_code::AWAY, "no answer to pings; reconnect").await;
+                }
+                if !token_valid(app, token).await {
+                    return close(&mut sink, close_code::POLICY, SIGNED_OUT).await;
                 }
                 sink.send(Message::Ping(Default::default())).await?;
             }

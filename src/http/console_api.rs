@@ -6,9 +6,11 @@
 //! and an extension chosen from its first bytes (PNG, JPEG, GIF, WebP; anything else is
 //! refused whatever its declared type), written to a temporary file, fsync'd and renamed, so a
 //! message never refers to half a file. Agents read uploads with their token; a visitor only
-//! their own. Uploads are anonymous (the widget's visitors), so they are bounded: 5 MiB each,
-//! 50 MiB per visitor per day, and never into the last 256 MiB of free disk, which belong to
-//! the journal.
+//! their own. Uploads are anonymous (the widget's visitors), so they are bounded: 5 MiB each;
+//! per day per visitor id, per address (the id is the client's choice, the address is not)
+//! and for everyone together (`[uploads]`); never into the last 256 MiB of free disk, which
+//! belong to the journal; and an upload no message refers to is deleted after
+//! `uploads.orphan_after_mins` ([`sweep_orphan_uploads`]).
 
 use std::io::Write;
 
@@ -30,8 +32,6 @@ use crate::wire::is_upload_id;
 
 /// Largest image a customer may send.
 pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
-/// Bytes one visitor may upload in 24 hours.
-pub const VISITOR_DAILY_UPLOAD_BYTES: i64 = 50 * 1024 * 1024;
 /// Free space uploads never take: it stays for the journal and the store (the messages
 /// themselves), whatever anonymous visitors send.
 pub const UPLOAD_DISK_RESERVE_BYTES: u64 = 256 * 1024 * 1024;
@@ -91,6 +91,7 @@ async fn setup(
         ));
     }
     let ttl = std::time::Duration::from_secs(app.cfg().auth.token_ttl_secs);
+    let _turn = app.login.gate.enter().await.map_err(|_| ApiError::Busy)?;
     let (token, agent) = app
         .reads
         .run(move |conn| {
@@ -402,6 +403,7 @@ async fn add_agent(
     ApiJson(body): ApiJson<NewAgent>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&agent)?;
+    let _turn = app.login.gate.enter().await.map_err(|_| ApiError::Busy)?;
     let created = app
         .reads
         .run(move |c| {
@@ -433,9 +435,11 @@ async fn reset_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
     require_admin(&agent)?;
+    let _turn = app.login.gate.enter().await.map_err(|_| ApiError::Busy)?;
     app.reads
         .run(move |c| auth::set_password_by_id(c, id, &body.password))
         .await?;
+    app.tokens_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -469,8 +473,45 @@ fn content_type_of(upload: &str) -> &'static str {
     }
 }
 
+/// Bytes uploaded in the last 24 hours by this visitor id, from this address, and by all.
+#[derive(Debug, Clone, Copy)]
+struct UploadUse {
+    visitor: u64,
+    address: u64,
+    total: u64,
+}
+
+/// Whether `size` more bytes fit every daily quota.
+fn within_quota(used: UploadUse, size: u64, quotas: &crate::config::Uploads) -> bool {
+    const MIB: u64 = 1024 * 1024;
+    used.visitor + size <= quotas.per_visitor_daily_mib * MIB
+        && used.address + size <= quotas.per_address_daily_mib * MIB
+        && used.total + size <= quotas.total_daily_mib * MIB
+}
+
+/// The address as the quota sees it: IPv4 whole, IPv6 by its /64; "" for the box itself
+/// (a proxy on the box makes every visitor look alike: only the other quotas apply).
+fn quota_address(ip: std::net::IpAddr) -> String {
+    use std::net::IpAddr;
+    match ip {
+        ip if ip.is_loopback() && (ip == IpAddr::from([127, 0, 0, 1]) || ip.is_ipv6()) => {
+            String::new()
+        }
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
 async fn upload(
     State(app): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     ApiQuery(q): ApiQuery<VisitorQuery>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -486,18 +527,32 @@ async fn upload(
     })?;
     let id = format!("{}.{ext}", hex(&Sha256::digest(&body)));
     let dir = app.cfg().storage.data_dir.join("uploads");
-    let (who, since) = (visitor.to_string(), crate::model::now_ms() - 86_400_000);
-    let recent: i64 = app
+    let address = quota_address(peer.ip());
+    let (who, from, since) = (
+        visitor.to_string(),
+        address.clone(),
+        crate::model::now_ms() - 86_400_000,
+    );
+    let used = app
         .reads
         .run(move |c| {
             Ok::<_, crate::store::Error>(c.query_row(
-                "SELECT COALESCE(SUM(bytes), 0) FROM uploads WHERE visitor = ?1 AND created_at > ?2",
-                rusqlite::params![who, since],
-                |r| r.get(0),
+                "SELECT COALESCE(SUM(CASE WHEN visitor = ?1 THEN bytes END), 0),
+                        COALESCE(SUM(CASE WHEN address = ?2 AND ?2 != '' THEN bytes END), 0),
+                        COALESCE(SUM(bytes), 0)
+                 FROM uploads WHERE created_at > ?3",
+                rusqlite::params![who, from, since],
+                |r| {
+                    Ok(UploadUse {
+                        visitor: r.get::<_, i64>(0)? as u64,
+                        address: r.get::<_, i64>(1)? as u64,
+                        total: r.get::<_, i64>(2)? as u64,
+                    })
+                },
             )?)
         })
         .await?;
-    if recent + body.len() as i64 > VISITOR_DAILY_UPLOAD_BYTES {
+    if !within_quota(used, body.len() as u64, &app.cfg().uploads) {
         return Err(ApiError::TooManyUploads);
     }
     let data_dir = app.cfg().storage.data_dir.clone();
@@ -522,8 +577,8 @@ async fn upload(
     app.reads
         .run(move |c| {
             Ok::<_, crate::store::Error>(c.execute(
-                "INSERT OR IGNORE INTO uploads (id, visitor, bytes, created_at) VALUES (?1, ?2, ?3, ?4)",
-                rusqlite::params![row_id, owner, bytes as i64, crate::model::now_ms()],
+                "INSERT OR IGNORE INTO uploads (id, visitor, bytes, created_at, address) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![row_id, owner, bytes as i64, crate::model::now_ms(), address],
             )?)
         })
         .await?;
@@ -531,6 +586,64 @@ async fn upload(
         StatusCode::CREATED,
         Json(serde_json::json!({ "upload": id })),
     ))
+}
+
+/// Deletes uploads that no message refers to `orphan_after` after they came: their rows,
+/// then each file (or leftover temporary file) older than that which no row and no message
+/// names. Returns how many files were deleted.
+///
+/// # Errors
+/// A store failure; a file that cannot be deleted is logged and tried again next time.
+pub async fn sweep_orphan_uploads(
+    app: &AppState,
+    orphan_after: std::time::Duration,
+) -> Result<usize, ApiError> {
+    let before = crate::model::now_ms() - orphan_after.as_millis() as i64;
+    app.reads
+        .run(move |c| {
+            c.execute(
+                "DELETE FROM uploads WHERE created_at < ?1
+                 AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.attachment = uploads.id)",
+                [before],
+            )?;
+            Ok::<_, crate::store::Error>(())
+        })
+        .await?;
+    let dir = app.cfg().storage.data_dir.join("uploads");
+    let reads = app.reads.clone();
+    let named: std::collections::HashSet<String> = reads
+        .run(|c| {
+            let mut stmt = c.prepare("SELECT id FROM uploads UNION SELECT attachment FROM messages WHERE attachment IS NOT NULL")?;
+            let ids = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok::<_, crate::store::Error>(ids.collect::<Result<_, _>>()?)
+        })
+        .await?;
+    let cutoff = std::time::SystemTime::now() - orphan_after;
+    tokio::task::spawn_blocking(move || {
+        let mut deleted = 0;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return 0;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+            if !old || named.contains(&name) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot delete an orphan upload")
+                }
+            }
+        }
+        deleted
+    })
+    .await
+    .map_err(|_| ApiError::Internal("upload sweeper panicked".into()))
 }
 
 /// Writes `bytes` as `dir/id` durably (temporary file, fsync, rename, directory fsync); an
@@ -631,6 +744,37 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_quotas_hold_per_visitor_address_and_in_total() {
+        let q = crate::config::Uploads {
+            per_visitor_daily_mib: 2,
+            per_address_daily_mib: 3,
+            total_daily_mib: 4,
+            orphan_after_mins: 60,
+        };
+        const M: u64 = 1024 * 1024;
+        let used = |visitor, address, total| UploadUse {
+            visitor,
+            address,
+            total,
+        };
+        assert!(within_quota(used(M, M, M), M, &q));
+        assert!(!within_quota(used(M + 1, M, M), M, &q));
+        // A fresh visitor id does not escape the address's quota, nor the total.
+        assert!(!within_quota(used(0, 3 * M, 3 * M), 1, &q));
+        assert!(!within_quota(used(0, 0, 4 * M), 1, &q));
+    }
+
+    #[test]
+    fn quota_addresses() {
+        let a = |s: &str| quota_address(s.parse().unwrap());
+        assert_eq!(a("127.0.0.1"), "");
+        assert_eq!(a("::1"), "");
+        assert_eq!(a("127.0.0.2"), "127.0.0.2");
+        assert_eq!(a("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(a("::ffff:192.0.2.1"), "192.0.2.1");
+    }
 
     #[test]
     fn images_are_recognised_by_content() {

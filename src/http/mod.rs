@@ -9,6 +9,7 @@ pub mod agent_ws;
 pub mod channels_api;
 pub mod console_api;
 pub mod inbox_api;
+pub mod listener;
 pub mod routing_api;
 pub mod visitor_ws;
 pub mod web;
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Agent, LoginLimiter};
+use crate::auth::Agent;
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchError};
 use crate::fanout::{FanoutHandle, FanoutStats};
@@ -50,13 +51,17 @@ pub struct AppState {
     pub applied: watch::Receiver<Lsn>,
     pub fanout: FanoutHandle,
     pub fanout_stats: Arc<FanoutStats>,
+    pub listener_stats: Arc<listener::ListenerStats>,
     pub journal_health: Arc<crate::journal::writer::Health>,
     pub reads: ReadPool,
     /// The channel adapters (MQTT, ...), for their state.
     pub channels: Arc<crate::channel::runtime::Channels>,
     /// WeChat calls already taken (replay protection).
     pub wechat_nonces: Arc<wechat::SeenNonces>,
-    pub limiter: Arc<LoginLimiter>,
+    pub login: Arc<crate::login::LoginGuard>,
+    /// Bumped whenever tokens may have been revoked (logout, password reset, an agent
+    /// disabled): open agent feeds re-check their token.
+    pub auth_changes: Arc<watch::Sender<u64>>,
     /// Cancelled when the daemon starts shutting down.
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them to close cleanly.
@@ -64,6 +69,11 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Tells open agent feeds to re-check their tokens.
+    pub fn tokens_changed(&self) {
+        self.auth_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// The configuration as of now. Connections take it once, when they open.
     pub fn cfg(&self) -> Arc<Config> {
         Arc::clone(&self.config.borrow())
@@ -158,6 +168,21 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             app.fanout_stats.lagged.load(Relaxed),
         ),
         (
+            "kefud_connections_refused_total",
+            "Connections closed at once for being over a connection cap.",
+            app.listener_stats.refused.load(Relaxed),
+        ),
+        (
+            "kefud_accept_errors_total",
+            "Failed accepts (out of descriptors or memory); the server retried.",
+            app.listener_stats.accept_errors.load(Relaxed),
+        ),
+        (
+            "kefud_connections_open",
+            "Open HTTP and WebSocket connections.",
+            app.listener_stats.open.load(Relaxed),
+        ),
+        (
             "kefud_heap_allocations_total",
             "Heap allocations since start.",
             crate::alloc_count::allocations(),
@@ -210,10 +235,12 @@ pub enum ApiError {
     /// The disk is full: nothing was stored.
     Full,
     PayloadTooLarge(String),
-    /// A visitor's daily upload allowance is used up.
+    /// A daily upload quota (per visitor, per address or in total) is used up.
     TooManyUploads,
     UnsupportedMedia(String),
     TooManyRequests,
+    /// Too many password checks are waiting; try again shortly.
+    Busy,
     Unavailable,
     Internal(String),
 }
@@ -268,7 +295,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyUploads => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "upload_quota",
-                "this visitor has sent too many images today",
+                "too many images were sent today; try again tomorrow",
             ),
             ApiError::UnsupportedMedia(m) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -279,6 +306,11 @@ impl IntoResponse for ApiError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
                 "too many failed logins; wait a minute",
+            ),
+            ApiError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many logins at once; try again in a few seconds",
             ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

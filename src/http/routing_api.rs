@@ -285,6 +285,9 @@ async fn update_agent(
             )
         })
         .await?;
+    if body.disabled == Some(true) {
+        app.tokens_changed();
+    }
     app.commands
         .send(Command::AgentChanged { agent: id })
         .await

@@ -29,6 +29,8 @@ pub enum Error {
     TooNew { found: i64, known: i64 },
     #[error("store worker is gone")]
     Closed,
+    #[error("store: {0}")]
+    Invalid(String),
 }
 
 /// Opens (creating if needed) the database at `path` with the pragmas every connection uses,

@@ -1,7 +1,8 @@
 //! A small pool of read connections used from `spawn_blocking`.
 //!
-//! Connections are opened lazily and at most `max_idle` are kept; under a burst more may be
-//! open at once (bounded by tokio's blocking pool), which SQLite's WAL mode serves fine.
+//! Connections are opened lazily and kept for reuse. At most `max_open` run at once: a burst
+//! of requests waits for a turn (asynchronously, holding no thread), so a flood of requests
+//! never becomes a flood of blocking threads, SQLite connections and file descriptors.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,16 +19,17 @@ pub struct ReadPool {
 struct Inner {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
-    max_idle: usize,
+    /// At most `max_open` connections exist, so `idle` never holds more.
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReadPool {
-    pub fn new(path: PathBuf, max_idle: usize) -> Self {
+    pub fn new(path: PathBuf, max_open: usize) -> Self {
         ReadPool {
             inner: Arc::new(Inner {
                 path,
                 idle: Mutex::new(Vec::new()),
-                max_idle,
+                turns: Arc::new(tokio::sync::Semaphore::new(max_open)),
             }),
         }
     }
@@ -42,8 +44,13 @@ impl ReadPool {
         E: From<Error> + Send + 'static,
         F: FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     {
+        let turn = Arc::clone(&self.inner.turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| E::from(Error::Closed))?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let conn = inner
                 .idle
                 .lock()
@@ -54,13 +61,11 @@ impl ReadPool {
                 None => super::connect(&inner.path)?,
             };
             let out = f(&conn);
-            let mut idle = inner
+            inner
                 .idle
                 .lock()
-                .expect("invariant: pool lock is never poisoned");
-            if idle.len() < inner.max_idle {
-                idle.push(conn);
-            }
+                .expect("invariant: pool lock is never poisoned")
+                .push(conn);
             out
         })
         .await

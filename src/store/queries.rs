@@ -754,6 +754,30 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
         .optional()?)
 }
 
+/// The key device proofs are signed with (`login.rs`), made on first use and kept in the
+/// store, so a browser's proof outlives restarts and upgrades.
+///
+/// # Errors
+/// A store failure, or no randomness from the OS.
+pub fn device_key(conn: &Connection) -> Result<[u8; 32], Error> {
+    let mut fresh = [0u8; 32];
+    getrandom::getrandom(&mut fresh).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
+    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+    conn.execute(
+        "INSERT OR IGNORE INTO settings (key, value) VALUES ('login_device_key', ?1)",
+        params![fresh],
+    )?;
+    let stored = setting(conn, "login_device_key")?.unwrap_or_default();
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = stored
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or_else(|| Error::Invalid("settings.login_device_key is damaged".into()))?;
+    }
+    Ok(key)
+}
+
 /// A canned reply.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct CannedReply {

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_console.sql"),
     include_str!("migrations/004_api_keys.sql"),
     include_str!("migrations/005_channels.sql"),
+    include_str!("migrations/006_upload_quotas.sql"),
 ];
 
 /// The schema version this binary writes.

@@ -61,9 +61,34 @@ impl TestDaemon {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Result<TestDaemon, String> {
+        Self::spawn(dir, extra, env, None)
+    }
+
+    /// Starts with its open-files limit (soft and hard) set to `nofile`, via prlimit(1).
+    pub fn start_with_nofile(dir: &Path, extra: &str, nofile: u64) -> TestDaemon {
+        Self::spawn(dir, extra, &[], Some(nofile))
+            .unwrap_or_else(|log| panic!("kefud did not start:\n{log}"))
+    }
+
+    fn spawn(
+        dir: &Path,
+        extra: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Result<TestDaemon, String> {
         std::fs::create_dir_all(dir).unwrap();
         let config = write_config(dir, extra);
-        let mut child = Command::new(kefud_bin())
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}"))
+                    .arg("--")
+                    .arg(kefud_bin());
+                c
+            }
+            None => Command::new(kefud_bin()),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")

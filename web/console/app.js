@@ -110,12 +110,21 @@ function showLogin(notice) {
   const [userL, user] = labeled('login.username', { autocomplete: 'username', autocapitalize: 'none' });
   const [passL, pass] = labeled('login.password', { type: 'password', autocomplete: 'current-password' });
   authCard(t('login.title'), notice, [userL, passL], t('login.submit'), async () => {
-    signedIn(await api('/login', { method: 'POST', body: { username: user.value.trim(), password: pass.value } }));
+    const username = user.value.trim();
+    // A device proof from an earlier login here lets this browser in while someone else's
+    // failed guesses block the account or the shop's address.
+    const device = localStorage.getItem(deviceKey(username)) || undefined;
+    signedIn(await api('/login', { method: 'POST', body: { username, password: pass.value, device } }));
   });
+}
+
+function deviceKey(username) {
+  return 'kefud.device.' + username.toLowerCase();
 }
 
 function signedIn(r) {
   setToken(r.token);
+  if (r.device) localStorage.setItem(deviceKey(r.agent.username), r.device);
   state.me = r.agent;
   unlock();
   // A second login in this page (after a logout or expiry) starts from a clean page.
