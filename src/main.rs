@@ -9,6 +9,17 @@ use kefud::config::Config;
 #[global_allocator]
 static ALLOCATOR: kefud::alloc_count::CountingAllocator = kefud::alloc_count::CountingAllocator;
 
+/// glibc raises its mmap threshold after a large block is freed, so later large blocks
+/// (Argon2's 12 MiB, a big upload) come from the heap and stay resident after they are freed.
+/// A fixed threshold keeps every block over 256 KiB in its own mapping, returned at free.
+fn return_large_buffers_to_the_os() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "kefud",
@@ -98,6 +109,7 @@ enum AgentCommand {
 }
 
 fn main() -> ExitCode {
+    return_large_buffers_to_the_os();
     let cli = Cli::parse();
     let cfg = match &cli.config {
         Some(path) => match Config::load(path) {

@@ -8,6 +8,11 @@
 //! Resume: the task subscribes first and learns the watermark W, then sends the stored
 //! messages in (after, W] and only then live ones (all > W): none missing, none twice.
 //!
+//! A visitor who goes silent is asked: after [`PING_AFTER`] without a frame from the client
+//! a ping goes out, and a connection that has not answered anything (a pong, a frame) in
+//! [`SILENCE_LIMIT`] is closed with 1001, so dead peers and sockets held open without a
+//! WebSocket client behind them do not pile up. Browsers answer pings by themselves.
+//!
 //! Bad input never closes the connection: an error frame is sent and reading goes on. The
 //! exceptions are the protocol's own: a text frame with invalid UTF-8 (1007) and a frame over
 //! the hard size cap (1009).
@@ -36,6 +41,10 @@ use crate::wire::{self, FrameError, VisitorFrame};
 pub const READ_BUFFER_BYTES: usize = 1024;
 /// Stored messages sent per store read when a client resumes.
 const RESUME_PAGE: u32 = 500;
+/// Silence after which the server pings a visitor.
+pub const PING_AFTER: Duration = Duration::from_secs(60);
+/// Silence after which a visitor's connection is closed (two pings unanswered).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(150);
 
 #[derive(Deserialize)]
 pub struct VisitorParams {
@@ -168,6 +177,9 @@ impl Connection {
         let shutdown = self.app.shutdown.clone();
         let mut draining = false;
         let mut replies: Option<mpsc::Receiver<StreamReply>> = None;
+        let mut last_heard = tokio::time::Instant::now();
+        let ping = tokio::time::sleep(PING_AFTER);
+        tokio::pin!(ping);
         loop {
             if draining && self.inflight == 0 {
                 return self
@@ -179,6 +191,18 @@ impl Connection {
             // (it holds no partial frame outside the stream itself).
             tokio::select! {
                 _ = shutdown.cancelled(), if !draining => draining = true,
+                () = &mut ping => {
+                    let silent = last_heard.elapsed();
+                    if silent >= SILENCE_LIMIT {
+                        return self.close(close_code::AWAY, "no answer to pings").await;
+                    }
+                    if silent >= PING_AFTER {
+                        self.sink.send(Message::Ping(Default::default())).await?;
+                        ping.as_mut().reset(tokio::time::Instant::now() + PING_AFTER);
+                    } else {
+                        ping.as_mut().reset(last_heard + PING_AFTER);
+                    }
+                }
                 frame = live.recv() => match frame {
                     Some((lsn, text)) => {
                         self.send_text(text).await?;
@@ -202,6 +226,7 @@ impl Connection {
                     self.ack_durable(d).await?;
                 }
                 incoming = stream.next(), if !draining && self.inflight < max_inflight => {
+                last_heard = tokio::time::Instant::now();
                 if replies.is_none() && matches!(incoming, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
                     let (tx, rx) = mpsc::channel(max_inflight);
                     self.replies_tx = Some(tx);
