@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::{ApiQuery, AppState, Authed};
 use crate::dispatch::Command;
 use crate::fanout::{Audience, Frame};
-use crate::model::Lsn;
+use crate::model::{After, Lsn};
 use crate::store::queries;
 use crate::wire;
 
@@ -28,7 +28,8 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
 #[derive(Deserialize)]
 pub struct AgentParams {
-    after: Option<Lsn>,
+    /// Checked: the resume point goes into SQL.
+    after: Option<After>,
 }
 
 pub async fn upgrade(
@@ -54,7 +55,7 @@ pub async fn upgrade(
                 connected,
             };
             let _ = app.commands.send(presence(true)).await;
-            if let Err(e) = serve(socket, &app, params.after).await {
+            if let Err(e) = serve(socket, &app, params.after.map(After::get)).await {
                 tracing::debug!(agent = agent.id, error = %e, "agent connection ended");
             }
             let _ = app.commands.send(presence(false)).await;

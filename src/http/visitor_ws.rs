@@ -28,7 +28,7 @@ use super::{ApiError, ApiQuery, AppState};
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
 use crate::fanout::{Audience, Frame};
-use crate::model::{bounded_id, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
+use crate::model::{bounded_id, After, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
 use crate::store::queries;
 use crate::wire::{self, FrameError, VisitorFrame};
 
@@ -40,7 +40,8 @@ const RESUME_PAGE: u32 = 500;
 #[derive(Deserialize)]
 pub struct VisitorParams {
     visitor_id: Option<String>,
-    after: Option<MessageId>,
+    /// Checked: the resume point goes into SQL.
+    after: Option<After>,
 }
 
 /// The hard cap on one frame: beyond it tungstenite closes the connection (1009). Below it and
@@ -74,7 +75,7 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after))
+        .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after.map(After::get)))
         .into_response())
 }
 
