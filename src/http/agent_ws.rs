@@ -2,7 +2,8 @@
 //!
 //! Every committed message and conversation change, as `{"type":"message","seq":N,...}` and
 //! `{"type":"conversation","seq":N,...}`, in LSN order. Resume works as for visitors: subscribe,
-//! learn the watermark W, send the stored events in (after, W], then live ones.
+//! learn the watermark W, send the stored events in (after, W], then live ones. Closes are
+//! as for visitors: the server's own with a close frame, a console's answered with one.
 
 use std::time::Duration;
 
@@ -127,7 +128,8 @@ async fn serve(socket: WebSocket, app: &AppState, after: Option<Lsn>) -> Result<
                 }
             },
             incoming = stream.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(Message::Close(_))) => return super::visitor_ws::answer_close(&mut sink).await,
+                None => return Ok(()),
                 Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 Some(Err(e)) => return Err(e),
             },

@@ -10,7 +10,9 @@
 //!
 //! Bad input never closes the connection: an error frame is sent and reading goes on. The
 //! exceptions are the protocol's own: a text frame with invalid UTF-8 (1007) and a frame over
-//! the hard size cap (1009).
+//! the hard size cap (1009). Every close the server starts sends a close frame first, and a
+//! client's close is answered with one echoing its code ([`answer_close`]) before the socket
+//! drops, so neither side sees an abnormal closure.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -215,7 +217,8 @@ impl Connection {
                         Err(_) => self.send_error(FrameError::new("invalid_utf8", "frame is not valid UTF-8")).await?,
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(Message::Close(_))) => return answer_close(&mut self.sink).await,
+                    None => return Ok(()),
                     Some(Err(e)) => {
                         let (code, reason) = protocol_close(&e);
                         let _ = self.close(code, reason).await;
@@ -425,6 +428,14 @@ impl Connection {
         let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
         result
     }
+}
+
+/// Completes the close handshake a peer started: reading its close frame queued the answer
+/// (tungstenite echoes the peer's code), and closing the sink sends it.
+pub async fn answer_close(sink: &mut SplitSink<WebSocket, Message>) -> Result<(), axum::Error> {
+    tokio::time::timeout(Duration::from_millis(100), sink.close())
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// The next reply, once the reply channel exists (the branch is disabled until then).
