@@ -2,7 +2,9 @@
 //!
 //! Bounded identifiers (channel names, external ids, client ids) are `heapless::String`s: the
 //! protocol caps their length, so they never allocate and a too-long value is refused at the
-//! edge with [`IdError`] instead of travelling inward.
+//! edge with [`IdError`] instead of travelling inward. Numeric ids a client sends (a path's
+//! `{id}`, `after=N`, a read frame's `message_id`) are [`CheckedId`]s, refused at the edge with
+//! [`IdRangeError`] unless SQLite can hold them: no id wraps to a negative one in a query.
 
 use std::fmt;
 
@@ -61,6 +63,56 @@ pub fn bounded_id<const N: usize>(raw: &str) -> Result<heapless::String<N>, IdEr
     out.push_str(raw)
         .map_err(|()| IdError::TooLong { max: N })?;
     Ok(out)
+}
+
+/// The largest id kefud stores: SQLite's integers are i64.
+pub const ID_MAX: u64 = i64::MAX as u64;
+
+/// A numeric id from a client, checked to lie in `MIN..=ID_MAX` ([`RowId`], [`After`]).
+/// It deserializes from a JSON number or the digits of a path or query value, and refuses
+/// anything out of range, so its value always converts to an i64 unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "u64")]
+pub struct CheckedId<const MIN: u64>(u64);
+
+/// The id of a stored row (a conversation, a message, an agent, ...): `1..=ID_MAX`.
+pub type RowId = CheckedId<1>;
+/// A resume point (`after=N`, the last id seen): `0..=ID_MAX`, 0 meaning from the start.
+pub type After = CheckedId<0>;
+
+impl<const MIN: u64> CheckedId<MIN> {
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id as SQLite stores it (the same number: it is at most [`ID_MAX`]).
+    pub fn as_i64(self) -> i64 {
+        i64::try_from(self.0).expect("invariant: a checked id is at most ID_MAX")
+    }
+}
+
+impl<const MIN: u64> TryFrom<u64> for CheckedId<MIN> {
+    type Error = IdRangeError;
+
+    fn try_from(value: u64) -> Result<Self, IdRangeError> {
+        if (MIN..=ID_MAX).contains(&value) {
+            Ok(CheckedId(value))
+        } else {
+            Err(IdRangeError { value, min: MIN })
+        }
+    }
+}
+
+/// The words every [`IdRangeError`] message holds, by which an HTTP rejection is told apart
+/// (its text is all an extractor's rejection keeps) and answered `bad_id`.
+pub const ID_RANGE_WORDS: &str = "is not an id in the range";
+
+/// A numeric id out of the range kefud stores ids in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value} {ID_RANGE_WORDS} {min}..={ID_MAX}")]
+pub struct IdRangeError {
+    pub value: u64,
+    pub min: u64,
 }
 
 /// A contact's address on one channel: (channel, external id).
@@ -133,6 +185,22 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checked_ids_are_the_range_sqlite_holds() {
+        assert_eq!(RowId::try_from(1).map(RowId::get), Ok(1));
+        assert_eq!(RowId::try_from(ID_MAX).map(RowId::as_i64), Ok(i64::MAX));
+        assert_eq!(After::try_from(0).map(After::get), Ok(0));
+        assert_eq!(RowId::try_from(0), Err(IdRangeError { value: 0, min: 1 }));
+        for wraps in [ID_MAX + 1, u64::MAX] {
+            assert!(RowId::try_from(wraps).is_err());
+            assert!(After::try_from(wraps).is_err());
+        }
+        let e = serde_json::from_str::<After>("18446744073709551615").unwrap_err();
+        assert!(e.to_string().contains(ID_RANGE_WORDS), "{e}");
+        assert!(serde_json::from_str::<RowId>("-1").is_err());
+        assert_eq!(serde_json::from_str::<RowId>("42").unwrap().get(), 42);
+    }
 
     #[test]
     fn bounded_id_accepts_and_refuses() {

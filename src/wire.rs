@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, CLIENT_ID_MAX,
+    bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, RowId, CLIENT_ID_MAX,
 };
 use crate::store::queries::{AgentEventRow, MessageRow};
 
@@ -331,7 +331,8 @@ pub fn is_upload_id(id: &str) -> bool {
 ///
 /// # Errors
 /// [`FrameError`] with one of the codes `bad_json`, `unknown_type`, `bad_client_id`,
-/// `bad_text`, `bad_attachment`, `empty_text`, `text_too_long`.
+/// `bad_text`, `bad_attachment`, `empty_text`, `text_too_long`, `bad_message_id`, `bad_id`
+/// (a read frame's `message_id` above i64::MAX).
 pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFrame, FrameError> {
     #[derive(Deserialize)]
     struct Raw {
@@ -352,7 +353,12 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
                 .as_ref()
                 .and_then(serde_json::Value::as_u64)
             {
-                Some(message_id) => Ok(VisitorFrame::Read { message_id }),
+                Some(raw) => match RowId::try_from(raw) {
+                    Ok(id) => Ok(VisitorFrame::Read {
+                        message_id: id.get(),
+                    }),
+                    Err(e) => Err(FrameError::new("bad_id", format!("message_id {e}"))),
+                },
                 None => Err(FrameError::new(
                     "bad_message_id",
                     "a read frame needs the message_id (a number) of the last message seen",
@@ -479,6 +485,12 @@ mod tests {
             (
                 r#"{"type":"message","client_id":"a","text":null}"#,
                 "bad_text",
+            ),
+            (r#"{"type":"read"}"#, "bad_message_id"),
+            (r#"{"type":"read","message_id":0}"#, "bad_id"),
+            (
+                r#"{"type":"read","message_id":18446744073709551615}"#,
+                "bad_id",
             ),
         ];
         for (raw, code) in cases {

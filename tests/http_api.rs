@@ -539,3 +539,75 @@ async fn a_feed_that_falls_behind_is_closed_with_a_resume_point_and_loses_nothin
         "every message reached the agent, across the drop"
     );
 }
+
+/// Ids are stored as SQLite integers (i64): one above i64::MAX is refused at the edge with
+/// `bad_id`, never wrapped to a negative number (once, `after=2^64-1` read as -1 returned the
+/// whole thread).
+#[tokio::test]
+async fn ids_beyond_the_stored_range_are_refused_not_wrapped() {
+    const U64_MAX: &str = "18446744073709551615";
+    const I64_MAX_PLUS_1: &str = "9223372036854775808";
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), "");
+    let li = login(&d, "li", "password-li").await;
+    let c = Client::new();
+    visitor_says(&d, "v-range", "c1", "first").await;
+    let (_, list) = get(&c, &d, &li, "/api/v1/conversations").await;
+    let conversation = list["conversations"][0]["id"].as_u64().unwrap();
+
+    for after in [U64_MAX, I64_MAX_PLUS_1] {
+        let (status, body) = get(
+            &c,
+            &d,
+            &li,
+            &format!("/api/v1/conversations/{conversation}/messages?after={after}"),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("bad_id")),
+            "{body}"
+        );
+        let (status, body) = get(&c, &d, &li, &format!("/api/v1/conversations/{after}")).await;
+        assert_eq!(
+            (status, &body["code"]),
+            (StatusCode::BAD_REQUEST, &json!("bad_id")),
+            "{body}"
+        );
+        for socket in [
+            format!("/ws/visitor?visitor_id=v-range&after={after}"),
+            format!("/ws/agent?token={li}&after={after}"),
+        ] {
+            match tokio_tungstenite::connect_async(d.ws(&socket)).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                    assert_eq!(r.status(), 400, "{socket}");
+                    let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+                    assert_eq!(body["code"], "bad_id", "{socket}: {body}");
+                }
+                other => panic!("{socket}: expected 400, got {:?}", other.map(|_| ())),
+            }
+        }
+    }
+    // The largest id there can be is a valid resume point (nothing after it).
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=v-range&after=9223372036854775807")).await;
+    assert_eq!(next_json(&mut ws, 5).await["type"], "welcome");
+    // A read frame naming an impossible message: an error frame, and the socket stays usable.
+    send_json(
+        &mut ws,
+        json!({"type": "read", "message_id": 18446744073709551615u64}),
+    )
+    .await;
+    let refused = next_json(&mut ws, 5).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("bad_id")),
+        "{refused}"
+    );
+    send_json(
+        &mut ws,
+        json!({"type": "message", "client_id": "c2", "text": "still here"}),
+    )
+    .await;
+    assert_eq!(next_of_type(&mut ws, "ack", 5).await.0["type"], "ack");
+}

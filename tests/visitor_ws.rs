@@ -314,3 +314,61 @@ async fn bad_visitor_id_is_refused_before_upgrade() {
         other => panic!("expected HTTP 400, got {other}"),
     }
 }
+
+/// The client's next frame: a close frame's code (`None` for a close without one), or the
+/// error or end it met instead.
+async fn close_seen(ws: &mut Ws) -> Result<Option<CloseCode>, String> {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Close(f)))) => return Ok(f.map(|f| f.code)),
+            Ok(Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => return Err(format!("{other:?}")),
+        }
+    }
+}
+
+/// A client that closes gets the close handshake answered (its code echoed), on both
+/// sockets; and the server's own close (shutdown: 1001) reaches the agents' feed too.
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", false);
+    let d = TestDaemon::start(dir.path(), "");
+    let token = login(&d, "li", "password-li").await;
+    for path in [
+        "/ws/visitor?visitor_id=v-closer".to_string(),
+        format!("/ws/agent?token={token}"),
+    ] {
+        let mut ws = connect(&d.ws(&path)).await;
+        if path.starts_with("/ws/visitor") {
+            next_json(&mut ws, 5).await;
+        }
+        ws.send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .unwrap();
+        assert_eq!(
+            close_seen(&mut ws).await,
+            Ok(Some(CloseCode::Normal)),
+            "{path}: the close handshake was not answered"
+        );
+        // Then the connection ends cleanly (no reset without a closing handshake).
+        assert!(
+            matches!(
+                ws.next().await,
+                None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed))
+            ),
+            "{path}"
+        );
+    }
+    let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
+    // The feed is live once its presence reached the scheduler; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(close_seen(&mut feed).await, Ok(Some(CloseCode::Away)));
+}

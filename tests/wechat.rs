@@ -479,3 +479,66 @@ async fn safe_mode_messages_are_verified_and_decrypted() {
     let (_, texts) = thread_of(&d, &token, openid).await;
     assert_eq!(texts, ["加密模式的消息"]);
 }
+
+/// Each signed URL is taken once, whatever it was signed for: a captured verification GET or
+/// a call kefud acknowledges without storing (voice) cannot carry forged XML in afterwards,
+/// while WeChat's own retry of a stored message (same timestamp and nonce) is still answered
+/// `success` and stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_urls_are_single_use_and_retries_of_stored_messages_are_answered() {
+    let api = Arc::new(Mutex::new(WeChatApi::default()));
+    let port = start_api(Arc::clone(&api)).await;
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &config(port));
+    let token = login(&d, "li", "password-li").await;
+    let openid = "oReplayVictim_0123456789abcd";
+
+    // The verification GET's URL, replayed as a POST with forged XML.
+    let (ts, n) = (now_secs(), nonce());
+    let verified = Client::new()
+        .get(d.http(&format!(
+            "/wechat/callback?signature={}&timestamp={ts}&nonce={n}&echostr=77",
+            sign(&ts, &n)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status(), 200);
+    let (status, _) =
+        wechat_post_signed(&d, &text_xml(openid, 501, "forged via GET"), &ts, &n, true).await;
+    assert_ne!(status, 503, "a replay is not worth retrying");
+
+    // An unsupported call's URL (a voice message, acknowledged unstored), replayed with text.
+    let (ts, n) = (now_secs(), nonce());
+    let voice = format!(
+        "<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1795770002</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[m]]></MediaId>\
+         <Format><![CDATA[amr]]></Format><MsgId>502</MsgId></xml>"
+    );
+    assert_eq!(
+        wechat_post_signed(&d, &voice, &ts, &n, true).await,
+        (200, "success".into())
+    );
+    wechat_post_signed(
+        &d,
+        &text_xml(openid, 503, "forged via voice"),
+        &ts,
+        &n,
+        true,
+    )
+    .await;
+
+    // A genuine message, then WeChat's retry of it with the same URL: success, stored once.
+    let (ts, n) = (now_secs(), nonce());
+    let genuine = text_xml(openid, 504, "genuine");
+    for _ in 0..2 {
+        assert_eq!(
+            wechat_post_signed(&d, &genuine, &ts, &n, true).await,
+            (200, "success".into())
+        );
+    }
+
+    let (_, texts) = thread_of(&d, &token, openid).await;
+    assert_eq!(texts, ["genuine"]);
+}

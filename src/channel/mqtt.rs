@@ -115,7 +115,7 @@ struct InboundPayload {
     r#type: Option<String>,
     client_id: Option<String>,
     text: Option<String>,
-    message_id: Option<u64>,
+    message_id: Option<crate::model::RowId>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -421,7 +421,7 @@ fn parse_inbound<'t>(
                 message_id: Some(id),
                 ..
             },
-        ) => Received::Read(id),
+        ) => Received::Read(id.get()),
         (Some("read"), _) => return Err("a read event needs \"message_id\"".into()),
         (Some(other), _) => return Err(format!("unknown type {other:?}")),
     };
@@ -606,6 +606,12 @@ mod tests {
             ("kefu/in/app/u", br#"{"text":"no client id"}"#),
             ("kefu/in/app/u", b"{\"client_id\":\"c\",\"text\":\"\xff\"}"),
             ("kefu/in/app/u", br#"{"type":"read"}"#),
+            // Message ids are what SQLite holds: 1..=i64::MAX.
+            ("kefu/in/app/u", br#"{"type":"read","message_id":0}"#),
+            (
+                "kefu/in/app/u",
+                br#"{"type":"read","message_id":9223372036854775808}"#,
+            ),
             ("kefu/in/app/u", br#"{"type":"dance"}"#),
         ] {
             assert!(

@@ -11,7 +11,8 @@
 //! the app id. WeChat waits at
 //! most 5 seconds for the answer and retries otherwise, so kefud answers `success` as soon as
 //! the message is durable (milliseconds) and replies later through the customer-service
-//! message API. WeChat's retries carry the same `MsgId`, which is the message's `client_id`.
+//! message API. WeChat's retries carry the same URL (timestamp, nonce) and the same `MsgId`, which
+//! is the message's `client_id`.
 //!
 //! Outbound (this adapter): `POST {api_base}/cgi-bin/message/custom/send?access_token=...`
 //! with `{"touser","msgtype":"text","text":{"content"}}`. The access token comes from

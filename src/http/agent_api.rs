@@ -18,7 +18,7 @@ use crate::auth::{self, AuthError};
 use crate::conversation::Status;
 use crate::dispatch::{Accepted, Command, Reply};
 use crate::login::Key;
-use crate::model::{bounded_id, AgentId, ConversationId, Identity, MessageId};
+use crate::model::{bounded_id, After, ConversationId, Identity, RowId};
 use crate::store::queries::{self, StatusFilter};
 use crate::wire::MessageView;
 
@@ -143,7 +143,7 @@ struct ListQuery {
     limit: Option<u32>,
     /// Cursor: the `last_activity_at` and `id` of the last conversation of the previous page.
     before_activity: Option<i64>,
-    before_id: Option<u64>,
+    before_id: Option<RowId>,
 }
 
 async fn list_conversations(
@@ -165,7 +165,7 @@ async fn list_conversations(
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let before = match (q.before_activity, q.before_id) {
-        (Some(a), Some(i)) => Some((a, i)),
+        (Some(a), Some(i)) => Some((a, i.get())),
         (None, None) => None,
         _ => {
             return Err(ApiError::bad_request(
@@ -185,8 +185,9 @@ async fn list_conversations(
 async fn get_conversation(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
+    let id = id.get();
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -203,20 +204,21 @@ async fn conversation_or_404(
 
 #[derive(Deserialize)]
 struct MessagesQuery {
-    after: Option<MessageId>,
+    after: Option<After>,
     limit: Option<u32>,
 }
 
 async fn list_messages(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
     ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id.get();
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
-    let after = q.after.unwrap_or(0);
+    let after = q.after.map_or(0, After::get);
     let rows = app
         .reads
         .run(move |conn| queries::conversation_messages(conn, id, after, limit))
@@ -242,9 +244,10 @@ struct ViaBody {
 async fn post_message(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = id.get();
     if body.text.trim().is_empty() {
         return Err(ApiError::bad_request(
             "empty_text",
@@ -287,22 +290,22 @@ async fn post_message(
 #[derive(Deserialize, Default)]
 struct AssignBody {
     /// Whom to assign to; the caller when absent.
-    agent_id: Option<AgentId>,
+    agent_id: Option<RowId>,
 }
 
 async fn assign(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
     body: axum::body::Bytes,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
+    let id = id.get();
     let body: AssignBody = if body.iter().all(u8::is_ascii_whitespace) {
         AssignBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("bad_json", e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| super::refused("bad_json", e.to_string()))?
     };
-    let to = body.agent_id.unwrap_or(agent.id);
+    let to = body.agent_id.map_or(agent.id, RowId::get);
     if to != agent.id {
         let target = app
             .reads
@@ -332,8 +335,9 @@ async fn assign(
 async fn resolve(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
+    let id = id.get();
     dispatch(&app, |reply| Command::Resolve {
         conversation: id,
         by: agent.id,
@@ -347,8 +351,9 @@ async fn resolve(
 async fn reopen(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
+    let id = id.get();
     dispatch(&app, |reply| Command::Reopen {
         conversation: id,
         by: agent.id,

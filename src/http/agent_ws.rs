@@ -2,7 +2,8 @@
 //!
 //! Every committed message and conversation change, as `{"type":"message","seq":N,...}` and
 //! `{"type":"conversation","seq":N,...}`, in LSN order. Resume works as for visitors: subscribe,
-//! learn the watermark W, send the stored events in (after, W], then live ones.
+//! learn the watermark W, send the stored events in (after, W], then live ones. Closes are
+//! as for visitors: the server's own with a close frame, a console's answered with one.
 //!
 //! A feed lives only as long as its token: it re-checks the token whenever the API revokes
 //! tokens (logout, password reset, an agent disabled) and at every ping (which also catches
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use super::{ApiQuery, AppState, Authed};
 use crate::dispatch::Command;
 use crate::fanout::{Audience, Frame};
-use crate::model::Lsn;
+use crate::model::{After, Lsn};
 use crate::store::queries;
 use crate::wire;
 
@@ -32,7 +33,8 @@ const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
 #[derive(Deserialize)]
 pub struct AgentParams {
-    after: Option<Lsn>,
+    /// Checked: the resume point goes into SQL.
+    after: Option<After>,
 }
 
 pub async fn upgrade(
@@ -58,7 +60,7 @@ pub async fn upgrade(
                 connected,
             };
             let _ = app.commands.send(presence(true)).await;
-            if let Err(e) = serve(socket, &app, params.after, &token).await {
+            if let Err(e) = serve(socket, &app, params.after.map(After::get), &token).await {
                 tracing::debug!(agent = agent.id, error = %e, "agent connection ended");
             }
             let _ = app.commands.send(presence(false)).await;
@@ -158,7 +160,8 @@ async fn serve(
                 }
             },
             incoming = stream.next() => match incoming {
-                Some(Ok(Message::Close(_))) | None => return Ok(()),
+                Some(Ok(Message::Close(_))) => return super::visitor_ws::answer_close(&mut sink).await,
+                None => return Ok(()),
                 Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
                 Some(Err(e)) => return Err(e),
             },

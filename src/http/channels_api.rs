@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::agent_api::dispatch;
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
 use crate::dispatch::Command;
-use crate::model::{ContactId, MessageId};
+use crate::model::RowId;
 use crate::store::queries;
 
 pub fn router() -> Router<AppState> {
@@ -28,18 +28,19 @@ async fn channels(State(app): State<AppState>, Authed(_, _): Authed) -> Json<ser
 #[derive(Deserialize)]
 struct LinkBody {
     /// The contact that becomes part of the one in the path.
-    contact_id: ContactId,
+    contact_id: RowId,
 }
 
 async fn link(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(keep): ApiPath<ContactId>,
+    ApiPath(keep): ApiPath<RowId>,
     ApiJson(body): ApiJson<LinkBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let keep = keep.get();
     let accepted = dispatch(&app, |reply| Command::LinkContacts {
         keep,
-        merged: body.contact_id,
+        merged: body.contact_id.get(),
         reply,
     })
     .await?;
@@ -55,8 +56,9 @@ async fn link(
 async fn delivery(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<MessageId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id.get();
     app.wait_store_current().await?;
     let row = app
         .reads

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, Agent};
 use crate::dispatch::{Command, Reply};
-use crate::model::{bounded_id, AgentId, ContactId, ConversationId};
+use crate::model::{bounded_id, RowId};
 use crate::store::queries;
 use crate::wire::is_upload_id;
 
@@ -189,9 +189,10 @@ struct NoteBody {
 async fn post_note(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<NoteBody>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = id.get();
     let text = body.text.trim().to_string();
     let max = app.cfg().limits.max_text_chars;
     if text.is_empty() || text.chars().count() > max {
@@ -221,8 +222,9 @@ async fn post_note(
 async fn typing(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<StatusCode, ApiError> {
+    let id = id.get();
     let (tx, rx) = oneshot::channel();
     app.commands
         .send(Command::AgentTyping {
@@ -242,8 +244,9 @@ async fn typing(
 async fn contact(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<ContactId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id.get();
     app.wait_store_current().await?;
     let (identities, conversations) = app
         .reads
@@ -345,9 +348,10 @@ async fn add_canned(
 async fn edit_canned(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<CannedBody>,
 ) -> Result<Json<queries::CannedReply>, ApiError> {
+    let id = id.as_i64();
     require_admin(&agent)?;
     let (shortcut, text) = checked_canned(body)?;
     let (s, t) = (shortcut.clone(), text.clone());
@@ -370,8 +374,9 @@ async fn edit_canned(
 async fn delete_canned(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<StatusCode, ApiError> {
+    let id = id.as_i64();
     require_admin(&agent)?;
     let changed = app
         .reads
@@ -431,9 +436,10 @@ struct PasswordBody {
 async fn reset_password(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<AgentId>,
+    ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ApiError> {
+    let id = id.get();
     require_admin(&agent)?;
     let _turn = app.login.gate.enter().await.map_err(|_| ApiError::Busy)?;
     app.reads

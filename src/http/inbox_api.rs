@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
 use crate::apikeys::{self, KeyError};
 use crate::channel::{Inbound, InboundError};
+use crate::model::RowId;
 
 pub fn router() -> axum::Router<AppState> {
     Router::new()
@@ -137,8 +138,9 @@ async fn list_keys(
 async fn revoke_key(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<i64>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<StatusCode, ApiError> {
+    let id = id.as_i64();
     if !agent.is_admin {
         return Err(ApiError::Forbidden);
     }

@@ -1,8 +1,10 @@
 //! HTTP surface: the router, shared state, the JSON error type and the extractors.
 //!
 //! Every handler answers errors as `{"code": "...", "message": "..."}` with a status chosen per
-//! [`ApiError`] variant; internal details are logged, never sent. Handlers never block: store
-//! reads go through the read pool, commands through the dispatcher's bounded channel.
+//! [`ApiError`] variant; internal details are logged, never sent. Numeric ids in paths, queries
+//! and bodies are [`crate::model::CheckedId`]s: one out of range is refused with `bad_id`.
+//! Handlers never block: store reads go through the read pool, commands through the
+//! dispatcher's bounded channel.
 
 pub mod agent_api;
 pub mod agent_ws;
@@ -395,6 +397,17 @@ pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bo
         .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
+/// A path, query or body the extractor refused: `bad_id` when an id in it was out of range
+/// ([`crate::model::IdRangeError`]), else `code`.
+pub(crate) fn refused(code: &'static str, text: String) -> ApiError {
+    let code = if text.contains(crate::model::ID_RANGE_WORDS) {
+        "bad_id"
+    } else {
+        code
+    };
+    ApiError::bad_request(code, text)
+}
+
 /// `Json<T>` whose rejection is an [`ApiError`] (`bad_json`) rather than axum's plain text.
 pub struct ApiJson<T>(pub T);
 
@@ -404,7 +417,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(ApiError::bad_request("bad_json", rejection.body_text())),
+            Err(rejection) => Err(refused("bad_json", rejection.body_text())),
         }
     }
 }
@@ -418,7 +431,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => Err(ApiError::bad_request("bad_query", rejection.body_text())),
+            Err(rejection) => Err(refused("bad_query", rejection.body_text())),
         }
     }
 }
@@ -432,7 +445,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(rejection) => Err(ApiError::bad_request("bad_path", rejection.body_text())),
+            Err(rejection) => Err(refused("bad_path", rejection.body_text())),
         }
     }
 }

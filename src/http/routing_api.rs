@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, Agent};
 use crate::dispatch::{Command, Reply};
-use crate::model::{AgentId, ConversationId, Sender};
+use crate::model::{AgentId, RowId, Sender};
 use crate::op::KbEntry;
 use crate::routing::knowledge::{self, Format};
 use crate::routing::{llm, report, summary};
@@ -257,9 +257,10 @@ struct AgentUpdate {
 async fn update_agent(
     State(app): State<AppState>,
     Authed(agent, _): Authed,
-    ApiPath(id): ApiPath<AgentId>,
+    ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<AgentUpdate>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id.get();
     require_admin(&agent)?;
     if body.capacity.is_some_and(|c| c > 1000) {
         return Err(ApiError::bad_request(
@@ -376,8 +377,9 @@ const SUMMARY_MESSAGES: u32 = 1000;
 async fn conversation_summary(
     State(app): State<AppState>,
     Authed(_, _): Authed,
-    ApiPath(id): ApiPath<ConversationId>,
+    ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = id.get();
     app.wait_store_current().await?;
     let cfg = app.cfg();
     let threshold = cfg.routing.bot_threshold;

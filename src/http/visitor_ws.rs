@@ -15,7 +15,9 @@
 //!
 //! Bad input never closes the connection: an error frame is sent and reading goes on. The
 //! exceptions are the protocol's own: a text frame with invalid UTF-8 (1007) and a frame over
-//! the hard size cap (1009).
+//! the hard size cap (1009). Every close the server starts sends a close frame first, and a
+//! client's close is answered with one echoing its code ([`answer_close`]) before the socket
+//! drops, so neither side sees an abnormal closure.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use super::{ApiError, ApiQuery, AppState};
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
 use crate::fanout::{Audience, Frame};
-use crate::model::{bounded_id, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
+use crate::model::{bounded_id, After, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
 use crate::store::queries;
 use crate::wire::{self, FrameError, VisitorFrame};
 
@@ -49,7 +51,8 @@ pub const SILENCE_LIMIT: Duration = Duration::from_secs(150);
 #[derive(Deserialize)]
 pub struct VisitorParams {
     visitor_id: Option<String>,
-    after: Option<MessageId>,
+    /// Checked: the resume point goes into SQL.
+    after: Option<After>,
 }
 
 /// The hard cap on one frame: beyond it tungstenite closes the connection (1009). Below it and
@@ -83,7 +86,7 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after))
+        .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after.map(After::get)))
         .into_response())
 }
 
@@ -239,7 +242,8 @@ impl Connection {
                         Err(_) => self.send_error(FrameError::new("invalid_utf8", "frame is not valid UTF-8")).await?,
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return Ok(()),
+                    Some(Ok(Message::Close(_))) => return answer_close(&mut self.sink).await,
+                    None => return Ok(()),
                     Some(Err(e)) => {
                         let (code, reason) = protocol_close(&e);
                         let _ = self.close(code, reason).await;
@@ -449,6 +453,14 @@ impl Connection {
         let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
         result
     }
+}
+
+/// Completes the close handshake a peer started: reading its close frame queued the answer
+/// (tungstenite echoes the peer's code), and closing the sink sends it.
+pub async fn answer_close(sink: &mut SplitSink<WebSocket, Message>) -> Result<(), axum::Error> {
+    tokio::time::timeout(Duration::from_millis(100), sink.close())
+        .await
+        .unwrap_or(Ok(()))
 }
 
 /// The next reply, once the reply channel exists (the branch is disabled until then).
