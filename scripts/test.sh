@@ -16,6 +16,9 @@ else
   echo "rustfmt is not available on this machine: formatting not checked" >&2
 fi
 
+echo "== lints (cargo clippy --all-targets -- -D warnings)"
+cargo clippy --locked --all-targets -- -D warnings
+
 echo "== unit and integration tests (debug build, real binary, loopback only)"
 cargo test --locked -- --test-threads=2
 
