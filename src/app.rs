@@ -338,12 +338,12 @@ pub async fn run_with_adapters(
 
 /// An exclusive lock on the data directory (`kefud.lock`, flock), held while the pipeline
 /// runs: two processes appending to one journal would corrupt it.
-struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: std::fs::File,
 }
 
 impl DataDirLock {
-    fn acquire(dir: &std::path::Path) -> Result<Self> {
+    pub(crate) fn acquire(dir: &std::path::Path) -> Result<Self> {
         use std::os::fd::AsRawFd;
         let data_dir_error = |source| Error::DataDir {
             path: dir.to_path_buf(),
