@@ -4,10 +4,11 @@
 //! caught up from it → journal writer, store applier, dispatcher threads and the fan-out task
 //! → listener bound → `READY=1`.
 //!
-//! Shutdown (the `shutdown` token): `STOPPING=1` → stop accepting → connection tasks finish
+//! Shutdown (the `shutdown` token): `STOPPING=1` → refuse new requests (503; the listener
+//! stays open for `/healthz`, which says why) → connection tasks finish
 //! their in-flight acks and close with 1001 → the command channel closes, so the dispatcher
 //! stops → the journal writer sees its channel close after its last fsync → fan-out drains →
-//! the store applies the rest → threads joined. A journal I/O error cancels `fatal`, which
+//! the store applies the rest → threads joined → listener closed. A journal I/O error cancels `fatal`, which
 //! starts the same shutdown and makes `run` return [`Error::JournalLatched`]; a store write
 //! failure does the same with [`Error::StoreFailed`].
 //!
@@ -18,8 +19,9 @@
 //!                                                              └─batch─▶ store applier
 //! ```
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -56,7 +58,8 @@ pub struct Core {
     pub journal_health: Arc<journal::writer::Health>,
     /// Cancelled when the journal latches or the store fails.
     pub fatal: CancellationToken,
-    store_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the store applier fails: why (the journal's reason is in `journal_health`).
+    pub store_failure: Arc<OnceLock<String>>,
     threads: [JoinHandle<()>; 3],
     tasks: TaskTracker,
     stop_tasks: CancellationToken,
@@ -90,7 +93,7 @@ impl Core {
         );
 
         let fatal = CancellationToken::new();
-        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store_failure = Arc::new(OnceLock::new());
         let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
         let (committed_tx, committed_rx) = mpsc::channel(64);
         let (store_tx, store_rx) = mpsc::channel(64);
@@ -129,11 +132,14 @@ impl Core {
         let threads = [
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
             {
-                let (fatal, failed) = (fatal.clone(), Arc::clone(&store_failed));
+                let (fatal, failure) = (fatal.clone(), Arc::clone(&store_failure));
                 spawn_thread("kefud-store", move || {
                     if let Err(e) = applier.run(store_rx) {
                         tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
-                        failed.store(true, std::sync::atomic::Ordering::Release);
+                        // Only this thread sets it, once.
+                        let _ = failure.set(format!(
+                            "the SQLite store failed to apply committed records: {e}"
+                        ));
                         fatal.cancel();
                     }
                 })
@@ -153,7 +159,7 @@ impl Core {
             fanout_stats,
             journal_health,
             fatal,
-            store_failed,
+            store_failure,
             threads,
             tasks,
             stop_tasks,
@@ -179,7 +185,7 @@ impl Core {
                 .await
                 .unwrap_or(false);
         self.tasks.wait().await;
-        if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.store_failure.get().is_some() {
             return Err(Error::StoreFailed);
         }
         if self.fatal.is_cancelled() || self.journal_health.is_latched() {
@@ -274,6 +280,7 @@ pub async fn run_with_adapters(
         fanout: core.fanout.clone(),
         fanout_stats: Arc::clone(&core.fanout_stats),
         journal_health: Arc::clone(&core.journal_health),
+        store_failure: Arc::clone(&core.store_failure),
         reads,
         channels: Arc::clone(&channels),
         wechat_nonces: Arc::default(),
@@ -299,7 +306,6 @@ pub async fn run_with_adapters(
     }
 
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = shutdown.clone();
     // Acks and message frames are small writes back to back: without TCP_NODELAY, Nagle's
     // algorithm holds the second until the peer's delayed ACK, adding ~40 ms to every ack.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -307,19 +313,35 @@ pub async fn run_with_adapters(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            systemd::notify_stopping();
-            tracing::info!(
-                message_id = crate::telemetry::message_id::STOPPING,
-                "shutdown requested: STOPPING, draining connections"
-            );
-        })
-        .await;
+    // The listener stays open until the pipeline has stopped, so `/healthz` can say why the
+    // daemon is stopping; every other request is refused from the shutdown on (`http.rs`).
+    let close_listener = CancellationToken::new();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(close_listener.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown.cancelled().await;
+    let failure = core
+        .journal_health
+        .failure()
+        .or(core.store_failure.get().map(String::as_str))
+        .map(str::to_string);
+    systemd::notify_stopping(failure.as_deref());
+    match &failure {
+        Some(reason) => tracing::error!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            reason,
+            "stopping on failure: STOPPING, acknowledging nothing more, draining connections"
+        ),
+        None => tracing::info!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            "shutdown requested: STOPPING, draining connections"
+        ),
+    }
 
-    // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
-    // acks and close, then the pipeline drains in order.
+    // Wait for WebSocket tasks to finish their acks and close, then the pipeline drains in
+    // order.
     connections.close();
     let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
     if tokio::time::timeout(grace, connections.wait())
@@ -330,9 +352,13 @@ pub async fn run_with_adapters(
     }
     channels.stop().await;
     let stopped = core.stop().await;
+    close_listener.cancel();
     tasks.close();
     tasks.wait().await;
-    served.map_err(Error::Serve)?;
+    server
+        .await
+        .map_err(|_| Error::Worker("HTTP server"))?
+        .map_err(Error::Serve)?;
     stopped
 }
 
