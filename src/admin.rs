@@ -7,6 +7,9 @@
 //!   it starts the pipeline (without the network) on the data directory, which needs the
 //!   daemon stopped (the data-directory lock says so otherwise); with the daemon running, the
 //!   API's `POST /api/v1/kb/import` does the same. Export reads the store and works either way.
+//! - `kefud journal truncate FILE OFFSET`: the operator's override after recovery refused a
+//!   damaged last segment (`journal::recovery::truncate_at`); takes the data-directory lock, so
+//!   it needs the daemon stopped.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -54,6 +57,8 @@ pub enum AdminError {
     DaemonRunning(String),
     #[error(transparent)]
     Pipeline(crate::Error),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::Error),
 }
 
 fn format_named(name: Option<&str>, path: Option<&str>) -> Result<Format, AdminError> {
@@ -187,6 +192,31 @@ pub fn kb_export(cfg: &Config, format: Option<&str>) -> Result<String, AdminErro
     let conn = open(cfg)?;
     let entries = crate::store::queries::kb_entries(&conn)?;
     Ok(knowledge::export(entries.iter(), format))
+}
+
+/// `kefud journal truncate FILE OFFSET`: cuts the last segment where recovery refused, keeping
+/// the cut bytes, once the operator accepts losing the records from there on.
+///
+/// # Errors
+/// [`AdminError`] when the daemon runs, the store cannot be read, or the journal refuses the
+/// cut (see `journal::recovery::truncate_at`).
+pub fn journal_truncate(
+    cfg: &Config,
+    file: &std::path::Path,
+    offset: u64,
+) -> Result<String, AdminError> {
+    let _lock =
+        crate::app::DataDirLock::acquire(&cfg.storage.data_dir).map_err(AdminError::Pipeline)?;
+    let applied = crate::store::applied_lsn(&crate::store::open(&cfg.db_path())?)?;
+    let t = crate::journal::recovery::truncate_at(&cfg.journal_dir(), file, offset, applied)?;
+    Ok(format!(
+        "cut {} bytes from {} at offset {offset}: the journal now ends at record {}; the cut \
+         bytes are kept in {}",
+        t.bytes,
+        file.display(),
+        t.first_lost_lsn - 1,
+        t.kept.display()
+    ))
 }
 
 fn open(cfg: &Config) -> Result<rusqlite::Connection, AdminError> {

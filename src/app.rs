@@ -4,10 +4,11 @@
 //! caught up from it → journal writer, store applier, dispatcher threads and the fan-out task
 //! → listener bound → `READY=1`.
 //!
-//! Shutdown (the `shutdown` token): `STOPPING=1` → stop accepting → connection tasks finish
+//! Shutdown (the `shutdown` token): `STOPPING=1` → refuse new requests (503; the listener
+//! stays open for `/healthz`, which says why) → connection tasks finish
 //! their in-flight acks and close with 1001 → the command channel closes, so the dispatcher
 //! stops → the journal writer sees its channel close after its last fsync → fan-out drains →
-//! the store applies the rest → threads joined. A journal I/O error cancels `fatal`, which
+//! the store applies the rest → threads joined → listener closed. A journal I/O error cancels `fatal`, which
 //! starts the same shutdown and makes `run` return [`Error::JournalLatched`]; a store write
 //! failure does the same with [`Error::StoreFailed`].
 //!
@@ -19,7 +20,7 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -58,7 +59,8 @@ pub struct Core {
     pub journal_health: Arc<journal::writer::Health>,
     /// Cancelled when the journal latches or the store fails.
     pub fatal: CancellationToken,
-    store_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the store applier fails: why (the journal's reason is in `journal_health`).
+    pub store_failure: Arc<OnceLock<String>>,
     threads: [JoinHandle<()>; 3],
     tasks: TaskTracker,
     stop_tasks: CancellationToken,
@@ -92,7 +94,7 @@ impl Core {
         );
 
         let fatal = CancellationToken::new();
-        let store_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let store_failure = Arc::new(OnceLock::new());
         let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
         let (committed_tx, committed_rx) = mpsc::channel(64);
         let (store_tx, store_rx) = mpsc::channel(64);
@@ -131,11 +133,14 @@ impl Core {
         let threads = [
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
             {
-                let (fatal, failed) = (fatal.clone(), Arc::clone(&store_failed));
+                let (fatal, failure) = (fatal.clone(), Arc::clone(&store_failure));
                 spawn_thread("kefud-store", move || {
                     if let Err(e) = applier.run(store_rx) {
                         tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
-                        failed.store(true, std::sync::atomic::Ordering::Release);
+                        // Only this thread sets it, once.
+                        let _ = failure.set(format!(
+                            "the SQLite store failed to apply committed records: {e}"
+                        ));
                         fatal.cancel();
                     }
                 })
@@ -155,7 +160,7 @@ impl Core {
             fanout_stats,
             journal_health,
             fatal,
-            store_failed,
+            store_failure,
             threads,
             tasks,
             stop_tasks,
@@ -181,7 +186,7 @@ impl Core {
                 .await
                 .unwrap_or(false);
         self.tasks.wait().await;
-        if self.store_failed.load(std::sync::atomic::Ordering::Acquire) {
+        if self.store_failure.get().is_some() {
             return Err(Error::StoreFailed);
         }
         if self.fatal.is_cancelled() || self.journal_health.is_latched() {
@@ -287,6 +292,7 @@ pub async fn run_with_adapters(
         fanout_stats: Arc::clone(&core.fanout_stats),
         listener_stats: Arc::default(),
         journal_health: Arc::clone(&core.journal_health),
+        store_failure: Arc::clone(&core.store_failure),
         reads,
         channels: Arc::clone(&channels),
         wechat_nonces: Arc::default(),
@@ -326,43 +332,39 @@ pub async fn run_with_adapters(
             "connections capped below the descriptor limit"
         );
     }
-    let stop = shutdown.clone();
-    let stopping = CancellationToken::new();
-    {
-        let stopping = stopping.clone();
-        tasks.spawn(async move {
-            stop.cancelled().await;
-            systemd::notify_stopping();
-            tracing::info!(
-                message_id = crate::telemetry::message_id::STOPPING,
-                "shutdown requested: STOPPING, draining connections"
-            );
-            stopping.cancel();
-        });
-    }
     tasks.spawn(sweep_uploads(state.clone(), shutdown.clone()));
     let listener_stats = Arc::clone(&state.listener_stats);
-    let router = http::router(state);
-    let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
-    let serving = http::listener::serve(
+    // The listener stays open until the pipeline has stopped, so `/healthz` can say why the
+    // daemon is stopping; every other request is refused from the shutdown on (`http.rs`).
+    let close_listener = CancellationToken::new();
+    let server = tokio::spawn(http::listener::serve(
         listener,
-        router,
+        http::router(state),
         listener_limits,
         listener_stats,
-        stopping.clone(),
-    );
-    tokio::pin!(serving);
-    // Cancel safety: `serving` is pinned and only dropped (connections cut) once the grace
-    // period after the shutdown request is over.
-    tokio::select! {
-        _ = serving.as_mut() => {}
-        _ = async { stopping.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!("HTTP connections did not finish within the grace period");
-        }
+        close_listener.clone(),
+    ));
+    shutdown.cancelled().await;
+    let failure = core
+        .journal_health
+        .failure()
+        .or(core.store_failure.get().map(String::as_str))
+        .map(str::to_string);
+    systemd::notify_stopping(failure.as_deref());
+    match &failure {
+        Some(reason) => tracing::error!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            reason,
+            "stopping on failure: STOPPING, acknowledging nothing more, draining connections"
+        ),
+        None => tracing::info!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            "shutdown requested: STOPPING, draining connections"
+        ),
     }
 
-    // The router (and its AppState clone) is gone; wait for WebSocket tasks to finish their
-    // acks and close, then the pipeline drains in order.
+    // Wait for WebSocket tasks to finish their acks and close, then the pipeline drains in
+    // order.
     connections.close();
     let grace = Duration::from_secs(config_rx.borrow().server.shutdown_grace_secs);
     if tokio::time::timeout(grace, connections.wait())
@@ -373,19 +375,24 @@ pub async fn run_with_adapters(
     }
     channels.stop().await;
     let stopped = core.stop().await;
+    close_listener.cancel();
     tasks.close();
     tasks.wait().await;
+    // Connections finish the requests they are in, within the grace period.
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!("HTTP connections did not finish within the grace period");
+    }
     stopped
 }
 
 /// An exclusive lock on the data directory (`kefud.lock`, flock), held while the pipeline
 /// runs: two processes appending to one journal would corrupt it.
-struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: std::fs::File,
 }
 
 impl DataDirLock {
-    fn acquire(dir: &std::path::Path) -> Result<Self> {
+    pub(crate) fn acquire(dir: &std::path::Path) -> Result<Self> {
         use std::os::fd::AsRawFd;
         let data_dir_error = |source| Error::DataDir {
             path: dir.to_path_buf(),

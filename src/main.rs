@@ -48,6 +48,21 @@ enum Command {
     /// API keys of the HTTP API channel (POST /api/v1/inbox/{channel}/messages).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// The write-ahead journal (needs the daemon stopped).
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// After startup refused a damaged last segment: cut it at the offset the refusal named,
+    /// losing the records from there on. The cut bytes are kept in journal/damaged/.
+    Truncate {
+        /// The segment file the refusal named (path or file name).
+        file: PathBuf,
+        /// The offset the refusal named.
+        offset: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -151,6 +166,9 @@ fn main() -> ExitCode {
         Some(Command::Apikey(ApikeyCommand::List)) => kefud::admin::apikey_list(&cfg),
         Some(Command::Apikey(ApikeyCommand::Revoke { id })) => {
             kefud::admin::apikey_revoke(&cfg, id)
+        }
+        Some(Command::Journal(JournalCommand::Truncate { file, offset })) => {
+            kefud::admin::journal_truncate(&cfg, &file, offset)
         }
         None => return run_daemon(cfg, cli.config),
     };

@@ -29,10 +29,12 @@ pub fn notify_reloading() {
     }
 }
 
-pub fn notify_stopping() {
+/// `STOPPING=1`, with the failure that caused it, if any, as `STATUS=`.
+pub fn notify_stopping(failure: Option<&str>) {
+    let status = failure.map_or_else(|| "stopping".to_string(), |f| format!("failed: {f}"));
     notify(&[
         sd_notify::NotifyState::Stopping,
-        sd_notify::NotifyState::Status("stopping"),
+        sd_notify::NotifyState::Status(&status),
     ]);
 }
 

@@ -329,3 +329,133 @@ async fn sigterm_completes_even_with_a_connection_stuck_on_a_full_socket() {
         started.elapsed()
     );
 }
+
+/// The offset a refusal names: "... at offset N: ...".
+fn refused_offset(log: &str) -> u64 {
+    let rest = log
+        .split("at offset ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no offset in:\n{log}"));
+    rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()]
+        .parse()
+        .unwrap()
+}
+
+/// The store's files (kefud.db and its -wal/-shm), to put an older store back.
+fn store_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
+    ["kefud.db", "kefud.db-wal", "kefud.db-shm"]
+        .iter()
+        .map(|n| {
+            let p = dir.join("data").join(n);
+            let bytes = std::fs::read(&p).ok();
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn restore_store(saved: &[(std::path::PathBuf, Option<Vec<u8>>)]) {
+    for (p, bytes) in saved {
+        match bytes {
+            Some(b) => std::fs::write(p, b).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Flips one bit in the middle of the last segment; returns it and its damaged bytes.
+fn flip_middle_of_last_segment(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
+    let last = journal_segments(dir).pop().unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x04;
+    std::fs::write(&last, &bytes).unwrap();
+    (last, bytes)
+}
+
+/// The SD-card failure: 100 acknowledged messages, one bit flipped in the middle of
+/// the last segment, the store not yet caught up (an older copy of it put back). Startup must
+/// refuse naming the file and offset and leave the segment whole — not cut the acknowledged
+/// records after the flip. The operator's `kefud journal truncate` then accepts the loss.
+#[tokio::test]
+async fn bit_flip_in_the_last_segment_refuses_instead_of_cutting_acknowledged_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[limits]\nmessages_per_second = 100000\nburst = 100000\n";
+    let d = TestDaemon::start(dir.path(), cfg);
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    let empty_store = store_files(dir.path());
+    let d = TestDaemon::start(dir.path(), cfg);
+    send_n(&d, "flip", 100, 40).await;
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    restore_store(&empty_store);
+    let (last, damaged) = flip_middle_of_last_segment(dir.path());
+
+    let log = TestDaemon::try_start(dir.path(), cfg)
+        .err()
+        .expect("startup must refuse");
+    let name = last.file_name().unwrap().to_str().unwrap();
+    assert!(log.contains("exit status: 1"), "{log}");
+    assert!(log.contains(name) && log.contains("damaged"), "{log}");
+    assert!(log.contains("yet a valid record"), "{log}");
+    let offset = refused_offset(&log);
+    assert!(offset < damaged.len() as u64 / 2 + 1, "{log}");
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        damaged,
+        "the segment is untouched"
+    );
+    // Refusing again is stable.
+    assert!(TestDaemon::try_start(dir.path(), cfg).is_err());
+    assert_eq!(std::fs::read(&last).unwrap(), damaged);
+
+    // The operator accepts losing the records from the damaged one on.
+    let (ok, out) = kefud_cli(
+        dir.path(),
+        &["journal", "truncate", name, &offset.to_string()],
+        "",
+    );
+    assert!(ok, "{out}");
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("data/journal/damaged"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(kept, vec![damaged[offset as usize..].to_vec()]);
+    let d = TestDaemon::start(dir.path(), cfg);
+    let thread = history(&d, "flip").await;
+    assert!(!thread.is_empty() && thread.len() < 100, "{}", thread.len());
+    for (i, m) in thread.iter().enumerate() {
+        assert_eq!(m["client_id"], format!("flip{i}"));
+    }
+}
+
+/// The same flip once the store has applied everything: the damaged record was synced, so
+/// startup refuses (before, it cut the file and only then noticed the store was ahead).
+#[tokio::test]
+async fn bit_flip_the_store_already_applied_refuses_and_keeps_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[limits]\nmessages_per_second = 100000\nburst = 100000\n";
+    let d = TestDaemon::start(dir.path(), cfg);
+    send_n(&d, "applied", 100, 40).await;
+    let (status, _) = d.terminate();
+    assert!(status.success());
+    let (last, damaged) = flip_middle_of_last_segment(dir.path());
+    let log = TestDaemon::try_start(dir.path(), cfg)
+        .err()
+        .expect("startup must refuse");
+    let name = last.file_name().unwrap().to_str().unwrap();
+    assert!(log.contains("exit status: 1"), "{log}");
+    assert!(
+        log.contains(name) && log.contains("already applied"),
+        "{log}"
+    );
+    refused_offset(&log);
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        damaged,
+        "the segment is untouched"
+    );
+    assert!(!dir.path().join("data/journal/damaged").exists());
+}

@@ -5,6 +5,9 @@
 //! and bodies are [`crate::model::CheckedId`]s: one out of range is refused with `bad_id`.
 //! Handlers never block: store reads go through the read pool, commands through the
 //! dispatcher's bounded channel.
+//!
+//! From the shutdown on, every request but `/healthz` is refused with 503; `/healthz` answers
+//! 503 too, saying why (a latched journal, a failed store, or an ordinary stop).
 
 pub mod agent_api;
 pub mod agent_ws;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub fanout_stats: Arc<FanoutStats>,
     pub listener_stats: Arc<listener::ListenerStats>,
     pub journal_health: Arc<crate::journal::writer::Health>,
+    /// Set when the store applier failed: why.
+    pub store_failure: Arc<std::sync::OnceLock<String>>,
     pub reads: ReadPool,
     /// The channel adapters (MQTT, ...), for their state.
     pub channels: Arc<crate::channel::runtime::Channels>,
@@ -133,11 +138,52 @@ pub fn router(state: AppState) -> Router {
         .merge(web::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_stopping,
+        ))
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// From the shutdown on, nothing new is taken: only `/healthz` is answered.
+async fn refuse_while_stopping(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if app.shutdown.is_cancelled() && req.uri().path() != "/healthz" {
+        return ApiError::Unavailable.into_response();
+    }
+    next.run(req).await
+}
+
+async fn healthz(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    let (status, body) = health(
+        app.journal_health.failure(),
+        app.store_failure.get().map(String::as_str),
+        app.shutdown.is_cancelled(),
+    );
+    (status, Json(body)).into_response()
+}
+
+/// The `/healthz` answer: 200 while running; 503 with the reason once the journal latched or
+/// the store failed, or while stopping. Pure.
+fn health(
+    journal_failure: Option<&str>,
+    store_failure: Option<&str>,
+    stopping: bool,
+) -> (StatusCode, serde_json::Value) {
+    match (journal_failure.or(store_failure), stopping) {
+        (Some(reason), _) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "failed", "reason": reason}),
+        ),
+        (None, true) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "stopping", "reason": "shutting down"}),
+        ),
+        (None, false) => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+    }
 }
 
 /// Prometheus text format; loopback and LAN only, like everything else here.
@@ -486,4 +532,23 @@ pub fn bearer_token(parts: &Parts) -> Option<String> {
         .split('&')
         .find_map(|pair| pair.strip_prefix("token="))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn healthz_says_why_it_is_unhealthy() {
+        assert_eq!(health(None, None, false).0, StatusCode::OK);
+        let (status, body) = health(None, None, true);
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("stopping"))
+        );
+        let (status, body) = health(Some("read-only"), Some("store"), true);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["reason"], "read-only");
+        assert_eq!(health(None, Some("store"), false).1["reason"], "store");
+    }
 }

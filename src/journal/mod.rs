@@ -28,10 +28,23 @@
 //! the last fsync — the tail of the last segment — can be torn.
 //!
 //! # Recovery policy (`recovery.rs`)
-//! Truncate a torn tail of the last segment; refuse to start, naming file and offset, on
-//! damage anywhere else. A failed write or fsync at run time latches the writer (`writer.rs`):
-//! it is never retried, because after a failed fsync the kernel may have dropped the dirty
-//! pages and a retry could report success for data that is gone.
+//! Only a torn tail is truncated: the bytes of the last segment from its first bad frame on,
+//! when nothing in them can have been acknowledged. The writer writes a batch only after the
+//! previous fsync returned, so a torn write is the last thing in the file, and the store
+//! applies only synced records. Hence a bad frame is damage, not a torn write, when the store
+//! has applied its LSN, or when any valid frame of the segment with a later LSN follows it at
+//! any byte offset (the bit flip in the middle of a segment an SD card shows after a power
+//! cut). Damage anywhere stops startup with the file and offset, and no file is touched. Two
+//! cases look alike and are refused on purpose: the pages of one unsynced multi-record write
+//! persisted out of order (never acknowledged) and damage followed by valid records (were);
+//! the operator decides with `kefud journal truncate FILE OFFSET`. Damage to the very last
+//! record before the store applied it is indistinguishable from a torn write and is cut. Every
+//! cut tail that is not all zeros is first copied, fsync'd, to `damaged/` in the journal
+//! directory as `{segment}.{offset}.{unix_ms}.tail`, for inspection; nothing deletes them.
+//!
+//! A failed write or fsync at run time latches the writer (`writer.rs`): it is never retried,
+//! because after a failed fsync the kernel may have dropped the dirty pages and a retry could
+//! report success for data that is gone.
 //!
 //! # Retention
 //! Segments whose records are all applied to the SQLite store are deleted at rotation, keeping
@@ -51,7 +64,7 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("journal damaged in {} at offset {offset}: {reason}; refusing to start (move the file aside only if you accept losing its records)", path.display())]
+    #[error("journal damaged in {} at offset {offset}: {reason}; refusing to start, the file is left as it is", path.display())]
     Corrupt {
         path: PathBuf,
         offset: u64,

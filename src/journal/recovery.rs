@@ -5,20 +5,29 @@
 //! - Every segment is read frame by frame; each frame must decode, pass its CRC and carry the
 //!   next LSN. Records above the store's applied LSN must also hold a decodable operation, and
 //!   are replayed; the others the store already has.
-//! - In the last segment the first frame that is incomplete or fails its CRC marks the end of
-//!   what was ever fsync'd; the file is truncated there (and fsync'd) and startup goes on.
-//! - Anywhere else — a bad header, a bad frame before the last segment's tail, a gap or an
-//!   overlap between segments, an undecodable operation — startup stops with
-//!   [`Error::Corrupt`] naming the file and offset.
+//! - In the last segment, the first frame that is incomplete or fails its CRC is judged by
+//!   [`judge_tail`] (pure): it is a torn tail only if nothing after it could have been
+//!   acknowledged — the store has not applied its LSN, and no valid frame of this segment
+//!   follows at any byte offset. A torn tail is copied aside into `damaged/` (unless it is all
+//!   zeros), then the file is truncated there and fsync'd, and startup goes on.
+//! - Anything else — a bad frame followed by a valid one, a bad frame the store has already
+//!   applied, a bad header, a bad frame before the last segment, a gap or an overlap between
+//!   segments, an undecodable operation — stops startup with [`Error::Corrupt`] naming the
+//!   file and offset, leaving every file as it is.
+//! - [`truncate_at`] is the operator's override (`kefud journal truncate FILE OFFSET`): it cuts
+//!   the last segment at the offset a refusal named, keeping the cut bytes in `damaged/`.
 
 use std::fs::OpenOptions;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::frame::{self, Decoded};
+use super::frame::{self, Decoded, Frame};
 use super::segment::{self, SegmentFile};
 use super::Error;
 use crate::model::Lsn;
 use crate::op::Op;
+
+/// Where cut tails are kept for inspection, inside the journal directory.
+pub const DAMAGED_DIR: &str = "damaged";
 
 #[derive(Debug)]
 pub struct Recovered {
@@ -29,6 +38,134 @@ pub struct Recovered {
     pub tail_len: u64,
     /// Bytes cut from a torn tail.
     pub truncated_bytes: u64,
+}
+
+/// Where a segment's valid prefix ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct End {
+    offset: usize,
+    /// The LSN the next record must carry.
+    next_lsn: Lsn,
+    /// Why the frame at `offset` is not valid; `None` when the file ends there.
+    bad: Option<&'static str>,
+}
+
+/// Walks `bytes` (a segment whose header was checked) frame by frame, calling `each` with the
+/// offset of every valid frame, until the file ends or a frame is incomplete or corrupt.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a valid frame carrying the wrong LSN, or whatever `each` returns.
+fn walk(
+    bytes: &[u8],
+    seg: &SegmentFile,
+    mut each: impl FnMut(usize, Frame<'_>) -> Result<(), Error>,
+) -> Result<End, Error> {
+    let mut offset = segment::HEADER_LEN as usize;
+    let mut next_lsn = seg.first_lsn;
+    loop {
+        let bad = match frame::decode(&bytes[offset..], seg.first_lsn) {
+            Decoded::Frame(f) => {
+                if f.lsn != next_lsn {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        offset as u64,
+                        format!("record has LSN {} where {next_lsn} was expected", f.lsn),
+                    ));
+                }
+                each(offset, f)?;
+                next_lsn += 1;
+                offset += f.size;
+                continue;
+            }
+            Decoded::Incomplete if offset == bytes.len() => None,
+            Decoded::Incomplete => Some("incomplete record"),
+            Decoded::Corrupt(why) => Some(why),
+        };
+        return Ok(End {
+            offset,
+            next_lsn,
+            bad,
+        });
+    }
+}
+
+/// What the bytes of the last segment from its first bad frame on are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tail {
+    /// A write that never completed its fsync: nothing in it was acknowledged. Cut it.
+    Torn {
+        /// Every byte is zero (the file's size reached the disk, its data did not).
+        zero_filled: bool,
+    },
+    /// Damage to data that was (or may have been) synced and acknowledged: refuse.
+    Damaged(String),
+}
+
+/// Judges the tail of the last segment starting at `bad`, the first offset where no valid
+/// frame begins (`why` says how it failed), the record there being LSN `lsn`. Pure.
+///
+/// The writer issues its next write only after the previous fsync returned, and never writes
+/// again after a failed one, so only the last write can be torn. That write began at or
+/// before `bad`, and:
+/// - if the store has applied `lsn`, the record was synced (the store only sees committed
+///   batches): damage;
+/// - if a valid frame of this segment with a later LSN starts anywhere after `bad`, the bytes
+///   at `bad` were written before it, and were most likely synced: damage. (A power cut can
+///   also persist the pages of one unsynced multi-record write out of order, leaving a later
+///   record whole and an earlier one torn; nothing in it was acknowledged, but the file
+///   cannot tell the two apart, so recovery refuses and the operator decides, with
+///   [`truncate_at`].)
+/// - otherwise nothing acknowledged can lie at or after `bad`: a torn tail.
+pub fn judge_tail(
+    bytes: &[u8],
+    segment_id: u64,
+    bad: usize,
+    lsn: Lsn,
+    applied_lsn: Lsn,
+    why: &str,
+) -> Tail {
+    if applied_lsn >= lsn {
+        return Tail::Damaged(format!(
+            "{why} where record {lsn} should be, but the store has already applied records up \
+             to {applied_lsn}, so this record was synced and acknowledged: damage, not a torn \
+             write. The store still holds it; keep this file and restore the segment from a \
+             backup"
+        ));
+    }
+    if let Some((at, next)) = next_valid_frame(bytes, segment_id, bad, lsn) {
+        return Tail::Damaged(format!(
+            "{why} where record {lsn} should be, yet a valid record {next} follows at offset \
+             {at}: damage to records that were written and most likely acknowledged, not a \
+             torn write. Restore the segment from a backup, or, if you accept losing records \
+             {lsn} onwards of this segment, run `kefud journal truncate {} {bad}` (it \
+             keeps the cut bytes under journal/{DAMAGED_DIR}/)",
+            segment::file_name(segment_id)
+        ));
+    }
+    Tail::Torn {
+        zero_filled: bytes[bad..].iter().all(|&b| b == 0),
+    }
+}
+
+/// The first offset after `bad` where a frame of this segment decodes with a valid CRC and an
+/// LSN after `lsn` that fits in the bytes left (every frame takes at least a header), and that
+/// LSN. The LSN test is a cheap filter so the CRC runs at few offsets.
+fn next_valid_frame(bytes: &[u8], segment_id: u64, bad: usize, lsn: Lsn) -> Option<(usize, Lsn)> {
+    let most = lsn + ((bytes.len() - bad) / frame::HEADER_LEN) as u64;
+    (bad + 1..bytes.len().saturating_sub(frame::HEADER_LEN - 1)).find_map(|at| {
+        let field = u64::from_le_bytes(
+            bytes[at + 8..at + 16]
+                .try_into()
+                .expect("invariant: 8-byte slice"),
+        );
+        if field <= lsn || field > most {
+            return None;
+        }
+        match frame::decode(&bytes[at..], segment_id) {
+            Decoded::Frame(f) => Some((at, f.lsn)),
+            _ => None,
+        }
+    })
 }
 
 /// Recovers the journal in `dir`, calling `on_record` for every committed record with an LSN
@@ -62,57 +199,52 @@ pub fn recover(
         let bytes = mapped.bytes();
         segment::check_header(bytes, seg.first_lsn)
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-        let mut offset = segment::HEADER_LEN as usize;
-        let mut expected = seg.first_lsn;
-        let torn = loop {
-            match frame::decode(&bytes[offset..], seg.first_lsn) {
-                Decoded::Frame(f) => {
-                    if f.lsn != expected {
-                        return Err(Error::corrupt(
-                            &seg.path,
-                            offset as u64,
-                            format!("record has LSN {} where {expected} was expected", f.lsn),
-                        ));
-                    }
-                    if f.lsn > applied_lsn {
-                        let op = Op::decode(f.kind, f.payload).map_err(|e| {
-                            Error::corrupt(
-                                &seg.path,
-                                offset as u64,
-                                format!("undecodable operation: {e}"),
-                            )
-                        })?;
-                        on_record(f.lsn, op)?;
-                    }
-                    expected += 1;
-                    offset += f.size;
-                }
-                Decoded::Incomplete if offset == bytes.len() => break None,
-                Decoded::Incomplete => break Some("incomplete record"),
-                Decoded::Corrupt(why) => break Some(why),
+        let end = walk(bytes, seg, |offset, f| {
+            if f.lsn > applied_lsn {
+                let op = Op::decode(f.kind, f.payload).map_err(|e| {
+                    Error::corrupt(
+                        &seg.path,
+                        offset as u64,
+                        format!("undecodable operation: {e}"),
+                    )
+                })?;
+                on_record(f.lsn, op)?;
             }
-        };
-        last_lsn = expected - 1;
-        tail_len = offset as u64;
-        if let Some(why) = torn {
-            if !is_last {
-                return Err(Error::corrupt(&seg.path, offset as u64, why.to_string()));
+            Ok(())
+        })?;
+        last_lsn = end.next_lsn - 1;
+        tail_len = end.offset as u64;
+        let Some(why) = end.bad else { continue };
+        if !is_last {
+            return Err(Error::corrupt(&seg.path, tail_len, why.to_string()));
+        }
+        match judge_tail(
+            bytes,
+            seg.first_lsn,
+            end.offset,
+            end.next_lsn,
+            applied_lsn,
+            why,
+        ) {
+            Tail::Damaged(reason) => return Err(Error::corrupt(&seg.path, tail_len, reason)),
+            Tail::Torn { zero_filled } => {
+                truncated_bytes = (bytes.len() - end.offset) as u64;
+                let kept = if zero_filled {
+                    None
+                } else {
+                    Some(set_aside(dir, &seg.path, end.offset, &bytes[end.offset..])?)
+                };
+                tracing::warn!(
+                    file = %seg.path.display(),
+                    offset = end.offset,
+                    bytes = truncated_bytes,
+                    reason = why,
+                    zero_filled,
+                    kept = kept.as_ref().map(|p| p.display().to_string()),
+                    "journal: truncating torn tail of the last segment (never acknowledged: nothing valid follows and the store has not applied it)"
+                );
+                cut(&seg.path, tail_len)?;
             }
-            truncated_bytes = (bytes.len() - offset) as u64;
-            tracing::warn!(
-                file = %seg.path.display(),
-                offset,
-                bytes = truncated_bytes,
-                reason = why,
-                "journal: truncating torn tail of the last segment (never acknowledged)"
-            );
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&seg.path)
-                .map_err(|e| Error::io(&seg.path, e))?;
-            file.set_len(offset as u64)
-                .map_err(|e| Error::io(&seg.path, e))?;
-            file.sync_all().map_err(|e| Error::io(&seg.path, e))?;
         }
     }
     Ok(Recovered {
@@ -121,6 +253,119 @@ pub fn recover(
         tail_len,
         truncated_bytes,
     })
+}
+
+/// What [`truncate_at`] did.
+#[derive(Debug)]
+pub struct Truncated {
+    pub bytes: u64,
+    /// Where the cut bytes were kept.
+    pub kept: PathBuf,
+    /// The LSN of the first record cut; the journal now ends just before it.
+    pub first_lost_lsn: Lsn,
+}
+
+/// The operator's override after a refusal: cuts the last segment, named `file` (a path or a
+/// bare file name in `dir`), at `offset`, which must be exactly where its valid prefix ends,
+/// keeping the cut bytes in `damaged/`. Refuses when the store has already applied the record
+/// there (cutting would leave the journal behind the store, which startup refuses anyway).
+///
+/// # Errors
+/// [`Error::Corrupt`] when the file is not the last segment, the offset is not where its
+/// damage starts, or the store is past it; [`Error::Io`] on I/O failure.
+pub fn truncate_at(
+    dir: &Path,
+    file: &Path,
+    offset: u64,
+    applied_lsn: Lsn,
+) -> Result<Truncated, Error> {
+    let segments = segment::list(dir).map_err(|e| Error::io(dir, e))?;
+    let Some(seg) = segments
+        .last()
+        .filter(|s| Some(s.path.file_name()) == Some(file.file_name()))
+    else {
+        return Err(Error::corrupt(
+            file,
+            offset,
+            format!(
+                "only the last segment of {} can be truncated, and this is not it",
+                dir.display()
+            ),
+        ));
+    };
+    let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
+    let bytes = mapped.bytes();
+    segment::check_header(bytes, seg.first_lsn)
+        .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
+    let end = walk(bytes, seg, |_, _| Ok(()))?;
+    if end.bad.is_none() || end.offset as u64 != offset {
+        return Err(Error::corrupt(
+            &seg.path,
+            offset,
+            format!(
+                "not where this segment's damage starts (its valid records end at offset {}{})",
+                end.offset,
+                if end.bad.is_none() {
+                    ", the end of the file"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    if applied_lsn >= end.next_lsn {
+        return Err(Error::corrupt(
+            &seg.path,
+            offset,
+            format!(
+                "the store has already applied records up to {applied_lsn}, past record {} \
+                 here; cutting would leave the journal behind the store",
+                end.next_lsn
+            ),
+        ));
+    }
+    let kept = set_aside(dir, &seg.path, end.offset, &bytes[end.offset..])?;
+    cut(&seg.path, offset)?;
+    tracing::warn!(file = %seg.path.display(), offset, kept = %kept.display(), "journal: truncated by the operator");
+    Ok(Truncated {
+        bytes: (bytes.len() - end.offset) as u64,
+        kept,
+        first_lost_lsn: end.next_lsn,
+    })
+}
+
+/// Copies `tail`, cut from `segment` at `offset`, to `dir/damaged/{segment}.{offset}.{ms}.tail`
+/// and makes it durable, before the cut.
+fn set_aside(dir: &Path, segment: &Path, offset: usize, tail: &[u8]) -> Result<PathBuf, Error> {
+    use std::io::Write;
+    let damaged = dir.join(DAMAGED_DIR);
+    let name = segment
+        .file_name()
+        .expect("invariant: segments have file names")
+        .to_string_lossy();
+    let path = damaged.join(format!("{name}.{offset}.{}.tail", crate::model::now_ms()));
+    let io = |e| Error::io(&path, e);
+    std::fs::create_dir_all(&damaged).map_err(io)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(tail).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    segment::sync_dir(&damaged).map_err(io)?;
+    segment::sync_dir(dir).map_err(io)?;
+    Ok(path)
+}
+
+/// Truncates `path` to `len` and fsyncs it.
+fn cut(path: &Path, len: u64) -> Result<(), Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.set_len(len).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
 }
 
 /// A segment mapped read-only for the scan. Mapping instead of reading keeps the daemon's
@@ -273,7 +518,149 @@ mod tests {
             );
             let (again, _) = collect(dir.path(), 0).unwrap();
             assert_eq!((again.last_lsn, again.truncated_bytes), (r.last_lsn, 0));
+            let kept = kept_tails(dir.path());
+            if r.truncated_bytes == 0 {
+                assert!(kept.is_empty(), "cut at {cut}");
+            } else {
+                assert_eq!(
+                    kept,
+                    vec![full[valid_end as usize..cut as usize].to_vec()],
+                    "cut at {cut}: the cut bytes are kept"
+                );
+            }
         }
+    }
+
+    /// The contents of every tail kept under `damaged/`.
+    fn kept_tails(dir: &Path) -> Vec<Vec<u8>> {
+        let Ok(entries) = std::fs::read_dir(dir.join(DAMAGED_DIR)) else {
+            return Vec::new();
+        };
+        entries
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect()
+    }
+
+    /// Two segments (LSNs 1-5 and 6-11); returns the last one's path, bytes and frame ends.
+    fn two_segments(dir: &Path) -> (std::path::PathBuf, Vec<u8>, Vec<u64>) {
+        write_segment(dir, 1, 5);
+        let ends = write_segment(dir, 6, 6);
+        let path = dir.join(segment::file_name(6));
+        let bytes = std::fs::read(&path).unwrap();
+        (path, bytes, ends)
+    }
+
+    /// The issue's SD-card failure: one bit flipped in a record of the last segment that
+    /// valid records follow. Whatever byte it hits, recovery refuses naming the file and the
+    /// damaged record's offset, and leaves the file exactly as it was.
+    #[test]
+    fn a_flipped_bit_followed_by_valid_records_refuses_and_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, clean, ends) = two_segments(dir.path());
+        let last_frame = ends[ends.len() - 2];
+        for at in segment::HEADER_LEN..last_frame {
+            let mut bytes = clean.clone();
+            bytes[at as usize] ^= 1 << (at % 8);
+            std::fs::write(&path, &bytes).unwrap();
+            let frame_start = *ends.iter().rfind(|&&e| e <= at).unwrap();
+            match collect(dir.path(), 0) {
+                Err(Error::Corrupt {
+                    path: p,
+                    offset,
+                    reason,
+                }) => {
+                    assert_eq!((p.as_path(), offset), (path.as_path(), frame_start), "{at}");
+                    assert!(reason.contains("valid record"), "{at}: {reason}");
+                    assert!(reason.contains("kefud journal truncate"), "{at}: {reason}");
+                }
+                other => panic!("flip at {at}: expected a refusal, got {other:?}"),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "flip at {at}");
+            assert!(kept_tails(dir.path()).is_empty());
+        }
+    }
+
+    /// Damage in the last record, with nothing after it, looks exactly like a torn write;
+    /// only the store can tell: once it has applied the record, it was synced.
+    #[test]
+    fn a_bad_record_the_store_has_applied_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, clean, ends) = two_segments(dir.path());
+        for (applied, at) in [(11, ends[5] + 3), (11, ends[6] - 1), (8, ends[2] + 20)] {
+            let mut bytes = clean.clone();
+            bytes[at as usize] ^= 0x10;
+            std::fs::write(&path, &bytes).unwrap();
+            match collect(dir.path(), applied) {
+                Err(Error::Corrupt { offset, reason, .. }) => {
+                    assert!(offset < at, "{at}");
+                    assert!(reason.contains("already applied"), "{reason}");
+                }
+                other => panic!("flip at {at}: expected a refusal, got {other:?}"),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+        // Not yet applied: indistinguishable from a torn write, cut, and the bytes kept.
+        let mut bytes = clean.clone();
+        bytes[ends[6] as usize - 1] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let (r, _) = collect(dir.path(), 10).unwrap();
+        assert_eq!((r.last_lsn, r.tail_len), (10, ends[5]));
+        assert_eq!(
+            kept_tails(dir.path()),
+            vec![bytes[ends[5] as usize..].to_vec()]
+        );
+    }
+
+    /// The file's size reached the disk but its last pages did not: zeros, a clean end.
+    #[test]
+    fn a_zero_filled_tail_is_cut_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _, ends) = two_segments(dir.path());
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0; 8192]).unwrap();
+        let (r, _) = collect(dir.path(), 11).unwrap();
+        assert_eq!(
+            (r.last_lsn, r.tail_len, r.truncated_bytes),
+            (11, ends[6], 8192)
+        );
+        assert!(kept_tails(dir.path()).is_empty());
+    }
+
+    /// Pages of one unsynced multi-record write persisted out of order: an earlier record
+    /// zeroed, later ones whole. Recovery cannot tell this from damage and refuses; the
+    /// operator's truncate cuts at the named offset and keeps the bytes.
+    #[test]
+    fn out_of_order_torn_write_refuses_until_the_operator_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, mut bytes, ends) = two_segments(dir.path());
+        bytes[ends[3] as usize..ends[4] as usize].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let Err(Error::Corrupt { offset, .. }) = collect(dir.path(), 0) else {
+            panic!("expected a refusal");
+        };
+        assert_eq!(offset, ends[3]);
+        let first = dir.path().join(segment::file_name(1));
+        for (file, at, applied, says) in [
+            (first.as_path(), offset, 0, "only the last segment"),
+            (path.as_path(), offset + 1, 0, "valid records end at offset"),
+            (path.as_path(), offset, 9, "already applied"),
+        ] {
+            let err = truncate_at(dir.path(), file, at, applied)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{err}");
+            assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        }
+        let name = Path::new(path.file_name().unwrap());
+        let t = truncate_at(dir.path(), name, offset, 8).unwrap();
+        assert_eq!(
+            (t.first_lost_lsn, t.bytes),
+            (9, bytes.len() as u64 - offset)
+        );
+        assert_eq!(std::fs::read(&t.kept).unwrap(), bytes[offset as usize..]);
+        let (r, seen) = collect(dir.path(), 0).unwrap();
+        assert_eq!((r.last_lsn, r.truncated_bytes), (8, 0));
+        assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     }
 
     #[test]

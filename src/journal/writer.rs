@@ -8,8 +8,10 @@
 //!
 //! Invariants:
 //! - The published durable LSN never exceeds what has been fsync'd.
-//! - A failed write or fsync is never retried: the writer latches, publishes nothing more, and
-//!   cancels the daemon's fatal token so it exits non-zero; recovery sorts out the tail.
+//! - A failed write or fsync (ENOSPC, EIO, EROFS after an ext4 `errors=remount-ro`) is never
+//!   retried: the writer latches with the reason ([`Health::failure`], shown by `/healthz`),
+//!   publishes no durable LSN again (so nothing more is acknowledged), and cancels the daemon's
+//!   fatal token so it exits non-zero; recovery sorts out the tail.
 //! - Segments are rotated only between batches, so a segment may exceed `segment_bytes` by at
 //!   most one batch.
 //! - A segment is deleted only when every record in it is applied to the store (the store
@@ -20,8 +22,8 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -43,7 +45,8 @@ pub struct WriterConfig {
 /// What the watchdog asks of the writer: not latched, and not stuck inside one batch.
 #[derive(Debug, Default)]
 pub struct Health {
-    latched: AtomicBool,
+    /// Set once, when the writer latches: why.
+    failure: OnceLock<String>,
     /// When the batch in progress was picked up (ms since epoch); 0 while waiting for work.
     busy_since_ms: AtomicI64,
     /// Records committed since start, for status lines and tests.
@@ -52,7 +55,7 @@ pub struct Health {
 
 impl Health {
     pub fn is_healthy(&self, stall_limit: Duration) -> bool {
-        if self.latched.load(Ordering::Acquire) {
+        if self.is_latched() {
             return false;
         }
         let since = self.busy_since_ms.load(Ordering::Acquire);
@@ -60,7 +63,12 @@ impl Health {
     }
 
     pub fn is_latched(&self) -> bool {
-        self.latched.load(Ordering::Acquire)
+        self.failure.get().is_some()
+    }
+
+    /// Why the writer latched, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     pub fn committed(&self) -> u64 {
@@ -83,6 +91,22 @@ pub struct Writer {
     applied: Arc<AtomicU64>,
     health: Arc<Health>,
     fatal: CancellationToken,
+}
+
+/// What a failed journal write or fsync most likely means, for the operator. Pure.
+pub fn diagnose(e: &Error) -> &'static str {
+    let Error::Io { source, .. } = e else {
+        return "journal write failed";
+    };
+    match source.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => "the disk is full",
+        Some(libc::EROFS) => {
+            "the data directory's file system is read-only (remounted after errors, as ext4 \
+             errors=remount-ro does: see dmesg, fsck the card)"
+        }
+        Some(libc::EIO) => "I/O error: the card or disk is failing (see dmesg)",
+        _ => "journal write or fsync failed",
+    }
 }
 
 impl Writer {
@@ -163,8 +187,10 @@ impl Writer {
                 }
             }
             if let Err(e) = self.commit(&batch) {
-                tracing::error!(error = %e, "journal: write failed; latching closed, daemon will exit");
-                self.health.latched.store(true, Ordering::Release);
+                let cause = diagnose(&e);
+                tracing::error!(error = %e, cause, "journal: write or fsync failed; acknowledging nothing more, latching closed, daemon will exit");
+                // Only this thread sets it, once, just before returning.
+                let _ = self.health.failure.set(format!("{cause}: {e}"));
                 self.fatal.cancel();
                 return;
             }
@@ -253,5 +279,20 @@ impl Writer {
         if let Err(e) = segment::sync_dir(&self.dir) {
             tracing::warn!(error = %e, "journal: directory fsync after retirement failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn failures_are_named_for_the_operator() {
+        let io = |errno| Error::io(Path::new("x.wal"), std::io::Error::from_raw_os_error(errno));
+        assert!(diagnose(&io(libc::EROFS)).contains("read-only"));
+        assert!(diagnose(&io(libc::ENOSPC)).contains("full"));
+        assert!(diagnose(&io(libc::EIO)).contains("failing"));
+        assert_eq!(diagnose(&io(libc::EBADF)), "journal write or fsync failed");
     }
 }
