@@ -2,7 +2,8 @@
 # Installs, idempotently, what the full test run needs on a Debian 12 machine (run as root):
 # the cross toolchains and rustup targets, qemu (user and system, from bookworm-backports, see
 # README), the SD-image tools, cargo-deb, scikit-learn (the intent benchmark's baseline), and
-# binfmt_misc registration for aarch64 and armhf, and mosquitto + openssl (the MQTT tests start their own brokers, one with TLS).
+# binfmt_misc registration for aarch64 and armhf, and mosquitto + openssl (the MQTT tests start their own brokers, one with TLS)
+# and mosquitto-clients (the burst test publishes with `mosquitto_pub -l`).
 # Fast when everything is already there.
 set -euo pipefail
 
@@ -10,7 +11,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 apt_packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   mmdebstrap arch-test mtools dosfstools e2fsprogs fdisk zstd xz-utils curl dpkg-dev fakeroot file
-  mosquitto openssl)
+  mosquitto mosquitto-clients openssl)
 backports_packages=(qemu-system-arm qemu-user-static qemu-efi-aarch64 ipxe-qemu)
 
 missing=()

@@ -5,10 +5,11 @@
 //! → listener bound → `READY=1`.
 //!
 //! Shutdown (the `shutdown` token): `STOPPING=1` → refuse new requests (503; the listener
-//! stays open for `/healthz`, which says why) → connection tasks finish
-//! their in-flight acks and close with 1001 → the command channel closes, so the dispatcher
-//! stops → the journal writer sees its channel close after its last fsync → fan-out drains →
-//! the store applies the rest → threads joined → listener closed. A journal I/O error cancels `fatal`, which
+//! stays open for `/healthz`, which says why) → connection tasks finish their in-flight acks
+//! and close with 1001 (within `server.shutdown_grace_secs`) → channel adapters stop (within
+//! `channel::runtime::STOP_DEADLINE`) → the command channel closes, so the dispatcher stops →
+//! the journal writer sees its channel close after its last fsync → fan-out drains → the store
+//! applies the rest → threads joined → listener closed. A journal I/O error cancels `fatal`, which
 //! starts the same shutdown and makes `run` return [`Error::JournalLatched`]; a store write
 //! failure does the same with [`Error::StoreFailed`].
 //!

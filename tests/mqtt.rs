@@ -2,7 +2,9 @@
 //! (image/overlay/etc/mosquitto/conf.d/kefu.conf, with its own port and persistence
 //! directory): round trip in and out; the broker stopped and restarted in the middle of
 //! 10,000 messages; kefud killed in the middle of 10,000; replies written while the broker is
-//! down; malformed payloads; one person on MQTT and the web widget in one conversation.
+//! down; malformed payloads; one person on MQTT and the web widget in one conversation; a
+//! burst of 40,000 from four `mosquitto_pub -l` clients at once (all stored once and all
+//! acknowledged), and SIGTERM in the middle of it (kefud stops in time, nothing lost).
 
 mod common;
 
@@ -1029,4 +1031,197 @@ async fn tls_with_a_ca_file_and_a_password() {
     assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
     let _ = broker.kill();
     let _ = broker.wait();
+}
+
+/// `mosquitto_pub -l` (the standard command-line client, from mosquitto-clients): one QoS 1
+/// message per line of its stdin, all written at once; it exits once the broker acknowledged
+/// every one. Killed if the test ends first.
+struct CommandLinePublisher(Child);
+
+impl CommandLinePublisher {
+    fn start(port: u16, topic: &str, lines: Vec<String>) -> CommandLinePublisher {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-l"])
+            .args(["-t", topic])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect(
+                "mosquitto_pub is not installed: run scripts/setup-host.sh (mosquitto-clients)",
+            );
+        let stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let mut w = std::io::BufWriter::new(stdin);
+            for line in lines {
+                if writeln!(w, "{line}").is_err() {
+                    return;
+                }
+            }
+            // Dropping the writer closes stdin: the publisher sends the rest and exits.
+        });
+        CommandLinePublisher(child)
+    }
+
+    /// Waits (bounded) until the broker has taken every line.
+    fn wait(mut self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                assert!(status.success(), "mosquitto_pub: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "mosquitto_pub did not finish");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for CommandLinePublisher {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Four command-line publishers, 10,000 QoS 1 messages each at once, to
+/// `kefu/in/load/c0..c3`; client ids `c{P}-{I}`.
+fn burst_of_40000(port: u16) -> Vec<CommandLinePublisher> {
+    (0..4)
+        .map(|p| {
+            let lines = (0..10_000)
+                .map(|i| {
+                    json!({"client_id": format!("c{p}-{i}"), "text": format!("burst message {i} from c{p}")})
+                        .to_string()
+                })
+                .collect();
+            CommandLinePublisher::start(port, &format!("kefu/in/load/c{p}"), lines)
+        })
+        .collect()
+}
+
+/// Every message of [`burst_of_40000`] is stored exactly once: 10,000 per contact.
+async fn assert_burst_stored_once(d: &TestDaemon, token: &str) {
+    let total = wait_for_total(d, token, 40_000, 90).await;
+    let counts = stored_counts(d, token).await;
+    let missing: Vec<_> = (0..4)
+        .map(|p| missing(d, &format!("c{p}"), 10_000).len())
+        .collect();
+    assert_eq!(
+        total, 40_000,
+        "every message stored exactly once: {counts:?}, missing per publisher {missing:?}"
+    );
+    for p in 0..4 {
+        assert_eq!(counts[&format!("c{p}")], 10_000);
+    }
+}
+
+/// The tail of a daemon's log (a burst's log is long).
+fn log_tail(d: &TestDaemon) -> String {
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Issue finding 10: under a burst the bridge's event loop waited for the acknowledger while
+/// the acknowledger waited for the event loop; thousands of messages were journaled and
+/// never acknowledged, and the bridge took nothing more, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_40000_from_command_line_clients_is_stored_once_and_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
+    let token = login(&d, "li", "password-li").await;
+    wait_connected(&d, &token).await;
+
+    for publisher in burst_of_40000(broker.port) {
+        publisher.wait(120);
+    }
+    // Every message received is acknowledged to the broker (PUBACK written), within a bound
+    // far above the time it takes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let v = api_get(&d, &token, "/api/v1/channels").await;
+        let counters = &v["channels"][0]["counters"];
+        let (received, acknowledged) = (
+            counters["received"].as_u64().unwrap(),
+            counters["acknowledged"].as_u64().unwrap(),
+        );
+        if received >= 40_000 && acknowledged == received {
+            assert_eq!(v["channels"][0]["state"], "connected", "{v}");
+            assert_eq!(counters["awaiting_puback"], 0, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kefud acknowledged {acknowledged} of {received} received: {v}\n{}",
+            log_tail(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_burst_stored_once(&d, &token).await;
+    let metrics = Client::new()
+        .get(d.http("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kefud_channel_stalled{adapter=\"mqtt\"} 0"),
+        "{metrics}"
+    );
+
+    // The bridge still takes messages.
+    CommandLinePublisher::start(
+        broker.port,
+        "kefu/in/load/after",
+        vec![json!({"client_id": "after-0", "text": "after the burst"}).to_string()],
+    )
+    .wait(20);
+    assert_eq!(
+        wait_for_total(&d, &token, 40_001, 20).await,
+        40_001,
+        "{}",
+        log_tail(&d)
+    );
+}
+
+/// SIGTERM in the middle of a burst: kefud stops within the bound (`TestDaemon::terminate`
+/// allows 20 s), cleanly; what it had not acknowledged the broker sends again after the
+/// restart, so every message is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_in_the_middle_of_a_burst_stops_in_time_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
+    let token = login(&d, "li", "password-li").await;
+    wait_connected(&d, &token).await;
+
+    let publishers = burst_of_40000(broker.port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, received) = channel_counter(&d, &token, "received").await;
+        if received >= 10_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{received} received");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("stopped cleanly; journal synced"));
+    for publisher in publishers {
+        publisher.wait(120);
+    }
+
+    let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
+    let token = login(&d, "li", "password-li").await;
+    assert_burst_stored_once(&d, &token).await;
 }

@@ -10,9 +10,12 @@
 //! - `coldstart`: fills kefud with M messages, restarts it, and times spawn → `/healthz` 200.
 //! - `probe`: one visitor's check of a running kefud (the SD-image boot test uses it): send a
 //!   message and wait for its durable ack, or wait for a text in the replayed history.
+//! - `mqtt`: QoS 1 publishers through mosquitto into kefud (PUBACK after fsync), against
+//!   mosquitto's own publish-to-subscribe rate in the same run.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
-//! at the end); otherwise `--url` names a running kefud.
+//! at the end); otherwise `--url` names a running kefud. Whatever the tool starts (kefud,
+//! mosquitto) it stops on every exit path, a failed or timed-out run included.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -867,17 +870,41 @@ impl Daemon {
             .context("VmRSS")
     }
 
+    /// SIGTERM, and a clean exit within [`DAEMON_STOP`] (else it is killed, on drop).
     fn stop(mut self) -> Result<()> {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait()?;
-        if let Some(d) = self.own_dir.take() {
-            std::fs::remove_dir_all(d).ok();
-        }
+        let asked = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if asked.elapsed() > DAEMON_STOP {
+                bail!("kefud did not stop within {DAEMON_STOP:?} of SIGTERM; killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         if !status.success() {
             bail!("kefud exited with {status}");
         }
         Ok(())
+    }
+}
+
+/// How long [`Daemon::stop`] waits after SIGTERM.
+const DAEMON_STOP: Duration = Duration::from_secs(30);
+
+/// Every exit path, a failed or timed-out run included, stops the kefud this tool started
+/// (SIGKILL if it still runs) and removes the data directory it created.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        if let Some(d) = self.own_dir.take() {
+            std::fs::remove_dir_all(d).ok();
+        }
     }
 }
 

@@ -57,7 +57,8 @@ pub struct Description {
 /// An adapter's state as the console shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Health {
-    /// `connected`, `connecting`, `disconnected` or `stopped`.
+    /// `connected`, `connecting`, `disconnected` or `stopped`; `stalled` for a connected
+    /// adapter whose acknowledgements have fallen behind what it stored (MQTT).
     pub state: &'static str,
     /// The last error, or what it is connected to.
     pub detail: String,

@@ -14,6 +14,17 @@
 //!   logged, counted and acknowledged, so the broker does not send it forever. While kefud is
 //!   stopping nothing more is acknowledged: the broker sends it again after the restart, and
 //!   the `client_id` makes the second copy a no-op.
+//! - The event loop never waits for the acknowledger, and the acknowledger never awaits
+//!   rumqttc: PUBACKs go into rumqttc's request queue, which only the event loop's `poll()`
+//!   drains (and only between reads of the network, never while its own publishes fill the
+//!   in-flight window), so each waiting on the other wedged the bridge under a burst (issue
+//!   finding 10). The event loop hands messages on without blocking; the acknowledger offers
+//!   each PUBACK with `try_ack` and, when the queue is full, waits for the event loop to take
+//!   one. What bounds the messages held is the broker's in-flight window for kefud and the
+//!   pipeline's own backpressure (`submit` waits for the dispatcher), not a queue between the
+//!   two tasks.
+//! - The bridge reports itself `stalled` (still connected) when a durable message has waited
+//!   more than [`STALL_AFTER`] for its PUBACK to be written.
 //! - Outbound: this module, not rumqttc, is the record of unacknowledged publishes. Each
 //!   connection gets a fresh client and event loop; on every (re)connect everything not yet
 //!   PUBACKed is published again in its original order, so a broker restart, with or without
@@ -25,7 +36,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
 use serde::Deserialize;
@@ -39,8 +50,12 @@ use crate::model::Identity;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Inbound messages handed to the pipeline and not yet acknowledged, at most.
-const ACK_QUEUE: usize = 4096;
+/// rumqttc's request queue, beyond the replies in flight: room for PUBACKs handed over and
+/// not yet written.
+const REQUEST_QUEUE: usize = 4096;
+/// A durable message whose PUBACK has not been written after this long means the bridge is
+/// stalled.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
 
 pub struct MqttBridge {
     options: MqttOptions,
@@ -60,6 +75,58 @@ pub struct MqttBridge {
     reconnect: tokio::sync::Notify,
     /// The connection whose remaining messages are not acknowledged (0: none).
     broken_connection: AtomicU64,
+    /// Durable messages whose PUBACK is not written yet.
+    backlog: Mutex<AckBacklog>,
+    /// Signalled by the event loop when rumqttc took a PUBACK from its request queue (there
+    /// is room again) or the connection ended.
+    acks_taken: tokio::sync::Notify,
+}
+
+/// Durable inbound messages whose PUBACK rumqttc has not written yet, on the live connection.
+#[derive(Default)]
+struct AckBacklog {
+    /// The live connection (0: none); the acknowledger hands over PUBACKs for it only.
+    connection: u64,
+    /// Handed to rumqttc, not yet written, in order: when each became durable.
+    handed: VecDeque<Instant>,
+    /// The next one, durable since then, waiting for room in rumqttc's request queue.
+    next: Option<Instant>,
+}
+
+impl AckBacklog {
+    /// A new connection: nothing of the last one will be written.
+    fn connected(&mut self, connection: u64) {
+        *self = AckBacklog {
+            connection,
+            ..AckBacklog::default()
+        };
+    }
+
+    /// rumqttc wrote the oldest PUBACK handed to it.
+    fn written(&mut self) {
+        self.handed.pop_front();
+    }
+
+    fn len(&self) -> usize {
+        self.handed.len() + usize::from(self.next.is_some())
+    }
+
+    /// How long the oldest durable, unacknowledged message has waited.
+    fn oldest_wait(&self, now: Instant) -> Option<Duration> {
+        self.handed
+            .front()
+            .or(self.next.as_ref())
+            .map(|since| now.saturating_duration_since(*since))
+    }
+}
+
+/// The state the bridge reports: `stalled` instead of `connected` when the oldest durable
+/// message without its PUBACK has waited more than [`STALL_AFTER`].
+fn reported_state(state: &'static str, oldest_wait: Option<Duration>) -> &'static str {
+    match oldest_wait {
+        Some(wait) if state == "connected" && wait > STALL_AFTER => "stalled",
+        _ => state,
+    }
 }
 
 #[derive(Default)]
@@ -182,11 +249,15 @@ impl MqttBridge {
             stop: CancellationToken::new(),
             reconnect: tokio::sync::Notify::new(),
             broken_connection: AtomicU64::new(0),
+            backlog: Mutex::new(AckBacklog::default()),
+            acks_taken: tokio::sync::Notify::new(),
         })
     }
 
     async fn run(self: Arc<Self>, inbound: Inbound) {
-        let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE);
+        // Unbounded on purpose: the event loop must never wait for the acknowledger (see the
+        // module's invariants).
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let acker = tokio::spawn(acknowledge(ack_rx, Arc::clone(&self)));
         let mut backoff = FIRST_BACKOFF;
         let mut connection = 0u64;
@@ -199,7 +270,8 @@ impl MqttBridge {
             self.status.set("connecting", broker.clone());
             connection += 1;
             let (client, mut events) =
-                AsyncClient::new(self.options.clone(), self.max_in_flight + ACK_QUEUE);
+                AsyncClient::new(self.options.clone(), self.max_in_flight + REQUEST_QUEUE);
+            self.backlog_lock().connected(connection);
             let error = loop {
                 // Cancel safety: a cancelled poll drops this connection, which is what
                 // stopping means; everything unacknowledged is in the tracker.
@@ -227,12 +299,21 @@ impl MqttBridge {
                     }
                     Ok(Event::Incoming(Packet::PubAck(ack))) => self.acked(ack.pkid),
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.assigned(pkid),
+                    Ok(Event::Outgoing(Outgoing::PubAck(_))) => {
+                        self.backlog_lock().written();
+                        self.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+                        self.acks_taken.notify_one();
+                    }
                     Ok(_) => {}
                     Err(e) => break Some(e.to_string()),
                 }
             };
             *self.client.lock().expect("invariant: never poisoned") = None;
             drop((client, events));
+            // After the drop: a PUBACK offered to this connection from now on fails, so none is
+            // recorded for it after this.
+            self.backlog_lock().connected(0);
+            self.acks_taken.notify_one();
             let Some(error) = error else { break };
             self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
             self.status.set("disconnected", error.clone());
@@ -280,7 +361,7 @@ impl MqttBridge {
         publish: rumqttc::Publish,
         (client, connection): (&AsyncClient, u64),
         inbound: &Inbound,
-        acks: &mpsc::Sender<AckItem>,
+        acks: &mpsc::UnboundedSender<AckItem>,
     ) -> bool {
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let outcome = match parse_inbound(&self.prefix, &publish) {
@@ -308,14 +389,56 @@ impl MqttBridge {
                 Outcome::Done
             }
         };
+        // Only the topic and packet id are needed from here on.
+        let publish = rumqttc::Publish {
+            payload: Default::default(),
+            ..publish
+        };
         acks.send(AckItem {
             client: client.clone(),
             connection,
             publish,
             outcome,
         })
-        .await
         .is_ok()
+    }
+
+    fn backlog_lock(&self) -> std::sync::MutexGuard<'_, AckBacklog> {
+        self.backlog.lock().expect("invariant: never poisoned")
+    }
+
+    /// Offers the PUBACK of `publish` (which came on `connection`) to rumqttc; while its
+    /// request queue is full, waits for the event loop to take one (never the other way
+    /// round). Returns false when kefud is stopping.
+    async fn hand_over(
+        &self,
+        client: &AsyncClient,
+        connection: u64,
+        publish: &rumqttc::Publish,
+    ) -> bool {
+        let durable = Instant::now();
+        loop {
+            {
+                let mut backlog = self.backlog_lock();
+                if backlog.connection != connection {
+                    // That connection is gone: the broker sends the message again.
+                    backlog.next = None;
+                    return true;
+                }
+                if client.try_ack(publish).is_ok() {
+                    backlog.next = None;
+                    backlog.handed.push_back(durable);
+                    return true;
+                }
+                // Full (or the connection is ending, which `connection` shows next time).
+                backlog.next = Some(durable);
+            }
+            // Cancel safety: both are notification futures.
+            tokio::select! {
+                _ = self.stop.cancelled() => return false,
+                _ = self.acks_taken.notified() => {}
+            }
+        }
     }
 
     fn malformed(&self, topic: &str, error: &str) {
@@ -352,11 +475,10 @@ impl MqttBridge {
     }
 }
 
-/// Acknowledges inbound messages in arrival order, each once it is durable.
 /// Acknowledges inbound messages in arrival order, each once it is durable. A message that
 /// could not be stored stops the acknowledgements of its connection (MQTT wants them in
 /// order) and drops the connection: the broker sends it, and those after it, again.
-async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>) {
+async fn acknowledge(mut items: mpsc::UnboundedReceiver<AckItem>, bridge: Arc<MqttBridge>) {
     while let Some(item) = items.recv().await {
         if bridge.broken_connection.load(Ordering::Relaxed) == item.connection {
             continue;
@@ -379,8 +501,11 @@ async fn acknowledge(mut items: mpsc::Receiver<AckItem>, bridge: Arc<MqttBridge>
             bridge.reconnect.notify_one();
             continue;
         }
-        if item.client.ack(&item.publish).await.is_ok() {
-            bridge.counters.acknowledged.fetch_add(1, Ordering::Relaxed);
+        if !bridge
+            .hand_over(&item.client, item.connection, &item.publish)
+            .await
+        {
+            return;
         }
     }
 }
@@ -528,7 +653,19 @@ impl Adapter for MqttBridge {
     }
 
     fn health(&self) -> Health {
-        let (state, detail) = self.status.get();
+        let (state, mut detail) = self.status.get();
+        let (waiting, oldest_wait) = {
+            let backlog = self.backlog_lock();
+            (backlog.len() as u64, backlog.oldest_wait(Instant::now()))
+        };
+        let reported = reported_state(state, oldest_wait);
+        if reported != state {
+            detail = format!(
+                "{waiting} durable messages not acknowledged to the broker, the oldest for {} s",
+                oldest_wait.unwrap_or_default().as_secs()
+            );
+        }
+        let state = reported;
         let c = &self.counters;
         let unacked = {
             let t = self.tracker.lock().expect("invariant: never poisoned");
@@ -544,6 +681,7 @@ impl Adapter for MqttBridge {
                 ("published", c.published.load(Ordering::Relaxed)),
                 ("delivered", c.delivered.load(Ordering::Relaxed)),
                 ("unacknowledged_replies", unacked),
+                ("awaiting_puback", waiting),
                 ("reconnects", c.reconnects.load(Ordering::Relaxed)),
             ],
         }
@@ -636,5 +774,47 @@ mod tests {
         t.unsent.push(unacked(4));
         let order: Vec<u64> = t.take_all().iter().map(|u| u.seq).collect();
         assert_eq!(order, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_durable_message_waiting_too_long_for_its_puback_is_a_stall() {
+        let secs = Duration::from_secs;
+        assert_eq!(reported_state("connected", None), "connected");
+        assert_eq!(reported_state("connected", Some(secs(1))), "connected");
+        assert_eq!(reported_state("connected", Some(STALL_AFTER)), "connected");
+        assert_eq!(
+            reported_state("connected", Some(STALL_AFTER + secs(1))),
+            "stalled"
+        );
+        // Not connected: that is what it reports (its backlog is the last connection's).
+        assert_eq!(
+            reported_state("disconnected", Some(STALL_AFTER + secs(1))),
+            "disconnected"
+        );
+    }
+
+    #[test]
+    fn the_backlog_measures_the_oldest_durable_message_without_a_puback() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut b = AckBacklog::default();
+        b.connected(1);
+        assert_eq!(b.oldest_wait(at(100)), None);
+        // Waiting for room in rumqttc's queue counts from when it became durable.
+        b.next = Some(at(3));
+        assert_eq!(b.oldest_wait(at(10)), Some(Duration::from_secs(7)));
+        b.next = None;
+        b.handed.extend([at(1), at(2)]);
+        b.next = Some(at(4));
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.oldest_wait(at(10)), Some(Duration::from_secs(9)));
+        b.written();
+        assert_eq!(b.oldest_wait(at(10)), Some(Duration::from_secs(8)));
+        b.written();
+        assert_eq!(b.oldest_wait(at(10)), Some(Duration::from_secs(6)));
+        // The connection ended: its PUBACKs will never be written; the broker sends again.
+        b.handed.push_back(at(5));
+        b.connected(0);
+        assert_eq!((b.len(), b.oldest_wait(at(10))), (0, None));
     }
 }

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// The state (`connected`, `connecting`, `disconnected`, `idle`, `stopped`) and its detail.
+/// The state (`connected`, `connecting`, `disconnected`, `idle`, `stopped`) and its detail
+/// (an adapter may report `stalled` over `connected`, see [`super::Health`]).
 pub struct StateLine(Mutex<(&'static str, String)>);
 
 impl StateLine {

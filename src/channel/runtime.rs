@@ -2,9 +2,13 @@
 //! them, one receiving task and one outbox runner per adapter.
 //!
 //! Started after the pipeline, stopped before it: an adapter stops taking messages while the
-//! journal can still make the last ones durable.
+//! journal can still make the last ones durable. Stopping is bounded: adapters and outboxes
+//! still running [`STOP_DEADLINE`] after being asked to stop are left behind (logged), so one
+//! wedged channel cannot hold up the daemon's shutdown; whatever they did not acknowledge,
+//! their far end sends again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -21,6 +25,9 @@ use crate::config::Config;
 use crate::dispatch::Command;
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
+
+/// How long [`Channels::stop`] waits for the adapters and outboxes.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(5);
 
 /// What the channels need from the daemon.
 pub struct Pipeline {
@@ -153,13 +160,21 @@ impl Channels {
         }
     }
 
-    /// Stops every adapter and outbox and waits for them.
+    /// Stops every adapter and outbox and waits for them, at most [`STOP_DEADLINE`].
     pub async fn stop(&self) {
         for adapter in &self.adapters {
             adapter.stop();
         }
         self.stop.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        if tokio::time::timeout(STOP_DEADLINE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                deadline_secs = STOP_DEADLINE.as_secs(),
+                "channel adapters did not stop in time; shutting down without them (what they did not acknowledge is sent again)"
+            );
+        }
     }
 }

@@ -258,7 +258,15 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             out.push_str(&format!(
                 "kefud_channel_connected{{adapter=\"{}\"}} {}\n",
                 c.name,
-                u8::from(c.state == "connected")
+                u8::from(matches!(c.state, "connected" | "stalled"))
+            ));
+        }
+        out.push_str("# HELP kefud_channel_stalled Whether a channel adapter's acknowledgements have fallen behind what it stored.\n# TYPE kefud_channel_stalled gauge\n");
+        for c in &channels {
+            out.push_str(&format!(
+                "kefud_channel_stalled{{adapter=\"{}\"}} {}\n",
+                c.name,
+                u8::from(c.state == "stalled")
             ));
         }
     }

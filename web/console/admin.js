@@ -382,7 +382,7 @@ async function refreshAdapters(box) {
   setTimeout(() => refreshAdapters(box), ADAPTER_REFRESH_MS);
 }
 
-const STATES = ['connected', 'connecting', 'disconnected', 'stopped', 'idle'];
+const STATES = ['connected', 'stalled', 'connecting', 'disconnected', 'stopped', 'idle'];
 
 function adapterCard(c) {
   const known = STATES.includes(c.state) ? c.state : 'other';
