@@ -135,12 +135,25 @@ impl Core {
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
             {
                 let (fatal, failure) = (fatal.clone(), Arc::clone(&store_failure));
+                let data_dir = cfg.storage.data_dir.clone();
                 spawn_thread("kefud-store", move || {
                     if let Err(e) = applier.run(store_rx) {
-                        tracing::error!(error = %e, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
+                        // ext4 remounts read-only a moment after the error it reports.
+                        let read_only = (0..10).any(|_| {
+                            journal::writer::file_system_read_only(&data_dir) || {
+                                std::thread::sleep(Duration::from_millis(50));
+                                false
+                            }
+                        });
+                        let cause = if read_only {
+                            "; the data directory's file system is read-only (remounted after errors, as ext4 errors=remount-ro does: see dmesg, fsck the card)"
+                        } else {
+                            ""
+                        };
+                        tracing::error!(error = %e, cause, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
                         // Only this thread sets it, once.
                         let _ = failure.set(format!(
-                            "the SQLite store failed to apply committed records: {e}"
+                            "the SQLite store failed to apply committed records: {e}{cause}"
                         ));
                         fatal.cancel();
                     }

@@ -109,6 +109,20 @@ pub fn diagnose(e: &Error) -> &'static str {
     }
 }
 
+/// Whether the file system holding `path` is mounted read-only now: SQLite reports such a
+/// failure only as a "disk I/O error", so the store's failure is checked against this.
+pub fn file_system_read_only(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statvfs on a NUL-terminated path into a zeroed struct it fills.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::statvfs(c_path.as_ptr(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
 impl Writer {
     /// Opens the journal for appending after recovery: appends to the last segment, or creates
     /// the first one starting at `last_lsn + 1`.
