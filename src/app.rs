@@ -57,6 +57,7 @@ pub struct Core {
     pub kb: tokio::sync::watch::Receiver<Arc<crate::routing::knowledge::KnowledgeBase>>,
     pub fanout: crate::fanout::FanoutHandle,
     pub fanout_stats: Arc<crate::fanout::FanoutStats>,
+    pub dispatch_stats: Arc<crate::dispatch::DispatchStats>,
     pub journal_health: Arc<journal::writer::Health>,
     /// Cancelled when the journal latches or the store fails.
     pub fatal: CancellationToken,
@@ -113,7 +114,7 @@ impl Core {
             rec.tail_len,
             rec.last_lsn,
             committed_tx,
-            applied_atomic,
+            Arc::clone(&applied_atomic),
             fatal.clone(),
         )?;
         let (fanout, fanout_handle, fanout_inputs, fanout_stats) =
@@ -124,13 +125,16 @@ impl Core {
                 recent_client_ids: cfg.conversations.recent_client_ids,
                 bot: cfg.routing.bot(),
                 auto_assign: cfg.routing.auto_assign,
+                cached_contacts: cfg.conversations.cached_contacts,
             },
             store::connect(&cfg.db_path())?,
             rec.last_lsn,
+            applied_atomic,
             journal_tx,
             kb_tx,
             fanout_handle.clone(),
         )?;
+        let dispatch_stats = dispatcher.stats();
         let threads = [
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
             {
@@ -172,6 +176,7 @@ impl Core {
             kb: kb_rx,
             fanout: fanout_handle,
             fanout_stats,
+            dispatch_stats,
             journal_health,
             fatal,
             store_failure,
@@ -304,6 +309,7 @@ pub async fn run_with_adapters(
         applied: core.applied.clone(),
         fanout: core.fanout.clone(),
         fanout_stats: Arc::clone(&core.fanout_stats),
+        dispatch_stats: Arc::clone(&core.dispatch_stats),
         listener_stats: Arc::default(),
         journal_health: Arc::clone(&core.journal_health),
         store_failure: Arc::clone(&core.store_failure),

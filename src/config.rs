@@ -109,6 +109,9 @@ pub struct Limits {
 pub struct Conversations {
     pub resolved_idle_after_secs: u64,
     pub recent_client_ids: usize,
+    /// Contacts the dispatcher keeps in memory at most (the least recently used beyond are
+    /// read from the store again when they come back).
+    pub cached_contacts: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -415,6 +418,7 @@ impl Default for Conversations {
         Conversations {
             resolved_idle_after_secs: 24 * 3600,
             recent_client_ids: 64,
+            cached_contacts: 10_000,
         }
     }
 }
@@ -557,7 +561,12 @@ impl Config {
         check(
             (1..=1024).contains(&self.conversations.recent_client_ids),
             "conversations.recent_client_ids",
-            "must be between 1 and 1024",
+            "must be 1 to 1024",
+        );
+        check(
+            self.conversations.cached_contacts >= 16,
+            "conversations.cached_contacts",
+            "must be at least 16",
         );
         check(
             self.auth.token_ttl_secs >= 60,
@@ -798,6 +807,10 @@ impl Config {
         if self.conversations.recent_client_ids != running.conversations.recent_client_ids {
             needs_restart.push("conversations.recent_client_ids");
             self.conversations.recent_client_ids = running.conversations.recent_client_ids;
+        }
+        if self.conversations.cached_contacts != running.conversations.cached_contacts {
+            needs_restart.push("conversations.cached_contacts");
+            self.conversations.cached_contacts = running.conversations.cached_contacts;
         }
         if self.mqtt != running.mqtt {
             needs_restart.push("mqtt");

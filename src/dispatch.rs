@@ -10,6 +10,14 @@
 //! applied the whole journal before the dispatcher starts, and everything since passed through
 //! here.
 //!
+//! Memory does not grow with the number of contacts either: at most `cached_contacts` stay
+//! hydrated; beyond that the least recently used are evicted, and hydrated again when they
+//! come back. A contact is evicted only once the store has applied everything this thread
+//! journaled up to its last use, which keeps the rule "what is not in memory, the store has
+//! as it is" true, so hydration never reads a stale contact. The waiting queue keeps only a
+//! window in memory too (see the scheduler), and start reads only that window and the idle
+//! timers of resolved conversations.
+//!
 //! Invariants:
 //! - Every status change goes through [`conversation::step`]; a refused one journals nothing.
 //! - A command is answered with the LSN its caller must wait on (`durable >= lsn`) before it
@@ -26,6 +34,7 @@
 //! on every change and published for the API's reads.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -39,7 +48,7 @@ use crate::model::{
 use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
 use crate::routing::bot::{self, BotConfig, Decision};
 use crate::routing::knowledge::KnowledgeBase;
-use crate::routing::scheduler::{AgentSlot, Scheduler};
+use crate::routing::scheduler::{AgentSlot, Scheduler, QUEUE_WINDOW};
 use crate::store::queries;
 use crate::wire;
 
@@ -233,6 +242,8 @@ pub struct DispatchConfig {
     pub recent_client_ids: usize,
     pub bot: BotConfig,
     pub auto_assign: bool,
+    /// Contacts kept hydrated at most; the least recently used beyond are evicted.
+    pub cached_contacts: usize,
 }
 
 struct ContactState {
@@ -241,6 +252,10 @@ struct ContactState {
     recent: VecDeque<RecentClientId>,
     /// The identity the customer last wrote from, and that message's id: replies go there.
     last_via: Option<(Identity, MessageId)>,
+    /// The last LSN journaled when this contact was last used: evictable once applied.
+    last_lsn: Lsn,
+    /// When it was last used (the position of its latest entry in `use_order`).
+    stamp: u64,
 }
 
 /// A client id is unique per identity (the client that made it), so the ring remembers which
@@ -288,6 +303,24 @@ pub struct Dispatcher {
     typing_sent: HashMap<ConversationId, std::time::Instant>,
     /// Contacts linked into another since startup (the store may not have applied it yet).
     linked: HashMap<ContactId, ContactId>,
+    /// The store's applied LSN (eviction and the queue's read-back wait for it).
+    applied: Arc<AtomicU64>,
+    /// Contacts used by the command being handled.
+    touched: Vec<ContactId>,
+    /// Contacts by last use, oldest first: (contact, stamp); an entry whose stamp is not the
+    /// contact's current one is stale and skipped.
+    use_order: VecDeque<(ContactId, u64)>,
+    clock: u64,
+    stats: Arc<DispatchStats>,
+}
+
+/// What `/metrics` shows of the dispatcher's memory.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Contacts hydrated now.
+    pub contacts: AtomicU64,
+    /// Waiting conversations held in the scheduler's windows now.
+    pub queued_in_memory: AtomicU64,
 }
 
 /// Customer-typing indicators per conversation reach agents at most this often.
@@ -298,16 +331,18 @@ impl Dispatcher {
     ///
     /// # Errors
     /// [`DispatchError::Store`] if the store cannot be read.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cfg: DispatchConfig,
         conn: Connection,
         last_lsn: Lsn,
+        applied: Arc<AtomicU64>,
         journal: mpsc::Sender<Entry>,
         kb_published: watch::Sender<Arc<KnowledgeBase>>,
         fanout: FanoutHandle,
     ) -> Result<Self, DispatchError> {
         let (max_contact, max_conversation) = queries::max_ids(&conn)?;
-        let resolved = queries::resolved_conversations(&conn)?;
+        let resolved = queries::resolved_since(&conn)?;
         let kb = Arc::new(KnowledgeBase::new(queries::kb_entries(&conn)?));
         kb_published.send_replace(Arc::clone(&kb));
         let mut scheduler = Scheduler::default();
@@ -319,7 +354,6 @@ impl Dispatcher {
                 scheduler.holding(agent, true);
             }
         }
-        let queued = queries::queued_conversations(&conn)?;
         let mut d = Dispatcher {
             cfg,
             conn,
@@ -337,15 +371,27 @@ impl Dispatcher {
             fanout,
             typing_sent: HashMap::new(),
             linked: HashMap::new(),
+            applied,
+            touched: Vec::new(),
+            use_order: VecDeque::new(),
+            clock: 0,
+            stats: Arc::default(),
         };
-        for c in resolved {
-            d.hydrate_contact(c.contact)?;
+        // Timers only: a resolved conversation's contact is hydrated when it fires.
+        for (conversation, resolved_at) in resolved {
+            d.idle_deadlines
+                .insert((resolved_at + d.cfg.resolved_idle_after_ms, conversation));
         }
-        for (conversation, team, since) in queued {
-            d.hydrate_conversation(conversation)?;
-            d.scheduler.enqueue(conversation, team, since);
+        // The oldest of each team's queue; the rest is read back as the window empties.
+        for team in queries::queued_teams(&d.conn)? {
+            d.refill_queue(&team, last_lsn)?;
         }
         Ok(d)
+    }
+
+    /// Counters the HTTP side reads.
+    pub fn stats(&self) -> Arc<DispatchStats> {
+        Arc::clone(&self.stats)
     }
 
     /// The thread body: runs until every command sender is dropped.
@@ -356,6 +402,7 @@ impl Dispatcher {
             }
             self.handle(cmd);
             self.assign_waiting();
+            self.settle_contacts();
         }
         tracing::debug!(next_lsn = self.next_lsn, "dispatcher stopped");
     }
@@ -600,7 +647,8 @@ impl Dispatcher {
         }
         if let Some(team) = &state.handoff_team {
             // Reopened after a resolve with nobody holding it: back in the queue.
-            self.scheduler.enqueue(conversation, team.clone(), now);
+            self.scheduler
+                .enqueue(conversation, team.clone(), now, self.next_lsn - 1);
             return Ok(());
         }
         match plan.action {
@@ -633,7 +681,8 @@ impl Dispatcher {
                     },
                     None,
                 )?;
-                self.scheduler.enqueue(conversation, team.clone(), now);
+                self.scheduler
+                    .enqueue(conversation, team.clone(), now, self.next_lsn - 1);
                 self.conversations
                     .get_mut(&conversation)
                     .expect("invariant: present above")
@@ -648,14 +697,113 @@ impl Dispatcher {
         if !self.cfg.auto_assign {
             return;
         }
-        while let Some((conversation, agent)) = self.scheduler.next_assignment() {
+        loop {
+            // A window that ran low is read back from the store first, so the oldest
+            // conversation of every team is in view.
+            let applied = self.applied.load(Ordering::Acquire);
+            for team in self.scheduler.refills_due(applied) {
+                if let Err(e) = self.refill_queue(&team, applied) {
+                    tracing::warn!(team, error = %e, "cannot read the queue back from the store");
+                }
+            }
+            let Some((conversation, agent)) = self.scheduler.next_assignment() else {
+                break;
+            };
             self.scheduler.assigned(conversation, agent);
             let now = crate::model::now_ms();
+            if let Err(e) = self.hydrate_conversation(conversation) {
+                tracing::debug!(conversation, error = %e, "queued conversation gone");
+                continue;
+            }
             match self.change_status(conversation, Event::Assign, Some(agent), None, now) {
                 Ok(_) => {}
                 Err(DispatchError::Unavailable) => return,
                 Err(e) => tracing::warn!(conversation, agent, error = %e, "assignment skipped"),
             }
+        }
+    }
+
+    /// Reads the oldest conversations of `team` still waiting back from the store (which has
+    /// applied up to `applied`) into the scheduler. One held in memory is taken as memory says:
+    /// the store may not have seen it change.
+    fn refill_queue(&mut self, team: &str, applied: Lsn) -> Result<(), DispatchError> {
+        let oldest = queries::queued_oldest(&self.conn, team, QUEUE_WINDOW)?;
+        let complete = oldest.len() < QUEUE_WINDOW;
+        let still_waiting = oldest
+            .into_iter()
+            .filter(|(c, _)| {
+                self.conversations.get(c).map_or(true, |s| {
+                    s.status == Status::Waiting && s.assignee.is_none() && s.handoff_team.is_some()
+                })
+            })
+            .collect();
+        self.scheduler
+            .refilled(team, still_waiting, applied, complete);
+        Ok(())
+    }
+
+    /// After a command: the contacts it used move to the back of the use order, marked with
+    /// the last LSN journaled; then the least recently used beyond the cache's size are
+    /// evicted, as far as the store has applied their last use.
+    fn settle_contacts(&mut self) {
+        let last = self.next_lsn - 1;
+        for contact in std::mem::take(&mut self.touched) {
+            if let Some(state) = self.contacts.get_mut(&contact) {
+                self.clock += 1;
+                state.last_lsn = last;
+                state.stamp = self.clock;
+                self.use_order.push_back((contact, self.clock));
+            }
+        }
+        let applied = self.applied.load(Ordering::Acquire);
+        while self.contacts.len() > self.cfg.cached_contacts {
+            let Some(&(contact, stamp)) = self.use_order.front() else {
+                break;
+            };
+            match self.contacts.get(&contact) {
+                Some(state) if state.stamp == stamp => {
+                    // Later entries were used later still: none of them is applied either.
+                    if state.last_lsn > applied {
+                        break;
+                    }
+                    self.use_order.pop_front();
+                    self.evict(contact);
+                }
+                _ => {
+                    self.use_order.pop_front();
+                }
+            }
+        }
+        self.stats
+            .contacts
+            .store(self.contacts.len() as u64, Ordering::Relaxed);
+        self.stats
+            .queued_in_memory
+            .store(self.scheduler.queued_len() as u64, Ordering::Relaxed);
+        // Stale entries pile up as contacts are used again: rebuild once they dominate.
+        if self.use_order.len() > 2 * self.contacts.len() + 1024 {
+            let mut live: Vec<(u64, ContactId)> =
+                self.contacts.iter().map(|(c, s)| (s.stamp, *c)).collect();
+            live.sort_unstable();
+            self.use_order = live.into_iter().map(|(stamp, c)| (c, stamp)).collect();
+        }
+    }
+
+    /// Forgets a contact whose every change the store has applied: its identities, its
+    /// current conversation. A queued conversation stays queued and an idle timer stays
+    /// armed; both hydrate it again when they need it.
+    fn evict(&mut self, contact: ContactId) {
+        let Some(state) = self.contacts.remove(&contact) else {
+            return;
+        };
+        for identity in state.identities.iter() {
+            if self.identities.get(identity) == Some(&contact) {
+                self.identities.remove(identity);
+            }
+        }
+        if let Some(conversation) = state.current {
+            self.conversations.remove(&conversation);
+            self.typing_sent.remove(&conversation);
         }
     }
 
@@ -1025,6 +1173,7 @@ impl Dispatcher {
             .conversations
             .get(&conversation)
             .ok_or(DispatchError::NotFound(conversation))?;
+        self.touched.push(state.contact);
         let from = state.status;
         let to = conversation::step(from, event)?;
         let assignee = if event == Event::CustomerMessage {
@@ -1102,7 +1251,8 @@ impl Dispatcher {
                 break;
             }
             self.idle_deadlines.pop_first();
-            if !self.conversations.contains_key(&conversation) {
+            // Evicted since: hydrated again. Closed or folded away since: nothing to do.
+            if self.hydrate_conversation(conversation).is_err() {
                 continue;
             }
             match self.change_status(conversation, Event::IdleTimeout, None, None, now_ms) {
@@ -1141,8 +1291,11 @@ impl Dispatcher {
                 current: None,
                 recent: VecDeque::new(),
                 last_via: None,
+                last_lsn: 0,
+                stamp: 0,
             },
         );
+        self.touched.push(contact);
         Ok(contact)
     }
 
@@ -1179,8 +1332,9 @@ impl Dispatcher {
     }
 
     fn lookup_identity(&mut self, identity: &Identity) -> Result<Option<ContactId>, DispatchError> {
-        if let Some(id) = self.identities.get(identity) {
-            return Ok(Some(*id));
+        if let Some(&id) = self.identities.get(identity) {
+            self.touched.push(id);
+            return Ok(Some(id));
         }
         let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else {
             return Ok(None);
@@ -1191,7 +1345,8 @@ impl Dispatcher {
     }
 
     fn hydrate_conversation(&mut self, conversation: ConversationId) -> Result<(), DispatchError> {
-        if self.conversations.contains_key(&conversation) {
+        if let Some(state) = self.conversations.get(&conversation) {
+            self.touched.push(state.contact);
             return Ok(());
         }
         let state = queries::conversation_state(&self.conn, conversation)?
@@ -1218,6 +1373,7 @@ impl Dispatcher {
         // A contact linked away since startup is never loaded again from a store that may
         // not have applied the link yet: its identities would point back at it.
         if self.contacts.contains_key(&contact) || self.linked.contains_key(&contact) {
+            self.touched.push(contact);
             return Ok(());
         }
         let snap =
@@ -1266,8 +1422,11 @@ impl Dispatcher {
                 current,
                 recent,
                 last_via: snap.last_via,
+                last_lsn: 0,
+                stamp: 0,
             },
         );
+        self.touched.push(contact);
         Ok(())
     }
 }

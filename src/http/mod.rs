@@ -56,6 +56,7 @@ pub struct AppState {
     pub applied: watch::Receiver<Lsn>,
     pub fanout: FanoutHandle,
     pub fanout_stats: Arc<FanoutStats>,
+    pub dispatch_stats: Arc<crate::dispatch::DispatchStats>,
     pub listener_stats: Arc<listener::ListenerStats>,
     pub journal_health: Arc<crate::journal::writer::Health>,
     /// Set when the store applier failed: why.
@@ -229,6 +230,16 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             "kefud_connections_open",
             "Open HTTP and WebSocket connections.",
             app.listener_stats.open.load(Relaxed),
+        ),
+        (
+            "kefud_dispatcher_contacts",
+            "Contacts the dispatcher holds in memory (conversations.cached_contacts at most).",
+            app.dispatch_stats.contacts.load(Relaxed),
+        ),
+        (
+            "kefud_dispatcher_queued_in_memory",
+            "Waiting conversations held in memory (the rest of the queue is in the store).",
+            app.dispatch_stats.queued_in_memory.load(Relaxed),
         ),
         (
             "kefud_heap_allocations_total",

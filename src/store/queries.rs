@@ -524,20 +524,6 @@ pub fn max_ids(conn: &Connection) -> Result<(ContactId, ConversationId), Error> 
     Ok((contact as u64, conversation as u64))
 }
 
-/// Resolved conversations, whose idle timers the dispatcher must arm at startup.
-///
-/// # Errors
-/// [`Error::Sqlite`].
-pub fn resolved_conversations(conn: &Connection) -> Result<Vec<ConversationState>, Error> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT id, contact_id, status, assignee, resolved_at, CASE WHEN queued_at IS NULL THEN NULL ELSE COALESCE(team, '') END FROM conversations WHERE status = 'resolved'",
-        )?
-        .query_map([], conversation_state_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
 /// The knowledge base's entries.
 ///
 /// # Errors
@@ -623,19 +609,77 @@ pub fn open_by_assignee(conn: &Connection) -> Result<Vec<(AgentId, u32)>, Error>
     Ok(rows)
 }
 
-/// Conversations waiting in the scheduler's queue: (conversation, team, queued at).
+/// The teams ("" for none) that have conversations waiting in the scheduler's queue, one
+/// index seek per team.
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn queued_conversations(
+pub fn queued_teams(conn: &Connection) -> Result<Vec<String>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(team, '') FROM conversations
+         WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting'
+           AND COALESCE(team, '') > ?1
+         ORDER BY COALESCE(team, '') LIMIT 1",
+    )?;
+    let mut teams: Vec<String> = Vec::new();
+    // '' sorts first: look for it exactly, then step from one team to the next.
+    let mut after = String::new();
+    let none: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM conversations
+             WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting'
+               AND COALESCE(team, '') = '' LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if none.is_some() {
+        teams.push(String::new());
+    }
+    while let Some(team) = stmt
+        .query_row(params![after], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        after.clone_from(&team);
+        teams.push(team);
+    }
+    Ok(teams)
+}
+
+/// The oldest `limit` conversations of `team` waiting in the scheduler's queue:
+/// (conversation, queued at).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn queued_oldest(
     conn: &Connection,
-) -> Result<Vec<(ConversationId, String, i64)>, Error> {
+    team: &str,
+    limit: usize,
+) -> Result<Vec<(ConversationId, i64)>, Error> {
     let rows = conn
         .prepare_cached(
-            "SELECT id, COALESCE(team, ''), queued_at FROM conversations
-             WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting' ORDER BY queued_at",
+            "SELECT id, queued_at FROM conversations
+             WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting'
+               AND COALESCE(team, '') = ?1
+             ORDER BY COALESCE(team, ''), queued_at, id LIMIT ?2",
         )?
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)))?
+        .query_map(params![team, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Resolved conversations and when they were resolved, whose idle timers the dispatcher
+/// arms at start (without loading their contacts).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn resolved_since(conn: &Connection) -> Result<Vec<(ConversationId, i64)>, Error> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, COALESCE(resolved_at, 0) FROM conversations WHERE status = 'resolved'",
+        )?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

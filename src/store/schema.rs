@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_api_keys.sql"),
     include_str!("migrations/005_channels.sql"),
     include_str!("migrations/006_upload_quotas.sql"),
+    include_str!("migrations/007_queue_by_team.sql"),
 ];
 
 /// The schema version this binary writes.
