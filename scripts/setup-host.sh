@@ -3,7 +3,8 @@
 # the cross toolchains and rustup targets, qemu (user and system, from bookworm-backports, see
 # README), the SD-image tools, cargo-deb, scikit-learn (the intent benchmark's baseline), and
 # binfmt_misc registration for aarch64 and armhf, and mosquitto + openssl (the MQTT tests start their own brokers, one with TLS)
-# and mosquitto-clients (the burst test publishes with `mosquitto_pub -l`).
+# and mosquitto-clients (the burst test publishes with `mosquitto_pub -l`), and faketime (the
+# clock-step test fakes kefud's wall clock with libfaketime).
 # Fast when everything is already there.
 set -euo pipefail
 
@@ -11,7 +12,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 apt_packages=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
   mmdebstrap arch-test mtools dosfstools e2fsprogs fdisk zstd xz-utils curl dpkg-dev fakeroot file
-  mosquitto mosquitto-clients openssl)
+  mosquitto mosquitto-clients openssl faketime)
 backports_packages=(qemu-system-arm qemu-user-static qemu-efi-aarch64 ipxe-qemu)
 
 missing=()

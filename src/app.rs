@@ -513,6 +513,7 @@ async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     systemd::notify_ready(&format!("listening on {addr}"));
 }
 
+/// Once a second: looks at the wall clock (a step is journaled) and fires due timers.
 async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -520,7 +521,13 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationT
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                if commands.send(Command::Tick { now_ms: crate::model::now_ms() }).await.is_err() {
+                if let Some(step) = crate::clock::observe() {
+                    if commands.send(Command::ClockStepped(step)).await.is_err() {
+                        return;
+                    }
+                }
+                let timer_ms = crate::clock::timer_ms();
+                if commands.send(Command::Tick { timer_ms }).await.is_err() {
                     return;
                 }
             }

@@ -141,8 +141,10 @@ pub enum Command {
         by: AgentId,
         reply: Reply,
     },
-    /// Fires idle timeouts that are due at `now_ms`.
-    Tick { now_ms: i64 },
+    /// Fires idle timeouts that are due at `timer_ms` (the monotonic clock, `clock::timer_ms`).
+    Tick { timer_ms: i64 },
+    /// The wall clock stepped: journaled, so the store moves the times it affects.
+    ClockStepped(crate::clock::Step),
     /// A config reload: resolved conversations close after this long from now on (those
     /// already resolved keep the deadline they were given).
     SetResolvedIdleAfter { ms: i64 },
@@ -312,6 +314,8 @@ pub struct Dispatcher {
     use_order: VecDeque<(ContactId, u64)>,
     clock: u64,
     stats: Arc<DispatchStats>,
+    /// The first LSN journaled since the wall clock was last anchored (start or a step).
+    interval_from_lsn: Lsn,
 }
 
 /// What `/metrics` shows of the dispatcher's memory.
@@ -376,11 +380,12 @@ impl Dispatcher {
             use_order: VecDeque::new(),
             clock: 0,
             stats: Arc::default(),
+            interval_from_lsn: last_lsn + 1,
         };
         // Timers only: a resolved conversation's contact is hydrated when it fires.
         for (conversation, resolved_at) in resolved {
-            d.idle_deadlines
-                .insert((resolved_at + d.cfg.resolved_idle_after_ms, conversation));
+            let deadline = crate::clock::to_timer(resolved_at) + d.cfg.resolved_idle_after_ms;
+            d.idle_deadlines.insert((deadline, conversation));
         }
         // The oldest of each team's queue; the rest is read back as the window empties.
         for team in queries::queued_teams(&d.conn)? {
@@ -478,7 +483,24 @@ impl Dispatcher {
             } => {
                 reply.send(self.transition(conversation, Event::Reopen, Some(by), by));
             }
-            Command::Tick { now_ms } => self.fire_idle_timeouts(now_ms),
+            Command::Tick { timer_ms } => self.fire_idle_timeouts(timer_ms),
+            Command::ClockStepped(step) => {
+                let op = Op::ClockStepped {
+                    offset_ms: step.offset_ms,
+                    before_ms: step.before_ms,
+                    correct_since_ms: step.correct_since_ms,
+                    correct_from_lsn: self.interval_from_lsn,
+                    at_ms: crate::model::now_ms(),
+                };
+                tracing::warn!(
+                    offset_ms = step.offset_ms,
+                    corrected = step.correct_since_ms.is_some(),
+                    "the wall clock stepped; timers are unaffected, stored times follow"
+                );
+                if self.append(op, None).is_ok() {
+                    self.interval_from_lsn = self.next_lsn;
+                }
+            }
             Command::AgentNote {
                 conversation,
                 agent,
@@ -647,8 +669,12 @@ impl Dispatcher {
         }
         if let Some(team) = &state.handoff_team {
             // Reopened after a resolve with nobody holding it: back in the queue.
-            self.scheduler
-                .enqueue(conversation, team.clone(), now, self.next_lsn - 1);
+            self.scheduler.enqueue(
+                conversation,
+                team.clone(),
+                crate::clock::timer_ms(),
+                self.next_lsn - 1,
+            );
             return Ok(());
         }
         match plan.action {
@@ -681,8 +707,12 @@ impl Dispatcher {
                     },
                     None,
                 )?;
-                self.scheduler
-                    .enqueue(conversation, team.clone(), now, self.next_lsn - 1);
+                self.scheduler.enqueue(
+                    conversation,
+                    team.clone(),
+                    crate::clock::timer_ms(),
+                    self.next_lsn - 1,
+                );
                 self.conversations
                     .get_mut(&conversation)
                     .expect("invariant: present above")
@@ -731,6 +761,7 @@ impl Dispatcher {
         let complete = oldest.len() < QUEUE_WINDOW;
         let still_waiting = oldest
             .into_iter()
+            .map(|(c, queued_at)| (c, crate::clock::to_timer(queued_at)))
             .filter(|(c, _)| {
                 self.conversations.get(c).map_or(true, |s| {
                     s.status == Status::Waiting && s.assignee.is_none() && s.handoff_team.is_some()
@@ -1227,7 +1258,7 @@ impl Dispatcher {
         state.assignee = assignee;
         match to {
             Status::Resolved => {
-                let deadline = now + self.cfg.resolved_idle_after_ms;
+                let deadline = crate::clock::timer_ms() + self.cfg.resolved_idle_after_ms;
                 state.idle_deadline = Some(deadline);
                 self.idle_deadlines.insert((deadline, conversation));
             }
@@ -1245,9 +1276,10 @@ impl Dispatcher {
         Ok(Some(lsn))
     }
 
-    fn fire_idle_timeouts(&mut self, now_ms: i64) {
+    fn fire_idle_timeouts(&mut self, timer_ms: i64) {
+        let now_ms = crate::model::now_ms();
         while let Some(&(deadline, conversation)) = self.idle_deadlines.first() {
-            if deadline > now_ms {
+            if deadline > timer_ms {
                 break;
             }
             self.idle_deadlines.pop_first();
@@ -1397,7 +1429,9 @@ impl Dispatcher {
             .collect();
         let current = snap.current.map(|c| {
             let idle_deadline = match (c.status, c.resolved_at) {
-                (Status::Resolved, Some(at)) => Some(at + self.cfg.resolved_idle_after_ms),
+                (Status::Resolved, Some(at)) => {
+                    Some(crate::clock::to_timer(at) + self.cfg.resolved_idle_after_ms)
+                }
                 _ => None,
             };
             if let Some(deadline) = idle_deadline {

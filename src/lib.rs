@@ -14,6 +14,7 @@
 //!   proofs.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
+//! - [`clock`]: wall time on a board without a real-time clock, and timers that ignore its steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
 //!   [`systemd`], [`telemetry`]: the host.
 
@@ -23,6 +24,7 @@ pub mod apikeys;
 pub mod app;
 pub mod auth;
 pub mod channel;
+pub mod clock;
 pub mod config;
 pub mod conversation;
 pub mod dispatch;

@@ -174,12 +174,10 @@ impl Sender {
     }
 }
 
-/// Milliseconds since the Unix epoch, the timestamp unit of every record.
+/// Milliseconds since the Unix epoch, the timestamp unit of every record: the wall clock as
+/// kefud knows it (see [`crate::clock`]).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    crate::clock::now_ms()
 }
 
 #[cfg(test)]

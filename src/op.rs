@@ -71,6 +71,17 @@ pub enum Op {
         error: String,
         at_ms: i64,
     },
+    /// The wall clock stepped by `offset_ms` when kefud's time read `before_ms` (see
+    /// `clock.rs`). Token expiries and upload times move by it; with `correct_since_ms`, so do
+    /// the times of records from `correct_from_lsn` on that were stamped between then and
+    /// `before_ms` by a clock that was not synchronised.
+    ClockStepped {
+        offset_ms: i64,
+        before_ms: i64,
+        correct_since_ms: Option<i64>,
+        correct_from_lsn: u64,
+        at_ms: i64,
+    },
 }
 
 /// A knowledge-base entry: what customers ask (examples), the bot's answer, who handles it.
@@ -166,6 +177,7 @@ pub const KIND_MESSAGE_ROUTED: u8 = 10;
 pub const KIND_CONTACTS_LINKED: u8 = 11;
 pub const KIND_DELIVERED: u8 = 12;
 pub const KIND_DELIVERY_FAILED: u8 = 13;
+pub const KIND_CLOCK_STEPPED: u8 = 14;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -197,6 +209,7 @@ impl Op {
             Op::ContactsLinked { .. } => KIND_CONTACTS_LINKED,
             Op::Delivered { .. } => KIND_DELIVERED,
             Op::DeliveryFailed { .. } => KIND_DELIVERY_FAILED,
+            Op::ClockStepped { .. } => KIND_CLOCK_STEPPED,
         }
     }
 
@@ -332,6 +345,25 @@ impl Op {
                 put_str(buf, error);
                 put_i64(buf, *at_ms);
             }
+            Op::ClockStepped {
+                offset_ms,
+                before_ms,
+                correct_since_ms,
+                correct_from_lsn,
+                at_ms,
+            } => {
+                put_i64(buf, *offset_ms);
+                put_i64(buf, *before_ms);
+                match correct_since_ms {
+                    Some(since) => {
+                        buf.push(1);
+                        put_i64(buf, *since);
+                    }
+                    None => buf.push(0),
+                }
+                put_u64(buf, *correct_from_lsn);
+                put_i64(buf, *at_ms);
+            }
         }
     }
 
@@ -443,6 +475,17 @@ impl Op {
                 attempts: r.u32()?,
                 dead: r.flag()?,
                 error: r.str()?.to_owned(),
+                at_ms: r.i64()?,
+            },
+            KIND_CLOCK_STEPPED => Op::ClockStepped {
+                offset_ms: r.i64()?,
+                before_ms: r.i64()?,
+                correct_since_ms: match r.u8()? {
+                    0 => None,
+                    1 => Some(r.i64()?),
+                    _ => return Err(DecodeError::BadValue("option flag")),
+                },
+                correct_from_lsn: r.u64()?,
                 at_ms: r.i64()?,
             },
             other => return Err(DecodeError::UnknownKind(other)),
@@ -720,6 +763,20 @@ mod tests {
                 dead: true,
                 error: "HTTP 500".into(),
                 at_ms: 17,
+            },
+            Op::ClockStepped {
+                offset_ms: 218_000_000_000,
+                before_ms: 1_577_836_861_000,
+                correct_since_ms: Some(1_577_836_800_000),
+                correct_from_lsn: 1,
+                at_ms: 1_796_000_000_000,
+            },
+            Op::ClockStepped {
+                offset_ms: -5_000,
+                before_ms: 1_796_000_005_000,
+                correct_since_ms: None,
+                correct_from_lsn: 90,
+                at_ms: 1_796_000_000_000,
             },
         ]
     }

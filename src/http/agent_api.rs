@@ -27,6 +27,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/clock", get(clock))
         .route("/agents", get(agents))
         .route("/conversations", get(list_conversations))
         .route("/conversations/{id}", get(get_conversation))
@@ -124,6 +125,16 @@ async fn logout(
         .await?;
     app.tokens_changed();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The box's clock as kefud sees it: whether the system has synchronised it (until then the
+/// console marks times as uncertain), steps seen since start, and kefud's time now.
+async fn clock(Authed(_, _): Authed) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "synchronized": crate::clock::synchronized(),
+        "steps": crate::clock::steps(),
+        "now": crate::clock::now_ms(),
+    }))
 }
 
 async fn me(Authed(agent, _): Authed) -> Json<auth::Agent> {

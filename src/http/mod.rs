@@ -242,6 +242,16 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             app.dispatch_stats.queued_in_memory.load(Relaxed),
         ),
         (
+            "kefud_clock_synchronized",
+            "1 while the system says its clock is synchronised (NTP set it).",
+            u64::from(crate::clock::synchronized()),
+        ),
+        (
+            "kefud_clock_steps_total",
+            "Steps of the wall clock seen since start (timers ignore them; stored times follow).",
+            crate::clock::steps(),
+        ),
+        (
             "kefud_heap_allocations_total",
             "Heap allocations since start.",
             crate::alloc_count::allocations(),

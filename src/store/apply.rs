@@ -337,7 +337,63 @@ fn apply_op(
             )?
             .execute(params![*message as i64, attempts, dead, error, at_ms])?;
         }
+        Op::ClockStepped {
+            offset_ms,
+            before_ms,
+            correct_since_ms,
+            correct_from_lsn,
+            ..
+        } => clock_stepped(
+            tx,
+            *offset_ms,
+            *before_ms,
+            *correct_since_ms,
+            *correct_from_lsn,
+        )?,
     }
+    Ok(())
+}
+
+/// The wall clock stepped (see `clock.rs`). Durations keep their length: tokens expire and
+/// the last day's uploads count as long after they were made as before. Records stamped by an
+/// unsynchronised clock (between `since` and `before`, from LSN `from_lsn` on) get the right
+/// time. Each bound uses an index: message ids and event LSNs, conversations' activity time.
+fn clock_stepped(
+    tx: &Transaction<'_>,
+    offset: i64,
+    before: i64,
+    since: Option<i64>,
+    from_lsn: u64,
+) -> Result<(), Error> {
+    tx.prepare_cached(
+        "UPDATE tokens SET created_at = created_at + ?1, expires_at = expires_at + ?1",
+    )?
+    .execute(params![offset])?;
+    tx.prepare_cached("UPDATE uploads SET created_at = created_at + ?1 WHERE created_at > ?2")?
+        .execute(params![offset, before - 2 * 86_400_000])?;
+    let Some(since) = since else {
+        return Ok(());
+    };
+    let from = from_lsn as i64;
+    for sql in [
+        "UPDATE messages SET created_at = created_at + ?1
+         WHERE id >= ?4 AND created_at BETWEEN ?2 AND ?3",
+        "UPDATE conversation_events SET at = at + ?1 WHERE lsn >= ?4 AND at BETWEEN ?2 AND ?3",
+        "UPDATE deliveries SET created_at = created_at + ?1 WHERE id >= ?4 AND created_at BETWEEN ?2 AND ?3",
+        "UPDATE deliveries SET updated_at = updated_at + ?1 WHERE id >= ?4 AND updated_at BETWEEN ?2 AND ?3",
+    ] {
+        tx.prepare_cached(sql)?
+            .execute(params![offset, since, before, from])?;
+    }
+    tx.prepare_cached(
+        "UPDATE conversations SET
+           created_at = CASE WHEN created_at BETWEEN ?2 AND ?3 THEN created_at + ?1 ELSE created_at END,
+           resolved_at = CASE WHEN resolved_at BETWEEN ?2 AND ?3 THEN resolved_at + ?1 ELSE resolved_at END,
+           queued_at = CASE WHEN queued_at BETWEEN ?2 AND ?3 THEN queued_at + ?1 ELSE queued_at END,
+           last_activity_at = last_activity_at + ?1
+         WHERE last_activity_at BETWEEN ?2 AND ?3",
+    )?
+    .execute(params![offset, since, before])?;
     Ok(())
 }
 
@@ -377,4 +433,118 @@ fn link_contacts(
         .execute(params![into])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{bounded_id, Identity};
+    use crate::op::MessageAdded;
+
+    const BOOT: i64 = 1_577_836_800_000;
+    const OFFSET: i64 = 218_000_000_000;
+
+    fn identity() -> Identity {
+        Identity {
+            channel: bounded_id("web").unwrap(),
+            external_id: bounded_id("v1").unwrap(),
+        }
+    }
+
+    fn message(conversation: u64, at_ms: i64) -> Op {
+        Op::MessageAdded(MessageAdded {
+            conversation,
+            contact: 1,
+            sender: Sender::Visitor,
+            agent: None,
+            client_id: None,
+            text: "hi".into(),
+            at_ms,
+            attachment: None,
+            via: Some(identity()),
+        })
+    }
+
+    fn times(conn: &Connection) -> Vec<i64> {
+        let mut stmt = conn
+            .prepare("SELECT created_at FROM messages ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_clock_step_corrects_what_an_unsynchronised_clock_stamped_and_keeps_durations() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO agents (id, username, display_name, password_hash, is_admin, created_at) VALUES (1, 'li', 'li', 'x', 1, 0)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO tokens (hash, agent_id, created_at, expires_at) VALUES (x'00', 1, ?1, ?2)",
+            params![BOOT, BOOT + 3_600_000],
+        )
+        .unwrap();
+        let (mut applier, _, _) = Applier::new(conn, Vec::new()).unwrap();
+        let ops = [
+            Op::ContactCreated {
+                contact: 1,
+                identity: identity(),
+                at_ms: BOOT,
+            },
+            Op::ConversationOpened {
+                conversation: 1,
+                contact: 1,
+                at_ms: BOOT,
+            },
+            message(1, BOOT + 1_000),
+            message(1, BOOT + 2_000),
+            Op::ClockStepped {
+                offset_ms: OFFSET,
+                before_ms: BOOT + 3_000,
+                correct_since_ms: Some(BOOT),
+                correct_from_lsn: 1,
+                at_ms: BOOT + 3_000 + OFFSET,
+            },
+            message(1, BOOT + OFFSET + 4_000),
+            // Synchronised since: a later step moves durations only.
+            Op::ClockStepped {
+                offset_ms: -10_000,
+                before_ms: BOOT + OFFSET + 5_000,
+                correct_since_ms: None,
+                correct_from_lsn: 6,
+                at_ms: BOOT + OFFSET - 5_000,
+            },
+        ];
+        applier
+            .apply(ops.iter().enumerate().map(|(i, op)| (i as u64 + 1, op)))
+            .unwrap();
+        let conn = &applier.conn;
+        assert_eq!(
+            times(conn),
+            [
+                BOOT + 1_000 + OFFSET,
+                BOOT + 2_000 + OFFSET,
+                BOOT + OFFSET + 4_000
+            ]
+        );
+        let (activity, created): (i64, i64) = conn
+            .query_row(
+                "SELECT last_activity_at, created_at FROM conversations WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(created, BOOT + OFFSET);
+        assert_eq!(activity, BOOT + OFFSET + 4_000);
+        // The token still expires an hour after it was made, on the clock as it is now.
+        let expires: i64 = conn
+            .query_row("SELECT expires_at FROM tokens", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(expires, BOOT + 3_600_000 + OFFSET - 10_000);
+    }
 }

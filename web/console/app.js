@@ -147,6 +147,9 @@ async function startApp() {
   const shop = h('span', { class: 'shop', text: 'kefud' });
   const badge = h('span', { class: 'badge', hidden: true });
   const conn = h('span', { class: 'conn', role: 'status', hidden: true, text: t('app.reconnecting') });
+  // The box's clock is not set yet (no time server reached since it booted): times shown may
+  // be wrong until it is; kefud corrects the stored ones then.
+  const clockWarn = h('span', { class: 'conn clock-warn', role: 'status', hidden: true, text: t('app.clock_unsynced'), title: t('app.clock_unsynced_title') });
   const toastEl = h('div', { class: 'toast', role: 'status', 'aria-live': 'polite', hidden: true });
   const links = [
     ['#/', 'nav.inbox', badge],
@@ -163,7 +166,7 @@ async function startApp() {
     h('header', { class: 'topbar' },
       h('a', { href: '#/', class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, '客'), shop),
       h('nav', { class: 'nav', 'aria-label': t('nav.main') }, links),
-      h('div', { class: 'tools' }, conn, presenceButton(), langButton(),
+      h('div', { class: 'tools' }, clockWarn, conn, presenceButton(), langButton(),
         h('button', { type: 'button', class: 'btn ghost', text: t('app.logout'), title: state.me.display_name, onclick: logout }))),
     h('main', { class: 'main' }, layout, page),
     toastEl);
@@ -179,6 +182,9 @@ async function startApp() {
     toastTimer = setTimeout(() => { toastEl.hidden = true; }, 4000);
   });
   on('feed', (up) => { conn.hidden = up; });
+  const checkClock = () => api('/clock').then((c) => { clockWarn.hidden = c.synchronized; }, () => {});
+  checkClock();
+  setInterval(checkClock, 60_000);
   on('shop', () => {
     shop.textContent = state.shop || 'kefud';
     emit('convs');

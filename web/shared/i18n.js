@@ -6,6 +6,7 @@ const TABLE = {
   en: {
     'ago.now': 'now', 'ago.min': '{n} min', 'ago.h': '{n} h', 'ago.d': '{n} d',
     'app.language': 'Language', 'app.logout': 'Log out', 'app.reconnecting': 'Reconnecting…',
+    'app.clock_unsynced': 'Clock not set', 'app.clock_unsynced_title': 'The box has not reached a time server since it started: times shown may be wrong until it does, and are corrected then.',
     'app.unreachable': 'Cannot reach kefud', 'app.retrying': 'Trying again in a moment…',
     'common.loading': 'Loading…', 'common.save': 'Save', 'common.saved': 'Saved',
     'common.delete': 'Delete', 'common.confirm_delete': 'Click again to delete', 'common.deleted': 'Deleted',
@@ -114,6 +115,7 @@ const TABLE = {
   zh: {
     'ago.now': '刚刚', 'ago.min': '{n} 分钟', 'ago.h': '{n} 小时', 'ago.d': '{n} 天',
     'app.language': '语言', 'app.logout': '退出', 'app.reconnecting': '正在重新连接…',
+    'app.clock_unsynced': '时钟未校准', 'app.clock_unsynced_title': '本机启动后尚未连上时间服务器：显示的时间可能不准，校准后会自动更正。',
     'app.unreachable': '无法连接 kefud', 'app.retrying': '稍后自动重试…',
     'common.loading': '加载中…', 'common.save': '保存', 'common.saved': '已保存',
     'common.delete': '删除', 'common.confirm_delete': '再点一次确认删除', 'common.deleted': '已删除',
