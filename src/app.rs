@@ -537,13 +537,14 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationT
 
 /// Every few minutes, deletes uploads no message refers to.
 async fn sweep_uploads(state: AppState, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
     loop {
-        // Cancel safety: `tick` and `cancelled` are cancel-safe.
+        let after = Duration::from_secs(state.cfg().uploads.orphan_after_secs);
+        // Often enough that an orphan outlives its allowance by at most half of it.
+        let every = (after / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        // Cancel safety: `sleep` and `cancelled` are cancel-safe.
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {
-                let after = Duration::from_secs(state.cfg().uploads.orphan_after_mins * 60);
+            _ = tokio::time::sleep(every) => {
                 match http::console_api::sweep_orphan_uploads(&state, after).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(files = n, "deleted uploads no message refers to"),

@@ -38,8 +38,8 @@ pub struct Uploads {
     pub per_address_daily_mib: u64,
     /// MiB all visitors together may upload in 24 hours.
     pub total_daily_mib: u64,
-    /// Minutes after which an upload no message refers to is deleted.
-    pub orphan_after_mins: u64,
+    /// Seconds after which an upload no message refers to is deleted.
+    pub orphan_after_secs: u64,
 }
 
 impl Default for Uploads {
@@ -48,7 +48,7 @@ impl Default for Uploads {
             per_visitor_daily_mib: 50,
             per_address_daily_mib: 100,
             total_daily_mib: 1024,
-            orphan_after_mins: 60,
+            orphan_after_secs: 3600,
         }
     }
 }
@@ -102,6 +102,9 @@ pub struct Limits {
     pub max_inflight: usize,
     /// Frames queued for one live subscriber before it is dropped (and resumes).
     pub subscriber_queue: usize,
+    /// Seconds a visitor's socket may stay silent (no frame, no answer to the pings sent
+    /// after two fifths of it) before it is closed.
+    pub visitor_silence_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -409,6 +412,7 @@ impl Default for Limits {
             burst: 40,
             max_inflight: 64,
             subscriber_queue: 256,
+            visitor_silence_secs: 150,
         }
     }
 }
@@ -743,9 +747,14 @@ impl Config {
             "must be at most 60",
         );
         check(
-            self.uploads.orphan_after_mins >= 1,
-            "uploads.orphan_after_mins",
-            "must be at least 1",
+            self.uploads.orphan_after_secs >= 2,
+            "uploads.orphan_after_secs",
+            "must be at least 2",
+        );
+        check(
+            (3..=86_400).contains(&self.limits.visitor_silence_secs),
+            "limits.visitor_silence_secs",
+            "must be 3 to 86400",
         );
         check(
             self.server.max_connections >= 16,

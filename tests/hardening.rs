@@ -394,3 +394,117 @@ async fn fresh_visitor_ids_do_not_escape_the_upload_quotas() {
     }
     assert_eq!(more, 4, "3 MiB in total");
 }
+
+async fn open_connections(c: &Client, d: &TestDaemon) -> u64 {
+    let metrics = c
+        .get(d.http("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kefud_connections_open "))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn silent_visitor_sockets_are_pinged_and_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path(), "[limits]\nvisitor_silence_secs = 3\n");
+    let c = Client::new();
+    let mut silent = connect(&d.ws("/ws/visitor?visitor_id=silent")).await;
+    let mut alive = connect(&d.ws("/ws/visitor?visitor_id=alive")).await;
+    next_of_type(&mut silent, "welcome", 10).await;
+    next_of_type(&mut alive, "welcome", 10).await;
+    let before = open_connections(&c, &d).await;
+    // The live client reads (and so answers pings) the whole time; the silent one does not.
+    let reading = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_secs(7);
+        while let Ok(frame) = tokio::time::timeout_at(until, alive.next()).await {
+            match frame {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return false,
+                Some(Ok(_)) => {}
+            }
+        }
+        true
+    });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The server is done with the silent socket (closed after 3 s, its close unanswered) ...
+    assert_eq!(open_connections(&c, &d).await, before - 1);
+    // ... after pinging it first.
+    match tokio::time::timeout(Duration::from_secs(5), silent.next()).await {
+        Ok(Some(Ok(Message::Ping(_)))) => {}
+        other => panic!("expected the ping first, got {other:?}"),
+    }
+    assert!(
+        reading.await.unwrap(),
+        "a visitor answering pings stays connected"
+    );
+}
+
+#[tokio::test]
+async fn uploads_no_message_refers_to_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    add_agent(dir.path(), "li", "password-li", true);
+    let d = TestDaemon::start(dir.path(), "[uploads]\norphan_after_secs = 2\n");
+    let c = Client::new();
+    let upload = |body: Vec<u8>| {
+        let (c, url) = (c.clone(), d.http("/api/v1/visitor/uploads?visitor_id=pics"));
+        async move {
+            let r = c.post(url).body(body).send().await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["upload"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let mut kept_bytes = PNG.to_vec();
+    kept_bytes.extend_from_slice(b"kept");
+    let mut orphan_bytes = PNG.to_vec();
+    orphan_bytes.extend_from_slice(b"orphan");
+    let kept = upload(kept_bytes).await;
+    let orphan = upload(orphan_bytes).await;
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=pics")).await;
+    next_of_type(&mut ws, "welcome", 10).await;
+    send_json(
+        &mut ws,
+        json!({"type": "message", "client_id": "p1", "text": "", "attachment": kept}),
+    )
+    .await;
+    next_of_type(&mut ws, "ack", 10).await;
+    let token = login(&d, "li", "password-li").await;
+    let status = |id: String| {
+        let (c, url, token) = (
+            c.clone(),
+            d.http(&format!("/api/v1/uploads/{id}")),
+            token.clone(),
+        );
+        async move {
+            c.get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(orphan.clone()).await, 200);
+    let uploads = dir.path().join("data").join("uploads");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while uploads.join(&orphan).exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the orphan upload was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(orphan).await, 404);
+    assert_eq!(status(kept.clone()).await, 200, "an attached upload stays");
+    assert!(uploads.join(&kept).exists());
+}

@@ -10,7 +10,7 @@
 //! per day per visitor id, per address (the id is the client's choice, the address is not)
 //! and for everyone together (`[uploads]`); never into the last 256 MiB of free disk, which
 //! belong to the journal; and an upload no message refers to is deleted after
-//! `uploads.orphan_after_mins` ([`sweep_orphan_uploads`]).
+//! `uploads.orphan_after_secs` ([`sweep_orphan_uploads`]).
 
 use std::io::Write;
 
@@ -757,7 +757,7 @@ mod tests {
             per_visitor_daily_mib: 2,
             per_address_daily_mib: 3,
             total_daily_mib: 4,
-            orphan_after_mins: 60,
+            orphan_after_secs: 3600,
         };
         const M: u64 = 1024 * 1024;
         let used = |visitor, address, total| UploadUse {

@@ -8,9 +8,9 @@
 //! Resume: the task subscribes first and learns the watermark W, then sends the stored
 //! messages in (after, W] and only then live ones (all > W): none missing, none twice.
 //!
-//! A visitor who goes silent is asked: after [`PING_AFTER`] without a frame from the client
-//! a ping goes out, and a connection that has not answered anything (a pong, a frame) in
-//! [`SILENCE_LIMIT`] is closed with 1001, so dead peers and sockets held open without a
+//! A visitor who goes silent is asked: after two fifths of `limits.visitor_silence_secs`
+//! without a frame from the client a ping goes out, and a connection that has not answered
+//! anything (a pong, a frame) in `visitor_silence_secs` is closed with 1001, so dead peers and sockets held open without a
 //! WebSocket client behind them do not pile up. Browsers answer pings by themselves.
 //!
 //! Bad input never closes the connection: an error frame is sent and reading goes on. The
@@ -43,10 +43,6 @@ use crate::wire::{self, FrameError, VisitorFrame};
 pub const READ_BUFFER_BYTES: usize = 1024;
 /// Stored messages sent per store read when a client resumes.
 const RESUME_PAGE: u32 = 500;
-/// Silence after which the server pings a visitor.
-pub const PING_AFTER: Duration = Duration::from_secs(60);
-/// Silence after which a visitor's connection is closed (two pings unanswered).
-pub const SILENCE_LIMIT: Duration = Duration::from_secs(150);
 
 #[derive(Deserialize)]
 pub struct VisitorParams {
@@ -121,6 +117,8 @@ struct Connection {
     /// The last message id this client was sent, for the "reconnect with after=N" close.
     last_sent: MessageId,
     bucket: TokenBucket,
+    /// The server sent a close frame: the client's reply is awaited before the socket drops.
+    server_closed: bool,
 }
 
 async fn serve(
@@ -144,16 +142,33 @@ async fn serve(
         inflight: 0,
         last_sent: after.unwrap_or(0),
         bucket,
+        server_closed: false,
     };
-    if let Err(e) = conn.run(stream, after).await {
+    let mut stream = stream;
+    if let Err(e) = conn.run(&mut stream, after).await {
         tracing::debug!(visitor = %conn.identity, error = %e, "visitor connection ended");
     }
+    if conn.server_closed {
+        // The close handshake: the client answers the server's close frame, then the TCP
+        // connection ends; one that does not answer within a second is dropped.
+        let reply = async {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, reply).await;
+    }
 }
+
+/// How long a server-initiated close waits for the client's close frame.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 impl Connection {
     async fn run(
         &mut self,
-        mut stream: SplitStream<WebSocket>,
+        stream: &mut SplitStream<WebSocket>,
         after: Option<MessageId>,
     ) -> Result<(), axum::Error> {
         self.send_text(wire::welcome(&self.identity.external_id, after).into())
@@ -181,7 +196,9 @@ impl Connection {
         let mut draining = false;
         let mut replies: Option<mpsc::Receiver<StreamReply>> = None;
         let mut last_heard = tokio::time::Instant::now();
-        let ping = tokio::time::sleep(PING_AFTER);
+        let silence_limit = Duration::from_secs(self.cfg.limits.visitor_silence_secs);
+        let ping_after = silence_limit * 2 / 5;
+        let ping = tokio::time::sleep(ping_after);
         tokio::pin!(ping);
         loop {
             if draining && self.inflight == 0 {
@@ -196,14 +213,14 @@ impl Connection {
                 _ = shutdown.cancelled(), if !draining => draining = true,
                 () = &mut ping => {
                     let silent = last_heard.elapsed();
-                    if silent >= SILENCE_LIMIT {
+                    if silent >= silence_limit {
                         return self.close(close_code::AWAY, "no answer to pings").await;
                     }
-                    if silent >= PING_AFTER {
+                    if silent >= ping_after {
                         self.sink.send(Message::Ping(Default::default())).await?;
-                        ping.as_mut().reset(tokio::time::Instant::now() + PING_AFTER);
+                        ping.as_mut().reset(tokio::time::Instant::now() + ping_after);
                     } else {
-                        ping.as_mut().reset(last_heard + PING_AFTER);
+                        ping.as_mut().reset(last_heard + ping_after);
                     }
                 }
                 frame = live.recv() => match frame {
@@ -448,6 +465,7 @@ impl Connection {
             code,
             reason: reason.to_owned().into(),
         };
+        self.server_closed = true;
         let result = self.sink.send(Message::Close(Some(frame))).await;
         // Give the peer a moment to read the close frame before the socket drops.
         let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
