@@ -12,6 +12,9 @@
 //!   message and wait for its durable ack, or wait for a text in the replayed history.
 //! - `mqtt`: QoS 1 publishers through mosquitto into kefud (PUBACK after fsync), against
 //!   mosquitto's own publish-to-subscribe rate in the same run.
+//! - `spam`: N visitors who each send one message under a fresh visitor id (each opens a
+//!   conversation that waits for a person): kefud's resident memory as they come, against
+//!   its idle RSS; then restarts with all N waiting, against a start on an empty directory.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
 //! at the end); otherwise `--url` names a running kefud. Whatever the tool starts (kefud,
@@ -88,6 +91,17 @@ enum Mode {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
+    /// One message from each of N fresh visitor ids: memory as they come, start time with
+    /// all of them waiting.
+    Spam {
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: u64,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u64,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Exits 0 once the check passes, 1 when it fails or times out.
     Probe {
         #[arg(long)]
@@ -155,6 +169,19 @@ fn main() -> Result<()> {
                     messages,
                     publishers,
                     Duration::from_secs(timeout_secs),
+                )
+                .await
+            }
+            Mode::Spam {
+                contacts,
+                concurrency,
+                runs,
+            } => {
+                spam(
+                    cli.spawn.as_deref().context("spam needs --spawn")?,
+                    contacts,
+                    concurrency,
+                    runs,
                 )
                 .await
             }
@@ -512,6 +539,114 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
         rss as f64 / 1024.0
     );
     std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
+
+async fn spam(bin: &Path, contacts: u64, concurrency: u64, runs: usize) -> Result<()> {
+    let empty = tempdir()?;
+    let mut empty_starts = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let d = Daemon::spawn(bin, Some(&empty), "")?;
+        wait_healthz(d.addr, started).await?;
+        empty_starts.push(started.elapsed());
+        d.stop()?;
+    }
+    std::fs::remove_dir_all(&empty).ok();
+
+    let dir = tempdir()?;
+    let daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = daemon.rss_kib()?;
+    println!("idle RSS: {:.1} MiB", rss_idle as f64 / 1024.0);
+    let sent = Arc::new(AtomicU64::new(0));
+    let addr = daemon.addr;
+    let began = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let sent = Arc::clone(&sent);
+            tokio::spawn(async move {
+                let mut i = w;
+                while i < contacts {
+                    let url = format!("ws://{addr}/ws/visitor?visitor_id=spam-{i}");
+                    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+                        .await
+                        .with_context(|| format!("visitor {i}"))?;
+                    let f = format!(
+                        r#"{{"type":"message","client_id":"s","text":"hello from visitor {i}"}}"#
+                    );
+                    ws.send(Message::Text(f.into())).await?;
+                    loop {
+                        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                            Ok(Some(Ok(Message::Text(t))))
+                                if t.as_str().starts_with(r#"{"type":"ack""#) =>
+                            {
+                                break
+                            }
+                            Ok(Some(Ok(_))) => {}
+                            other => bail!("visitor {i}: {other:?}"),
+                        }
+                    }
+                    let _ = ws.close(None).await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    i += concurrency;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let mut next_report = contacts / 10;
+    while sent.load(Ordering::Relaxed) < contacts {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = sent.load(Ordering::Relaxed);
+        if n >= next_report {
+            println!(
+                "{n:>9} visitor ids: RSS {:.1} MiB (+{:.1}), {} contacts held in memory, {:.0} visitors/s",
+                daemon.rss_kib()? as f64 / 1024.0,
+                daemon.rss_kib()?.saturating_sub(rss_idle) as f64 / 1024.0,
+                metric(addr, "kefud_dispatcher_contacts").await.unwrap_or(0),
+                n as f64 / began.elapsed().as_secs_f64()
+            );
+            next_report += contacts / 10;
+        }
+        if workers.iter().all(|w| w.is_finished()) {
+            break;
+        }
+    }
+    for w in workers {
+        w.await??;
+    }
+    let rss_full = daemon.rss_kib()?;
+    println!(
+        "{contacts} visitor ids, one message each: RSS {:.1} MiB, {:.2} x idle, {:.1} bytes per visitor id",
+        rss_full as f64 / 1024.0,
+        rss_full as f64 / rss_idle as f64,
+        rss_full.saturating_sub(rss_idle) as f64 * 1024.0 / contacts as f64
+    );
+    daemon.stop()?;
+
+    let mut starts = Vec::new();
+    let mut rss = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let d = Daemon::spawn(bin, Some(&dir), "")?;
+        wait_healthz(d.addr, started).await?;
+        starts.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss = d.rss_kib()?;
+        d.stop()?;
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    empty_starts.sort();
+    starts.sort();
+    let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1000.0;
+    println!(
+        "start to /healthz 200 with {contacts} conversations waiting: median {:.1} ms; empty data directory: {:.1} ms; ratio {:.2} ({runs} runs each)",
+        median(&starts),
+        median(&empty_starts),
+        median(&starts) / median(&empty_starts)
+    );
+    println!("RSS after that start: {:.1} MiB", rss as f64 / 1024.0);
     Ok(())
 }
 
