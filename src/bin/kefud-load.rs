@@ -101,6 +101,10 @@ enum Mode {
         concurrency: u64,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// TOML appended to the spawned kefud's config (e.g. "[conversations]
+        /// cached_contacts = 1000").
+        #[arg(long, default_value = "")]
+        daemon_config: String,
     },
     /// Exits 0 once the check passes, 1 when it fails or times out.
     Probe {
@@ -176,12 +180,14 @@ fn main() -> Result<()> {
                 contacts,
                 concurrency,
                 runs,
+                daemon_config,
             } => {
                 spam(
                     cli.spawn.as_deref().context("spam needs --spawn")?,
                     contacts,
                     concurrency,
                     runs,
+                    &daemon_config,
                 )
                 .await
             }
@@ -542,12 +548,18 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
     Ok(())
 }
 
-async fn spam(bin: &Path, contacts: u64, concurrency: u64, runs: usize) -> Result<()> {
+async fn spam(
+    bin: &Path,
+    contacts: u64,
+    concurrency: u64,
+    runs: usize,
+    config: &str,
+) -> Result<()> {
     let empty = tempdir()?;
     let mut empty_starts = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let d = Daemon::spawn(bin, Some(&empty), "")?;
+        let d = Daemon::spawn(bin, Some(&empty), config)?;
         wait_healthz(d.addr, started).await?;
         empty_starts.push(started.elapsed());
         d.stop()?;
@@ -555,7 +567,7 @@ async fn spam(bin: &Path, contacts: u64, concurrency: u64, runs: usize) -> Resul
     std::fs::remove_dir_all(&empty).ok();
 
     let dir = tempdir()?;
-    let daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    let daemon = Daemon::spawn(bin, Some(&dir), config)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle = daemon.rss_kib()?;
     println!("idle RSS: {:.1} MiB", rss_idle as f64 / 1024.0);
@@ -629,7 +641,7 @@ async fn spam(bin: &Path, contacts: u64, concurrency: u64, runs: usize) -> Resul
     let mut rss = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let d = Daemon::spawn(bin, Some(&dir), "")?;
+        let d = Daemon::spawn(bin, Some(&dir), config)?;
         wait_healthz(d.addr, started).await?;
         starts.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
