@@ -388,11 +388,7 @@ impl Op {
                     contact: r.u64()?,
                     sender: Sender::from_code(r.u8()?).ok_or(DecodeError::BadValue("sender"))?,
                     agent: r.opt_u64()?,
-                    client_id: if r.u8()? == 1 {
-                        Some(r.bounded()?)
-                    } else {
-                        None
-                    },
+                    client_id: if r.flag()? { Some(r.bounded()?) } else { None },
                     text: r.str()?.to_owned(),
                     at_ms: r.i64()?,
                     attachment: match kind {
@@ -805,6 +801,18 @@ mod tests {
             assert_eq!(Op::decode(op.kind(), &buf), Err(DecodeError::Trailing(1)));
         }
         assert_eq!(Op::decode(99, &[]), Err(DecodeError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn flags_other_than_0_and_1_are_refused() {
+        // A message without a client id whose flag byte reads 2 (found by tests/fuzz.rs).
+        let mut payload = vec![0; 16];
+        payload.extend([1, 0, 2]);
+        payload.extend([0; 12]);
+        assert_eq!(
+            Op::decode(KIND_MESSAGE_ADDED, &payload),
+            Err(DecodeError::BadValue("flag"))
+        );
     }
 }
 

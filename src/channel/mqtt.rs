@@ -185,8 +185,9 @@ struct InboundPayload {
     message_id: Option<crate::model::RowId>,
 }
 
+/// What an inbound message asks for.
 #[derive(Debug, PartialEq)]
-enum Received {
+pub enum Received {
     Message { client_id: String, text: String },
     Typing,
     Read(u64),
@@ -510,8 +511,12 @@ async fn acknowledge(mut items: mpsc::UnboundedReceiver<AckItem>, bridge: Arc<Mq
     }
 }
 
-/// `(channel, contact_id, what)` of an inbound message.
-fn parse_inbound<'t>(
+/// `(channel, contact_id, what)` of an inbound message on `PREFIX/in/CHANNEL/CONTACT_ID`.
+/// Public for the fuzz targets (`tests/fuzz.rs`).
+///
+/// # Errors
+/// A message naming what is wrong with the topic or the JSON payload.
+pub fn parse_inbound<'t>(
     prefix: &str,
     publish: &'t rumqttc::Publish,
 ) -> Result<(&'t str, &'t str, Received), String> {

@@ -54,7 +54,8 @@ struct End {
 /// offset of every valid frame, until the file ends or a frame is incomplete or corrupt.
 ///
 /// # Errors
-/// [`Error::Corrupt`] for a valid frame carrying the wrong LSN, or whatever `each` returns.
+/// [`Error::Corrupt`] for a valid frame carrying the wrong LSN or the largest LSN there is
+/// (no next one), or whatever `each` returns.
 fn walk(
     bytes: &[u8],
     seg: &SegmentFile,
@@ -70,6 +71,14 @@ fn walk(
                         &seg.path,
                         offset as u64,
                         format!("record has LSN {} where {next_lsn} was expected", f.lsn),
+                    ));
+                }
+                // The writer cannot get there (2^64 records), and the next LSN must exist.
+                if f.lsn == Lsn::MAX {
+                    return Err(Error::corrupt(
+                        &seg.path,
+                        offset as u64,
+                        format!("record has LSN {}, the largest there is", f.lsn),
                     ));
                 }
                 each(offset, f)?;
@@ -151,7 +160,7 @@ pub fn judge_tail(
 /// LSN after `lsn` that fits in the bytes left (every frame takes at least a header), and that
 /// LSN. The LSN test is a cheap filter so the CRC runs at few offsets.
 fn next_valid_frame(bytes: &[u8], segment_id: u64, bad: usize, lsn: Lsn) -> Option<(usize, Lsn)> {
-    let most = lsn + ((bytes.len() - bad) / frame::HEADER_LEN) as u64;
+    let most = lsn.saturating_add(((bytes.len() - bad) / frame::HEADER_LEN) as u64);
     (bad + 1..bytes.len().saturating_sub(frame::HEADER_LEN - 1)).find_map(|at| {
         let field = u64::from_le_bytes(
             bytes[at + 8..at + 16]

@@ -52,6 +52,8 @@ pub enum HeaderError {
     Version(u32),
     #[error("header says first LSN {header} but the file name says {name}")]
     NameMismatch { header: u64, name: u64 },
+    #[error("first LSN 0: LSNs start at 1")]
+    ZeroLsn,
 }
 
 /// Checks a header read from the segment named for `name_lsn`.
@@ -79,6 +81,9 @@ pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
             header,
             name: name_lsn,
         });
+    }
+    if header == 0 {
+        return Err(HeaderError::ZeroLsn);
     }
     Ok(())
 }
@@ -172,6 +177,10 @@ mod tests {
         let mut bad = h;
         bad[17] ^= 1;
         assert_eq!(check_header(&bad, 7), Err(HeaderError::Checksum));
+        assert_eq!(
+            check_header(&encode_header(0), 0),
+            Err(HeaderError::ZeroLsn)
+        );
     }
 
     #[test]
