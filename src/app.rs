@@ -563,7 +563,9 @@ fn fd_limit() -> u64 {
     };
     // SAFETY: getrlimit with a valid, initialised rlimit struct.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
+        // rlim_t is 32 bits on armv7, 64 elsewhere.
+        #[allow(clippy::useless_conversion)]
+        u64::from(lim.rlim_cur)
     } else {
         1024
     }
