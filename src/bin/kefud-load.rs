@@ -156,110 +156,124 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // SIGINT or SIGTERM drops the running mode, and with it (on drop) whatever it started.
     rt.block_on(async move {
-        match cli.mode {
-            Mode::Throughput {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut int, mut term) = (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        );
+        tokio::select! {
+            result = run(cli) => result,
+            _ = int.recv() => bail!("interrupted (SIGINT)"),
+            _ = term.recv() => bail!("terminated (SIGTERM)"),
+        }
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.mode {
+        Mode::Throughput {
+            visitors,
+            seconds,
+            rate,
+            window,
+            text_bytes,
+        } => {
+            let load = Load {
                 visitors,
                 seconds,
                 rate,
                 window,
-                text_bytes,
-            } => {
-                let load = Load {
-                    visitors,
-                    seconds,
-                    rate,
-                    window,
-                    text: "x".repeat(text_bytes),
-                };
-                throughput(cli.spawn.as_deref(), cli.addr, &load).await
-            }
-            Mode::Idle { connections } => {
-                idle(
-                    cli.spawn.as_deref().context("idle needs --spawn")?,
-                    connections,
-                )
-                .await
-            }
-            Mode::Coldstart { messages, runs } => {
-                coldstart(
-                    cli.spawn.as_deref().context("coldstart needs --spawn")?,
-                    messages,
-                    runs,
-                )
-                .await
-            }
-            Mode::Mqtt {
-                mosquitto_conf,
+                text: "x".repeat(text_bytes),
+            };
+            throughput(cli.spawn.as_deref(), cli.addr, &load).await
+        }
+        Mode::Idle { connections } => {
+            idle(
+                cli.spawn.as_deref().context("idle needs --spawn")?,
+                connections,
+            )
+            .await
+        }
+        Mode::Coldstart { messages, runs } => {
+            coldstart(
+                cli.spawn.as_deref().context("coldstart needs --spawn")?,
+                messages,
+                runs,
+            )
+            .await
+        }
+        Mode::Mqtt {
+            mosquitto_conf,
+            messages,
+            publishers,
+            timeout_secs,
+        } => {
+            let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
+            mqtt_throughput(
+                bin,
+                &mosquitto_conf,
                 messages,
                 publishers,
-                timeout_secs,
-            } => {
-                let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
-                mqtt_throughput(
-                    bin,
-                    &mosquitto_conf,
-                    messages,
-                    publishers,
-                    Duration::from_secs(timeout_secs),
-                )
-                .await
-            }
-            Mode::Logins { concurrent, runs } => {
-                logins(
-                    cli.spawn.as_deref().context("logins needs --spawn")?,
-                    concurrent,
-                    runs,
-                )
-                .await
-            }
-            Mode::Flood {
+                Duration::from_secs(timeout_secs),
+            )
+            .await
+        }
+        Mode::Logins { concurrent, runs } => {
+            logins(
+                cli.spawn.as_deref().context("logins needs --spawn")?,
+                concurrent,
+                runs,
+            )
+            .await
+        }
+        Mode::Flood {
+            connections,
+            nofile,
+            hold_secs,
+        } => {
+            flood(
+                cli.spawn.as_deref().context("flood needs --spawn")?,
                 connections,
                 nofile,
-                hold_secs,
-            } => {
-                flood(
-                    cli.spawn.as_deref().context("flood needs --spawn")?,
-                    connections,
-                    nofile,
-                    Duration::from_secs(hold_secs),
-                )
-                .await
-            }
-            Mode::Soak {
-                minutes,
-                restart_every_secs,
-                sample_secs,
+                Duration::from_secs(hold_secs),
+            )
+            .await
+        }
+        Mode::Soak {
+            minutes,
+            restart_every_secs,
+            sample_secs,
+            visitors,
+            csv,
+        } => {
+            let plan = SoakPlan {
+                duration: Duration::from_secs(minutes * 60),
+                restart_every: Duration::from_secs(restart_every_secs),
+                sample_every: Duration::from_secs(sample_secs.max(1)),
                 visitors,
                 csv,
-            } => {
-                let plan = SoakPlan {
-                    duration: Duration::from_secs(minutes * 60),
-                    restart_every: Duration::from_secs(restart_every_secs),
-                    sample_every: Duration::from_secs(sample_secs.max(1)),
-                    visitors,
-                    csv,
-                };
-                soak(cli.spawn.as_deref().context("soak needs --spawn")?, &plan).await
-            }
-            Mode::Probe {
-                visitor_id,
-                send,
-                expect,
-                timeout_secs,
-            } => {
-                let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-                let check = match (send, expect) {
-                    (Some(text), _) => ProbeCheck::Acked(text),
-                    (None, Some(text)) => ProbeCheck::InHistory(text),
-                    (None, None) => unreachable!("clap requires --send or --expect"),
-                };
-                tokio::time::timeout_at(deadline.into(), probe(cli.addr, &visitor_id, check))
-                    .await
-                    .context("probe timed out")?
-            }
+            };
+            soak(cli.spawn.as_deref().context("soak needs --spawn")?, &plan).await
         }
-    })
+        Mode::Probe {
+            visitor_id,
+            send,
+            expect,
+            timeout_secs,
+        } => {
+            let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+            let check = match (send, expect) {
+                (Some(text), _) => ProbeCheck::Acked(text),
+                (None, Some(text)) => ProbeCheck::InHistory(text),
+                (None, None) => unreachable!("clap requires --send or --expect"),
+            };
+            tokio::time::timeout_at(deadline.into(), probe(cli.addr, &visitor_id, check))
+                .await
+                .context("probe timed out")?
+        }
+    }
 }
 
 struct Load {
@@ -564,7 +578,7 @@ async fn idle(bin: &Path, connections: usize) -> Result<()> {
 }
 
 async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
-    let dir = tempdir()?;
+    let dir = ScratchDir::new()?;
     let daemon = Daemon::spawn(bin, Some(&dir), "")?;
     let filled = Instant::now();
     fill(daemon.addr, messages).await?;
@@ -595,7 +609,6 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
         "idle RSS after start with {messages} messages stored: {:.1} MiB",
         rss as f64 / 1024.0
     );
-    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
@@ -1008,6 +1021,38 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// A data directory shared by several daemons in turn, removed on every exit path unless
+/// kept for a post-mortem.
+struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir> {
+        Ok(ScratchDir {
+            path: tempdir()?,
+            keep: false,
+        })
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            std::fs::remove_dir_all(&self.path).ok();
+        }
+    }
 }
 
 fn tempdir() -> Result<PathBuf> {
@@ -1743,7 +1788,7 @@ async fn sample(daemon: &Daemon, started: Instant, generation: u32) -> Result<Sa
 
 async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
     use std::io::Write;
-    let dir = tempdir()?;
+    let mut dir = ScratchDir::new()?;
     let mut daemon = Daemon::spawn(bin, Some(&dir), "")?;
     let admin = setup_admin(daemon.addr, "li", "right-password").await?;
     let (addr_tx, addr_rx) = tokio::sync::watch::channel(daemon.addr);
@@ -1969,11 +2014,11 @@ async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
         );
     }
     if missing + replies_missing + images_missing > 0 {
+        dir.keep = true;
         bail!(
             "acknowledged data missing after the soak (data directory kept: {})",
-            dir.display()
+            dir.path.display()
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
