@@ -25,8 +25,9 @@
 //!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
-//! at the end); otherwise `--url` names a running kefud. Whatever the tool starts (kefud,
-//! mosquitto) it stops on every exit path, a failed or timed-out run included.
+//! at the end); otherwise `--addr` names a running kefud. Whatever the tool starts (kefud,
+//! mosquitto, their temporary directories) it stops and removes on every exit path, a failed
+//! or timed-out run and a SIGINT or SIGTERM to the tool included.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
