@@ -120,6 +120,9 @@ enum Mode {
         /// How long the flood is held once open (kefud's header-read timeout is 10 s).
         #[arg(long, default_value_t = 15)]
         hold_secs: u64,
+        /// Floods one after another against the same kefud.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Mixed load with restarts; RSS, descriptors and threads sampled into a CSV.
     Soak {
@@ -233,12 +236,14 @@ async fn run(cli: Cli) -> Result<()> {
             connections,
             nofile,
             hold_secs,
+            rounds,
         } => {
             flood(
                 cli.spawn.as_deref().context("flood needs --spawn")?,
                 connections,
                 nofile,
                 Duration::from_secs(hold_secs),
+                rounds,
             )
             .await
         }
@@ -1367,14 +1372,41 @@ async fn half_request(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
     Ok(s)
 }
 
-async fn flood(bin: &Path, connections: usize, nofile: Option<u64>, hold: Duration) -> Result<()> {
+async fn flood(
+    bin: &Path,
+    connections: usize,
+    nofile: Option<u64>,
+    hold: Duration,
+    rounds: usize,
+) -> Result<()> {
     let d = Daemon::spawn_limited(bin, None, "", nofile)?;
-    let (pid, addr) = (d.pid(), d.addr);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let fds_idle = open_fds(pid)?;
-    let rss_idle = proc_status(pid, "VmRSS")?;
+    let idle = (open_fds(d.pid())?, proc_status(d.pid(), "VmRSS")?);
+    println!(
+        "flood: {connections} half-sent requests + {connections} idle visitor WebSockets, kefud {}",
+        nofile.map_or("with its own descriptor limit".to_string(), |n| format!(
+            "under prlimit --nofile={n}"
+        ))
+    );
+    for round in 1..=rounds {
+        println!("  round {round} of {rounds}:");
+        flood_round(&d, connections, hold, round, idle).await?;
+    }
+    d.stop()
+}
+
+/// One flood against `d`, whose descriptors and RSS at idle were `idle`.
+async fn flood_round(
+    d: &Daemon,
+    connections: usize,
+    hold: Duration,
+    round: usize,
+    (fds_idle, rss_idle): (u64, u64),
+) -> Result<()> {
+    let (pid, addr) = (d.pid(), d.addr);
     let mut old = Visitor::connect(addr, "flood-old", None).await?;
-    old.send_acked("before", "before the flood", None).await?;
+    old.send_acked(&format!("before-{round}"), "before the flood", None)
+        .await?;
     let refused_before = metric(addr, "kefud_connections_refused_total")
         .await
         .unwrap_or(0);
@@ -1418,14 +1450,19 @@ async fn flood(bin: &Path, connections: usize, nofile: Option<u64>, hold: Durati
     }
     let opened = started.elapsed();
     // The visitor connected before the flood, and a new one (retrying for up to 20 s).
-    let old_ack = old.send_acked("during", "during the flood", None).await;
+    let old_ack = old
+        .send_acked(&format!("during-{round}"), "during the flood", None)
+        .await;
     let probe_started = Instant::now();
     let mut new_ack = None;
     let mut new_tries = 0;
     while new_ack.is_none() && probe_started.elapsed() < Duration::from_secs(20) {
         new_tries += 1;
         if let Ok(mut v) = Visitor::connect(addr, "flood-new", None).await {
-            if v.send_acked("new", "a new visitor", None).await.is_ok() {
+            if v.send_acked(&format!("new-{round}-{new_tries}"), "a new visitor", None)
+                .await
+                .is_ok()
+            {
                 new_ack = Some(probe_started.elapsed());
             }
         }
@@ -1455,12 +1492,6 @@ async fn flood(bin: &Path, connections: usize, nofile: Option<u64>, hold: Durati
     let (health, _) = http(addr, "GET", "/healthz", None, None).await?;
     let rss_end = proc_status(pid, "VmRSS")?;
 
-    println!(
-        "flood: {connections} half-sent requests + {connections} idle visitor WebSockets, kefud {}",
-        nofile.map_or("with its own descriptor limit".to_string(), |n| format!(
-            "under prlimit --nofile={n}"
-        ))
-    );
     println!(
         "  opened in {:.1} s: TCP connects failed {half_failed}, WebSocket handshakes failed {ws_failed} (refused at once)",
         opened.as_secs_f64()
@@ -1505,7 +1536,7 @@ async fn flood(bin: &Path, connections: usize, nofile: Option<u64>, hold: Durati
         mib(rss_idle),
         mib(rss_end)
     );
-    d.stop()
+    Ok(())
 }
 
 /// xorshift64: the soak's choices, seeded from the OS.
