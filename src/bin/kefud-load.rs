@@ -15,11 +15,24 @@
 //! - `spam`: N visitors who each send one message under a fresh visitor id (each opens a
 //!   conversation that waits for a person): kefud's resident memory as they come, against
 //!   its idle RSS; then restarts with all N waiting, against a start on an empty directory.
+//! - `logins`: a storm of concurrent wrong-password logins, once with a limiter that lets
+//!   every guess reach the password gate and once with the default limiter; peak and after
+//!   RSS against idle, status counts, an agent's `GET /me` latency during the storm against
+//!   before it.
+//! - `flood`: N half-sent requests and N idle visitor WebSockets (optionally with kefud under
+//!   `prlimit --nofile`); kefud's open descriptors over time, refused connections, and whether
+//!   an open and a new visitor still get their messages acknowledged.
+//! - `soak`: mixed load for M minutes (visitors connecting, writing, uploading images and
+//!   leaving; an agent logging in and replying; wrong logins; SIGTERM and restart of kefud on
+//!   the same data directory every few minutes), RSS, descriptors and threads sampled into a
+//!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
-//! at the end); otherwise `--url` names a running kefud. Whatever the tool starts (kefud,
-//! mosquitto) it stops on every exit path, a failed or timed-out run included.
+//! at the end); otherwise `--addr` names a running kefud. Whatever the tool starts (kefud,
+//! mosquitto, their temporary directories) it stops and removes on every exit path, a failed
+//! or timed-out run and a SIGINT or SIGTERM to the tool included.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -106,6 +119,44 @@ enum Mode {
         #[arg(long, default_value = "")]
         daemon_config: String,
     },
+    /// Concurrent wrong-password logins against a fresh kefud per run: with a limiter high
+    /// enough that every guess reaches the password gate, then with the default limiter.
+    Logins {
+        #[arg(long, default_value_t = 200)]
+        concurrent: usize,
+        /// Runs per limiter setting (a fresh kefud each, so its peak RSS is the storm's).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// N half-sent requests and N idle visitor WebSockets held against kefud.
+    Flood {
+        #[arg(long, default_value_t = 1000)]
+        connections: usize,
+        /// Start kefud under `prlimit --nofile=N:N`.
+        #[arg(long)]
+        nofile: Option<u64>,
+        /// How long the flood is held once open (kefud's header-read timeout is 10 s).
+        #[arg(long, default_value_t = 15)]
+        hold_secs: u64,
+        /// Floods one after another against the same kefud.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
+    /// Mixed load with restarts; RSS, descriptors and threads sampled into a CSV.
+    Soak {
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// SIGTERM and restart kefud (same data directory) this often.
+        #[arg(long, default_value_t = 600)]
+        restart_every_secs: u64,
+        #[arg(long, default_value_t = 5)]
+        sample_secs: u64,
+        /// Concurrent visitor loops (each connects, writes, sometimes uploads, leaves).
+        #[arg(long, default_value_t = 20)]
+        visitors: usize,
+        #[arg(long, default_value = "soak.csv")]
+        csv: PathBuf,
+    },
     /// Exits 0 once the check passes, 1 when it fails or times out.
     Probe {
         #[arg(long)]
@@ -127,88 +178,141 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // SIGINT or SIGTERM drops the running mode, and with it (on drop) whatever it started.
     rt.block_on(async move {
-        match cli.mode {
-            Mode::Throughput {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut int, mut term) = (
+            signal(SignalKind::interrupt())?,
+            signal(SignalKind::terminate())?,
+        );
+        tokio::select! {
+            result = run(cli) => result,
+            _ = int.recv() => bail!("interrupted (SIGINT)"),
+            _ = term.recv() => bail!("terminated (SIGTERM)"),
+        }
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.mode {
+        Mode::Throughput {
+            visitors,
+            seconds,
+            rate,
+            window,
+            text_bytes,
+        } => {
+            let load = Load {
                 visitors,
                 seconds,
                 rate,
                 window,
-                text_bytes,
-            } => {
-                let load = Load {
-                    visitors,
-                    seconds,
-                    rate,
-                    window,
-                    text: "x".repeat(text_bytes),
-                };
-                throughput(cli.spawn.as_deref(), cli.addr, &load).await
-            }
-            Mode::Idle { connections } => {
-                idle(
-                    cli.spawn.as_deref().context("idle needs --spawn")?,
-                    connections,
-                )
-                .await
-            }
-            Mode::Coldstart { messages, runs } => {
-                coldstart(
-                    cli.spawn.as_deref().context("coldstart needs --spawn")?,
-                    messages,
-                    runs,
-                )
-                .await
-            }
-            Mode::Mqtt {
-                mosquitto_conf,
+                text: "x".repeat(text_bytes),
+            };
+            throughput(cli.spawn.as_deref(), cli.addr, &load).await
+        }
+        Mode::Idle { connections } => {
+            idle(
+                cli.spawn.as_deref().context("idle needs --spawn")?,
+                connections,
+            )
+            .await
+        }
+        Mode::Coldstart { messages, runs } => {
+            coldstart(
+                cli.spawn.as_deref().context("coldstart needs --spawn")?,
+                messages,
+                runs,
+            )
+            .await
+        }
+        Mode::Mqtt {
+            mosquitto_conf,
+            messages,
+            publishers,
+            timeout_secs,
+        } => {
+            let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
+            mqtt_throughput(
+                bin,
+                &mosquitto_conf,
                 messages,
                 publishers,
-                timeout_secs,
-            } => {
-                let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
-                mqtt_throughput(
-                    bin,
-                    &mosquitto_conf,
-                    messages,
-                    publishers,
-                    Duration::from_secs(timeout_secs),
-                )
-                .await
-            }
-            Mode::Spam {
+                Duration::from_secs(timeout_secs),
+            )
+            .await
+        }
+        Mode::Spam {
+            contacts,
+            concurrency,
+            runs,
+            daemon_config,
+        } => {
+            spam(
+                cli.spawn.as_deref().context("spam needs --spawn")?,
                 contacts,
                 concurrency,
                 runs,
-                daemon_config,
-            } => {
-                spam(
-                    cli.spawn.as_deref().context("spam needs --spawn")?,
-                    contacts,
-                    concurrency,
-                    runs,
-                    &daemon_config,
-                )
-                .await
-            }
-            Mode::Probe {
-                visitor_id,
-                send,
-                expect,
-                timeout_secs,
-            } => {
-                let deadline = Instant::now() + Duration::from_secs(timeout_secs);
-                let check = match (send, expect) {
-                    (Some(text), _) => ProbeCheck::Acked(text),
-                    (None, Some(text)) => ProbeCheck::InHistory(text),
-                    (None, None) => unreachable!("clap requires --send or --expect"),
-                };
-                tokio::time::timeout_at(deadline.into(), probe(cli.addr, &visitor_id, check))
-                    .await
-                    .context("probe timed out")?
-            }
+                &daemon_config,
+            )
+            .await
         }
-    })
+        Mode::Logins { concurrent, runs } => {
+            logins(
+                cli.spawn.as_deref().context("logins needs --spawn")?,
+                concurrent,
+                runs,
+            )
+            .await
+        }
+        Mode::Flood {
+            connections,
+            nofile,
+            hold_secs,
+            rounds,
+        } => {
+            flood(
+                cli.spawn.as_deref().context("flood needs --spawn")?,
+                connections,
+                nofile,
+                Duration::from_secs(hold_secs),
+                rounds,
+            )
+            .await
+        }
+        Mode::Soak {
+            minutes,
+            restart_every_secs,
+            sample_secs,
+            visitors,
+            csv,
+        } => {
+            let plan = SoakPlan {
+                duration: Duration::from_secs(minutes * 60),
+                restart_every: Duration::from_secs(restart_every_secs),
+                sample_every: Duration::from_secs(sample_secs.max(1)),
+                visitors,
+                csv,
+            };
+            soak(cli.spawn.as_deref().context("soak needs --spawn")?, &plan).await
+        }
+        Mode::Probe {
+            visitor_id,
+            send,
+            expect,
+            timeout_secs,
+        } => {
+            let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+            let check = match (send, expect) {
+                (Some(text), _) => ProbeCheck::Acked(text),
+                (None, Some(text)) => ProbeCheck::InHistory(text),
+                (None, None) => unreachable!("clap requires --send or --expect"),
+            };
+            tokio::time::timeout_at(deadline.into(), probe(cli.addr, &visitor_id, check))
+                .await
+                .context("probe timed out")?
+        }
+    }
 }
 
 struct Load {
@@ -513,7 +617,7 @@ async fn idle(bin: &Path, connections: usize) -> Result<()> {
 }
 
 async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
-    let dir = tempdir()?;
+    let dir = ScratchDir::new()?;
     let daemon = Daemon::spawn(bin, Some(&dir), "")?;
     let filled = Instant::now();
     fill(daemon.addr, messages).await?;
@@ -544,7 +648,6 @@ async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
         "idle RSS after start with {messages} messages stored: {:.1} MiB",
         rss as f64 / 1024.0
     );
-    std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
@@ -953,6 +1056,17 @@ impl Daemon {
     /// The port is found before the daemon listens (the `listening on` line), so the spawn →
     /// healthz time includes the whole startup.
     fn spawn(bin: &Path, dir: Option<&Path>, extra_config: &str) -> Result<Daemon> {
+        Daemon::spawn_limited(bin, dir, extra_config, None)
+    }
+
+    /// As [`Daemon::spawn`], under `prlimit --nofile=N:N` when `nofile` is given (prlimit
+    /// execs kefud, so the child's pid is kefud's).
+    fn spawn_limited(
+        bin: &Path,
+        dir: Option<&Path>,
+        extra_config: &str,
+        nofile: Option<u64>,
+    ) -> Result<Daemon> {
         let (dir, own_dir) = match dir {
             Some(d) => (d.to_path_buf(), None),
             None => {
@@ -969,7 +1083,15 @@ impl Daemon {
                 dir.join("data").display().to_string()
             ),
         )?;
-        let mut child = Command::new(bin)
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = command
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -1003,18 +1125,11 @@ impl Daemon {
     }
 
     fn rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("VmRSS:")?
-                    .trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse()
-                    .ok()
-            })
-            .context("VmRSS")
+        proc_status(self.pid(), "VmRSS")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGTERM, and a clean exit within [`DAEMON_STOP`] (else it is killed, on drop).
@@ -1061,6 +1176,38 @@ fn free_port() -> Result<u16> {
         .port())
 }
 
+/// A data directory shared by several daemons in turn, removed on every exit path unless
+/// kept for a post-mortem.
+struct ScratchDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl ScratchDir {
+    fn new() -> Result<ScratchDir> {
+        Ok(ScratchDir {
+            path: tempdir()?,
+            keep: false,
+        })
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            std::fs::remove_dir_all(&self.path).ok();
+        }
+    }
+}
+
 fn tempdir() -> Result<PathBuf> {
     let mut raw = [0u8; 8];
     getrandom::getrandom(&mut raw)?;
@@ -1068,4 +1215,989 @@ fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("kefud-load-{name}"));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A number from `/proc/PID/status` (`VmRSS`, `VmHWM` in KiB; `Threads` a count).
+fn proc_status(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+/// The descriptors a process has open.
+fn open_fds(pid: u32) -> Result<u64> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count() as u64)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn json_body(v: &serde_json::Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", v.to_string().into_bytes()))
+}
+
+/// One HTTP request on its own connection, answered within 60 s: the status and the body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&'static str, Vec<u8>)>,
+) -> Result<(u16, bytes::Bytes)> {
+    let url = kefud::httpc::Url::parse(&format!("http://{addr}{path}"))?;
+    let mut headers = Vec::new();
+    if let Some(t) = token {
+        headers.push(("authorization", format!("Bearer {t}")));
+    }
+    let body = match body {
+        Some((content_type, b)) => {
+            headers.push(("content-type", content_type.to_string()));
+            bytes::Bytes::from(b)
+        }
+        None => bytes::Bytes::new(),
+    };
+    let method = hyper::Method::from_bytes(method.as_bytes())?;
+    let r = kefud::httpc::request(
+        method,
+        &url,
+        &headers,
+        body,
+        Duration::from_secs(60),
+        1 << 20,
+    )
+    .await?;
+    Ok((r.status, r.body))
+}
+
+/// First-run setup through the API: the admin `username`, logged in; returns the token.
+async fn setup_admin(addr: SocketAddr, username: &str, password: &str) -> Result<String> {
+    let body = serde_json::json!({"shop_name": "load", "username": username, "password": password});
+    let (status, body) = http(addr, "POST", "/api/v1/setup", None, json_body(&body)).await?;
+    if status != 201 {
+        bail!(
+            "setup answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("token in the setup answer")
+}
+
+/// `GET /api/v1/me`, which must answer 200; its latency in ms.
+async fn me_ms(addr: SocketAddr, token: &str) -> Result<f64> {
+    let started = Instant::now();
+    let (status, _) = http(addr, "GET", "/api/v1/me", Some(token), None).await?;
+    if status != 200 {
+        bail!("GET /me answered {status}");
+    }
+    Ok(started.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// A visitor WebSocket that sends messages and waits for their acks.
+struct Visitor {
+    ws: Ws,
+}
+
+impl Visitor {
+    /// Connects and waits for the welcome frame, within 10 s.
+    async fn connect(addr: SocketAddr, visitor_id: &str, after: Option<u64>) -> Result<Visitor> {
+        let mut url = format!("ws://{addr}/ws/visitor?visitor_id={visitor_id}");
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(&url),
+        )
+        .await
+        .context("connect timed out")??;
+        tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .context("no welcome")?
+            .context("closed before the welcome")??;
+        Ok(Visitor { ws })
+    }
+
+    /// Sends a message and returns its id once acknowledged (within 10 s).
+    async fn send_acked(
+        &mut self,
+        client_id: &str,
+        text: &str,
+        attachment: Option<&str>,
+    ) -> Result<u64> {
+        let mut frame =
+            serde_json::json!({"type": "message", "client_id": client_id, "text": text});
+        if let Some(a) = attachment {
+            frame["attachment"] = a.into();
+        }
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let frame = tokio::time::timeout_at(deadline.into(), self.ws.next())
+                .await
+                .context("no ack within 10 s")?
+                .context("closed before the ack")??;
+            let Message::Text(raw) = frame else { continue };
+            let v: serde_json::Value = serde_json::from_str(raw.as_str())?;
+            match v["type"].as_str() {
+                Some("ack") if v["client_id"] == client_id => {
+                    return v["message_id"].as_u64().context("message_id in the ack")
+                }
+                Some("error") => bail!("refused: {raw}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The ids of the messages the server replays (after=0 on connect) until `expected` are
+    /// all seen or it is silent for 3 s (at most 60 s).
+    async fn replayed(mut self, expected: &HashSet<u64>) -> Result<HashSet<u64>> {
+        let mut seen = HashSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !expected.is_subset(&seen) && Instant::now() < deadline {
+            let Ok(frame) = tokio::time::timeout(Duration::from_secs(3), self.ws.next()).await
+            else {
+                break;
+            };
+            let Some(Ok(Message::Text(raw))) = frame else {
+                break;
+            };
+            let v: serde_json::Value = serde_json::from_str(raw.as_str())?;
+            if v["type"] == "message" {
+                seen.extend(v["message_id"].as_u64());
+            }
+        }
+        Ok(seen)
+    }
+}
+
+/// One login storm against a fresh kefud.
+struct Storm {
+    rss_idle: u64,
+    hwm_before: u64,
+    hwm: u64,
+    rss_after: u64,
+    statuses: BTreeMap<u16, usize>,
+    secs: f64,
+    me_before_ms: f64,
+    me_during_ms: Vec<f64>,
+}
+
+async fn logins(bin: &Path, concurrent: usize, runs: usize) -> Result<()> {
+    println!("login storm: {concurrent} concurrent wrong-password logins (7 unknown names), a fresh kefud per run");
+    for (label, extra) in [
+        (
+            "auth.login_failures_per_minute = 100000 (every guess reaches the password gate)",
+            "[auth]\nlogin_failures_per_minute = 100000\n",
+        ),
+        (
+            "default limiter (5 a minute per account, 15 per address)",
+            "",
+        ),
+    ] {
+        println!("{label}:");
+        let mut storms = Vec::new();
+        for run in 1..=runs {
+            let s = login_storm(bin, concurrent, extra).await?;
+            let statuses: Vec<String> = s
+                .statuses
+                .iter()
+                .map(|(code, n)| {
+                    if *code == 0 {
+                        format!("no answer x {n}")
+                    } else {
+                        format!("{code} x {n}")
+                    }
+                })
+                .collect();
+            println!(
+                "  run {run}: RSS idle {:.1} MiB; VmHWM after setup {:.1}, after the storm {:.1} MiB; RSS 2 s after {:.1} MiB; answered in {:.2} s: {}; GET /me before p50 {:.2} ms, during ({} requests) p50 {:.2} ms, max {:.2} ms",
+                mib(s.rss_idle),
+                mib(s.hwm_before),
+                mib(s.hwm),
+                mib(s.rss_after),
+                s.secs,
+                statuses.join(", "),
+                s.me_before_ms,
+                s.me_during_ms.len(),
+                median(&s.me_during_ms),
+                s.me_during_ms.iter().copied().fold(0.0, f64::max),
+            );
+            storms.push(s);
+        }
+        let m = |f: &dyn Fn(&Storm) -> f64| median(&storms.iter().map(f).collect::<Vec<_>>());
+        println!(
+            "  median of {runs}: RSS idle {:.1} MiB, peak (VmHWM) {:.1} MiB, after {:.1} MiB, storm {:.2} s, GET /me p50 before {:.2} ms / during {:.2} ms, max during {:.2} ms",
+            m(&|s| mib(s.rss_idle)),
+            m(&|s| mib(s.hwm)),
+            m(&|s| mib(s.rss_after)),
+            m(&|s| s.secs),
+            m(&|s| s.me_before_ms),
+            m(&|s| median(&s.me_during_ms)),
+            m(&|s| s.me_during_ms.iter().copied().fold(0.0, f64::max)),
+        );
+    }
+    Ok(())
+}
+
+async fn login_storm(bin: &Path, concurrent: usize, extra: &str) -> Result<Storm> {
+    let d = Daemon::spawn(bin, None, extra)?;
+    let (pid, addr) = (d.pid(), d.addr);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = proc_status(pid, "VmRSS")?;
+    let token = setup_admin(addr, "li", "right-password").await?;
+    let mut before = Vec::new();
+    for _ in 0..20 {
+        before.push(me_ms(addr, &token).await?);
+    }
+    let hwm_before = proc_status(pid, "VmHWM")?;
+    let started = Instant::now();
+    let storm: Vec<_> = (0..concurrent)
+        .map(|i| {
+            tokio::spawn(async move {
+                let body = serde_json::json!({"username": format!("user{}", i % 7), "password": "guess-guess"});
+                http(addr, "POST", "/api/v1/login", None, json_body(&body))
+                    .await
+                    .map_or(0, |(status, _)| status)
+            })
+        })
+        .collect();
+    // Meanwhile an agent's ordinary request, one after another (each bounded by `http`).
+    let mut during = Vec::new();
+    while !storm.iter().all(tokio::task::JoinHandle::is_finished)
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        during.push(me_ms(addr, &token).await?);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statuses = BTreeMap::new();
+    for t in storm {
+        *statuses.entry(t.await?).or_insert(0) += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let storm = Storm {
+        rss_idle,
+        hwm_before,
+        hwm: proc_status(pid, "VmHWM")?,
+        rss_after: proc_status(pid, "VmRSS")?,
+        statuses,
+        secs,
+        me_before_ms: median(&before),
+        me_during_ms: during,
+    };
+    d.stop()?;
+    Ok(storm)
+}
+
+/// A TCP connection that sent half a request's headers.
+async fn half_request(addr: SocketAddr) -> Result<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await?;
+    Ok(s)
+}
+
+async fn flood(
+    bin: &Path,
+    connections: usize,
+    nofile: Option<u64>,
+    hold: Duration,
+    rounds: usize,
+) -> Result<()> {
+    let d = Daemon::spawn_limited(bin, None, "", nofile)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = (open_fds(d.pid())?, proc_status(d.pid(), "VmRSS")?);
+    println!(
+        "flood: {connections} half-sent requests + {connections} idle visitor WebSockets, kefud {}",
+        nofile.map_or("with its own descriptor limit".to_string(), |n| format!(
+            "under prlimit --nofile={n}"
+        ))
+    );
+    for round in 1..=rounds {
+        println!("  round {round} of {rounds}:");
+        flood_round(&d, connections, hold, round, idle).await?;
+    }
+    d.stop()
+}
+
+/// One flood against `d`, whose descriptors and RSS at idle were `idle`.
+async fn flood_round(
+    d: &Daemon,
+    connections: usize,
+    hold: Duration,
+    round: usize,
+    (fds_idle, rss_idle): (u64, u64),
+) -> Result<()> {
+    let (pid, addr) = (d.pid(), d.addr);
+    let mut old = Visitor::connect(addr, "flood-old", None).await?;
+    old.send_acked(&format!("before-{round}"), "before the flood", None)
+        .await?;
+    let refused_before = metric(addr, "kefud_connections_refused_total")
+        .await
+        .unwrap_or(0);
+
+    let started = Instant::now();
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = Arc::clone(&sampling);
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while sampling.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(300) {
+                if let Ok(n) = open_fds(pid) {
+                    samples.push((started.elapsed().as_secs_f64(), n));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            samples
+        })
+    };
+    // Half-sent requests and idle WebSockets, interleaved, opened within 60 s at most.
+    let (mut half, mut sockets) = (Vec::new(), Vec::new());
+    let (mut half_failed, mut ws_failed) = (0, 0);
+    for i in 0..connections {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("opening the flood took over 60 s");
+        }
+        match tokio::time::timeout(Duration::from_secs(2), half_request(addr)).await {
+            Ok(Ok(s)) => half.push(s),
+            _ => half_failed += 1,
+        }
+        let url = format!("ws://{addr}/ws/visitor?visitor_id=flood-{i}");
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        {
+            Ok(Ok((ws, _))) => sockets.push(ws),
+            _ => ws_failed += 1,
+        }
+    }
+    let opened = started.elapsed();
+    // The visitor connected before the flood, and a new one (retrying for up to 20 s).
+    let old_ack = old
+        .send_acked(&format!("during-{round}"), "during the flood", None)
+        .await;
+    let probe_started = Instant::now();
+    let mut new_ack = None;
+    let mut new_tries = 0;
+    while new_ack.is_none() && probe_started.elapsed() < Duration::from_secs(20) {
+        new_tries += 1;
+        if let Ok(mut v) = Visitor::connect(addr, "flood-new", None).await {
+            if v.send_acked(&format!("new-{round}-{new_tries}"), "a new visitor", None)
+                .await
+                .is_ok()
+            {
+                new_ack = Some(probe_started.elapsed());
+            }
+        }
+        if new_ack.is_none() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    tokio::time::sleep_until((started + opened + hold).into()).await;
+    let fds_held = open_fds(pid)?;
+    let mut buf = [0u8; 64];
+    let half_cut = half
+        .iter()
+        .filter(|s| !matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock))
+        .count();
+    let (half_open, ws_open) = (half.len(), sockets.len());
+    drop(half);
+    drop(sockets);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sampling.store(false, Ordering::Relaxed);
+    let samples = sampler.await?;
+    let fds_after = open_fds(pid)?;
+    let refused = metric(addr, "kefud_connections_refused_total")
+        .await
+        .unwrap_or(0)
+        - refused_before;
+    let accept_errors = metric(addr, "kefud_accept_errors_total").await.unwrap_or(0);
+    let (health, _) = http(addr, "GET", "/healthz", None, None).await?;
+    let rss_end = proc_status(pid, "VmRSS")?;
+
+    println!(
+        "  opened in {:.1} s: TCP connects failed {half_failed}, WebSocket handshakes failed {ws_failed} (refused at once)",
+        opened.as_secs_f64()
+    );
+    println!(
+        "  kefud descriptors: idle {fds_idle}, peak {}, at the end of the {} s hold {fds_held}, 3 s after the flood closed {fds_after}",
+        samples.iter().map(|s| s.1).max().unwrap_or(0),
+        hold.as_secs()
+    );
+    let mut timeline = String::new();
+    let mut next = 0.0;
+    for (t, n) in &samples {
+        if *t >= next {
+            timeline.push_str(&format!(" {t:.0}s:{n}"));
+            next += 1.0;
+        }
+    }
+    println!("  descriptors over time:{timeline}");
+    println!(
+        "  half-sent requests closed by kefud by the end of the hold: {half_cut} of {half_open} the client still held; WebSockets held: {ws_open}"
+    );
+    println!("  refused connections (kefud_connections_refused_total): {refused}; accept errors: {accept_errors}");
+    println!(
+        "  visitor connected before the flood: {}",
+        match &old_ack {
+            Ok(_) => "message acknowledged".to_string(),
+            Err(e) => format!("NOT acknowledged ({e})"),
+        }
+    );
+    println!(
+        "  new visitor during the flood: {}",
+        new_ack.map_or(
+            format!("NOT acknowledged within 20 s ({new_tries} tries)"),
+            |t| format!(
+                "acknowledged {:.0} ms after the flood was open ({new_tries} tries)",
+                t.as_secs_f64() * 1000.0
+            )
+        )
+    );
+    println!(
+        "  /healthz after: {health}; RSS idle {:.1} MiB, after {:.1} MiB",
+        mib(rss_idle),
+        mib(rss_end)
+    );
+    Ok(())
+}
+
+/// xorshift64: the soak's choices, seeded from the OS.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Result<Rng> {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b)?;
+        Ok(Rng(u64::from_le_bytes(b) | 1))
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+struct SoakPlan {
+    duration: Duration,
+    restart_every: Duration,
+    sample_every: Duration,
+    visitors: usize,
+    csv: PathBuf,
+}
+
+/// What the soak's load got done, shared by its loops.
+#[derive(Default)]
+struct Tally {
+    /// (visitor id, message id) of every acknowledged visitor message.
+    acked: std::sync::Mutex<Vec<(String, u64)>>,
+    /// (conversation id, message id) of every agent reply answered 201.
+    replies: std::sync::Mutex<Vec<(u64, u64)>>,
+    /// Upload ids sent in acknowledged messages.
+    images: std::sync::Mutex<Vec<String>>,
+    /// Login answers by kind ("right 200", "wrong 429", ...).
+    logins: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// Failed steps by kind (most are connections cut by a restart).
+    errors: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl Tally {
+    fn count(map: &std::sync::Mutex<BTreeMap<String, u64>>, key: String) {
+        *map.lock()
+            .expect("invariant: never poisoned")
+            .entry(key)
+            .or_insert(0) += 1;
+    }
+
+    fn error(&self, e: &anyhow::Error) {
+        let kind: String = format!("{e:#}").chars().take(70).collect();
+        Tally::count(&self.errors, kind);
+    }
+
+    fn len<T>(v: &std::sync::Mutex<Vec<T>>) -> usize {
+        v.lock().expect("invariant: never poisoned").len()
+    }
+}
+
+/// A 1x1 PNG's header followed by random bytes (the upload checks the magic number only).
+fn image(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut body =
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89".to_vec();
+    while body.len() < len {
+        body.extend_from_slice(&rng.below(u64::MAX).to_le_bytes());
+    }
+    body
+}
+
+async fn upload(addr: SocketAddr, visitor_id: &str, body: Vec<u8>) -> Result<String> {
+    let path = format!("/api/v1/visitor/uploads?visitor_id={visitor_id}");
+    let (status, answer) = http(addr, "POST", &path, None, Some(("image/png", body))).await?;
+    if status != 201 {
+        bail!("upload answered {status}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&answer)?;
+    v["upload"].as_str().map(str::to_owned).context("upload id")
+}
+
+/// One visit: connect, write 1-8 messages (about one in twenty with an image), leave (with a
+/// close frame or by dropping the socket).
+async fn soak_visit(
+    addr: SocketAddr,
+    visitor_id: &str,
+    client_prefix: &str,
+    rng: &mut Rng,
+    deadline: Instant,
+    tally: &Tally,
+) -> Result<()> {
+    let mut v = Visitor::connect(addr, visitor_id, None).await?;
+    for _ in 0..1 + rng.below(8) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let attachment = if rng.below(20) == 0 {
+            let len = 4096 + rng.below(28 * 1024) as usize;
+            Some(upload(addr, visitor_id, image(rng, len)).await?)
+        } else {
+            None
+        };
+        let client_id = format!("{client_prefix}-{}", rng.below(u64::MAX));
+        let id = v
+            .send_acked(
+                &client_id,
+                "soak: where is my order?",
+                attachment.as_deref(),
+            )
+            .await?;
+        tally
+            .acked
+            .lock()
+            .expect("invariant: never poisoned")
+            .push((visitor_id.to_string(), id));
+        if let Some(a) = attachment {
+            tally
+                .images
+                .lock()
+                .expect("invariant: never poisoned")
+                .push(a);
+        }
+        tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
+    }
+    if rng.below(2) == 0 {
+        v.ws.close(None).await?;
+        // The server's close frame, then the end (bounded).
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = v.ws.next().await {}
+        })
+        .await;
+    }
+    Ok(())
+}
+
+async fn soak_visitor_loop(
+    actor: usize,
+    pool: u64,
+    addr: tokio::sync::watch::Receiver<SocketAddr>,
+    deadline: Instant,
+    tally: Arc<Tally>,
+) -> Result<()> {
+    let mut rng = Rng::new()?;
+    while Instant::now() < deadline {
+        let visitor_id = format!("soak-{}", rng.below(pool));
+        let target = *addr.borrow();
+        let prefix = format!("a{actor}");
+        if let Err(e) = soak_visit(target, &visitor_id, &prefix, &mut rng, deadline, &tally).await {
+            tally.error(&e);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(1000))).await;
+    }
+    Ok(())
+}
+
+/// The agent: logs in with the right password (and the device proof from its first login),
+/// replies to an open conversation every second or two, logs out and in again every 30 s.
+async fn soak_agent_loop(
+    addr: tokio::sync::watch::Receiver<SocketAddr>,
+    deadline: Instant,
+    tally: Arc<Tally>,
+) -> Result<()> {
+    let mut rng = Rng::new()?;
+    let (mut token, mut device): (Option<String>, Option<String>) = (None, None);
+    let mut logged_in_at = Instant::now();
+    while Instant::now() < deadline {
+        let target = *addr.borrow();
+        let step = async {
+            if token.is_none() || logged_in_at.elapsed() > Duration::from_secs(30) {
+                if let Some(t) = token.take() {
+                    http(target, "POST", "/api/v1/logout", Some(&t), None).await?;
+                }
+                let body = serde_json::json!({"username": "li", "password": "right-password", "device": device});
+                let (status, answer) =
+                    http(target, "POST", "/api/v1/login", None, json_body(&body)).await?;
+                Tally::count(&tally.logins, format!("right password: {status}"));
+                if status != 200 {
+                    bail!("right login answered {status}");
+                }
+                let v: serde_json::Value = serde_json::from_slice(&answer)?;
+                token = v["token"].as_str().map(str::to_owned);
+                device = v["device"].as_str().map(str::to_owned);
+                logged_in_at = Instant::now();
+            }
+            let t = token.clone().context("token")?;
+            let (status, answer) = http(
+                target,
+                "GET",
+                "/api/v1/conversations?status=open&limit=20",
+                Some(&t),
+                None,
+            )
+            .await?;
+            if status == 401 {
+                token = None;
+            }
+            if status != 200 {
+                bail!("conversations answered {status}");
+            }
+            let v: serde_json::Value = serde_json::from_slice(&answer)?;
+            let ids: Vec<u64> = v["conversations"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|c| c["id"].as_u64()).collect())
+                .unwrap_or_default();
+            if ids.is_empty() {
+                return Ok(());
+            }
+            let conversation = ids[rng.below(ids.len() as u64) as usize];
+            let body = serde_json::json!({"text": "soak: it ships today"});
+            let path = format!("/api/v1/conversations/{conversation}/messages");
+            let (status, answer) = http(target, "POST", &path, Some(&t), json_body(&body)).await?;
+            if status != 201 {
+                bail!("reply answered {status}");
+            }
+            let v: serde_json::Value = serde_json::from_slice(&answer)?;
+            tally
+                .replies
+                .lock()
+                .expect("invariant: never poisoned")
+                .push((
+                    conversation,
+                    v["message_id"].as_u64().context("message_id")?,
+                ));
+            anyhow::Ok(())
+        };
+        if let Err(e) = step.await {
+            tally.error(&e);
+        }
+        tokio::time::sleep(Duration::from_millis(1000 + rng.below(1000))).await;
+    }
+    Ok(())
+}
+
+/// Someone guessing the agent's password every 3 s (no device proof).
+async fn soak_guesser_loop(
+    addr: tokio::sync::watch::Receiver<SocketAddr>,
+    deadline: Instant,
+    tally: Arc<Tally>,
+) -> Result<()> {
+    // Let the agent's first login (which earns its device proof) go first.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        n += 1;
+        let target = *addr.borrow();
+        let body = serde_json::json!({"username": "li", "password": format!("guess-{n}")});
+        match http(target, "POST", "/api/v1/login", None, json_body(&body)).await {
+            Ok((status, _)) => Tally::count(&tally.logins, format!("wrong password: {status}")),
+            Err(e) => tally.error(&e),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    Ok(())
+}
+
+/// One row of the soak's CSV.
+struct Sample {
+    secs: f64,
+    generation: u32,
+    pid: u32,
+    rss_kib: u64,
+    fds: u64,
+    threads: u64,
+    connections: u64,
+}
+
+async fn sample(daemon: &Daemon, started: Instant, generation: u32) -> Result<Sample> {
+    let pid = daemon.pid();
+    Ok(Sample {
+        secs: started.elapsed().as_secs_f64(),
+        generation,
+        pid,
+        rss_kib: proc_status(pid, "VmRSS")?,
+        fds: open_fds(pid)?,
+        threads: proc_status(pid, "Threads")?,
+        connections: metric(daemon.addr, "kefud_connections_open")
+            .await
+            .unwrap_or(0),
+    })
+}
+
+async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
+    use std::io::Write;
+    let mut dir = ScratchDir::new()?;
+    let mut daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    let admin = setup_admin(daemon.addr, "li", "right-password").await?;
+    let (addr_tx, addr_rx) = tokio::sync::watch::channel(daemon.addr);
+    let started = Instant::now();
+    let deadline = started + plan.duration;
+    let tally = Arc::new(Tally::default());
+    let mut loops = Vec::new();
+    for actor in 0..plan.visitors {
+        loops.push(tokio::spawn(soak_visitor_loop(
+            actor,
+            plan.visitors as u64 * 10,
+            addr_rx.clone(),
+            deadline,
+            Arc::clone(&tally),
+        )));
+    }
+    loops.push(tokio::spawn(soak_agent_loop(
+        addr_rx.clone(),
+        deadline,
+        Arc::clone(&tally),
+    )));
+    loops.push(tokio::spawn(soak_guesser_loop(
+        addr_rx,
+        deadline,
+        Arc::clone(&tally),
+    )));
+
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(&plan.csv)?);
+    writeln!(
+        csv,
+        "seconds,generation,pid,rss_kib,fds,threads,connections,acked,replies,images,errors"
+    )?;
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut restarts = Vec::new();
+    let (mut generation, mut last_start) = (0u32, Instant::now());
+    let mut next_sample = started;
+    while Instant::now() < deadline {
+        if last_start.elapsed() >= plan.restart_every {
+            let stopping = daemon;
+            let asked = Instant::now();
+            tokio::task::spawn_blocking(move || stopping.stop()).await??;
+            let stopped = asked.elapsed();
+            daemon = Daemon::spawn(bin, Some(&dir), "")?;
+            wait_healthz(daemon.addr, asked).await?;
+            restarts.push((stopped, asked.elapsed() - stopped));
+            addr_tx.send_replace(daemon.addr);
+            generation += 1;
+            last_start = Instant::now();
+        }
+        if Instant::now() >= next_sample {
+            let s = sample(&daemon, started, generation).await?;
+            let errors: u64 = tally
+                .errors
+                .lock()
+                .expect("invariant: never poisoned")
+                .values()
+                .sum();
+            writeln!(
+                csv,
+                "{:.1},{},{},{},{},{},{},{},{},{},{errors}",
+                s.secs,
+                s.generation,
+                s.pid,
+                s.rss_kib,
+                s.fds,
+                s.threads,
+                s.connections,
+                Tally::len(&tally.acked),
+                Tally::len(&tally.replies),
+                Tally::len(&tally.images),
+            )?;
+            csv.flush()?;
+            samples.push(s);
+            next_sample += plan.sample_every;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for l in loops {
+        l.await??;
+    }
+    // A last restart, then every acknowledged message must be there.
+    let stopping = daemon;
+    tokio::task::spawn_blocking(move || stopping.stop()).await??;
+    let daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    let acked = std::mem::take(&mut *tally.acked.lock().expect("invariant: never poisoned"));
+    let replies = std::mem::take(&mut *tally.replies.lock().expect("invariant: never poisoned"));
+    let images = std::mem::take(&mut *tally.images.lock().expect("invariant: never poisoned"));
+    let mut by_visitor: HashMap<String, HashSet<u64>> = HashMap::new();
+    for (v, id) in &acked {
+        by_visitor.entry(v.clone()).or_default().insert(*id);
+    }
+    let mut missing = 0;
+    for (v, ids) in &by_visitor {
+        let seen = Visitor::connect(daemon.addr, v, Some(0))
+            .await?
+            .replayed(ids)
+            .await?;
+        missing += ids.difference(&seen).count();
+    }
+    let mut by_conversation: HashMap<u64, HashSet<u64>> = HashMap::new();
+    for (c, id) in &replies {
+        by_conversation.entry(*c).or_default().insert(*id);
+    }
+    let mut replies_missing = 0;
+    for (c, ids) in &by_conversation {
+        let mut seen = HashSet::new();
+        let mut after = 0;
+        // Pages of 1,000; bounded by what can have been written.
+        for _ in 0..1000 {
+            let path = format!("/api/v1/conversations/{c}/messages?after={after}&limit=1000");
+            let (status, body) = http(daemon.addr, "GET", &path, Some(&admin), None).await?;
+            if status != 200 {
+                bail!("messages of conversation {c} answered {status}");
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            let page: Vec<u64> = v["messages"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|m| m["id"].as_u64()).collect())
+                .unwrap_or_default();
+            seen.extend(&page);
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = *last,
+                _ => break,
+            }
+        }
+        replies_missing += ids.difference(&seen).count();
+    }
+    let mut images_missing = 0;
+    for id in &images {
+        let (status, _) = http(
+            daemon.addr,
+            "GET",
+            &format!("/api/v1/uploads/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await?;
+        if status != 200 {
+            images_missing += 1;
+        }
+    }
+    daemon.stop()?;
+
+    println!(
+        "soak: {:.1} min, {} visitor loops over {} visitor ids, an agent, a guesser; kefud restarted (SIGTERM) every {} s; samples every {} s in {}",
+        plan.duration.as_secs_f64() / 60.0,
+        plan.visitors,
+        plan.visitors * 10,
+        plan.restart_every.as_secs(),
+        plan.sample_every.as_secs(),
+        plan.csv.display()
+    );
+    println!(
+        "  acknowledged: {} visitor messages ({} with an image), {} agent replies",
+        acked.len(),
+        images.len(),
+        replies.len()
+    );
+    for (kind, n) in tally
+        .logins
+        .lock()
+        .expect("invariant: never poisoned")
+        .iter()
+    {
+        println!("  login, {kind}: {n}");
+    }
+    for (kind, n) in tally
+        .errors
+        .lock()
+        .expect("invariant: never poisoned")
+        .iter()
+    {
+        println!("  failed step x {n}: {kind}");
+    }
+    for (i, (stop, start)) in restarts.iter().enumerate() {
+        println!(
+            "  restart {}: SIGTERM to exit {:.0} ms, spawn to /healthz {:.0} ms",
+            i + 1,
+            stop.as_secs_f64() * 1000.0,
+            start.as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "  after a last restart: visitor messages missing {missing} of {}, agent replies missing {replies_missing} of {}, images unreadable {images_missing} of {}",
+        acked.len(),
+        replies.len(),
+        images.len()
+    );
+    println!("  per lifetime (first sample 30 s after start -> last; min / median / max):");
+    for g in 0..=generation {
+        let life: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| {
+                s.generation == g
+                    && s.secs
+                        >= samples
+                            .iter()
+                            .find(|f| f.generation == g)
+                            .map_or(0.0, |f| f.secs)
+                            + 30.0
+            })
+            .collect();
+        let (Some(first), Some(last)) = (life.first(), life.last()) else {
+            continue;
+        };
+        let stats = |f: &dyn Fn(&Sample) -> f64| {
+            let v: Vec<f64> = life.iter().map(|s| f(s)).collect();
+            format!(
+                "{:.1} -> {:.1} ({:.1} / {:.1} / {:.1})",
+                f(first),
+                f(last),
+                v.iter().copied().fold(f64::INFINITY, f64::min),
+                median(&v),
+                v.iter().copied().fold(0.0, f64::max)
+            )
+        };
+        println!(
+            "    #{g} pid {}: RSS MiB {}; fds {}; threads {}",
+            first.pid,
+            stats(&|s| mib(s.rss_kib)),
+            stats(&|s| s.fds as f64),
+            stats(&|s| s.threads as f64)
+        );
+    }
+    if missing + replies_missing + images_missing > 0 {
+        dir.keep = true;
+        bail!(
+            "acknowledged data missing after the soak (data directory kept: {})",
+            dir.path.display()
+        );
+    }
+    Ok(())
 }
