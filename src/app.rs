@@ -513,14 +513,20 @@ async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     systemd::notify_ready(&format!("listening on {addr}"));
 }
 
-/// Once a second: looks at the wall clock (a step is journaled) and fires due timers.
+/// Once a second: looks at the wall clock (a step is journaled) and fires due timers. Once a
+/// minute: hands the heap's free memory back to the OS.
 async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         // Cancel safety: `tick` and `cancelled` are cancel-safe.
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
+                ticks += 1;
+                if ticks % 60 == 0 {
+                    tokio::task::spawn_blocking(trim_heap);
+                }
                 if let Some(step) = crate::clock::observe() {
                     if commands.send(Command::ClockStepped(step)).await.is_err() {
                         return;
@@ -532,6 +538,18 @@ async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationT
                 }
             }
         }
+    }
+}
+
+/// glibc keeps freed memory in its arenas, fragmented between live blocks, so after bursts
+/// of connections the resident size creeps up (an hour's soak: 4-7 MiB per 10 minutes, with
+/// 4-6 MB actually in use). `malloc_trim` returns the free pages; it takes a few milliseconds
+/// on a blocking thread, once a minute.
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
