@@ -357,7 +357,11 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
     let allocs_before = metric(target, "kefud_heap_allocations_total")
         .await
         .unwrap_or(0);
+    let costs_before = Costs::read(daemon.as_ref(), target).await;
     let mut kefud = drive(&format!("ws://{target}/ws/visitor"), load, true).await?;
+    // The store applies what was acknowledged a moment later: its writes count too.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let costs_after = Costs::read(daemon.as_ref(), target).await;
     let allocs_after = metric(target, "kefud_heap_allocations_total")
         .await
         .unwrap_or(0);
@@ -397,6 +401,22 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
     }
     println!("ratio kefud / bare: {:.3}", kefud.rate() / bare.rate());
     println!("kefud heap allocations per acked message (whole daemon): {allocs_per_msg:.1}");
+    if let (Some(b), Some(a)) = (costs_before, costs_after) {
+        let n = kefud.acked.max(1) as f64;
+        let secs = load.seconds as f64 + 1.0;
+        println!(
+            "per acked message (whole daemon, /proc/PID/io and stat): disk {:.0} B written, {:.1} write syscalls, {:.1} us CPU; journal {:.0} B in {:.2} fsyncs",
+            a.write_bytes.saturating_sub(b.write_bytes) as f64 / n,
+            a.syscw.saturating_sub(b.syscw) as f64 / n,
+            a.cpu_ticks.saturating_sub(b.cpu_ticks) as f64 * 1e6 / ticks_per_second() / n,
+            a.journal_bytes.saturating_sub(b.journal_bytes) as f64 / n,
+            a.fsyncs.saturating_sub(b.fsyncs) as f64 / n,
+        );
+        println!(
+            "journal fsyncs/s: {:.0} (over the run and 1 s after it)",
+            a.fsyncs.saturating_sub(b.fsyncs) as f64 / secs
+        );
+    }
     if kefud.acked == 0 {
         bail!("kefud acknowledged nothing");
     }
@@ -1042,6 +1062,56 @@ async fn mqtt_throughput(
         allocations as f64 / total as f64
     );
     Ok(())
+}
+
+/// What kefud has spent so far: bytes it caused to be written to disk and write syscalls
+/// (`/proc/PID/io`: `write_bytes` counts pages when they are dirtied, SQLite's WAL and the
+/// journal alike; `syscw` counts every write, sockets included), CPU ticks (`/proc/PID/stat`
+/// utime + stime), and the journal's own bytes and fsyncs (`/metrics`).
+#[derive(Debug, Clone, Copy)]
+struct Costs {
+    write_bytes: u64,
+    syscw: u64,
+    cpu_ticks: u64,
+    journal_bytes: u64,
+    fsyncs: u64,
+}
+
+impl Costs {
+    /// Only for a kefud this tool spawned (its PID is known).
+    async fn read(daemon: Option<&Daemon>, addr: SocketAddr) -> Option<Costs> {
+        let pid = daemon?.pid();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let field = |name: &str| {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) start at field 3.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(Costs {
+            write_bytes: field("write_bytes:")?,
+            syscw: field("syscw:")?,
+            cpu_ticks: utime + stime,
+            journal_bytes: metric(addr, "kefud_journal_bytes_total").await.unwrap_or(0),
+            fsyncs: metric(addr, "kefud_journal_fsyncs_total")
+                .await
+                .unwrap_or(0),
+        })
+    }
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
 }
 
 /// A kefud process on a temporary (or given) data directory, listening on a loopback port.

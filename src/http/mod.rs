@@ -197,6 +197,21 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             app.journal_health.committed(),
         ),
         (
+            "kefud_journal_batches_total",
+            "Group commits: one write and one fdatasync each.",
+            app.journal_health.batches(),
+        ),
+        (
+            "kefud_journal_bytes_total",
+            "Bytes the journal wrote (frames, not counting segment headers).",
+            app.journal_health.bytes(),
+        ),
+        (
+            "kefud_journal_fsyncs_total",
+            "fsync and fdatasync calls the journal made (commits, rotations, retirements).",
+            app.journal_health.fsyncs(),
+        ),
+        (
             "kefud_journal_durable_lsn",
             "Last durable log sequence number.",
             *app.durable.borrow(),

@@ -51,6 +51,12 @@ pub struct Health {
     busy_since_ms: AtomicI64,
     /// Records committed since start, for status lines and tests.
     committed: AtomicU64,
+    /// Group commits (one write and one fdatasync each), bytes written, and every fsync or
+    /// fdatasync the writer made (rotation and retirement included): the load tool reports
+    /// them per message.
+    batches: AtomicU64,
+    bytes: AtomicU64,
+    fsyncs: AtomicU64,
 }
 
 impl Health {
@@ -73,6 +79,18 @@ impl Health {
 
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Relaxed)
+    }
+
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 }
 
@@ -249,12 +267,19 @@ impl Writer {
         self.health
             .committed
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.health.batches.fetch_add(1, Ordering::Relaxed);
+        self.health
+            .bytes
+            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.health.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn rotate(&mut self, first_lsn: Lsn) -> Result<(), Error> {
         self.file.sync_all().map_err(|e| Error::io(&self.dir, e))?;
         self.file = segment::create(&self.dir, first_lsn).map_err(|e| Error::io(&self.dir, e))?;
+        // The old segment's fsync, the new one's header fsync and the directory's.
+        self.health.fsyncs.fetch_add(3, Ordering::Relaxed);
         self.file_len = segment::HEADER_LEN;
         self.segments.push_back(SegmentFile {
             first_lsn,
@@ -290,6 +315,7 @@ impl Writer {
                 }
             }
         }
+        self.health.fsyncs.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = segment::sync_dir(&self.dir) {
             tracing::warn!(error = %e, "journal: directory fsync after retirement failed");
         }
