@@ -39,7 +39,7 @@ use crate::journal::{self, writer::Writer, writer::WriterConfig};
 use crate::login::LoginGuard;
 use crate::op::Op;
 use crate::reload::{self, Reloader};
-use crate::store::{self, apply::Applier, pool::ReadPool};
+use crate::store::{self, applier::Applier, pool::ReadPool, progress::Progress};
 use crate::systemd;
 
 /// Records replayed into the store per transaction at startup.
@@ -53,7 +53,8 @@ const READ_CONNECTIONS: usize = 8;
 pub struct Core {
     pub commands: mpsc::Sender<Command>,
     pub durable: tokio::sync::watch::Receiver<u64>,
-    pub applied: tokio::sync::watch::Receiver<u64>,
+    /// How far the store has applied and checkpointed the journal.
+    pub store: Arc<Progress>,
     pub kb: tokio::sync::watch::Receiver<Arc<crate::routing::knowledge::KnowledgeBase>>,
     pub fanout: crate::fanout::FanoutHandle,
     pub fanout_stats: Arc<crate::fanout::FanoutStats>,
@@ -84,10 +85,9 @@ impl Core {
         };
         let Recovered {
             applier,
-            applied_rx,
-            applied_atomic,
             journal: rec,
         } = recovered;
+        let progress = applier.progress();
         tracing::info!(
             last_lsn = rec.last_lsn,
             segments = rec.segments.len(),
@@ -114,7 +114,7 @@ impl Core {
             rec.tail_len,
             rec.last_lsn,
             committed_tx,
-            Arc::clone(&applied_atomic),
+            progress.checkpointed_mark(),
             fatal.clone(),
         )?;
         let (fanout, fanout_handle, fanout_inputs, fanout_stats) =
@@ -129,7 +129,7 @@ impl Core {
             },
             store::connect(&cfg.db_path())?,
             rec.last_lsn,
-            applied_atomic,
+            Arc::clone(&progress),
             journal_tx,
             kb_tx,
             fanout_handle.clone(),
@@ -172,7 +172,7 @@ impl Core {
         Ok(Core {
             commands: command_tx,
             durable: durable_rx,
-            applied: applied_rx,
+            store: progress,
             kb: kb_rx,
             fanout: fanout_handle,
             fanout_stats,
@@ -291,7 +291,7 @@ pub async fn run_with_adapters(
         channel::runtime::Pipeline {
             commands: core.commands.clone(),
             durable: core.durable.clone(),
-            applied: core.applied.clone(),
+            applied: core.store.subscribe(),
             reads: reads.clone(),
         },
     ) {
@@ -306,7 +306,7 @@ pub async fn run_with_adapters(
         kb: core.kb.clone(),
         commands: core.commands.clone(),
         durable: core.durable.clone(),
-        applied: core.applied.clone(),
+        store: Arc::clone(&core.store),
         fanout: core.fanout.clone(),
         fanout_stats: Arc::clone(&core.fanout_stats),
         dispatch_stats: Arc::clone(&core.dispatch_stats),
@@ -435,8 +435,6 @@ impl DataDirLock {
 
 struct Recovered {
     applier: Applier,
-    applied_rx: tokio::sync::watch::Receiver<u64>,
-    applied_atomic: Arc<std::sync::atomic::AtomicU64>,
     journal: journal::recovery::Recovered,
 }
 
@@ -448,7 +446,7 @@ fn recover(cfg: &Config) -> Result<Recovered> {
         source,
     })?;
     let conn = store::open(&cfg.db_path())?;
-    let (mut applier, applied_rx, applied_atomic) = Applier::new(conn, cfg.event_channels())?;
+    let mut applier = Applier::new(conn, cfg.event_channels(), cfg.store.cadence())?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
     let applied = applier.applied_lsn();
     let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {
@@ -474,12 +472,9 @@ fn recover(cfg: &Config) -> Result<Recovered> {
         }
         .into());
     }
-    Ok(Recovered {
-        applier,
-        applied_rx,
-        applied_atomic,
-        journal,
-    })
+    // Everything replayed becomes durable in the store, and the WAL starts empty.
+    applier.checkpoint_all()?;
+    Ok(Recovered { applier, journal })
 }
 
 async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {

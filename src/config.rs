@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -16,6 +17,7 @@ pub struct Config {
     pub server: Server,
     pub storage: Storage,
     pub journal: Journal,
+    pub store: Store,
     pub limits: Limits,
     pub conversations: Conversations,
     pub auth: Auth,
@@ -89,6 +91,19 @@ pub struct Journal {
     pub retain_segments: usize,
     /// Entries waiting for the writer, at most; beyond it senders wait.
     pub queue_depth: usize,
+}
+
+/// How the SQLite store follows the journal (see `store::cadence`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    /// A transaction of the store is committed at most this long after its first record.
+    pub commit_interval_ms: u64,
+    /// The store is checkpointed (made durable in kefud.db) at most this long after the
+    /// oldest commit it has not yet checkpointed...
+    pub checkpoint_interval_secs: u64,
+    /// ...or once this much has been written to its WAL.
+    pub checkpoint_wal_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -403,6 +418,29 @@ impl Default for Journal {
     }
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            commit_interval_ms: 5000,
+            checkpoint_interval_secs: 300,
+            checkpoint_wal_mib: 16,
+        }
+    }
+}
+
+impl Store {
+    pub fn cadence(&self) -> crate::store::cadence::CadenceConfig {
+        crate::store::cadence::CadenceConfig {
+            commit_interval: Duration::from_millis(self.commit_interval_ms),
+            max_records: 50_000,
+            min_gap: Duration::from_millis(20),
+            checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs),
+            checkpoint_pages: self.checkpoint_wal_mib * 256,
+            retry: Duration::from_secs(1),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -524,6 +562,21 @@ impl Config {
             (4096..=64 << 20).contains(&self.journal.max_batch_bytes),
             "journal.max_batch_bytes",
             "must be between 4096 and 67108864",
+        );
+        check(
+            (1..=600_000).contains(&self.store.commit_interval_ms),
+            "store.commit_interval_ms",
+            "must be between 1 and 600000",
+        );
+        check(
+            (1..=86_400).contains(&self.store.checkpoint_interval_secs),
+            "store.checkpoint_interval_secs",
+            "must be between 1 and 86400",
+        );
+        check(
+            (1..=1024).contains(&self.store.checkpoint_wal_mib),
+            "store.checkpoint_wal_mib",
+            "must be between 1 and 1024",
         );
         check(
             (1..=1 << 20).contains(&self.journal.queue_depth),

@@ -143,8 +143,13 @@ async fn a_queue_longer_than_the_window_is_served_from_the_store_after_a_restart
         assert_eq!(r.status(), 200);
     }
     // Both agents come online: everything is assigned, the oldest first.
-    let _li_feed = connect(&d.ws(&format!("/ws/agent?token={li}"))).await;
-    let _wang_feed = connect(&d.ws(&format!("/ws/agent?token={wang}"))).await;
+    // Their consoles read their feeds (1,150 assignments are more than a feed's queue holds).
+    for token in [&li, &wang] {
+        let mut feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
+        tokio::spawn(
+            async move { while futures_util::StreamExt::next(&mut feed).await.is_some() {} },
+        );
+    }
     assert_eq!(
         wait_count(
             dir.path(),

@@ -55,17 +55,6 @@ async fn pump(url: String, prefix: String, start: usize, acked: Acked) -> usize 
     }
 }
 
-/// Every message of a visitor's thread, via a resume from 0.
-async fn history(d: &TestDaemon, visitor: &str) -> Vec<Value> {
-    let mut ws = connect(&d.ws(&format!("/ws/visitor?visitor_id={visitor}&after=0"))).await;
-    assert_eq!(next_json(&mut ws, 10).await["type"], "welcome");
-    let mut out = Vec::new();
-    while let Some(v) = try_next_json(&mut ws, 1).await {
-        out.push(v);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_under_load_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,25 +195,6 @@ async fn sigterm_stops_cleanly_and_restart_keeps_history() {
     assert_eq!(thread[0]["text"], "before restart");
 }
 
-fn journal_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("data/journal"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    v.sort();
-    v
-}
-
-async fn send_n(d: &TestDaemon, visitor: &str, n: usize, text_len: usize) {
-    let mut ws = connect(&d.ws(&format!("/ws/visitor?visitor_id={visitor}"))).await;
-    next_json(&mut ws, 5).await;
-    for i in 0..n {
-        send_json(&mut ws, json!({"type": "message", "client_id": format!("{visitor}{i}"), "text": "y".repeat(text_len)})).await;
-        next_of_type(&mut ws, "ack", 5).await;
-    }
-}
-
 #[tokio::test]
 async fn torn_tail_is_truncated_and_startup_succeeds() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,19 +249,24 @@ async fn damaged_middle_segment_stops_startup_naming_the_file() {
 }
 
 #[tokio::test]
-async fn applied_segments_are_retired_and_history_survives() {
+async fn checkpointed_segments_are_retired_and_history_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = "[journal]\nsegment_bytes = 65536\nretain_segments = 1\n[limits]\nmessages_per_second = 100000\nburst = 100000\n";
+    let cfg = "[store]\ncommit_interval_ms = 20\ncheckpoint_interval_secs = 1\n[journal]\nsegment_bytes = 65536\nretain_segments = 1\n[limits]\nmessages_per_second = 100000\nburst = 100000\n";
     let d = TestDaemon::start(dir.path(), cfg);
     send_n(&d, "retire", 400, 600).await;
-    let (status, log) = d.terminate();
+    let (status, _) = d.terminate();
     assert!(status.success());
-    assert!(log.contains("retired applied segment"), "{log}");
-    // ~250 KB of records in 64 KB segments: only the retained one, the open one and at most
-    // one not yet applied at its rotation remain.
-    let left = journal_segments(dir.path());
-    assert!(left.len() <= 3, "{left:?}");
+    assert!(journal_segments(dir.path()).len() >= 4);
+    // A clean stop checkpoints everything; the next start retires all but the retained
+    // segment and the open one.
     let d = TestDaemon::start(dir.path(), cfg);
+    let left = journal_segments(dir.path());
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(
+        d.log().contains("retired checkpointed segment"),
+        "{}",
+        d.log()
+    );
     assert_eq!(history(&d, "retire").await.len(), 400);
 }
 
@@ -339,29 +314,6 @@ fn refused_offset(log: &str) -> u64 {
     rest[..rest.find(|c: char| !c.is_ascii_digit()).unwrap()]
         .parse()
         .unwrap()
-}
-
-/// The store's files (kefud.db and its -wal/-shm), to put an older store back.
-fn store_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
-    ["kefud.db", "kefud.db-wal", "kefud.db-shm"]
-        .iter()
-        .map(|n| {
-            let p = dir.join("data").join(n);
-            let bytes = std::fs::read(&p).ok();
-            (p, bytes)
-        })
-        .collect()
-}
-
-fn restore_store(saved: &[(std::path::PathBuf, Option<Vec<u8>>)]) {
-    for (p, bytes) in saved {
-        match bytes {
-            Some(b) => std::fs::write(p, b).unwrap(),
-            None => {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-    }
 }
 
 /// Flips one bit in the middle of the last segment; returns it and its damaged bytes.

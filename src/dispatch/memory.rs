@@ -41,7 +41,7 @@ impl Dispatcher {
                 self.use_order.push_back((contact, self.clock));
             }
         }
-        let applied = self.applied.load(Ordering::Acquire);
+        let applied = self.store.applied();
         while self.contacts.len() > self.cfg.cached_contacts {
             let Some(&(contact, stamp)) = self.use_order.front() else {
                 break;
@@ -59,6 +59,11 @@ impl Dispatcher {
                     self.use_order.pop_front();
                 }
             }
+        }
+        // Over by an eighth: the store holds the evictable ones in its open transaction. Ask it
+        // to commit rather than let memory follow its commit interval.
+        if self.contacts.len() > self.cfg.cached_contacts + self.cfg.cached_contacts / 8 {
+            self.store.want(last);
         }
         self.stats
             .contacts

@@ -54,6 +54,7 @@ use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
 use crate::routing::bot::{self, BotConfig, Decision};
 use crate::routing::knowledge::KnowledgeBase;
 use crate::routing::scheduler::{Scheduler, QUEUE_WINDOW};
+use crate::store::progress::Progress;
 use crate::store::queries;
 use crate::wire;
 
@@ -147,8 +148,8 @@ pub struct Dispatcher {
     typing_sent: HashMap<ConversationId, std::time::Instant>,
     /// Contacts linked into another since startup (the store may not have applied it yet).
     linked: HashMap<ContactId, ContactId>,
-    /// The store's applied LSN (eviction and the queue's read-back wait for it).
-    applied: Arc<AtomicU64>,
+    /// How far the store has got (eviction and the queue's read-back wait for it).
+    store: Arc<Progress>,
     /// Contacts used by the command being handled.
     touched: Vec<ContactId>,
     /// Contacts by last use, oldest first: (contact, stamp); an entry whose stamp is not the
@@ -182,7 +183,7 @@ impl Dispatcher {
         cfg: DispatchConfig,
         conn: Connection,
         last_lsn: Lsn,
-        applied: Arc<AtomicU64>,
+        store: Arc<Progress>,
         journal: mpsc::Sender<Entry>,
         kb_published: watch::Sender<Arc<KnowledgeBase>>,
         fanout: FanoutHandle,
@@ -217,7 +218,7 @@ impl Dispatcher {
             fanout,
             typing_sent: HashMap::new(),
             linked: HashMap::new(),
-            applied,
+            store,
             touched: Vec::new(),
             use_order: VecDeque::new(),
             clock: 0,

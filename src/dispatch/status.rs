@@ -136,8 +136,13 @@ impl Dispatcher {
         }
         loop {
             // A window that ran low is read back from the store first, so the oldest
-            // conversation of every team is in view.
-            let applied = self.applied.load(Ordering::Acquire);
+            // conversation of every team is in view. The read-back is current once the store
+            // holds this thread's own changes (the assignments just made): ask for them, so
+            // that the next read-back finds what waits beyond them.
+            let applied = self.store.applied();
+            if self.scheduler.refill_wanted() && applied < self.next_lsn - 1 {
+                self.store.want(self.next_lsn - 1);
+            }
             for team in self.scheduler.refills_due(applied) {
                 if let Err(e) = self.refill_queue(&team, applied) {
                     tracing::warn!(team, error = %e, "cannot read the queue back from the store");

@@ -31,6 +31,8 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
+
+use crate::store::progress::Progress;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -52,8 +54,8 @@ pub struct AppState {
     pub kb: watch::Receiver<Arc<crate::routing::knowledge::KnowledgeBase>>,
     /// The journal's durable LSN: the ack point.
     pub durable: watch::Receiver<Lsn>,
-    /// The store's applied LSN: reads wait on it for read-your-writes.
-    pub applied: watch::Receiver<Lsn>,
+    /// How far the store has got: reads wait on (and ask for) it for read-your-writes.
+    pub store: Arc<Progress>,
     pub fanout: FanoutHandle,
     pub fanout_stats: Arc<FanoutStats>,
     pub dispatch_stats: Arc<crate::dispatch::DispatchStats>,
@@ -112,11 +114,10 @@ impl AppState {
     /// # Errors
     /// As [`AppState::wait_store_current`].
     pub async fn wait_applied(&self, lsn: Lsn) -> Result<(), ApiError> {
-        let mut rx = self.applied.clone();
-        let reached = async move { rx.wait_for(|a| *a >= lsn).await.is_ok() };
-        match tokio::time::timeout(Duration::from_secs(10), reached).await {
-            Ok(true) => Ok(()),
-            _ => Err(ApiError::Unavailable),
+        if self.store.reach(lsn, Duration::from_secs(10)).await {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable)
         }
     }
 }
@@ -218,8 +219,28 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
         ),
         (
             "kefud_store_applied_lsn",
-            "Last LSN applied to SQLite.",
-            *app.applied.borrow(),
+            "Last LSN committed to SQLite (visible to reads; durable once checkpointed).",
+            app.store.applied(),
+        ),
+        (
+            "kefud_store_checkpointed_lsn",
+            "Last LSN durable in kefud.db; the journal keeps everything after it.",
+            app.store.checkpointed(),
+        ),
+        (
+            "kefud_store_commits_total",
+            "SQLite transactions the store applier committed (no fsync each).",
+            app.store.counters.commits.load(Relaxed),
+        ),
+        (
+            "kefud_store_checkpoints_total",
+            "SQLite checkpoints (two fsyncs each: the WAL, then kefud.db).",
+            app.store.counters.checkpoints.load(Relaxed),
+        ),
+        (
+            "kefud_store_wal_pages_total",
+            "Pages the store applier wrote to SQLite's WAL.",
+            app.store.counters.pages_written.load(Relaxed),
         ),
         (
             "kefud_fanout_delivered_total",

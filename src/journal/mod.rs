@@ -47,8 +47,9 @@
 //! report success for data that is gone.
 //!
 //! # Retention
-//! Segments whose records are all applied to the SQLite store are deleted at rotation, keeping
-//! the newest `retain_segments` of them for inspection and backups.
+//! Segments whose records are all checkpointed into the SQLite store (durable in `kefud.db`;
+//! the store commits without an fsync, so "applied" is not enough) are deleted at rotation,
+//! keeping the newest `retain_segments` of them for inspection and backups.
 
 pub mod frame;
 pub mod recovery;

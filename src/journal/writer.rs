@@ -14,9 +14,9 @@
 //!   fatal token so it exits non-zero; recovery sorts out the tail.
 //! - Segments are rotated only between batches, so a segment may exceed `segment_bytes` by at
 //!   most one batch.
-//! - A segment is deleted only when every record in it is applied to the store (the store
-//!   publishes its applied LSN after its own durable commit) and `retain_segments` newer
-//!   applied segments exist.
+//! - A segment is deleted only when every record in it is checkpointed into the store (durable
+//!   in `kefud.db`, not merely committed: the store commits without an fsync) and
+//!   `retain_segments` newer such segments exist.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -105,8 +105,8 @@ pub struct Writer {
     buf: Vec<u8>,
     durable: watch::Sender<Lsn>,
     committed_tx: mpsc::Sender<Vec<Entry>>,
-    /// The store's durably applied LSN, read for retention.
-    applied: Arc<AtomicU64>,
+    /// The store's checkpointed LSN, read for retention.
+    checkpointed: Arc<AtomicU64>,
     health: Arc<Health>,
     fatal: CancellationToken,
 }
@@ -143,7 +143,7 @@ pub fn file_system_read_only(path: &std::path::Path) -> bool {
 
 impl Writer {
     /// Opens the journal for appending after recovery: appends to the last segment, or creates
-    /// the first one starting at `last_lsn + 1`.
+    /// the first one starting at `last_lsn + 1`; retires the segments `checkpointed` covers.
     ///
     /// # Errors
     /// [`Error::Io`] if the segment cannot be opened or created.
@@ -155,7 +155,7 @@ impl Writer {
         tail_len: u64,
         last_lsn: Lsn,
         committed_tx: mpsc::Sender<Vec<Entry>>,
-        applied: Arc<AtomicU64>,
+        checkpointed: Arc<AtomicU64>,
         fatal: CancellationToken,
     ) -> Result<(Self, watch::Receiver<Lsn>, Arc<Health>), Error> {
         let mut segments: VecDeque<SegmentFile> = segments.into();
@@ -179,7 +179,7 @@ impl Writer {
         };
         let (durable, durable_rx) = watch::channel(last_lsn);
         let health = Arc::new(Health::default());
-        let writer = Writer {
+        let mut writer = Writer {
             dir,
             buf: Vec::with_capacity(cfg.max_batch_bytes + 4096),
             cfg,
@@ -188,10 +188,12 @@ impl Writer {
             file_len,
             durable,
             committed_tx,
-            applied,
+            checkpointed,
             health: Arc::clone(&health),
             fatal,
         };
+        // Recovery checkpointed the store: what earlier runs kept can go now.
+        writer.retire();
         Ok((writer, durable_rx, health))
     }
 
@@ -289,15 +291,15 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes applied segments beyond the retention. A failure here loses nothing (the file
-    /// is merely kept), so it is logged, not latched.
+    /// Deletes checkpointed segments beyond the retention. A failure here loses nothing (the
+    /// file is merely kept), so it is logged, not latched.
     fn retire(&mut self) {
-        let applied = self.applied.load(Ordering::Acquire);
+        let checkpointed = self.checkpointed.load(Ordering::Acquire);
         let closed = self.segments.len() - 1;
-        let applied_closed = (0..closed)
-            .filter(|&i| self.segments[i + 1].first_lsn - 1 <= applied)
+        let checkpointed_closed = (0..closed)
+            .filter(|&i| self.segments[i + 1].first_lsn - 1 <= checkpointed)
             .count();
-        let excess = applied_closed.saturating_sub(self.cfg.retain_segments);
+        let excess = checkpointed_closed.saturating_sub(self.cfg.retain_segments);
         if excess == 0 {
             return;
         }
@@ -308,7 +310,7 @@ impl Writer {
                 .expect("invariant: excess < segment count");
             match std::fs::remove_file(&seg.path) {
                 Ok(()) => {
-                    tracing::info!(file = %seg.path.display(), "journal: retired applied segment")
+                    tracing::info!(file = %seg.path.display(), "journal: retired checkpointed segment")
                 }
                 Err(e) => {
                     tracing::warn!(file = %seg.path.display(), error = %e, "journal: could not retire segment")

@@ -208,6 +208,13 @@ impl Scheduler {
             .collect()
     }
 
+    /// Whether some team's window runs low while more of theirs wait in the store.
+    pub fn refill_wanted(&self) -> bool {
+        self.queues
+            .values()
+            .any(|q| q.window.len() < QUEUE_WINDOW / 2 && q.spilled_through.is_some())
+    }
+
     /// The oldest conversations of `team` still waiting in the store (at most
     /// [`QUEUE_WINDOW`], read when the store had applied `applied`), the ones already
     /// handled since filtered out by the caller. Fewer than the window: the store holds no

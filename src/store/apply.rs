@@ -1,141 +1,44 @@
-//! The applier: the one owner of the store's write connection.
+//! What each journal operation does to the store's tables: the SQL of the projection.
 //!
-//! It applies committed operations in LSN order, many batches per SQLite transaction, and
-//! writes `meta.applied_lsn` in that same transaction. Applying is idempotent (`INSERT OR
-//! IGNORE`, updates that set absolute values), so replaying a record twice is harmless.
+//! Every function runs inside the applier's open transaction (`applier.rs`). Applying is
+//! idempotent (`INSERT OR IGNORE`, updates that set absolute values, counters moved only when
+//! the row was new), so replaying a record twice is harmless.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use tokio::sync::{mpsc, watch};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Error;
 use crate::conversation::Status;
 use crate::model::{Lsn, Sender, WEB_CHANNEL};
-use crate::op::{Entry, Op};
-
-/// Records per SQLite transaction, at most; bounds the time a reader waits for fresh data.
-const MAX_RECORDS_PER_TX: usize = 8192;
-
-pub struct Applier {
-    conn: Connection,
-    applied_lsn: Lsn,
-    /// Published after each durable transaction: API reads wait on it for read-your-writes.
-    applied_tx: watch::Sender<Lsn>,
-    /// The same number for the journal writer's retention, read without a channel.
-    applied_atomic: Arc<AtomicU64>,
-    /// Channels with a webhook: their conversation events get outbox rows.
-    event_channels: Vec<String>,
-}
-
-impl Applier {
-    pub fn new(
-        conn: Connection,
-        event_channels: Vec<String>,
-    ) -> Result<(Self, watch::Receiver<Lsn>, Arc<AtomicU64>), Error> {
-        let applied_lsn = super::applied_lsn(&conn)?;
-        let (applied_tx, rx) = watch::channel(applied_lsn);
-        let applied_atomic = Arc::new(AtomicU64::new(applied_lsn));
-        Ok((
-            Applier {
-                conn,
-                applied_lsn,
-                applied_tx,
-                applied_atomic: Arc::clone(&applied_atomic),
-                event_channels,
-            },
-            rx,
-            applied_atomic,
-        ))
-    }
-
-    pub fn applied_lsn(&self) -> Lsn {
-        self.applied_lsn
-    }
-
-    /// Applies records (in LSN order) in one transaction. Records at or below the applied LSN
-    /// are skipped.
-    ///
-    /// # Errors
-    /// [`Error::Sqlite`]; the transaction is rolled back and the applied LSN is unchanged.
-    pub fn apply<'a>(
-        &mut self,
-        records: impl IntoIterator<Item = (Lsn, &'a Op)>,
-    ) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        let mut last = self.applied_lsn;
-        for (lsn, op) in records {
-            if lsn <= last {
-                continue;
-            }
-            apply_op(&tx, lsn, op, &self.event_channels)?;
-            last = lsn;
-        }
-        if last != self.applied_lsn {
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
-                params![last as i64],
-            )?;
-            tx.commit()?;
-            self.applied_lsn = last;
-            self.applied_atomic.store(last, Ordering::Release);
-            self.applied_tx.send_replace(last);
-        }
-        Ok(())
-    }
-
-    /// The thread body: apply batches until the sender closes. An SQLite failure is fatal for
-    /// the store (the journal still holds everything; a restart replays it).
-    ///
-    /// # Errors
-    /// The first [`Error`] that stopped it.
-    pub fn run(mut self, mut rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
-        let mut pending: Vec<Vec<Entry>> = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
-            let mut count = first.len();
-            pending.push(first);
-            while count < MAX_RECORDS_PER_TX {
-                match rx.try_recv() {
-                    Ok(batch) => {
-                        count += batch.len();
-                        pending.push(batch);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.apply(pending.iter().flatten().map(|e| (e.lsn, &e.op)))?;
-            pending.clear();
-        }
-        Ok(())
-    }
-}
+use crate::op::Op;
 
 fn add_delivery(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     id: Lsn,
     kind: &str,
     conversation: u64,
     channel: &str,
     external_id: &str,
     at_ms: i64,
-) -> Result<(), Error> {
-    tx.prepare_cached(
+) -> Result<bool, Error> {
+    let inserted = tx.prepare_cached(
         "INSERT OR IGNORE INTO deliveries (id, kind, conversation_id, channel, external_id, state, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
     )?
     .execute(params![id as i64, kind, conversation as i64, channel, external_id, at_ms])?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
-/// Applies one operation. `event_channels` are the channels whose conversation events (opened,
-/// resolved) go to a webhook: they get outbox rows too.
-fn apply_op(
-    tx: &Transaction<'_>,
+/// Applies one operation inside the caller's transaction. `event_channels` are the channels
+/// whose conversation events (opened, resolved) go to a webhook: they get outbox rows too.
+/// True if it wrote what someone reads without asking the store to catch up first (a row
+/// for the outbox to send, login tokens a clock step moved): the applier commits it promptly.
+pub(super) fn apply_op(
+    tx: &Connection,
     lsn: Lsn,
     op: &Op,
     event_channels: &[String],
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
+    let mut read_unasked = false;
     match op {
         Op::ContactCreated {
             contact,
@@ -181,7 +84,7 @@ fn apply_op(
                 ])?;
             if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
                 if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
-                    add_delivery(
+                    read_unasked |= add_delivery(
                         tx,
                         lsn,
                         "message",
@@ -207,7 +110,7 @@ fn apply_op(
                         .optional()?
                         .unwrap_or(false);
                     if first {
-                        add_delivery(
+                        read_unasked |= add_delivery(
                             tx,
                             lsn,
                             "conversation_opened",
@@ -266,7 +169,7 @@ fn apply_op(
                 if let Some((channel, external_id)) =
                     via.filter(|(c, _)| event_channels.contains(c))
                 {
-                    add_delivery(
+                    read_unasked |= add_delivery(
                         tx,
                         lsn,
                         "conversation_resolved",
@@ -343,15 +246,18 @@ fn apply_op(
             correct_since_ms,
             correct_from_lsn,
             ..
-        } => clock_stepped(
-            tx,
-            *offset_ms,
-            *before_ms,
-            *correct_since_ms,
-            *correct_from_lsn,
-        )?,
+        } => {
+            clock_stepped(
+                tx,
+                *offset_ms,
+                *before_ms,
+                *correct_since_ms,
+                *correct_from_lsn,
+            )?;
+            read_unasked = true;
+        }
     }
-    Ok(())
+    Ok(read_unasked)
 }
 
 /// The wall clock stepped (see `clock.rs`). Durations keep their length: tokens expire and
@@ -359,7 +265,7 @@ fn apply_op(
 /// unsynchronised clock (between `since` and `before`, from LSN `from_lsn` on) get the right
 /// time. Each bound uses an index: message ids and event LSNs, conversations' activity time.
 fn clock_stepped(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     offset: i64,
     before: i64,
     since: Option<i64>,
@@ -400,7 +306,7 @@ fn clock_stepped(
 /// Moves contact `merged` into `keep`; with `folded`, the messages of one open conversation
 /// into the other, which gets the counters of both.
 fn link_contacts(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     keep: u64,
     merged: u64,
     folded: Option<(u64, u64)>,
@@ -489,7 +395,6 @@ mod tests {
             params![BOOT, BOOT + 3_600_000],
         )
         .unwrap();
-        let (mut applier, _, _) = Applier::new(conn, Vec::new()).unwrap();
         let ops = [
             Op::ContactCreated {
                 contact: 1,
@@ -520,10 +425,12 @@ mod tests {
                 at_ms: BOOT + OFFSET - 5_000,
             },
         ];
-        applier
-            .apply(ops.iter().enumerate().map(|(i, op)| (i as u64 + 1, op)))
-            .unwrap();
-        let conn = &applier.conn;
+        let tx = conn.transaction().unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            apply_op(&tx, i as u64 + 1, op, &[]).unwrap();
+        }
+        tx.commit().unwrap();
+        let conn = &conn;
         assert_eq!(
             times(conn),
             [

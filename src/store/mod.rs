@@ -1,18 +1,27 @@
 //! The SQLite query store: a projection of the journal, plus the accounts tables.
 //!
 //! Ownership: one applier thread owns the write connection and applies committed journal
-//! batches in LSN order (`apply.rs`); reads go through a small pool of connections used from
-//! `spawn_blocking` (`pool.rs`), so nothing blocks the async runtime.
+//! batches in LSN order (`applier.rs`, the SQL of each operation in `apply.rs`), committing and
+//! checkpointing on a cadence (`cadence.rs`) and publishing how far it got (`progress.rs`);
+//! reads go through a small pool of connections used from `spawn_blocking` (`pool.rs`), so
+//! nothing blocks the async runtime.
 //!
 //! Invariants:
 //! - `meta.applied_lsn` is written in the same transaction as the rows it covers, so after a
 //!   crash the journal replays exactly the missing suffix (and applying is idempotent anyway).
-//! - The applier publishes an applied LSN only after its transaction is durable
-//!   (`synchronous=FULL`); journal retention trusts that number.
+//! - The journal's records are durable in the store only once checkpointed; journal retention
+//!   follows the checkpointed LSN, never the applied one.
+//! - Tables no journal record rebuilds (agents, tokens, settings, uploads, API keys) are
+//!   written by other connections with `synchronous=FULL`: their commits are durable.
+//! - Only the applier checkpoints (`wal_autocheckpoint=0` everywhere), so no reader's request
+//!   pays for one.
 //! - WAL mode: readers never block the applier and see a consistent snapshot.
 
+pub mod applier;
 pub mod apply;
+pub mod cadence;
 pub mod pool;
+pub mod progress;
 pub mod queries;
 pub mod schema;
 
@@ -58,6 +67,7 @@ pub fn connect(path: &Path) -> Result<Connection, Error> {
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // A Pi has little memory to spare: 2 MiB of page cache per connection.
     conn.pragma_update(None, "cache_size", -2048)?;

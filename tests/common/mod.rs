@@ -305,3 +305,93 @@ pub async fn send_for_ack(ws: &mut Ws, client_id: &str, text: &str) -> Option<u6
     }
     None
 }
+
+/// Every message of a visitor's thread, via a resume from 0.
+pub async fn history(d: &TestDaemon, visitor: &str) -> Vec<Value> {
+    let mut ws = connect(&d.ws(&format!("/ws/visitor?visitor_id={visitor}&after=0"))).await;
+    assert_eq!(next_json(&mut ws, 10).await["type"], "welcome");
+    let mut out = Vec::new();
+    while let Some(v) = try_next_json(&mut ws, 1).await {
+        out.push(v);
+    }
+    out
+}
+
+pub fn journal_segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("data/journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+pub async fn send_n(d: &TestDaemon, visitor: &str, n: usize, text_len: usize) {
+    let mut ws = connect(&d.ws(&format!("/ws/visitor?visitor_id={visitor}"))).await;
+    next_json(&mut ws, 5).await;
+    for i in 0..n {
+        send_json(&mut ws, serde_json::json!({"type": "message", "client_id": format!("{visitor}{i}"), "text": "y".repeat(text_len)})).await;
+        next_of_type(&mut ws, "ack", 5).await;
+    }
+}
+
+/// The store's files (kefud.db and its -wal/-shm), to put an older store back.
+pub fn store_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Option<Vec<u8>>)> {
+    ["kefud.db", "kefud.db-wal", "kefud.db-shm"]
+        .iter()
+        .map(|n| {
+            let p = dir.join("data").join(n);
+            let bytes = std::fs::read(&p).ok();
+            (p, bytes)
+        })
+        .collect()
+}
+
+pub fn restore_store(saved: &[(std::path::PathBuf, Option<Vec<u8>>)]) {
+    for (p, bytes) in saved {
+        match bytes {
+            Some(b) => std::fs::write(p, b).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Every unlabelled figure of `/metrics`, by name.
+pub async fn metrics(d: &TestDaemon) -> std::collections::HashMap<String, u64> {
+    let text = reqwest::get(d.http("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Polls `/metrics` until `done` holds (10 s at most) and returns what it saw then.
+pub async fn wait_for_metrics(
+    d: &TestDaemon,
+    what: &str,
+    done: impl Fn(&std::collections::HashMap<String, u64>) -> bool,
+) -> std::collections::HashMap<String, u64> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics(d).await;
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

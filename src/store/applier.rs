@@ -1,0 +1,394 @@
+//! The applier: the one owner of the store's write connection, on its own thread.
+//!
+//! It applies committed journal batches, in LSN order, into an open SQLite transaction and
+//! commits when [`Cadence`] says so, many batches per commit. It commits with
+//! `synchronous=NORMAL` (no fsync): the journal already holds every record durably, and the
+//! store's own durability comes from its checkpoints, which sync the WAL and then the database.
+//! A power cut can therefore take back commits made since the last checkpoint; the journal
+//! still holds them (its retention follows the checkpointed mark) and the next start replays
+//! them.
+//!
+//! Invariants:
+//! - Only fsync'd journal records reach it, so "the store applied it" implies "it was synced"
+//!   (journal recovery relies on that).
+//! - `meta.applied_lsn` is written in the same transaction as the rows it covers; `applied` is
+//!   published only after that transaction commits.
+//! - `checkpointed` is published only after a checkpoint that backfilled the whole WAL. This
+//!   thread makes every commit the applied mark counts, none during its own checkpoint, so
+//!   such a checkpoint covers everything applied.
+//! - Only this connection runs checkpoints (every connection has `wal_autocheckpoint=0`), and
+//!   only this connection commits without a sync: the accounts tables, written elsewhere and
+//!   journaled nowhere, keep `synchronous=FULL`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rusqlite::{ffi, params, Connection};
+use tokio::sync::mpsc;
+
+use super::apply::apply_op;
+use super::cadence::{Cadence, CadenceConfig};
+use super::progress::Progress;
+use super::Error;
+use crate::model::Lsn;
+use crate::op::{Entry, Op};
+
+/// Page cache of the write connection: a transaction that holds seconds of messages stays in
+/// memory instead of spilling pages to the WAL before it commits.
+const APPLIER_CACHE_KIB: i64 = 8192;
+
+pub struct Applier {
+    conn: Connection,
+    /// The last LSN applied into the open transaction (the applied LSN when none is open).
+    staged_lsn: Lsn,
+    applied_lsn: Lsn,
+    progress: Arc<Progress>,
+    cadence: Cadence,
+    /// Channels with a webhook: their conversation events get outbox rows.
+    event_channels: Vec<String>,
+}
+
+impl Applier {
+    /// Takes the write connection of a migrated store.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set.
+    pub fn new(
+        conn: Connection,
+        event_channels: Vec<String>,
+        cadence: CadenceConfig,
+    ) -> Result<Self, Error> {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "cache_size", -APPLIER_CACHE_KIB)?;
+        let applied_lsn = super::applied_lsn(&conn)?;
+        Ok(Applier {
+            conn,
+            staged_lsn: applied_lsn,
+            applied_lsn,
+            progress: Progress::new(applied_lsn),
+            cadence: Cadence::new(cadence),
+            event_channels,
+        })
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    pub fn applied_lsn(&self) -> Lsn {
+        self.applied_lsn
+    }
+
+    /// Applies records (in LSN order) and commits them: recovery's replay. Records at or
+    /// below the applied LSN are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; the transaction is rolled back when the applier is dropped.
+    pub fn apply<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (Lsn, &'a Op)>,
+    ) -> Result<(), Error> {
+        self.stage(records)?;
+        self.commit()
+    }
+
+    /// Makes everything applied durable in `kefud.db` and empties the WAL (after recovery,
+    /// and when the daemon stops).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`], or [`Error::Invalid`] if a reader kept the WAL from being emptied.
+    pub fn checkpoint_all(&mut self) -> Result<(), Error> {
+        if !self.checkpoint("TRUNCATE")? {
+            return Err(Error::Invalid(
+                "a reader kept the WAL from being checkpointed".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The thread body: apply batches until the sender closes, then commit and checkpoint.
+    /// An SQLite failure is fatal for the store (the journal still holds everything; a restart
+    /// replays it).
+    ///
+    /// # Errors
+    /// The first [`Error`] that stopped it.
+    pub fn run(mut self, rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start the applier's timer: {e}")))?;
+        runtime.block_on(self.serve(rx))
+    }
+
+    async fn serve(&mut self, mut rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
+        let progress = Arc::clone(&self.progress);
+        loop {
+            let wake = self.cadence.next_wake();
+            // Cancel safety: `recv` and `notified` lose nothing when another branch wins (a
+            // `notify_one` without a waiter is kept for the next `notified`).
+            tokio::select! {
+                biased;
+                batch = rx.recv() => match batch {
+                    Some(batch) => self.stage(batch.iter().map(|e| (e.lsn, &e.op)))?,
+                    None => break,
+                },
+                () = progress.requested() => {
+                    if self.waited_for() {
+                        self.cadence.waited_for();
+                    }
+                }
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+            let now = Instant::now();
+            if self.cadence.commit_due(now) {
+                self.commit()?;
+            }
+            if self.cadence.checkpoint_due(now) {
+                // A checkpoint covers what is committed: commit what is open first.
+                if self.cadence.is_open() {
+                    self.commit()?;
+                }
+                self.checkpoint("PASSIVE")?;
+            }
+        }
+        self.commit()?;
+        self.checkpoint_all()
+    }
+
+    /// Applies records into the open transaction, opening one if none is.
+    fn stage<'a>(&mut self, records: impl IntoIterator<Item = (Lsn, &'a Op)>) -> Result<(), Error> {
+        let mut count = 0;
+        let mut outbox = false;
+        for (lsn, op) in records {
+            if lsn <= self.staged_lsn {
+                continue;
+            }
+            if !self.cadence.is_open() && count == 0 {
+                self.conn.execute_batch("BEGIN")?;
+            }
+            outbox |= apply_op(&self.conn, lsn, op, &self.event_channels)?;
+            self.staged_lsn = lsn;
+            count += 1;
+        }
+        if count > 0 {
+            let urgent = outbox || self.waited_for();
+            self.cadence.staged(Instant::now(), count, urgent);
+        }
+        Ok(())
+    }
+
+    /// Someone waits for a record the open transaction holds.
+    fn waited_for(&self) -> bool {
+        let wanted = self.progress.wanted();
+        wanted > self.applied_lsn && wanted <= self.staged_lsn
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        if !self.cadence.is_open() {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'")?
+            .execute(params![self.staged_lsn as i64])?;
+        self.conn.execute_batch("COMMIT")?;
+        self.applied_lsn = self.staged_lsn;
+        let pages = self.pages_written();
+        self.cadence.committed(Instant::now(), pages);
+        let counters = &self.progress.counters;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.pages_written.fetch_add(pages, Ordering::Relaxed);
+        self.progress.set_applied(self.applied_lsn);
+        Ok(())
+    }
+
+    /// Runs a checkpoint; true if it backfilled the whole WAL, and then publishes everything
+    /// applied as checkpointed.
+    fn checkpoint(&mut self, mode: &str) -> Result<bool, Error> {
+        let (busy, log, done): (i64, i64, i64) =
+            self.conn
+                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+        let complete = busy == 0 && log == done;
+        self.cadence.checkpointed(Instant::now(), complete);
+        self.progress
+            .counters
+            .checkpoints
+            .fetch_add(1, Ordering::Relaxed);
+        if complete {
+            self.progress.set_checkpointed(self.applied_lsn);
+            // Nothing is pending: give the page cache back until the next message.
+            self.conn.execute_batch("PRAGMA shrink_memory")?;
+        } else {
+            tracing::debug!(
+                log,
+                done,
+                "store: checkpoint held back by a reader; retrying"
+            );
+        }
+        Ok(complete)
+    }
+
+    /// Pages SQLite wrote for this connection since the last call.
+    fn pages_written(&self) -> u64 {
+        let (mut current, mut highest) = (0, 0);
+        // SAFETY: the handle belongs to `self.conn`, which outlives the call; the status call
+        // only reads (and resets) a counter of that connection.
+        let rc = unsafe {
+            ffi::sqlite3_db_status(
+                self.conn.handle(),
+                ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+                &mut current,
+                &mut highest,
+                1,
+            )
+        };
+        if rc == ffi::SQLITE_OK {
+            current.max(0) as u64
+        } else {
+            0
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{bounded_id, Identity, Sender};
+    use crate::op::MessageAdded;
+    use std::time::Duration;
+
+    fn cadence(commit_interval: Duration) -> CadenceConfig {
+        CadenceConfig {
+            commit_interval,
+            max_records: 1000,
+            min_gap: Duration::from_millis(1),
+            checkpoint_interval: Duration::from_secs(3600),
+            checkpoint_pages: 1 << 20,
+            retry: Duration::from_secs(1),
+        }
+    }
+
+    fn entries(from: Lsn, to: Lsn) -> Vec<Entry> {
+        let identity = Identity {
+            channel: bounded_id("web").unwrap(),
+            external_id: bounded_id("v1").unwrap(),
+        };
+        (from..=to)
+            .map(|lsn| Entry {
+                lsn,
+                op: if lsn == 1 {
+                    Op::ContactCreated {
+                        contact: 1,
+                        identity: identity.clone(),
+                        at_ms: 0,
+                    }
+                } else if lsn == 2 {
+                    Op::ConversationOpened {
+                        conversation: 1,
+                        contact: 1,
+                        at_ms: 0,
+                    }
+                } else {
+                    Op::MessageAdded(MessageAdded {
+                        conversation: 1,
+                        contact: 1,
+                        sender: Sender::Visitor,
+                        agent: None,
+                        client_id: None,
+                        text: format!("message {lsn}"),
+                        at_ms: lsn as i64,
+                        attachment: None,
+                        via: Some(identity.clone()),
+                    })
+                },
+                audience: None,
+            })
+            .collect()
+    }
+
+    fn store() -> (tempfile::TempDir, Applier) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::store::open(&dir.path().join("kefud.db")).unwrap();
+        let applier = Applier::new(conn, Vec::new(), cadence(Duration::from_secs(3600))).unwrap();
+        (dir, applier)
+    }
+
+    fn count(dir: &tempfile::TempDir) -> i64 {
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn batches_wait_in_one_transaction_until_a_reader_asks_for_them() {
+        let (dir, applier) = store();
+        let progress = applier.progress();
+        let (tx, rx) = mpsc::channel(8);
+        let thread = std::thread::spawn(move || applier.run(rx));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            tx.send(entries(1, 5)).await.unwrap();
+            tx.send(entries(6, 9)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                progress.applied(),
+                0,
+                "an hour's interval: nothing committed yet"
+            );
+            assert_eq!(
+                count(&dir),
+                0,
+                "other connections do not see the open transaction"
+            );
+            assert!(progress.reach(9, Duration::from_secs(5)).await);
+            assert_eq!(count(&dir), 7);
+            assert_eq!(
+                progress.checkpointed(),
+                0,
+                "committed, not yet checkpointed"
+            );
+        });
+        drop(tx);
+        thread.join().unwrap().unwrap();
+        assert_eq!(
+            progress.checkpointed(),
+            9,
+            "stopping checkpoints everything"
+        );
+        assert_eq!(progress.counters.commits.load(Ordering::Relaxed), 1);
+        let wal = std::fs::metadata(dir.path().join("kefud.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the WAL is emptied when the applier stops");
+    }
+
+    #[test]
+    fn a_reader_held_checkpoint_is_not_counted_as_durable() {
+        let (dir, mut applier) = store();
+        applier
+            .apply(entries(1, 3).iter().map(|e| (e.lsn, &e.op)))
+            .unwrap();
+        let reader = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        applier
+            .apply(entries(4, 6).iter().map(|e| (e.lsn, &e.op)))
+            .unwrap();
+        assert!(!applier.checkpoint("PASSIVE").unwrap());
+        assert_eq!(applier.progress().checkpointed(), 0);
+        reader.execute_batch("COMMIT").unwrap();
+        assert!(applier.checkpoint("PASSIVE").unwrap());
+        assert_eq!(applier.progress().checkpointed(), 6);
+    }
+}
