@@ -78,6 +78,9 @@ enum Mode {
         window: usize,
         #[arg(long, default_value_t = 64)]
         text_bytes: usize,
+        /// TOML appended to the spawned kefud's config, e.g. "[store]\ncommit_interval_ms = 1".
+        #[arg(long, default_value = "")]
+        kefud_config: String,
     },
     Idle {
         #[arg(long, default_value_t = 10_000)]
@@ -201,6 +204,7 @@ async fn run(cli: Cli) -> Result<()> {
             rate,
             window,
             text_bytes,
+            kefud_config,
         } => {
             let load = Load {
                 visitors,
@@ -209,7 +213,7 @@ async fn run(cli: Cli) -> Result<()> {
                 window,
                 text: "x".repeat(text_bytes),
             };
-            throughput(cli.spawn.as_deref(), cli.addr, &load).await
+            throughput(cli.spawn.as_deref(), cli.addr, &load, &kefud_config).await
         }
         Mode::Idle { connections } => {
             idle(
@@ -346,11 +350,20 @@ impl Outcome {
     }
 }
 
-async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Result<()> {
+async fn throughput(
+    spawn: Option<&Path>,
+    addr: SocketAddr,
+    load: &Load,
+    kefud_config: &str,
+) -> Result<()> {
     let echo = start_echo_server().await?;
     let mut bare = drive(&format!("ws://{echo}/"), load, false).await?;
     let daemon = match spawn {
-        Some(bin) => Some(Daemon::spawn(bin, None, "")?),
+        Some(bin) => Some(Daemon::spawn(
+            bin,
+            None,
+            &kefud_config.replace("\\n", "\n"),
+        )?),
         None => None,
     };
     let target = daemon.as_ref().map_or(addr, |d| d.addr);
@@ -358,6 +371,7 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
         .await
         .unwrap_or(0);
     let costs_before = Costs::read(daemon.as_ref(), target).await;
+    let reaped_before = Reaped::read();
     let mut kefud = drive(&format!("ws://{target}/ws/visitor"), load, true).await?;
     // The store applies what was acknowledged a moment later: its writes count too.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -413,8 +427,11 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
             a.fsyncs.saturating_sub(b.fsyncs) as f64 / n,
         );
         println!(
-            "journal fsyncs/s: {:.0} (over the run and 1 s after it)",
-            a.fsyncs.saturating_sub(b.fsyncs) as f64 / secs
+            "journal fsyncs/s: {:.0}; store commits/s {:.2}, checkpoints {}, WAL pages/msg {:.2} (over the run and 1 s after it)",
+            a.fsyncs.saturating_sub(b.fsyncs) as f64 / secs,
+            a.store_commits.saturating_sub(b.store_commits) as f64 / secs,
+            a.store_checkpoints.saturating_sub(b.store_checkpoints),
+            a.store_wal_pages.saturating_sub(b.store_wal_pages) as f64 / n,
         );
     }
     if kefud.acked == 0 {
@@ -422,8 +439,56 @@ async fn throughput(spawn: Option<&Path>, addr: SocketAddr, load: &Load) -> Resu
     }
     if let Some(d) = daemon {
         d.stop()?;
+        // Stopped and reaped: its whole life's writes and CPU are now this tool's children's.
+        // Less what it had used when the load began, that is the load's full cost, the
+        // store's deferred commit and its last checkpoint (at the clean stop) included.
+        if let (Some(b), Some(before), Some(after)) = (costs_before, reaped_before, Reaped::read())
+        {
+            let n = kefud.acked.max(1) as f64;
+            let disk = after
+                .write_bytes
+                .saturating_sub(before.write_bytes + b.write_bytes);
+            let cpu_at_start_us = (b.cpu_ticks as f64 * 1e6 / ticks_per_second()) as u64;
+            let cpu_us = after.cpu_us.saturating_sub(before.cpu_us + cpu_at_start_us);
+            println!(
+                "per acked message through a clean stop (the store's deferred commit and final checkpoint included): disk {:.0} B written, {:.1} us CPU",
+                disk as f64 / n,
+                cpu_us as f64 / n
+            );
+        }
     }
     Ok(())
+}
+
+/// What this tool's reaped children used, all together: a child's `/proc/PID/io` and CPU time
+/// are added to its parent's when the parent waits for it.
+struct Reaped {
+    /// The tool's own disk writes are nil during a run (it writes its config before), so the
+    /// change of its `write_bytes` is its children's.
+    write_bytes: u64,
+    cpu_us: u64,
+}
+
+impl Reaped {
+    fn read() -> Option<Reaped> {
+        let io = std::fs::read_to_string("/proc/self/io").ok()?;
+        let write_bytes = io
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:")?.trim().parse().ok())?;
+        // SAFETY: getrusage fills the struct it is given.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) != 0 {
+                return None;
+            }
+            usage
+        };
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        Some(Reaped {
+            write_bytes,
+            cpu_us: us(usage.ru_utime) + us(usage.ru_stime),
+        })
+    }
 }
 
 /// Runs the load against `url`; `kefud` selects the ack rule (kefud's ack frames, or any
@@ -1075,6 +1140,9 @@ struct Costs {
     cpu_ticks: u64,
     journal_bytes: u64,
     fsyncs: u64,
+    store_commits: u64,
+    store_checkpoints: u64,
+    store_wal_pages: u64,
 }
 
 impl Costs {
@@ -1098,6 +1166,13 @@ impl Costs {
             cpu_ticks: utime + stime,
             journal_bytes: metric(addr, "kefud_journal_bytes_total").await.unwrap_or(0),
             fsyncs: metric(addr, "kefud_journal_fsyncs_total")
+                .await
+                .unwrap_or(0),
+            store_commits: metric(addr, "kefud_store_commits_total").await.unwrap_or(0),
+            store_checkpoints: metric(addr, "kefud_store_checkpoints_total")
+                .await
+                .unwrap_or(0),
+            store_wal_pages: metric(addr, "kefud_store_wal_pages_total")
                 .await
                 .unwrap_or(0),
         })
