@@ -111,6 +111,7 @@ impl Core {
                 retain_segments: cfg.journal.retain_segments,
             },
             rec.segments,
+            rec.data_offset,
             rec.tail_len,
             rec.last_lsn,
             committed_tx,

@@ -196,29 +196,32 @@ async fn sigterm_stops_cleanly_and_restart_keeps_history() {
 }
 
 #[tokio::test]
-async fn torn_tail_is_truncated_and_startup_succeeds() {
+async fn a_torn_tail_is_cleared_and_startup_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let d = TestDaemon::start(dir.path(), "");
     send_n(&d, "torn", 5, 20).await;
     d.kill9();
     let last = journal_segments(dir.path()).pop().unwrap();
-    let len = std::fs::metadata(&last).unwrap().len();
-    // A half-written record: a plausible header and some payload, then nothing.
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&last)
-        .unwrap();
-    std::io::Write::write_all(
-        &mut f,
-        &[
-            40, 0, 0, 0, 1, 2, 3, 4, 99, 0, 0, 0, 0, 0, 0, 0, 3, b'h', b'a',
-        ],
-    )
-    .unwrap();
-    drop(f);
+    let mut bytes = std::fs::read(&last).unwrap();
+    // The records end at a sector boundary, zeros after them (written ahead).
+    let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let at = records_end.next_multiple_of(512);
+    assert!(bytes[at..].iter().all(|&b| b == 0) && bytes.len() > at + 512);
+    // A half-written record there: a plausible header and some payload, then nothing.
+    let half = [
+        40, 0, 0, 0, 1, 2, 3, 4, 6, 0, 0, 0, 0, 0, 0, 0, 3, b'h', b'a',
+    ];
+    bytes[at..at + half.len()].copy_from_slice(&half);
+    std::fs::write(&last, &bytes).unwrap();
     let d = TestDaemon::start(dir.path(), "");
-    assert!(d.log().contains("truncating torn tail"), "{}", d.log());
-    assert_eq!(std::fs::metadata(&last).unwrap().len(), len);
+    assert!(d.log().contains("clearing the torn tail"), "{}", d.log());
+    let after = std::fs::read(&last).unwrap();
+    assert_eq!(
+        after.len(),
+        bytes.len(),
+        "cleared in place, the file keeps its size"
+    );
+    assert!(after[at..].iter().all(|&b| b == 0));
     assert_eq!(history(&d, "torn").await.len(), 5);
 }
 
@@ -316,11 +319,13 @@ fn refused_offset(log: &str) -> u64 {
         .unwrap()
 }
 
-/// Flips one bit in the middle of the last segment; returns it and its damaged bytes.
+/// Flips one bit in the middle of the last segment's records; returns it and its damaged
+/// bytes.
 fn flip_middle_of_last_segment(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
     let last = journal_segments(dir).pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
-    let at = bytes.len() / 2;
+    let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let at = records_end / 2;
     bytes[at] ^= 0x04;
     std::fs::write(&last, &bytes).unwrap();
     (last, bytes)
@@ -353,7 +358,8 @@ async fn bit_flip_in_the_last_segment_refuses_instead_of_cutting_acknowledged_re
     assert!(log.contains(name) && log.contains("damaged"), "{log}");
     assert!(log.contains("yet a valid record"), "{log}");
     let offset = refused_offset(&log);
-    assert!(offset < damaged.len() as u64 / 2 + 1, "{log}");
+    let flipped_at = (damaged.iter().rposition(|&b| b != 0).unwrap() + 1) / 2;
+    assert!(offset <= flipped_at as u64, "{log}");
     assert_eq!(
         std::fs::read(&last).unwrap(),
         damaged,
@@ -374,7 +380,9 @@ async fn bit_flip_in_the_last_segment_refuses_instead_of_cutting_acknowledged_re
         .unwrap()
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())
         .collect();
-    assert_eq!(kept, vec![damaged[offset as usize..].to_vec()]);
+    // Kept without the zeros written ahead of the records.
+    let records_end = damaged.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert_eq!(kept, vec![damaged[offset as usize..records_end].to_vec()]);
     let d = TestDaemon::start(dir.path(), cfg);
     let thread = history(&d, "flip").await;
     assert!(!thread.is_empty() && thread.len() < 100, "{}", thread.len());

@@ -3,8 +3,13 @@
 //! The CRC covers `segment_id u64 LE | len | lsn | kind | payload`, so a frame copied into the
 //! wrong segment, or a length field that points into garbage, fails the check. Pure code:
 //! no I/O, every case tested inline.
+//!
+//! A frame of kind [`PAD`] is filler, not a record: it carries the LSN the next record will
+//! have, a zero payload, and pads a batch to the segment's write alignment.
 
 pub const HEADER_LEN: usize = 17;
+/// The kind of a padding frame (operations' kinds start at 1).
+pub const PAD: u8 = 0;
 /// A payload longer than this is corruption, not a record: it bounds what recovery will trust
 /// from a length field, and the writer never produces one (the API limits text far below it).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -32,6 +37,24 @@ pub fn encode_with(
     header[16] = kind;
     let crc = checksum(segment_id, &buf[start..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a padding frame so that `buf.len()` becomes a multiple of `align` (a power of two);
+/// nothing when it already is. `next_lsn` is the LSN the next record will carry.
+pub fn pad_to(buf: &mut Vec<u8>, align: usize, segment_id: u64, next_lsn: u64) {
+    let short = buf.len().next_multiple_of(align) - buf.len();
+    if short == 0 {
+        return;
+    }
+    // A frame takes at least a header: too little room left fills the next unit as well.
+    let size = if short >= HEADER_LEN {
+        short
+    } else {
+        short + align
+    };
+    encode_with(buf, segment_id, next_lsn, PAD, |b| {
+        b.resize(b.len() + size - HEADER_LEN, 0);
+    });
 }
 
 /// CRC over the segment id and the frame with its crc field skipped.
@@ -128,6 +151,26 @@ mod tests {
                     matches!(decode(&bad, 1), Decoded::Corrupt(_)),
                     "byte {byte} bit {bit}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn padding_reaches_the_alignment_and_decodes_as_a_pad_frame() {
+        for used in [0, 1, 17, 100, 495, 496, 497, 511, 512, 1000] {
+            let mut buf = vec![7u8; used];
+            pad_to(&mut buf, 512, 3, 9);
+            assert_eq!(buf.len() % 512, 0, "used {used}");
+            if used % 512 == 0 {
+                assert_eq!(buf.len(), used);
+                continue;
+            }
+            match decode(&buf[used..], 3) {
+                Decoded::Frame(f) => {
+                    assert_eq!((f.kind, f.lsn, f.size), (PAD, 9, buf.len() - used));
+                    assert!(f.payload.iter().all(|&b| b == 0));
+                }
+                other => panic!("used {used}: {other:?}"),
             }
         }
     }

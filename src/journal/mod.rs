@@ -2,7 +2,9 @@
 //!
 //! # Format
 //! The journal directory holds segment files named `{first_lsn:020}.wal`. Each starts with a
-//! 32-byte header (`segment.rs`) followed by frames (`frame.rs`):
+//! 32-byte header in a sector of its own (`segment.rs`); frames (`frame.rs`) follow from the
+//! next sector, each batch padded to a sector boundary with a padding frame, and the rest of
+//! the file is zeros written ahead of the records (`appender.rs`):
 //!
 //! ```text
 //! len u32 LE | crc32c u32 LE | lsn u64 LE | kind u8 | payload[len]
@@ -14,7 +16,8 @@
 //!
 //! # Durability contract
 //! - An inbound message is acknowledged (WebSocket ack, HTTP 2xx, MQTT PUBACK) only after the
-//!   durable LSN published by the writer has reached its record, i.e. after `fdatasync`.
+//!   durable LSN published by the writer has reached its record, i.e. after the batch's
+//!   synchronous (`O_DSYNC`) write returned.
 //! - Acks go out in commit order: each connection acks its messages in the order it sent them,
 //!   and the durable LSN only grows.
 //! - Processing is idempotent on the sender's `client_id`: a resend is answered with the first
@@ -22,13 +25,16 @@
 //! - Outbound messages are journaled first, then sent: the journal is the outbox.
 //!
 //! # Media assumptions
-//! `fdatasync` returning means the data written before it survives power loss (true for ext4
-//! on SD cards and SSDs that honour flushes). A write that was not followed by a successful
-//! fdatasync may be lost or persist partly, in any order of pages: so only the region after
-//! the last fsync — the tail of the last segment — can be torn.
+//! A synchronous write (or `fdatasync`) returning means its data survives power loss (true for
+//! ext4 on SD cards and SSDs that honour flushes). A write that has not returned may be lost or
+//! persist partly, in any order of sectors: so only the region after the last completed write
+//! — the tail of the last segment — can be torn. No write rewrites a sector holding an earlier
+//! batch, so a torn write cannot damage acknowledged records (a card that corrupts sectors it
+//! was not writing is damage, which recovery refuses).
 //!
 //! # Recovery policy (`recovery.rs`)
-//! Only a torn tail is truncated: the bytes of the last segment from its first bad frame on,
+//! Zeros after the last record are the end of the records, in any segment. Only a torn tail
+//! is cleared (overwritten with zeros): the bytes of the last segment from its first bad frame on,
 //! when nothing in them can have been acknowledged. The writer writes a batch only after the
 //! previous fsync returned, so a torn write is the last thing in the file, and the store
 //! applies only synced records. Hence a bad frame is damage, not a torn write, when the store
@@ -38,8 +44,8 @@
 //! cases look alike and are refused on purpose: the pages of one unsynced multi-record write
 //! persisted out of order (never acknowledged) and damage followed by valid records (were);
 //! the operator decides with `kefud journal truncate FILE OFFSET`. Damage to the very last
-//! record before the store applied it is indistinguishable from a torn write and is cut. Every
-//! cut tail that is not all zeros is first copied, fsync'd, to `damaged/` in the journal
+//! record before the store applied it is indistinguishable from a torn write and is cleared.
+//! Every cleared tail is first copied (without its trailing zeros), fsync'd, to `damaged/` in the journal
 //! directory as `{segment}.{offset}.{unix_ms}.tail`, for inspection; nothing deletes them.
 //!
 //! A failed write or fsync at run time latches the writer (`writer.rs`): it is never retried,
@@ -51,6 +57,7 @@
 //! the store commits without an fsync, so "applied" is not enough) are deleted at rotation,
 //! keeping the newest `retain_segments` of them for inspection and backups.
 
+pub mod appender;
 pub mod frame;
 pub mod recovery;
 pub mod segment;

@@ -5,17 +5,21 @@
 //! - Every segment is read frame by frame; each frame must decode, pass its CRC and carry the
 //!   next LSN. Records above the store's applied LSN must also hold a decodable operation, and
 //!   are replayed; the others the store already has.
-//! - In the last segment, the first frame that is incomplete or fails its CRC is judged by
-//!   [`judge_tail`] (pure): it is a torn tail only if nothing after it could have been
-//!   acknowledged — the store has not applied its LSN, and no valid frame of this segment
-//!   follows at any byte offset. A torn tail is copied aside into `damaged/` (unless it is all
-//!   zeros), then the file is truncated there and fsync'd, and startup goes on.
+//! - Padding frames carry the next record's LSN and are skipped. Zeros from the end of the
+//!   records to the end of the file are where a segment's records end (the writer writes
+//!   zeros ahead of them), in any segment.
+//! - In the last segment, the first frame that is incomplete or fails its CRC, with something
+//!   other than zeros after it, is judged by [`judge_tail`] (pure): it is a torn tail only if
+//!   nothing after it could have been acknowledged — the store has not applied its LSN, and no
+//!   valid frame of this segment follows at any byte offset. A torn tail is copied aside into
+//!   `damaged/` (trailing zeros left out), then overwritten with zeros and synced (the file
+//!   keeps its size, so appends stay within written blocks), and startup goes on.
 //! - Anything else — a bad frame followed by a valid one, a bad frame the store has already
 //!   applied, a bad header, a bad frame before the last segment, a gap or an overlap between
 //!   segments, an undecodable operation — stops startup with [`Error::Corrupt`] naming the
 //!   file and offset, leaving every file as it is.
-//! - [`truncate_at`] is the operator's override (`kefud journal truncate FILE OFFSET`): it cuts
-//!   the last segment at the offset a refusal named, keeping the cut bytes in `damaged/`.
+//! - [`truncate_at`] is the operator's override (`kefud journal truncate FILE OFFSET`): it
+//!   clears the last segment from the offset a refusal named, keeping the bytes in `damaged/`.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -34,9 +38,11 @@ pub struct Recovered {
     pub segments: Vec<SegmentFile>,
     /// LSN of the last committed record (0 for an empty journal).
     pub last_lsn: Lsn,
+    /// Where the last segment's frames start (its write alignment, for version 2).
+    pub data_offset: u64,
     /// Valid length of the last segment, where appending resumes.
     pub tail_len: u64,
-    /// Bytes cut from a torn tail.
+    /// Bytes of a torn tail cleared.
     pub truncated_bytes: u64,
 }
 
@@ -59,9 +65,10 @@ struct End {
 fn walk(
     bytes: &[u8],
     seg: &SegmentFile,
+    data_offset: u64,
     mut each: impl FnMut(usize, Frame<'_>) -> Result<(), Error>,
 ) -> Result<End, Error> {
-    let mut offset = segment::HEADER_LEN as usize;
+    let mut offset = (data_offset as usize).min(bytes.len());
     let mut next_lsn = seg.first_lsn;
     loop {
         let bad = match frame::decode(&bytes[offset..], seg.first_lsn) {
@@ -81,12 +88,18 @@ fn walk(
                         format!("record has LSN {}, the largest there is", f.lsn),
                     ));
                 }
+                if f.kind == frame::PAD {
+                    offset += f.size;
+                    continue;
+                }
                 each(offset, f)?;
                 next_lsn += 1;
                 offset += f.size;
                 continue;
             }
             Decoded::Incomplete if offset == bytes.len() => None,
+            // The zeros written ahead of the records.
+            _ if is_zero(&bytes[offset..]) => None,
             Decoded::Incomplete => Some("incomplete record"),
             Decoded::Corrupt(why) => Some(why),
         };
@@ -101,11 +114,8 @@ fn walk(
 /// What the bytes of the last segment from its first bad frame on are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tail {
-    /// A write that never completed its fsync: nothing in it was acknowledged. Cut it.
-    Torn {
-        /// Every byte is zero (the file's size reached the disk, its data did not).
-        zero_filled: bool,
-    },
+    /// A write that never completed: nothing in it was acknowledged. Clear it.
+    Torn,
     /// Damage to data that was (or may have been) synced and acknowledged: refuse.
     Damaged(String),
 }
@@ -151,9 +161,20 @@ pub fn judge_tail(
             segment::file_name(segment_id)
         ));
     }
-    Tail::Torn {
-        zero_filled: bytes[bad..].iter().all(|&b| b == 0),
-    }
+    Tail::Torn
+}
+
+/// Whether every byte is zero (in blocks, so the compiler vectorises the scan of a
+/// zero-filled segment's tail).
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes
+        .chunks(256)
+        .all(|block| block.iter().fold(0u8, |acc, &b| acc | b) == 0)
+}
+
+/// The length of `bytes` without its trailing zeros.
+fn nonzero_len(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
 }
 
 /// The first offset after `bad` where a frame of this segment decodes with a valid CRC and an
@@ -161,7 +182,12 @@ pub fn judge_tail(
 /// LSN. The LSN test is a cheap filter so the CRC runs at few offsets.
 fn next_valid_frame(bytes: &[u8], segment_id: u64, bad: usize, lsn: Lsn) -> Option<(usize, Lsn)> {
     let most = lsn.saturating_add(((bytes.len() - bad) / frame::HEADER_LEN) as u64);
-    (bad + 1..bytes.len().saturating_sub(frame::HEADER_LEN - 1)).find_map(|at| {
+    // A frame's header holds its LSN (not zero), so none starts in the trailing zeros.
+    let last_start = bytes
+        .len()
+        .saturating_sub(frame::HEADER_LEN - 1)
+        .min(nonzero_len(bytes));
+    (bad + 1..last_start).find_map(|at| {
         let field = u64::from_le_bytes(
             bytes[at + 8..at + 16]
                 .try_into()
@@ -190,6 +216,7 @@ pub fn recover(
 ) -> Result<Recovered, Error> {
     let segments = segment::list(dir).map_err(|e| Error::io(dir, e))?;
     let mut last_lsn = 0;
+    let mut data_offset = 0;
     let mut tail_len = 0;
     let mut truncated_bytes = 0;
     for (i, seg) in segments.iter().enumerate() {
@@ -206,9 +233,9 @@ pub fn recover(
         }
         let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let bytes = mapped.bytes();
-        segment::check_header(bytes, seg.first_lsn)
+        data_offset = segment::check_header(bytes, seg.first_lsn)
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-        let end = walk(bytes, seg, |offset, f| {
+        let end = walk(bytes, seg, data_offset, |offset, f| {
             if f.lsn > applied_lsn {
                 let op = Op::decode(f.kind, f.payload).map_err(|e| {
                     Error::corrupt(
@@ -236,29 +263,26 @@ pub fn recover(
             why,
         ) {
             Tail::Damaged(reason) => return Err(Error::corrupt(&seg.path, tail_len, reason)),
-            Tail::Torn { zero_filled } => {
-                truncated_bytes = (bytes.len() - end.offset) as u64;
-                let kept = if zero_filled {
-                    None
-                } else {
-                    Some(set_aside(dir, &seg.path, end.offset, &bytes[end.offset..])?)
-                };
+            Tail::Torn => {
+                let damaged_end = nonzero_len(bytes);
+                truncated_bytes = (damaged_end - end.offset) as u64;
+                let kept = set_aside(dir, &seg.path, end.offset, &bytes[end.offset..damaged_end])?;
                 tracing::warn!(
                     file = %seg.path.display(),
                     offset = end.offset,
                     bytes = truncated_bytes,
                     reason = why,
-                    zero_filled,
-                    kept = kept.as_ref().map(|p| p.display().to_string()),
-                    "journal: truncating torn tail of the last segment (never acknowledged: nothing valid follows and the store has not applied it)"
+                    kept = %kept.display(),
+                    "journal: clearing the torn tail of the last segment (never acknowledged: nothing valid follows and the store has not applied it)"
                 );
-                cut(&seg.path, tail_len)?;
+                clear(&seg.path, tail_len, damaged_end as u64)?;
             }
         }
     }
     Ok(Recovered {
         segments,
         last_lsn,
+        data_offset,
         tail_len,
         truncated_bytes,
     })
@@ -304,9 +328,9 @@ pub fn truncate_at(
     };
     let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
     let bytes = mapped.bytes();
-    segment::check_header(bytes, seg.first_lsn)
+    let data_offset = segment::check_header(bytes, seg.first_lsn)
         .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-    let end = walk(bytes, seg, |_, _| Ok(()))?;
+    let end = walk(bytes, seg, data_offset, |_, _| Ok(()))?;
     if end.bad.is_none() || end.offset as u64 != offset {
         return Err(Error::corrupt(
             &seg.path,
@@ -333,11 +357,12 @@ pub fn truncate_at(
             ),
         ));
     }
-    let kept = set_aside(dir, &seg.path, end.offset, &bytes[end.offset..])?;
-    cut(&seg.path, offset)?;
-    tracing::warn!(file = %seg.path.display(), offset, kept = %kept.display(), "journal: truncated by the operator");
+    let damaged_end = nonzero_len(bytes);
+    let kept = set_aside(dir, &seg.path, end.offset, &bytes[end.offset..damaged_end])?;
+    clear(&seg.path, offset, damaged_end as u64)?;
+    tracing::warn!(file = %seg.path.display(), offset, kept = %kept.display(), "journal: cleared by the operator");
     Ok(Truncated {
-        bytes: (bytes.len() - end.offset) as u64,
+        bytes: (damaged_end - end.offset) as u64,
         kept,
         first_lost_lsn: end.next_lsn,
     })
@@ -367,14 +392,23 @@ fn set_aside(dir: &Path, segment: &Path, offset: usize, tail: &[u8]) -> Result<P
     Ok(path)
 }
 
-/// Truncates `path` to `len` and fsyncs it.
-fn cut(path: &Path, len: u64) -> Result<(), Error> {
+/// Overwrites `path` from `from` to `to` with zeros and syncs it: the file keeps its size (and
+/// a preallocated segment its written blocks); the zeros read as the end of the records.
+fn clear(path: &Path, from: u64, to: u64) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
     let file = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    file.set_len(len).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
+    let zeros = vec![0u8; (to - from).min(1 << 20) as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)
+            .map_err(|e| Error::io(path, e))?;
+        at += n as u64;
+    }
+    file.sync_data().map_err(|e| Error::io(path, e))
 }
 
 /// A segment mapped read-only for the scan. Mapping instead of reading keeps the daemon's
@@ -454,20 +488,27 @@ mod tests {
         })
     }
 
-    /// Writes `count` records starting at `first` into a new segment; returns the frame end
-    /// offsets (the committed prefixes).
+    /// Writes `count` records starting at `first` into a new version 1 segment (frames right
+    /// after the header, no padding, no zeros ahead: the harshest layout to cut); returns the
+    /// frame end offsets (the committed prefixes).
     fn write_segment(dir: &Path, first: u64, count: u64) -> Vec<u64> {
-        let mut file = segment::create(dir, first).unwrap();
-        let mut buf = Vec::new();
+        let mut bytes = segment::encode_header(first, 0).to_vec();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[0..24]);
+        bytes[24..28].copy_from_slice(&crc.to_le_bytes());
         let mut ends = vec![segment::HEADER_LEN];
         for lsn in first..first + count {
             let op = msg(lsn);
-            frame::encode_with(&mut buf, first, lsn, op.kind(), |b| op.encode(b));
-            ends.push(segment::HEADER_LEN + buf.len() as u64);
+            frame::encode_with(&mut bytes, first, lsn, op.kind(), |b| op.encode(b));
+            ends.push(bytes.len() as u64);
         }
-        file.write_all(&buf).unwrap();
-        file.sync_all().unwrap();
+        std::fs::write(dir.join(segment::file_name(first)), bytes).unwrap();
         ends
+    }
+
+    /// `bytes` without trailing zeros, as tails are kept.
+    fn trimmed(bytes: &[u8]) -> Vec<u8> {
+        bytes[..nonzero_len(bytes)].to_vec()
     }
 
     fn collect(dir: &Path, applied: Lsn) -> Result<(Recovered, Vec<Lsn>), Error> {
@@ -517,25 +558,19 @@ mod tests {
                 "cut at {cut}"
             );
             let valid_end = ends[committed as usize];
+            let torn = trimmed(&full[valid_end as usize..cut as usize]);
             assert_eq!(r.tail_len, valid_end);
-            assert_eq!(r.truncated_bytes, cut - valid_end);
-            assert_eq!(
-                std::fs::metadata(dir.path().join(segment::file_name(6)))
-                    .unwrap()
-                    .len(),
-                valid_end
-            );
+            assert_eq!(r.truncated_bytes, torn.len() as u64);
+            let after = std::fs::read(dir.path().join(segment::file_name(6))).unwrap();
+            assert_eq!(after.len() as u64, cut, "cleared in place, not cut");
+            assert!(is_zero(&after[valid_end as usize..]), "cut at {cut}");
             let (again, _) = collect(dir.path(), 0).unwrap();
             assert_eq!((again.last_lsn, again.truncated_bytes), (r.last_lsn, 0));
             let kept = kept_tails(dir.path());
-            if r.truncated_bytes == 0 {
+            if torn.is_empty() {
                 assert!(kept.is_empty(), "cut at {cut}");
             } else {
-                assert_eq!(
-                    kept,
-                    vec![full[valid_end as usize..cut as usize].to_vec()],
-                    "cut at {cut}: the cut bytes are kept"
-                );
+                assert_eq!(kept, vec![torn], "cut at {cut}: the torn bytes are kept");
             }
         }
     }
@@ -608,7 +643,7 @@ mod tests {
             }
             assert_eq!(std::fs::read(&path).unwrap(), bytes);
         }
-        // Not yet applied: indistinguishable from a torn write, cut, and the bytes kept.
+        // Not yet applied: indistinguishable from a torn write, cleared, and the bytes kept.
         let mut bytes = clean.clone();
         bytes[ends[6] as usize - 1] ^= 0x10;
         std::fs::write(&path, &bytes).unwrap();
@@ -616,23 +651,79 @@ mod tests {
         assert_eq!((r.last_lsn, r.tail_len), (10, ends[5]));
         assert_eq!(
             kept_tails(dir.path()),
-            vec![bytes[ends[5] as usize..].to_vec()]
+            vec![trimmed(&bytes[ends[5] as usize..])]
         );
     }
 
-    /// The file's size reached the disk but its last pages did not: zeros, a clean end.
+    /// Zeros after the last record (written ahead by the writer, or a file size that reached
+    /// the disk before its data) are the end of the records: nothing cleared, nothing kept,
+    /// the file left as it is, in the last segment or any other.
     #[test]
-    fn a_zero_filled_tail_is_cut_and_not_kept() {
+    fn a_zero_tail_is_the_end_of_the_records_and_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join(segment::file_name(1));
         let (path, _, ends) = two_segments(dir.path());
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0; 8192]).unwrap();
-        let (r, _) = collect(dir.path(), 11).unwrap();
+        for p in [&first, &path] {
+            let mut f = OpenOptions::new().append(true).open(p).unwrap();
+            f.write_all(&[0; 8192]).unwrap();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        let (r, seen) = collect(dir.path(), 0).unwrap();
         assert_eq!(
             (r.last_lsn, r.tail_len, r.truncated_bytes),
-            (11, ends[6], 8192)
+            (11, ends[6], 0)
         );
+        assert_eq!(seen, (1..=11).collect::<Vec<_>>());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
         assert!(kept_tails(dir.path()).is_empty());
+    }
+
+    /// Segments as the writer makes them: a header sector, batches padded to the alignment,
+    /// zeros ahead; a crash in the middle of a batch's write leaves a torn tail, cleared.
+    #[test]
+    fn padded_segments_recover_and_a_torn_batch_is_cleared() {
+        use crate::journal::appender::Appender;
+        let dir = tempfile::tempdir().unwrap();
+        let mut lsn = 1;
+        let mut last_position = 0;
+        for first in [1u64, 8] {
+            let mut a = Appender::create(dir.path(), first).unwrap();
+            for batch in [2u64, 1, 4] {
+                let mut buf = Vec::new();
+                for _ in 0..batch.min(first + 7 - lsn) {
+                    let op = msg(lsn);
+                    frame::encode_with(&mut buf, first, lsn, op.kind(), |b| op.encode(b));
+                    lsn += 1;
+                }
+                if !buf.is_empty() {
+                    a.append(&mut buf, first, lsn).unwrap();
+                }
+            }
+            last_position = a.position();
+        }
+        let (r, seen) = collect(dir.path(), 0).unwrap();
+        assert_eq!(seen, (1..=14).collect::<Vec<_>>());
+        assert_eq!(
+            (r.last_lsn, r.tail_len, r.truncated_bytes),
+            (14, last_position, 0)
+        );
+        assert_eq!(r.data_offset % 512, 0);
+
+        // Half a batch reached the disk after the last complete one.
+        let path = dir.path().join(segment::file_name(8));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let op = msg(15);
+        let mut torn = Vec::new();
+        frame::encode_with(&mut torn, 8, 15, op.kind(), |b| op.encode(b));
+        let at = last_position as usize;
+        bytes[at..at + torn.len() / 2].copy_from_slice(&torn[..torn.len() / 2]);
+        std::fs::write(&path, &bytes).unwrap();
+        let (r, _) = collect(dir.path(), 0).unwrap();
+        assert_eq!((r.last_lsn, r.tail_len), (14, last_position));
+        assert!(r.truncated_bytes > 0);
+        let after = std::fs::read(&path).unwrap();
+        assert_eq!(after.len(), bytes.len());
+        assert!(is_zero(&after[at..]));
     }
 
     /// Pages of one unsynced multi-record write persisted out of order: an earlier record
@@ -662,18 +753,16 @@ mod tests {
         }
         let name = Path::new(path.file_name().unwrap());
         let t = truncate_at(dir.path(), name, offset, 8).unwrap();
-        assert_eq!(
-            (t.first_lost_lsn, t.bytes),
-            (9, bytes.len() as u64 - offset)
-        );
-        assert_eq!(std::fs::read(&t.kept).unwrap(), bytes[offset as usize..]);
+        let lost = trimmed(&bytes[offset as usize..]);
+        assert_eq!((t.first_lost_lsn, t.bytes), (9, lost.len() as u64));
+        assert_eq!(std::fs::read(&t.kept).unwrap(), lost);
         let (r, seen) = collect(dir.path(), 0).unwrap();
         assert_eq!((r.last_lsn, r.truncated_bytes), (8, 0));
         assert_eq!(seen, (1..=8).collect::<Vec<_>>());
     }
 
     #[test]
-    fn garbage_after_the_last_record_is_truncated() {
+    fn garbage_after_the_last_record_is_cleared() {
         let dir = tempfile::tempdir().unwrap();
         let ends = write_segment(dir.path(), 1, 3);
         let path = dir.path().join(segment::file_name(1));

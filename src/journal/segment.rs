@@ -1,21 +1,28 @@
 //! Segment files: naming, the 32-byte header, creation with the fsyncs rotation needs.
 //!
 //! A segment is `{first_lsn:020}.wal` in the journal directory. Its header is
-//! `magic "KEFUWAL\0" | version u32 | reserved u32 | first_lsn u64 | crc32c u32 | pad u32`,
-//! the CRC covering the 24 bytes before it. Frames follow the header back to back. The
-//! segment's first LSN is its id; frames' CRCs include it.
+//! `magic "KEFUWAL\0" | version u32 | data_offset u32 | first_lsn u64 | crc32c u32 | pad u32`,
+//! the CRC covering the 24 bytes before it. Frames start at the data offset and follow each
+//! other back to back. The segment's first LSN is its id; frames' CRCs include it.
+//!
+//! Version 1 (read only): frames right after the 32-byte header (the data-offset field is 0),
+//! appended through the page cache. Version 2 (written): the header has a sector of its own,
+//! frames start at the next sector (the data offset, which is also the segment's write
+//! alignment), batches are padded to it and the file is zero-filled ahead of them
+//! (`appender.rs`); an all-zero tail is where the records end.
 //!
 //! Invariant: a segment is visible under its final name only after its header is on disk and
 //! the directory entry is fsync'd, so recovery never meets a named segment with no header
 //! except one torn by a crash during creation, which can only be the last.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 pub const HEADER_LEN: u64 = 32;
 const MAGIC: &[u8; 8] = b"KEFUWAL\0";
-const VERSION: u32 = 1;
+/// The version this build writes; it reads this one and 1.
+const VERSION: u32 = 2;
 
 pub fn file_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}.wal")
@@ -30,10 +37,12 @@ pub fn parse_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub fn encode_header(first_lsn: u64) -> [u8; HEADER_LEN as usize] {
+/// A version 2 header whose frames start at `data_offset`.
+pub fn encode_header(first_lsn: u64, data_offset: u32) -> [u8; HEADER_LEN as usize] {
     let mut h = [0u8; HEADER_LEN as usize];
     h[0..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&data_offset.to_le_bytes());
     h[16..24].copy_from_slice(&first_lsn.to_le_bytes());
     let crc = crc32c::crc32c(&h[0..24]);
     h[24..28].copy_from_slice(&crc.to_le_bytes());
@@ -54,13 +63,15 @@ pub enum HeaderError {
     NameMismatch { header: u64, name: u64 },
     #[error("first LSN 0: LSNs start at 1")]
     ZeroLsn,
+    #[error("data offset {0} is not a power of two between 32 and 65536")]
+    DataOffset(u32),
 }
 
-/// Checks a header read from the segment named for `name_lsn`.
+/// Checks a header read from the segment named for `name_lsn`; returns where its frames start.
 ///
 /// # Errors
 /// [`HeaderError`] describing the first problem found.
-pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
+pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<u64, HeaderError> {
     if bytes.len() < HEADER_LEN as usize {
         return Err(HeaderError::Short);
     }
@@ -72,8 +83,13 @@ pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
         return Err(HeaderError::Checksum);
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("invariant: 4-byte slice"));
-    if version != VERSION {
-        return Err(HeaderError::Version(version));
+    let data_offset = match version {
+        1 => HEADER_LEN as u32,
+        VERSION => u32::from_le_bytes(bytes[12..16].try_into().expect("invariant: 4-byte slice")),
+        other => return Err(HeaderError::Version(other)),
+    };
+    if !data_offset.is_power_of_two() || !(HEADER_LEN as u32..=65536).contains(&data_offset) {
+        return Err(HeaderError::DataOffset(data_offset));
     }
     let header = u64::from_le_bytes(bytes[16..24].try_into().expect("invariant: 8-byte slice"));
     if header != name_lsn {
@@ -85,28 +101,7 @@ pub fn check_header(bytes: &[u8], name_lsn: u64) -> Result<(), HeaderError> {
     if header == 0 {
         return Err(HeaderError::ZeroLsn);
     }
-    Ok(())
-}
-
-/// Creates a segment: header written and fsync'd under a temporary name, renamed, directory
-/// fsync'd. Returns the file opened for appending.
-///
-/// # Errors
-/// Any I/O error; a half-made temporary file is left for the next recovery to delete.
-pub fn create(dir: &Path, first_lsn: u64) -> io::Result<File> {
-    let final_path = dir.join(file_name(first_lsn));
-    let tmp_path = dir.join(format!("{}.tmp", file_name(first_lsn)));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&tmp_path)?;
-    file.write_all(&encode_header(first_lsn))?;
-    file.sync_all()?;
-    std::fs::rename(&tmp_path, &final_path)?;
-    sync_dir(dir)?;
-    drop(file);
-    OpenOptions::new().append(true).open(&final_path)
+    Ok(u64::from(data_offset))
 }
 
 /// Makes a directory's entries (creations, renames, deletions) durable.
@@ -164,8 +159,8 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        let h = encode_header(7);
-        assert_eq!(check_header(&h, 7), Ok(()));
+        let h = encode_header(7, 512);
+        assert_eq!(check_header(&h, 7), Ok(512));
         assert_eq!(
             check_header(&h, 8),
             Err(HeaderError::NameMismatch { header: 7, name: 8 })
@@ -178,16 +173,27 @@ mod tests {
         bad[17] ^= 1;
         assert_eq!(check_header(&bad, 7), Err(HeaderError::Checksum));
         assert_eq!(
-            check_header(&encode_header(0), 0),
+            check_header(&encode_header(0, 512), 0),
             Err(HeaderError::ZeroLsn)
         );
+        assert_eq!(
+            check_header(&encode_header(7, 500), 7),
+            Err(HeaderError::DataOffset(500))
+        );
+        // Version 1: frames right after the header.
+        let mut v1 = encode_header(7, 0);
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&v1[0..24]);
+        v1[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(check_header(&v1, 7), Ok(HEADER_LEN));
     }
 
     #[test]
-    fn create_then_list() {
+    fn list_orders_segments_and_removes_half_made_ones() {
         let dir = tempfile::tempdir().unwrap();
-        drop(create(dir.path(), 1).unwrap());
-        drop(create(dir.path(), 10).unwrap());
+        for name in [file_name(10), file_name(1), "kefud.db".into()] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
         std::fs::write(dir.path().join("00000000000000000011.wal.tmp"), b"x").unwrap();
         let segs = list(dir.path()).unwrap();
         assert_eq!(
@@ -195,7 +201,5 @@ mod tests {
             vec![1, 10]
         );
         assert!(!dir.path().join("00000000000000000011.wal.tmp").exists());
-        let bytes = std::fs::read(&segs[0].path).unwrap();
-        assert_eq!(check_header(&bytes, 1), Ok(()));
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! Ownership: this thread alone owns the open segment file. Appenders hand it [`Entry`]s over a
 //! bounded channel (a full channel slows them down: backpressure). The thread takes whatever
-//! has queued while the previous fsync ran, encodes it into one reused buffer, writes it with
-//! one `write`, and makes it durable with one `fdatasync`; only then does it publish the new
-//! durable LSN (the ack point) and pass the batch, in LSN order, to the post-commit consumer.
+//! has queued while the previous write ran, encodes it into one reused buffer and writes it
+//! with one synchronous, sector-aligned write (`appender.rs`); only once that returned does it
+//! publish the new durable LSN (the ack point) and pass the batch, in LSN order, to the
+//! post-commit consumer.
 //!
 //! Invariants:
 //! - The published durable LSN never exceeds what has been fsync'd.
@@ -19,8 +20,6 @@
 //!   `retain_segments` newer such segments exist.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -29,6 +28,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::appender::Appender;
 use super::frame;
 use super::segment::{self, SegmentFile};
 use super::Error;
@@ -97,10 +97,9 @@ impl Health {
 pub struct Writer {
     dir: PathBuf,
     cfg: WriterConfig,
-    /// Segments on disk, oldest first; the last one is open in `file`.
+    /// Segments on disk, oldest first; the last one is open in `appender`.
     segments: VecDeque<SegmentFile>,
-    file: File,
-    file_len: u64,
+    appender: Appender,
     /// Reused across batches so steady-state encoding allocates nothing.
     buf: Vec<u8>,
     durable: watch::Sender<Lsn>,
@@ -142,8 +141,9 @@ pub fn file_system_read_only(path: &std::path::Path) -> bool {
 }
 
 impl Writer {
-    /// Opens the journal for appending after recovery: appends to the last segment, or creates
-    /// the first one starting at `last_lsn + 1`; retires the segments `checkpointed` covers.
+    /// Opens the journal for appending after recovery: appends to the last segment (whose
+    /// frames start at `data_offset` and end at `tail_len`), or creates one starting at
+    /// `last_lsn + 1`; retires the segments `checkpointed` covers.
     ///
     /// # Errors
     /// [`Error::Io`] if the segment cannot be opened or created.
@@ -152,6 +152,7 @@ impl Writer {
         dir: PathBuf,
         cfg: WriterConfig,
         segments: Vec<SegmentFile>,
+        data_offset: u64,
         tail_len: u64,
         last_lsn: Lsn,
         committed_tx: mpsc::Sender<Vec<Entry>>,
@@ -159,22 +160,26 @@ impl Writer {
         fatal: CancellationToken,
     ) -> Result<(Self, watch::Receiver<Lsn>, Arc<Health>), Error> {
         let mut segments: VecDeque<SegmentFile> = segments.into();
-        let (file, file_len) = match segments.back() {
-            Some(last) => {
-                let file = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(&last.path)
-                    .map_err(|e| Error::io(&last.path, e))?;
-                (file, tail_len)
-            }
+        let resumed = match segments.back() {
+            Some(last) => Appender::resume(&last.path, data_offset, tail_len)
+                .map_err(|e| Error::io(&last.path, e))?,
+            None => None,
+        };
+        // Nothing to resume (a first start, a version 1 segment, records ending off the
+        // alignment): a new segment. One without records is replaced under its own name.
+        let appender = match resumed {
+            Some(appender) => appender,
             None => {
                 let first = last_lsn + 1;
-                let file = segment::create(&dir, first).map_err(|e| Error::io(&dir, e))?;
+                if segments.back().is_some_and(|s| s.first_lsn == first) {
+                    segments.pop_back();
+                }
+                let appender = Appender::create(&dir, first).map_err(|e| Error::io(&dir, e))?;
                 segments.push_back(SegmentFile {
                     first_lsn: first,
-                    path: dir.join(segment::file_name(first)),
+                    path: appender.path().to_path_buf(),
                 });
-                (file, segment::HEADER_LEN)
+                appender
             }
         };
         let (durable, durable_rx) = watch::channel(last_lsn);
@@ -184,8 +189,7 @@ impl Writer {
             buf: Vec::with_capacity(cfg.max_batch_bytes + 4096),
             cfg,
             segments,
-            file,
-            file_len,
+            appender,
             durable,
             committed_tx,
             checkpointed,
@@ -241,7 +245,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: &[Entry]) -> Result<(), Error> {
-        if self.file_len >= self.cfg.segment_bytes {
+        if self.appender.position() >= self.cfg.segment_bytes {
             self.rotate(batch[0].lsn)?;
         }
         let segment_id = self
@@ -255,34 +259,33 @@ impl Writer {
                 e.op.encode(b)
             });
         }
-        let path = &self.segments.back().expect("invariant: open segment").path;
-        self.file
-            .write_all(&self.buf)
-            .map_err(|e| Error::io(path, e))?;
-        self.file.sync_data().map_err(|e| Error::io(path, e))?;
-        self.file_len += self.buf.len() as u64;
         let last = batch
             .last()
             .expect("invariant: batches are never empty")
             .lsn;
+        let written = self
+            .appender
+            .append(&mut self.buf, segment_id, last + 1)
+            .map_err(|e| Error::io(self.appender.path(), e))?;
         self.durable.send_replace(last);
         self.health
             .committed
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.health.batches.fetch_add(1, Ordering::Relaxed);
-        self.health
-            .bytes
-            .fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        self.health.bytes.fetch_add(written, Ordering::Relaxed);
+        // The write is synchronous (O_DSYNC): it is the batch's sync.
         self.health.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     fn rotate(&mut self, first_lsn: Lsn) -> Result<(), Error> {
-        self.file.sync_all().map_err(|e| Error::io(&self.dir, e))?;
-        self.file = segment::create(&self.dir, first_lsn).map_err(|e| Error::io(&self.dir, e))?;
-        // The old segment's fsync, the new one's header fsync and the directory's.
+        self.appender
+            .sync_all()
+            .map_err(|e| Error::io(self.appender.path(), e))?;
+        self.appender =
+            Appender::create(&self.dir, first_lsn).map_err(|e| Error::io(&self.dir, e))?;
+        // The old segment's fsync, the new one's and the directory's.
         self.health.fsyncs.fetch_add(3, Ordering::Relaxed);
-        self.file_len = segment::HEADER_LEN;
         self.segments.push_back(SegmentFile {
             first_lsn,
             path: self.dir.join(segment::file_name(first_lsn)),

@@ -1,0 +1,358 @@
+//! The open segment: where the journal writer appends, one synchronous, sector-aligned write
+//! per batch.
+//!
+//! - Each batch is padded with a [`frame::PAD`] frame to the segment's alignment (its data
+//!   offset: the device's logical block size, 512 bytes on an SD card), so every write starts
+//!   and ends on a sector boundary and never rewrites a sector that holds an earlier batch. A
+//!   torn write can damage only the batch being written, which nobody was told about.
+//! - Writes are `O_DIRECT | O_DSYNC`: one `pwrite` per batch, durable when it returns, with no
+//!   page-cache copy and no separate `fdatasync`. Where the file system refuses direct I/O
+//!   (tmpfs, or an alignment it does not take) they go through the page cache with `O_DSYNC`,
+//!   the layout unchanged.
+//! - The file is extended in zeroed chunks of [`ZERO_CHUNK`], written by the same write as the
+//!   batch that needs them. Most batches therefore overwrite blocks that are allocated and
+//!   written already: their sync has no file size or extent change to commit through the file
+//!   system's journal, only the data. Recovery reads an all-zero tail as the end of the records.
+//!
+//! Invariant: `position` (where the next batch goes) is a multiple of the alignment and at most
+//! `zeroed` (how much of the file is written, with data or zeros).
+
+use std::alloc::{self, Layout};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+use super::frame;
+use super::segment;
+
+/// How far ahead of the records the file is zero-filled, at most one chunk per extension.
+pub const ZERO_CHUNK: u64 = 64 * 1024;
+/// Alignments tried for direct I/O, smallest first (a 4Kn device refuses 512).
+const ALIGNMENTS: [usize; 2] = [512, 4096];
+/// Memory alignment of the write buffer: enough for any device's direct I/O.
+const BUFFER_ALIGN: usize = 4096;
+
+pub struct Appender {
+    file: File,
+    path: PathBuf,
+    direct: bool,
+    align: usize,
+    position: u64,
+    zeroed: u64,
+    buf: AlignedBuf,
+}
+
+impl Appender {
+    /// Creates the segment for `first_lsn` in `dir`: its header sector and a first zeroed
+    /// chunk written and synced under a temporary name, renamed, the directory synced (so a
+    /// segment is never visible under its name without its header).
+    ///
+    /// # Errors
+    /// Any I/O error; a half-made temporary file is left for the next recovery to delete.
+    pub fn create(dir: &Path, first_lsn: u64) -> io::Result<Appender> {
+        let path = dir.join(segment::file_name(first_lsn));
+        let tmp = dir.join(format!("{}.tmp", segment::file_name(first_lsn)));
+        let mut candidates = ALIGNMENTS
+            .iter()
+            .map(|&a| (a, true))
+            .chain([(ALIGNMENTS[0], false)]);
+        let mut appender = loop {
+            let Some((align, direct)) = candidates.next() else {
+                unreachable!("the buffered candidate ends the list and returns or fails");
+            };
+            let opened = open(&tmp, direct, true);
+            let file = match opened {
+                Ok(f) => f,
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut appender = Appender {
+                file,
+                path: tmp.clone(),
+                direct,
+                align,
+                position: 0,
+                zeroed: 0,
+                buf: AlignedBuf::default(),
+            };
+            let mut header = segment::encode_header(first_lsn, align as u32).to_vec();
+            header.resize(align, 0);
+            match appender.write_at_position(&header) {
+                Ok(_) => break appender,
+                Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        appender.file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        segment::sync_dir(dir)?;
+        appender.path = path;
+        Ok(appender)
+    }
+
+    /// Reopens the last segment to append at `position`, the end of its records; `None` if it
+    /// cannot take aligned batches there (a version 1 segment, or records that end off the
+    /// alignment), and the writer starts a new segment instead.
+    ///
+    /// # Errors
+    /// Any I/O error opening the file.
+    pub fn resume(path: &Path, data_offset: u64, position: u64) -> io::Result<Option<Appender>> {
+        let align = data_offset as usize;
+        if !ALIGNMENTS.contains(&align) || position % data_offset != 0 {
+            return Ok(None);
+        }
+        let (file, direct) = match open(path, true, false) {
+            Ok(f) => (f, true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(path, false, false)?, false),
+            Err(e) => return Err(e),
+        };
+        let zeroed = file.metadata()?.len();
+        Ok(Some(Appender {
+            file,
+            path: path.to_path_buf(),
+            direct,
+            align,
+            position,
+            zeroed: zeroed.max(position),
+            buf: AlignedBuf::default(),
+        }))
+    }
+
+    /// Where the next batch goes: the bytes this segment's records (and padding) take.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Pads `frames` (appending a padding frame) and writes them at the position, durably.
+    /// `next_lsn` is the LSN the next record will carry. Returns the bytes written, padding
+    /// and zero-fill included.
+    ///
+    /// # Errors
+    /// Any I/O error of the write; the position is then unchanged.
+    pub fn append(
+        &mut self,
+        frames: &mut Vec<u8>,
+        segment_id: u64,
+        next_lsn: u64,
+    ) -> io::Result<u64> {
+        frame::pad_to(frames, self.align, segment_id, next_lsn);
+        match self.write_at_position(frames) {
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::info!(file = %self.path.display(), "journal: direct I/O refused here; writing through the page cache (O_DSYNC)");
+                self.file = open(&self.path, false, false)?;
+                self.direct = false;
+                self.write_at_position(frames)
+            }
+            other => other,
+        }
+    }
+
+    /// Makes everything written durable, metadata included (before the segment is closed).
+    ///
+    /// # Errors
+    /// Any I/O error of the fsync.
+    pub fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// Writes `data` (a multiple of the alignment) at the position, followed by zeros up to
+    /// the next chunk boundary when it goes past what is zeroed; advances the position.
+    fn write_at_position(&mut self, data: &[u8]) -> io::Result<u64> {
+        debug_assert_eq!(data.len() % self.align, 0);
+        let end = self.position + data.len() as u64;
+        let through = if end > self.zeroed {
+            end.next_multiple_of(ZERO_CHUNK)
+        } else {
+            end
+        };
+        let len = (through - self.position) as usize;
+        let out = self.buf.filled(data, len);
+        self.file.write_all_at(out, self.position)?;
+        self.position = end;
+        self.zeroed = self.zeroed.max(through);
+        Ok(len as u64)
+    }
+}
+
+/// Opens a segment for writing (`create`: a new file, truncated).
+fn open(path: &Path, direct: bool, create: bool) -> io::Result<File> {
+    let mut flags = libc::O_DSYNC;
+    if direct {
+        flags |= libc::O_DIRECT;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .custom_flags(flags)
+        .open(path)
+}
+
+/// A heap buffer aligned for direct I/O, reused across batches.
+struct AlignedBuf {
+    ptr: NonNull<u8>,
+    capacity: usize,
+}
+
+// SAFETY: the buffer is plain owned memory with no interior references.
+unsafe impl Send for AlignedBuf {}
+
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        AlignedBuf {
+            ptr: NonNull::dangling(),
+            capacity: 0,
+        }
+    }
+}
+
+impl AlignedBuf {
+    /// `data` followed by zeros, `len` bytes in all, in aligned memory.
+    fn filled(&mut self, data: &[u8], len: usize) -> &[u8] {
+        debug_assert!(len >= data.len());
+        if len > self.capacity {
+            self.release();
+            let capacity = len.next_multiple_of(BUFFER_ALIGN);
+            let layout = Layout::from_size_align(capacity, BUFFER_ALIGN)
+                .expect("invariant: a nonzero size rounded to a power-of-two alignment");
+            // SAFETY: the layout has a nonzero size.
+            let ptr = unsafe { alloc::alloc(layout) };
+            self.ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+            self.capacity = capacity;
+        }
+        // SAFETY: `ptr` is valid for `capacity >= len` bytes, owned by this buffer, and
+        // borrowed mutably through `self` for the slice's lifetime.
+        let out = unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), len) };
+        out[..data.len()].copy_from_slice(data);
+        out[data.len()..].fill(0);
+        out
+    }
+
+    fn release(&mut self) {
+        if self.capacity > 0 {
+            let layout = Layout::from_size_align(self.capacity, BUFFER_ALIGN)
+                .expect("invariant: the layout it was allocated with");
+            // SAFETY: allocated with this layout in `filled`, not freed since.
+            unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+            self.capacity = 0;
+            self.ptr = NonNull::dangling();
+        }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::frame::{decode, Decoded};
+
+    fn records(segment_id: u64, lsns: std::ops::Range<u64>, len: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for lsn in lsns {
+            frame::encode_with(&mut buf, segment_id, lsn, 3, |b| {
+                b.resize(b.len() + len, b'r');
+            });
+        }
+        buf
+    }
+
+    #[test]
+    fn batches_land_on_sector_boundaries_ahead_of_a_zeroed_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Appender::create(dir.path(), 1).unwrap();
+        let align = a.align as u64;
+        assert_eq!(a.position(), align, "the header has a sector of its own");
+        let path = dir.path().join(segment::file_name(1));
+        assert_eq!(a.path(), path);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(segment::check_header(&bytes, 1), Ok(align));
+        assert_eq!(
+            bytes.len() as u64,
+            ZERO_CHUNK,
+            "the header and a first chunk"
+        );
+
+        let mut batch = records(1, 1..4, 40);
+        a.append(&mut batch, 1, 4).unwrap();
+        assert_eq!(a.position() % align, 0);
+        let mut batch = records(1, 4..5, 3000);
+        a.append(&mut batch, 1, 5).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            ZERO_CHUNK,
+            "still inside the first chunk"
+        );
+        assert!(bytes[a.position() as usize..].iter().all(|&b| b == 0));
+
+        // Frames then padding, in order, from the data offset.
+        let mut at = align as usize;
+        let mut seen = Vec::new();
+        while at < a.position() as usize {
+            let Decoded::Frame(f) = decode(&bytes[at..], 1) else {
+                panic!("no frame at {at}");
+            };
+            seen.push((f.kind, f.lsn));
+            at += f.size;
+        }
+        assert_eq!(
+            seen,
+            [
+                (3, 1),
+                (3, 2),
+                (3, 3),
+                (frame::PAD, 4),
+                (3, 4),
+                (frame::PAD, 5)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_past_the_zeroed_space_extends_it_by_whole_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Appender::create(dir.path(), 1).unwrap();
+        let mut big = records(1, 1..2, ZERO_CHUNK as usize);
+        a.append(&mut big, 1, 2).unwrap();
+        let len = std::fs::metadata(a.path()).unwrap().len();
+        assert_eq!(len % ZERO_CHUNK, 0);
+        assert!(len >= a.position() && len - a.position() < ZERO_CHUNK + a.align as u64);
+    }
+
+    #[test]
+    fn resuming_continues_at_the_position_and_refuses_an_unaligned_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Appender::create(dir.path(), 1).unwrap();
+        let align = a.align as u64;
+        a.append(&mut records(1, 1..2, 10), 1, 2).unwrap();
+        let position = a.position();
+        drop(a);
+        let path = dir.path().join(segment::file_name(1));
+        assert!(Appender::resume(&path, align, position + 1)
+            .unwrap()
+            .is_none());
+        assert!(
+            Appender::resume(&path, segment::HEADER_LEN, segment::HEADER_LEN)
+                .unwrap()
+                .is_none()
+        );
+        let mut a = Appender::resume(&path, align, position).unwrap().unwrap();
+        a.append(&mut records(1, 2..3, 10), 1, 3).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(matches!(
+            decode(&bytes[position as usize..], 1),
+            Decoded::Frame(f) if f.lsn == 2 && f.kind == 3
+        ));
+    }
+}
