@@ -358,7 +358,8 @@ async fn bit_flip_in_the_last_segment_refuses_instead_of_cutting_acknowledged_re
     assert!(log.contains(name) && log.contains("damaged"), "{log}");
     assert!(log.contains("yet a valid record"), "{log}");
     let offset = refused_offset(&log);
-    let flipped_at = (damaged.iter().rposition(|&b| b != 0).unwrap() + 1) / 2;
+    let records_end = damaged.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let flipped_at = records_end / 2;
     assert!(offset <= flipped_at as u64, "{log}");
     assert_eq!(
         std::fs::read(&last).unwrap(),
