@@ -9,13 +9,15 @@
 //!   page-cache copy and no separate `fdatasync`. Where the file system refuses direct I/O
 //!   (tmpfs, or an alignment it does not take) they go through the page cache with `O_DSYNC`,
 //!   the layout unchanged.
-//! - The file is extended in zeroed chunks of [`ZERO_CHUNK`], written by the same write as the
-//!   batch that needs them. Most batches therefore overwrite blocks that are allocated and
-//!   written already: their sync has no file size or extent change to commit through the file
-//!   system's journal, only the data. Recovery reads an all-zero tail as the end of the records.
+//! - A thread of the segment's own writes zeros ahead of the records, [`ZERO_AHEAD`] at a time,
+//!   and syncs them. Batches therefore overwrite blocks that are allocated and written
+//!   already: their sync has no file size or extent change to commit through the file system's
+//!   journal, only the data, and the writer does not wait for the zeros. Recovery reads an
+//!   all-zero tail as the end of the records.
 //!
-//! Invariant: `position` (where the next batch goes) is a multiple of the alignment and at most
-//! `zeroed` (how much of the file is written, with data or zeros).
+//! Invariants: `position` (where the next batch goes) is a multiple of the alignment; a batch
+//! is written only within what the zero-filler reported done, and the zero-filler writes only
+//! beyond that, so the two never write the same bytes.
 
 use std::alloc::{self, Layout};
 use std::fs::{File, OpenOptions};
@@ -23,12 +25,16 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::frame;
 use super::segment;
 
-/// How far ahead of the records the file is zero-filled, at most one chunk per extension.
+/// What a new segment is zero-filled to before it is named.
 pub const ZERO_CHUNK: u64 = 64 * 1024;
+/// How far ahead of the records the zero-filler keeps the file written (asked again once
+/// half of it is used).
+pub const ZERO_AHEAD: u64 = 256 * 1024;
 /// Alignments tried for direct I/O, smallest first (a 4Kn device refuses 512).
 const ALIGNMENTS: [usize; 2] = [512, 4096];
 /// Memory alignment of the write buffer: enough for any device's direct I/O.
@@ -40,7 +46,7 @@ pub struct Appender {
     direct: bool,
     align: usize,
     position: u64,
-    zeroed: u64,
+    zeros: ZeroFiller,
     buf: AlignedBuf,
 }
 
@@ -58,7 +64,7 @@ impl Appender {
             .iter()
             .map(|&a| (a, true))
             .chain([(ALIGNMENTS[0], false)]);
-        let mut appender = loop {
+        let opened = loop {
             let Some((align, direct)) = candidates.next() else {
                 unreachable!("the buffered candidate ends the list and returns or fails");
             };
@@ -68,28 +74,27 @@ impl Appender {
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => continue,
                 Err(e) => return Err(e),
             };
-            let mut appender = Appender {
-                file,
-                path: tmp.clone(),
-                direct,
-                align,
-                position: 0,
-                zeroed: 0,
-                buf: AlignedBuf::default(),
-            };
-            let mut header = segment::encode_header(first_lsn, align as u32).to_vec();
-            header.resize(align, 0);
-            match appender.write_at_position(&header) {
-                Ok(_) => break appender,
+            let header = segment::encode_header(first_lsn, align as u32);
+            let mut buf = AlignedBuf::default();
+            match file.write_all_at(buf.filled(&header, ZERO_CHUNK as usize), 0) {
+                Ok(()) => break (file, direct, align, buf),
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => continue,
                 Err(e) => return Err(e),
             }
         };
-        appender.file.sync_all()?;
+        let (file, direct, align, buf) = opened;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         segment::sync_dir(dir)?;
-        appender.path = path;
-        Ok(appender)
+        Ok(Appender {
+            zeros: ZeroFiller::start(&path, direct, ZERO_CHUNK)?,
+            file,
+            path,
+            direct,
+            align,
+            position: align as u64,
+            buf,
+        })
     }
 
     /// Reopens the last segment to append at `position`, the end of its records; `None` if it
@@ -108,14 +113,14 @@ impl Appender {
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(path, false, false)?, false),
             Err(e) => return Err(e),
         };
-        let zeroed = file.metadata()?.len();
+        let written = file.metadata()?.len();
         Ok(Some(Appender {
+            zeros: ZeroFiller::start(path, direct, written.max(position))?,
             file,
             path: path.to_path_buf(),
             direct,
             align,
             position,
-            zeroed: zeroed.max(position),
             buf: AlignedBuf::default(),
         }))
     }
@@ -131,7 +136,7 @@ impl Appender {
 
     /// Pads `frames` (appending a padding frame) and writes them at the position, durably.
     /// `next_lsn` is the LSN the next record will carry. Returns the bytes written, padding
-    /// and zero-fill included.
+    /// included.
     ///
     /// # Errors
     /// Any I/O error of the write; the position is then unchanged.
@@ -161,22 +166,16 @@ impl Appender {
         self.file.sync_all()
     }
 
-    /// Writes `data` (a multiple of the alignment) at the position, followed by zeros up to
-    /// the next chunk boundary when it goes past what is zeroed; advances the position.
+    /// Writes `data` (a multiple of the alignment) at the position, once the zeros reach past
+    /// it; advances the position.
     fn write_at_position(&mut self, data: &[u8]) -> io::Result<u64> {
         debug_assert_eq!(data.len() % self.align, 0);
         let end = self.position + data.len() as u64;
-        let through = if end > self.zeroed {
-            end.next_multiple_of(ZERO_CHUNK)
-        } else {
-            end
-        };
-        let len = (through - self.position) as usize;
-        let out = self.buf.filled(data, len);
+        self.zeros.reserve(end)?;
+        let out = self.buf.filled(data, data.len());
         self.file.write_all_at(out, self.position)?;
         self.position = end;
-        self.zeroed = self.zeroed.max(through);
-        Ok(len as u64)
+        Ok(data.len() as u64)
     }
 }
 
@@ -192,6 +191,134 @@ fn open(path: &Path, direct: bool, create: bool) -> io::Result<File> {
         .truncate(create)
         .custom_flags(flags)
         .open(path)
+}
+
+/// The thread that writes zeros ahead of a segment's records (one per open segment).
+struct ZeroFiller {
+    shared: Arc<Filling>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Filling {
+    state: Mutex<FillState>,
+    changed: Condvar,
+}
+
+struct FillState {
+    /// The file is written (data or zeros) up to here.
+    done: u64,
+    /// Zeros are wanted up to here.
+    wanted: u64,
+    /// Why zero-filling stopped: the writer fails when it needs the space.
+    failed: Option<(io::ErrorKind, String)>,
+    closed: bool,
+}
+
+/// Bytes of zeros per write.
+const ZERO_WRITE: usize = 256 * 1024;
+
+impl ZeroFiller {
+    fn start(path: &Path, direct: bool, done: u64) -> io::Result<ZeroFiller> {
+        let shared = Arc::new(Filling {
+            state: Mutex::new(FillState {
+                done,
+                wanted: done,
+                failed: None,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let file = match open(path, direct, false) {
+            Ok(f) => f,
+            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => open(path, false, false)?,
+            Err(e) => return Err(e),
+        };
+        let thread = std::thread::Builder::new()
+            .name("kefud-zerofill".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                let path = path.to_path_buf();
+                move || fill(&shared, file, &path, direct)
+            })?;
+        Ok(ZeroFiller {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Returns once the file is written up to `end`, asking for more zeros ahead; waits only
+    /// when the writer has outrun the zero-filler.
+    fn reserve(&self, end: u64) -> io::Result<()> {
+        let mut state = self.shared.state.lock().expect("invariant: never poisoned");
+        if state.wanted < end + ZERO_AHEAD / 2 {
+            state.wanted = end + ZERO_AHEAD;
+            self.shared.changed.notify_all();
+        }
+        while state.done < end {
+            if let Some((kind, why)) = &state.failed {
+                return Err(io::Error::new(
+                    *kind,
+                    format!("zero-filling the segment: {why}"),
+                ));
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .expect("invariant: never poisoned");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ZeroFiller {
+    fn drop(&mut self) {
+        self.shared
+            .state
+            .lock()
+            .expect("invariant: never poisoned")
+            .closed = true;
+        self.shared.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The zero-filler's body: writes and syncs zeros from `done` to `wanted`, a write at a time.
+fn fill(shared: &Filling, mut file: File, path: &Path, mut direct: bool) {
+    let mut buf = AlignedBuf::default();
+    loop {
+        let (from, to) = {
+            let mut state = shared.state.lock().expect("invariant: never poisoned");
+            while !state.closed && (state.wanted <= state.done || state.failed.is_some()) {
+                state = shared
+                    .changed
+                    .wait(state)
+                    .expect("invariant: never poisoned");
+            }
+            if state.closed {
+                return;
+            }
+            (state.done, state.wanted.min(state.done + ZERO_WRITE as u64))
+        };
+        let zeros = buf.filled(&[], (to - from) as usize);
+        let mut written = file.write_all_at(zeros, from);
+        if direct && matches!(&written, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+            direct = false;
+            written = open(path, false, false).and_then(|f| {
+                file = f;
+                file.write_all_at(zeros, from)
+            });
+        }
+        let mut state = shared.state.lock().expect("invariant: never poisoned");
+        // The descriptor is O_DSYNC: the write returned synced, the new size included.
+        match written {
+            Ok(()) => state.done = to,
+            Err(e) => state.failed = Some((e.kind(), e.to_string())),
+        }
+        shared.changed.notify_all();
+    }
 }
 
 /// A heap buffer aligned for direct I/O, reused across batches.
@@ -289,11 +416,6 @@ mod tests {
         let mut batch = records(1, 4..5, 3000);
         a.append(&mut batch, 1, 5).unwrap();
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(
-            bytes.len() as u64,
-            ZERO_CHUNK,
-            "still inside the first chunk"
-        );
         assert!(bytes[a.position() as usize..].iter().all(|&b| b == 0));
 
         // Frames then padding, in order, from the data offset.
@@ -320,14 +442,22 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_past_the_zeroed_space_extends_it_by_whole_chunks() {
+    fn the_zeros_run_ahead_of_a_batch_larger_than_what_was_zeroed() {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Appender::create(dir.path(), 1).unwrap();
-        let mut big = records(1, 1..2, ZERO_CHUNK as usize);
+        let mut big = records(1, 1..2, 3 * ZERO_CHUNK as usize);
         a.append(&mut big, 1, 2).unwrap();
-        let len = std::fs::metadata(a.path()).unwrap().len();
-        assert_eq!(len % ZERO_CHUNK, 0);
-        assert!(len >= a.position() && len - a.position() < ZERO_CHUNK + a.align as u64);
+        let mut small = records(1, 2..3, 10);
+        a.append(&mut small, 1, 3).unwrap();
+        let position = a.position() as usize;
+        drop(a);
+        let bytes = std::fs::read(dir.path().join(segment::file_name(1))).unwrap();
+        assert!(
+            bytes.len() >= position + ZERO_AHEAD as usize / 2,
+            "{}",
+            bytes.len()
+        );
+        assert!(bytes[position..].iter().all(|&b| b == 0));
     }
 
     #[test]
