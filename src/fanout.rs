@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
+use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{Identity, Lsn, Sender};
@@ -45,7 +46,8 @@ use crate::wire;
 pub type Frame = (Lsn, Utf8Bytes);
 
 pub enum Audience {
-    Visitor(Identity),
+    /// Shared with the connection: the table's key costs a pointer.
+    Visitor(Arc<Identity>),
     Agents,
 }
 
@@ -111,6 +113,9 @@ enum Pushed {
     /// The connection has gone; the frame was not queued.
     Gone,
 }
+
+/// The subscriptions of one identity (most have one connection: kept inline), or the agents'.
+type Subscribers = SmallVec<[Feed; 1]>;
 
 /// The fan-out's end of a subscription. Dropping it ends the feed (after the queued frames).
 pub struct Feed(Arc<Shared>);
@@ -245,8 +250,8 @@ impl FanoutHandle {
 }
 
 pub struct Fanout {
-    visitors: HashMap<Identity, Vec<Feed>>,
-    agents: Vec<Feed>,
+    visitors: HashMap<Arc<Identity>, Subscribers>,
+    agents: Subscribers,
     /// Last LSN fanned out: the watermark new subscribers get.
     last_lsn: Lsn,
     store: mpsc::Sender<Vec<Entry>>,
@@ -268,7 +273,7 @@ impl Fanout {
         (
             Fanout {
                 visitors: HashMap::new(),
-                agents: Vec::new(),
+                agents: SmallVec::new(),
                 last_lsn,
                 store,
                 stats: Arc::clone(&stats),
@@ -452,7 +457,7 @@ impl Fanout {
 
 /// Queues a record's frame for each subscriber; one whose queue is full is dropped (its
 /// connection reads what it has, then closes with a resume point).
-fn send_all(subs: &mut Vec<Feed>, lsn: Lsn, frame: &Utf8Bytes, stats: &FanoutStats) {
+fn send_all(subs: &mut Subscribers, lsn: Lsn, frame: &Utf8Bytes, stats: &FanoutStats) {
     subs.retain(|feed| match feed.push((lsn, frame.clone())) {
         Pushed::Queued => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -475,6 +480,10 @@ mod tests {
     use super::*;
     use crate::model::{bounded_id, Sender};
     use crate::op::MessageAdded;
+
+    fn visitor(id: &str) -> Audience {
+        Audience::Visitor(Arc::new(identity(id)))
+    }
 
     fn identity(id: &str) -> Identity {
         Identity {
@@ -518,12 +527,12 @@ mod tests {
         let (store, _store_rx) = mpsc::channel(4);
         let (mut f, _, _, stats) = Fanout::new(0, store);
         let mut tabs: Vec<_> = (0..3)
-            .map(|_| subscribe(&mut f, Audience::Visitor(identity("v1")), 8).0)
+            .map(|_| subscribe(&mut f, visitor("v1"), 8).0)
             .collect();
         let mut agents: Vec<_> = (0..2)
             .map(|_| subscribe(&mut f, Audience::Agents, 8).0)
             .collect();
-        let (mut other, _) = subscribe(&mut f, Audience::Visitor(identity("v2")), 8);
+        let (mut other, _) = subscribe(&mut f, visitor("v2"), 8);
         f.deliver(&[entry(5, "v1")]);
         let tab_ptrs: Vec<_> = tabs
             .iter_mut()
@@ -549,9 +558,9 @@ mod tests {
     fn watermark_and_a_full_queue_drops_only_that_subscriber() {
         let (store, _store_rx) = mpsc::channel(4);
         let (mut f, _, _, stats) = Fanout::new(7, store);
-        let (mut slow, w) = subscribe(&mut f, Audience::Visitor(identity("v1")), 1);
+        let (mut slow, w) = subscribe(&mut f, visitor("v1"), 1);
         assert_eq!(w, 7, "a new subscriber learns the last fanned-out LSN");
-        let (mut fast, _) = subscribe(&mut f, Audience::Visitor(identity("v1")), 8);
+        let (mut fast, _) = subscribe(&mut f, visitor("v1"), 8);
         f.deliver(&[entry(8, "v1"), entry(9, "v1")]);
         assert_eq!(slow.try_recv().unwrap().0, 8);
         assert!(
@@ -573,9 +582,9 @@ mod tests {
     fn subscribers_that_left_are_swept_as_the_table_grows() {
         let (store, _store_rx) = mpsc::channel(4);
         let (mut f, _, _, _) = Fanout::new(0, store);
-        let (_stays, _) = subscribe(&mut f, Audience::Visitor(identity("stays")), 8);
+        let (_stays, _) = subscribe(&mut f, visitor("stays"), 8);
         for i in 0..20_000 {
-            let (gone, _) = subscribe(&mut f, Audience::Visitor(identity(&format!("v{i}"))), 8);
+            let (gone, _) = subscribe(&mut f, visitor(&format!("v{i}")), 8);
             drop(gone);
             assert!(
                 f.visitors.len() <= 2 * 1024 + 2,
@@ -673,7 +682,7 @@ mod tests {
     fn a_full_queue_drops_the_subscriber_after_its_queued_frames() {
         let (store, _store_rx) = mpsc::channel(4);
         let (mut f, _, _, stats) = Fanout::new(0, store);
-        let (mut slow, _) = subscribe(&mut f, Audience::Visitor(identity("v1")), 2);
+        let (mut slow, _) = subscribe(&mut f, visitor("v1"), 2);
         f.deliver_ephemeral(Ephemeral::Visitors(
             Arc::from(vec![identity("v1")]),
             "typing".into(),
@@ -690,7 +699,7 @@ mod tests {
         );
         f.deliver(&[entry(2, "v1"), entry(3, "v1")]);
         assert_eq!(stats.lagged.load(Ordering::Relaxed), 1);
-        assert_eq!(f.visitors.get(&identity("v1")).map_or(0, Vec::len), 0);
+        assert_eq!(f.visitors.get(&identity("v1")).map_or(0, |s| s.len()), 0);
         assert_eq!(slow.try_recv().unwrap().0, 0);
         assert_eq!(slow.try_recv().unwrap().0, 1);
         assert_eq!(slow.try_recv(), Err(TryRecvError::Disconnected));

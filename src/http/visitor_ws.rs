@@ -86,10 +86,11 @@ pub async fn upgrade(
             .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
         None => new_visitor_id(),
     };
-    let identity = Identity {
+    // Shared with the fan-out's table, which keys this connection's subscription by it.
+    let identity = Arc::new(Identity {
         channel: bounded_id(WEB_CHANNEL).expect("invariant: the web channel name is a valid id"),
         external_id: visitor_id,
-    };
+    });
     let cfg = app.cfg();
     let cap = hard_frame_cap(cfg.limits.max_frame_bytes);
     Ok(ws
@@ -118,7 +119,7 @@ struct Connection {
     app: AppState,
     /// The configuration when the connection opened; a reload applies to later connections.
     cfg: Arc<Config>,
-    identity: Identity,
+    identity: Arc<Identity>,
     socket: WebSocket,
     /// Answers from the dispatcher, in the order commands were sent. Created with the first
     /// message and dropped when idle again: an idle connection does not pay for the channel.
@@ -140,7 +141,7 @@ async fn serve(
     socket: WebSocket,
     app: AppState,
     cfg: Arc<Config>,
-    identity: Identity,
+    identity: Arc<Identity>,
     after: Option<MessageId>,
 ) {
     let _tracked = app.tracker.token();
@@ -188,7 +189,7 @@ impl Connection {
         let subscribed = Box::pin(
             self.app
                 .fanout
-                .subscribe(Audience::Visitor(self.identity.clone()), feed),
+                .subscribe(Audience::Visitor(Arc::clone(&self.identity)), feed),
         )
         .await;
         let Some(watermark) = subscribed else {
@@ -330,7 +331,7 @@ impl Connection {
                 .close(close_code::AGAIN, "store is behind; reconnect")
                 .await;
         }
-        let identity = self.identity.clone();
+        let identity = Identity::clone(&self.identity);
         let contact = self
             .app
             .reads
@@ -389,13 +390,13 @@ impl Connection {
             Ok(VisitorFrame::Typing) => {
                 // Best effort: a busy dispatcher drops it rather than slowing this connection.
                 let _ = self.app.commands.try_send(Command::VisitorTyping {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                 });
                 Ok(())
             }
             Ok(VisitorFrame::Read { message_id }) => {
                 let _ = self.app.commands.try_send(Command::VisitorRead {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                     message_id,
                 });
                 Ok(())
@@ -421,7 +422,7 @@ impl Connection {
                 }
                 let client_id_for_reply = client_id.clone();
                 let cmd = Command::CustomerMessage {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                     client_id: Some(client_id),
                     text,
                     attachment,
@@ -611,6 +612,21 @@ mod tests {
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(500)));
         assert!(!b.take(t0 + Duration::from_millis(500)));
+    }
+
+    /// The size of the future an `async fn` returns, without calling it.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle connection holds one of these for its life (plus the socket's buffers): a
+    /// guard against a large await state joining it unboxed. The bound is for a debug build
+    /// (2,408 bytes when written); release futures are smaller.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let size = future_size(serve);
+        println!("visitor connection future: {size} bytes");
+        assert!(size <= 2560, "visitor connection future is {size} bytes");
     }
 
     #[test]
