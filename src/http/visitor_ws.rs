@@ -8,8 +8,11 @@
 //!
 //! Writes are coalesced: frames are queued in the socket's write buffer and flushed once per
 //! wake-up, after everything else that is ready without waiting (live frames, the
-//! dispatcher's answers, acks for what is durable now) has been queued too, so an echo and its
-//! ack usually leave in one write. An ack is still only queued once its message is durable.
+//! dispatcher's answers, acks for what is durable now) has been queued too. The journal
+//! publishes the durable LSN just before it hands the batch to the fan-out, so a task woken by
+//! the durable LSN whose message has not been echoed yet yields once first: the echo and its
+//! ack then usually leave in one write. An ack is still only queued once its message is
+//! durable.
 //!
 //! Memory: an idle connection is one task holding the socket (unsplit), its subscription and
 //! small state. Rare, large await states (waiting for room in the dispatcher's queue, the
@@ -254,6 +257,12 @@ impl Connection {
                 changed = durable.changed(), if !self.pending.is_empty() => {
                     if changed.is_err() {
                         return self.close(close_code::ERROR, "storage stopped; reconnect later").await;
+                    }
+                    if self.pending.front().is_some_and(|p| p.lsn > self.last_sent) {
+                        // The fan-out gets the batch just after the durable LSN moves: one
+                        // turn of the scheduler usually brings the message's echo, which then
+                        // leaves in the same write as its ack.
+                        tokio::task::yield_now().await;
                     }
                     let d = *durable.borrow_and_update();
                     self.ack_durable(d).await?;
