@@ -17,8 +17,8 @@
 //! Memory: an idle connection is one task holding the socket (unsplit), its subscription and
 //! small state. Rare, large await states (waiting for room in the dispatcher's queue, the
 //! upload check, closing, resuming) are boxed. The channel for the dispatcher's answers is
-//! created with the first message and dropped again when the visitor has been silent for a
-//! ping interval with nothing in flight.
+//! created with the first message and dropped again (with the queues of messages in flight)
+//! when the visitor has been silent for a ping interval with nothing in flight.
 //!
 //! Resume: the task subscribes first and learns the watermark W, then sends the stored
 //! messages in (after, W] and only then live ones (all > W): none missing, none twice.
@@ -235,9 +235,12 @@ impl Connection {
                         ping.as_mut().reset(tokio::time::Instant::now() + ping_after);
                         if self.inflight == 0 {
                             // Silent with nothing in flight: no answer can come, so the
-                            // channel goes until the next message.
+                            // channel goes until the next message, and the (empty) queues of
+                            // messages in flight give their memory back.
                             self.replies_tx = None;
                             replies = None;
+                            self.unanswered = VecDeque::new();
+                            self.pending = VecDeque::new();
                         }
                     } else {
                         ping.as_mut().reset(last_heard + ping_after);
