@@ -58,7 +58,7 @@ use crate::wire::{self, FrameError, VisitorFrame};
 pub const READ_BUFFER_BYTES: usize = 256;
 /// Frames queued for the socket beyond this many bytes are written without waiting for the
 /// flush; below it they wait for the one flush per wake-up.
-pub const WRITE_BUFFER_BYTES: usize = 1024;
+const WRITE_BUFFER_BYTES: usize = 1024;
 /// Stored messages sent per store read when a client resumes.
 const RESUME_PAGE: u32 = 500;
 
