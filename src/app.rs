@@ -302,7 +302,7 @@ pub async fn run_with_adapters(
             return Err(Error::Channels(e));
         }
     };
-    let state = AppState {
+    let state = AppState::new(http::Shared {
         config: config_rx.clone(),
         kb: core.kb.clone(),
         commands: core.commands.clone(),
@@ -321,7 +321,7 @@ pub async fn run_with_adapters(
         auth_changes: Arc::new(tokio::sync::watch::channel(0).0),
         shutdown: shutdown.clone(),
         tracker: connections.clone(),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
         .map_err(|source| Error::Bind {

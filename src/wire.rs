@@ -3,8 +3,20 @@
 //! Outbound frames are built here both from live operations (fan-out) and from stored rows
 //! (resume), so a resumed client sees byte-for-byte the frames a live one saw. Inbound visitor
 //! frames are parsed and validated here; every refusal has a stable `code`.
+//!
+//! Allocation: outbound frames are encoded into a per-thread arena of `ARENA_CHUNK`-byte
+//! chunks and handed out as reference-counted slices of it, so a frame costs no allocation of
+//! its own (a chunk is one or two, shared by the frames encoded into it). A frame that is kept
+//! keeps its whole chunk alive, which is why chunks are small. Inbound frames are parsed by
+//! borrowing from the frame's text: only the message text is copied out (escapes aside).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::model::{
     bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, RowId, CLIENT_ID_MAX,
@@ -32,7 +44,7 @@ pub fn visitor_message(
     client_id: Option<&str>,
     created_at: i64,
     attachment: Option<&str>,
-) -> String {
+) -> Utf8Bytes {
     to_json(&VisitorMessage {
         r#type: "message",
         message_id,
@@ -44,7 +56,7 @@ pub fn visitor_message(
     })
 }
 
-pub fn visitor_message_row(m: &MessageRow) -> String {
+pub fn visitor_message_row(m: &MessageRow) -> Utf8Bytes {
     visitor_message(
         m.id,
         &m.sender,
@@ -107,7 +119,7 @@ impl<'a> From<&'a MessageRow> for MessageView<'a> {
     }
 }
 
-pub fn agent_message(message: MessageView<'_>) -> String {
+pub fn agent_message(message: MessageView<'_>) -> Utf8Bytes {
     to_json(&AgentMessage {
         r#type: "message",
         seq: message.id,
@@ -127,7 +139,7 @@ pub struct ConversationEvent<'a> {
     pub at: i64,
 }
 
-pub fn conversation_event(e: &ConversationEvent<'_>) -> String {
+pub fn conversation_event(e: &ConversationEvent<'_>) -> Utf8Bytes {
     to_json(e)
 }
 
@@ -138,7 +150,7 @@ pub fn delivery_event(
     message_ids: &[MessageId],
     state: &str,
     error: Option<&str>,
-) -> String {
+) -> Utf8Bytes {
     to_json(&serde_json::json!({
         "type": "delivery",
         "seq": seq,
@@ -155,7 +167,7 @@ pub fn contacts_linked_event(
     keep: ContactId,
     merged: ContactId,
     folded: Option<(ConversationId, ConversationId)>,
-) -> String {
+) -> Utf8Bytes {
     to_json(&serde_json::json!({
         "type": "contacts_linked",
         "seq": seq,
@@ -166,7 +178,7 @@ pub fn contacts_linked_event(
     }))
 }
 
-pub fn agent_event_row(e: &AgentEventRow) -> String {
+pub fn agent_event_row(e: &AgentEventRow) -> Utf8Bytes {
     match e {
         AgentEventRow::Message(m) => agent_message(m.into()),
         AgentEventRow::Status {
@@ -190,7 +202,7 @@ pub fn agent_event_row(e: &AgentEventRow) -> String {
     }
 }
 
-pub fn ack(client_id: &str, message_id: MessageId) -> String {
+pub fn ack(client_id: &str, message_id: MessageId) -> Utf8Bytes {
     #[derive(Serialize)]
     struct Ack<'a> {
         r#type: &'static str,
@@ -206,7 +218,7 @@ pub fn ack(client_id: &str, message_id: MessageId) -> String {
 
 /// `{"type":"error","code","message"}`, with the `client_id` of the message it refuses when
 /// the frame named one, so a client knows which message will never be acknowledged.
-pub fn error(e: &FrameError) -> String {
+pub fn error(e: &FrameError) -> Utf8Bytes {
     #[derive(Serialize)]
     struct ErrorFrame<'a> {
         r#type: &'static str,
@@ -256,7 +268,7 @@ pub fn typing_for_visitor() -> String {
 }
 
 /// `{"type":"welcome"}`: the first frame on every connection, naming the identity in use.
-pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> String {
+pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> Utf8Bytes {
     #[derive(Serialize)]
     struct Welcome<'a> {
         r#type: &'static str,
@@ -271,8 +283,27 @@ pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> String {
     })
 }
 
-fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("invariant: frames serialize (no maps with non-string keys)")
+/// The size of the arena's chunks: a few frames each.
+const ARENA_CHUNK: usize = 4096;
+/// A chunk with less room than this left is not started on (a frame rarely is larger).
+const ARENA_MIN_ROOM: usize = 512;
+
+thread_local! {
+    static ARENA: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Encodes a frame into this thread's arena (see the module header).
+fn to_json<T: Serialize>(v: &T) -> Utf8Bytes {
+    ARENA.with(|arena| {
+        let mut arena = arena.borrow_mut();
+        if arena.capacity() < ARENA_MIN_ROOM {
+            // Reuses the chunk in place when no frame from it is alive any more.
+            arena.reserve(ARENA_CHUNK);
+        }
+        serde_json::to_writer((&mut *arena).writer(), v)
+            .expect("invariant: frames serialize (no maps with non-string keys)");
+        Utf8Bytes::try_from(arena.split().freeze()).expect("invariant: serde_json writes UTF-8")
+    })
 }
 
 /// A visitor frame that was refused, with the stable code sent back.
@@ -334,24 +365,46 @@ pub fn is_upload_id(id: &str) -> bool {
 /// `bad_text`, `bad_attachment`, `empty_text`, `text_too_long`, `bad_message_id`, `bad_id`
 /// (a read frame's `message_id` above i64::MAX).
 pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFrame, FrameError> {
+    /// Borrowed from the frame: a field is only checked or copied once the type is known.
     #[derive(Deserialize)]
-    struct Raw {
-        r#type: Option<String>,
-        client_id: Option<serde_json::Value>,
-        text: Option<serde_json::Value>,
-        attachment: Option<serde_json::Value>,
-        message_id: Option<serde_json::Value>,
+    struct Raw<'a> {
+        #[serde(borrow)]
+        r#type: Option<&'a RawValue>,
+        #[serde(borrow)]
+        client_id: Option<&'a RawValue>,
+        #[serde(borrow)]
+        text: Option<&'a RawValue>,
+        #[serde(borrow)]
+        attachment: Option<&'a RawValue>,
+        #[serde(borrow)]
+        message_id: Option<&'a RawValue>,
+    }
+    /// A JSON string, borrowed unless it has escapes.
+    #[derive(Deserialize)]
+    struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+    /// A field's value if it is a JSON string.
+    fn string(v: Option<&RawValue>) -> Option<Cow<'_, str>> {
+        serde_json::from_str::<Str>(v?.get()).ok().map(|s| s.0)
     }
     let parsed: Raw = serde_json::from_str(raw)
         .map_err(|e| FrameError::new("bad_json", format!("frame is not a JSON object: {e}")))?;
-    match parsed.r#type.as_deref() {
+    // As when it was parsed into a `String`: a `type` that is not a string is not JSON we take.
+    let kind = match parsed.r#type {
+        None => None,
+        Some(v) => Some(string(Some(v)).ok_or_else(|| {
+            FrameError::new(
+                "bad_json",
+                "frame is not a JSON object: \"type\" must be a string",
+            )
+        })?),
+    };
+    match kind.as_deref() {
         Some("message") => {}
         Some("typing") => return Ok(VisitorFrame::Typing),
         Some("read") => {
             return match parsed
                 .message_id
-                .as_ref()
-                .and_then(serde_json::Value::as_u64)
+                .and_then(|v| serde_json::from_str::<u64>(v.get()).ok())
             {
                 Some(raw) => match RowId::try_from(raw) {
                     Ok(id) => Ok(VisitorFrame::Read {
@@ -375,8 +428,8 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
         }
         None => return Err(FrameError::new("unknown_type", "frame has no \"type\"")),
     }
-    let client_id = match parsed.client_id {
-        Some(serde_json::Value::String(s)) => bounded_id::<CLIENT_ID_MAX>(&s)
+    let client_id = match string(parsed.client_id) {
+        Some(s) => bounded_id::<CLIENT_ID_MAX>(&s)
             .map_err(|e| FrameError::new("bad_client_id", format!("client_id {e}")))?,
         _ => {
             return Err(FrameError::new(
@@ -385,19 +438,22 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
             ))
         }
     };
-    let text = match parsed.text {
-        Some(serde_json::Value::String(s)) => s,
-        _ => return Err(FrameError::new("bad_text", "text must be a string")),
+    // The one copy a message costs: its text moves on into the journal record.
+    let text = match string(parsed.text) {
+        Some(s) => s.into_owned(),
+        None => return Err(FrameError::new("bad_text", "text must be a string")),
     };
     let attachment = match parsed.attachment {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(id)) if is_upload_id(&id) => Some(id),
-        Some(_) => {
-            return Err(FrameError::new(
-                "bad_attachment",
-                "attachment must be an upload id from POST /api/v1/visitor/uploads",
-            ))
-        }
+        None => None,
+        Some(v) => match string(Some(v)) {
+            Some(id) if is_upload_id(&id) => Some(id.into_owned()),
+            _ => {
+                return Err(FrameError::new(
+                    "bad_attachment",
+                    "attachment must be an upload id from POST /api/v1/visitor/uploads",
+                ))
+            }
+        },
     };
     if text.trim().is_empty() && attachment.is_none() {
         return Err(FrameError::new("empty_text", "text must not be empty"));

@@ -446,6 +446,32 @@ async fn silent_visitor_sockets_are_pinged_and_closed() {
     );
 }
 
+/// A visitor who wrote, then went quiet past a ping (the connection lets go of its reply
+/// channel then), is still acknowledged when writing again, and a resent message is still
+/// recognised.
+#[tokio::test]
+async fn a_visitor_quiet_past_a_ping_can_write_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = TestDaemon::start(dir.path(), "[limits]\nvisitor_silence_secs = 3\n");
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=quiet")).await;
+    next_of_type(&mut ws, "welcome", 10).await;
+    let first = send_for_ack(&mut ws, "q1", "hello").await.unwrap();
+    // Reading answers the ping (sent 1.2 s into the silence); nothing else arrives.
+    let mut pinged = false;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2500);
+    while let Ok(frame) = tokio::time::timeout_at(until, ws.next()).await {
+        match frame {
+            Some(Ok(Message::Ping(_))) => pinged = true,
+            Some(Ok(Message::Text(t))) => assert!(t.contains("\"q1\""), "unexpected {t}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pinged, "the quiet visitor was pinged");
+    let second = send_for_ack(&mut ws, "q2", "still here").await.unwrap();
+    assert!(second > first);
+    assert_eq!(send_for_ack(&mut ws, "q1", "hello").await, Some(first));
+}
+
 #[tokio::test]
 async fn uploads_no_message_refers_to_are_deleted() {
     let dir = tempfile::tempdir().unwrap();

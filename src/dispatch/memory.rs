@@ -33,7 +33,9 @@ impl Dispatcher {
     /// evicted, as far as the store has applied their last use.
     pub(super) fn settle_contacts(&mut self) {
         let last = self.next_lsn - 1;
-        for contact in std::mem::take(&mut self.touched) {
+        // Taken and put back emptied, so it keeps its capacity: no allocation per command.
+        let mut touched = std::mem::take(&mut self.touched);
+        for contact in touched.drain(..) {
             if let Some(state) = self.contacts.get_mut(&contact) {
                 self.clock += 1;
                 state.last_lsn = last;
@@ -41,6 +43,7 @@ impl Dispatcher {
                 self.use_order.push_back((contact, self.clock));
             }
         }
+        self.touched = touched;
         let applied = self.store.applied();
         while self.contacts.len() > self.cfg.cached_contacts {
             let Some(&(contact, stamp)) = self.use_order.front() else {

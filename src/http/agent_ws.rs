@@ -16,11 +16,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use super::{ApiQuery, AppState, Authed};
 use crate::dispatch::Command;
-use crate::fanout::{Audience, Frame};
+use crate::fanout::{self, Audience};
 use crate::model::{After, Lsn};
 use crate::store::queries;
 use crate::wire;
@@ -90,8 +89,8 @@ async fn serve(
 ) -> Result<(), axum::Error> {
     let mut auth_changes = app.auth_changes.subscribe();
     let (mut sink, mut stream) = socket.split();
-    let (live_tx, mut live) = mpsc::channel::<Frame>(app.cfg().limits.subscriber_queue);
-    let Some(watermark) = app.fanout.subscribe(Audience::Agents, live_tx).await else {
+    let (feed, mut live) = fanout::subscription(app.cfg().limits.subscriber_queue);
+    let Some(watermark) = app.fanout.subscribe(Audience::Agents, feed).await else {
         return close(
             &mut sink,
             close_code::RESTART,
@@ -112,8 +111,7 @@ async fn serve(
                 .await
                 .unwrap_or_default();
             for e in &page {
-                sink.send(Message::Text(wire::agent_event_row(e).into()))
-                    .await?;
+                sink.send(Message::Text(wire::agent_event_row(e))).await?;
                 cursor = e.lsn();
                 last_sent = cursor;
             }
@@ -130,7 +128,7 @@ async fn serve(
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
     loop {
-        // Cancel safety: `cancelled`, watch `changed`, mpsc `recv`, `Interval::tick` and the
+        // Cancel safety: `cancelled`, watch `changed`, `Live::recv`, `Interval::tick` and the
         // socket stream's `next` are all cancel-safe.
         tokio::select! {
             _ = shutdown.cancelled() => return close(&mut sink, close_code::AWAY, "server is restarting; reconnect").await,

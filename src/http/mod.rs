@@ -43,9 +43,27 @@ use crate::fanout::{FanoutHandle, FanoutStats};
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
 
-/// What every handler and connection task shares. Cloning is cheap (handles only).
+/// What every handler and connection task shares: one reference-counted [`Shared`], so a
+/// clone (axum clones it per request, a connection keeps one for life) is one pointer.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+pub struct Shared {
     /// The running configuration; a reload (SIGHUP) publishes a new one. Read it with
     /// [`AppState::cfg`].
     pub config: watch::Receiver<Arc<Config>>,

@@ -3,7 +3,22 @@
 //! One task per connection owns its socket. It reads frames (while fewer than
 //! `limits.max_inflight` messages are unacknowledged), sends them to the dispatcher, and acks
 //! each message — in the order sent — once the journal's durable LSN reaches it. Live frames
-//! for the visitor arrive pre-encoded from fan-out.
+//! for the visitor arrive pre-encoded from fan-out, through the connection's fan-out
+//! subscription ([`crate::fanout::Live`]).
+//!
+//! Writes are coalesced: frames are queued in the socket's write buffer and flushed once per
+//! wake-up, after everything else that is ready without waiting (live frames, the
+//! dispatcher's answers, acks for what is durable now) has been queued too. The journal
+//! publishes the durable LSN just before it hands the batch to the fan-out, so a task woken by
+//! the durable LSN whose message has not been echoed yet yields once first: the echo and its
+//! ack then usually leave in one write. An ack is still only queued once its message is
+//! durable.
+//!
+//! Memory: an idle connection is one task holding the socket (unsplit), its subscription and
+//! small state. Rare, large await states (waiting for room in the dispatcher's queue, the
+//! upload check, closing, resuming) are boxed. The channel for the dispatcher's answers is
+//! created with the first message and dropped again (with the queues of messages in flight)
+//! when the visitor has been silent for a ping interval with nothing in flight.
 //!
 //! Resume: the task subscribes first and learns the watermark W, then sends the stored
 //! messages in (after, W] and only then live ones (all > W): none missing, none twice.
@@ -26,21 +41,24 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::config::Config;
 use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
-use crate::fanout::{Audience, Frame};
+use crate::fanout::{self, Audience, Live};
 use crate::model::{bounded_id, After, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
 use crate::store::queries;
 use crate::wire::{self, FrameError, VisitorFrame};
 
-/// Bytes tungstenite reads per syscall: small, so an idle connection costs little.
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// Bytes tungstenite reads per syscall: small, so an idle connection costs little (a
+/// 64-character message is a frame of about 110 bytes; larger ones take several reads).
+pub const READ_BUFFER_BYTES: usize = 256;
+/// Frames queued for the socket beyond this many bytes are written without waiting for the
+/// flush; below it they wait for the one flush per wake-up.
+const WRITE_BUFFER_BYTES: usize = 1024;
 /// Stored messages sent per store read when a client resumes.
 const RESUME_PAGE: u32 = 500;
 
@@ -71,15 +89,16 @@ pub async fn upgrade(
             .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
         None => new_visitor_id(),
     };
-    let identity = Identity {
+    // Shared with the fan-out's table, which keys this connection's subscription by it.
+    let identity = Arc::new(Identity {
         channel: bounded_id(WEB_CHANNEL).expect("invariant: the web channel name is a valid id"),
         external_id: visitor_id,
-    };
+    });
     let cfg = app.cfg();
     let cap = hard_frame_cap(cfg.limits.max_frame_bytes);
     Ok(ws
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |socket| serve(socket, app, cfg, identity, params.after.map(After::get)))
@@ -103,10 +122,10 @@ struct Connection {
     app: AppState,
     /// The configuration when the connection opened; a reload applies to later connections.
     cfg: Arc<Config>,
-    identity: Identity,
-    sink: SplitSink<WebSocket, Message>,
+    identity: Arc<Identity>,
+    socket: WebSocket,
     /// Answers from the dispatcher, in the order commands were sent. Created with the first
-    /// message: an idle connection never pays for the channel.
+    /// message and dropped when idle again: an idle connection does not pay for the channel.
     replies_tx: Option<mpsc::Sender<StreamReply>>,
     /// Client ids of messages sent to the dispatcher and not yet answered, in order.
     unanswered: VecDeque<crate::model::ClientId>,
@@ -125,17 +144,16 @@ async fn serve(
     socket: WebSocket,
     app: AppState,
     cfg: Arc<Config>,
-    identity: Identity,
+    identity: Arc<Identity>,
     after: Option<MessageId>,
 ) {
     let _tracked = app.tracker.token();
-    let (sink, stream) = socket.split();
     let bucket = TokenBucket::new(cfg.limits.messages_per_second, cfg.limits.burst);
     let mut conn = Connection {
-        app: app.clone(),
+        app,
         cfg,
         identity,
-        sink,
+        socket,
         replies_tx: None,
         unanswered: VecDeque::new(),
         pending: VecDeque::new(),
@@ -144,15 +162,14 @@ async fn serve(
         bucket,
         server_closed: false,
     };
-    let mut stream = stream;
-    if let Err(e) = conn.run(&mut stream, after).await {
+    if let Err(e) = conn.run(after).await {
         tracing::debug!(visitor = %conn.identity, error = %e, "visitor connection ended");
     }
     if conn.server_closed {
         // The close handshake: the client answers the server's close frame, then the TCP
         // connection ends; one that does not answer within a second is dropped.
         let reply = async {
-            while let Some(Ok(m)) = stream.next().await {
+            while let Some(Ok(m)) = conn.socket.next().await {
                 if matches!(m, Message::Close(_)) {
                     break;
                 }
@@ -166,20 +183,16 @@ async fn serve(
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 impl Connection {
-    async fn run(
-        &mut self,
-        stream: &mut SplitStream<WebSocket>,
-        after: Option<MessageId>,
-    ) -> Result<(), axum::Error> {
-        self.send_text(wire::welcome(&self.identity.external_id, after).into())
+    async fn run(&mut self, after: Option<MessageId>) -> Result<(), axum::Error> {
+        self.send_text(wire::welcome(&self.identity.external_id, after))
             .await?;
-        let (live_tx, mut live) = mpsc::channel::<Frame>(self.cfg.limits.subscriber_queue);
+        let (feed, mut live) = fanout::subscription(self.cfg.limits.subscriber_queue);
         // Setup and resume are boxed: their futures would otherwise enlarge this connection's
         // long-lived task by their size for its whole life.
         let subscribed = Box::pin(
             self.app
                 .fanout
-                .subscribe(Audience::Visitor(self.identity.clone()), live_tx),
+                .subscribe(Audience::Visitor(Arc::clone(&self.identity)), feed),
         )
         .await;
         let Some(watermark) = subscribed else {
@@ -190,6 +203,7 @@ impl Connection {
         if let Some(after) = after {
             Box::pin(self.resume(after, watermark)).await?;
         }
+        self.socket.flush().await?;
         let mut durable = self.app.durable.clone();
         let max_inflight = self.cfg.limits.max_inflight;
         let shutdown = self.app.shutdown.clone();
@@ -206,9 +220,9 @@ impl Connection {
                     .close(close_code::AWAY, "server is restarting; reconnect")
                     .await;
             }
-            // Cancel safety: every branch's future is cancel-safe — `recv` on mpsc, `changed`
-            // on watch, `cancelled` on the token, and `StreamExt::next` on the socket stream
-            // (it holds no partial frame outside the stream itself).
+            // Cancel safety: every branch's future is cancel-safe — `Live::recv`, `recv` on
+            // mpsc, `changed` on watch, `cancelled` on the token, and `StreamExt::next` on the
+            // socket (it holds no partial frame outside the socket itself).
             tokio::select! {
                 _ = shutdown.cancelled(), if !draining => draining = true,
                 () = &mut ping => {
@@ -217,18 +231,23 @@ impl Connection {
                         return self.close(close_code::AWAY, "no answer to pings").await;
                     }
                     if silent >= ping_after {
-                        self.sink.send(Message::Ping(Default::default())).await?;
+                        self.socket.feed(Message::Ping(Default::default())).await?;
                         ping.as_mut().reset(tokio::time::Instant::now() + ping_after);
+                        if self.inflight == 0 {
+                            // Silent with nothing in flight: no answer can come, so the
+                            // channel goes until the next message, and the (empty) queues of
+                            // messages in flight give their memory back.
+                            self.replies_tx = None;
+                            replies = None;
+                            self.unanswered = VecDeque::new();
+                            self.pending = VecDeque::new();
+                        }
                     } else {
                         ping.as_mut().reset(last_heard + ping_after);
                     }
                 }
                 frame = live.recv() => match frame {
-                    Some((lsn, text)) => {
-                        self.send_text(text).await?;
-                        // Ephemeral frames (typing) carry LSN 0 and move no resume point.
-                        self.last_sent = self.last_sent.max(lsn);
-                    }
+                    Some((lsn, text)) => self.send_live(lsn, text).await?,
                     None => {
                         let reason = format!("too far behind; reconnect with after={}", self.last_sent);
                         return self.close(close_code::AGAIN, &reason).await;
@@ -242,10 +261,16 @@ impl Connection {
                     if changed.is_err() {
                         return self.close(close_code::ERROR, "storage stopped; reconnect later").await;
                     }
+                    if self.pending.front().is_some_and(|p| p.lsn > self.last_sent) {
+                        // The fan-out gets the batch just after the durable LSN moves: one
+                        // turn of the scheduler usually brings the message's echo, which then
+                        // leaves in the same write as its ack.
+                        tokio::task::yield_now().await;
+                    }
                     let d = *durable.borrow_and_update();
                     self.ack_durable(d).await?;
                 }
-                incoming = stream.next(), if !draining && self.inflight < max_inflight => {
+                incoming = self.socket.next(), if !draining && self.inflight < max_inflight => {
                 last_heard = tokio::time::Instant::now();
                 if replies.is_none() && matches!(incoming, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
                     let (tx, rx) = mpsc::channel(max_inflight);
@@ -259,7 +284,7 @@ impl Connection {
                         Err(_) => self.send_error(FrameError::new("invalid_utf8", "frame is not valid UTF-8")).await?,
                     },
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) => return answer_close(&mut self.sink).await,
+                    Some(Ok(Message::Close(_))) => return answer_close(&mut self.socket).await,
                     None => return Ok(()),
                     Some(Err(e)) => {
                         let (code, reason) = protocol_close(&e);
@@ -268,7 +293,45 @@ impl Connection {
                     }
                 }},
             }
+            self.feed_ready(&mut live, replies.as_mut(), &mut durable)
+                .await?;
+            self.socket.flush().await?;
         }
+    }
+
+    /// Queues, without waiting for any of them, the frames that are ready besides the one
+    /// that woke the task: live frames, the dispatcher's answers, acks for what is durable now.
+    async fn feed_ready(
+        &mut self,
+        live: &mut Live,
+        replies: Option<&mut mpsc::Receiver<StreamReply>>,
+        durable: &mut watch::Receiver<Lsn>,
+    ) -> Result<(), axum::Error> {
+        // Bounded, so a busy feed cannot hold the task here: the rest waits for the next turn.
+        for _ in 0..self.cfg.limits.subscriber_queue {
+            let Ok((lsn, text)) = live.try_recv() else {
+                break;
+            };
+            self.send_live(lsn, text).await?;
+        }
+        if let Some(replies) = replies {
+            while let Ok(reply) = replies.try_recv() {
+                let d = *durable.borrow_and_update();
+                self.on_reply(reply, d).await?;
+            }
+        }
+        if !self.pending.is_empty() && durable.has_changed().unwrap_or(false) {
+            let d = *durable.borrow_and_update();
+            self.ack_durable(d).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_live(&mut self, lsn: Lsn, text: Utf8Bytes) -> Result<(), axum::Error> {
+        self.send_text(text).await?;
+        // Ephemeral frames (typing) carry LSN 0 and move no resume point.
+        self.last_sent = self.last_sent.max(lsn);
+        Ok(())
     }
 
     async fn resume(&mut self, after: MessageId, watermark: Lsn) -> Result<(), axum::Error> {
@@ -280,7 +343,7 @@ impl Connection {
                 .close(close_code::AGAIN, "store is behind; reconnect")
                 .await;
         }
-        let identity = self.identity.clone();
+        let identity = Identity::clone(&self.identity);
         let contact = self
             .app
             .reads
@@ -298,7 +361,7 @@ impl Connection {
                 .await
                 .unwrap_or_default();
             for m in &page {
-                self.send_text(wire::visitor_message_row(m).into()).await?;
+                self.send_text(wire::visitor_message_row(m)).await?;
                 cursor = m.id;
                 self.last_sent = m.id;
             }
@@ -339,13 +402,13 @@ impl Connection {
             Ok(VisitorFrame::Typing) => {
                 // Best effort: a busy dispatcher drops it rather than slowing this connection.
                 let _ = self.app.commands.try_send(Command::VisitorTyping {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                 });
                 Ok(())
             }
             Ok(VisitorFrame::Read { message_id }) => {
                 let _ = self.app.commands.try_send(Command::VisitorRead {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                     message_id,
                 });
                 Ok(())
@@ -356,7 +419,8 @@ impl Connection {
                 attachment,
             }) => {
                 if let Some(upload) = &attachment {
-                    if !self.owns_upload(upload).await {
+                    let visitor = &self.identity.external_id;
+                    if !Box::pin(owns_upload(&self.app, visitor, upload)).await {
                         return self
                             .send_error(
                                 FrameError::new(
@@ -370,7 +434,7 @@ impl Connection {
                 }
                 let client_id_for_reply = client_id.clone();
                 let cmd = Command::CustomerMessage {
-                    identity: self.identity.clone(),
+                    identity: Identity::clone(&self.identity),
                     client_id: Some(client_id),
                     text,
                     attachment,
@@ -380,7 +444,16 @@ impl Connection {
                             .expect("invariant: created before the first frame is handled"),
                     ),
                 };
-                if self.app.commands.send(cmd).await.is_err() {
+                let sent = match self.app.commands.try_send(cmd) {
+                    Ok(()) => true,
+                    // The dispatcher's queue is full: wait for room. Boxed, as a rare state
+                    // that would otherwise enlarge every connection's task.
+                    Err(mpsc::error::TrySendError::Full(cmd)) => {
+                        Box::pin(self.app.commands.send(cmd)).await.is_ok()
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                };
+                if !sent {
                     return self
                         .send_error(
                             FrameError::new(
@@ -396,16 +469,6 @@ impl Connection {
                 Ok(())
             }
         }
-    }
-
-    /// Whether this visitor uploaded `upload` (another visitor's image cannot be re-sent).
-    async fn owns_upload(&self, upload: &str) -> bool {
-        let (upload, visitor) = (upload.to_string(), self.identity.external_id.to_string());
-        self.app
-            .reads
-            .run(move |c| queries::upload_exists(c, &upload, Some(&visitor)))
-            .await
-            .unwrap_or(false)
     }
 
     async fn on_reply(&mut self, reply: StreamReply, durable: Lsn) -> Result<(), axum::Error> {
@@ -446,18 +509,20 @@ impl Connection {
                 .pop_front()
                 .expect("invariant: front checked above");
             self.inflight -= 1;
-            self.send_text(wire::ack(&p.client_id, p.message_id).into())
+            self.send_text(wire::ack(&p.client_id, p.message_id))
                 .await?;
         }
         Ok(())
     }
 
     async fn send_error(&mut self, e: FrameError) -> Result<(), axum::Error> {
-        self.send_text(wire::error(&e).into()).await
+        self.send_text(wire::error(&e)).await
     }
 
+    /// Queues a frame; it goes out with the flush at the end of this wake-up (or earlier, once
+    /// `WRITE_BUFFER_BYTES` are queued).
     async fn send_text(&mut self, text: Utf8Bytes) -> Result<(), axum::Error> {
-        self.sink.send(Message::Text(text)).await
+        self.socket.feed(Message::Text(text)).await
     }
 
     async fn close(&mut self, code: u16, reason: &str) -> Result<(), axum::Error> {
@@ -466,16 +531,32 @@ impl Connection {
             reason: reason.to_owned().into(),
         };
         self.server_closed = true;
-        let result = self.sink.send(Message::Close(Some(frame))).await;
-        // Give the peer a moment to read the close frame before the socket drops.
-        let _ = tokio::time::timeout(Duration::from_millis(100), self.sink.flush()).await;
-        result
+        // Boxed: the timeout is a state this connection's task would otherwise carry for life.
+        Box::pin(async {
+            let result = self.socket.send(Message::Close(Some(frame))).await;
+            // Give the peer a moment to read the close frame before the socket drops.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.socket.flush()).await;
+            result
+        })
+        .await
     }
+}
+
+/// Whether `visitor` uploaded `upload` (another visitor's image cannot be re-sent).
+async fn owns_upload(app: &AppState, visitor: &str, upload: &str) -> bool {
+    let (upload, visitor) = (upload.to_string(), visitor.to_string());
+    app.reads
+        .run(move |c| queries::upload_exists(c, &upload, Some(&visitor)))
+        .await
+        .unwrap_or(false)
 }
 
 /// Completes the close handshake a peer started: reading its close frame queued the answer
 /// (tungstenite echoes the peer's code), and closing the sink sends it.
-pub async fn answer_close(sink: &mut SplitSink<WebSocket, Message>) -> Result<(), axum::Error> {
+pub async fn answer_close<S>(sink: &mut S) -> Result<(), axum::Error>
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
     tokio::time::timeout(Duration::from_millis(100), sink.close())
         .await
         .unwrap_or(Ok(()))
@@ -543,6 +624,21 @@ mod tests {
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(500)));
         assert!(!b.take(t0 + Duration::from_millis(500)));
+    }
+
+    /// The size of the future an `async fn` returns, without calling it.
+    fn future_size<A, B, C, D, E, F: std::future::Future>(_: fn(A, B, C, D, E) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// Every idle connection holds one of these for its life (plus the socket's buffers): a
+    /// guard against a large await state joining it unboxed. The bound is for a debug build
+    /// (2,408 bytes when written); release futures are smaller.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let size = future_size(serve);
+        println!("visitor connection future: {size} bytes");
+        assert!(size <= 2560, "visitor connection future is {size} bytes");
     }
 
     #[test]
