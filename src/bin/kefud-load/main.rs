@@ -27,6 +27,10 @@
 //!   the same data directory every few minutes), RSS, descriptors and threads sampled into a
 //!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
 //!
+//! `throughput --slow-device a1-good|a1-cheap` (root, with --spawn) puts the spawned kefud's
+//! data directory on a loop device throttled like an SD card (module `slow_device`), checks
+//! the throttle, and adds the device's write IOs/s and bytes per acknowledged message.
+//!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
 //! at the end); otherwise `--addr` names a running kefud. Whatever the tool starts (kefud,
 //! mosquitto, their temporary directories) it stops and removes on every exit path, a failed
@@ -46,6 +50,9 @@ use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+
+mod slow_device;
+use slow_device::{DevStat, SlowDevice};
 
 #[derive(Parser)]
 #[command(
@@ -81,6 +88,22 @@ enum Mode {
         /// TOML appended to the spawned kefud's config, e.g. "[store]\ncommit_interval_ms = 1".
         #[arg(long, default_value = "")]
         kefud_config: String,
+        /// Put the spawned kefud's data directory on a loop device throttled like an SD card
+        /// (root; cgroup v1 blk-throttle): a1-good = 2,000 write IOPS, 20 MB/s; a1-cheap =
+        /// 300 write IOPS, 10 MB/s, a worn or cheap card (the A1 class minimum is 500 random
+        /// write IOPS); both 1,500 read IOPS (the A1 minimum). Limits IOPS and bandwidth
+        /// only: per-I/O flush latency is not modelled.
+        #[arg(long, value_enum)]
+        slow_device: Option<slow_device::Profile>,
+        /// Override the profile's write IOPS limit.
+        #[arg(long, requires = "slow_device")]
+        wiops: Option<u64>,
+        /// Override the profile's write bytes/s limit.
+        #[arg(long, requires = "slow_device")]
+        wbps: Option<u64>,
+        /// Override the profile's read IOPS limit.
+        #[arg(long, requires = "slow_device")]
+        riops: Option<u64>,
     },
     Idle {
         #[arg(long, default_value_t = 10_000)]
@@ -205,6 +228,10 @@ async fn run(cli: Cli) -> Result<()> {
             window,
             text_bytes,
             kefud_config,
+            slow_device,
+            wiops,
+            wbps,
+            riops,
         } => {
             let load = Load {
                 visitors,
@@ -213,7 +240,16 @@ async fn run(cli: Cli) -> Result<()> {
                 window,
                 text: "x".repeat(text_bytes),
             };
-            throughput(cli.spawn.as_deref(), cli.addr, &load, &kefud_config).await
+            let slow = match slow_device {
+                Some(profile) => {
+                    if cli.spawn.is_none() {
+                        bail!("--slow-device needs --spawn (it puts the spawned kefud's data directory on the device)");
+                    }
+                    Some(slow_device::Limits::new(profile, wiops, wbps, riops)?)
+                }
+                None => None,
+            };
+            throughput(cli.spawn.as_deref(), cli.addr, &load, &kefud_config, slow).await
         }
         Mode::Idle { connections } => {
             idle(
@@ -355,15 +391,30 @@ async fn throughput(
     addr: SocketAddr,
     load: &Load,
     kefud_config: &str,
+    slow: Option<slow_device::Limits>,
 ) -> Result<()> {
+    // Declared before the daemon, so that on every exit path it is dropped (unmounted,
+    // detached) after the daemon has been stopped.
+    let device = match slow {
+        Some(limits) => {
+            let device = SlowDevice::setup(limits)?;
+            device.verify()?;
+            Some(device)
+        }
+        None => None,
+    };
     let echo = start_echo_server().await?;
     let mut bare = drive(&format!("ws://{echo}/"), load, false).await?;
     let daemon = match spawn {
         Some(bin) => Some(Daemon::spawn(
             bin,
-            None,
+            device.as_ref().map(|d| d.mount()),
             &kefud_config.replace("\\n", "\n"),
         )?),
+        None => None,
+    };
+    let device_before = match &device {
+        Some(d) => Some(d.sync_and_stat()?),
         None => None,
     };
     let target = daemon.as_ref().map_or(addr, |d| d.addr);
@@ -380,6 +431,10 @@ async fn throughput(
         .await
         .unwrap_or(0);
     let allocs_per_msg = (allocs_after - allocs_before) as f64 / kefud.acked.max(1) as f64;
+    let device_after = match &device {
+        Some(d) => Some(d.sync_and_stat()?),
+        None => None,
+    };
     println!(
         "machine: {} cores, {}; load: {} visitors, window {}, {} s, offered {}, text {} B",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -434,11 +489,18 @@ async fn throughput(
             a.store_wal_pages.saturating_sub(b.store_wal_pages) as f64 / n,
         );
     }
+    if let (Some(d), Some(b), Some(a)) = (&device, device_before, device_after) {
+        print_device(d, &b, &a, &kefud, "over the run, 1 s after it and a syncfs");
+    }
     if kefud.acked == 0 {
         bail!("kefud acknowledged nothing");
     }
     if let Some(d) = daemon {
         d.stop()?;
+        if let (Some(dev), Some(b)) = (&device, device_before) {
+            let a = dev.sync_and_stat()?;
+            print_device(dev, &b, &a, &kefud, "through a clean stop and a syncfs");
+        }
         // Stopped and reaped: its whole life's writes and CPU are now this tool's children's.
         // Less what it had used when the load began, that is the load's full cost, the
         // store's deferred commit and its last checkpoint (at the clean stop) included.
@@ -458,6 +520,24 @@ async fn throughput(
         }
     }
     Ok(())
+}
+
+/// The slow device's figures for the kefud run, from its `/sys/block/loopN/stat` before and
+/// after (each read after a `syncfs` of the mount).
+fn print_device(device: &SlowDevice, b: &DevStat, a: &DevStat, kefud: &Outcome, span: &str) {
+    let n = kefud.acked.max(1) as f64;
+    let secs = a.at.duration_since(b.at).as_secs_f64();
+    let writes = a.writes.saturating_sub(b.writes);
+    println!(
+        "slow device {}: kefud {:.0} acked msg/s; device {:.0} write IOs/s (limit {}; the {:.0} flushes/s are among them) over {secs:.1} s, {:.0} B written and {:.2} write IOs per acked message ({span})",
+        device.limits.describe(),
+        kefud.rate(),
+        writes as f64 / secs,
+        device.limits.wiops,
+        a.flushes.saturating_sub(b.flushes) as f64 / secs,
+        a.bytes_written().saturating_sub(b.bytes_written()) as f64 / n,
+        writes as f64 / n,
+    );
 }
 
 /// What this tool's reaped children used, all together: a child's `/proc/PID/io` and CPU time
