@@ -25,6 +25,16 @@ cargo test --locked -- --test-threads=2
 echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
 cargo build --release --locked --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
+echo "== what a message costs on the Pi's terms: disk bytes, write syscalls, CPU (BENCHMARKS.md)"
+./target/release/kefud-load throughput --visitors 100 --rate 50 --seconds 5 --spawn ./target/release/kefud
+./target/release/kefud-load throughput --visitors 1000 --rate 2000 --seconds 5 --spawn ./target/release/kefud
+if [ "$(id -u)" = 0 ] && [ -w /sys/fs/cgroup/blkio/blkio.throttle.write_iops_device ] && command -v losetup >/dev/null; then
+  echo "== the same on a loop device throttled to a cheap A1 SD card's write IOPS and bandwidth"
+  ./target/release/kefud-load throughput --visitors 100 --rate 50 --seconds 5 --slow-device a1-cheap \
+    --spawn ./target/release/kefud
+else
+  echo "== slow-device run SKIPPED: needs root, losetup and cgroup v1 blkio throttling (see BENCHMARKS.md)"
+fi
 echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the image's broker config"
 ./target/release/kefud-load mqtt --messages 20000 --spawn ./target/release/kefud \
   --mosquitto-conf image/overlay/etc/mosquitto/conf.d/kefu.conf
@@ -45,6 +55,9 @@ scripts/test-deb.sh
 
 echo "== aarch64: the release binary that ships, and every test against it under qemu-user"
 scripts/cross.sh aarch64-unknown-linux-gnu test
+echo "== the same benchmark against the aarch64 binary under qemu-user (a smoke run: figures not compared)"
+QEMU_LD_PREFIX=/usr/aarch64-linux-gnu ./target/release/kefud-load throughput --visitors 100 --rate 50 \
+  --seconds 3 --spawn target/aarch64-unknown-linux-gnu/release/kefud
 
 echo "== armv7 (32-bit Raspberry Pi OS): release build and .deb"
 scripts/cross.sh armv7-unknown-linux-gnueabihf
