@@ -114,6 +114,7 @@ impl Applier {
     /// # Errors
     /// The first [`Error`] that stopped it.
     pub fn run(mut self, rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
+        lower_this_threads_priority();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -249,6 +250,20 @@ impl Applier {
         } else {
             0
         }
+    }
+}
+
+/// The store is background work: on a board with few cores, a long commit must not delay the
+/// threads that acknowledge messages. Nice 10 for this thread only (Linux applies
+/// `setpriority` to one thread); a refusal is harmless.
+fn lower_this_threads_priority() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions.
+    let refused = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0
+    };
+    if refused {
+        tracing::debug!("store: could not lower the applier's priority");
     }
 }
 

@@ -470,9 +470,20 @@ async fn throughput(
     }
     println!("ratio kefud / bare: {:.3}", kefud.rate() / bare.rate());
     println!("kefud heap allocations per acked message (whole daemon): {allocs_per_msg:.1}");
-    if let (Some(b), Some(a)) = (costs_before, costs_after) {
+    if let (Some(b), Some(a)) = (&costs_before, &costs_after) {
         let n = kefud.acked.max(1) as f64;
         let secs = load.seconds as f64 + 1.0;
+        let by_thread: Vec<String> = a
+            .threads
+            .iter()
+            .map(|(name, &ticks)| {
+                let spent = ticks.saturating_sub(b.threads.get(name).copied().unwrap_or(0));
+                (name, spent as f64 * 1e6 / ticks_per_second() / n)
+            })
+            .filter(|(_, us)| *us > 0.0)
+            .map(|(name, us)| format!("{name} {us:.0}"))
+            .collect();
+        println!("CPU us per acked message by thread: {}", by_thread.join(", "));
         println!(
             "per acked message (whole daemon, /proc/PID/io and stat): disk {:.0} B written, {:.1} write syscalls, {:.1} us CPU; journal {:.0} B in {:.2} fsyncs",
             a.write_bytes.saturating_sub(b.write_bytes) as f64 / n,
@@ -1213,8 +1224,10 @@ async fn mqtt_throughput(
 /// (`/proc/PID/io`: `write_bytes` counts pages when they are dirtied, SQLite's WAL and the
 /// journal alike; `syscw` counts every write, sockets included), CPU ticks (`/proc/PID/stat`
 /// utime + stime), and the journal's own bytes and fsyncs (`/metrics`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Costs {
+    /// CPU ticks by thread name (threads of one name summed: tokio's workers).
+    threads: BTreeMap<String, u64>,
     write_bytes: u64,
     syscw: u64,
     cpu_ticks: u64,
@@ -1240,7 +1253,21 @@ impl Costs {
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
+        let mut threads = BTreeMap::new();
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            let ticks = stat.rsplit_once(')').map_or(0, |(_, rest)| {
+                rest.split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|f| f.parse::<u64>().ok())
+                    .sum()
+            });
+            *threads.entry(comm.trim().to_string()).or_insert(0) += ticks;
+        }
         Some(Costs {
+            threads,
             write_bytes: field("write_bytes:")?,
             syscw: field("syscw:")?,
             cpu_ticks: utime + stime,
