@@ -128,3 +128,31 @@ async fn an_idle_store_stops_committing_and_checkpointing() {
         assert_eq!(settled[name], later[name], "{name} moved while idle");
     }
 }
+
+/// A client sends more messages than the dispatcher remembers client ids for, faster than the
+/// store commits (its interval is long here), then resends its first: still stored once.
+#[tokio::test]
+async fn a_resend_older_than_the_ring_is_stored_once_while_the_store_lags() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = "[store]\ncommit_interval_ms = 60000\n[conversations]\nrecent_client_ids = 4\n[limits]\nmessages_per_second = 100000\nburst = 100000\n";
+    let d = TestDaemon::start(dir.path(), cfg);
+    let mut ws = connect(&d.ws("/ws/visitor?visitor_id=lag")).await;
+    next_of_type(&mut ws, "welcome", 5).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            send_for_ack(&mut ws, &format!("c{i}"), &format!("m{i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    for i in [0, 3, 10] {
+        let again = send_for_ack(&mut ws, &format!("c{i}"), "resent")
+            .await
+            .unwrap();
+        assert_eq!(again, ids[i], "c{i} is the message stored first");
+    }
+    drop(ws);
+    let thread = history(&d, "lag").await;
+    assert_eq!(thread.len(), 20);
+}

@@ -100,8 +100,12 @@ impl Dispatcher {
             ..r
         }));
         recent.sort_by_key(|r| r.message);
-        let excess = recent.len().saturating_sub(cap);
-        state.recent = recent.into_iter().skip(excess).collect();
+        state.recent = recent.into();
+        if let Some(wanted) =
+            super::messages::trim_recent(&mut state.recent, cap, self.store.applied())
+        {
+            self.store.want(wanted);
+        }
         if gone.last_via.as_ref().map(|(_, id)| *id) > state.last_via.as_ref().map(|(_, id)| *id) {
             state.last_via = gone.last_via;
         }

@@ -53,9 +53,6 @@ impl Dispatcher {
             .get_mut(&contact_id)
             .expect("invariant: hydrated above");
         if let Some(cid) = client_id {
-            if contact.recent.len() == self.cfg.recent_client_ids {
-                contact.recent.pop_front();
-            }
             let from = contact
                 .identities
                 .iter()
@@ -67,6 +64,12 @@ impl Dispatcher {
                 client_id: cid,
                 message: lsn,
             });
+            let applied = self.store.applied();
+            if let Some(wanted) =
+                trim_recent(&mut contact.recent, self.cfg.recent_client_ids, applied)
+            {
+                self.store.want(wanted);
+            }
         }
         contact.last_via = Some((identity, lsn));
         self.route(conversation, lsn, plan, now)?;
@@ -253,8 +256,8 @@ impl Dispatcher {
     }
 
     /// The message id a client id was first stored under. Recent ids are in memory; older
-    /// ones are in the store, which by then has applied them (a contact cannot send more than
-    /// `recent_client_ids` messages in the few milliseconds the store lags the journal).
+    /// ones are in the store, which has applied them (an id leaves the ring only then:
+    /// [`trim_recent`]).
     pub(super) fn seen_client_id(
         &self,
         contact: ContactId,
@@ -351,5 +354,57 @@ impl Dispatcher {
             .expect("invariant: contact hydrated before opening")
             .current = Some(conversation);
         Ok(conversation)
+    }
+}
+
+/// Drops the oldest client ids beyond `cap` that the store has applied up to `applied`, so a
+/// resend of one of them is found in the store. One it has not applied stays, however full
+/// the ring: the store commits only every few seconds, and a busy client sends more than
+/// `cap` messages in that time. Returns the LSN to ask the store for while such ids keep the
+/// ring over `cap`.
+pub(super) fn trim_recent(
+    recent: &mut VecDeque<RecentClientId>,
+    cap: usize,
+    applied: Lsn,
+) -> Option<Lsn> {
+    while recent.len() > cap && recent.front().is_some_and(|r| r.message <= applied) {
+        recent.pop_front();
+    }
+    recent
+        .front()
+        .filter(|_| recent.len() > cap)
+        .map(|r| r.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(messages: std::ops::RangeInclusive<Lsn>) -> VecDeque<RecentClientId> {
+        messages
+            .map(|message| RecentClientId {
+                from: 0,
+                client_id: crate::model::bounded_id(&message.to_string()).unwrap(),
+                message,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_client_ids_the_store_has_applied_leave_the_ring() {
+        let mut recent = ring(1..=6);
+        assert_eq!(
+            trim_recent(&mut recent, 4, 0),
+            Some(1),
+            "nothing applied: all stay"
+        );
+        assert_eq!(recent.len(), 6);
+        assert_eq!(trim_recent(&mut recent, 4, 1), Some(2));
+        assert_eq!(recent.front().unwrap().message, 2);
+        assert_eq!(trim_recent(&mut recent, 4, 6), None);
+        assert_eq!(
+            recent.iter().map(|r| r.message).collect::<Vec<_>>(),
+            [3, 4, 5, 6]
+        );
     }
 }

@@ -27,7 +27,7 @@ use std::time::Instant;
 use rusqlite::{ffi, params, Connection};
 use tokio::sync::mpsc;
 
-use super::apply::apply_op;
+use super::apply::{apply_op, Prepared};
 use super::cadence::{Cadence, CadenceConfig};
 use super::progress::Progress;
 use super::Error;
@@ -160,7 +160,8 @@ impl Applier {
     /// Applies records into the open transaction, opening one if none is.
     fn stage<'a>(&mut self, records: impl IntoIterator<Item = (Lsn, &'a Op)>) -> Result<(), Error> {
         let mut count = 0;
-        let mut outbox = false;
+        let mut read_unasked = false;
+        let mut prepared = Prepared::new(&self.conn);
         for (lsn, op) in records {
             if lsn <= self.staged_lsn {
                 continue;
@@ -168,12 +169,13 @@ impl Applier {
             if !self.cadence.is_open() && count == 0 {
                 self.conn.execute_batch("BEGIN")?;
             }
-            outbox |= apply_op(&self.conn, lsn, op, &self.event_channels)?;
+            read_unasked |= apply_op(&mut prepared, lsn, op, &self.event_channels)?;
             self.staged_lsn = lsn;
             count += 1;
         }
+        drop(prepared);
         if count > 0 {
-            let urgent = outbox || self.waited_for();
+            let urgent = read_unasked || self.waited_for();
             self.cadence.staged(Instant::now(), count, urgent);
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! idempotent (`INSERT OR IGNORE`, updates that set absolute values, counters moved only when
 //! the row was new), so replaying a record twice is harmless.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
 use super::Error;
 use crate::conversation::Status;
@@ -28,16 +28,50 @@ fn add_delivery(
     Ok(inserted == 1)
 }
 
+/// The statements every message runs, held for a batch of records: each `prepare_cached`
+/// allocates (rusqlite copies the SQL into its cache key per use), and a batch holds many
+/// messages at high rates.
+pub(super) struct Prepared<'c> {
+    conn: &'c Connection,
+    insert_message: Option<CachedStatement<'c>>,
+    index_text: Option<CachedStatement<'c>>,
+    touch_conversation: Option<CachedStatement<'c>>,
+}
+
+impl<'c> Prepared<'c> {
+    pub(super) fn new(conn: &'c Connection) -> Self {
+        Prepared {
+            conn,
+            insert_message: None,
+            index_text: None,
+            touch_conversation: None,
+        }
+    }
+}
+
+/// The statement in `slot`, prepared on first use.
+fn held<'s, 'c>(
+    slot: &'s mut Option<CachedStatement<'c>>,
+    conn: &'c Connection,
+    sql: &str,
+) -> Result<&'s mut CachedStatement<'c>, Error> {
+    if slot.is_none() {
+        *slot = Some(conn.prepare_cached(sql)?);
+    }
+    Ok(slot.as_mut().expect("invariant: just prepared"))
+}
+
 /// Applies one operation inside the caller's transaction. `event_channels` are the channels
 /// whose conversation events (opened, resolved) go to a webhook: they get outbox rows too.
 /// True if it wrote what someone reads without asking the store to catch up first (a row
 /// for the outbox to send, login tokens a clock step moved): the applier commits it promptly.
 pub(super) fn apply_op(
-    tx: &Connection,
+    prepared: &mut Prepared<'_>,
     lsn: Lsn,
     op: &Op,
     event_channels: &[String],
 ) -> Result<bool, Error> {
+    let tx = prepared.conn;
     let mut read_unasked = false;
     match op {
         Op::ContactCreated {
@@ -64,11 +98,12 @@ pub(super) fn apply_op(
             .execute(params![*conversation as i64, *contact as i64, Status::Idle.as_str(), at_ms])?;
         }
         Op::MessageAdded(m) => {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, attachment, via_channel, via_external_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )?
+            let inserted = held(
+                &mut prepared.insert_message,
+                tx,
+                "INSERT OR IGNORE INTO messages (id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, attachment, via_channel, via_external_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
                 .execute(params![
                     lsn as i64,
                     m.conversation as i64,
@@ -125,11 +160,17 @@ pub(super) fn apply_op(
             // A private note is searchable but is not the conversation's latest message (the
             // inbox previews what the customer and the shop said).
             if inserted == 1 {
-                tx.prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?
-                    .execute(params![lsn as i64, m.text])?;
+                held(
+                    &mut prepared.index_text,
+                    tx,
+                    "INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)",
+                )?
+                .execute(params![lsn as i64, m.text])?;
             }
             if inserted == 1 && m.sender != Sender::Note {
-                tx.prepare_cached(
+                held(
+                    &mut prepared.touch_conversation,
+                    tx,
                     "UPDATE conversations SET last_activity_at = ?2, last_message_id = ?3, message_count = message_count + 1
                      WHERE id = ?1",
                 )?
@@ -427,7 +468,7 @@ mod tests {
         ];
         let tx = conn.transaction().unwrap();
         for (i, op) in ops.iter().enumerate() {
-            apply_op(&tx, i as u64 + 1, op, &[]).unwrap();
+            apply_op(&mut Prepared::new(&tx), i as u64 + 1, op, &[]).unwrap();
         }
         tx.commit().unwrap();
         let conn = &conn;

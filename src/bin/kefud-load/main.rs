@@ -483,7 +483,10 @@ async fn throughput(
             .filter(|(_, us)| *us > 0.0)
             .map(|(name, us)| format!("{name} {us:.0}"))
             .collect();
-        println!("CPU us per acked message by thread: {}", by_thread.join(", "));
+        println!(
+            "CPU us per acked message by thread: {}",
+            by_thread.join(", ")
+        );
         println!(
             "per acked message (whole daemon, /proc/PID/io and stat): disk {:.0} B written, {:.1} write syscalls, {:.1} us CPU; journal {:.0} B in {:.2} fsyncs",
             a.write_bytes.saturating_sub(b.write_bytes) as f64 / n,
@@ -1254,7 +1257,10 @@ impl Costs {
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
         let mut threads = BTreeMap::new();
-        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
             let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
             let ticks = stat.rsplit_once(')').map_or(0, |(_, rest)| {
