@@ -604,6 +604,9 @@ pub async fn sweep_orphan_uploads(
     app: &AppState,
     orphan_after: std::time::Duration,
 ) -> Result<usize, ApiError> {
+    // Every message acknowledged so far must be in the store, or an upload it names (sent
+    // just now, uploaded long ago) would look like an orphan.
+    app.wait_store_current().await?;
     let before = crate::model::now_ms() - orphan_after.as_millis() as i64;
     app.reads
         .run(move |c| {
