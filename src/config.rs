@@ -432,7 +432,8 @@ impl Store {
     pub fn cadence(&self) -> crate::store::cadence::CadenceConfig {
         crate::store::cadence::CadenceConfig {
             commit_interval: Duration::from_millis(self.commit_interval_ms),
-            max_records: 50_000,
+            // Records held in memory until a commit (a few MB at most).
+            max_records: 10_000,
             min_gap: Duration::from_millis(20),
             checkpoint_interval: Duration::from_secs(self.checkpoint_interval_secs),
             checkpoint_pages: self.checkpoint_wal_mib * 256,

@@ -1,7 +1,9 @@
 //! The applier: the one owner of the store's write connection, on its own thread.
 //!
-//! It applies committed journal batches, in LSN order, into an open SQLite transaction and
-//! commits when [`Cadence`] says so, many batches per commit. It commits with
+//! It holds committed journal batches in memory, in LSN order, and applies them in one short
+//! SQLite transaction when [`Cadence`] says so, many batches per commit; the write lock is
+//! held only for that burst, so the few other writers (logins, settings) wait milliseconds,
+//! not the commit interval. It commits with
 //! `synchronous=NORMAL` (no fsync): the journal already holds every record durably, and the
 //! store's own durability comes from its checkpoints, which sync the WAL and then the database.
 //! A power cut can therefore take back commits made since the last checkpoint; the journal
@@ -27,7 +29,7 @@ use std::time::Instant;
 use rusqlite::{ffi, params, Connection};
 use tokio::sync::mpsc;
 
-use super::apply::{apply_op, Prepared};
+use super::apply::{apply_op, read_without_asking, Prepared};
 use super::cadence::{Cadence, CadenceConfig};
 use super::progress::Progress;
 use super::Error;
@@ -40,7 +42,9 @@ const APPLIER_CACHE_KIB: i64 = 8192;
 
 pub struct Applier {
     conn: Connection,
-    /// The last LSN applied into the open transaction (the applied LSN when none is open).
+    /// Batches received and not yet applied, in LSN order.
+    pending: Vec<Vec<Entry>>,
+    /// The last LSN received (the applied LSN when nothing is pending).
     staged_lsn: Lsn,
     applied_lsn: Lsn,
     progress: Arc<Progress>,
@@ -64,6 +68,7 @@ impl Applier {
         let applied_lsn = super::applied_lsn(&conn)?;
         Ok(Applier {
             conn,
+            pending: Vec::new(),
             staged_lsn: applied_lsn,
             applied_lsn,
             progress: Progress::new(applied_lsn),
@@ -80,17 +85,43 @@ impl Applier {
         self.applied_lsn
     }
 
-    /// Applies records (in LSN order) and commits them: recovery's replay. Records at or
-    /// below the applied LSN are skipped.
+    /// Applies records (in LSN order) in one transaction and commits it: recovery's replay,
+    /// and every commit of the running applier. Records at or below the applied LSN are
+    /// skipped.
+    ///
+    /// Returns the pages SQLite wrote for it.
     ///
     /// # Errors
-    /// [`Error::Sqlite`]; the transaction is rolled back when the applier is dropped.
+    /// [`Error::Sqlite`]; the transaction is rolled back and the applied LSN is unchanged.
     pub fn apply<'a>(
         &mut self,
         records: impl IntoIterator<Item = (Lsn, &'a Op)>,
-    ) -> Result<(), Error> {
-        self.stage(records)?;
-        self.commit()
+    ) -> Result<u64, Error> {
+        let tx = self.conn.transaction()?;
+        let mut last = self.applied_lsn;
+        {
+            let mut prepared = Prepared::new(&tx);
+            for (lsn, op) in records {
+                if lsn > last {
+                    apply_op(&mut prepared, lsn, op, &self.event_channels)?;
+                    last = lsn;
+                }
+            }
+        }
+        if last == self.applied_lsn {
+            return Ok(0);
+        }
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'")?
+            .execute(params![last as i64])?;
+        tx.commit()?;
+        self.applied_lsn = last;
+        self.staged_lsn = self.staged_lsn.max(last);
+        let pages = self.pages_written();
+        let counters = &self.progress.counters;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.pages_written.fetch_add(pages, Ordering::Relaxed);
+        self.progress.set_applied(last);
+        Ok(pages)
     }
 
     /// Makes everything applied durable in `kefud.db` and empties the WAL (after recovery,
@@ -131,7 +162,7 @@ impl Applier {
             tokio::select! {
                 biased;
                 batch = rx.recv() => match batch {
-                    Some(batch) => self.stage(batch.iter().map(|e| (e.lsn, &e.op)))?,
+                    Some(batch) => self.stage(batch),
                     None => break,
                 },
                 () = progress.requested() => {
@@ -146,7 +177,7 @@ impl Applier {
                 self.commit()?;
             }
             if self.cadence.checkpoint_due(now) {
-                // A checkpoint covers what is committed: commit what is open first.
+                // A checkpoint covers what is committed: commit what is pending first.
                 if self.cadence.is_open() {
                     self.commit()?;
                 }
@@ -157,51 +188,37 @@ impl Applier {
         self.checkpoint_all()
     }
 
-    /// Applies records into the open transaction, opening one if none is.
-    fn stage<'a>(&mut self, records: impl IntoIterator<Item = (Lsn, &'a Op)>) -> Result<(), Error> {
-        let mut count = 0;
-        let mut read_unasked = false;
-        let mut prepared = Prepared::new(&self.conn);
-        for (lsn, op) in records {
-            if lsn <= self.staged_lsn {
-                continue;
-            }
-            if !self.cadence.is_open() && count == 0 {
-                self.conn.execute_batch("BEGIN")?;
-            }
-            read_unasked |= apply_op(&mut prepared, lsn, op, &self.event_channels)?;
-            self.staged_lsn = lsn;
+    /// Holds a batch until the next commit.
+    fn stage(&mut self, batch: Vec<Entry>) {
+        let (mut count, mut last, mut read_unasked) = (0, self.staged_lsn, false);
+        for e in batch.iter().filter(|e| e.lsn > self.staged_lsn) {
             count += 1;
+            last = e.lsn;
+            read_unasked |= read_without_asking(&e.op, &self.event_channels);
         }
-        drop(prepared);
-        if count > 0 {
-            let urgent = read_unasked || self.waited_for();
-            self.cadence.staged(Instant::now(), count, urgent);
+        if count == 0 {
+            return;
         }
-        Ok(())
+        self.staged_lsn = last;
+        self.pending.push(batch);
+        let urgent = read_unasked || self.waited_for();
+        self.cadence.staged(Instant::now(), count, urgent);
     }
 
-    /// Someone waits for a record the open transaction holds.
+    /// Someone waits for a record that is pending.
     fn waited_for(&self) -> bool {
         let wanted = self.progress.wanted();
         wanted > self.applied_lsn && wanted <= self.staged_lsn
     }
 
+    /// Applies and commits what is pending.
     fn commit(&mut self) -> Result<(), Error> {
         if !self.cadence.is_open() {
             return Ok(());
         }
-        self.conn
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'")?
-            .execute(params![self.staged_lsn as i64])?;
-        self.conn.execute_batch("COMMIT")?;
-        self.applied_lsn = self.staged_lsn;
-        let pages = self.pages_written();
+        let pending = std::mem::take(&mut self.pending);
+        let pages = self.apply(pending.iter().flatten().map(|e| (e.lsn, &e.op)))?;
         self.cadence.committed(Instant::now(), pages);
-        let counters = &self.progress.counters;
-        counters.commits.fetch_add(1, Ordering::Relaxed);
-        counters.pages_written.fetch_add(pages, Ordering::Relaxed);
-        self.progress.set_applied(self.applied_lsn);
         Ok(())
     }
 
@@ -345,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_wait_in_one_transaction_until_a_reader_asks_for_them() {
+    fn batches_wait_in_memory_until_a_reader_asks_for_them_and_block_no_writer() {
         let (dir, applier) = store();
         let progress = applier.progress();
         let (tx, rx) = mpsc::channel(8);

@@ -19,13 +19,13 @@ fn add_delivery(
     channel: &str,
     external_id: &str,
     at_ms: i64,
-) -> Result<bool, Error> {
-    let inserted = tx.prepare_cached(
+) -> Result<(), Error> {
+    tx.prepare_cached(
         "INSERT OR IGNORE INTO deliveries (id, kind, conversation_id, channel, external_id, state, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
     )?
     .execute(params![id as i64, kind, conversation as i64, channel, external_id, at_ms])?;
-    Ok(inserted == 1)
+    Ok(())
 }
 
 /// The statements every message runs, held for a batch of records: each `prepare_cached`
@@ -61,18 +61,36 @@ fn held<'s, 'c>(
     Ok(slot.as_mut().expect("invariant: just prepared"))
 }
 
+/// Whether applying `op` may write what someone reads without asking the store to catch up
+/// first: a row for the outbox to send (a reply to another channel than the web; a webhook
+/// channel's conversation events, conservatively every customer message and resolution when
+/// there are such channels), or login tokens a clock step moves. The applier commits those at
+/// once rather than at the end of its interval. Pure; it mirrors the rows [`apply_op`] writes.
+pub(super) fn read_without_asking(op: &Op, event_channels: &[String]) -> bool {
+    match op {
+        Op::MessageAdded(m) => {
+            let via = m.via.as_ref().map(|v| v.channel.as_str());
+            match m.sender {
+                Sender::Agent | Sender::Bot => via.is_some_and(|c| c != WEB_CHANNEL),
+                Sender::Visitor => via.is_some_and(|c| event_channels.iter().any(|e| e == c)),
+                Sender::Note => false,
+            }
+        }
+        Op::StatusChanged(s) => s.to == Status::Resolved && !event_channels.is_empty(),
+        Op::ClockStepped { .. } => true,
+        _ => false,
+    }
+}
+
 /// Applies one operation inside the caller's transaction. `event_channels` are the channels
 /// whose conversation events (opened, resolved) go to a webhook: they get outbox rows too.
-/// True if it wrote what someone reads without asking the store to catch up first (a row
-/// for the outbox to send, login tokens a clock step moved): the applier commits it promptly.
 pub(super) fn apply_op(
     prepared: &mut Prepared<'_>,
     lsn: Lsn,
     op: &Op,
     event_channels: &[String],
-) -> Result<bool, Error> {
+) -> Result<(), Error> {
     let tx = prepared.conn;
-    let mut read_unasked = false;
     match op {
         Op::ContactCreated {
             contact,
@@ -119,7 +137,7 @@ pub(super) fn apply_op(
                 ])?;
             if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
                 if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
-                    read_unasked |= add_delivery(
+                    add_delivery(
                         tx,
                         lsn,
                         "message",
@@ -145,7 +163,7 @@ pub(super) fn apply_op(
                         .optional()?
                         .unwrap_or(false);
                     if first {
-                        read_unasked |= add_delivery(
+                        add_delivery(
                             tx,
                             lsn,
                             "conversation_opened",
@@ -210,7 +228,7 @@ pub(super) fn apply_op(
                 if let Some((channel, external_id)) =
                     via.filter(|(c, _)| event_channels.contains(c))
                 {
-                    read_unasked |= add_delivery(
+                    add_delivery(
                         tx,
                         lsn,
                         "conversation_resolved",
@@ -295,10 +313,9 @@ pub(super) fn apply_op(
                 *correct_since_ms,
                 *correct_from_lsn,
             )?;
-            read_unasked = true;
         }
     }
-    Ok(read_unasked)
+    Ok(())
 }
 
 /// The wall clock stepped (see `clock.rs`). Durations keep their length: tokens expire and
