@@ -53,7 +53,7 @@ pub struct Trained {
     pub intents: Vec<String>,
 }
 
-/// The entry nearest to a text.
+/// The entry a text is about, and the score of the match.
 #[derive(Debug, Clone, Copy)]
 pub struct Matched<'a> {
     pub entry: &'a KbEntry,
