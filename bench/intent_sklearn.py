@@ -9,7 +9,12 @@ would. The analyzer is kefud's tokenizer written again in Python (words of 2+ ch
 lower-cased, CJK character unigrams + bigrams), so the two differ only in implementation; for
 English it equals scikit-learn's default analyzer, which is also reported.
 
-Usage: intent_sklearn.py DATA.jsonl [SIZE...]   prints one JSON object.
+It also trains the classical classifiers over the same features (scikit-learn defaults:
+nearest intent centroid by cosine, LinearSVC, LogisticRegression) and reports their accuracy,
+the bar kefud's trained model is held to. With --oos OOS.jsonl, it prints how
+LogisticRegression's top probability trades in-scope answers against out-of-scope refusals.
+
+Usage: intent_sklearn.py DATA.jsonl [--oos OOS.jsonl] [SIZE...]   prints one JSON object.
 """
 import json
 import statistics
@@ -74,12 +79,60 @@ def run(train, test, analyzer):
     }
 
 
+def classifiers(train, test, oos_test):
+    """Accuracy of the classical classifiers over kefud's features; LogisticRegression's
+    threshold table on in-scope test + out-of-scope test when `oos_test` is given."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import normalize
+    from sklearn.svm import LinearSVC
+
+    vec = TfidfVectorizer(sublinear_tf=True, analyzer=kefud_analyzer)
+    x = vec.fit_transform([t for t, _ in train])
+    y = np.array([i for _, i in train])
+    xt = vec.transform([t for t, _ in test])
+    yt = np.array([i for _, i in test])
+    out = {}
+    classes = sorted(set(y))
+    centroids = normalize(np.vstack([np.asarray(x[y == c].mean(axis=0)) for c in classes]))
+    pred = np.array(classes)[np.asarray(xt @ centroids.T).argmax(axis=1)]
+    out["centroid"] = {"accuracy": float((pred == yt).mean())}
+    for name, model in [("linear_svc", LinearSVC()),
+                        ("logistic_regression", LogisticRegression(max_iter=1000))]:
+        t0 = time.perf_counter()
+        model.fit(x, y)
+        train_s = time.perf_counter() - t0
+        out[name] = {"accuracy": float((model.predict(xt) == yt).mean()), "train_s": train_s}
+        if name == "logistic_regression" and oos_test:
+            proba = model.predict_proba(xt)
+            top = proba.max(axis=1)
+            right = model.classes_[proba.argmax(axis=1)] == yt
+            oos_top = model.predict_proba(vec.transform(oos_test)).max(axis=1)
+            table = []
+            for t in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8]:
+                table.append({
+                    "threshold": t,
+                    "right": float(((top >= t) & right).mean()),
+                    "wrong": float(((top >= t) & ~right).mean()),
+                    "refused": float((oos_top < t).mean()),
+                })
+            out["logistic_regression"]["oos"] = table
+    return out
+
+
 def main():
-    path, sizes = sys.argv[1], [int(s) for s in sys.argv[2:]]
+    args = sys.argv[1:]
+    path = args.pop(0)
+    oos_test = None
+    if args and args[0] == "--oos":
+        args.pop(0)
+        oos_rows = [json.loads(line) for line in open(args.pop(0), encoding="utf-8")]
+        oos_test = [r["text"] for r in oos_rows if r["split"] == "test"]
+    sizes = [int(s) for s in args]
     rows = [json.loads(line) for line in open(path, encoding="utf-8")]
     train = [(r["text"], r["intent"]) for r in rows if r["split"] == "train"]
     test = [(r["text"], r["intent"]) for r in rows if r["split"] == "test"]
     out = {"kefud_analyzer": run(train, test, kefud_analyzer)}
+    out.update(classifiers(train, test, oos_test))
     if not any(is_cjk(c) for t, _ in train for c in t):
         out["default_analyzer"] = run(train, test, None)
     out["latency_at"] = {}

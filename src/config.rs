@@ -142,7 +142,9 @@ pub struct Auth {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Routing {
-    /// Cosine similarity (0..1) at or above which the bot answers from the knowledge base.
+    /// Score (0..1) at or above which the bot answers from the knowledge base: the trained
+    /// model's calibrated probability of being right, or, for a knowledge base too small to
+    /// train on, the nearest example question's cosine.
     pub bot_threshold: f32,
     /// Words or phrases with which a customer asks for a person (matched ignoring case; Latin
     /// ones as whole words).

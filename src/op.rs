@@ -38,7 +38,8 @@ pub enum Op {
     MessageClassified {
         message: MessageId,
         intent: String,
-        /// The cosine of the nearest example, in 0..=1.
+        /// The classification score, in 0..=1 (see `KnowledgeBase::classify`: the trained
+        /// model's calibrated probability, or the nearest example's cosine).
         score: f32,
     },
     /// The conversation now waits for a person (the scheduler's queue), for `team`.

@@ -54,6 +54,7 @@ use crate::op::{Entry, HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
 use crate::routing::bot::{self, BotConfig, Decision};
 use crate::routing::knowledge::KnowledgeBase;
 use crate::routing::scheduler::{Scheduler, QUEUE_WINDOW};
+use crate::routing::training::Trainer;
 use crate::store::progress::Progress;
 use crate::store::queries;
 use crate::wire;
@@ -141,6 +142,8 @@ pub struct Dispatcher {
     journal: mpsc::Sender<Entry>,
     kb: Arc<KnowledgeBase>,
     kb_published: watch::Sender<Arc<KnowledgeBase>>,
+    /// Trains intent models off this thread for every knowledge base published.
+    trainer: Trainer,
     scheduler: Scheduler,
     /// For typing indicators, which are not journaled.
     fanout: FanoutHandle,
@@ -192,6 +195,8 @@ impl Dispatcher {
         let resolved = queries::resolved_since(&conn)?;
         let kb = Arc::new(KnowledgeBase::new(queries::kb_entries(&conn)?));
         kb_published.send_replace(Arc::clone(&kb));
+        let trainer = Trainer::spawn();
+        trainer.submit(&kb);
         let mut scheduler = Scheduler::default();
         for a in queries::routing_agents(&conn)? {
             scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled);
@@ -214,6 +219,7 @@ impl Dispatcher {
             journal,
             kb,
             kb_published,
+            trainer,
             scheduler,
             fanout,
             typing_sent: HashMap::new(),
@@ -417,6 +423,7 @@ impl Dispatcher {
         }
         self.kb = Arc::new(kb);
         self.kb_published.send_replace(Arc::clone(&self.kb));
+        self.trainer.submit(&self.kb);
         Ok(Accepted {
             lsn,
             conversation: 0,

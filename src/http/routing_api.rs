@@ -234,7 +234,7 @@ async fn match_text(
 ) -> Json<serde_json::Value> {
     let kb = app.kb.borrow().clone();
     let threshold = app.cfg().routing.bot_threshold;
-    Json(match kb.nearest(&body.text) {
+    Json(match kb.classify(&body.text) {
         Some(m) => serde_json::json!({
             "intent": m.entry.intent,
             "score": m.score,

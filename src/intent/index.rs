@@ -100,6 +100,46 @@ impl IntentIndex {
         self.doc_label.is_empty()
     }
 
+    /// How many distinct terms the index knows (the width of [`IntentIndex::features`]).
+    pub fn n_terms(&self) -> usize {
+        self.idf.len()
+    }
+
+    /// `text` as the index weighs it: `(term, weight)` pairs sorted by term, unit length,
+    /// unknown terms dropped (empty when `text` shares no term with the index). The same
+    /// vector a query is compared with, for models trained over the index's vocabulary.
+    pub fn features(&self, text: &str, out: &mut Vec<(u32, f32)>) {
+        out.clear();
+        SCRATCH.with(|cell| {
+            let s = &mut *cell.borrow_mut();
+            s.terms.clear();
+            for_each_token(text, &mut s.lowered, |token| {
+                if let Some(&t) = self.vocabulary.get(token) {
+                    s.terms.push(t);
+                }
+            });
+            for (t, count) in counted(&mut s.terms) {
+                out.push((t, sublinear_tf(count) * self.idf[t as usize]));
+            }
+        });
+        let norm = out.iter().map(|(_, w)| w * w).sum::<f32>().sqrt();
+        for (_, w) in out.iter_mut() {
+            *w /= norm;
+        }
+    }
+
+    /// Bytes held by the index's arrays and vocabulary (an estimate: hash-table overhead is
+    /// counted as one key pointer and id per slot).
+    pub fn memory_bytes(&self) -> usize {
+        let vocab: usize = self.vocabulary.keys().map(|k| k.len() + 16 + 4).sum();
+        vocab
+            + 4 * (self.idf.len()
+                + self.postings_start.len()
+                + self.posting_doc.len()
+                + self.posting_weight.len()
+                + self.doc_label.len())
+    }
+
     /// The document nearest to `text`, or `None` when `text` shares no term with any.
     /// Ties go to the document indexed first (as an argmax over scikit-learn's matrix).
     pub fn nearest(&self, text: &str) -> Option<Nearest> {

@@ -15,7 +15,7 @@ use crate::op::HandoffReason;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BotConfig {
-    /// Cosine at or above which the bot answers.
+    /// Score at or above which the bot answers (see `KnowledgeBase::classify`).
     pub threshold: f32,
     /// Lower-case words or phrases with which a customer asks for a person.
     pub human_keywords: Vec<String>,
@@ -35,7 +35,7 @@ pub fn decide<'a>(
     text: &str,
     cfg: &BotConfig,
 ) -> (Option<Matched<'a>>, Decision<'a>) {
-    let best = kb.nearest(text);
+    let best = kb.classify(text);
     let confident = best.filter(|m| m.score >= cfg.threshold);
     let team = confident.map_or("", |m| m.entry.team.as_str());
     let decision = if asks_for_human(text, &cfg.human_keywords) {

@@ -1,6 +1,16 @@
-//! The knowledge base as the daemon holds it: entries by intent name, and the intent index
-//! built from their example questions. Immutable: a change builds a new `KnowledgeBase`
-//! (milliseconds for ten thousand examples), which the dispatcher then publishes.
+//! The knowledge base as the daemon holds it: entries by intent name, the intent index built
+//! from their example questions, and the slot of the trained model that classifies for it.
+//! Entries and index are immutable: a change builds a new `KnowledgeBase` (milliseconds for
+//! ten thousand examples), which the dispatcher then publishes.
+//!
+//! Classification ([`KnowledgeBase::classify`], what the bot and `/kb/match` use): the trained
+//! model when one is installed (score: calibrated probability of being right), else the
+//! nearest example (score: cosine). A new knowledge base starts with its predecessor's model,
+//! when it is itself big enough to train on ([`crate::intent::linear::trainable`]); the
+//! trainer (`routing::training`) later swaps in a model trained for it, whole (`Arc`), so a
+//! query sees the old model or the new one, never a mix. The old model answers only intents
+//! that still exist; anything else falls back to the nearest example. [`KnowledgeBase::nearest`]
+//! stays the nearest-example index ("similar questions").
 //!
 //! Also the import and export formats, one example question per line or row:
 //! - JSON Lines: `{"intent": "...", "text": "...", "answer": "...", "team": "..."}` (answer and
@@ -11,10 +21,11 @@
 //! non-empty answer and team win).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::intent::IntentIndex;
+use crate::intent::{linear, IntentIndex, LinearModel};
 use crate::op::KbEntry;
 
 /// Limits on what one entry may hold, so the index and the journal stay bounded.
@@ -28,12 +39,21 @@ pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 #[derive(Default)]
 pub struct KnowledgeBase {
     entries: BTreeMap<String, KbEntry>,
-    index: IntentIndex,
+    index: Arc<IntentIndex>,
     /// Index label → intent name.
     labels: Vec<String>,
+    /// The model classifying for this knowledge base (perhaps trained for a predecessor),
+    /// replaced whole by [`KnowledgeBase::install`].
+    model: RwLock<Option<Arc<Trained>>>,
 }
 
-/// The entry nearest to a text.
+/// A trained model and the intent names of its labels.
+pub struct Trained {
+    pub model: LinearModel,
+    pub intents: Vec<String>,
+}
+
+/// The entry a text is about, and the score of the match.
 #[derive(Debug, Clone, Copy)]
 pub struct Matched<'a> {
     pub entry: &'a KbEntry,
@@ -53,8 +73,9 @@ impl KnowledgeBase {
         );
         KnowledgeBase {
             entries,
-            index,
+            index: Arc::new(index),
             labels,
+            model: RwLock::default(),
         }
     }
 
@@ -68,7 +89,64 @@ impl KnowledgeBase {
         for e in put {
             entries.insert(e.intent.clone(), e.clone());
         }
-        KnowledgeBase::new(entries.into_values())
+        let next = KnowledgeBase::new(entries.into_values());
+        if next.trainable() {
+            if let Some(model) = self.model() {
+                next.install(model);
+            }
+        }
+        next
+    }
+
+    /// Whether this knowledge base is big enough for a trained model.
+    pub fn trainable(&self) -> bool {
+        linear::trainable(self.labels.len(), self.index.len(), self.index.n_terms())
+    }
+
+    /// Trains a model for this knowledge base on up to `threads` threads (seconds for
+    /// fifteen thousand examples: run it off the dispatcher).
+    pub fn train(&self, threads: usize) -> Trained {
+        let examples: Vec<(&str, u32)> = self
+            .entries
+            .values()
+            .enumerate()
+            .flat_map(|(label, e)| e.examples.iter().map(move |x| (x.as_str(), label as u32)))
+            .collect();
+        Trained {
+            model: LinearModel::train(
+                Arc::clone(&self.index),
+                &examples,
+                self.labels.len(),
+                threads,
+            ),
+            intents: self.labels.clone(),
+        }
+    }
+
+    /// Swaps in `model`: later queries use it.
+    pub fn install(&self, model: Arc<Trained>) {
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(model);
+    }
+
+    /// The installed model, if any.
+    pub fn model(&self) -> Option<Arc<Trained>> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The entry `text` is about: the trained model's answer when one is installed and names
+    /// an existing intent, else the nearest example's.
+    pub fn classify(&self, text: &str) -> Option<Matched<'_>> {
+        if let Some(trained) = self.model() {
+            if let Some(p) = trained.model.predict(text) {
+                if let Some(entry) = self.entries.get(&trained.intents[p.label as usize]) {
+                    return Some(Matched {
+                        entry,
+                        score: p.score,
+                    });
+                }
+            }
+        }
+        self.nearest(text)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -83,7 +161,8 @@ impl KnowledgeBase {
         self.entries.get(intent)
     }
 
-    /// The entry whose example question is nearest to `text`.
+    /// The entry whose example question is nearest to `text` (the index, whatever model is
+    /// installed).
     pub fn nearest(&self, text: &str) -> Option<Matched<'_>> {
         let n = self.index.nearest(text)?;
         Some(Matched {
@@ -316,5 +395,56 @@ mod tests {
             None
         );
         assert_eq!(kb.nearest("几点营业").unwrap().entry.intent, "hours");
+    }
+
+    fn big_kb() -> KnowledgeBase {
+        let topics = [
+            ("refund", "money back"),
+            ("parcel", "tracking delivery"),
+            ("hours", "opening time"),
+        ];
+        KnowledgeBase::new(topics.iter().map(|(a, b)| KbEntry {
+            intent: a.to_string(),
+            examples: (0..10).map(|i| format!("{a} {b} question {i}")).collect(),
+            answer: format!("about {a}"),
+            team: String::new(),
+        }))
+    }
+
+    #[test]
+    fn small_knowledge_bases_answer_from_the_nearest_example() {
+        let kb = KnowledgeBase::new(parse_import(
+            "{\"intent\":\"returns\",\"text\":\"我要退货\"}\n{\"intent\":\"hours\",\"text\":\"营业时间是几点\"}",
+            Format::JsonLines,
+        )
+        .unwrap());
+        assert!(!kb.trainable());
+        let m = kb.classify("怎么退货").unwrap();
+        assert_eq!(m.entry.intent, "returns");
+        assert_eq!(m.score, kb.nearest("怎么退货").unwrap().score);
+    }
+
+    #[test]
+    fn an_installed_model_answers_and_survives_changes() {
+        let kb = big_kb();
+        assert!(kb.trainable());
+        assert!(kb.model().is_none());
+        let before = kb.classify("parcel delivery").unwrap();
+        assert_eq!(before.entry.intent, "parcel");
+        let trained = Arc::new(kb.train(1));
+        kb.install(Arc::clone(&trained));
+        let after = kb.classify("parcel delivery").unwrap();
+        assert_eq!(after.entry.intent, "parcel");
+        let p = trained.model.predict("parcel delivery").unwrap();
+        assert_eq!(after.score, p.score);
+        // The next knowledge base starts with this model; a deleted intent falls back.
+        let next = kb.with_changes(&[], &["parcel".to_string()]);
+        assert!(next.trainable());
+        assert!(Arc::ptr_eq(&next.model().unwrap(), &trained));
+        let m = next.classify("parcel delivery money").unwrap();
+        assert_ne!(m.entry.intent, "parcel");
+        // A knowledge base too small to train on drops the model.
+        let small = kb.with_changes(&[], &["parcel".to_string(), "hours".to_string()]);
+        assert!(small.model().is_none());
     }
 }

@@ -13,3 +13,4 @@ pub mod llm;
 pub mod report;
 pub mod scheduler;
 pub mod summary;
+pub mod training;

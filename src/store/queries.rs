@@ -20,7 +20,7 @@ pub struct MessageRow {
     pub client_id: Option<String>,
     pub text: String,
     pub created_at: i64,
-    /// The knowledge-base intent a customer message matched, and the cosine.
+    /// The knowledge-base intent a customer message matched, and its score.
     pub intent: Option<String>,
     pub intent_score: Option<f64>,
     /// The upload id of an attached image.
