@@ -59,6 +59,11 @@ echo "== the same benchmark against the aarch64 binary under qemu-user (a smoke 
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu ./target/release/kefud-load throughput --visitors 100 --rate 50 \
   --seconds 3 --spawn target/aarch64-unknown-linux-gnu/release/kefud
 
+if [ -f "$intents/clinc150.jsonl" ]; then
+  echo "== intent training and matching for aarch64 under qemu-user (the same bench, the shipped architecture)"
+  KEFUD_INTENT_DATA=$(cd "$intents" && pwd) cargo bench --locked --target aarch64-unknown-linux-gnu --bench intent
+fi
+
 echo "== armv7 (32-bit Raspberry Pi OS): release build and .deb"
 scripts/cross.sh armv7-unknown-linux-gnueabihf
 
