@@ -559,7 +559,7 @@ async fn sweep_uploads(state: AppState, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {
-                match http::console_api::sweep_orphan_uploads(&state, after).await {
+                match http::uploads::sweep_orphan_uploads(&state, after).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(files = n, "deleted uploads no message refers to"),
                     Err(e) => tracing::warn!(error = ?e, "sweeping orphan uploads failed"),

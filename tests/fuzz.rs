@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use kefud::channel::{mqtt, wechat};
 use kefud::config::Config;
 use kefud::conversation::Status;
-use kefud::http::console_api::sniff_image;
+use kefud::http::uploads::sniff_image;
 use kefud::httpc::Url;
 use kefud::journal::{frame, recovery, segment};
 use kefud::model::{Identity, Sender};

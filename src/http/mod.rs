@@ -16,6 +16,7 @@ pub mod console_api;
 pub mod inbox_api;
 pub mod listener;
 pub mod routing_api;
+pub mod uploads;
 pub mod visitor_ws;
 pub mod web;
 pub mod wechat;
@@ -151,6 +152,7 @@ pub fn router(state: AppState) -> Router {
             agent_api::router()
                 .merge(routing_api::router())
                 .merge(console_api::router())
+                .merge(uploads::router())
                 .merge(inbox_api::router())
                 .merge(channels_api::router()),
         )

@@ -1,0 +1,220 @@
+//! `mqtt`: QoS 1 messages through mosquitto into kefud with durable PUBACKs, against mosquitto alone.
+
+use super::*;
+
+/// A mosquitto started from a config file, on a free loopback port, with its persistence in
+/// a temporary directory.
+pub(crate) struct Mosquitto {
+    pub(crate) child: Child,
+    pub(crate) port: u16,
+    pub(crate) dir: PathBuf,
+}
+
+impl Mosquitto {
+    pub(crate) fn start(conf: &Path) -> Result<Mosquitto> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempdir()?;
+        // Started as root, mosquitto drops to its own user, which must write here.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        let port = free_port()?;
+        let text: String = std::fs::read_to_string(conf)
+            .with_context(|| format!("read {}", conf.display()))?
+            .lines()
+            .map(|l| {
+                if l.starts_with("listener ") {
+                    format!("listener {port} 127.0.0.1")
+                } else if l.starts_with("persistence_location ") {
+                    format!("persistence_location {}/", dir.display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = dir.join("mosquitto.conf");
+        std::fs::write(&path, text)?;
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .context("mosquitto is not installed (scripts/setup-host.sh installs it)")?;
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(10) {
+                bail!("mosquitto did not start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Mosquitto { child, port, dir })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Publishes `count` QoS 1 messages (topic and payload from `make(i)`) as fast as the broker
+/// acknowledges them (rumqttc's window of 100), returning when every PUBACK is in.
+pub(crate) async fn publish_qos1(
+    port: u16,
+    id: String,
+    count: usize,
+    make: impl Fn(usize) -> (String, String),
+) -> Result<()> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_inflight(100)
+        .set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(opts, 200);
+    let poller = tokio::spawn(async move {
+        let mut acked = 0;
+        while acked < count {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::anyhow!("publisher connection: {e}")),
+            }
+        }
+        Ok(())
+    });
+    for i in 0..count {
+        let (topic, payload) = make(i);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await?;
+    }
+    poller.await?
+}
+
+/// Receives `count` messages on `filter` at QoS 1; returns when the last arrived.
+pub(crate) async fn subscribe_qos1(
+    port: u16,
+    filter: &str,
+    count: usize,
+    ready: tokio::sync::oneshot::Sender<()>,
+) -> Result<Instant> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut opts = MqttOptions::new("kefud-load-sub", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut events) = AsyncClient::new(opts, 200);
+    client.subscribe(filter, QoS::AtLeastOnce).await?;
+    let mut ready = Some(ready);
+    let mut received = 0;
+    while received < count {
+        match events.poll().await? {
+            Event::Incoming(Packet::SubAck(_)) => {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            Event::Incoming(Packet::Publish(_)) => received += 1,
+            _ => {}
+        }
+    }
+    Ok(Instant::now())
+}
+
+pub(crate) async fn mqtt_throughput(
+    bin: &Path,
+    conf: &Path,
+    messages: usize,
+    publishers: usize,
+    limit: Duration,
+) -> Result<()> {
+    let broker = Mosquitto::start(conf)?;
+    let per = messages / publishers.max(1);
+    let total = per * publishers.max(1);
+    let payload = |p: usize, i: usize| {
+        serde_json::json!({"client_id": format!("p{p}-{i}"), "text": "load message of about sixty-four bytes of text, like a chat line"}).to_string()
+    };
+
+    // Baseline: mosquitto alone, publishers → one QoS 1 subscriber.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let subscriber = tokio::spawn(subscribe_qos1(broker.port, "bench/#", total, ready_tx));
+    ready_rx.await.context("subscriber did not subscribe")?;
+    let started = Instant::now();
+    let mut pubs = Vec::new();
+    for p in 0..publishers {
+        pubs.push(tokio::spawn(publish_qos1(
+            broker.port,
+            format!("bench-pub-{p}"),
+            per,
+            move |i| (format!("bench/{p}"), payload(p, i)),
+        )));
+    }
+    let last = tokio::time::timeout(limit, subscriber)
+        .await
+        .context("baseline timed out")???;
+    for p in pubs {
+        p.await??;
+    }
+    let bare_secs = (last - started).as_secs_f64();
+
+    // kefud: the same publishers into kefu/in/load/{p}; done when kefud acknowledged them all
+    // (each PUBACK after the journal's fsync).
+    let daemon = Daemon::spawn(
+        bin,
+        None,
+        &format!("[mqtt]\nenabled = true\nport = {}\n", broker.port),
+    )?;
+    let acked_metric = "kefud_channel_events_total{adapter=\"mqtt\",event=\"acknowledged\"}";
+    let connected_at = Instant::now();
+    while metric(daemon.addr, "kefud_channel_connected{adapter=\"mqtt\"}").await != Some(1) {
+        if connected_at.elapsed() > Duration::from_secs(30) {
+            bail!("kefud's MQTT bridge did not connect");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let allocations_before = metric(daemon.addr, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0);
+    let started = Instant::now();
+    let mut pubs = Vec::new();
+    for p in 0..publishers {
+        pubs.push(tokio::spawn(publish_qos1(
+            broker.port,
+            format!("load-pub-{p}"),
+            per,
+            move |i| (format!("kefu/in/load/c{p}"), payload(p, i)),
+        )));
+    }
+    let mut done = 0;
+    while done < total as u64 {
+        if started.elapsed() > limit {
+            bail!("kefud acknowledged {done} of {total} within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        done = metric(daemon.addr, acked_metric).await.unwrap_or(0);
+    }
+    let kefud_secs = started.elapsed().as_secs_f64();
+    for p in pubs {
+        p.await??;
+    }
+    let allocations = metric(daemon.addr, "kefud_heap_allocations_total")
+        .await
+        .unwrap_or(0)
+        - allocations_before;
+    daemon.stop()?;
+    let (bare, kefud) = (total as f64 / bare_secs, total as f64 / kefud_secs);
+    println!("mqtt: {total} QoS 1 messages from {publishers} publishers, ~100 B payloads");
+    println!("  mosquitto alone, publish -> subscribe: {bare:>9.0} msg/s");
+    println!("  into kefud, PUBACK after fsync:        {kefud:>9.0} msg/s");
+    println!(
+        "  ratio kefud / mosquitto alone:         {:>9.2}",
+        kefud / bare
+    );
+    println!(
+        "  kefud heap allocations per message:    {:>9.1}",
+        allocations as f64 / total as f64
+    );
+    Ok(())
+}
