@@ -17,7 +17,7 @@ use crate::apikeys;
 use crate::app::Core;
 use crate::auth::{self, AuthError};
 use crate::config::Config;
-use crate::dispatch::{Command, Reply};
+use crate::dispatch::{Command, KbChange, Reply};
 use crate::routing::knowledge::{self, Format};
 
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +117,13 @@ pub fn kb_import(
         let (tx, rx) = tokio::sync::oneshot::channel();
         let sent = core
             .commands
-            .send(Command::KbChange {
-                put: entries,
-                delete,
-                reply: Reply::Once(tx),
-            })
+            .send(Command::KbChange(
+                KbChange {
+                    put: entries,
+                    delete,
+                },
+                Reply::Once(tx),
+            ))
             .await;
         let accepted = match (sent, rx.await) {
             (Ok(()), Ok(Ok(a))) => Some(a),

@@ -101,11 +101,24 @@ impl Event {
             Event::IdleTimeout => "idle_timeout",
         }
     }
+
+    /// What was attempted, as a refusal names it: "cannot {verb} a conversation that is ...".
+    pub const fn verb(self) -> &'static str {
+        match self {
+            Event::CustomerMessage => "take a customer message into",
+            Event::Assign => "assign",
+            Event::AgentReply => "reply to",
+            Event::BotReply => "let the bot answer",
+            Event::Resolve => "resolve",
+            Event::Reopen => "reopen",
+            Event::IdleTimeout => "close",
+        }
+    }
 }
 
 /// A transition the table does not allow, with the reason shown to the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cannot {event} a conversation that is {from}: {reason}", event = .event.as_str())]
+#[error("cannot {verb} a conversation that is {from}: {reason}", verb = .event.verb())]
 pub struct Refused {
     pub from: Status,
     pub event: Event,
@@ -214,7 +227,10 @@ mod tests {
     #[test]
     fn resolved_refuses_agent_actions_and_bot_stays_out_of_taken_ones() {
         let r = step(S::Resolved, E::AgentReply).unwrap_err();
-        assert!(r.to_string().contains("reopen it first"), "{r}");
+        assert_eq!(
+            r.to_string(),
+            "cannot reply to a conversation that is resolved: it is resolved; reopen it first"
+        );
         assert!(step(S::InProgress, E::BotReply).is_err());
         assert!(step(S::Idle, E::Resolve).is_err());
         assert!(step(S::Waiting, E::Reopen).is_err());

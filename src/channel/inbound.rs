@@ -9,7 +9,9 @@
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::routes::ChannelFilter;
-use crate::dispatch::{Accepted, Command, DispatchError, Reply};
+use crate::dispatch::{
+    Accepted, Command, CustomerMessage, DispatchError, Reply, VisitorRead, VisitorTyping,
+};
 use crate::model::{bounded_id, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
 
 /// Why a message was not taken.
@@ -118,13 +120,15 @@ impl Inbound {
         }
         let (tx, rx) = oneshot::channel();
         self.commands
-            .send(Command::CustomerMessage {
-                identity,
-                client_id: Some(client_id),
-                text,
-                attachment: None,
-                reply: Reply::Once(tx),
-            })
+            .send(Command::CustomerMessage(
+                CustomerMessage {
+                    identity,
+                    client_id: Some(client_id),
+                    text,
+                    attachment: None,
+                },
+                Reply::Once(tx),
+            ))
             .await
             .map_err(|_| InboundError::Unavailable)?;
         Ok(Pending {
@@ -138,17 +142,19 @@ impl Inbound {
     /// The customer is typing (best effort: dropped when the pipeline is busy).
     pub fn typing(&self, channel: &str, contact_id: &str) {
         if let Ok(identity) = self.identity(channel, contact_id) {
-            let _ = self.commands.try_send(Command::VisitorTyping { identity });
+            let _ = self
+                .commands
+                .try_send(Command::VisitorTyping(VisitorTyping { identity }));
         }
     }
 
     /// The customer has seen the shop's messages up to `message_id` (best effort).
     pub fn read(&self, channel: &str, contact_id: &str, message_id: MessageId) {
         if let Ok(identity) = self.identity(channel, contact_id) {
-            let _ = self.commands.try_send(Command::VisitorRead {
+            let _ = self.commands.try_send(Command::VisitorRead(VisitorRead {
                 identity,
                 message_id,
-            });
+            }));
         }
     }
 }

@@ -36,89 +36,59 @@ impl Reply {
     }
 }
 
+/// What the dispatcher is asked. Each command with a payload carries it as its own struct, the
+/// handler's argument; commands a caller waits on carry how they are answered beside it.
 pub enum Command {
-    CustomerMessage {
-        identity: Identity,
-        client_id: Option<ClientId>,
-        text: String,
-        /// An upload id (an image the customer sent), checked by the caller.
-        attachment: Option<String>,
-        reply: Reply,
-    },
-    /// A private note on a conversation: agents see it, the customer never does.
-    AgentNote {
-        conversation: ConversationId,
-        agent: AgentId,
-        text: String,
-        reply: Reply,
-    },
+    CustomerMessage(CustomerMessage, Reply),
+    AgentNote(AgentNote, Reply),
+    AgentMessage(AgentMessage, Reply),
+    LinkContacts(LinkContacts, Reply),
+    Assign(Assign, Reply),
+    Resolve(Resolve, Reply),
+    Reopen(Reopen, Reply),
+    KbChange(KbChange, Reply),
     /// The customer is typing: agents are told which conversation (not journaled).
-    VisitorTyping { identity: Identity },
-    /// The customer has seen the shop's messages up to `message_id` (not journaled).
-    VisitorRead {
-        identity: Identity,
-        message_id: MessageId,
-    },
+    VisitorTyping(VisitorTyping),
+    /// The customer has seen the shop's messages up to a message (not journaled).
+    VisitorRead(VisitorRead),
     /// An agent is typing in a conversation: its customer's widget sockets are told (not
     /// journaled); the answer is where a reply would go, for the other channels.
-    AgentTyping {
-        conversation: ConversationId,
-        reply: oneshot::Sender<Result<Option<Identity>, DispatchError>>,
-    },
-    AgentMessage {
-        conversation: ConversationId,
-        agent: AgentId,
-        text: String,
-        /// Where the reply goes: one of the contact's identities; `None` for the one the
-        /// customer last wrote from.
-        via: Option<Identity>,
-        reply: Reply,
-    },
-    /// Contact `merged` is the same person as `keep` (an agent linked them).
-    LinkContacts {
-        keep: ContactId,
-        merged: ContactId,
-        reply: Reply,
-    },
+    AgentTyping(
+        AgentTyping,
+        oneshot::Sender<Result<Option<Identity>, DispatchError>>,
+    ),
     /// A channel adapter's outbox reports what its channel confirmed or refused.
     Delivery(DeliveryReport),
-    Assign {
-        conversation: ConversationId,
-        to: AgentId,
-        by: AgentId,
-        reply: Reply,
-    },
-    Resolve {
-        conversation: ConversationId,
-        by: AgentId,
-        reply: Reply,
-    },
-    Reopen {
-        conversation: ConversationId,
-        by: AgentId,
-        reply: Reply,
-    },
     /// Fires idle timeouts that are due at `timer_ms` (the monotonic clock, `clock::timer_ms`).
-    Tick { timer_ms: i64 },
+    Tick {
+        timer_ms: i64,
+    },
     /// The wall clock stepped: journaled, so the store moves the times it affects.
     ClockStepped(crate::clock::Step),
     /// A config reload: resolved conversations close after this long from now on (those
     /// already resolved keep the deadline they were given).
-    SetResolvedIdleAfter { ms: i64 },
+    SetResolvedIdleAfter {
+        ms: i64,
+    },
     /// A config reload of the bot's threshold and keywords, and of auto-assignment.
-    SetRouting { bot: BotConfig, auto_assign: bool },
-    /// Knowledge-base entries added or replaced, and removed (by intent), as one change.
-    KbChange {
-        put: Vec<KbEntry>,
-        delete: Vec<String>,
-        reply: Reply,
+    SetRouting {
+        bot: BotConfig,
+        auto_assign: bool,
     },
     /// An agent's live feed (the console) connected or disconnected: presence.
-    AgentFeed { agent: AgentId, connected: bool },
+    AgentFeed {
+        agent: AgentId,
+        connected: bool,
+    },
     /// An agent marked themselves away (no new conversations) or back.
-    AgentAway { agent: AgentId, away: bool },
+    AgentAway {
+        agent: AgentId,
+        away: bool,
+    },
     /// An agent's teams, capacity or disabled flag changed in the store.
-    AgentChanged { agent: AgentId },
+    AgentChanged {
+        agent: AgentId,
+    },
     /// Every agent the scheduler knows, with presence and load.
     Roster {
         reply: oneshot::Sender<Vec<(AgentId, AgentSlot)>>,
@@ -126,6 +96,77 @@ pub enum Command {
     /// Ends the dispatcher even if some connection still holds a sender (one stuck past the
     /// shutdown grace period); commands after it are refused as `Unavailable`.
     Stop,
+}
+
+/// A customer's message, from any channel.
+pub struct CustomerMessage {
+    pub identity: Identity,
+    /// The client's own id for the message: a resend with the same one is answered with the
+    /// first message's id and stored once.
+    pub client_id: Option<ClientId>,
+    pub text: String,
+    /// An upload id (an image the customer sent), checked by the caller.
+    pub attachment: Option<String>,
+}
+
+/// A private note on a conversation: agents see it, the customer never does.
+pub struct AgentNote {
+    pub conversation: ConversationId,
+    pub agent: AgentId,
+    pub text: String,
+}
+
+/// An agent's reply to the customer.
+pub struct AgentMessage {
+    pub conversation: ConversationId,
+    pub agent: AgentId,
+    pub text: String,
+    /// Where the reply goes: one of the contact's identities; `None` for the one the customer
+    /// last wrote from.
+    pub via: Option<Identity>,
+}
+
+/// Contact `merged` is the same person as `keep` (an agent linked them).
+pub struct LinkContacts {
+    pub keep: ContactId,
+    pub merged: ContactId,
+}
+
+/// `by` gives the conversation to agent `to` (themself, or another: a transfer).
+pub struct Assign {
+    pub conversation: ConversationId,
+    pub to: AgentId,
+    pub by: AgentId,
+}
+
+pub struct Resolve {
+    pub conversation: ConversationId,
+    pub by: AgentId,
+}
+
+/// A resolved conversation taken up again, by `by`.
+pub struct Reopen {
+    pub conversation: ConversationId,
+    pub by: AgentId,
+}
+
+/// Knowledge-base entries added or replaced, and removed (by intent), as one change.
+pub struct KbChange {
+    pub put: Vec<KbEntry>,
+    pub delete: Vec<String>,
+}
+
+pub struct VisitorTyping {
+    pub identity: Identity,
+}
+
+pub struct VisitorRead {
+    pub identity: Identity,
+    pub message_id: MessageId,
+}
+
+pub struct AgentTyping {
+    pub conversation: ConversationId,
 }
 
 /// What a connection's reply stream carries.

@@ -1,26 +1,34 @@
 //! Linking two contacts into one person: identities, client-id rings and open conversations
 //! fold into the kept contact, in memory as the journaled `ContactsLinked` says.
 
-use super::*;
+use super::command::LinkContacts;
+use super::messages::trim_recent;
+use super::ports::{Journal, Snapshot};
+use super::state::{Now, RecentClientId, MAX_IDENTITIES};
+use super::{Accepted, Decider, DispatchError};
+use crate::conversation::Status;
+use crate::model::ConversationId;
+use crate::op::Op;
 
-impl Dispatcher {
+impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// Links contact `merged` into `keep`: one person, one history, one open conversation
     /// (when both had one, `merged`'s messages fold into `keep`'s).
-    pub(super) fn link_contacts(
+    pub(crate) fn link_contacts(
         &mut self,
-        keep: ContactId,
-        merged: ContactId,
+        cmd: LinkContacts,
+        now: Now,
     ) -> Result<Accepted, DispatchError> {
+        let LinkContacts { keep, merged } = cmd;
         if keep == merged {
             return Err(DispatchError::CannotLink(
                 "a contact cannot be linked to itself",
             ));
         }
         for id in [keep, merged] {
-            if self.linked.contains_key(&id) || !queries::contact_exists(&self.conn, id)? {
+            if self.linked.contains_key(&id) || !self.store.contact_exists(id)? {
                 return Err(DispatchError::NoSuchContact(id));
             }
-            self.hydrate_contact(id)?;
+            self.hydrate_contact(id, now)?;
         }
         if self.contacts[&keep].identities.len() + self.contacts[&merged].identities.len()
             > MAX_IDENTITIES
@@ -29,7 +37,6 @@ impl Dispatcher {
                 "a contact has at most 32 identities",
             ));
         }
-        let now = crate::model::now_ms();
         let kept_current = self.contacts[&keep].current;
         let merged_current = self.contacts[&merged].current;
         // Both open: the merged contact's conversation folds into the kept one's, unless only
@@ -50,7 +57,7 @@ impl Dispatcher {
                 keep,
                 merged,
                 folded,
-                at_ms: now,
+                at_ms: now.wall_ms,
             },
             None,
         )?;
@@ -101,9 +108,7 @@ impl Dispatcher {
         }));
         recent.sort_by_key(|r| r.message);
         state.recent = recent.into();
-        if let Some(wanted) =
-            super::messages::trim_recent(&mut state.recent, cap, self.store.applied())
-        {
+        if let Some(wanted) = trim_recent(&mut state.recent, cap, self.store.applied()) {
             self.store.want(wanted);
         }
         if gone.last_via.as_ref().map(|(_, id)| *id) > state.last_via.as_ref().map(|(_, id)| *id) {

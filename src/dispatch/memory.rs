@@ -5,18 +5,30 @@
 //! Invariant: what is not in memory, the store has as it is (an entry leaves memory only once
 //! the store has applied everything journaled up to its last use), so hydration is exact.
 
-use super::*;
+use std::sync::Arc;
 
-impl Dispatcher {
+use super::ports::{Journal, Snapshot};
+use super::state::{ContactState, Now, OpenConversation, RecentClientId};
+use super::{Decider, DispatchError};
+use crate::conversation::{Event, Refused, Status};
+use crate::model::{ContactId, ConversationId, Identity, Lsn};
+use crate::routing::scheduler::QUEUE_WINDOW;
+
+impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// Reads the oldest conversations of `team` still waiting back from the store (which has
     /// applied up to `applied`) into the scheduler. One held in memory is taken as memory says:
     /// the store may not have seen it change.
-    pub(super) fn refill_queue(&mut self, team: &str, applied: Lsn) -> Result<(), DispatchError> {
-        let oldest = queries::queued_oldest(&self.conn, team, QUEUE_WINDOW)?;
+    pub(super) fn refill_queue(
+        &mut self,
+        team: &str,
+        applied: Lsn,
+        now: Now,
+    ) -> Result<(), DispatchError> {
+        let oldest = self.store.queued_oldest(team, QUEUE_WINDOW)?;
         let complete = oldest.len() < QUEUE_WINDOW;
         let still_waiting = oldest
             .into_iter()
-            .map(|(c, queued_at)| (c, crate::clock::to_timer(queued_at)))
+            .map(|(c, queued_at)| (c, now.to_timer(queued_at)))
             .filter(|(c, _)| {
                 self.conversations.get(c).map_or(true, |s| {
                     s.status == Status::Waiting && s.assignee.is_none() && s.handoff_team.is_some()
@@ -31,16 +43,16 @@ impl Dispatcher {
     /// After a command: the contacts it used move to the back of the use order, marked with
     /// the last LSN journaled; then the least recently used beyond the cache's size are
     /// evicted, as far as the store has applied their last use.
-    pub(super) fn settle_contacts(&mut self) {
-        let last = self.next_lsn - 1;
+    pub(crate) fn settle_contacts(&mut self) {
+        let last = self.journal.last();
         // Taken and put back emptied, so it keeps its capacity: no allocation per command.
         let mut touched = std::mem::take(&mut self.touched);
         for contact in touched.drain(..) {
             if let Some(state) = self.contacts.get_mut(&contact) {
-                self.clock += 1;
+                self.use_clock += 1;
                 state.last_lsn = last;
-                state.stamp = self.clock;
-                self.use_order.push_back((contact, self.clock));
+                state.stamp = self.use_clock;
+                self.use_order.push_back((contact, self.use_clock));
             }
         }
         self.touched = touched;
@@ -68,12 +80,6 @@ impl Dispatcher {
         if self.contacts.len() > self.cfg.cached_contacts + self.cfg.cached_contacts / 8 {
             self.store.want(last);
         }
-        self.stats
-            .contacts
-            .store(self.contacts.len() as u64, Ordering::Relaxed);
-        self.stats
-            .queued_in_memory
-            .store(self.scheduler.queued_len() as u64, Ordering::Relaxed);
         // Stale entries pile up as contacts are used again: rebuild once they dominate.
         if self.use_order.len() > 2 * self.contacts.len() + 1024 {
             let mut live: Vec<(u64, ContactId)> =
@@ -110,41 +116,48 @@ impl Dispatcher {
         contact
     }
 
+    /// The contact `identity` belongs to, hydrated; `None` for one never seen.
     pub(super) fn lookup_identity(
         &mut self,
         identity: &Identity,
+        now: Now,
     ) -> Result<Option<ContactId>, DispatchError> {
         if let Some(&id) = self.identities.get(identity) {
             self.touched.push(id);
             return Ok(Some(id));
         }
-        let Some(contact) = queries::contact_by_identity(&self.conn, identity)? else {
+        let Some(contact) = self.store.contact_by_identity(identity)? else {
             return Ok(None);
         };
         let contact = self.resolve_linked(contact);
-        self.hydrate_contact(contact)?;
+        self.hydrate_contact(contact, now)?;
         Ok(Some(contact))
     }
 
+    /// Brings `conversation` into memory for `event`, refused (naming `event`) if it is closed.
     pub(super) fn hydrate_conversation(
         &mut self,
         conversation: ConversationId,
+        event: Event,
+        now: Now,
     ) -> Result<(), DispatchError> {
         if let Some(state) = self.conversations.get(&conversation) {
             self.touched.push(state.contact);
             return Ok(());
         }
-        let state = queries::conversation_state(&self.conn, conversation)?
+        let state = self
+            .store
+            .conversation(conversation)?
             .ok_or(DispatchError::NotFound(conversation))?;
         let contact = self.resolve_linked(state.contact);
         if !self.contacts.contains_key(&contact) {
-            self.hydrate_contact(contact)?;
+            self.hydrate_contact(contact, now)?;
         }
         if !self.conversations.contains_key(&conversation) {
             // Not the contact's current conversation: it is closed (Idle) for good.
             return Err(Refused {
                 from: Status::Idle,
-                event: Event::Assign,
+                event,
                 reason: "it is closed; the customer's next message opens a new one",
             }
             .into());
@@ -154,15 +167,20 @@ impl Dispatcher {
 
     /// Loads a contact the dispatcher has not met since it started. Memory is authoritative:
     /// a contact already present is never overwritten.
-    pub(super) fn hydrate_contact(&mut self, contact: ContactId) -> Result<(), DispatchError> {
+    pub(super) fn hydrate_contact(
+        &mut self,
+        contact: ContactId,
+        now: Now,
+    ) -> Result<(), DispatchError> {
         // A contact linked away since startup is never loaded again from a store that may
         // not have applied the link yet: its identities would point back at it.
         if self.contacts.contains_key(&contact) || self.linked.contains_key(&contact) {
             self.touched.push(contact);
             return Ok(());
         }
-        let snap =
-            queries::contact_snapshot(&self.conn, contact, self.cfg.recent_client_ids as u32)?;
+        let snap = self
+            .store
+            .contact(contact, self.cfg.recent_client_ids as u32)?;
         for identity in &snap.identities {
             self.identities.insert(identity.clone(), contact);
         }
@@ -183,7 +201,7 @@ impl Dispatcher {
         let current = snap.current.map(|c| {
             let idle_deadline = match (c.status, c.resolved_at) {
                 (Status::Resolved, Some(at)) => {
-                    Some(crate::clock::to_timer(at) + self.cfg.resolved_idle_after_ms)
+                    Some(now.to_timer(at) + self.cfg.resolved_idle_after_ms)
                 }
                 _ => None,
             };
@@ -192,7 +210,7 @@ impl Dispatcher {
             }
             self.conversations.insert(
                 c.id,
-                ConversationState {
+                OpenConversation {
                     contact,
                     status: c.status,
                     assignee: c.assignee,

@@ -2,18 +2,32 @@
 //! then routed: the bot answers or hands over to a person), an agent's reply and private note,
 //! and the contacts and conversations they create.
 
-use super::*;
+use std::collections::VecDeque;
+use std::sync::Arc;
 
-impl Dispatcher {
-    pub(super) fn customer_message(
+use super::command::{AgentMessage, AgentNote, CustomerMessage};
+use super::ports::{Journal, Snapshot};
+use super::state::{ContactState, Now, OpenConversation, RecentClientId};
+use super::{Accepted, Decider, DispatchError};
+use crate::conversation::{Event, Status};
+use crate::model::{ClientId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
+use crate::op::{MessageAdded, Op};
+
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    /// A customer's message: stored once per client id, in the contact's open conversation
+    /// (opened if there is none), then routed.
+    pub(crate) fn customer_message(
         &mut self,
-        identity: Identity,
-        client_id: Option<ClientId>,
-        text: String,
-        attachment: Option<String>,
+        cmd: CustomerMessage,
+        now: Now,
     ) -> Result<Accepted, DispatchError> {
-        let now = crate::model::now_ms();
-        let contact_id = match self.lookup_identity(&identity)? {
+        let CustomerMessage {
+            identity,
+            client_id,
+            text,
+            attachment,
+        } = cmd;
+        let contact_id = match self.lookup_identity(&identity, now)? {
             Some(id) => id,
             None => self.create_contact(identity.clone(), now)?,
         };
@@ -42,7 +56,7 @@ impl Dispatcher {
                 agent: None,
                 client_id: client_id.clone(),
                 text,
-                at_ms: now,
+                at_ms: now.wall_ms,
                 attachment,
                 via: Some(identity.clone()),
             }),
@@ -80,112 +94,19 @@ impl Dispatcher {
         })
     }
 
-    /// What the knowledge base and the bot make of a customer's text (decided before the
-    /// text moves into its operation).
-    pub(super) fn plan_route(&self, text: &str) -> RoutePlan {
-        if self.kb.is_empty() {
-            return RoutePlan {
-                classified: None,
-                action: Action::ToHuman(String::new(), HandoffReason::NotConfident),
-            };
-        }
-        let (best, decision) = bot::decide(&self.kb, text, &self.cfg.bot);
-        RoutePlan {
-            classified: best.map(|m| (m.entry.intent.clone(), m.score)),
-            action: match decision {
-                Decision::Answer(answer) => Action::Answer(answer.to_string()),
-                Decision::ToHuman { team, reason } => Action::ToHuman(team.to_string(), reason),
-            },
-        }
-    }
-
-    /// Journals the classification of customer message `message`, then, while the bot still
-    /// has the conversation, its answer or the handover to a person.
-    pub(super) fn route(
+    /// An agent's reply: the agent takes the conversation if nobody holds it.
+    pub(crate) fn agent_message(
         &mut self,
-        conversation: ConversationId,
-        message: MessageId,
-        plan: RoutePlan,
-        now: i64,
-    ) -> Result<(), DispatchError> {
-        if let Some((intent, score)) = plan.classified {
-            self.append(
-                Op::MessageClassified {
-                    message,
-                    intent,
-                    score,
-                },
-                None,
-            )?;
-        }
-        let state = &self.conversations[&conversation];
-        if state.assignee.is_some() {
-            return Ok(());
-        }
-        if let Some(team) = &state.handoff_team {
-            // Reopened after a resolve with nobody holding it: back in the queue.
-            self.scheduler.enqueue(
-                conversation,
-                team.clone(),
-                crate::clock::timer_ms(),
-                self.next_lsn - 1,
-            );
-            return Ok(());
-        }
-        match plan.action {
-            Action::Answer(answer) => {
-                let contact = state.contact;
-                let audience = Arc::clone(&self.contacts[&contact].identities);
-                let via = self.reply_route(contact);
-                self.append(
-                    Op::MessageAdded(MessageAdded {
-                        conversation,
-                        contact,
-                        sender: Sender::Bot,
-                        agent: None,
-                        client_id: None,
-                        text: answer,
-                        at_ms: now,
-                        attachment: None,
-                        via,
-                    }),
-                    Some(audience),
-                )?;
-            }
-            Action::ToHuman(team, reason) => {
-                self.append(
-                    Op::HandedToHuman {
-                        conversation,
-                        team: team.clone(),
-                        reason,
-                        at_ms: now,
-                    },
-                    None,
-                )?;
-                self.scheduler.enqueue(
-                    conversation,
-                    team.clone(),
-                    crate::clock::timer_ms(),
-                    self.next_lsn - 1,
-                );
-                self.conversations
-                    .get_mut(&conversation)
-                    .expect("invariant: present above")
-                    .handoff_team = Some(team);
-            }
-        }
-        Ok(())
-    }
-
-    pub(super) fn agent_message(
-        &mut self,
-        conversation: ConversationId,
-        agent: AgentId,
-        text: String,
-        via: Option<Identity>,
+        cmd: AgentMessage,
+        now: Now,
     ) -> Result<Accepted, DispatchError> {
-        let now = crate::model::now_ms();
-        self.hydrate_conversation(conversation)?;
+        let AgentMessage {
+            conversation,
+            agent,
+            text,
+            via,
+        } = cmd;
+        self.hydrate_conversation(conversation, Event::AgentReply, now)?;
         let contact = self.conversations[&conversation].contact;
         let via = match via {
             Some(v) if self.contacts[&contact].identities.contains(&v) => Some(v),
@@ -203,7 +124,7 @@ impl Dispatcher {
                 agent: Some(agent),
                 client_id: None,
                 text,
-                at_ms: now,
+                at_ms: now.wall_ms,
                 attachment: None,
                 via,
             }),
@@ -218,17 +139,23 @@ impl Dispatcher {
 
     /// A private note: journaled like a message, with no audience (no customer sees it) and
     /// no status change.
-    pub(super) fn agent_note(
+    pub(crate) fn agent_note(
         &mut self,
-        conversation: ConversationId,
-        agent: AgentId,
-        text: String,
+        cmd: AgentNote,
+        now: Now,
     ) -> Result<Accepted, DispatchError> {
+        let AgentNote {
+            conversation,
+            agent,
+            text,
+        } = cmd;
         // A note may go on a closed conversation too: only its contact is needed.
         let contact = match self.conversations.get(&conversation) {
             Some(state) => state.contact,
             None => {
-                let contact = queries::conversation_state(&self.conn, conversation)?
+                let contact = self
+                    .store
+                    .conversation(conversation)?
                     .ok_or(DispatchError::NotFound(conversation))?
                     .contact;
                 self.resolve_linked(contact)
@@ -242,7 +169,7 @@ impl Dispatcher {
                 agent: Some(agent),
                 client_id: None,
                 text,
-                at_ms: crate::model::now_ms(),
+                at_ms: now.wall_ms,
                 attachment: None,
                 via: None,
             }),
@@ -277,9 +204,7 @@ impl Dispatcher {
             // The ring still holds every client id this contact ever sent.
             return Ok(None);
         }
-        Ok(queries::message_by_client_id(
-            &self.conn, identity, client_id,
-        )?)
+        self.store.message_by_client_id(identity, client_id)
     }
 
     /// Where a reply to `contact` goes: the identity the customer last wrote from (or their
@@ -296,14 +221,14 @@ impl Dispatcher {
     pub(super) fn create_contact(
         &mut self,
         identity: Identity,
-        now: i64,
+        now: Now,
     ) -> Result<ContactId, DispatchError> {
         let contact = self.next_contact;
         self.append(
             Op::ContactCreated {
                 contact,
                 identity: identity.clone(),
-                at_ms: now,
+                at_ms: now.wall_ms,
             },
             None,
         )?;
@@ -327,21 +252,21 @@ impl Dispatcher {
     pub(super) fn open_conversation(
         &mut self,
         contact: ContactId,
-        now: i64,
+        now: Now,
     ) -> Result<ConversationId, DispatchError> {
         let conversation = self.next_conversation;
         self.append(
             Op::ConversationOpened {
                 conversation,
                 contact,
-                at_ms: now,
+                at_ms: now.wall_ms,
             },
             None,
         )?;
         self.next_conversation += 1;
         self.conversations.insert(
             conversation,
-            ConversationState {
+            OpenConversation {
                 contact,
                 status: Status::Idle,
                 assignee: None,
@@ -379,15 +304,28 @@ pub(super) fn trim_recent(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversation::Status;
+    use crate::dispatch::fakes::{at, decider, identity, T0};
+    use crate::dispatch::DispatchError;
+    use crate::model::bounded_id;
 
     fn ring(messages: std::ops::RangeInclusive<Lsn>) -> VecDeque<RecentClientId> {
         messages
             .map(|message| RecentClientId {
                 from: 0,
-                client_id: crate::model::bounded_id(&message.to_string()).unwrap(),
+                client_id: bounded_id(&message.to_string()).unwrap(),
                 message,
             })
             .collect()
+    }
+
+    fn customer(who: &Identity, client_id: &str, text: &str) -> CustomerMessage {
+        CustomerMessage {
+            identity: who.clone(),
+            client_id: Some(bounded_id(client_id).unwrap()),
+            text: text.into(),
+            attachment: None,
+        }
     }
 
     #[test]
@@ -406,5 +344,183 @@ mod tests {
             recent.iter().map(|r| r.message).collect::<Vec<_>>(),
             [3, 4, 5, 6]
         );
+    }
+
+    #[test]
+    fn a_first_message_creates_the_contact_opens_a_conversation_and_waits_for_a_person() {
+        let mut d = decider();
+        let web = identity("web", "v1");
+        let a = d
+            .customer_message(customer(&web, "c1", "hello"), T0)
+            .unwrap();
+        let ops = d.ops_since(0);
+        assert!(matches!(ops[0], Op::ContactCreated { contact: 1, .. }));
+        assert!(matches!(
+            ops[1],
+            Op::ConversationOpened {
+                conversation: 1,
+                contact: 1,
+                ..
+            }
+        ));
+        assert!(
+            matches!(ops[2], Op::StatusChanged(s) if s.from == Status::Idle && s.to == Status::Waiting)
+        );
+        let Op::MessageAdded(m) = ops[3] else {
+            panic!("{:?}", ops[3])
+        };
+        assert_eq!(
+            (m.text.as_str(), m.sender, m.at_ms),
+            ("hello", Sender::Visitor, T0.wall_ms)
+        );
+        assert_eq!(m.via.as_ref(), Some(&web));
+        assert!(
+            d.journal.entries[3].audience.as_deref() == Some(&[web.clone()][..]),
+            "the customer's own sockets see it"
+        );
+        // No knowledge base: the bot hands it to a person at once.
+        assert!(matches!(
+            ops[4],
+            Op::HandedToHuman {
+                conversation: 1,
+                ..
+            }
+        ));
+        assert_eq!(ops.len(), 5);
+        assert_eq!(
+            a,
+            Accepted {
+                lsn: 4,
+                conversation: 1,
+                message_id: Some(4)
+            }
+        );
+    }
+
+    #[test]
+    fn a_resend_is_answered_with_the_first_message_and_journals_nothing() {
+        let mut d = decider();
+        let web = identity("web", "v1");
+        let first = d.customer_message(customer(&web, "c1", "hi"), T0).unwrap();
+        let last = d.journal.last();
+        let again = d
+            .customer_message(customer(&web, "c1", "hi"), at(5))
+            .unwrap();
+        assert_eq!(again.message_id, first.message_id);
+        assert_eq!(again.conversation, first.conversation);
+        assert_eq!(d.journal.last(), last, "nothing journaled");
+        // The same client id from another of the contact's clients is another message.
+        let other = d
+            .customer_message(customer(&web, "c2", "hi"), at(6))
+            .unwrap();
+        assert_ne!(other.message_id, first.message_id);
+    }
+
+    #[test]
+    fn a_resend_beyond_the_ring_is_found_in_the_store() {
+        let mut d = decider();
+        let web = identity("web", "v1");
+        let first = d.customer_message(customer(&web, "c0", "m"), T0).unwrap();
+        for i in 1..8 {
+            d.customer_message(customer(&web, &format!("c{i}"), "m"), at(i))
+                .unwrap();
+        }
+        // Nothing applied: every id stays in memory, and the dispatcher asks for a commit.
+        assert_eq!(d.contacts[&1].recent.len(), 8);
+        assert!(d.store.wanted() >= first.lsn);
+        d.store_catches_up();
+        d.customer_message(customer(&web, "c8", "m"), at(9))
+            .unwrap();
+        assert_eq!(d.contacts[&1].recent.len(), d.cfg.recent_client_ids);
+        let last = d.journal.last();
+        let again = d
+            .customer_message(customer(&web, "c0", "m"), at(10))
+            .unwrap();
+        assert_eq!(again.message_id, first.message_id, "found in the store");
+        assert_eq!(d.journal.last(), last);
+    }
+
+    #[test]
+    fn an_agent_reply_takes_the_conversation_and_goes_where_the_customer_last_wrote() {
+        let mut d = decider();
+        let web = identity("web", "v1");
+        let c = d.customer_message(customer(&web, "c1", "hi"), T0).unwrap();
+        let reply = AgentMessage {
+            conversation: c.conversation,
+            agent: 7,
+            text: "hello".into(),
+            via: None,
+        };
+        let from = d.journal.last();
+        d.agent_message(reply, at(1)).unwrap();
+        let ops = d.ops_since(from);
+        assert!(matches!(ops[0], Op::StatusChanged(s)
+            if s.to == Status::InProgress && s.assignee == Some(7) && s.by == Some(7)));
+        assert!(matches!(ops[1], Op::MessageAdded(m)
+            if m.sender == Sender::Agent && m.via.as_ref() == Some(&web)));
+        let stranger = AgentMessage {
+            conversation: c.conversation,
+            agent: 7,
+            text: "hello".into(),
+            via: Some(identity("mqtt", "kiosk")),
+        };
+        assert!(matches!(
+            d.agent_message(stranger, at(2)),
+            Err(DispatchError::NotAnIdentity(_))
+        ));
+    }
+
+    #[test]
+    fn a_reply_to_a_closed_conversation_is_refused_as_a_reply_and_a_note_is_not() {
+        let mut d = decider();
+        let web = identity("web", "v1");
+        let c = d.customer_message(customer(&web, "c1", "hi"), T0).unwrap();
+        d.resolve(
+            crate::dispatch::Resolve {
+                conversation: c.conversation,
+                by: 7,
+            },
+            at(1),
+        )
+        .unwrap();
+        d.fire_idle_timeouts(at(1 + d.cfg.resolved_idle_after_ms));
+        let from = d.journal.last();
+        let reply = AgentMessage {
+            conversation: c.conversation,
+            agent: 7,
+            text: "late".into(),
+            via: None,
+        };
+        d.store_catches_up();
+        let refused = d.agent_message(reply, at(70_000)).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("cannot reply to a conversation that is idle"),
+            "{refused}"
+        );
+        assert_eq!(d.journal.last(), from, "a refusal journals nothing");
+        let note = AgentNote {
+            conversation: c.conversation,
+            agent: 7,
+            text: "called back".into(),
+        };
+        d.agent_note(note, at(70_001)).unwrap();
+        let Some(entry) = d.journal.entries.last() else {
+            panic!()
+        };
+        assert!(matches!(&entry.op, Op::MessageAdded(m) if m.sender == Sender::Note));
+        assert!(entry.audience.is_none(), "the customer never sees a note");
+    }
+
+    #[test]
+    fn a_stopped_journal_refuses_as_unavailable() {
+        let mut d = decider();
+        d.journal.closed = true;
+        let web = identity("web", "v1");
+        assert!(matches!(
+            d.customer_message(customer(&web, "c1", "hi"), T0),
+            Err(DispatchError::Unavailable)
+        ));
     }
 }

@@ -1,20 +1,40 @@
 //! Status changes: every transition goes through `conversation::step` (a refused one
 //! journals nothing), keeps the scheduler's load and queue in step, arms and fires the idle
-//! timers (on the monotonic clock), and the scheduler's assignments are made here.
+//! timers (on the monotonic clock).
 
-use super::*;
+use super::command::{Assign, Reopen, Resolve};
+use super::ports::{Journal, Snapshot};
+use super::state::Now;
+use super::{Accepted, Decider, DispatchError};
+use crate::conversation::{self, Event, Status};
+use crate::model::{AgentId, ConversationId, Lsn};
+use crate::op::{Op, StatusChanged};
 
-impl Dispatcher {
-    /// Assign, resolve, reopen: a status event with no message.
-    pub(super) fn transition(
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    /// `by` gives the conversation to an agent (a transfer, if someone held it).
+    pub(crate) fn assign(&mut self, cmd: Assign, now: Now) -> Result<Accepted, DispatchError> {
+        self.transition(cmd.conversation, Event::Assign, Some(cmd.to), cmd.by, now)
+    }
+
+    pub(crate) fn resolve(&mut self, cmd: Resolve, now: Now) -> Result<Accepted, DispatchError> {
+        self.transition(cmd.conversation, Event::Resolve, None, cmd.by, now)
+    }
+
+    /// The agent who reopens a resolved conversation holds it.
+    pub(crate) fn reopen(&mut self, cmd: Reopen, now: Now) -> Result<Accepted, DispatchError> {
+        self.transition(cmd.conversation, Event::Reopen, Some(cmd.by), cmd.by, now)
+    }
+
+    /// A status event with no message.
+    fn transition(
         &mut self,
         conversation: ConversationId,
         event: Event,
         assignee: Option<AgentId>,
         by: AgentId,
+        now: Now,
     ) -> Result<Accepted, DispatchError> {
-        let now = crate::model::now_ms();
-        self.hydrate_conversation(conversation)?;
+        self.hydrate_conversation(conversation, event, now)?;
         let assignee = assignee.or(self.conversations[&conversation].assignee);
         let lsn = self.change_status(conversation, event, assignee, Some(by), now)?;
         Ok(Accepted {
@@ -32,7 +52,7 @@ impl Dispatcher {
         event: Event,
         assignee: Option<AgentId>,
         by: Option<AgentId>,
-        now: i64,
+        now: Now,
     ) -> Result<Option<Lsn>, DispatchError> {
         let state = self
             .conversations
@@ -65,7 +85,7 @@ impl Dispatcher {
                 to,
                 assignee,
                 by,
-                at_ms: now,
+                at_ms: now.wall_ms,
             }),
             None,
         )?;
@@ -92,7 +112,7 @@ impl Dispatcher {
         state.assignee = assignee;
         match to {
             Status::Resolved => {
-                let deadline = crate::clock::timer_ms() + self.cfg.resolved_idle_after_ms;
+                let deadline = now.timer_ms + self.cfg.resolved_idle_after_ms;
                 state.idle_deadline = Some(deadline);
                 self.idle_deadlines.insert((deadline, conversation));
             }
@@ -110,57 +130,24 @@ impl Dispatcher {
         Ok(Some(lsn))
     }
 
-    pub(super) fn fire_idle_timeouts(&mut self, timer_ms: i64) {
-        let now_ms = crate::model::now_ms();
+    /// Closes every resolved conversation whose idle deadline is due at `now.timer_ms`.
+    pub(crate) fn fire_idle_timeouts(&mut self, now: Now) {
         while let Some(&(deadline, conversation)) = self.idle_deadlines.first() {
-            if deadline > timer_ms {
+            if deadline > now.timer_ms {
                 break;
             }
             self.idle_deadlines.pop_first();
             // Evicted since: hydrated again. Closed or folded away since: nothing to do.
-            if self.hydrate_conversation(conversation).is_err() {
+            if self
+                .hydrate_conversation(conversation, Event::IdleTimeout, now)
+                .is_err()
+            {
                 continue;
             }
-            match self.change_status(conversation, Event::IdleTimeout, None, None, now_ms) {
+            match self.change_status(conversation, Event::IdleTimeout, None, None, now) {
                 Ok(_) => {}
                 Err(DispatchError::Unavailable) => return,
                 Err(e) => tracing::warn!(conversation, error = %e, "idle timeout skipped"),
-            }
-        }
-    }
-
-    /// Makes every assignment the scheduler can make now.
-    pub(super) fn assign_waiting(&mut self) {
-        if !self.cfg.auto_assign {
-            return;
-        }
-        loop {
-            // A window that ran low is read back from the store first, so the oldest
-            // conversation of every team is in view. The read-back is current once the store
-            // holds this thread's own changes (the assignments just made): ask for them, so
-            // that the next read-back finds what waits beyond them.
-            let applied = self.store.applied();
-            if self.scheduler.refill_wanted() && applied < self.next_lsn - 1 {
-                self.store.want(self.next_lsn - 1);
-            }
-            for team in self.scheduler.refills_due(applied) {
-                if let Err(e) = self.refill_queue(&team, applied) {
-                    tracing::warn!(team, error = %e, "cannot read the queue back from the store");
-                }
-            }
-            let Some((conversation, agent)) = self.scheduler.next_assignment() else {
-                break;
-            };
-            self.scheduler.assigned(conversation, agent);
-            let now = crate::model::now_ms();
-            if let Err(e) = self.hydrate_conversation(conversation) {
-                tracing::debug!(conversation, error = %e, "queued conversation gone");
-                continue;
-            }
-            match self.change_status(conversation, Event::Assign, Some(agent), None, now) {
-                Ok(_) => {}
-                Err(DispatchError::Unavailable) => return,
-                Err(e) => tracing::warn!(conversation, agent, error = %e, "assignment skipped"),
             }
         }
     }

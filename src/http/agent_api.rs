@@ -11,12 +11,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, AuthError};
 use crate::conversation::Status;
-use crate::dispatch::{Accepted, Command, Reply};
+use crate::dispatch::{AgentMessage, Assign, Command, Reopen, Resolve};
 use crate::login::Key;
 use crate::model::{bounded_id, After, ConversationId, Identity, RowId};
 use crate::store::queries::{self, StatusFilter};
@@ -282,14 +281,15 @@ async fn post_message(
         }),
         None => None,
     };
-    let accepted = dispatch(&app, |reply| Command::AgentMessage {
+    let message = AgentMessage {
         conversation: id,
         agent: agent.id,
         text: body.text,
         via,
-        reply,
-    })
-    .await?;
+    };
+    let accepted = app
+        .dispatch(|reply| Command::AgentMessage(message, reply))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -332,13 +332,12 @@ async fn assign(
             }
         }
     }
-    dispatch(&app, |reply| Command::Assign {
+    let assign = Assign {
         conversation: id,
         to,
         by: agent.id,
-        reply,
-    })
-    .await?;
+    };
+    app.dispatch(|reply| Command::Assign(assign, reply)).await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -349,12 +348,12 @@ async fn resolve(
     ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
     let id = id.get();
-    dispatch(&app, |reply| Command::Resolve {
+    let resolve = Resolve {
         conversation: id,
         by: agent.id,
-        reply,
-    })
-    .await?;
+    };
+    app.dispatch(|reply| Command::Resolve(resolve, reply))
+        .await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -365,12 +364,11 @@ async fn reopen(
     ApiPath(id): ApiPath<RowId>,
 ) -> Result<Json<queries::ConversationRow>, ApiError> {
     let id = id.get();
-    dispatch(&app, |reply| Command::Reopen {
+    let reopen = Reopen {
         conversation: id,
         by: agent.id,
-        reply,
-    })
-    .await?;
+    };
+    app.dispatch(|reply| Command::Reopen(reopen, reply)).await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
 }
@@ -398,19 +396,4 @@ async fn search(
         .await?;
     let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
     Ok(Json(serde_json::json!({ "messages": views })))
-}
-
-/// Sends one command and waits until its record is durable.
-pub(super) async fn dispatch(
-    app: &AppState,
-    make: impl FnOnce(Reply) -> Command,
-) -> Result<Accepted, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    app.commands
-        .send(make(Reply::Once(tx)))
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
-    app.wait_durable(accepted.lsn).await?;
-    Ok(accepted)
 }

@@ -8,9 +8,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::agent_api::dispatch;
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
-use crate::dispatch::Command;
+use crate::dispatch::{Command, LinkContacts};
 use crate::model::RowId;
 use crate::store::queries;
 
@@ -38,12 +37,13 @@ async fn link(
     ApiJson(body): ApiJson<LinkBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let keep = keep.get();
-    let accepted = dispatch(&app, |reply| Command::LinkContacts {
+    let link = LinkContacts {
         keep,
         merged: body.contact_id.get(),
-        reply,
-    })
-    .await?;
+    };
+    let accepted = app
+        .dispatch(|reply| Command::LinkContacts(link, reply))
+        .await?;
     let conversation = (accepted.conversation != 0).then_some(accepted.conversation);
     Ok(Json(serde_json::json!({
         "contact_id": keep,

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
 use crate::auth::{self, Agent};
-use crate::dispatch::{Command, Reply};
+use crate::dispatch::{AgentNote, AgentTyping, Command};
 use crate::model::RowId;
 use crate::store::queries;
 
@@ -175,18 +175,14 @@ async fn post_note(
             format!("a note must be 1 to {max} characters"),
         ));
     }
-    let (tx, rx) = oneshot::channel();
-    app.commands
-        .send(Command::AgentNote {
-            conversation: id,
-            agent: agent.id,
-            text,
-            reply: Reply::Once(tx),
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
-    app.wait_durable(accepted.lsn).await?;
+    let note = AgentNote {
+        conversation: id,
+        agent: agent.id,
+        text,
+    };
+    let accepted = app
+        .dispatch(|reply| Command::AgentNote(note, reply))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "message_id": accepted.message_id })),
@@ -201,10 +197,7 @@ async fn typing(
     let id = id.get();
     let (tx, rx) = oneshot::channel();
     app.commands
-        .send(Command::AgentTyping {
-            conversation: id,
-            reply: tx,
-        })
+        .send(Command::AgentTyping(AgentTyping { conversation: id }, tx))
         .await
         .map_err(|_| ApiError::Unavailable)?;
     // The widget's sockets were told by the dispatcher; a customer on another channel is

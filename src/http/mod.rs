@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Agent;
 use crate::config::Config;
-use crate::dispatch::{Command, DispatchError};
+use crate::dispatch::{Accepted, Command, DispatchError, Reply};
 use crate::fanout::{FanoutHandle, FanoutStats};
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
@@ -106,6 +106,25 @@ impl AppState {
     /// The configuration as of now. Connections take it once, when they open.
     pub fn cfg(&self) -> Arc<Config> {
         Arc::clone(&self.config.borrow())
+    }
+
+    /// Sends one command to the dispatcher and waits until its record is durable: how every
+    /// HTTP handler that changes something gets the answer it may acknowledge.
+    ///
+    /// # Errors
+    /// The dispatcher's refusal, or [`ApiError::Unavailable`] if the daemon is stopping.
+    pub async fn dispatch(
+        &self,
+        make: impl FnOnce(Reply) -> Command,
+    ) -> Result<Accepted, ApiError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(make(Reply::Once(tx)))
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+        let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
+        self.wait_durable(accepted.lsn).await?;
+        Ok(accepted)
     }
 
     /// Waits until `lsn` is durable.

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, Agent};
-use crate::dispatch::{Command, Reply};
+use crate::dispatch::{Command, KbChange};
 use crate::model::{AgentId, RowId, Sender};
 use crate::op::KbEntry;
 use crate::routing::knowledge::{self, Format};
@@ -52,17 +52,10 @@ fn require_admin(agent: &Agent) -> Result<(), ApiError> {
 }
 
 async fn kb_change(app: &AppState, put: Vec<KbEntry>, delete: Vec<String>) -> Result<(), ApiError> {
-    let (tx, rx) = oneshot::channel();
-    app.commands
-        .send(Command::KbChange {
-            put,
-            delete,
-            reply: Reply::Once(tx),
-        })
+    let change = KbChange { put, delete };
+    app.dispatch(|reply| Command::KbChange(change, reply))
         .await
-        .map_err(|_| ApiError::Unavailable)?;
-    let accepted = rx.await.map_err(|_| ApiError::Unavailable)??;
-    app.wait_durable(accepted.lsn).await
+        .map(drop)
 }
 
 #[derive(Serialize)]

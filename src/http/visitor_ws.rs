@@ -47,7 +47,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::{ApiError, ApiQuery, AppState};
 use crate::config::Config;
-use crate::dispatch::{Command, DispatchError, Reply, StreamReply};
+use crate::dispatch::{
+    Command, CustomerMessage, DispatchError, Reply, StreamReply, VisitorRead, VisitorTyping,
+};
 use crate::fanout::{self, Audience, Live};
 use crate::model::{bounded_id, After, ExternalId, Identity, Lsn, MessageId, WEB_CHANNEL};
 use crate::store::queries;
@@ -401,16 +403,22 @@ impl Connection {
             }
             Ok(VisitorFrame::Typing) => {
                 // Best effort: a busy dispatcher drops it rather than slowing this connection.
-                let _ = self.app.commands.try_send(Command::VisitorTyping {
-                    identity: Identity::clone(&self.identity),
-                });
+                let _ = self
+                    .app
+                    .commands
+                    .try_send(Command::VisitorTyping(VisitorTyping {
+                        identity: Identity::clone(&self.identity),
+                    }));
                 Ok(())
             }
             Ok(VisitorFrame::Read { message_id }) => {
-                let _ = self.app.commands.try_send(Command::VisitorRead {
-                    identity: Identity::clone(&self.identity),
-                    message_id,
-                });
+                let _ = self
+                    .app
+                    .commands
+                    .try_send(Command::VisitorRead(VisitorRead {
+                        identity: Identity::clone(&self.identity),
+                        message_id,
+                    }));
                 Ok(())
             }
             Ok(VisitorFrame::Message {
@@ -433,17 +441,17 @@ impl Connection {
                     }
                 }
                 let client_id_for_reply = client_id.clone();
-                let cmd = Command::CustomerMessage {
+                let message = CustomerMessage {
                     identity: Identity::clone(&self.identity),
                     client_id: Some(client_id),
                     text,
                     attachment,
-                    reply: Reply::Stream(
-                        self.replies_tx
-                            .clone()
-                            .expect("invariant: created before the first frame is handled"),
-                    ),
                 };
+                let replies = self
+                    .replies_tx
+                    .clone()
+                    .expect("invariant: created before the first frame is handled");
+                let cmd = Command::CustomerMessage(message, Reply::Stream(replies));
                 let sent = match self.app.commands.try_send(cmd) {
                     Ok(()) => true,
                     // The dispatcher's queue is full: wait for room. Boxed, as a rare state

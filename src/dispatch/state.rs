@@ -1,0 +1,206 @@
+//! The dispatcher's state: what it holds in memory to decide (contacts, their open
+//! conversations, client-id rings, idle deadlines, links made since start, the scheduler and the
+//! knowledge base), the two ports it decides through, and how it is rebuilt at start.
+//!
+//! Invariants:
+//! - `identities` maps every identity of every hydrated contact to it, and nothing else.
+//! - A conversation is in `conversations` only while it is its (hydrated) contact's `current`.
+//! - `idle_deadlines` holds exactly the `(idle_deadline, id)` of every resolved conversation
+//!   whose timer is armed; a conversation evicted from memory keeps its entry, and is hydrated
+//!   again when it fires.
+//! - A contact in `linked` was linked into another since start: it is never hydrated again
+//!   (the store may not have applied the link yet).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::ports::{Journal, Snapshot};
+use super::DispatchError;
+use crate::conversation::Status;
+use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId};
+use crate::op::Op;
+use crate::routing::bot::BotConfig;
+use crate::routing::knowledge::KnowledgeBase;
+use crate::routing::scheduler::Scheduler;
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    /// A resolved conversation closes (goes Idle) this long after it was resolved.
+    pub resolved_idle_after_ms: i64,
+    /// How many recent client ids per contact are remembered for idempotency.
+    pub recent_client_ids: usize,
+    pub bot: BotConfig,
+    pub auto_assign: bool,
+    /// Contacts kept hydrated at most; the least recently used beyond are evicted.
+    pub cached_contacts: usize,
+}
+
+/// The time a command is decided at, read once by the thread: handlers never read a clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Now {
+    /// The wall clock (ms since the epoch), for records.
+    pub wall_ms: i64,
+    /// The monotonic clock on the wall clock's scale at start (`clock::timer_ms`), for timers.
+    pub timer_ms: i64,
+}
+
+impl Now {
+    pub(crate) fn read() -> Now {
+        Now {
+            wall_ms: crate::clock::now_ms(),
+            timer_ms: crate::clock::timer_ms(),
+        }
+    }
+
+    /// A wall time (as records carry it) on the timer scale.
+    pub(crate) fn to_timer(self, wall_ms: i64) -> i64 {
+        wall_ms - self.wall_ms + self.timer_ms
+    }
+}
+
+pub(crate) struct ContactState {
+    pub identities: Arc<[Identity]>,
+    pub current: Option<ConversationId>,
+    pub recent: VecDeque<RecentClientId>,
+    /// The identity the customer last wrote from, and that message's id: replies go there.
+    pub last_via: Option<(Identity, MessageId)>,
+    /// The last LSN journaled when this contact was last used: evictable once applied.
+    pub last_lsn: Lsn,
+    /// When it was last used (the position of its latest entry in `use_order`).
+    pub stamp: u64,
+}
+
+/// A client id is unique per identity (the client that made it), so the ring remembers which
+/// of the contact's identities sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecentClientId {
+    /// Index into the contact's `identities`.
+    pub from: u8,
+    pub client_id: ClientId,
+    pub message: MessageId,
+}
+
+/// A contact has at most this many identities (linking refuses more).
+pub(crate) const MAX_IDENTITIES: usize = 32;
+
+/// A contact's conversation that is not closed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenConversation {
+    pub contact: ContactId,
+    pub status: Status,
+    pub assignee: Option<AgentId>,
+    /// When a resolved conversation closes: the exact key of its entry in `idle_deadlines`
+    /// (kept here because a config reload may change the timeout meanwhile).
+    pub idle_deadline: Option<i64>,
+    /// Handed to a person, for this team; the bot no longer answers.
+    pub handoff_team: Option<String>,
+}
+
+/// The dispatcher's state and the ports it decides through. The handlers (one file per family:
+/// messages, status, links, routing, signals, memory) are its methods; each takes the time it
+/// decides at and returns what it decided.
+pub(crate) struct Decider<J, S> {
+    pub(super) cfg: DispatchConfig,
+    pub(super) journal: J,
+    pub(super) store: S,
+    pub(super) identities: HashMap<Identity, ContactId>,
+    pub(super) contacts: HashMap<ContactId, ContactState>,
+    pub(super) conversations: HashMap<ConversationId, OpenConversation>,
+    /// Resolved conversations by the time they close (timer ms).
+    pub(super) idle_deadlines: BTreeSet<(i64, ConversationId)>,
+    pub(super) next_contact: ContactId,
+    pub(super) next_conversation: ConversationId,
+    pub(super) kb: Arc<KnowledgeBase>,
+    pub(super) scheduler: Scheduler,
+    /// When each conversation's last customer-typing indicator went to the agents (timer ms).
+    pub(super) typing_sent: HashMap<ConversationId, i64>,
+    /// Contacts linked into another since startup (the store may not have applied it yet).
+    pub(super) linked: HashMap<ContactId, ContactId>,
+    /// Contacts used by the command being handled.
+    pub(super) touched: Vec<ContactId>,
+    /// Contacts by last use, oldest first: (contact, stamp); an entry whose stamp is not the
+    /// contact's current one is stale and skipped.
+    pub(super) use_order: VecDeque<(ContactId, u64)>,
+    pub(super) use_clock: u64,
+    /// The first LSN journaled since the wall clock was last anchored (start or a step).
+    pub(super) interval_from_lsn: Lsn,
+}
+
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    /// Rebuilds what is kept in memory from a store that has applied the whole journal: the
+    /// id counters, the knowledge base, the agents and their load, the idle timers of resolved
+    /// conversations, and the oldest window of each team's queue. Contacts are hydrated later,
+    /// when first used, so startup does not scale with history.
+    ///
+    /// # Errors
+    /// [`DispatchError::Store`] if the store cannot be read.
+    pub(crate) fn start(
+        cfg: DispatchConfig,
+        journal: J,
+        store: S,
+        now: Now,
+    ) -> Result<Self, DispatchError> {
+        let startup = store.startup()?;
+        let mut scheduler = Scheduler::default();
+        for a in startup.agents {
+            scheduler.set_agent(a.id, a.teams, a.capacity, a.disabled);
+        }
+        for (agent, open) in startup.open_by_assignee {
+            for _ in 0..open {
+                scheduler.holding(agent, true);
+            }
+        }
+        let first_lsn = journal.last() + 1;
+        let mut d = Decider {
+            journal,
+            store,
+            identities: HashMap::new(),
+            contacts: HashMap::new(),
+            conversations: HashMap::new(),
+            idle_deadlines: BTreeSet::new(),
+            next_contact: startup.max_contact + 1,
+            next_conversation: startup.max_conversation + 1,
+            kb: Arc::new(KnowledgeBase::new(startup.kb)),
+            scheduler,
+            typing_sent: HashMap::new(),
+            linked: HashMap::new(),
+            touched: Vec::new(),
+            use_order: VecDeque::new(),
+            use_clock: 0,
+            interval_from_lsn: first_lsn,
+            cfg,
+        };
+        for (conversation, resolved_at) in startup.resolved {
+            let deadline = now.to_timer(resolved_at) + d.cfg.resolved_idle_after_ms;
+            d.idle_deadlines.insert((deadline, conversation));
+        }
+        let applied = d.store.applied();
+        for team in startup.queued_teams {
+            d.refill_queue(&team, applied, now)?;
+        }
+        Ok(d)
+    }
+
+    /// The knowledge base as of the last change (the thread publishes it).
+    pub(crate) fn kb(&self) -> &Arc<KnowledgeBase> {
+        &self.kb
+    }
+
+    /// Contacts hydrated now.
+    pub(crate) fn contacts_in_memory(&self) -> usize {
+        self.contacts.len()
+    }
+
+    /// Waiting conversations held in the scheduler's windows now.
+    pub(crate) fn queued_in_memory(&self) -> usize {
+        self.scheduler.queued_len()
+    }
+
+    pub(super) fn append(
+        &mut self,
+        op: Op,
+        audience: Option<Arc<[Identity]>>,
+    ) -> Result<Lsn, DispatchError> {
+        self.journal.append(op, audience)
+    }
+}
