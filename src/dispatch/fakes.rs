@@ -72,6 +72,15 @@ pub(super) struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// A store that has the knowledge base `kb` and the agents `agents`, and nothing else.
+    pub fn with(kb: Vec<KbEntry>, agents: Vec<RoutingAgent>) -> Self {
+        MemoryStore {
+            kb,
+            agents,
+            ..MemoryStore::default()
+        }
+    }
+
     /// Applies `entries` (those past the applied mark) and moves the mark to the last one.
     pub fn apply(&mut self, entries: &[Entry]) {
         for e in entries {

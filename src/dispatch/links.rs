@@ -25,7 +25,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             ));
         }
         for id in [keep, merged] {
-            if self.linked.contains_key(&id) || !self.store.contact_exists(id)? {
+            // Memory first: a contact created a moment ago may not be in the store yet.
+            let exists = self.contacts.contains_key(&id) || self.store.contact_exists(id)?;
+            if self.linked.contains_key(&id) || !exists {
                 return Err(DispatchError::NoSuchContact(id));
             }
             self.hydrate_contact(id, now)?;
@@ -120,5 +122,132 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             conversation: state.current.unwrap_or(0),
             message_id: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::fakes::{at, decider, identity, TestDecider, T0};
+    use crate::dispatch::{CustomerMessage, Resolve};
+    use crate::model::{bounded_id, Identity};
+
+    fn write(d: &mut TestDecider, who: &Identity, client_id: &str, now: Now) -> Accepted {
+        let message = CustomerMessage {
+            identity: who.clone(),
+            client_id: Some(bounded_id(client_id).unwrap()),
+            text: "hi".into(),
+            attachment: None,
+        };
+        d.customer_message(message, now).unwrap()
+    }
+
+    #[test]
+    fn linking_folds_the_merged_conversation_into_the_kept_one_and_keeps_both_rings() {
+        let mut d = decider();
+        let (web, kiosk) = (identity("web", "v1"), identity("mqtt", "kiosk-7"));
+        let kept = write(&mut d, &web, "w1", T0);
+        let merged = write(&mut d, &kiosk, "k1", at(1));
+        let a = d
+            .link_contacts(LinkContacts { keep: 1, merged: 2 }, at(2))
+            .unwrap();
+        assert!(
+            matches!(d.ops_since(a.lsn - 1)[..], [Op::ContactsLinked { keep: 1, merged: 2, folded: Some((from, into)), .. }]
+            if *from == merged.conversation && *into == kept.conversation)
+        );
+        assert_eq!(a.conversation, kept.conversation);
+        assert_eq!(
+            &d.contacts[&1].identities[..],
+            &[web.clone(), kiosk.clone()]
+        );
+        assert!(!d.contacts.contains_key(&2));
+        assert!(!d.conversations.contains_key(&merged.conversation));
+        // Both clients' resends are still recognised; the kiosk now writes into the kept one.
+        let last = d.journal.last();
+        assert_eq!(
+            write(&mut d, &kiosk, "k1", at(3)).message_id,
+            merged.message_id
+        );
+        assert_eq!(write(&mut d, &web, "w1", at(3)).message_id, kept.message_id);
+        assert_eq!(d.journal.last(), last);
+        assert_eq!(
+            write(&mut d, &kiosk, "k2", at(4)).conversation,
+            kept.conversation
+        );
+    }
+
+    #[test]
+    fn an_open_question_never_folds_into_a_resolved_conversation() {
+        let mut d = decider();
+        let (web, kiosk) = (identity("web", "v1"), identity("mqtt", "kiosk-7"));
+        let kept = write(&mut d, &web, "w1", T0);
+        d.resolve(
+            Resolve {
+                conversation: kept.conversation,
+                by: 1,
+            },
+            at(1),
+        )
+        .unwrap();
+        let open = write(&mut d, &kiosk, "k1", at(2));
+        let a = d
+            .link_contacts(LinkContacts { keep: 1, merged: 2 }, at(3))
+            .unwrap();
+        assert!(
+            matches!(d.ops_since(a.lsn - 1)[..], [Op::ContactsLinked { folded: Some((from, into)), .. }]
+            if *from == kept.conversation && *into == open.conversation)
+        );
+        assert_eq!(a.conversation, open.conversation);
+        assert!(
+            d.idle_deadlines.is_empty(),
+            "the folded one's timer is gone"
+        );
+    }
+
+    #[test]
+    fn linking_refuses_itself_unknown_and_already_linked_contacts() {
+        let mut d = decider();
+        write(&mut d, &identity("web", "v1"), "a", T0);
+        write(&mut d, &identity("web", "v2"), "b", T0);
+        d.store_catches_up();
+        let refuse = |d: &mut TestDecider, keep, merged| {
+            let last = d.journal.last();
+            let e = d
+                .link_contacts(LinkContacts { keep, merged }, at(1))
+                .unwrap_err();
+            assert_eq!(d.journal.last(), last);
+            e
+        };
+        assert!(matches!(refuse(&mut d, 1, 1), DispatchError::CannotLink(_)));
+        assert!(matches!(
+            refuse(&mut d, 1, 9),
+            DispatchError::NoSuchContact(9)
+        ));
+        d.link_contacts(LinkContacts { keep: 1, merged: 2 }, at(1))
+            .unwrap();
+        // The store has not applied the link: memory knows better.
+        assert!(matches!(
+            refuse(&mut d, 2, 1),
+            DispatchError::NoSuchContact(2)
+        ));
+    }
+
+    #[test]
+    fn a_contact_has_at_most_32_identities() {
+        let mut d = decider();
+        for i in 0..=MAX_IDENTITIES {
+            write(&mut d, &identity("web", &format!("v{i}")), "c", T0);
+        }
+        d.store_catches_up();
+        for merged in 2..=MAX_IDENTITIES as u64 {
+            d.link_contacts(LinkContacts { keep: 1, merged }, at(1))
+                .unwrap();
+        }
+        assert_eq!(d.contacts[&1].identities.len(), MAX_IDENTITIES);
+        let merged = MAX_IDENTITIES as u64 + 1;
+        assert!(matches!(
+            d.link_contacts(LinkContacts { keep: 1, merged }, at(2)),
+            Err(DispatchError::CannotLink(_))
+        ));
     }
 }

@@ -235,3 +235,129 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::fakes::{
+        at, config, decider_over, identity, MemoryStore, TestDecider, T0,
+    };
+    use crate::dispatch::{CustomerMessage, DispatchConfig, Resolve};
+    use crate::model::bounded_id;
+
+    fn small_cache() -> TestDecider {
+        let cfg = DispatchConfig {
+            cached_contacts: 2,
+            ..config()
+        };
+        decider_over(cfg, MemoryStore::default())
+    }
+
+    fn write(d: &mut TestDecider, who: &str, client_id: &str, now: Now) {
+        let message = CustomerMessage {
+            identity: identity("web", who),
+            client_id: Some(bounded_id(client_id).unwrap()),
+            text: "hi".into(),
+            attachment: None,
+        };
+        d.customer_message(message, now).unwrap();
+        d.after_command(now);
+    }
+
+    #[test]
+    fn contacts_beyond_the_cache_leave_only_once_the_store_has_them() {
+        let mut d = small_cache();
+        for v in 1..=4 {
+            write(&mut d, &format!("v{v}"), "c1", at(v));
+        }
+        assert_eq!(d.contacts.len(), 4, "the store has applied none of them");
+        d.store_catches_up();
+        d.settle_contacts();
+        assert_eq!(d.contacts.len(), 2, "the least recently used went");
+        assert!(d.contacts.contains_key(&3) && d.contacts.contains_key(&4));
+        assert_eq!(d.identities.len(), 2);
+        assert_eq!(d.conversations.len(), 2);
+    }
+
+    #[test]
+    fn an_evicted_contact_comes_back_exactly_as_it_left() {
+        let mut d = small_cache();
+        write(&mut d, "v1", "a", T0);
+        write(&mut d, "v1", "b", at(1));
+        d.resolve(
+            Resolve {
+                conversation: 1,
+                by: 4,
+            },
+            at(2),
+        )
+        .unwrap();
+        d.store_catches_up();
+        let before = &d.contacts[&1];
+        let (recent, last_via) = (before.recent.clone(), before.last_via.clone());
+        let conversation = d.conversations[&1].clone();
+        d.evict(1);
+        assert!(d.contacts.is_empty() && d.conversations.is_empty());
+        assert_eq!(
+            d.lookup_identity(&identity("web", "v1"), at(3)).unwrap(),
+            Some(1)
+        );
+        let after = &d.contacts[&1];
+        assert_eq!(after.recent, recent);
+        assert_eq!(after.last_via, last_via);
+        assert_eq!(after.current, Some(1));
+        assert_eq!(
+            d.conversations[&1], conversation,
+            "status, assignee, idle deadline"
+        );
+    }
+
+    #[test]
+    fn a_resend_to_an_evicted_contact_is_still_recognised() {
+        let mut d = small_cache();
+        write(&mut d, "v1", "a", T0);
+        let first = d.journal.last() - 1;
+        for v in 2..=4 {
+            write(&mut d, &format!("v{v}"), "a", at(v));
+        }
+        d.store_catches_up();
+        d.settle_contacts();
+        assert!(!d.contacts.contains_key(&1));
+        let last = d.journal.last();
+        let message = CustomerMessage {
+            identity: identity("web", "v1"),
+            client_id: Some(bounded_id("a").unwrap()),
+            text: "hi".into(),
+            attachment: None,
+        };
+        let again = d.customer_message(message, at(9)).unwrap();
+        assert_eq!(d.journal.last(), last);
+        assert_eq!(again.message_id, Some(first));
+    }
+
+    #[test]
+    fn a_contact_linked_away_is_never_hydrated_from_a_store_that_has_not_seen_the_link() {
+        let mut d = small_cache();
+        write(&mut d, "v1", "a", T0);
+        write(&mut d, "v2", "a", at(1));
+        d.store_catches_up();
+        d.link_contacts(crate::dispatch::LinkContacts { keep: 1, merged: 2 }, at(2))
+            .unwrap();
+        // The store still says conversation 2 is contact 2's and waiting; memory knows it
+        // folded into contact 1's.
+        let assign = crate::dispatch::Assign {
+            conversation: 2,
+            to: 5,
+            by: 5,
+        };
+        let refused = d.assign(assign, at(3)).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("cannot assign a conversation that is idle"),
+            "{refused}"
+        );
+        assert!(!d.contacts.contains_key(&2));
+        assert_eq!(d.contacts[&1].identities.len(), 2);
+    }
+}

@@ -252,3 +252,205 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::Status;
+    use crate::dispatch::fakes::{
+        agent, at, config, decider, decider_over, identity, MemoryStore, TestDecider, T0,
+    };
+    use crate::dispatch::{AgentMessage, CustomerMessage};
+    use crate::model::Lsn;
+    use crate::op::KbEntry;
+
+    fn kb() -> Vec<KbEntry> {
+        vec![
+            KbEntry {
+                intent: "hours".into(),
+                examples: vec!["when are you open".into(), "opening hours".into()],
+                answer: "9 to 6, every day.".into(),
+                team: String::new(),
+            },
+            KbEntry {
+                intent: "returns".into(),
+                examples: vec!["how do i return an item".into()],
+                answer: String::new(),
+                team: "after-sales".into(),
+            },
+        ]
+    }
+
+    /// A dispatcher whose store has the knowledge base and agents 1 (anyone) and 2
+    /// (after-sales).
+    fn shop() -> TestDecider {
+        let store = MemoryStore::with(kb(), vec![agent(1, &[], 2), agent(2, &["after-sales"], 1)]);
+        decider_over(config(), store)
+    }
+
+    fn ask(d: &mut TestDecider, who: &str, text: &str, now: Now) -> Accepted {
+        let message = CustomerMessage {
+            identity: identity("web", who),
+            client_id: None,
+            text: text.into(),
+            attachment: None,
+        };
+        let accepted = d.customer_message(message, now).unwrap();
+        d.after_command(now);
+        accepted
+    }
+
+    fn ops_after(d: &TestDecider, lsn: Lsn) -> Vec<&Op> {
+        d.ops_since(lsn)
+    }
+
+    #[test]
+    fn the_bot_answers_what_it_knows_and_the_conversation_stays_with_it() {
+        let mut d = shop();
+        let a = ask(&mut d, "v1", "when are you open", T0);
+        let ops = ops_after(&d, a.lsn);
+        assert!(
+            matches!(ops[0], Op::MessageClassified { message, intent, .. } if *message == a.lsn && intent == "hours")
+        );
+        assert!(
+            matches!(ops[1], Op::MessageAdded(m) if m.sender == Sender::Bot && m.text == "9 to 6, every day.")
+        );
+        assert_eq!(ops.len(), 2);
+        assert_eq!(d.conversations[&a.conversation].status, Status::Waiting);
+        assert_eq!(d.scheduler.queued_len(), 0, "nobody is needed");
+    }
+
+    #[test]
+    fn what_the_bot_does_not_answer_waits_for_its_team_and_is_assigned_when_an_agent_comes() {
+        let mut d = shop();
+        let a = ask(&mut d, "v1", "how do i return an item", T0);
+        assert!(ops_after(&d, a.lsn).iter().any(|op| matches!(op,
+            Op::HandedToHuman { team, reason: HandoffReason::NotConfident, .. } if team == "after-sales")));
+        assert_eq!(d.scheduler.queued_len(), 1, "nobody online");
+        // Agent 1 is not in the team; agent 2 is.
+        d.agent_feed(1, true);
+        d.after_command(at(1));
+        assert_eq!(d.conversations[&a.conversation].assignee, None);
+        d.agent_feed(2, true);
+        let before = d.journal.last();
+        d.after_command(at(2));
+        assert!(matches!(ops_after(&d, before)[..], [Op::StatusChanged(s)]
+            if s.to == Status::InProgress && s.assignee == Some(2) && s.by.is_none()));
+        // Agent 2's capacity is one: the next after-sales question waits.
+        let b = ask(&mut d, "v2", "how do i return an item", at(3));
+        assert_eq!(d.conversations[&b.conversation].assignee, None);
+        assert_eq!(d.scheduler.queued_len(), 1);
+    }
+
+    #[test]
+    fn asking_for_a_person_hands_over_even_when_the_bot_knows_the_answer() {
+        let mut d = shop();
+        let a = ask(&mut d, "v1", "when are you open, human please", T0);
+        assert!(ops_after(&d, a.lsn).iter().any(|op| matches!(
+            op,
+            Op::HandedToHuman {
+                reason: HandoffReason::Asked,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn once_a_person_holds_the_conversation_the_bot_stays_out() {
+        let mut d = shop();
+        let a = ask(&mut d, "v1", "how do i return an item", T0);
+        let reply = AgentMessage {
+            conversation: a.conversation,
+            agent: 1,
+            text: "let me look".into(),
+            via: None,
+        };
+        d.agent_message(reply, at(1)).unwrap();
+        let b = ask(&mut d, "v1", "when are you open", at(2));
+        let ops = ops_after(&d, b.lsn);
+        assert!(
+            matches!(ops[..], [Op::MessageClassified { .. }]),
+            "classified, not answered: {ops:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_beyond_the_window_is_read_back_from_the_store_in_order() {
+        let mut d = decider();
+        let window = crate::routing::scheduler::QUEUE_WINDOW;
+        let mut conversations = Vec::new();
+        for i in 0..window + 5 {
+            let a = ask(&mut d, &format!("v{i}"), "help", at(i as i64));
+            conversations.push(a.conversation);
+        }
+        assert_eq!(d.scheduler.queued_len(), window, "only a window in memory");
+        d.store_catches_up();
+        d.store.agents.push(agent(9, &[], (window + 5) as u32));
+        d.agent_feed(9, true);
+        d.after_command(at(10_000));
+        let assigned: Vec<ConversationId> = d
+            .journal
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::StatusChanged(s) if s.assignee == Some(9) => Some(s.conversation),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(assigned.len(), window);
+        // The rest is read back once the store has applied the assignments.
+        d.store_catches_up();
+        d.after_command(at(10_001));
+        let assigned = d
+            .journal
+            .entries
+            .iter()
+            .filter(|e| matches!(&e.op, Op::StatusChanged(s) if s.assignee == Some(9)))
+            .count();
+        assert_eq!(
+            assigned,
+            window + 5,
+            "every waiting conversation, oldest first"
+        );
+        assert_eq!(conversations.len(), window + 5);
+    }
+
+    #[test]
+    fn a_knowledge_base_change_puts_before_it_deletes_and_deletes_only_what_exists() {
+        let mut d = shop();
+        let change = KbChange {
+            put: vec![KbEntry {
+                intent: "parking".into(),
+                examples: vec!["where can i park".into()],
+                answer: "Behind the shop.".into(),
+                team: String::new(),
+            }],
+            delete: vec!["hours".into(), "no-such-intent".into()],
+        };
+        let a = d.kb_change(change, T0).unwrap();
+        let ops = d.ops_since(0);
+        assert!(
+            matches!(ops[..], [Op::KbEntryPut { entry, .. }, Op::KbEntryDeleted { intent, .. }]
+            if entry.intent == "parking" && intent == "hours")
+        );
+        assert_eq!(a.lsn, 2);
+        assert!(d.kb.get("hours").is_none());
+        assert!(d.kb.get("parking").is_some());
+    }
+
+    #[test]
+    fn an_agent_created_since_start_is_loaded_when_first_seen_and_counted() {
+        let mut d = decider();
+        d.agent_feed(5, true);
+        assert!(!d.scheduler.knows(5), "not in the store");
+        d.store.agents.push(agent(5, &[], 1));
+        d.agent_feed(5, true);
+        assert!(d
+            .roster()
+            .iter()
+            .any(|(id, slot)| *id == 5 && slot.connections == 1));
+        d.store.agents[0].capacity = 3;
+        d.agent_changed(5);
+        assert_eq!(d.roster()[0].1.capacity, 3);
+    }
+}

@@ -114,3 +114,117 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         Ok(lsn)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::fakes::{at, decider, identity, TestDecider, T0};
+    use crate::dispatch::CustomerMessage;
+
+    fn customer_waiting() -> TestDecider {
+        let mut d = decider();
+        let message = CustomerMessage {
+            identity: identity("web", "v1"),
+            client_id: None,
+            text: "hi".into(),
+            attachment: None,
+        };
+        d.customer_message(message, T0).unwrap();
+        d
+    }
+
+    fn typing(who: &str) -> VisitorTyping {
+        VisitorTyping {
+            identity: identity("web", who),
+        }
+    }
+
+    #[test]
+    fn customer_typing_reaches_the_agents_at_most_once_per_interval() {
+        let mut d = customer_waiting();
+        assert!(matches!(
+            d.visitor_typing(typing("v1"), at(0)),
+            Some(Ephemeral::Agents(_))
+        ));
+        assert!(d
+            .visitor_typing(typing("v1"), at(TYPING_INTERVAL_MS - 1))
+            .is_none());
+        assert!(d
+            .visitor_typing(typing("v1"), at(TYPING_INTERVAL_MS))
+            .is_some());
+        assert!(d.visitor_typing(typing("stranger"), at(0)).is_none());
+        assert!(d.journal.entries.len() == 5, "indicators are not journaled");
+    }
+
+    #[test]
+    fn agent_typing_goes_to_the_customers_sockets_and_names_the_reply_route() {
+        let mut d = customer_waiting();
+        let (indicator, route) = d
+            .agent_typing(AgentTyping { conversation: 1 }, at(1))
+            .unwrap();
+        let Ephemeral::Visitors(audience, _) = indicator else {
+            panic!("to the visitor")
+        };
+        assert_eq!(&audience[..], &[identity("web", "v1")]);
+        assert_eq!(route, Some(identity("web", "v1")));
+        assert!(matches!(
+            d.agent_typing(AgentTyping { conversation: 9 }, at(1)),
+            Err(DispatchError::NotFound(9))
+        ));
+    }
+
+    #[test]
+    fn a_read_mark_goes_to_the_agents_of_the_open_conversation() {
+        let mut d = customer_waiting();
+        let read = VisitorRead {
+            identity: identity("web", "v1"),
+            message_id: 4,
+        };
+        assert!(matches!(
+            d.visitor_read(read, at(1)),
+            Some(Ephemeral::Agents(_))
+        ));
+    }
+
+    #[test]
+    fn clock_steps_are_journaled_with_the_interval_they_correct() {
+        let mut d = customer_waiting();
+        let step = |offset_ms| crate::clock::Step {
+            offset_ms,
+            before_ms: T0.wall_ms,
+            correct_since_ms: None,
+        };
+        let first = d.clock_stepped(step(5_000), at(1)).unwrap();
+        assert!(matches!(
+            d.ops_since(first - 1)[..],
+            [Op::ClockStepped {
+                correct_from_lsn: 1,
+                offset_ms: 5_000,
+                ..
+            }]
+        ));
+        let second = d.clock_stepped(step(-3_000), at(2)).unwrap();
+        assert!(
+            matches!(d.ops_since(second - 1)[..], [Op::ClockStepped { correct_from_lsn, .. }]
+            if *correct_from_lsn == first + 1)
+        );
+    }
+
+    #[test]
+    fn delivery_reports_are_journaled_as_they_came() {
+        let mut d = decider();
+        d.delivery(DeliveryReport::Delivered(vec![3, 4]), T0)
+            .unwrap();
+        let failed = DeliveryReport::Failed {
+            message: 5,
+            attempts: 3,
+            dead: true,
+            error: "410 gone".into(),
+        };
+        d.delivery(failed, at(1)).unwrap();
+        assert!(matches!(d.ops_since(0)[..], [
+            Op::Delivered { messages, .. },
+            Op::DeliveryFailed { message: 5, dead: true, .. }
+        ] if messages == &vec![3, 4]));
+    }
+}

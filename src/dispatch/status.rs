@@ -152,3 +152,181 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::fakes::{at, decider, identity, TestDecider, T0};
+    use crate::dispatch::CustomerMessage;
+    use crate::model::bounded_id;
+
+    /// A dispatcher with one customer's conversation waiting; its id.
+    fn waiting() -> (TestDecider, ConversationId) {
+        let mut d = decider();
+        let message = CustomerMessage {
+            identity: identity("web", "v1"),
+            client_id: Some(bounded_id("c1").unwrap()),
+            text: "hi".into(),
+            attachment: None,
+        };
+        let c = d.customer_message(message, T0).unwrap().conversation;
+        (d, c)
+    }
+
+    fn status_of(d: &TestDecider, c: ConversationId) -> Option<Status> {
+        d.conversations.get(&c).map(|s| s.status)
+    }
+
+    #[test]
+    fn a_refused_transition_journals_nothing_and_names_the_attempt() {
+        let (mut d, c) = waiting();
+        let last = d.journal.last();
+        let refused = d
+            .reopen(
+                Reopen {
+                    conversation: c,
+                    by: 1,
+                },
+                at(1),
+            )
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "cannot reopen a conversation that is waiting: only a resolved conversation can be reopened"
+        );
+        assert_eq!(d.journal.last(), last);
+        assert_eq!(status_of(&d, c), Some(Status::Waiting));
+        assert!(matches!(
+            d.resolve(
+                Resolve {
+                    conversation: 99,
+                    by: 1
+                },
+                at(1)
+            ),
+            Err(DispatchError::NotFound(99))
+        ));
+    }
+
+    #[test]
+    fn assigning_takes_it_from_the_queue_and_assigning_again_to_the_same_agent_is_a_no_op() {
+        let (mut d, c) = waiting();
+        assert_eq!(d.scheduler.queued_len(), 1);
+        let a = d
+            .assign(
+                Assign {
+                    conversation: c,
+                    to: 3,
+                    by: 1,
+                },
+                at(1),
+            )
+            .unwrap();
+        assert!(matches!(d.ops_since(a.lsn - 1)[..], [Op::StatusChanged(s)]
+            if s.to == Status::InProgress && s.assignee == Some(3) && s.by == Some(1)));
+        assert_eq!(d.scheduler.queued_len(), 0);
+        let again = d
+            .assign(
+                Assign {
+                    conversation: c,
+                    to: 3,
+                    by: 1,
+                },
+                at(2),
+            )
+            .unwrap();
+        assert_eq!(again.lsn, 0, "nothing changed, nothing to wait for");
+    }
+
+    #[test]
+    fn a_resolved_conversation_closes_when_its_idle_deadline_comes_and_not_before() {
+        let (mut d, c) = waiting();
+        d.resolve(
+            Resolve {
+                conversation: c,
+                by: 1,
+            },
+            at(1_000),
+        )
+        .unwrap();
+        let deadline = 1_000 + d.cfg.resolved_idle_after_ms;
+        let last = d.journal.last();
+        d.fire_idle_timeouts(at(deadline - 1));
+        assert_eq!(d.journal.last(), last, "not yet");
+        d.fire_idle_timeouts(at(deadline));
+        assert!(matches!(d.ops_since(last)[..], [Op::StatusChanged(s)]
+            if s.from == Status::Resolved && s.to == Status::Idle && s.by.is_none()));
+        assert_eq!(status_of(&d, c), None, "closed: gone from memory");
+        assert!(d.idle_deadlines.is_empty());
+        assert_eq!(d.contacts[&1].current, None);
+    }
+
+    #[test]
+    fn a_customer_writing_again_after_a_resolve_disarms_the_timer() {
+        let (mut d, c) = waiting();
+        d.resolve(
+            Resolve {
+                conversation: c,
+                by: 1,
+            },
+            at(1_000),
+        )
+        .unwrap();
+        let message = CustomerMessage {
+            identity: identity("web", "v1"),
+            client_id: None,
+            text: "one more thing".into(),
+            attachment: None,
+        };
+        let again = d.customer_message(message, at(2_000)).unwrap();
+        assert_eq!(again.conversation, c, "the same conversation");
+        assert_eq!(status_of(&d, c), Some(Status::Waiting));
+        assert!(d.idle_deadlines.is_empty());
+        let last = d.journal.last();
+        d.fire_idle_timeouts(at(10 * d.cfg.resolved_idle_after_ms));
+        assert_eq!(d.journal.last(), last);
+    }
+
+    #[test]
+    fn a_timer_of_a_conversation_evicted_from_memory_hydrates_it_and_fires() {
+        let (mut d, c) = waiting();
+        d.resolve(
+            Resolve {
+                conversation: c,
+                by: 1,
+            },
+            at(1_000),
+        )
+        .unwrap();
+        d.store_catches_up();
+        d.settle_contacts();
+        d.evict(1);
+        assert_eq!(status_of(&d, c), None);
+        d.fire_idle_timeouts(at(1_000 + d.cfg.resolved_idle_after_ms));
+        assert!(
+            matches!(d.journal.entries.last().map(|e| &e.op), Some(Op::StatusChanged(s))
+            if s.conversation == c && s.to == Status::Idle)
+        );
+    }
+
+    #[test]
+    fn the_idle_timers_of_resolved_conversations_come_back_at_start() {
+        let (mut d, c) = waiting();
+        d.resolve(
+            Resolve {
+                conversation: c,
+                by: 1,
+            },
+            at(1_000),
+        )
+        .unwrap();
+        d.store_catches_up();
+        let store = std::mem::take(&mut d.store);
+        let mut restarted = crate::dispatch::fakes::decider_over(d.cfg.clone(), store);
+        restarted.fire_idle_timeouts(at(1_000 + d.cfg.resolved_idle_after_ms - 1));
+        assert!(restarted.journal.entries.is_empty());
+        restarted.fire_idle_timeouts(at(1_000 + d.cfg.resolved_idle_after_ms));
+        assert!(matches!(restarted.ops_since(0)[..], [Op::StatusChanged(s)]
+            if s.conversation == c && s.to == Status::Idle));
+    }
+}
