@@ -7,18 +7,59 @@ use super::ports::{Journal, Snapshot};
 use super::state::{Now, RecentClientId, MAX_IDENTITIES};
 use super::{Accepted, Decider, DispatchError};
 use crate::conversation::Status;
-use crate::model::ConversationId;
+use crate::model::{ContactId, ConversationId};
 use crate::op::Op;
 
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// Links contact `merged` into `keep`: one person, one history, one open conversation
-    /// (when both had one, `merged`'s messages fold into `keep`'s).
+    /// (when both had one, one folds into the other: [`fold`]).
     pub(crate) fn link_contacts(
         &mut self,
         cmd: LinkContacts,
         now: Now,
     ) -> Result<Accepted, DispatchError> {
         let LinkContacts { keep, merged } = cmd;
+        self.check_linkable(keep, merged, now)?;
+        let status = |c: Option<ConversationId>| {
+            c.and_then(|c| self.conversations.get(&c)).map(|s| s.status)
+        };
+        let (kept_current, merged_current) =
+            (self.contacts[&keep].current, self.contacts[&merged].current);
+        let folded = fold(
+            kept_current.zip(status(kept_current)),
+            merged_current.zip(status(merged_current)),
+        );
+        let lsn = self.append(
+            Op::ContactsLinked {
+                keep,
+                merged,
+                folded,
+                at_ms: now.wall_ms,
+            },
+            None,
+        )?;
+        if let Some((from, _)) = folded {
+            self.forget_folded(from);
+        }
+        let current = match folded {
+            Some((_, into)) => Some(into),
+            None => kept_current.or(merged_current),
+        };
+        self.merge_contacts(keep, merged, current);
+        Ok(Accepted {
+            lsn,
+            conversation: current.unwrap_or(0),
+            message_id: None,
+        })
+    }
+
+    /// Both contacts exist, are not linked away already, are hydrated, and fit in one.
+    fn check_linkable(
+        &mut self,
+        keep: ContactId,
+        merged: ContactId,
+        now: Now,
+    ) -> Result<(), DispatchError> {
         if keep == merged {
             return Err(DispatchError::CannotLink(
                 "a contact cannot be linked to itself",
@@ -39,52 +80,40 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 "a contact has at most 32 identities",
             ));
         }
-        let kept_current = self.contacts[&keep].current;
-        let merged_current = self.contacts[&merged].current;
-        // Both open: the merged contact's conversation folds into the kept one's, unless only
-        // the merged one is still open (waiting or in progress) — a question never folds into
-        // a conversation that is resolved and about to close.
-        let open = |c: ConversationId| {
-            self.conversations
-                .get(&c)
-                .is_some_and(|s| matches!(s.status, Status::Waiting | Status::InProgress))
+        Ok(())
+    }
+
+    /// A conversation folded into another leaves memory: its timer, its queue place, and the
+    /// load it counted for its agent.
+    fn forget_folded(&mut self, from: ConversationId) {
+        let Some(state) = self.conversations.remove(&from) else {
+            return;
         };
-        let folded = match (merged_current, kept_current) {
-            (Some(m), Some(k)) if open(m) && !open(k) => Some((k, m)),
-            (Some(m), Some(k)) => Some((m, k)),
-            _ => None,
-        };
-        let lsn = self.append(
-            Op::ContactsLinked {
-                keep,
-                merged,
-                folded,
-                at_ms: now.wall_ms,
-            },
-            None,
-        )?;
+        if let Some(deadline) = state.idle_deadline {
+            self.idle_deadlines.remove(&(deadline, from));
+        }
+        if state.status.is_open() {
+            if let Some(agent) = state.assignee {
+                self.scheduler.holding(agent, false);
+            }
+        }
+        self.scheduler.dequeue(from);
+    }
+
+    /// Moves `merged` into `keep` in memory: identities (appended, so the kept ones keep their
+    /// ring indexes), both client-id rings in message order, the later reply route, and
+    /// `current` as the kept contact's open conversation.
+    fn merge_contacts(
+        &mut self,
+        keep: ContactId,
+        merged: ContactId,
+        current: Option<ConversationId>,
+    ) {
         let gone = self
             .contacts
             .remove(&merged)
-            .expect("invariant: hydrated above");
+            .expect("invariant: hydrated by check_linkable");
         self.linked.insert(merged, keep);
-        if let Some((from, _)) = folded {
-            if let Some(state) = self.conversations.remove(&from) {
-                if let Some(deadline) = state.idle_deadline {
-                    self.idle_deadlines.remove(&(deadline, from));
-                }
-                if matches!(state.status, Status::Waiting | Status::InProgress) {
-                    if let Some(agent) = state.assignee {
-                        self.scheduler.holding(agent, false);
-                    }
-                }
-                self.scheduler.dequeue(from);
-            }
-        }
-        let current = match folded {
-            Some((_, into)) => Some(into),
-            None => kept_current.or(merged_current),
-        };
         if let Some(state) = current.and_then(|c| self.conversations.get_mut(&c)) {
             state.contact = keep;
         }
@@ -95,7 +124,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let state = self
             .contacts
             .get_mut(&keep)
-            .expect("invariant: hydrated above");
+            .expect("invariant: hydrated by check_linkable");
         let offset = state.identities.len() as u8;
         state.identities = state
             .identities
@@ -117,11 +146,21 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             state.last_via = gone.last_via;
         }
         state.current = current;
-        Ok(Accepted {
-            lsn,
-            conversation: state.current.unwrap_or(0),
-            message_id: None,
-        })
+    }
+}
+
+/// Which conversation folds into which, `(from, into)`, when both linked contacts have one not
+/// yet closed (with its status): the merged contact's folds into the kept one's, unless only
+/// the merged one is still open — a question never folds into a conversation that is resolved
+/// and about to close.
+fn fold(
+    kept: Option<(ConversationId, Status)>,
+    merged: Option<(ConversationId, Status)>,
+) -> Option<(ConversationId, ConversationId)> {
+    match (merged, kept) {
+        (Some((m, ms)), Some((k, ks))) if ms.is_open() && !ks.is_open() => Some((k, m)),
+        (Some((m, _)), Some((k, _))) => Some((m, k)),
+        _ => None,
     }
 }
 

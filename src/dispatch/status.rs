@@ -69,15 +69,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         if to == from && assignee == state.assignee {
             return Ok(None);
         }
-        // The scheduler's view: who holds an open conversation, and what still waits.
-        let open = |s: Status| matches!(s, Status::Waiting | Status::InProgress);
-        let held_before = state.assignee.filter(|_| open(from));
-        let held_after = assignee.filter(|_| open(to));
-        if from == Status::Resolved {
-            if let Some(deadline) = state.idle_deadline {
-                self.idle_deadlines.remove(&(deadline, conversation));
-            }
-        }
+        let held_before = state.assignee.filter(|_| from.is_open());
         let lsn = self.append(
             Op::StatusChanged(StatusChanged {
                 conversation,
@@ -89,25 +81,46 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }),
             None,
         )?;
-        if held_before != held_after {
-            // An agent created since startup is loaded first, so their load is counted from
-            // their first conversation on.
-            if let Some(a) = held_before {
-                self.know_agent(a);
-                self.scheduler.holding(a, false);
-            }
-            if let Some(a) = held_after {
-                self.know_agent(a);
-                self.scheduler.holding(a, true);
-            }
-        }
-        if assignee.is_some() || !open(to) {
+        self.follow_load(held_before, assignee.filter(|_| to.is_open()));
+        if assignee.is_some() || !to.is_open() {
             self.scheduler.dequeue(conversation);
         }
+        self.set_status(conversation, to, assignee, now);
+        Ok(Some(lsn))
+    }
+
+    /// The scheduler counts each agent's open conversations: an agent created since startup
+    /// is loaded first, so their load is counted from their first conversation on.
+    fn follow_load(&mut self, held_before: Option<AgentId>, held_after: Option<AgentId>) {
+        if held_before == held_after {
+            return;
+        }
+        if let Some(a) = held_before {
+            self.know_agent(a);
+            self.scheduler.holding(a, false);
+        }
+        if let Some(a) = held_after {
+            self.know_agent(a);
+            self.scheduler.holding(a, true);
+        }
+    }
+
+    /// Memory follows a journaled change: the status and assignee, the idle timer (armed on
+    /// resolve, disarmed on anything else), and a closed conversation leaves memory.
+    fn set_status(
+        &mut self,
+        conversation: ConversationId,
+        to: Status,
+        assignee: Option<AgentId>,
+        now: Now,
+    ) {
         let state = self
             .conversations
             .get_mut(&conversation)
-            .expect("invariant: present above");
+            .expect("invariant: changed only while in memory");
+        if let Some(deadline) = state.idle_deadline.take() {
+            self.idle_deadlines.remove(&(deadline, conversation));
+        }
         state.status = to;
         state.assignee = assignee;
         match to {
@@ -125,9 +138,8 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     }
                 }
             }
-            Status::Waiting | Status::InProgress => state.idle_deadline = None,
+            Status::Waiting | Status::InProgress => {}
         }
-        Ok(Some(lsn))
     }
 
     /// Closes every resolved conversation whose idle deadline is due at `now.timer_ms`.
