@@ -73,6 +73,9 @@ pub struct Core {
 impl Core {
     /// Locks the data directory, recovers, and starts the pipeline.
     ///
+    /// One piece on purpose: the pipeline's channels are wired here, each to the one thread or
+    /// task at its other end, and seeing them together is how the wiring is checked.
+    ///
     /// # Errors
     /// [`Error`] when the data directory is unusable or in use, or recovery fails.
     pub async fn start(cfg: &Arc<Config>) -> Result<Core> {
@@ -138,32 +141,13 @@ impl Core {
         let dispatch_stats = dispatcher.stats();
         let threads = [
             spawn_thread("kefud-journal", move || writer.run(journal_rx)),
-            {
-                let (fatal, failure) = (fatal.clone(), Arc::clone(&store_failure));
-                let data_dir = cfg.storage.data_dir.clone();
-                spawn_thread("kefud-store", move || {
-                    if let Err(e) = applier.run(store_rx) {
-                        // ext4 remounts read-only a moment after the error it reports.
-                        let read_only = (0..10).any(|_| {
-                            journal::writer::file_system_read_only(&data_dir) || {
-                                std::thread::sleep(Duration::from_millis(50));
-                                false
-                            }
-                        });
-                        let cause = if read_only {
-                            "; the data directory's file system is read-only (remounted after errors, as ext4 errors=remount-ro does: see dmesg, fsck the card)"
-                        } else {
-                            ""
-                        };
-                        tracing::error!(error = %e, cause, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
-                        // Only this thread sets it, once.
-                        let _ = failure.set(format!(
-                            "the SQLite store failed to apply committed records: {e}{cause}"
-                        ));
-                        fatal.cancel();
-                    }
-                })
-            },
+            spawn_store(
+                applier,
+                store_rx,
+                cfg.storage.data_dir.clone(),
+                fatal.clone(),
+                Arc::clone(&store_failure),
+            ),
             spawn_thread("kefud-dispatch", move || dispatcher.run(command_rx)),
         ];
         let tasks = TaskTracker::new();
@@ -223,6 +207,41 @@ impl Core {
     }
 }
 
+/// The store's applier thread. A failure is fatal (the journal keeps everything, a restart
+/// replays it): its reason, with the likely cause when the file system went read-only, is set
+/// once in `failure` for `/healthz`, and `fatal` stops the daemon.
+fn spawn_store(
+    applier: Applier,
+    batches: mpsc::Receiver<Vec<crate::op::Entry>>,
+    data_dir: std::path::PathBuf,
+    fatal: CancellationToken,
+    failure: Arc<OnceLock<String>>,
+) -> JoinHandle<()> {
+    spawn_thread("kefud-store", move || {
+        let Err(e) = applier.run(batches) else {
+            return;
+        };
+        // ext4 remounts read-only a moment after the error it reports.
+        let read_only = (0..10).any(|_| {
+            journal::writer::file_system_read_only(&data_dir) || {
+                std::thread::sleep(Duration::from_millis(50));
+                false
+            }
+        });
+        let cause = if read_only {
+            "; the data directory's file system is read-only (remounted after errors, as ext4 errors=remount-ro does: see dmesg, fsck the card)"
+        } else {
+            ""
+        };
+        tracing::error!(error = %e, cause, "store applier failed; stopping (the journal keeps everything and a restart replays it)");
+        // Only this thread sets it, once.
+        let _ = failure.set(format!(
+            "the SQLite store failed to apply committed records: {e}{cause}"
+        ));
+        fatal.cancel();
+    })
+}
+
 /// Runs the daemon until `shutdown` is cancelled.
 ///
 /// # Errors
@@ -234,6 +253,11 @@ pub async fn run(cfg: Config, reloader: Reloader, shutdown: CancellationToken) -
 
 /// [`run`], with channel adapters of the caller's own besides the ones the configuration
 /// enables (an integrator's IM: see `examples/adapter.rs`).
+///
+/// One piece on purpose: it is the daemon's start and stop order, read top to bottom (the
+/// pipeline before the channels, the channels before the listener; on the way down,
+/// connections drain before the channels stop, and the channels before the pipeline), and the
+/// order is what must not be broken; the steps themselves are functions.
 ///
 /// # Errors
 /// As [`run`]; also [`Error::Channels`] when an adapter's channels collide with another's.
@@ -339,20 +363,7 @@ pub async fn run_with_adapters(
         ));
     }
 
-    let listener_limits = http::listener::Limits {
-        max_connections: http::listener::Limits::effective_max_connections(
-            cfg.server.max_connections,
-            fd_limit(),
-        ),
-        max_connections_per_address: cfg.server.max_connections_per_address,
-        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_secs),
-    };
-    if listener_limits.max_connections < cfg.server.max_connections {
-        tracing::info!(
-            max_connections = listener_limits.max_connections,
-            "connections capped below the descriptor limit"
-        );
-    }
+    let listener_limits = listener_limits(&cfg);
     tasks.spawn(sweep_uploads(state.clone(), shutdown.clone()));
     let listener_stats = Arc::clone(&state.listener_stats);
     // The listener stays open until the pipeline has stopped, so `/healthz` can say why the
@@ -366,23 +377,7 @@ pub async fn run_with_adapters(
         close_listener.clone(),
     ));
     shutdown.cancelled().await;
-    let failure = core
-        .journal_health
-        .failure()
-        .or(core.store_failure.get().map(String::as_str))
-        .map(str::to_string);
-    systemd::notify_stopping(failure.as_deref());
-    match &failure {
-        Some(reason) => tracing::error!(
-            message_id = crate::telemetry::message_id::STOPPING,
-            reason,
-            "stopping on failure: STOPPING, acknowledging nothing more, draining connections"
-        ),
-        None => tracing::info!(
-            message_id = crate::telemetry::message_id::STOPPING,
-            "shutdown requested: STOPPING, draining connections"
-        ),
-    }
+    announce_stopping(&core);
 
     // Wait for WebSocket tasks to finish their acks and close, then the pipeline drains in
     // order.
@@ -404,6 +399,48 @@ pub async fn run_with_adapters(
         tracing::warn!("HTTP connections did not finish within the grace period");
     }
     stopped
+}
+
+/// The listener's limits: the configured connection cap, lowered to what the descriptor limit
+/// allows.
+fn listener_limits(cfg: &Config) -> http::listener::Limits {
+    let limits = http::listener::Limits {
+        max_connections: http::listener::Limits::effective_max_connections(
+            cfg.server.max_connections,
+            fd_limit(),
+        ),
+        max_connections_per_address: cfg.server.max_connections_per_address,
+        header_read_timeout: Duration::from_secs(cfg.server.header_read_timeout_secs),
+    };
+    if limits.max_connections < cfg.server.max_connections {
+        tracing::info!(
+            max_connections = limits.max_connections,
+            "connections capped below the descriptor limit"
+        );
+    }
+    limits
+}
+
+/// Says why the daemon is stopping: to systemd (STOPPING, with the failure if there is one)
+/// and to the log.
+fn announce_stopping(core: &Core) {
+    let failure = core
+        .journal_health
+        .failure()
+        .or(core.store_failure.get().map(String::as_str))
+        .map(str::to_string);
+    systemd::notify_stopping(failure.as_deref());
+    match &failure {
+        Some(reason) => tracing::error!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            reason,
+            "stopping on failure: STOPPING, acknowledging nothing more, draining connections"
+        ),
+        None => tracing::info!(
+            message_id = crate::telemetry::message_id::STOPPING,
+            "shutdown requested: STOPPING, draining connections"
+        ),
+    }
 }
 
 /// An exclusive lock on the data directory (`kefud.lock`, flock), held while the pipeline

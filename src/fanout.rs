@@ -38,7 +38,7 @@ use smallvec::SmallVec;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{Identity, Lsn, Sender};
-use crate::op::{Entry, Op};
+use crate::op::{Entry, MessageAdded, Op};
 use crate::wire;
 
 /// A frame for one subscriber, with the LSN it carries (so a dropped subscriber knows where to
@@ -353,29 +353,7 @@ impl Fanout {
                         }
                     }
                     if !self.agents.is_empty() {
-                        let frame: Utf8Bytes = wire::agent_message(wire::MessageView {
-                            id: entry.lsn,
-                            conversation_id: m.conversation,
-                            contact_id: m.contact,
-                            sender: m.sender.as_str(),
-                            agent_id: m.agent,
-                            client_id: m.client_id.as_deref(),
-                            text: &m.text,
-                            created_at: m.at_ms,
-                            // Classified just after, by its own record; the thread API shows it.
-                            intent: None,
-                            intent_score: None,
-                            attachment: m.attachment.as_deref(),
-                            channel: m.via.as_ref().map(|v| v.channel.as_str()),
-                            delivery: m
-                                .via
-                                .as_ref()
-                                .filter(|v| {
-                                    matches!(m.sender, Sender::Agent | Sender::Bot)
-                                        && v.channel != crate::model::WEB_CHANNEL
-                                })
-                                .map(|_| "pending"),
-                        });
+                        let frame = agent_message_frame(entry.lsn, m);
                         send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
                     }
                 }
@@ -453,6 +431,33 @@ impl Fanout {
         self.agents.retain(|feed| !feed.is_gone());
         self.live_at_sweep = self.visitors.len();
     }
+}
+
+/// A customer's, agent's, bot's message or note as the agents' feed shows it.
+fn agent_message_frame(lsn: Lsn, m: &MessageAdded) -> Utf8Bytes {
+    wire::agent_message(wire::MessageView {
+        id: lsn,
+        conversation_id: m.conversation,
+        contact_id: m.contact,
+        sender: m.sender.as_str(),
+        agent_id: m.agent,
+        client_id: m.client_id.as_deref(),
+        text: &m.text,
+        created_at: m.at_ms,
+        // Classified just after, by its own record; the thread API shows it.
+        intent: None,
+        intent_score: None,
+        attachment: m.attachment.as_deref(),
+        channel: m.via.as_ref().map(|v| v.channel.as_str()),
+        delivery: m
+            .via
+            .as_ref()
+            .filter(|v| {
+                matches!(m.sender, Sender::Agent | Sender::Bot)
+                    && v.channel != crate::model::WEB_CHANNEL
+            })
+            .map(|_| "pending"),
+    })
 }
 
 /// Queues a record's frame for each subscriber; one whose queue is full is dropped (its

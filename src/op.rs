@@ -215,6 +215,9 @@ impl Op {
     }
 
     /// Appends the payload (not the frame header) to `buf`.
+    ///
+    /// One piece on purpose, like [`Op::decode`]: the two mirror each other arm by arm (the
+    /// journal's format of every operation), and split apart they could drift.
     pub fn encode(&self, buf: &mut Vec<u8>) {
         match self {
             Op::ContactCreated {
@@ -368,6 +371,8 @@ impl Op {
         }
     }
 
+    /// The inverse of [`Op::encode`], arm by arm (one piece for the same reason).
+    ///
     /// # Errors
     /// [`DecodeError`] when the payload does not hold exactly one operation of `kind`.
     pub fn decode(kind: u8, payload: &[u8]) -> Result<Op, DecodeError> {

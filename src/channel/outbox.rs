@@ -57,6 +57,10 @@ pub struct OutboxContext {
 }
 
 /// Runs until `ctx.stop` is cancelled.
+///
+/// One piece on purpose: one loop that reads pending rows, sends them within the adapter's
+/// in-flight limit and reports the outcomes; its `select!` arms share the in-flight set and
+/// the retry schedule.
 pub async fn run(
     adapter: Arc<dyn Adapter>,
     filter: ChannelFilter,

@@ -81,6 +81,10 @@ async fn token_valid(app: &AppState, token: &str) -> bool {
 
 const SIGNED_OUT: &str = "signed out; log in again";
 
+/// The agent feed's loop: the socket, the live records, token changes and the shutdown.
+///
+/// One piece on purpose: one `select!` over those sources, whose arms share the feed's state
+/// (the resume point, the token's validity).
 async fn serve(
     socket: WebSocket,
     app: &AppState,

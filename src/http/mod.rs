@@ -228,6 +228,9 @@ fn health(
 }
 
 /// Prometheus text format; loopback and LAN only, like everything else here.
+///
+/// One piece on purpose: a flat table of every figure kefud exposes (name, help, value), so
+/// the list of metrics is read in one place.
 async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let rows = [

@@ -185,6 +185,11 @@ async fn serve(
 const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 impl Connection {
+    /// The connection's life: welcome, subscribe, resume, then one loop over the socket, the
+    /// live feed, the dispatcher's answers and the durable mark.
+    ///
+    /// One piece on purpose: those sources are polled together by one `select!`, and its arms
+    /// share the loop's state (what is in flight, what was acknowledged, the resume point).
     async fn run(&mut self, after: Option<MessageId>) -> Result<(), axum::Error> {
         self.send_text(wire::welcome(&self.identity.external_id, after))
             .await?;
@@ -373,6 +378,9 @@ impl Connection {
         }
     }
 
+    /// One frame from the visitor: checked against the limits, parsed, and handled by kind.
+    ///
+    /// One piece on purpose: one arm per frame kind of the contract, each a few lines.
     async fn on_frame(&mut self, text: &str) -> Result<(), axum::Error> {
         let limits = &self.cfg.limits;
         if text.len() > limits.max_frame_bytes {

@@ -84,6 +84,10 @@ pub(super) fn read_without_asking(op: &Op, event_channels: &[String]) -> bool {
 
 /// Applies one operation inside the caller's transaction. `event_channels` are the channels
 /// whose conversation events (opened, resolved) go to a webhook: they get outbox rows too.
+///
+/// One piece on purpose: one arm per operation kind, so reading this match is reading what the
+/// store does with the journal; an arm that outgrows a few statements is its own function
+/// (`link_contacts`).
 pub(super) fn apply_op(
     prepared: &mut Prepared<'_>,
     lsn: Lsn,
