@@ -5,6 +5,10 @@
 //! edge with [`IdError`] instead of travelling inward. Numeric ids a client sends (a path's
 //! `{id}`, `after=N`, a read frame's `message_id`) are [`CheckedId`]s, refused at the edge with
 //! [`IdRangeError`] unless SQLite can hold them: no id wraps to a negative one in a query.
+//!
+//! The outbox's vocabulary lives here too, below both its users: an [`Outbound`] is the row
+//! the store reads and an adapter sends, a [`ChannelFilter`] the rows one adapter delivers (the
+//! channel's route table builds it, the store's outbox query applies it).
 
 use std::fmt;
 
@@ -171,6 +175,77 @@ impl Sender {
         [Sender::Visitor, Sender::Agent, Sender::Bot, Sender::Note]
             .into_iter()
             .find(|v| v.as_str() == s)
+    }
+}
+
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundKind {
+    /// An agent's or the bot's reply.
+    Message,
+    /// A customer's first message opened a conversation (webhooks only).
+    ConversationOpened,
+    /// An agent resolved the conversation (webhooks only).
+    ConversationResolved,
+}
+
+impl OutboundKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutboundKind::Message => "message",
+            OutboundKind::ConversationOpened => "conversation_opened",
+            OutboundKind::ConversationResolved => "conversation_resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OutboundKind::Message,
+            OutboundKind::ConversationOpened,
+            OutboundKind::ConversationResolved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A reply, or a conversation event, to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The message id, or the event's LSN: unique, and what receivers deduplicate on.
+    pub id: MessageId,
+    pub kind: OutboundKind,
+    pub conversation_id: ConversationId,
+    /// The customer's identity on the adapter's channel.
+    pub to: Identity,
+    /// `agent` or `bot` (empty for events).
+    pub sender: String,
+    /// Empty for events.
+    pub text: String,
+    /// When the message was written, or the event happened (ms).
+    pub created_at: i64,
+    /// Delivery attempts already made (0 for the first).
+    pub attempts: u32,
+}
+
+/// The outbox rows an adapter delivers, as a store filter (`crate::channel::routes` builds
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelFilter {
+    /// Rows of these channels.
+    Only(Vec<String>),
+    /// Rows of every channel but these.
+    AllBut(Vec<String>),
+}
+
+impl ChannelFilter {
+    /// Whether `channel` passes (the web widget's never does: it is no adapter's).
+    pub fn allows(&self, channel: &str) -> bool {
+        channel != WEB_CHANNEL
+            && match self {
+                ChannelFilter::Only(c) => c.iter().any(|c| c == channel),
+                ChannelFilter::AllBut(c) => !c.iter().any(|c| c == channel),
+            }
     }
 }
 

@@ -8,9 +8,10 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::routes::ChannelFilter;
 use crate::dispatch::{Accepted, Command, DispatchError, Reply};
-use crate::model::{bounded_id, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
+use crate::model::{
+    bounded_id, ChannelFilter, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX,
+};
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
