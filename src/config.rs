@@ -136,6 +136,7 @@ pub struct Store {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_frame_bytes: usize,
+    /// Longest message text, in characters, from any entry ([`crate::model::check_text`]).
     pub max_text_chars: usize,
     pub messages_per_second: u32,
     pub burst: u32,

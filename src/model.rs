@@ -5,6 +5,9 @@
 //! edge with [`IdError`] instead of travelling inward. Numeric ids a client sends (a path's
 //! `{id}`, `after=N`, a read frame's `message_id`) are [`CheckedId`]s, refused at the edge with
 //! [`IdRangeError`] unless SQLite can hold them: no id wraps to a negative one in a query.
+//! A message's text is checked by [`check_text`], the one rule for every way a message comes
+//! in (the widget, the agent API, the console, every channel), refused with [`TextError`]'s
+//! two stable codes.
 //!
 //! The outbox's vocabulary lives here too, below both its users: an [`Outbound`] is the row
 //! the store reads and an adapter sends, a [`ChannelFilter`] the rows one adapter delivers (the
@@ -67,6 +70,49 @@ pub fn bounded_id<const N: usize>(raw: &str) -> Result<heapless::String<N>, IdEr
     out.push_str(raw)
         .map_err(|()| IdError::TooLong { max: N })?;
     Ok(out)
+}
+
+/// Why a message's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("text must not be empty")]
+    Empty,
+    #[error("text has {chars} characters; the limit is {max}")]
+    TooLong { chars: usize, max: usize },
+}
+
+impl TextError {
+    /// The error code clients see: `empty_text` or `text_too_long`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            TextError::Empty => "empty_text",
+            TextError::TooLong { .. } => "text_too_long",
+        }
+    }
+}
+
+/// Checks a message's text: something besides whitespace, and at most `max_chars` characters
+/// (Unicode scalar values, not bytes: `limits.max_text_chars` means the same for Chinese as for
+/// English).
+///
+/// # Errors
+/// [`TextError::Empty`] for text that is empty or only whitespace, [`TextError::TooLong`]
+/// beyond `max_chars`.
+pub fn check_text(text: &str, max_chars: usize) -> Result<(), TextError> {
+    if text.trim().is_empty() {
+        return Err(TextError::Empty);
+    }
+    // No more bytes than the limit means no more characters either: skip the count.
+    if text.len() > max_chars {
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(TextError::TooLong {
+                chars,
+                max: max_chars,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The largest id kefud stores: SQLite's integers are i64.
@@ -286,6 +332,39 @@ mod tests {
         assert!(bounded_id::<64>(&"a".repeat(64)).is_ok());
         assert_eq!(bounded_id::<64>("a b"), Err(IdError::BadCharacter));
         assert_eq!(bounded_id::<64>("é"), Err(IdError::BadCharacter));
+    }
+
+    #[test]
+    fn text_is_something_besides_whitespace_within_the_limit_in_characters() {
+        assert_eq!(check_text("hi", 2), Ok(()));
+        assert_eq!(check_text(" hi\n", 4), Ok(()));
+        for empty in ["", " ", "\n\t ", "\u{3000}"] {
+            assert_eq!(check_text(empty, 10), Err(TextError::Empty), "{empty:?}");
+        }
+        assert_eq!(
+            check_text("abc", 2),
+            Err(TextError::TooLong { chars: 3, max: 2 })
+        );
+        // Characters, not bytes: ten Chinese characters are 30 bytes.
+        assert_eq!(check_text(&"你".repeat(10), 10), Ok(()));
+        assert_eq!(
+            check_text(&"你".repeat(11), 10),
+            Err(TextError::TooLong { chars: 11, max: 10 })
+        );
+        // Whitespace counts toward the limit: the text is stored as sent.
+        assert_eq!(
+            check_text(" ab ", 3),
+            Err(TextError::TooLong { chars: 4, max: 3 })
+        );
+        assert_eq!(TextError::Empty.code(), "empty_text");
+        assert_eq!(
+            TextError::TooLong { chars: 3, max: 2 }.code(),
+            "text_too_long"
+        );
+        assert_eq!(
+            TextError::TooLong { chars: 3, max: 2 }.to_string(),
+            "text has 3 characters; the limit is 2"
+        );
     }
 
     #[test]
