@@ -91,17 +91,15 @@ impl TextError {
     }
 }
 
-/// Checks a message's text: something besides whitespace, and at most `max_chars` characters
-/// (Unicode scalar values, not bytes: `limits.max_text_chars` means the same for Chinese as for
-/// English).
+/// Checks a message's text: at most `max_chars` characters (Unicode scalar values, not bytes:
+/// `limits.max_text_chars` means the same for Chinese as for English), and something besides
+/// whitespace.
 ///
 /// # Errors
-/// [`TextError::Empty`] for text that is empty or only whitespace, [`TextError::TooLong`]
-/// beyond `max_chars`.
+/// [`TextError::TooLong`] beyond `max_chars`, whatever the text holds; else
+/// [`TextError::Empty`] for text that is empty or only whitespace. So a caller that takes an
+/// empty text (an image without a caption) still gets the limit by accepting `Empty`.
 pub fn check_text(text: &str, max_chars: usize) -> Result<(), TextError> {
-    if text.trim().is_empty() {
-        return Err(TextError::Empty);
-    }
     // No more bytes than the limit means no more characters either: skip the count.
     if text.len() > max_chars {
         let chars = text.chars().count();
@@ -111,6 +109,9 @@ pub fn check_text(text: &str, max_chars: usize) -> Result<(), TextError> {
                 max: max_chars,
             });
         }
+    }
+    if text.trim().is_empty() {
+        return Err(TextError::Empty);
     }
     Ok(())
 }
@@ -355,6 +356,11 @@ mod tests {
         assert_eq!(
             check_text(" ab ", 3),
             Err(TextError::TooLong { chars: 4, max: 3 })
+        );
+        // Too long comes first: `Empty` means empty within the limit.
+        assert_eq!(
+            check_text(&" ".repeat(11), 10),
+            Err(TextError::TooLong { chars: 11, max: 10 })
         );
         assert_eq!(TextError::Empty.code(), "empty_text");
         assert_eq!(

@@ -492,6 +492,16 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(f, VisitorFrame::Message { attachment: Some(a), .. } if a == upload));
+        // A caption is still held to the limit, blank or not.
+        let blank = parse_visitor_frame(
+            &format!(
+                r#"{{"type":"message","client_id":"a2","text":"{}","attachment":"{upload}"}}"#,
+                " ".repeat(11)
+            ),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(blank.code, "text_too_long");
         assert_eq!(
             parse_visitor_frame(r#"{"type":"typing"}"#, 10).unwrap(),
             VisitorFrame::Typing
