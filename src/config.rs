@@ -2,15 +2,39 @@
 //!
 //! Unknown keys are refused by serde (`deny_unknown_fields`), with the key's name and line;
 //! values are then checked by [`Config::validate`], which names the key of every problem.
-//! No secret lives in this file yet; when one does it gets a redacting `Debug`.
+//! Every secret (the MQTT password, webhook secrets, the WeChat account's token, app secret
+//! and EncodingAESKey) is a [`Secret`], so no `Debug` of a config, in a log or a panic, shows
+//! one. The EncodingAESKey is decoded once, as the file is parsed: the config holds the key.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+
+use crate::wechat_crypto::AesKey;
 
 mod validate;
+
+/// A secret from the config file. Its `Debug` prints `(redacted)` whatever it holds, and it has
+/// no `Display`, so a secret can only leave through [`Secret::expose`]. It deserializes as the
+/// value it wraps, and compares by value (a reload tells a changed secret from the same one).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// The secret itself, for the one place that uses it (a signature, a login).
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(redacted)")
+    }
+}
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -112,6 +136,7 @@ pub struct Store {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_frame_bytes: usize,
+    /// Longest message text, in characters, from any entry ([`crate::model::check_text`]).
     pub max_text_chars: usize,
     pub messages_per_second: u32,
     pub burst: u32,
@@ -214,7 +239,7 @@ impl Routing {
 
 /// A webhook: replies to one channel's contacts, and its conversations' events, are POSTed
 /// to `url` (`crate::channel::webhook`). Read at startup only.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
     /// The channel (as in `POST /api/v1/inbox/{channel}/messages`).
@@ -222,7 +247,7 @@ pub struct Webhook {
     /// `http://` or `https://`.
     pub url: String,
     /// The HMAC-SHA256 key of the `X-Kefu-Signature` header (at least 16 characters).
-    pub secret: String,
+    pub secret: Secret<String>,
     #[serde(default = "Webhook::default_timeout")]
     pub timeout_secs: u64,
 }
@@ -233,31 +258,22 @@ impl Webhook {
     }
 }
 
-impl std::fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook")
-            .field("channel", &self.channel)
-            .field("url", &self.url)
-            .field("secret", &"(redacted)")
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
-    }
-}
-
 /// A WeChat official account (`crate::channel::wechat`, `crate::http::wechat`). Read at
 /// startup only.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Wechat {
     pub enabled: bool,
     /// The identities' channel name.
     pub channel: String,
     /// The Token of the account's server configuration (URL verification and signatures).
-    pub token: String,
+    pub token: Secret<String>,
     pub app_id: String,
-    pub app_secret: String,
-    /// The account's EncodingAESKey, for safe mode (安全模式); empty: plain mode only.
-    pub encoding_aes_key: String,
+    pub app_secret: Secret<String>,
+    /// The key of the account's EncodingAESKey, for safe mode (安全模式); `None` (the file's
+    /// `""`): plain mode only.
+    #[serde(deserialize_with = "aes_key")]
+    pub encoding_aes_key: Option<Secret<AesKey>>,
     /// WeChat's API (a stand-in for tests).
     pub api_base: String,
 }
@@ -267,27 +283,24 @@ impl Default for Wechat {
         Wechat {
             enabled: false,
             channel: "wechat".into(),
-            token: String::new(),
+            token: Secret::default(),
             app_id: String::new(),
-            app_secret: String::new(),
-            encoding_aes_key: String::new(),
+            app_secret: Secret::default(),
+            encoding_aes_key: None,
             api_base: "https://api.weixin.qq.com".into(),
         }
     }
 }
 
-impl std::fmt::Debug for Wechat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wechat")
-            .field("enabled", &self.enabled)
-            .field("channel", &self.channel)
-            .field("token", &"(redacted)")
-            .field("app_id", &self.app_id)
-            .field("app_secret", &"(redacted)")
-            .field("encoding_aes_key", &"(redacted)")
-            .field("api_base", &self.api_base)
-            .finish()
+/// `wechat.encoding_aes_key`: `""` (plain mode), or an EncodingAESKey decoded into its key.
+fn aes_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret<AesKey>>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text.is_empty() {
+        return Ok(None);
     }
+    AesKey::parse(&text)
+        .map(|key| Some(Secret(key)))
+        .map_err(serde::de::Error::custom)
 }
 
 /// How replies are retried on channels that fail (webhooks; MQTT waits for its broker).
@@ -312,7 +325,7 @@ impl Default for Outbox {
 }
 
 /// The MQTT bridge (`crate::channel::mqtt`). Read at startup only.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mqtt {
     pub enabled: bool,
@@ -322,7 +335,7 @@ pub struct Mqtt {
     /// messages) under it while kefud is away.
     pub client_id: String,
     pub username: String,
-    pub password: String,
+    pub password: Secret<String>,
     /// A PEM file of CA certificates: connect with TLS and trust these. Empty: plain TCP.
     pub ca_file: String,
     pub keep_alive_secs: u64,
@@ -346,7 +359,7 @@ impl Default for Mqtt {
             port: 1883,
             client_id: "kefud".into(),
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             ca_file: String::new(),
             keep_alive_secs: 30,
             topic_prefix: "kefu".into(),
@@ -354,32 +367,6 @@ impl Default for Mqtt {
             max_in_flight: 100,
             channels: Vec::new(),
         }
-    }
-}
-
-impl std::fmt::Debug for Mqtt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mqtt")
-            .field("enabled", &self.enabled)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("client_id", &self.client_id)
-            .field("username", &self.username)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "(redacted)"
-                },
-            )
-            .field("ca_file", &self.ca_file)
-            .field("keep_alive_secs", &self.keep_alive_secs)
-            .field("topic_prefix", &self.topic_prefix)
-            .field("max_packet_bytes", &self.max_packet_bytes)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("channels", &self.channels)
-            .finish()
     }
 }
 

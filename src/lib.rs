@@ -10,6 +10,8 @@
 //! - [`fanout`]: live delivery of committed records, encoded once per record.
 //! - [`store`]: the SQLite projection of the journal (plus accounts), and its queries.
 //! - [`wire`]: the contract's JSON frames.
+//! - [`wechat_crypto`]: WeChat's signatures and safe-mode decryption, below the config (which
+//!   decodes the key) and the WeChat callback (which uses it).
 //! - [`auth`]: agents, passwords, tokens; [`login`]: login limits, the password gate, device
 //!   proofs.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
@@ -42,6 +44,7 @@ pub mod routing;
 pub mod store;
 pub mod systemd;
 pub mod telemetry;
+pub mod wechat_crypto;
 pub mod wire;
 
 pub use app::run;

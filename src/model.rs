@@ -5,6 +5,13 @@
 //! edge with [`IdError`] instead of travelling inward. Numeric ids a client sends (a path's
 //! `{id}`, `after=N`, a read frame's `message_id`) are [`CheckedId`]s, refused at the edge with
 //! [`IdRangeError`] unless SQLite can hold them: no id wraps to a negative one in a query.
+//! A message's text is checked by [`check_text`], the one rule for every way a message comes
+//! in (the widget, the agent API, the console, every channel), refused with [`TextError`]'s
+//! two stable codes.
+//!
+//! The outbox's vocabulary lives here too, below both its users: an [`Outbound`] is the row
+//! the store reads and an adapter sends, a [`ChannelFilter`] the rows one adapter delivers (the
+//! channel's route table builds it, the store's outbox query applies it).
 
 use std::fmt;
 
@@ -63,6 +70,50 @@ pub fn bounded_id<const N: usize>(raw: &str) -> Result<heapless::String<N>, IdEr
     out.push_str(raw)
         .map_err(|()| IdError::TooLong { max: N })?;
     Ok(out)
+}
+
+/// Why a message's text was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    #[error("text must not be empty")]
+    Empty,
+    #[error("text has {chars} characters; the limit is {max}")]
+    TooLong { chars: usize, max: usize },
+}
+
+impl TextError {
+    /// The error code clients see: `empty_text` or `text_too_long`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            TextError::Empty => "empty_text",
+            TextError::TooLong { .. } => "text_too_long",
+        }
+    }
+}
+
+/// Checks a message's text: at most `max_chars` characters (Unicode scalar values, not bytes:
+/// `limits.max_text_chars` means the same for Chinese as for English), and something besides
+/// whitespace.
+///
+/// # Errors
+/// [`TextError::TooLong`] beyond `max_chars`, whatever the text holds; else
+/// [`TextError::Empty`] for text that is empty or only whitespace. So a caller that takes an
+/// empty text (an image without a caption) still gets the limit by accepting `Empty`.
+pub fn check_text(text: &str, max_chars: usize) -> Result<(), TextError> {
+    // No more bytes than the limit means no more characters either: skip the count.
+    if text.len() > max_chars {
+        let chars = text.chars().count();
+        if chars > max_chars {
+            return Err(TextError::TooLong {
+                chars,
+                max: max_chars,
+            });
+        }
+    }
+    if text.trim().is_empty() {
+        return Err(TextError::Empty);
+    }
+    Ok(())
 }
 
 /// The largest id kefud stores: SQLite's integers are i64.
@@ -174,6 +225,77 @@ impl Sender {
     }
 }
 
+/// What an outbox row delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundKind {
+    /// An agent's or the bot's reply.
+    Message,
+    /// A customer's first message opened a conversation (webhooks only).
+    ConversationOpened,
+    /// An agent resolved the conversation (webhooks only).
+    ConversationResolved,
+}
+
+impl OutboundKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutboundKind::Message => "message",
+            OutboundKind::ConversationOpened => "conversation_opened",
+            OutboundKind::ConversationResolved => "conversation_resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OutboundKind::Message,
+            OutboundKind::ConversationOpened,
+            OutboundKind::ConversationResolved,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// A reply, or a conversation event, to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The message id, or the event's LSN: unique, and what receivers deduplicate on.
+    pub id: MessageId,
+    pub kind: OutboundKind,
+    pub conversation_id: ConversationId,
+    /// The customer's identity on the adapter's channel.
+    pub to: Identity,
+    /// `agent` or `bot` (empty for events).
+    pub sender: String,
+    /// Empty for events.
+    pub text: String,
+    /// When the message was written, or the event happened (ms).
+    pub created_at: i64,
+    /// Delivery attempts already made (0 for the first).
+    pub attempts: u32,
+}
+
+/// The outbox rows an adapter delivers, as a store filter (`crate::channel::routes` builds
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelFilter {
+    /// Rows of these channels.
+    Only(Vec<String>),
+    /// Rows of every channel but these.
+    AllBut(Vec<String>),
+}
+
+impl ChannelFilter {
+    /// Whether `channel` passes (the web widget's never does: it is no adapter's).
+    pub fn allows(&self, channel: &str) -> bool {
+        channel != WEB_CHANNEL
+            && match self {
+                ChannelFilter::Only(c) => c.iter().any(|c| c == channel),
+                ChannelFilter::AllBut(c) => !c.iter().any(|c| c == channel),
+            }
+    }
+}
+
 /// Milliseconds since the Unix epoch, the timestamp unit of every record: the wall clock as
 /// kefud knows it (see [`crate::clock`]).
 pub fn now_ms() -> i64 {
@@ -211,6 +333,44 @@ mod tests {
         assert!(bounded_id::<64>(&"a".repeat(64)).is_ok());
         assert_eq!(bounded_id::<64>("a b"), Err(IdError::BadCharacter));
         assert_eq!(bounded_id::<64>("é"), Err(IdError::BadCharacter));
+    }
+
+    #[test]
+    fn text_is_something_besides_whitespace_within_the_limit_in_characters() {
+        assert_eq!(check_text("hi", 2), Ok(()));
+        assert_eq!(check_text(" hi\n", 4), Ok(()));
+        for empty in ["", " ", "\n\t ", "\u{3000}"] {
+            assert_eq!(check_text(empty, 10), Err(TextError::Empty), "{empty:?}");
+        }
+        assert_eq!(
+            check_text("abc", 2),
+            Err(TextError::TooLong { chars: 3, max: 2 })
+        );
+        // Characters, not bytes: ten Chinese characters are 30 bytes.
+        assert_eq!(check_text(&"你".repeat(10), 10), Ok(()));
+        assert_eq!(
+            check_text(&"你".repeat(11), 10),
+            Err(TextError::TooLong { chars: 11, max: 10 })
+        );
+        // Whitespace counts toward the limit: the text is stored as sent.
+        assert_eq!(
+            check_text(" ab ", 3),
+            Err(TextError::TooLong { chars: 4, max: 3 })
+        );
+        // Too long comes first: `Empty` means empty within the limit.
+        assert_eq!(
+            check_text(&" ".repeat(11), 10),
+            Err(TextError::TooLong { chars: 11, max: 10 })
+        );
+        assert_eq!(TextError::Empty.code(), "empty_text");
+        assert_eq!(
+            TextError::TooLong { chars: 3, max: 2 }.code(),
+            "text_too_long"
+        );
+        assert_eq!(
+            TextError::TooLong { chars: 3, max: 2 }.to_string(),
+            "text has 3 characters; the limit is 2"
+        );
     }
 
     #[test]

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::model::{
-    bounded_id, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, RowId, CLIENT_ID_MAX,
+    bounded_id, check_text, AgentId, ClientId, ContactId, ConversationId, Lsn, MessageId, RowId,
+    TextError, CLIENT_ID_MAX,
 };
 use crate::store::queries::{AgentEventRow, MessageRow};
 
@@ -455,15 +456,11 @@ pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFr
             }
         },
     };
-    if text.trim().is_empty() && attachment.is_none() {
-        return Err(FrameError::new("empty_text", "text must not be empty"));
-    }
-    let chars = text.chars().count();
-    if chars > max_text_chars {
-        return Err(FrameError::new(
-            "text_too_long",
-            format!("text has {chars} characters; the limit is {max_text_chars}"),
-        ));
+    match check_text(&text, max_text_chars) {
+        Ok(()) => {}
+        // An image may come without a caption.
+        Err(TextError::Empty) if attachment.is_some() => {}
+        Err(e) => return Err(FrameError::new(e.code(), e.to_string())),
     }
     Ok(VisitorFrame::Message {
         client_id,
@@ -495,6 +492,16 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(f, VisitorFrame::Message { attachment: Some(a), .. } if a == upload));
+        // A caption is still held to the limit, blank or not.
+        let blank = parse_visitor_frame(
+            &format!(
+                r#"{{"type":"message","client_id":"a2","text":"{}","attachment":"{upload}"}}"#,
+                " ".repeat(11)
+            ),
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(blank.code, "text_too_long");
         assert_eq!(
             parse_visitor_frame(r#"{"type":"typing"}"#, 10).unwrap(),
             VisitorFrame::Typing

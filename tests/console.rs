@@ -253,6 +253,20 @@ async fn canned_replies_and_agent_accounts_are_admin_managed() {
         (s, v["code"].as_str()),
         (StatusCode::CONFLICT, Some("already_exists"))
     );
+    // Its text is checked as a message's, with the same codes.
+    let (s, v) = call(
+        &c,
+        &d,
+        Some(&admin),
+        Method::POST,
+        "/api/v1/canned",
+        Some(json!({"shortcut": "blank", "text": " "})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("empty_text"))
+    );
     let (s, _) = call(
         &c,
         &d,

@@ -32,7 +32,7 @@ use kefud::journal::{frame, recovery, segment};
 use kefud::model::{Identity, Sender};
 use kefud::op::{HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
 use kefud::routing::knowledge::{self, Format};
-use kefud::wire;
+use kefud::{wechat_crypto, wire};
 
 /// The largest input a target takes; longer ones (from a corpus file) are skipped.
 const MAX_INPUT: usize = 64 * 1024;
@@ -193,15 +193,15 @@ const APP_ID: &str = "wx1234567890abcdef";
 fn wechat_decrypt() {
     use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
     use base64::Engine;
-    let key = wechat::aes_key(AES_KEY).unwrap();
+    let key = wechat_crypto::AesKey::parse(AES_KEY).unwrap();
     fuzz!("wechat_decrypt", |input| {
         let (head, plain) = split(input);
         // As the network gives it: an `<Encrypt>` field, its signature, the ciphertext.
         let xml = text(head);
-        let _ = wechat::aes_key(&xml);
+        let _ = wechat_crypto::AesKey::parse(&xml);
         if let Some(encrypted) = wechat::encrypted_field(&xml) {
-            let _ = wechat::msg_signature_ok("token", "1", "n", &encrypted, &xml);
-            let _ = wechat::decrypt(&key, APP_ID, &encrypted);
+            let _ = wechat_crypto::msg_signature_ok("token", "1", "n", &encrypted, &xml);
+            let _ = wechat_crypto::decrypt(&key, APP_ID, &encrypted);
         }
         // The plaintext chosen: the rest encrypted under the account's key, so that the
         // length field and the app id are what varies, and the padding too when the rest is
@@ -211,14 +211,14 @@ fn wechat_decrypt() {
             let pad = 32 - block.len() % 32;
             block.resize(block.len() + pad, pad as u8);
         }
-        let iv: [u8; 16] = key[..16].try_into().unwrap();
+        let iv: [u8; 16] = key.bytes()[..16].try_into().unwrap();
         let len = block.len();
-        let sealed = cbc::Encryptor::<aes::Aes256>::new(&key.into(), &iv.into())
+        let sealed = cbc::Encryptor::<aes::Aes256>::new(key.bytes().into(), &iv.into())
             .encrypt_padded_mut::<NoPadding>(&mut block.clone(), len)
             .unwrap()
             .to_vec();
         let encrypted = base64::engine::general_purpose::STANDARD.encode(sealed);
-        if let Ok(opened) = wechat::decrypt(&key, APP_ID, &encrypted) {
+        if let Ok(opened) = wechat_crypto::decrypt(&key, APP_ID, &encrypted) {
             let body = &block[20..];
             assert_eq!(&body[..opened.len()], opened.as_bytes());
             assert_eq!(

@@ -394,6 +394,25 @@ async fn bad_input_gets_json_errors_with_stable_codes() {
         )
         .await
         .into3("text_too_long"),
+        // A note's text is checked as a message's, with the same codes.
+        post(
+            &c,
+            &d,
+            &t,
+            "/api/v1/conversations/1/notes",
+            json!({"text": " "}),
+        )
+        .await
+        .into3("empty_text"),
+        post(
+            &c,
+            &d,
+            &t,
+            "/api/v1/conversations/1/notes",
+            json!({"text": "12345678901"}),
+        )
+        .await
+        .into3("text_too_long"),
         get(&c, &d, &t, "/api/v1/nope").await.into3("not_found"),
     ];
     for (status, body, code) in cases {

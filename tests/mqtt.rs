@@ -625,6 +625,8 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
         )
         .await
         .unwrap();
+    // Stored before the widget writes: the thread's order below depends on it.
+    assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
     let mut widget = connect(&d.ws("/ws/visitor?visitor_id=v-42")).await;
     assert_eq!(next_json(&mut widget, 10).await["type"], "welcome");
     // The same client id "1" as the app's: per identity, so both are kept.

@@ -8,11 +8,12 @@
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::routes::ChannelFilter;
 use crate::dispatch::{
     Accepted, Command, CustomerMessage, DispatchError, Reply, VisitorRead, VisitorTyping,
 };
-use crate::model::{bounded_id, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX};
+use crate::model::{
+    bounded_id, check_text, ChannelFilter, Identity, Lsn, MessageId, CLIENT_ID_MAX, EXTERNAL_ID_MAX,
+};
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,22 +103,8 @@ impl Inbound {
         let identity = self.identity(channel, contact_id)?;
         let client_id = bounded_id::<CLIENT_ID_MAX>(client_id)
             .map_err(|e| InboundError::invalid("bad_client_id", format!("client_id {e}")))?;
-        if text.trim().is_empty() {
-            return Err(InboundError::invalid(
-                "empty_text",
-                "text must not be empty",
-            ));
-        }
-        let chars = text.chars().count();
-        if chars > self.max_text_chars {
-            return Err(InboundError::invalid(
-                "text_too_long",
-                format!(
-                    "text has {chars} characters; the limit is {}",
-                    self.max_text_chars
-                ),
-            ));
-        }
+        check_text(&text, self.max_text_chars)
+            .map_err(|e| InboundError::invalid(e.code(), e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::CustomerMessage(

@@ -34,9 +34,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use crate::model::{Outbound, OutboundKind};
 pub use inbound::{Inbound, InboundError, Pending};
 
-use crate::model::{ConversationId, Identity, MessageId};
+use crate::model::Identity;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -64,56 +65,6 @@ pub struct Health {
     pub detail: String,
     /// Monotonic counters, by name (messages received, malformed, published, ...).
     pub counters: Vec<(&'static str, u64)>,
-}
-
-/// What an outbox row delivers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutboundKind {
-    /// An agent's or the bot's reply.
-    Message,
-    /// A customer's first message opened a conversation (webhooks only).
-    ConversationOpened,
-    /// An agent resolved the conversation (webhooks only).
-    ConversationResolved,
-}
-
-impl OutboundKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OutboundKind::Message => "message",
-            OutboundKind::ConversationOpened => "conversation_opened",
-            OutboundKind::ConversationResolved => "conversation_resolved",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            OutboundKind::Message,
-            OutboundKind::ConversationOpened,
-            OutboundKind::ConversationResolved,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-}
-
-/// A reply, or a conversation event, to deliver.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outbound {
-    /// The message id, or the event's LSN: unique, and what receivers deduplicate on.
-    pub id: MessageId,
-    pub kind: OutboundKind,
-    pub conversation_id: ConversationId,
-    /// The customer's identity on the adapter's channel.
-    pub to: Identity,
-    /// `agent` or `bot` (empty for events).
-    pub sender: String,
-    /// Empty for events.
-    pub text: String,
-    /// When the message was written, or the event happened (ms).
-    pub created_at: i64,
-    /// Delivery attempts already made (0 for the first).
-    pub attempts: u32,
 }
 
 /// Why a reply was not delivered.

@@ -215,7 +215,7 @@ impl MqttBridge {
             .set_inflight(cfg.max_in_flight)
             .set_max_packet_size(cfg.max_packet_bytes, cfg.max_packet_bytes);
         if !cfg.username.is_empty() {
-            options.set_credentials(cfg.username.clone(), cfg.password.clone());
+            options.set_credentials(cfg.username.clone(), cfg.password.expose().clone());
         }
         if !cfg.ca_file.is_empty() {
             options.set_transport(Transport::tls_with_config(tls_config(&cfg.ca_file)?));

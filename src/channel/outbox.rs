@@ -22,10 +22,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::routes::ChannelFilter;
 use super::{Adapter, Outbound, SendError};
 use crate::dispatch::{Command, DeliveryReport};
-use crate::model::{Lsn, MessageId};
+use crate::model::{ChannelFilter, Lsn, MessageId};
 use crate::store::pool::ReadPool;
 use crate::store::queries;
 

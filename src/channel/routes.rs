@@ -5,7 +5,7 @@
 //! the adapter here. An adapter names its channels, or (at most one) takes every channel no
 //! other adapter names. The web widget's channel is never routed: the fan-out serves it.
 
-use crate::model::WEB_CHANNEL;
+use crate::model::{ChannelFilter, WEB_CHANNEL};
 
 use super::Description;
 
@@ -30,26 +30,6 @@ pub struct RouteTable {
     named: Vec<(String, String)>,
     /// The adapter that takes every other channel.
     default: Option<String>,
-}
-
-/// The outbox rows an adapter delivers, as a store filter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelFilter {
-    /// Rows of these channels.
-    Only(Vec<String>),
-    /// Rows of every channel but these.
-    AllBut(Vec<String>),
-}
-
-impl ChannelFilter {
-    /// Whether `channel` passes (the web widget's never does: it is no adapter's).
-    pub fn allows(&self, channel: &str) -> bool {
-        channel != WEB_CHANNEL
-            && match self {
-                ChannelFilter::Only(c) => c.iter().any(|c| c == channel),
-                ChannelFilter::AllBut(c) => !c.iter().any(|c| c == channel),
-            }
-    }
 }
 
 impl RouteTable {

@@ -50,7 +50,7 @@ impl Webhook {
         Webhook {
             channel: cfg.channel.clone(),
             url,
-            secret: cfg.secret.as_bytes().to_vec(),
+            secret: cfg.secret.expose().as_bytes().to_vec(),
             timeout: Duration::from_secs(cfg.timeout_secs),
             // The host only: a URL may carry a secret, and agents see this.
             status: StateLine::new("idle", endpoint),

@@ -61,3 +61,67 @@ fn bad_values_name_their_key() {
         ]
     );
 }
+
+#[test]
+fn formatting_a_config_shows_no_secret() {
+    let cfg = Config::parse(
+        "[mqtt]\nusername = \"shop\"\npassword = \"mqtt-password-1\"\n\
+         [[webhooks]]\nchannel = \"app\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"webhook-secret-22\"\n\
+         [wechat]\nenabled = true\ntoken = \"wechattoken333\"\napp_id = \"wx1234567890abcdef\"\n\
+         app_secret = \"app-secret-4444\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\n",
+    )
+    .unwrap();
+    assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+    assert_eq!(cfg.mqtt.password.expose(), "mqtt-password-1");
+    assert_eq!(cfg.webhooks[0].secret.expose(), "webhook-secret-22");
+    let key = cfg
+        .wechat
+        .encoding_aes_key
+        .as_ref()
+        .expect("decoded at parse");
+    assert_eq!(
+        key.expose().bytes()[..4],
+        [0x69, 0xb7, 0x1d, 0x79],
+        "the key's bytes, not its text"
+    );
+    for shown in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+        for secret in [
+            "mqtt-password-1",
+            "webhook-secret-22",
+            "wechattoken333",
+            "app-secret-4444",
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            // The decoded key's first bytes, as `Debug` of a byte array would print them.
+            "105, 183, 29, 121",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("wx1234567890abcdef"), "not secret: {shown}");
+        assert_eq!(shown.matches("(redacted)").count(), 5, "{shown}");
+    }
+}
+
+#[test]
+fn an_encoding_aes_key_is_decoded_once_as_the_file_is_parsed() {
+    assert_eq!(Config::default().wechat.encoding_aes_key, None);
+    let plain = Config::parse("[wechat]\nencoding_aes_key = \"\"\n").unwrap();
+    assert_eq!(plain.wechat.encoding_aes_key, None);
+    let err = Config::parse("[wechat]\nencoding_aes_key = \"short\"\n").unwrap_err();
+    assert!(
+        err.contains("encoding_aes_key") && err.contains("43-character EncodingAESKey"),
+        "{err}"
+    );
+    // A reload tells a changed key (or secret) from the same one.
+    let a = Config::parse(
+        "[wechat]\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\n",
+    )
+    .unwrap();
+    let b = Config::parse(
+        "[wechat]\nencoding_aes_key = \"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg\"\n",
+    )
+    .unwrap();
+    assert_eq!(a.clone().reloadable_from(&a).1, Vec::<&str>::new());
+    assert_eq!(b.reloadable_from(&a).1, ["wechat"]);
+    let c = Config::parse("[mqtt]\npassword = \"other\"\n").unwrap();
+    assert_eq!(c.reloadable_from(&Config::default()).1, ["mqtt"]);
+}

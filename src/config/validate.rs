@@ -172,7 +172,9 @@ impl Config {
             "must be an http:// or https:// URL",
         );
         check(
-            self.webhooks.iter().all(|w| w.secret.chars().count() >= 16),
+            self.webhooks
+                .iter()
+                .all(|w| w.secret.expose().chars().count() >= 16),
             "webhooks.secret",
             "must be at least 16 characters",
         );
@@ -191,22 +193,21 @@ impl Config {
         );
         check(
             !self.wechat.enabled
-                || (3..=32).contains(&self.wechat.token.len())
-                    && self.wechat.token.bytes().all(|b| b.is_ascii_alphanumeric()),
+                || (3..=32).contains(&self.wechat.token.expose().len())
+                    && self
+                        .wechat
+                        .token
+                        .expose()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric()),
             "wechat.token",
             "must be the account's Token: 3-32 letters or digits",
         );
         check(
             !self.wechat.enabled
-                || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.is_empty(),
+                || !self.wechat.app_id.is_empty() && !self.wechat.app_secret.expose().is_empty(),
             "wechat.app_id",
             "wechat.app_id and wechat.app_secret must be set",
-        );
-        check(
-            self.wechat.encoding_aes_key.is_empty()
-                || crate::channel::wechat::aes_key(&self.wechat.encoding_aes_key).is_ok(),
-            "wechat.encoding_aes_key",
-            "must be empty (plain mode) or the account's 43-character EncodingAESKey",
         );
         check(
             crate::httpc::Url::parse(&self.wechat.api_base).is_ok(),

@@ -17,7 +17,7 @@ use crate::auth::{self, AuthError};
 use crate::conversation::Status;
 use crate::dispatch::{AgentMessage, Assign, Command, Reopen, Resolve};
 use crate::login::Key;
-use crate::model::{bounded_id, After, ConversationId, Identity, RowId};
+use crate::model::{bounded_id, check_text, After, ConversationId, Identity, RowId};
 use crate::store::queries::{self, StatusFilter};
 use crate::wire::MessageView;
 
@@ -258,20 +258,7 @@ async fn post_message(
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id.get();
-    if body.text.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_text",
-            "text must not be empty",
-        ));
-    }
-    let chars = body.text.chars().count();
-    let max_chars = app.cfg().limits.max_text_chars;
-    if chars > max_chars {
-        return Err(ApiError::bad_request(
-            "text_too_long",
-            format!("text has {chars} characters; the limit is {max_chars}"),
-        ));
-    }
+    check_text(&body.text, app.cfg().limits.max_text_chars)?;
     let via = match body.via {
         Some(v) => Some(Identity {
             channel: bounded_id(&v.channel)

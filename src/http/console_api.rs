@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::{ApiError, ApiJson, ApiPath, AppState, Authed};
 use crate::auth::{self, Agent};
 use crate::dispatch::{AgentNote, AgentTyping, Command};
-use crate::model::RowId;
+use crate::model::{check_text, RowId};
 use crate::store::queries;
 
 pub fn router() -> axum::Router<AppState> {
@@ -168,13 +168,7 @@ async fn post_note(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = id.get();
     let text = body.text.trim().to_string();
-    let max = app.cfg().limits.max_text_chars;
-    if text.is_empty() || text.chars().count() > max {
-        return Err(ApiError::bad_request(
-            "bad_text",
-            format!("a note must be 1 to {max} characters"),
-        ));
-    }
+    check_text(&text, app.cfg().limits.max_text_chars)?;
     let note = AgentNote {
         conversation: id,
         agent: agent.id,
@@ -252,7 +246,9 @@ struct CannedBody {
     text: String,
 }
 
-fn checked_canned(body: CannedBody) -> Result<(String, String), ApiError> {
+/// The shortcut and text of a canned reply. Its text is checked as a message's: an agent sends
+/// it as one.
+fn checked_canned(body: CannedBody, max_text_chars: usize) -> Result<(String, String), ApiError> {
     let shortcut = body.shortcut.trim().trim_start_matches('/').to_string();
     let text = body.text.trim().to_string();
     if shortcut.is_empty()
@@ -264,12 +260,7 @@ fn checked_canned(body: CannedBody) -> Result<(String, String), ApiError> {
             "shortcut must be 1 to 32 characters without spaces",
         ));
     }
-    if text.is_empty() || text.chars().count() > 4000 {
-        return Err(ApiError::bad_request(
-            "bad_text",
-            "text must be 1 to 4000 characters",
-        ));
-    }
+    check_text(&text, max_text_chars)?;
     Ok((shortcut, text))
 }
 
@@ -293,7 +284,7 @@ async fn add_canned(
     ApiJson(body): ApiJson<CannedBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_admin(&agent)?;
-    let (shortcut, text) = checked_canned(body)?;
+    let (shortcut, text) = checked_canned(body, app.cfg().limits.max_text_chars)?;
     let item = app
         .reads
         .run(move |c| {
@@ -320,7 +311,7 @@ async fn edit_canned(
 ) -> Result<Json<queries::CannedReply>, ApiError> {
     let id = id.as_i64();
     require_admin(&agent)?;
-    let (shortcut, text) = checked_canned(body)?;
+    let (shortcut, text) = checked_canned(body, app.cfg().limits.max_text_chars)?;
     let (s, t) = (shortcut.clone(), text.clone());
     let changed = app
         .reads

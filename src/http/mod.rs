@@ -506,6 +506,12 @@ impl From<crate::store::Error> for ApiError {
     }
 }
 
+impl From<crate::model::TextError> for ApiError {
+    fn from(e: crate::model::TextError) -> Self {
+        ApiError::bad_request(e.code(), e.to_string())
+    }
+}
+
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         match e {

@@ -23,10 +23,9 @@ use axum::Router;
 use serde::Deserialize;
 
 use super::{ApiQuery, AppState};
-use crate::channel::wechat::{
-    aes_key, decrypt, encrypted_field, msg_signature_ok, parse_message, signature_ok, XmlError,
-};
+use crate::channel::wechat::{encrypted_field, parse_message, XmlError};
 use crate::channel::{Inbound, InboundError};
+use crate::wechat_crypto::{decrypt, msg_signature_ok, signature_ok};
 
 /// WeChat's messages are small; anything larger is not one.
 const MAX_BODY: usize = 64 * 1024;
@@ -55,7 +54,12 @@ fn check(app: &AppState, q: &Signed) -> Option<Response> {
     if !cfg.wechat.enabled {
         return Some(refuse(StatusCode::NOT_FOUND, "WeChat is not configured"));
     }
-    if !signature_ok(&cfg.wechat.token, &q.timestamp, &q.nonce, &q.signature) {
+    if !signature_ok(
+        cfg.wechat.token.expose(),
+        &q.timestamp,
+        &q.nonce,
+        &q.signature,
+    ) {
         tracing::warn!("wechat: call with an invalid signature refused");
         return Some(refuse(StatusCode::FORBIDDEN, "invalid signature"));
     }
@@ -206,25 +210,22 @@ fn open_safe_mode(
     q: &Signed,
     xml: &str,
 ) -> Result<String, (StatusCode, &'static str)> {
-    let key = aes_key(&cfg.encoding_aes_key).map_err(|_| {
-        (
-            StatusCode::BAD_REQUEST,
-            "safe mode (安全模式) needs wechat.encoding_aes_key in kefud.toml",
-        )
-    })?;
+    let key = cfg.encoding_aes_key.as_ref().ok_or((
+        StatusCode::BAD_REQUEST,
+        "safe mode (安全模式) needs wechat.encoding_aes_key in kefud.toml",
+    ))?;
     let encrypted = encrypted_field(xml).ok_or((
         StatusCode::BAD_REQUEST,
         "no <Encrypt> in a safe-mode message",
     ))?;
-    let signed = q
-        .msg_signature
-        .as_deref()
-        .is_some_and(|sig| msg_signature_ok(&cfg.token, &q.timestamp, &q.nonce, &encrypted, sig));
+    let signed = q.msg_signature.as_deref().is_some_and(|sig| {
+        msg_signature_ok(cfg.token.expose(), &q.timestamp, &q.nonce, &encrypted, sig)
+    });
     if !signed {
         tracing::warn!("wechat: safe-mode message with an invalid msg_signature refused");
         return Err((StatusCode::FORBIDDEN, "invalid msg_signature"));
     }
-    decrypt(&key, &cfg.app_id, &encrypted).map_err(|e| {
+    decrypt(key.expose(), &cfg.app_id, &encrypted).map_err(|e| {
         tracing::warn!(error = %e, "wechat: safe-mode message refused");
         (
             StatusCode::BAD_REQUEST,

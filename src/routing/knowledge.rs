@@ -26,6 +26,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::intent::{linear, IntentIndex, LinearModel};
+use crate::model::{check_text, TextError};
 use crate::op::KbEntry;
 
 /// Limits on what one entry may hold, so the index and the journal stay bounded.
@@ -225,11 +226,11 @@ pub fn parse_import(text: &str, format: Format) -> Result<Vec<KbEntry>, ImportEr
             return Err(bad("intent must be 1 to 128 characters"));
         }
         let example = l.text.trim();
-        if example.is_empty() || example.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad("text must be 1 to 4000 characters"));
-        }
-        if l.answer.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad("answer must be at most 4000 characters"));
+        check_text(example, MAX_TEXT_CHARS).map_err(|e| bad(&e.to_string()))?;
+        match check_text(&l.answer, MAX_TEXT_CHARS) {
+            // No answer: the bot hands the intent to a person.
+            Ok(()) | Err(TextError::Empty) => {}
+            Err(e) => return Err(bad(&format!("answer: {e}"))),
         }
         let i = *by_intent.entry(intent.to_string()).or_insert_with(|| {
             entries.push(KbEntry {
@@ -367,6 +368,18 @@ mod tests {
         assert!(err.message.contains("intent"), "{err}");
         let err = parse_import("intent,text,answer,team\na,b\n", Format::Csv).unwrap_err();
         assert_eq!(err.line, 2);
+        // Example questions and answers are checked as messages are (an answer may be empty).
+        let err = parse_import("{\"intent\":\"a\",\"text\":\" \"}", Format::JsonLines).unwrap_err();
+        assert_eq!(err.message, "text must not be empty");
+        let long = format!(
+            "{{\"intent\":\"a\",\"text\":\"x\",\"answer\":\"{}\"}}",
+            "y".repeat(MAX_TEXT_CHARS + 1)
+        );
+        let err = parse_import(&long, Format::JsonLines).unwrap_err();
+        assert_eq!(
+            err.message,
+            "answer: text has 4001 characters; the limit is 4000"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The outbox's reads: pending deliveries in send order, and one message's delivery state.
 
 use super::*;
+use crate::model::{ChannelFilter, Outbound, OutboundKind};
 
 /// Pending outbox rows after `after` (an LSN), oldest first, as the outbox sends them; with
 /// `events`, conversation events too (else replies only).
@@ -9,12 +10,11 @@ use super::*;
 /// [`Error::Sqlite`].
 pub fn pending_deliveries(
     conn: &Connection,
-    filter: &crate::channel::routes::ChannelFilter,
+    filter: &ChannelFilter,
     events: bool,
     after: MessageId,
     limit: u32,
 ) -> Result<PendingPage, Error> {
-    use crate::channel::routes::ChannelFilter;
     let (negate, channels) = match filter {
         ChannelFilter::Only(c) => ("", c),
         ChannelFilter::AllBut(c) => ("NOT", c),
@@ -51,9 +51,9 @@ pub fn pending_deliveries(
         .into_iter()
         .filter_map(
             |((id, conversation), (channel, external_id), kind, (sender, text), at, attempts)| {
-                Some(crate::channel::Outbound {
+                Some(Outbound {
                     id,
-                    kind: crate::channel::OutboundKind::parse(&kind)?,
+                    kind: OutboundKind::parse(&kind)?,
                     conversation_id: conversation,
                     to: Identity {
                         channel: bounded_id(&channel).ok()?,
@@ -78,7 +78,7 @@ pub fn pending_deliveries(
 #[derive(Debug, Default)]
 pub struct PendingPage {
     /// The rows that parse (a channel or id the model refuses is skipped).
-    pub rows: Vec<crate::channel::Outbound>,
+    pub rows: Vec<Outbound>,
     /// Rows the query returned, parsed or not: fewer than asked means the end.
     pub scanned: usize,
     /// The last row's id, the cursor for the next page.
