@@ -365,6 +365,9 @@ pub fn is_upload_id(id: &str) -> bool {
 /// [`FrameError`] with one of the codes `bad_json`, `unknown_type`, `bad_client_id`,
 /// `bad_text`, `bad_attachment`, `empty_text`, `text_too_long`, `bad_message_id`, `bad_id`
 /// (a read frame's `message_id` above i64::MAX).
+///
+/// One piece on purpose: the contract's visitor frames, one arm per type, checked in the
+/// order the contract gives its error codes.
 pub fn parse_visitor_frame(raw: &str, max_text_chars: usize) -> Result<VisitorFrame, FrameError> {
     /// Borrowed from the frame: a field is only checked or copied once the type is known.
     #[derive(Deserialize)]
