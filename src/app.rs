@@ -1,4 +1,6 @@
 //! Wiring: startup order, shutdown order. The only place that starts threads and tasks.
+//! Files: `recovery.rs` (the data directory's lock, journal recovery and replay),
+//! `housekeeping.rs` (the periodic tasks), `host.rs` (the open-files limit).
 //!
 //! Startup: data directory → store opened and migrated → journal recovered and the store
 //! caught up from it → journal writer, store applier, dispatcher threads and the fan-out task
@@ -42,8 +44,16 @@ use crate::reload::{self, Reloader};
 use crate::store::{self, applier::Applier, pool::ReadPool, progress::Progress};
 use crate::systemd;
 
-/// Records replayed into the store per transaction at startup.
-const REPLAY_CHUNK: usize = 10_000;
+mod host;
+mod housekeeping;
+mod recovery;
+
+use host::fd_limit;
+pub use host::raise_fd_limit;
+use housekeeping::{sweep_uploads, tick_idle_timeouts};
+pub(crate) use recovery::DataDirLock;
+use recovery::{recover, Recovered};
+
 /// SQLite read connections open at once (requests beyond wait their turn).
 const READ_CONNECTIONS: usize = 8;
 
@@ -443,78 +453,6 @@ fn announce_stopping(core: &Core) {
     }
 }
 
-/// An exclusive lock on the data directory (`kefud.lock`, flock), held while the pipeline
-/// runs: two processes appending to one journal would corrupt it.
-pub(crate) struct DataDirLock {
-    _file: std::fs::File,
-}
-
-impl DataDirLock {
-    pub(crate) fn acquire(dir: &std::path::Path) -> Result<Self> {
-        use std::os::fd::AsRawFd;
-        let data_dir_error = |source| Error::DataDir {
-            path: dir.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(data_dir_error)?;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("kefud.lock"))
-            .map_err(data_dir_error)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            return Err(Error::DataDirInUse(dir.to_path_buf()));
-        }
-        Ok(DataDirLock { _file: file })
-    }
-}
-
-struct Recovered {
-    applier: Applier,
-    journal: journal::recovery::Recovered,
-}
-
-/// Opens the store, recovers the journal and replays into the store what it lacks.
-fn recover(cfg: &Config) -> Result<Recovered> {
-    let journal_dir = cfg.journal_dir();
-    std::fs::create_dir_all(&journal_dir).map_err(|source| Error::DataDir {
-        path: journal_dir.clone(),
-        source,
-    })?;
-    let conn = store::open(&cfg.db_path())?;
-    let mut applier = Applier::new(conn, cfg.event_channels(), cfg.store.cadence())?;
-    let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
-    let applied = applier.applied_lsn();
-    let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {
-        chunk.push((lsn, op));
-        if chunk.len() == REPLAY_CHUNK {
-            applier
-                .apply(chunk.iter().map(|(l, o)| (*l, o)))
-                .map_err(|e| journal::Error::Replay(e.to_string()))?;
-            chunk.clear();
-        }
-        Ok(())
-    })?;
-    applier.apply(chunk.iter().map(|(l, o)| (*l, o)))?;
-    if journal.last_lsn < applier.applied_lsn() {
-        return Err(journal::Error::Corrupt {
-            path: journal_dir,
-            offset: 0,
-            reason: format!(
-                "the journal ends at LSN {} but the store has applied up to {}: journal files are missing",
-                journal.last_lsn,
-                applier.applied_lsn()
-            ),
-        }
-        .into());
-    }
-    // Everything replayed becomes durable in the store, and the WAL starts empty.
-    applier.checkpoint_all()?;
-    Ok(Recovered { applier, journal })
-}
-
 async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
     tracing::info!(
         message_id = crate::telemetry::message_id::READY,
@@ -544,97 +482,6 @@ async fn announce(addr: SocketAddr, state: &AppState, startup: Duration) {
         );
     }
     systemd::notify_ready(&format!("listening on {addr}"));
-}
-
-/// Once a second: looks at the wall clock (a step is journaled) and fires due timers. Once a
-/// minute: hands the heap's free memory back to the OS.
-async fn tick_idle_timeouts(commands: mpsc::Sender<Command>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut ticks = 0u64;
-    loop {
-        // Cancel safety: `tick` and `cancelled` are cancel-safe.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {
-                ticks += 1;
-                if ticks % 60 == 0 {
-                    tokio::task::spawn_blocking(trim_heap);
-                }
-                if let Some(step) = crate::clock::observe() {
-                    if commands.send(Command::ClockStepped(step)).await.is_err() {
-                        return;
-                    }
-                }
-                let timer_ms = crate::clock::timer_ms();
-                if commands.send(Command::Tick { timer_ms }).await.is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// glibc keeps freed memory in its arenas, fragmented between live blocks, so after bursts
-/// of connections the resident size creeps up (an hour's soak: 4-7 MiB per 10 minutes, with
-/// 4-6 MB actually in use). `malloc_trim` returns the free pages; it takes a few milliseconds
-/// on a blocking thread, once a minute.
-fn trim_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory; it is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-/// Every few minutes, deletes uploads no message refers to.
-async fn sweep_uploads(state: AppState, stop: CancellationToken) {
-    loop {
-        let after = Duration::from_secs(state.cfg().uploads.orphan_after_secs);
-        // Often enough that an orphan outlives its allowance by at most half of it.
-        let every = (after / 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
-        // Cancel safety: `sleep` and `cancelled` are cancel-safe.
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {
-                match http::uploads::sweep_orphan_uploads(&state, after).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(files = n, "deleted uploads no message refers to"),
-                    Err(e) => tracing::warn!(error = ?e, "sweeping orphan uploads failed"),
-                }
-            }
-        }
-    }
-}
-
-/// The soft open-files limit now.
-fn fd_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit with a valid, initialised rlimit struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        // rlim_t is 32 bits on armv7, 64 elsewhere.
-        #[allow(clippy::useless_conversion)]
-        u64::from(lim.rlim_cur)
-    } else {
-        1024
-    }
-}
-
-/// Every idle visitor holds a socket: lift the soft open-files limit to the hard one.
-pub fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) -> JoinHandle<()> {

@@ -13,6 +13,8 @@ pub mod agent_api;
 pub mod agent_ws;
 pub mod channels_api;
 pub mod console_api;
+mod error;
+mod extract;
 pub mod inbox_api;
 pub mod listener;
 pub mod routing_api;
@@ -21,25 +23,26 @@ pub mod visitor_ws;
 pub mod web;
 pub mod wechat;
 
+pub(crate) use error::refused;
+pub use error::ApiError;
+pub use extract::{bearer_token, origin_allowed, ApiJson, ApiPath, ApiQuery, Authed};
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{request::Parts, StatusCode};
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::store::progress::Progress;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Agent;
 use crate::config::Config;
-use crate::dispatch::{Accepted, Command, DispatchError, Reply};
+use crate::dispatch::{Accepted, Command, Reply};
 use crate::fanout::{FanoutHandle, FanoutStats};
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
@@ -370,281 +373,6 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
         }
     }
     out
-}
-
-/// An API error with a stable `code`.
-#[derive(Debug)]
-pub enum ApiError {
-    Unauthorized,
-    InvalidCredentials,
-    BadRequest {
-        code: &'static str,
-        message: String,
-    },
-    /// The caller is authenticated but not allowed (admin-only endpoints).
-    Forbidden,
-    NotFound(String),
-    Conflict(String),
-    /// The thing to create exists already (a username, a shortcut; setup done).
-    Exists(&'static str, String),
-    /// The disk is full: nothing was stored.
-    Full,
-    PayloadTooLarge(String),
-    /// A daily upload quota (per visitor, per address or in total) is used up.
-    TooManyUploads,
-    UnsupportedMedia(String),
-    TooManyRequests,
-    /// Too many password checks are waiting; try again shortly.
-    Busy,
-    Unavailable,
-    Internal(String),
-}
-
-impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    code: &'a str,
-    message: &'a str,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token is required",
-            ),
-            ApiError::InvalidCredentials => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_credentials",
-                "wrong username or password",
-            ),
-            ApiError::BadRequest { code, message } => {
-                (StatusCode::BAD_REQUEST, *code, message.as_str())
-            }
-            ApiError::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this needs an admin account",
-            ),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
-            ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
-            ApiError::Exists(code, m) => (StatusCode::CONFLICT, *code, m.as_str()),
-            ApiError::Full => (
-                StatusCode::INSUFFICIENT_STORAGE,
-                "disk_full",
-                "the disk is full; nothing was stored",
-            ),
-            ApiError::PayloadTooLarge(m) => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.as_str())
-            }
-            ApiError::TooManyUploads => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "upload_quota",
-                "too many images were sent today; try again tomorrow",
-            ),
-            ApiError::UnsupportedMedia(m) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_type",
-                m.as_str(),
-            ),
-            ApiError::TooManyRequests => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "too many failed logins; wait a minute",
-            ),
-            ApiError::Busy => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many logins at once; try again in a few seconds",
-            ),
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the daemon is stopping or its storage failed",
-            ),
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error answering a request");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the daemon's log",
-                )
-            }
-        };
-        (status, Json(ErrorBody { code, message })).into_response()
-    }
-}
-
-impl From<DispatchError> for ApiError {
-    fn from(e: DispatchError) -> Self {
-        match &e {
-            DispatchError::NotFound(_) | DispatchError::NoSuchContact(_) => {
-                ApiError::NotFound(e.to_string())
-            }
-            DispatchError::Refused(r) => ApiError::Conflict(r.to_string()),
-            DispatchError::NotAnIdentity(_) => ApiError::bad_request("bad_via", e.to_string()),
-            DispatchError::CannotLink(_) => ApiError::bad_request("cannot_link", e.to_string()),
-            DispatchError::Unavailable => ApiError::Unavailable,
-            DispatchError::Store(m) => ApiError::Internal(m.clone()),
-        }
-    }
-}
-
-impl From<crate::store::Error> for ApiError {
-    fn from(e: crate::store::Error) -> Self {
-        ApiError::Internal(e.to_string())
-    }
-}
-
-impl From<crate::model::TextError> for ApiError {
-    fn from(e: crate::model::TextError) -> Self {
-        ApiError::bad_request(e.code(), e.to_string())
-    }
-}
-
-impl From<crate::auth::AuthError> for ApiError {
-    fn from(e: crate::auth::AuthError) -> Self {
-        match e {
-            crate::auth::AuthError::NoSuchAgent(who) => {
-                ApiError::NotFound(format!("no agent {who}"))
-            }
-            crate::auth::AuthError::UsernameTaken(_) => {
-                ApiError::Exists("already_exists", e.to_string())
-            }
-            crate::auth::AuthError::SetupDone => ApiError::Exists("setup_done", e.to_string()),
-            crate::auth::AuthError::WeakPassword => {
-                ApiError::bad_request("weak_password", e.to_string())
-            }
-            crate::auth::AuthError::BadUsername => {
-                ApiError::bad_request("bad_username", e.to_string())
-            }
-            other => ApiError::Internal(other.to_string()),
-        }
-    }
-}
-
-/// Whether a WebSocket upgrade's `Origin` may connect: no Origin (not a browser), the same
-/// origin as the request's Host, or one of `allowed` (`"*"`: any; otherwise exact origins such
-/// as `"https://shop.example"`). Browsers always send Origin on WebSocket upgrades, so a page
-/// on another site cannot open a socket with a visitor's or agent's credentials.
-pub fn origin_allowed(headers: &axum::http::HeaderMap, allowed: &[String]) -> bool {
-    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
-        return true;
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let same = origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
-    same || allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-}
-
-/// A path, query or body the extractor refused: `bad_id` when an id in it was out of range
-/// ([`crate::model::IdRangeError`]), else `code`.
-pub(crate) fn refused(code: &'static str, text: String) -> ApiError {
-    let code = if text.contains(crate::model::ID_RANGE_WORDS) {
-        "bad_id"
-    } else {
-        code
-    };
-    ApiError::bad_request(code, text)
-}
-
-/// `Json<T>` whose rejection is an [`ApiError`] (`bad_json`) rather than axum's plain text.
-pub struct ApiJson<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(rejection) => Err(refused("bad_json", rejection.body_text())),
-        }
-    }
-}
-
-/// `Query<T>` with an [`ApiError`] (`bad_query`) rejection.
-pub struct ApiQuery<T>(pub T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
-            Err(rejection) => Err(refused("bad_query", rejection.body_text())),
-        }
-    }
-}
-
-/// `Path<T>` with an [`ApiError`] (`bad_path`) rejection.
-pub struct ApiPath<T>(pub T);
-
-impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
-            Err(rejection) => Err(refused("bad_path", rejection.body_text())),
-        }
-    }
-}
-
-/// The agent a request is authenticated as: `Authorization: Bearer TOKEN`, or `?token=` for
-/// WebSocket upgrades (browsers cannot set headers on them).
-pub struct Authed(pub Agent, pub String);
-
-impl FromRequestParts<AppState> for Authed {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(ApiError::Unauthorized)?;
-        let lookup = token.clone();
-        let agent = state
-            .reads
-            .run(move |conn| crate::auth::authenticate(conn, &lookup))
-            .await?;
-        agent
-            .map(|a| Authed(a, token))
-            .ok_or(ApiError::Unauthorized)
-    }
-}
-
-pub fn bearer_token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))?;
-        return Some(token.trim().to_string());
-    }
-    let query = parts.uri.query()?;
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(str::to_string)
 }
 
 #[cfg(test)]
