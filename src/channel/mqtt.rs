@@ -48,7 +48,12 @@ use super::{Adapter, BoxFuture, Description, Health, Inbound, InboundError, Outb
 use crate::config::Mqtt as MqttConfig;
 use crate::model::Identity;
 
+mod acks;
 mod inbound;
+mod outbound;
+
+use acks::{acknowledge, reported_state, AckBacklog, AckItem, Outcome};
+use outbound::{Tracker, Unacked};
 
 pub use inbound::{parse_inbound, Received};
 
@@ -86,53 +91,6 @@ pub struct MqttBridge {
     acks_taken: tokio::sync::Notify,
 }
 
-/// Durable inbound messages whose PUBACK rumqttc has not written yet, on the live connection.
-#[derive(Default)]
-struct AckBacklog {
-    /// The live connection (0: none); the acknowledger hands over PUBACKs for it only.
-    connection: u64,
-    /// Handed to rumqttc, not yet written, in order: when each became durable.
-    handed: VecDeque<Instant>,
-    /// The next one, durable since then, waiting for room in rumqttc's request queue.
-    next: Option<Instant>,
-}
-
-impl AckBacklog {
-    /// A new connection: nothing of the last one will be written.
-    fn connected(&mut self, connection: u64) {
-        *self = AckBacklog {
-            connection,
-            ..AckBacklog::default()
-        };
-    }
-
-    /// rumqttc wrote the oldest PUBACK handed to it.
-    fn written(&mut self) {
-        self.handed.pop_front();
-    }
-
-    fn len(&self) -> usize {
-        self.handed.len() + usize::from(self.next.is_some())
-    }
-
-    /// How long the oldest durable, unacknowledged message has waited.
-    fn oldest_wait(&self, now: Instant) -> Option<Duration> {
-        self.handed
-            .front()
-            .or(self.next.as_ref())
-            .map(|since| now.saturating_duration_since(*since))
-    }
-}
-
-/// The state the bridge reports: `stalled` instead of `connected` when the oldest durable
-/// message without its PUBACK has waited more than [`STALL_AFTER`].
-fn reported_state(state: &'static str, oldest_wait: Option<Duration>) -> &'static str {
-    match oldest_wait {
-        Some(wait) if state == "connected" && wait > STALL_AFTER => "stalled",
-        _ => state,
-    }
-}
-
 #[derive(Default)]
 struct Counters {
     received: AtomicU64,
@@ -141,60 +99,6 @@ struct Counters {
     published: AtomicU64,
     delivered: AtomicU64,
     reconnects: AtomicU64,
-}
-
-/// A reply on its way: what to publish again after a reconnect, and whom to tell.
-struct Unacked {
-    seq: u64,
-    topic: String,
-    payload: Vec<u8>,
-    done: oneshot::Sender<()>,
-}
-
-#[derive(Default)]
-struct Tracker {
-    next_seq: u64,
-    /// Published on the current connection, waiting for their packet id, in order.
-    requested: VecDeque<Unacked>,
-    /// By packet id: sent, waiting for the PUBACK.
-    in_flight: HashMap<u16, Unacked>,
-    /// Waiting for a connection.
-    unsent: Vec<Unacked>,
-}
-
-impl Tracker {
-    /// Everything not acknowledged, in its original order.
-    fn take_all(&mut self) -> Vec<Unacked> {
-        let mut all: Vec<Unacked> = self
-            .in_flight
-            .drain()
-            .map(|(_, u)| u)
-            .chain(self.requested.drain(..))
-            .chain(self.unsent.drain(..))
-            .collect();
-        all.sort_by_key(|u| u.seq);
-        all
-    }
-}
-
-/// An inbound message waiting for its PUBACK.
-struct AckItem {
-    /// The connection it came on (an acknowledgement for an older connection goes nowhere:
-    /// the broker sends the message again on the new one), and its number.
-    client: AsyncClient,
-    connection: u64,
-    publish: rumqttc::Publish,
-    outcome: Outcome,
-}
-
-enum Outcome {
-    /// Handed to the pipeline: acknowledged once durable.
-    Stored(super::Pending),
-    /// Never storable (malformed) or not stored by design (typing, read): acknowledged now.
-    Done,
-    /// Not stored for a reason that may pass (a store read failed): not acknowledged, and the
-    /// connection is dropped so the broker sends it again.
-    Retry(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -463,38 +367,6 @@ impl MqttBridge {
 /// Acknowledges inbound messages in arrival order, each once it is durable. A message that
 /// could not be stored stops the acknowledgements of its connection (MQTT wants them in
 /// order) and drops the connection: the broker sends it, and those after it, again.
-async fn acknowledge(mut items: mpsc::UnboundedReceiver<AckItem>, bridge: Arc<MqttBridge>) {
-    while let Some(item) = items.recv().await {
-        if bridge.broken_connection.load(Ordering::Relaxed) == item.connection {
-            continue;
-        }
-        let failed = match item.outcome {
-            Outcome::Stored(pending) => match pending.durable().await {
-                Ok(_) => None,
-                // Stopping: leave it (and everything after it) unacknowledged.
-                Err(InboundError::Unavailable) => return,
-                Err(e) => Some(e.to_string()),
-            },
-            Outcome::Done => None,
-            Outcome::Retry(e) => Some(e),
-        };
-        if let Some(error) = failed {
-            tracing::warn!(topic = %item.publish.topic, error, "mqtt: message not stored; it will come again");
-            bridge
-                .broken_connection
-                .store(item.connection, Ordering::Relaxed);
-            bridge.reconnect.notify_one();
-            continue;
-        }
-        if !bridge
-            .hand_over(&item.client, item.connection, &item.publish)
-            .await
-        {
-            return;
-        }
-    }
-}
-
 fn tls_config(ca_file: &str) -> Result<rumqttc::TlsConfiguration, SetupError> {
     let error = |message: String| SetupError::CaFile {
         path: ca_file.to_string(),
