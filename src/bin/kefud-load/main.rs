@@ -26,6 +26,9 @@
 //!   leaving; an agent logging in and replying; wrong logins; SIGTERM and restart of kefud on
 //!   the same data directory every few minutes), RSS, descriptors and threads sampled into a
 //!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
+//! - `handoff`: what one hand-off between two sleeping threads costs on this machine (CPU and
+//!   wall time), with the channel kefud's pipeline threads use: the unit of its per-message
+//!   cost at low rates, where each message wakes each thread in turn.
 //!
 //! `throughput --slow-device a1-good|a1-cheap` (root, with --spawn) puts the spawned kefud's
 //! data directory on a loop device throttled like an SD card (module `slow_device`), checks
@@ -52,6 +55,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 mod daemon;
+mod handoff;
 mod memory;
 mod mqtt;
 mod slow_device;
@@ -195,6 +199,17 @@ enum Mode {
         visitors: usize,
         #[arg(long, default_value = "soak.csv")]
         csv: PathBuf,
+    },
+    /// What one hand-off between two threads costs here (CPU and wall time), with the channel
+    /// kefud's pipeline uses between its threads
+    Handoff {
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: u32,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Pause between round trips (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        gap_ms: u64,
     },
     /// Exits 0 once the check passes, 1 when it fails or times out.
     Probe {
@@ -348,6 +363,14 @@ async fn run(cli: Cli) -> Result<()> {
                 csv,
             };
             soak(cli.spawn.as_deref().context("soak needs --spawn")?, &plan).await
+        }
+        Mode::Handoff {
+            round_trips,
+            runs,
+            gap_ms,
+        } => {
+            let gap = Duration::from_millis(gap_ms);
+            tokio::task::spawn_blocking(move || handoff::handoff(round_trips, runs, gap)).await?
         }
         Mode::Probe {
             visitor_id,

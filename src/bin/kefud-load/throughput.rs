@@ -134,6 +134,23 @@ pub(crate) async fn throughput(
             "CPU us per acked message by thread: {}",
             by_thread.join(", ")
         );
+        let mut total_switches = 0.0;
+        let switches: Vec<String> = a
+            .switches
+            .iter()
+            .map(|(name, &count)| {
+                let per =
+                    count.saturating_sub(b.switches.get(name).copied().unwrap_or(0)) as f64 / n;
+                total_switches += per;
+                (name, per)
+            })
+            .filter(|(_, per)| *per >= 0.05)
+            .map(|(name, per)| format!("{name} {per:.2}"))
+            .collect();
+        println!(
+            "context switches per acked message by thread: {} (total {total_switches:.2})",
+            switches.join(", ")
+        );
         println!(
             "per acked message (whole daemon, /proc/PID/io and stat): disk {:.0} B written, {:.1} write syscalls, {:.1} us CPU; journal {:.0} B in {:.2} fsyncs",
             a.write_bytes.saturating_sub(b.write_bytes) as f64 / n,
@@ -424,6 +441,9 @@ pub(crate) async fn start_echo_server() -> Result<SocketAddr> {
 pub(crate) struct Costs {
     /// CPU ticks by thread name (threads of one name summed: tokio's workers).
     pub(crate) threads: BTreeMap<String, u64>,
+    /// Context switches (voluntary and not) by thread name: each is the thread going to sleep
+    /// or being preempted, so the voluntary ones count its wake-ups.
+    pub(crate) switches: BTreeMap<String, u64>,
     pub(crate) write_bytes: u64,
     pub(crate) syscw: u64,
     pub(crate) cpu_ticks: u64,
@@ -450,6 +470,7 @@ impl Costs {
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
         let mut threads = BTreeMap::new();
+        let mut switches = BTreeMap::new();
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))
             .ok()?
             .flatten()
@@ -464,9 +485,20 @@ impl Costs {
                     .sum()
             });
             *threads.entry(comm.trim().to_string()).or_insert(0) += ticks;
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let switched: u64 = status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum();
+            *switches.entry(comm.trim().to_string()).or_insert(0) += switched;
         }
         Some(Costs {
             threads,
+            switches,
             write_bytes: field("write_bytes:")?,
             syscw: field("syscw:")?,
             cpu_ticks: utime + stime,
