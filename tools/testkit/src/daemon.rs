@@ -41,7 +41,7 @@ pub fn write_config(dir: &Path, extra: &str) -> Result<PathBuf> {
 }
 
 /// How to start one kefud; [`Launch::start`] starts it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Launch {
     bin: PathBuf,
     dir: Option<PathBuf>,
