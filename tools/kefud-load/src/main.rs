@@ -35,15 +35,14 @@
 //! the throttle, and adds the device's write IOs/s and bytes per acknowledged message.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
-//! at the end); otherwise `--addr` names a running kefud. Whatever the tool starts (kefud,
-//! mosquitto, their temporary directories) it stops and removes on every exit path, a failed
-//! or timed-out run and a SIGINT or SIGTERM to the tool included.
+//! at the end); otherwise `--addr` names a running kefud. kefud and mosquitto are started by
+//! the test kit's launchers (`tools/testkit`, the integration tests' own); whatever the tool
+//! starts (kefud, mosquitto, their temporary directories) it stops and removes on every exit
+//! path, a failed or timed-out run and a SIGINT or SIGTERM to the tool included.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,21 +50,22 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
+use kefud_testkit::{proc, Daemon, Launch, Mosquitto};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-mod daemon;
 mod handoff;
 mod memory;
 mod mqtt;
+mod shared;
 mod slow_device;
 mod soak;
 mod storm;
 mod throughput;
 
-use daemon::*;
 use memory::*;
 use mqtt::*;
+use shared::*;
 use slow_device::{DevStat, SlowDevice};
 use soak::*;
 use storm::*;

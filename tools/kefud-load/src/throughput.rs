@@ -53,10 +53,11 @@ pub(crate) async fn throughput(
     let echo = start_echo_server().await?;
     let mut bare = drive(&format!("ws://{echo}/"), load, false).await?;
     let daemon = match spawn {
-        Some(bin) => Some(Daemon::spawn(
+        Some(bin) => Some(start_kefud(
             bin,
             device.as_ref().map(|d| d.mount()),
             &kefud_config.replace("\\n", "\n"),
+            None,
         )?),
         None => None,
     };
@@ -174,7 +175,7 @@ pub(crate) async fn throughput(
         bail!("kefud acknowledged nothing");
     }
     if let Some(d) = daemon {
-        d.stop()?;
+        d.stop(DAEMON_STOP)?;
         if let (Some(dev), Some(b)) = (&device, device_before) {
             let a = dev.sync_and_stat()?;
             print_device(dev, &b, &a, &kefud, "through a clean stop and a syncfs");
