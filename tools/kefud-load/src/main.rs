@@ -247,6 +247,7 @@ fn main() -> Result<()> {
     })
 }
 
+/// One piece on purpose: the command line's modes, one arm each.
 async fn run(cli: Cli) -> Result<()> {
     match cli.mode {
         Mode::Throughput {

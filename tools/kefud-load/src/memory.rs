@@ -68,6 +68,8 @@ pub(crate) async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<
     Ok(())
 }
 
+/// One piece on purpose: a script of phases (idle, the visitors arriving, the restart with all
+/// of them waiting) that share the daemon and its measurements.
 pub(crate) async fn spam(
     bin: &Path,
     contacts: u64,

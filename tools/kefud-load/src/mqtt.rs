@@ -63,6 +63,8 @@ pub(crate) async fn subscribe_qos1(
     Ok(Instant::now())
 }
 
+/// One piece on purpose: the run's phases (mosquitto alone, then kefud behind it) in order,
+/// sharing the broker and the measurements.
 pub(crate) async fn mqtt_throughput(
     bin: &Path,
     conf: &Path,

@@ -281,6 +281,9 @@ pub(crate) async fn sample(daemon: &Daemon, started: Instant, generation: u32) -
     })
 }
 
+/// One piece on purpose: the soak is a script read top to bottom (start, rounds of mixed load
+/// with restarts, the final check of every acknowledged message), and its steps share the
+/// ledger of what was acknowledged.
 pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
     use std::io::Write;
     let mut dir = scratch_dir()?;

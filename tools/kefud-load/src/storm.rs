@@ -153,6 +153,9 @@ pub(crate) async fn flood(
 }
 
 /// One flood against `d`, whose descriptors and RSS at idle were `idle`.
+///
+/// One piece on purpose: a script (open the half-sent requests and idle sockets, sample, check
+/// a visitor still gets acks, close, sample) whose steps share the connections held.
 pub(crate) async fn flood_round(
     d: &Daemon,
     connections: usize,

@@ -33,6 +33,8 @@ impl Outcome {
     }
 }
 
+/// One piece on purpose: the run's phases in the order they happen (bare echo, then kefud with
+/// its costs read before and after, then the report), sharing their measurements.
 pub(crate) async fn throughput(
     spawn: Option<&Path>,
     addr: SocketAddr,
@@ -300,6 +302,8 @@ pub(crate) async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// One piece on purpose: one visitor's `select!` loop over its socket and its sending
+/// schedule, whose arms share what is in flight.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn visitor(
     ws: Ws,
