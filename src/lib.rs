@@ -16,6 +16,7 @@
 //!   proofs.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
+//! - [`backup`]: consistent backups of a running daemon's data directory, and their restore.
 //! - [`clock`]: wall time on a board without a real-time clock, and timers that ignore its steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
 //!   [`systemd`], [`telemetry`]: the host.
@@ -25,6 +26,7 @@ pub mod alloc_count;
 pub mod apikeys;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod channel;
 pub mod clock;
 pub mod config;

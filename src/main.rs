@@ -51,6 +51,11 @@ enum Command {
     /// The write-ahead journal (needs the daemon stopped).
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Back up the data directory into DEST (new or empty), while the daemon runs or not.
+    Backup { dest: PathBuf },
+    /// Restore the backup in SRC into the configured data directory, which must be empty;
+    /// every file is verified first.
+    Restore { src: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +175,8 @@ fn main() -> ExitCode {
         Some(Command::Journal(JournalCommand::Truncate { file, offset })) => {
             kefud::admin::journal_truncate(&cfg, &file, offset)
         }
+        Some(Command::Backup { dest }) => kefud::admin::backup(&cfg, &dest),
+        Some(Command::Restore { src }) => kefud::admin::restore(&cfg, &src),
         None => return run_daemon(cfg, cli.config),
     };
     match result {
