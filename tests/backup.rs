@@ -251,3 +251,162 @@ async fn restore_refuses_a_non_empty_data_directory_and_a_missing_manifest() {
     let (ok, out) = cli(&origin, &["backup", good.to_str().unwrap()]).await;
     assert!(!ok && out.contains("is not empty"), "{out}");
 }
+
+/// Rewrites a backup's manifest as if it had been made at `created_at_ms`.
+fn age_backup(dir: &Path, created_at_ms: i64) {
+    use sha2::Digest;
+    let path = dir.join("manifest.json");
+    let envelope: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut manifest = envelope["manifest"].clone();
+    manifest["created_at_ms"] = created_at_ms.into();
+    let body = manifest.to_string();
+    let sha: String = sha2::Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = format!(r#"{{"format":"kefud-backup","sha256":"{sha}","manifest":{body}}}"#);
+    std::fs::write(&path, text).unwrap();
+}
+
+fn backup_dirs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("kefud-backup-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn the_daemon_takes_scheduled_backups_and_prunes_old_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    let backups = tmp.path().join("backups");
+    let d = TestDaemon::start(&origin, "");
+    send_n(&d, "v1", 3, 10).await;
+    for (name, at) in [
+        ("kefud-backup-19990101T000000Z", 0),
+        ("kefud-backup-19990102T000000Z", 86_400_000),
+    ] {
+        let dest = backups.join(name);
+        let (ok, out) = cli(&origin, &["backup", dest.to_str().unwrap()]).await;
+        assert!(ok, "{out}");
+        age_backup(&dest, at);
+    }
+    std::fs::create_dir_all(backups.join("kefud-backup-19990103T000000Z.partial")).unwrap();
+    std::fs::write(backups.join("notes.txt"), "the shop's own file").unwrap();
+    let (status, _) = d.terminate();
+    assert!(status.success());
+
+    let schedule = format!(
+        "[backup]\ndirectory = {:?}\ninterval_secs = 3600\nkeep = 2\n",
+        backups.display().to_string()
+    );
+    let d = TestDaemon::start(&origin, &schedule);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dirs = loop {
+        let dirs = backup_dirs(&backups);
+        if dirs.len() == 2 && !dirs[1].starts_with("kefud-backup-1999") {
+            break dirs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup: {dirs:?}\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dirs[0], "kefud-backup-19990102T000000Z", "the oldest went");
+    assert!(backups.join("notes.txt").exists(), "other files stay");
+    assert!(d.log().contains("scheduled backup taken"), "{}", d.log());
+    // The new one restores.
+    let r = restore_and_start(&tmp.path().join("restored"), &backups.join(&dirs[1])).await;
+    assert_eq!(history(&r, "v1").await.len(), 3);
+}
+
+#[tokio::test]
+async fn admins_download_a_backup_as_a_tar_that_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    let d = TestDaemon::start(&origin, "");
+    add_agent(&origin, "owner", "a-long-password", true);
+    add_agent(&origin, "clerk", "a-long-password", false);
+    send_n(&d, "v1", 4, 10).await;
+    let http = reqwest::Client::new();
+    let clerk = login(&d, "clerk", "a-long-password").await;
+    let resp = http
+        .get(d.http("/api/v1/backup"))
+        .bearer_auth(&clerk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = http.get(d.http("/api/v1/backup")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+
+    let owner = login(&d, "owner", "a-long-password").await;
+    let resp = http
+        .get(d.http("/api/v1/backup"))
+        .bearer_auth(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-tar");
+    let tar = resp.bytes().await.unwrap();
+    let archive = tmp.path().join("backup.tar");
+    std::fs::write(&archive, &tar).unwrap();
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    let first = listing.lines().next().unwrap();
+    assert!(
+        first.starts_with("kefud-backup-") && first.ends_with("/manifest.json"),
+        "the manifest comes first: {listing}"
+    );
+    let extracted = tmp.path().join("extracted");
+    std::fs::create_dir_all(&extracted).unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&extracted)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let top = extracted.join(first.split('/').next().unwrap());
+    assert!(
+        !origin.join("data/backup-download").exists()
+            || std::fs::read_dir(origin.join("data/backup-download"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the download's copy is deleted once sent"
+    );
+    let r = restore_and_start(&tmp.path().join("restored"), &top).await;
+    assert_eq!(history(&r, "v1").await.len(), 4);
+}
+
+#[test]
+fn check_config_names_bad_backup_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        "[backup]\ndirectory = \"relative/dir\"\ninterval_secs = 5\nkeep = 0\n",
+    );
+    let out = std::process::Command::new(kefud_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["backup.directory", "backup.interval_secs", "backup.keep"] {
+        assert!(err.contains(key), "{key} not named: {err}");
+    }
+}

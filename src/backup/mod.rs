@@ -35,6 +35,8 @@
 
 pub mod cut;
 pub mod manifest;
+pub mod schedule;
+pub mod tar;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -76,6 +78,8 @@ pub enum BackupError {
         path: PathBuf,
         source: ManifestError,
     },
+    #[error("cannot archive the backup: {0}")]
+    Tar(#[from] tar::TarError),
     #[error("backup damaged, nothing restored: {}: {reason}", path.display())]
     Damaged { path: PathBuf, reason: String },
 }
@@ -394,6 +398,51 @@ pub fn restore(src: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
         segment::sync_dir(&dir).map_err(io(&dir))?;
     }
     Ok(manifest)
+}
+
+/// Writes the backup in `dir` as a tar archive whose entries sit under `top/`: the manifest
+/// first, then every file in the manifest's order, each read once. `write` takes the archive
+/// chunk by chunk (an HTTP body, a file).
+///
+/// # Errors
+/// [`BackupError`] if the backup cannot be read, or `write` fails (the reader went away).
+pub fn write_tar(
+    dir: &Path,
+    top: &str,
+    mut write: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> Result<(), BackupError> {
+    let manifest_path = dir.join(manifest::FILE_NAME);
+    let bytes = std::fs::read(&manifest_path).map_err(io(&manifest_path))?;
+    let m = Manifest::decode(&bytes, i64::MAX).map_err(|source| BackupError::Manifest {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let mtime = (m.created_at_ms.max(0) / 1000) as u64;
+    let header = |rel: &str, size: u64| tar::header(&format!("{top}/{rel}"), size, mtime);
+    write(&header(manifest::FILE_NAME, bytes.len() as u64)?).map_err(io(dir))?;
+    write(&bytes).map_err(io(dir))?;
+    write(tar::padding(bytes.len() as u64)).map_err(io(dir))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    for f in &m.files {
+        let path = dir.join(&f.path);
+        let mut file = File::open(&path).map_err(io(&path))?;
+        write(&header(&f.path, f.bytes)?).map_err(io(dir))?;
+        let mut left = f.bytes;
+        while left > 0 {
+            let n = file.read(&mut buf).map_err(io(&path))?;
+            if n == 0 {
+                return Err(BackupError::Damaged {
+                    path,
+                    reason: format!("{left} bytes shorter than the manifest says"),
+                });
+            }
+            let n = n.min(left as usize);
+            write(&buf[..n]).map_err(io(dir))?;
+            left -= n as u64;
+        }
+        write(tar::padding(f.bytes)).map_err(io(dir))?;
+    }
+    write(&tar::END).map_err(io(dir))
 }
 
 /// What `kefud backup` and `kefud restore` print.
