@@ -16,7 +16,8 @@
 //!   proofs.
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
 //! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
-//! - [`backup`]: consistent backups of a running daemon's data directory, and their restore.
+//! - [`backup`]: consistent backups of a running daemon's data directory, and their restore;
+//!   [`export`]: contacts, conversations and messages as JSON Lines.
 //! - [`clock`]: wall time on a board without a real-time clock, and timers that ignore its steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
 //!   [`systemd`], [`telemetry`]: the host.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod conversation;
 pub mod dispatch;
 pub mod error;
+pub mod export;
 pub mod fanout;
 pub mod http;
 pub mod httpc;
