@@ -3,7 +3,7 @@
 # root filesystem comes from the cache, and is rebuilt only when its inputs change or weekly)
 # and boot-tests it under QEMU. Idempotent; every step is bounded in time. Run as root,
 # after the .deb (cargo deb --target aarch64-unknown-linux-gnu) and kefud-load
-# (cargo build --release) are built.
+# (cargo build --release -p kefud-load) are built.
 #
 # Parameters (environment): BUILD_TIMEOUT (s, default 2400: covers a base rebuild),
 # TEST_TIMEOUT (s, default 1800), COMPRESS (default none here: the boot test needs only the

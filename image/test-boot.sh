@@ -59,7 +59,7 @@ for tool in qemu-system-aarch64 mcopy mtype sfdisk curl xz; do
 done
 [ -f "$IMAGE" ] || die "no such image: $IMAGE"
 if [ -n "$KEFUD_LOAD" ] && [ ! -x "$KEFUD_LOAD" ]; then
-  die "KEFUD_LOAD=$KEFUD_LOAD is not executable (cargo build --release, or KEFUD_LOAD= to skip the WebSocket checks)"
+  die "KEFUD_LOAD=$KEFUD_LOAD is not executable (cargo build --release -p kefud-load, or KEFUD_LOAD= to skip the WebSocket checks)"
 fi
 
 mkdir -p "$LOG_DIR"

@@ -9,21 +9,22 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
 scripts/setup-host.sh
 
-echo "== formatting (cargo fmt --check)"
+# The workspace: the daemon (the root package) and tools/ (the load tool, the test kit).
+echo "== formatting (cargo fmt --all --check)"
 if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
-  cargo fmt --check
+  cargo fmt --all --check
 else
   echo "rustfmt is not available on this machine: formatting not checked" >&2
 fi
 
-echo "== lints (cargo clippy --all-targets -- -D warnings)"
-cargo clippy --locked --all-targets -- -D warnings
+echo "== lints (cargo clippy --workspace --all-targets -- -D warnings)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 echo "== unit and integration tests (debug build, real binary, loopback only)"
-cargo test --locked -- --test-threads=2
+cargo test --locked --workspace -- --test-threads=2
 
 echo "== release build and a short load run (bounded: 3 s per phase, loopback)"
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 ./target/release/kefud-load throughput --visitors 50 --seconds 3 --spawn ./target/release/kefud
 echo "== what a message costs on the Pi's terms: disk bytes, write syscalls, CPU (BENCHMARKS.md)"
 ./target/release/kefud-load throughput --visitors 100 --rate 50 --seconds 5 --spawn ./target/release/kefud

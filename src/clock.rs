@@ -163,12 +163,6 @@ pub fn timer_ms() -> i64 {
     p.start_offset_ms + ms(p.start.elapsed())
 }
 
-/// A wall time (as records carry it) on the timer scale.
-pub fn to_timer(wall_ms: i64) -> i64 {
-    let p = process();
-    wall_ms - p.offset_ms.load(Ordering::Relaxed) + p.start_offset_ms
-}
-
 /// Whether the wall clock is synchronised, as of the last [`observe`].
 pub fn synchronized() -> bool {
     process().synchronized.load(Ordering::Relaxed)
@@ -258,6 +252,5 @@ mod tests {
         // No step is observed in this test process: the two scales coincide.
         let (now, timer) = (now_ms(), timer_ms());
         assert!((now - timer).abs() <= 5);
-        assert!((to_timer(now) - timer).abs() <= 5);
     }
 }

@@ -3,50 +3,64 @@
 //! Module map (the data flows top to bottom):
 //! - [`config`]: the TOML configuration and its validation.
 //! - [`http`]: the router; the visitor WebSocket, the agent API and the agents' live feed.
-//! - [`dispatch`]: the single thread that decides — commands become journaled operations.
+//! - [`channel`]: the other ways in and out (MQTT, the HTTP API channel and its webhooks,
+//!   WeChat, an integrator's own adapter) behind one trait, and the outbox replies leave by.
+//! - `dispatch`: the single thread that decides — commands become journaled operations.
 //! - [`conversation`]: the pure conversation state machine it decides with.
-//! - [`op`]: the operations, and their binary journal encoding.
+//! - [`routing`]: the knowledge base, the bot, assignment, summaries; [`intent`]: which
+//!   knowledge-base entry a message is about.
+//! - [`op`]: the operations, and their binary journal encoding; [`model`]: the identifiers and
+//!   small value types they carry.
 //! - [`journal`]: the write-ahead log — framing, segments, group commit, recovery.
-//! - [`fanout`]: live delivery of committed records, encoded once per record.
-//! - [`store`]: the SQLite projection of the journal (plus accounts), and its queries.
+//! - `fanout`: live delivery of committed records, encoded once per record.
+//! - `store`: the SQLite projection of the journal (plus accounts), and its queries.
 //! - [`wire`]: the contract's JSON frames.
 //! - [`wechat_crypto`]: WeChat's signatures and safe-mode decryption, below the config (which
 //!   decodes the key) and the WeChat callback (which uses it).
-//! - [`auth`]: agents, passwords, tokens; [`login`]: login limits, the password gate, device
+//! - `auth`: agents, passwords, tokens; `login`: login limits, the password gate, device
 //!   proofs.
+//! - [`httpc`]: the small HTTP client of kefud's outgoing calls (webhooks, WeChat, a LAN
+//!   language model).
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
-//! - [`admin`]: the `kefud agent|kb|apikey ...` commands; [`apikeys`]: the HTTP channel's keys.
-//! - [`backup`]: consistent backups of a running daemon's data directory, and their restore;
+//! - [`admin`]: the `kefud agent|kb|apikey|journal|backup|restore ...` commands; `apikeys`: the
+//!   HTTP channel's keys.
+//! - `backup`: consistent backups of a running daemon's data directory, and their restore;
 //!   [`export`]: contacts, conversations and messages as JSON Lines.
-//! - [`clock`]: wall time on a board without a real-time clock, and timers that ignore its steps.
+//! - `clock`: wall time on a board without a real-time clock, and timers that ignore its
+//!   steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
-//!   [`systemd`], [`telemetry`]: the host.
+//!   `systemd`, [`telemetry`]: the host. `error`: what stops the daemon ([`Error`]).
+//!
+//! Visibility: a module is `pub` only because something outside this crate uses it: the
+//! `kefud` command (`src/main.rs`), the integration tests and fuzz targets (`tests/`), the
+//! intent benchmark (`benches/`), the adapter example (`examples/`) or the load tool
+//! (`tools/kefud-load`: `app`, `httpc`). The others are the crate's own.
 
 pub mod admin;
 pub mod alloc_count;
-pub mod apikeys;
+mod apikeys;
 pub mod app;
-pub mod auth;
-pub mod backup;
+mod auth;
+mod backup;
 pub mod channel;
-pub mod clock;
+mod clock;
 pub mod config;
 pub mod conversation;
-pub mod dispatch;
-pub mod error;
+mod dispatch;
+mod error;
 pub mod export;
-pub mod fanout;
+mod fanout;
 pub mod http;
 pub mod httpc;
 pub mod intent;
 pub mod journal;
-pub mod login;
+mod login;
 pub mod model;
 pub mod op;
 pub mod reload;
 pub mod routing;
-pub mod store;
-pub mod systemd;
+mod store;
+mod systemd;
 pub mod telemetry;
 pub mod wechat_crypto;
 pub mod wire;

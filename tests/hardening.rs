@@ -8,21 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use futures_util::StreamExt;
+use kefud_testkit::proc;
 use reqwest::Client;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Peak resident memory of a process, in KiB.
-fn peak_rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM in /proc/PID/status")
-}
 
 async fn try_login(c: &Client, d: &TestDaemon, body: Value) -> (u16, Value) {
     let r = c
@@ -72,7 +62,7 @@ async fn a_login_storm_keeps_memory_flat_and_the_box_responsive() {
             "a wrong password is refused or told to come back, got {status}"
         );
     }
-    let peak = peak_rss_kib(d.pid());
+    let peak = proc::status(d.pid(), "VmHWM").unwrap();
     // Two Argon2 checks at 12 MiB at a time; it was 1.2 GiB with 100 at once.
     assert!(
         peak < 160 * 1024,

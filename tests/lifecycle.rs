@@ -67,8 +67,7 @@ async fn answer_to(ws: &mut Ws, client_id: &str, text: &str) -> serde_json::Valu
 }
 
 fn hangup(d: &TestDaemon) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    d.signal(libc::SIGHUP);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,124 +8,23 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use kefud_testkit::{free_port, Mosquitto};
 use reqwest::Client;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 
-/// A mosquitto process with the image's configuration.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-fn mosquitto_bin() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .expect("mosquitto is not installed: run scripts/setup-host.sh (the test command does)")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(dir).unwrap();
-        // mosquitto started as root drops to its own user, which must be able to write here.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let shipped = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("image/overlay/etc/mosquitto/conf.d/kefu.conf"),
-        )
-        .unwrap();
-        assert!(
-            shipped.contains("listener 1883 127.0.0.1")
-                && shipped.contains("persistence_location /var/lib/mosquitto/")
-        );
-        let conf = shipped
-            .replace(
-                "listener 1883 127.0.0.1",
-                &format!("listener {port} 127.0.0.1"),
-            )
-            .replace(
-                "persistence_location /var/lib/mosquitto/",
-                &format!("persistence_location {}/", dir.display()),
-            );
-        let path = dir.join("mosquitto.conf");
-        std::fs::write(&path, conf).unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let child = Command::new(mosquitto_bin())
-            .arg("-c")
-            .arg(&path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut child = child;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err()
-            || child.try_wait().unwrap().is_some()
-        {
-            // try_wait: a broker that could not bind exits, and the port answering would be
-            // someone else's.
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "mosquitto exited: {}",
-                std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start: {}",
-                std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker {
-            child: Some(child),
-            port,
-            dir: dir.to_path_buf(),
-        }
-    }
-
-    /// SIGTERM: mosquitto saves its persistence file (sessions, queued messages) and exits.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            child.wait().unwrap();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let again = Broker::start(&self.dir.clone(), self.port);
-        *self = again;
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// mosquitto with the SD image's configuration, its own port and its persistence in `dir`.
+fn image_broker(dir: &Path) -> Mosquitto {
+    let conf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("image/overlay/etc/mosquitto/conf.d/kefu.conf");
+    Mosquitto::start(&conf, Some(dir)).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn mqtt_config(port: u16) -> String {
@@ -361,7 +260,7 @@ async fn conversation_of(d: &TestDaemon, token: &str, external_id: &str) -> Valu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(&dir.path().join("broker"), free_port());
+    let mut broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -405,7 +304,7 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     wait_delivered(&d, &token, first).await;
 
     // Replies written while the broker is down are published when it is back.
-    broker.stop();
+    broker.stop().unwrap();
     let mut during = Vec::new();
     for i in 0..3 {
         during.push(
@@ -421,7 +320,7 @@ async fn round_trip_replies_survive_a_broker_outage_and_are_not_repeated() {
     for m in &during {
         assert_eq!(delivery_state(&d, &token, *m).await, "pending");
     }
-    broker.restart();
+    broker.restart().unwrap();
     let mut got = Vec::new();
     while got.len() < during.len() {
         let (_, p) = next_publish(&mut app, 40)
@@ -488,16 +387,16 @@ async fn assert_10000_stored_once(d: &TestDaemon, token: &str, tag: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_in_the_middle_of_10000_messages_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(&dir.path().join("broker"), free_port());
+    let mut broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
     wait_connected(&d, &token).await;
 
     let publisher = publish_10000_wait_for_3000(broker.port, "b").await;
-    broker.stop();
+    broker.stop().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    broker.restart();
+    broker.restart().unwrap();
     tokio::time::timeout(Duration::from_secs(120), publisher)
         .await
         .unwrap()
@@ -510,7 +409,7 @@ async fn broker_restart_in_the_middle_of_10000_messages_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kefud_killed_in_the_middle_of_10000_messages_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -531,7 +430,7 @@ async fn kefud_killed_in_the_middle_of_10000_messages_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_acknowledged_and_never_stop_the_bridge() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -605,7 +504,7 @@ async fn malformed_messages_are_counted_acknowledged_and_never_stop_the_bridge()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -762,7 +661,7 @@ async fn one_person_on_mqtt_and_the_widget_is_one_conversation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_and_read_events_reach_the_agents_from_mqtt_and_the_widget() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -952,34 +851,18 @@ async fn tls_with_a_ca_file_and_a_password() {
         std::fs::set_permissions(f.unwrap().path(), std::fs::Permissions::from_mode(0o644))
             .unwrap();
     }
-    let (tls_port, plain_port) = (free_port(), free_port());
-    std::fs::write(
-        b.join("mosquitto.conf"),
-        format!(
+    let (tls_port, plain_port) = (free_port().unwrap(), free_port().unwrap());
+    let _broker = Mosquitto::with_config(
+        &b,
+        &format!(
             "per_listener_settings false\nallow_anonymous false\npassword_file {0}/passwd\n\
              listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n\
              listener {plain_port} 127.0.0.1\n",
             b.display()
         ),
+        plain_port,
     )
-    .unwrap();
-    let log = std::fs::File::create(b.join("mosquitto.log")).unwrap();
-    let mut broker = Command::new(mosquitto_bin())
-        .arg("-c")
-        .arg(b.join("mosquitto.conf"))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", plain_port)).is_err() {
-        assert!(
-            Instant::now() < deadline && broker.try_wait().unwrap().is_none(),
-            "mosquitto did not start: {}",
-            std::fs::read_to_string(b.join("mosquitto.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    .unwrap_or_else(|e| panic!("{e:#}"));
 
     add_agent(dir.path(), "li", "password-li", true);
     let config = |password: &str| {
@@ -1031,8 +914,6 @@ async fn tls_with_a_ca_file_and_a_password() {
         }
     }
     assert_eq!(wait_for_total(&d, &token, 1, 20).await, 1);
-    let _ = broker.kill();
-    let _ = broker.wait();
 }
 
 /// `mosquitto_pub -l` (the standard command-line client, from mosquitto-clients): one QoS 1
@@ -1134,7 +1015,7 @@ fn log_tail(d: &TestDaemon) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_40000_from_command_line_clients_is_stored_once_and_all_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;
@@ -1200,7 +1081,7 @@ async fn a_burst_of_40000_from_command_line_clients_is_stored_once_and_all_ackno
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_in_the_middle_of_a_burst_stops_in_time_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(&dir.path().join("broker"), free_port());
+    let broker = image_broker(&dir.path().join("broker"));
     add_agent(dir.path(), "li", "password-li", true);
     let d = TestDaemon::start(dir.path(), &mqtt_config(broker.port));
     let token = login(&d, "li", "password-li").await;

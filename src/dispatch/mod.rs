@@ -59,8 +59,8 @@ mod thread;
 
 pub use command::{
     Accepted, AgentMessage, AgentNote, AgentTyping, Assign, Command, CustomerMessage,
-    DeliveryReport, DispatchError, KbChange, LinkContacts, Reopen, Reply, Resolve, StreamAccepted,
-    StreamReply, VisitorRead, VisitorTyping,
+    DeliveryReport, DispatchError, KbChange, LinkContacts, Reopen, Reply, Resolve, StreamReply,
+    VisitorRead, VisitorTyping,
 };
 pub use state::DispatchConfig;
 pub use thread::{DispatchStats, Dispatcher};

@@ -1,17 +1,17 @@
-//! Test harness: starts the real `kefud` binary on a temporary data directory, bound to
-//! 127.0.0.1 port 0, and talks to it over HTTP and WebSockets.
+//! Test harness: the real `kefud` binary, started by the test kit's launcher
+//! (`tools/testkit`, shared with the load tool) on a temporary data directory on loopback port
+//! 0, and the HTTP and WebSocket clients the tests talk to it with.
 //!
 //! `KEFUD_BIN` overrides the binary (the aarch64 build under qemu-user runs these same tests).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use kefud_testkit::{Daemon, Launch};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,24 +24,21 @@ pub fn kefud_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kefud")))
 }
 
-pub struct TestDaemon {
-    pub dir: PathBuf,
-    pub addr: SocketAddr,
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
+/// Writes `dir/kefud.toml` as the launcher does (loopback port 0, `dir/data`, `extra`).
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    kefud_testkit::write_config(dir, extra).unwrap()
 }
 
-/// Writes `dir/kefud.toml` with loopback port 0, `dir/data`, and `extra` appended.
-pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("kefud.toml");
-    let data = dir.join("data");
-    let mut text = format!("[storage]\ndata_dir = {:?}\n\n", data.display().to_string());
-    if !extra.contains("[server]") {
-        text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n\n");
+/// A kefud under test: the kit's [`Daemon`] running this build's binary, whose failures to
+/// start or stop fail the test with the log.
+pub struct TestDaemon(Daemon);
+
+impl std::ops::Deref for TestDaemon {
+    type Target = Daemon;
+
+    fn deref(&self) -> &Daemon {
+        &self.0
     }
-    text.push_str(extra);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 impl TestDaemon {
@@ -50,7 +47,7 @@ impl TestDaemon {
         Self::try_start(dir, extra).unwrap_or_else(|log| panic!("kefud did not start:\n{log}"))
     }
 
-    /// Starts, or returns the daemon's output if it exits first.
+    /// Starts, or returns why not: the exit status and the daemon's output if it exits first.
     pub fn try_start(dir: &Path, extra: &str) -> Result<TestDaemon, String> {
         Self::try_start_with_env(dir, extra, &[])
     }
@@ -61,132 +58,34 @@ impl TestDaemon {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Result<TestDaemon, String> {
-        Self::spawn(dir, extra, env, None)
+        let mut launch = Launch::new(kefud_bin()).dir(dir).config(extra);
+        for (key, value) in env {
+            launch = launch.env(key, value);
+        }
+        launch.start().map(TestDaemon).map_err(|e| format!("{e:#}"))
     }
 
     /// Starts with its open-files limit (soft and hard) set to `nofile`, via prlimit(1).
     pub fn start_with_nofile(dir: &Path, extra: &str, nofile: u64) -> TestDaemon {
-        Self::spawn(dir, extra, &[], Some(nofile))
-            .unwrap_or_else(|log| panic!("kefud did not start:\n{log}"))
+        Launch::new(kefud_bin())
+            .dir(dir)
+            .config(extra)
+            .nofile(nofile)
+            .start()
+            .map(TestDaemon)
+            .unwrap_or_else(|e| panic!("kefud did not start:\n{e:#}"))
     }
 
-    fn spawn(
-        dir: &Path,
-        extra: &str,
-        env: &[(&str, &str)],
-        nofile: Option<u64>,
-    ) -> Result<TestDaemon, String> {
-        std::fs::create_dir_all(dir).unwrap();
-        let config = write_config(dir, extra);
-        let mut command = match nofile {
-            Some(n) => {
-                let mut c = Command::new("prlimit");
-                c.arg(format!("--nofile={n}:{n}"))
-                    .arg("--")
-                    .arg(kefud_bin());
-                c
-            }
-            None => Command::new(kefud_bin()),
-        };
-        let mut child = command
-            .arg("--config")
-            .arg(&config)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kefud");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                let addr = addr.parse().expect("listening address");
-                return Ok(TestDaemon {
-                    dir: dir.to_path_buf(),
-                    addr,
-                    child: Some(child),
-                    log,
-                });
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                // The child is gone, so its stderr reaches end of file: the log is complete.
-                let _ = reader.join();
-                return Err(format!("exit {status}\n{}", log.lock().unwrap()));
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                return Err(format!("timeout\n{}", log.lock().unwrap()));
-            }
-        }
-    }
-
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    pub fn http(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    pub fn ws(&self, path_and_query: &str) -> String {
-        format!("ws://{}{}", self.addr, path_and_query)
+    /// SIGTERM and wait (20 s at most); returns the exit status and the whole log.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.0
+            .terminate(Duration::from_secs(20))
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
 
     /// SIGKILL: no chance to flush or sync anything.
-    pub fn kill9(mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM and wait; returns the exit status and the whole log.
-    pub fn terminate(mut self) -> (ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "kefud did not stop within 20 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        (status, self.log())
-    }
-}
-
-impl Drop for TestDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    pub fn kill9(self) {
+        self.0.kill9();
     }
 }
 

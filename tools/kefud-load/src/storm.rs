@@ -72,16 +72,16 @@ pub(crate) async fn logins(bin: &Path, concurrent: usize, runs: usize) -> Result
 }
 
 pub(crate) async fn login_storm(bin: &Path, concurrent: usize, extra: &str) -> Result<Storm> {
-    let d = Daemon::spawn(bin, None, extra)?;
+    let d = start_kefud(bin, None, extra, None)?;
     let (pid, addr) = (d.pid(), d.addr);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = proc_status(pid, "VmRSS")?;
+    let rss_idle = proc::status(pid, "VmRSS")?;
     let token = setup_admin(addr, "li", "right-password").await?;
     let mut before = Vec::new();
     for _ in 0..20 {
         before.push(me_ms(addr, &token).await?);
     }
-    let hwm_before = proc_status(pid, "VmHWM")?;
+    let hwm_before = proc::status(pid, "VmHWM")?;
     let started = Instant::now();
     let storm: Vec<_> = (0..concurrent)
         .map(|i| {
@@ -110,14 +110,14 @@ pub(crate) async fn login_storm(bin: &Path, concurrent: usize, extra: &str) -> R
     let storm = Storm {
         rss_idle,
         hwm_before,
-        hwm: proc_status(pid, "VmHWM")?,
-        rss_after: proc_status(pid, "VmRSS")?,
+        hwm: proc::status(pid, "VmHWM")?,
+        rss_after: proc::status(pid, "VmRSS")?,
         statuses,
         secs,
         me_before_ms: median(&before),
         me_during_ms: during,
     };
-    d.stop()?;
+    d.stop(DAEMON_STOP)?;
     Ok(storm)
 }
 
@@ -136,9 +136,9 @@ pub(crate) async fn flood(
     hold: Duration,
     rounds: usize,
 ) -> Result<()> {
-    let d = Daemon::spawn_limited(bin, None, "", nofile)?;
+    let d = start_kefud(bin, None, "", nofile)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = (open_fds(d.pid())?, proc_status(d.pid(), "VmRSS")?);
+    let idle = (proc::open_fds(d.pid())?, proc::status(d.pid(), "VmRSS")?);
     println!(
         "flood: {connections} half-sent requests + {connections} idle visitor WebSockets, kefud {}",
         nofile.map_or("with its own descriptor limit".to_string(), |n| format!(
@@ -149,10 +149,13 @@ pub(crate) async fn flood(
         println!("  round {round} of {rounds}:");
         flood_round(&d, connections, hold, round, idle).await?;
     }
-    d.stop()
+    d.stop(DAEMON_STOP)
 }
 
 /// One flood against `d`, whose descriptors and RSS at idle were `idle`.
+///
+/// One piece on purpose: a script (open the half-sent requests and idle sockets, sample, check
+/// a visitor still gets acks, close, sample) whose steps share the connections held.
 pub(crate) async fn flood_round(
     d: &Daemon,
     connections: usize,
@@ -175,7 +178,7 @@ pub(crate) async fn flood_round(
         tokio::spawn(async move {
             let mut samples = Vec::new();
             while sampling.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(300) {
-                if let Ok(n) = open_fds(pid) {
+                if let Ok(n) = proc::open_fds(pid) {
                     samples.push((started.elapsed().as_secs_f64(), n));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -228,7 +231,7 @@ pub(crate) async fn flood_round(
         }
     }
     tokio::time::sleep_until((started + opened + hold).into()).await;
-    let fds_held = open_fds(pid)?;
+    let fds_held = proc::open_fds(pid)?;
     let mut buf = [0u8; 64];
     let half_cut = half
         .iter()
@@ -240,14 +243,14 @@ pub(crate) async fn flood_round(
     tokio::time::sleep(Duration::from_secs(3)).await;
     sampling.store(false, Ordering::Relaxed);
     let samples = sampler.await?;
-    let fds_after = open_fds(pid)?;
+    let fds_after = proc::open_fds(pid)?;
     let refused = metric(addr, "kefud_connections_refused_total")
         .await
         .unwrap_or(0)
         - refused_before;
     let accept_errors = metric(addr, "kefud_accept_errors_total").await.unwrap_or(0);
     let (health, _) = http(addr, "GET", "/healthz", None, None).await?;
-    let rss_end = proc_status(pid, "VmRSS")?;
+    let rss_end = proc::status(pid, "VmRSS")?;
 
     println!(
         "  opened in {:.1} s: TCP connects failed {half_failed}, WebSocket handshakes failed {ws_failed} (refused at once)",

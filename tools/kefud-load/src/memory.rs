@@ -3,9 +3,9 @@
 use super::*;
 
 pub(crate) async fn idle(bin: &Path, connections: usize) -> Result<()> {
-    let daemon = Daemon::spawn(bin, None, "")?;
+    let daemon = start_kefud(bin, None, "", None)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = daemon.rss_kib()?;
+    let rss_idle = rss_kib(&daemon)?;
     let mut held = Vec::with_capacity(connections);
     for i in 0..connections {
         let url = format!("ws://{}/ws/visitor?visitor_id=idle-{i}", daemon.addr);
@@ -16,7 +16,7 @@ pub(crate) async fn idle(bin: &Path, connections: usize) -> Result<()> {
         held.push(ws);
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_loaded = daemon.rss_kib()?;
+    let rss_loaded = rss_kib(&daemon)?;
     let per_conn = (rss_loaded.saturating_sub(rss_idle)) as f64 * 1024.0 / connections as f64;
     println!(
         "idle RSS (no connections): {:.1} MiB",
@@ -31,29 +31,28 @@ pub(crate) async fn idle(bin: &Path, connections: usize) -> Result<()> {
         per_conn / 1024.0
     );
     drop(held);
-    daemon.stop()
+    daemon.stop(DAEMON_STOP)
 }
 
 pub(crate) async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<()> {
-    let dir = ScratchDir::new()?;
-    let daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    let dir = scratch_dir()?;
+    let daemon = start_kefud(bin, Some(dir.path()), "", None)?;
     let filled = Instant::now();
     fill(daemon.addr, messages).await?;
     println!(
         "filled {messages} messages in {:.1} s",
         filled.elapsed().as_secs_f64()
     );
-    daemon.stop()?;
+    daemon.stop(DAEMON_STOP)?;
     let mut times = Vec::new();
     let mut rss = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let d = Daemon::spawn(bin, Some(&dir), "")?;
-        wait_healthz(d.addr, started).await?;
+        let d = start_kefud(bin, Some(dir.path()), "", None)?;
         times.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        rss = d.rss_kib()?;
-        d.stop()?;
+        rss = rss_kib(&d)?;
+        d.stop(DAEMON_STOP)?;
     }
     times.sort();
     println!(
@@ -69,6 +68,8 @@ pub(crate) async fn coldstart(bin: &Path, messages: u64, runs: usize) -> Result<
     Ok(())
 }
 
+/// One piece on purpose: a script of phases (idle, the visitors arriving, the restart with all
+/// of them waiting) that share the daemon and its measurements.
 pub(crate) async fn spam(
     bin: &Path,
     contacts: u64,
@@ -76,21 +77,20 @@ pub(crate) async fn spam(
     runs: usize,
     config: &str,
 ) -> Result<()> {
-    let empty = tempdir()?;
+    let empty = scratch_dir()?;
     let mut empty_starts = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let d = Daemon::spawn(bin, Some(&empty), config)?;
-        wait_healthz(d.addr, started).await?;
+        let d = start_kefud(bin, Some(empty.path()), config, None)?;
         empty_starts.push(started.elapsed());
-        d.stop()?;
+        d.stop(DAEMON_STOP)?;
     }
-    std::fs::remove_dir_all(&empty).ok();
+    drop(empty);
 
-    let dir = tempdir()?;
-    let daemon = Daemon::spawn(bin, Some(&dir), config)?;
+    let dir = scratch_dir()?;
+    let daemon = start_kefud(bin, Some(dir.path()), config, None)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = daemon.rss_kib()?;
+    let rss_idle = rss_kib(&daemon)?;
     println!("idle RSS: {:.1} MiB", rss_idle as f64 / 1024.0);
     let sent = Arc::new(AtomicU64::new(0));
     let addr = daemon.addr;
@@ -135,8 +135,8 @@ pub(crate) async fn spam(
         if n >= next_report {
             println!(
                 "{n:>9} visitor ids: RSS {:.1} MiB (+{:.1}), {} contacts held in memory, {:.0} visitors/s",
-                daemon.rss_kib()? as f64 / 1024.0,
-                daemon.rss_kib()?.saturating_sub(rss_idle) as f64 / 1024.0,
+                rss_kib(&daemon)? as f64 / 1024.0,
+                rss_kib(&daemon)?.saturating_sub(rss_idle) as f64 / 1024.0,
                 metric(addr, "kefud_dispatcher_contacts").await.unwrap_or(0),
                 n as f64 / began.elapsed().as_secs_f64()
             );
@@ -149,27 +149,26 @@ pub(crate) async fn spam(
     for w in workers {
         w.await??;
     }
-    let rss_full = daemon.rss_kib()?;
+    let rss_full = rss_kib(&daemon)?;
     println!(
         "{contacts} visitor ids, one message each: RSS {:.1} MiB, {:.2} x idle, {:.1} bytes per visitor id",
         rss_full as f64 / 1024.0,
         rss_full as f64 / rss_idle as f64,
         rss_full.saturating_sub(rss_idle) as f64 * 1024.0 / contacts as f64
     );
-    daemon.stop()?;
+    daemon.stop(DAEMON_STOP)?;
 
     let mut starts = Vec::new();
     let mut rss = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let d = Daemon::spawn(bin, Some(&dir), config)?;
-        wait_healthz(d.addr, started).await?;
+        let d = start_kefud(bin, Some(dir.path()), config, None)?;
         starts.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        rss = d.rss_kib()?;
-        d.stop()?;
+        rss = rss_kib(&d)?;
+        d.stop(DAEMON_STOP)?;
     }
-    std::fs::remove_dir_all(&dir).ok();
+    drop(dir);
     empty_starts.sort();
     starts.sort();
     let median = |v: &[Duration]| v[v.len() / 2].as_secs_f64() * 1000.0;

@@ -272,19 +272,22 @@ pub(crate) async fn sample(daemon: &Daemon, started: Instant, generation: u32) -
         secs: started.elapsed().as_secs_f64(),
         generation,
         pid,
-        rss_kib: proc_status(pid, "VmRSS")?,
-        fds: open_fds(pid)?,
-        threads: proc_status(pid, "Threads")?,
+        rss_kib: proc::status(pid, "VmRSS")?,
+        fds: proc::open_fds(pid)?,
+        threads: proc::status(pid, "Threads")?,
         connections: metric(daemon.addr, "kefud_connections_open")
             .await
             .unwrap_or(0),
     })
 }
 
+/// One piece on purpose: the soak is a script read top to bottom (start, rounds of mixed load
+/// with restarts, the final check of every acknowledged message), and its steps share the
+/// ledger of what was acknowledged.
 pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
     use std::io::Write;
-    let mut dir = ScratchDir::new()?;
-    let mut daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    let mut dir = scratch_dir()?;
+    let mut daemon = start_kefud(bin, Some(dir.path()), "", None)?;
     let admin = setup_admin(daemon.addr, "li", "right-password").await?;
     let (addr_tx, addr_rx) = tokio::sync::watch::channel(daemon.addr);
     let started = Instant::now();
@@ -324,10 +327,9 @@ pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
         if last_start.elapsed() >= plan.restart_every {
             let stopping = daemon;
             let asked = Instant::now();
-            tokio::task::spawn_blocking(move || stopping.stop()).await??;
+            tokio::task::spawn_blocking(move || stopping.stop(DAEMON_STOP)).await??;
             let stopped = asked.elapsed();
-            daemon = Daemon::spawn(bin, Some(&dir), "")?;
-            wait_healthz(daemon.addr, asked).await?;
+            daemon = start_kefud(bin, Some(dir.path()), "", None)?;
             restarts.push((stopped, asked.elapsed() - stopped));
             addr_tx.send_replace(daemon.addr);
             generation += 1;
@@ -366,8 +368,8 @@ pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
     }
     // A last restart, then every acknowledged message must be there.
     let stopping = daemon;
-    tokio::task::spawn_blocking(move || stopping.stop()).await??;
-    let daemon = Daemon::spawn(bin, Some(&dir), "")?;
+    tokio::task::spawn_blocking(move || stopping.stop(DAEMON_STOP)).await??;
+    let daemon = start_kefud(bin, Some(dir.path()), "", None)?;
     let acked = std::mem::take(&mut *tally.acked.lock().expect("invariant: never poisoned"));
     let replies = std::mem::take(&mut *tally.replies.lock().expect("invariant: never poisoned"));
     let images = std::mem::take(&mut *tally.images.lock().expect("invariant: never poisoned"));
@@ -425,7 +427,7 @@ pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
             images_missing += 1;
         }
     }
-    daemon.stop()?;
+    daemon.stop(DAEMON_STOP)?;
 
     println!(
         "soak: {:.1} min, {} visitor loops over {} visitor ids, an agent, a guesser; kefud restarted (SIGTERM) every {} s; samples every {} s in {}",
@@ -509,10 +511,10 @@ pub(crate) async fn soak(bin: &Path, plan: &SoakPlan) -> Result<()> {
         );
     }
     if missing + replies_missing + images_missing > 0 {
-        dir.keep = true;
+        dir.disable_cleanup(true);
         bail!(
             "acknowledged data missing after the soak (data directory kept: {})",
-            dir.path.display()
+            dir.path().display()
         );
     }
     Ok(())

@@ -26,21 +26,23 @@
 //!   leaving; an agent logging in and replying; wrong logins; SIGTERM and restart of kefud on
 //!   the same data directory every few minutes), RSS, descriptors and threads sampled into a
 //!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
+//! - `handoff`: what one hand-off between two sleeping threads costs on this machine (CPU and
+//!   wall time), with the channel kefud's pipeline threads use: the unit of its per-message
+//!   cost at low rates, where each message wakes each thread in turn.
 //!
 //! `throughput --slow-device a1-good|a1-cheap` (root, with --spawn) puts the spawned kefud's
 //! data directory on a loop device throttled like an SD card (module `slow_device`), checks
 //! the throttle, and adds the device's write IOs/s and bytes per acknowledged message.
 //!
 //! `--spawn PATH` starts the kefud binary at PATH on a temporary data directory (and stops it
-//! at the end); otherwise `--addr` names a running kefud. Whatever the tool starts (kefud,
-//! mosquitto, their temporary directories) it stops and removes on every exit path, a failed
-//! or timed-out run and a SIGINT or SIGTERM to the tool included.
+//! at the end); otherwise `--addr` names a running kefud. kefud and mosquitto are started by
+//! the test kit's launchers (`tools/testkit`, the integration tests' own); whatever the tool
+//! starts (kefud, mosquitto, their temporary directories) it stops and removes on every exit
+//! path, a failed or timed-out run and a SIGINT or SIGTERM to the tool included.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,20 +50,22 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use futures_util::{SinkExt, StreamExt};
+use kefud_testkit::{proc, Daemon, Launch, Mosquitto};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-mod daemon;
+mod handoff;
 mod memory;
 mod mqtt;
+mod shared;
 mod slow_device;
 mod soak;
 mod storm;
 mod throughput;
 
-use daemon::*;
 use memory::*;
 use mqtt::*;
+use shared::*;
 use slow_device::{DevStat, SlowDevice};
 use soak::*;
 use storm::*;
@@ -196,6 +200,17 @@ enum Mode {
         #[arg(long, default_value = "soak.csv")]
         csv: PathBuf,
     },
+    /// What one hand-off between two threads costs here (CPU and wall time), with the channel
+    /// kefud's pipeline uses between its threads
+    Handoff {
+        #[arg(long, default_value_t = 20_000)]
+        round_trips: u32,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Pause between round trips (0: back to back).
+        #[arg(long, default_value_t = 0)]
+        gap_ms: u64,
+    },
     /// Exits 0 once the check passes, 1 when it fails or times out.
     Probe {
         #[arg(long)]
@@ -232,6 +247,7 @@ fn main() -> Result<()> {
     })
 }
 
+/// One piece on purpose: the command line's modes, one arm each.
 async fn run(cli: Cli) -> Result<()> {
     match cli.mode {
         Mode::Throughput {
@@ -348,6 +364,14 @@ async fn run(cli: Cli) -> Result<()> {
                 csv,
             };
             soak(cli.spawn.as_deref().context("soak needs --spawn")?, &plan).await
+        }
+        Mode::Handoff {
+            round_trips,
+            runs,
+            gap_ms,
+        } => {
+            let gap = Duration::from_millis(gap_ms);
+            tokio::task::spawn_blocking(move || handoff::handoff(round_trips, runs, gap)).await?
         }
         Mode::Probe {
             visitor_id,

@@ -2,66 +2,6 @@
 
 use super::*;
 
-/// A mosquitto started from a config file, on a free loopback port, with its persistence in
-/// a temporary directory.
-pub(crate) struct Mosquitto {
-    pub(crate) child: Child,
-    pub(crate) port: u16,
-    pub(crate) dir: PathBuf,
-}
-
-impl Mosquitto {
-    pub(crate) fn start(conf: &Path) -> Result<Mosquitto> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempdir()?;
-        // Started as root, mosquitto drops to its own user, which must write here.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
-        let port = free_port()?;
-        let text: String = std::fs::read_to_string(conf)
-            .with_context(|| format!("read {}", conf.display()))?
-            .lines()
-            .map(|l| {
-                if l.starts_with("listener ") {
-                    format!("listener {port} 127.0.0.1")
-                } else if l.starts_with("persistence_location ") {
-                    format!("persistence_location {}/", dir.display())
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let path = dir.join("mosquitto.conf");
-        std::fs::write(&path, text)?;
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .context("mosquitto is not installed (scripts/setup-host.sh installs it)")?;
-        let mut child = Command::new(bin)
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if child.try_wait()?.is_some() || started.elapsed() > Duration::from_secs(10) {
-                bail!("mosquitto did not start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(Mosquitto { child, port, dir })
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Publishes `count` QoS 1 messages (topic and payload from `make(i)`) as fast as the broker
 /// acknowledges them (rumqttc's window of 100), returning when every PUBACK is in.
 pub(crate) async fn publish_qos1(
@@ -123,6 +63,8 @@ pub(crate) async fn subscribe_qos1(
     Ok(Instant::now())
 }
 
+/// One piece on purpose: the run's phases (mosquitto alone, then kefud behind it) in order,
+/// sharing the broker and the measurements.
 pub(crate) async fn mqtt_throughput(
     bin: &Path,
     conf: &Path,
@@ -130,7 +72,7 @@ pub(crate) async fn mqtt_throughput(
     publishers: usize,
     limit: Duration,
 ) -> Result<()> {
-    let broker = Mosquitto::start(conf)?;
+    let broker = Mosquitto::start(conf, None)?;
     let per = messages / publishers.max(1);
     let total = per * publishers.max(1);
     let payload = |p: usize, i: usize| {
@@ -161,10 +103,11 @@ pub(crate) async fn mqtt_throughput(
 
     // kefud: the same publishers into kefu/in/load/{p}; done when kefud acknowledged them all
     // (each PUBACK after the journal's fsync).
-    let daemon = Daemon::spawn(
+    let daemon = start_kefud(
         bin,
         None,
         &format!("[mqtt]\nenabled = true\nport = {}\n", broker.port),
+        None,
     )?;
     let acked_metric = "kefud_channel_events_total{adapter=\"mqtt\",event=\"acknowledged\"}";
     let connected_at = Instant::now();
@@ -203,7 +146,7 @@ pub(crate) async fn mqtt_throughput(
         .await
         .unwrap_or(0)
         - allocations_before;
-    daemon.stop()?;
+    daemon.stop(DAEMON_STOP)?;
     let (bare, kefud) = (total as f64 / bare_secs, total as f64 / kefud_secs);
     println!("mqtt: {total} QoS 1 messages from {publishers} publishers, ~100 B payloads");
     println!("  mosquitto alone, publish -> subscribe: {bare:>9.0} msg/s");

@@ -170,6 +170,9 @@ impl SlowDevice {
     /// Refuses (naming what is missing) unless root with blk-throttle and loop devices; then
     /// image, loop device, ext4, mount, throttle rules. A failure part-way undoes what was
     /// done (the guard is built up step by step).
+    ///
+    /// One piece on purpose: each step adds to the guard that undoes it on failure, so the steps
+    /// and their undoing are read together.
     pub fn setup(limits: Limits) -> Result<SlowDevice> {
         let missing = missing_prerequisites();
         if !missing.is_empty() {

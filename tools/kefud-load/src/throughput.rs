@@ -33,6 +33,8 @@ impl Outcome {
     }
 }
 
+/// One piece on purpose: the run's phases in the order they happen (bare echo, then kefud with
+/// its costs read before and after, then the report), sharing their measurements.
 pub(crate) async fn throughput(
     spawn: Option<&Path>,
     addr: SocketAddr,
@@ -53,10 +55,11 @@ pub(crate) async fn throughput(
     let echo = start_echo_server().await?;
     let mut bare = drive(&format!("ws://{echo}/"), load, false).await?;
     let daemon = match spawn {
-        Some(bin) => Some(Daemon::spawn(
+        Some(bin) => Some(start_kefud(
             bin,
             device.as_ref().map(|d| d.mount()),
             &kefud_config.replace("\\n", "\n"),
+            None,
         )?),
         None => None,
     };
@@ -134,6 +137,23 @@ pub(crate) async fn throughput(
             "CPU us per acked message by thread: {}",
             by_thread.join(", ")
         );
+        let mut total_switches = 0.0;
+        let switches: Vec<String> = a
+            .switches
+            .iter()
+            .map(|(name, &count)| {
+                let per =
+                    count.saturating_sub(b.switches.get(name).copied().unwrap_or(0)) as f64 / n;
+                total_switches += per;
+                (name, per)
+            })
+            .filter(|(_, per)| *per >= 0.05)
+            .map(|(name, per)| format!("{name} {per:.2}"))
+            .collect();
+        println!(
+            "context switches per acked message by thread: {} (total {total_switches:.2})",
+            switches.join(", ")
+        );
         println!(
             "per acked message (whole daemon, /proc/PID/io and stat): disk {:.0} B written, {:.1} write syscalls, {:.1} us CPU; journal {:.0} B in {:.2} fsyncs",
             a.write_bytes.saturating_sub(b.write_bytes) as f64 / n,
@@ -157,7 +177,7 @@ pub(crate) async fn throughput(
         bail!("kefud acknowledged nothing");
     }
     if let Some(d) = daemon {
-        d.stop()?;
+        d.stop(DAEMON_STOP)?;
         if let (Some(dev), Some(b)) = (&device, device_before) {
             let a = dev.sync_and_stat()?;
             print_device(dev, &b, &a, &kefud, "through a clean stop and a syncfs");
@@ -282,6 +302,8 @@ pub(crate) async fn drive(url: &str, load: &Load, kefud: bool) -> Result<Outcome
 pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// One piece on purpose: one visitor's `select!` loop over its socket and its sending
+/// schedule, whose arms share what is in flight.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn visitor(
     ws: Ws,
@@ -424,6 +446,9 @@ pub(crate) async fn start_echo_server() -> Result<SocketAddr> {
 pub(crate) struct Costs {
     /// CPU ticks by thread name (threads of one name summed: tokio's workers).
     pub(crate) threads: BTreeMap<String, u64>,
+    /// Context switches (voluntary and not) by thread name: each is the thread going to sleep
+    /// or being preempted, so the voluntary ones count its wake-ups.
+    pub(crate) switches: BTreeMap<String, u64>,
     pub(crate) write_bytes: u64,
     pub(crate) syscw: u64,
     pub(crate) cpu_ticks: u64,
@@ -450,6 +475,7 @@ impl Costs {
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
         let mut threads = BTreeMap::new();
+        let mut switches = BTreeMap::new();
         for task in std::fs::read_dir(format!("/proc/{pid}/task"))
             .ok()?
             .flatten()
@@ -464,9 +490,20 @@ impl Costs {
                     .sum()
             });
             *threads.entry(comm.trim().to_string()).or_insert(0) += ticks;
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let switched: u64 = status
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("voluntary_ctxt_switches:")
+                        .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                })
+                .filter_map(|v| v.trim().parse::<u64>().ok())
+                .sum();
+            *switches.entry(comm.trim().to_string()).or_insert(0) += switched;
         }
         Some(Costs {
             threads,
+            switches,
             write_bytes: field("write_bytes:")?,
             syscw: field("syscw:")?,
             cpu_ticks: utime + stime,
