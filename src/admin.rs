@@ -7,6 +7,8 @@
 //!   it starts the pipeline (without the network) on the data directory, which needs the
 //!   daemon stopped (the data-directory lock says so otherwise); with the daemon running, the
 //!   API's `POST /api/v1/kb/import` does the same. Export reads the store and works either way.
+//! - `kefud backup DEST` / `kefud restore SRC`: a consistent copy of the data directory while
+//!   the daemon runs, and its restore into an empty one (`backup.rs` says why it is consistent).
 //! - `kefud journal truncate FILE OFFSET`: the operator's override after recovery refused a
 //!   damaged last segment (`journal::recovery::truncate_at`); takes the data-directory lock, so
 //!   it needs the daemon stopped.
@@ -59,6 +61,8 @@ pub enum AdminError {
     Pipeline(crate::Error),
     #[error(transparent)]
     Journal(#[from] crate::journal::Error),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 fn format_named(name: Option<&str>, path: Option<&str>) -> Result<Format, AdminError> {
@@ -218,6 +222,35 @@ pub fn journal_truncate(
         file.display(),
         t.first_lost_lsn - 1,
         t.kept.display()
+    ))
+}
+
+/// `kefud backup DEST`: a backup of the configured data directory, daemon running or not.
+///
+/// # Errors
+/// [`AdminError::Backup`] naming what failed.
+pub fn backup(cfg: &Config, dest: &std::path::Path) -> Result<String, AdminError> {
+    let m = crate::backup::create(&cfg.storage.data_dir, dest)?;
+    Ok(format!(
+        "backed up {} into {}: {}",
+        cfg.storage.data_dir.display(),
+        dest.display(),
+        crate::backup::describe(&m)
+    ))
+}
+
+/// `kefud restore SRC`: the backup in `src`, verified, into the configured (empty) data
+/// directory.
+///
+/// # Errors
+/// [`AdminError::Backup`] for a non-empty data directory or a damaged or newer backup.
+pub fn restore(cfg: &Config, src: &std::path::Path) -> Result<String, AdminError> {
+    let m = crate::backup::restore(src, &cfg.storage.data_dir)?;
+    Ok(format!(
+        "restored {} into {}: {}; kefud replays the journal beyond the store when it starts",
+        src.display(),
+        cfg.storage.data_dir.display(),
+        crate::backup::describe(&m)
     ))
 }
 

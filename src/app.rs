@@ -50,7 +50,7 @@ mod recovery;
 
 use host::fd_limit;
 pub use host::raise_fd_limit;
-use housekeeping::{sweep_uploads, tick_idle_timeouts};
+use housekeeping::{scheduled_backups, sweep_uploads, tick_idle_timeouts};
 pub(crate) use recovery::DataDirLock;
 use recovery::{recover, Recovered};
 
@@ -375,6 +375,7 @@ pub async fn run_with_adapters(
 
     let listener_limits = listener_limits(&cfg);
     tasks.spawn(sweep_uploads(state.clone(), shutdown.clone()));
+    tasks.spawn(scheduled_backups(state.clone(), shutdown.clone()));
     let listener_stats = Arc::clone(&state.listener_stats);
     // The listener stays open until the pipeline has stopped, so `/healthz` can say why the
     // daemon is stopping; every other request is refused from the shutdown on (`http.rs`).

@@ -53,7 +53,32 @@ pub struct Config {
     pub wechat: Wechat,
     pub outbox: Outbox,
     pub uploads: Uploads,
+    pub backup: Backup,
     pub log: Log,
+}
+
+/// Backups the daemon takes itself (`backup::schedule`); read again at every check, so a
+/// reload applies at once.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backup {
+    /// Where scheduled backups go, each in a directory `kefud-backup-...` of its own (a USB
+    /// stick, the boot partition: anywhere but the card the data lives on). Empty: none.
+    pub directory: PathBuf,
+    /// Seconds between two backups (counted from the newest one there).
+    pub interval_secs: u64,
+    /// How many scheduled backups to keep; older ones are deleted after a new one is made.
+    pub keep: usize,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Backup {
+            directory: PathBuf::new(),
+            interval_secs: 86_400,
+            keep: 7,
+        }
+    }
 }
 
 /// What anonymous visitors may upload (images in the chat), per day.

@@ -22,8 +22,10 @@
 //! - [`httpc`]: the small HTTP client of kefud's outgoing calls (webhooks, WeChat, a LAN
 //!   language model).
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
-//! - [`admin`]: the `kefud agent|kb|apikey|journal ...` commands; `apikeys`: the HTTP
-//!   channel's keys.
+//! - [`admin`]: the `kefud agent|kb|apikey|journal|backup|restore ...` commands; `apikeys`: the
+//!   HTTP channel's keys.
+//! - `backup`: consistent backups of a running daemon's data directory, and their restore;
+//!   [`export`]: contacts, conversations and messages as JSON Lines.
 //! - `clock`: wall time on a board without a real-time clock, and timers that ignore its
 //!   steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
@@ -39,14 +41,14 @@ pub mod alloc_count;
 mod apikeys;
 pub mod app;
 mod auth;
+mod backup;
 pub mod channel;
 mod clock;
 pub mod config;
 pub mod conversation;
-// Nothing outside the crate uses it; `pub` until the dispatcher's redesign (issue 13), as
-// private it makes the unused re-export of `StreamAccepted` in dispatch/mod.rs an error.
 mod dispatch;
 mod error;
+pub mod export;
 mod fanout;
 pub mod http;
 pub mod httpc;

@@ -51,6 +51,18 @@ enum Command {
     /// The write-ahead journal (needs the daemon stopped).
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// Back up the data directory into DEST (new or empty), while the daemon runs or not.
+    Backup { dest: PathBuf },
+    /// Restore the backup in SRC into the configured data directory, which must be empty;
+    /// every file is verified first.
+    Restore { src: PathBuf },
+    /// Print contacts, conversations and messages as JSON Lines (read-only; works while the
+    /// daemon runs).
+    Export {
+        /// Only this contact's (a customer's own data).
+        #[arg(long, value_name = "ID")]
+        contact: Option<i64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +181,21 @@ fn main() -> ExitCode {
         }
         Some(Command::Journal(JournalCommand::Truncate { file, offset })) => {
             kefud::admin::journal_truncate(&cfg, &file, offset)
+        }
+        Some(Command::Backup { dest }) => kefud::admin::backup(&cfg, &dest),
+        Some(Command::Restore { src }) => kefud::admin::restore(&cfg, &src),
+        Some(Command::Export { contact }) => {
+            let out = &mut std::io::stdout().lock();
+            return match kefud::export::export(&cfg.db_path(), contact, out) {
+                Ok(lines) => {
+                    eprintln!("kefud: exported {lines} records");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kefud: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         None => return run_daemon(cfg, cli.config),
     };

@@ -1,5 +1,5 @@
 //! The daemon's periodic tasks: the once-a-second tick (clock steps, idle timers), the heap
-//! trim, and the sweep of uploads no message refers to.
+//! trim, the sweep of uploads no message refers to, and scheduled backups.
 
 use super::*;
 
@@ -59,6 +59,64 @@ pub(super) async fn sweep_uploads(state: AppState, stop: CancellationToken) {
                     Err(e) => tracing::warn!(error = ?e, "sweeping orphan uploads failed"),
                 }
             }
+        }
+    }
+}
+
+/// How often the backup task looks at `[backup]` again (so a reload applies within it).
+const BACKUP_RECHECK: Duration = Duration::from_secs(60);
+
+/// Takes a backup into `backup.directory` every `backup.interval_secs` (counted from the
+/// newest one there, so restarts do not postpone it), pruning to `backup.keep`. A failure is
+/// logged and retried at the next check.
+pub(super) async fn scheduled_backups(state: AppState, stop: CancellationToken) {
+    loop {
+        let cfg = state.cfg();
+        let wait = if cfg.backup.directory.as_os_str().is_empty() {
+            BACKUP_RECHECK
+        } else {
+            let dir = cfg.backup.directory.clone();
+            let newest =
+                tokio::task::spawn_blocking(move || crate::backup::schedule::newest(&dir)).await;
+            match newest {
+                Ok(Ok(newest)) => crate::backup::schedule::due_in(
+                    newest,
+                    crate::model::now_ms(),
+                    Duration::from_secs(cfg.backup.interval_secs),
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "scheduled backup: cannot list the backups");
+                    BACKUP_RECHECK
+                }
+                Err(_) => BACKUP_RECHECK,
+            }
+        };
+        if wait.is_zero() {
+            let (data_dir, dir, keep) = (
+                cfg.storage.data_dir.clone(),
+                cfg.backup.directory.clone(),
+                cfg.backup.keep,
+            );
+            let done = tokio::task::spawn_blocking(move || {
+                crate::backup::schedule::run_once(&data_dir, &dir, keep, crate::model::now_ms())
+            })
+            .await;
+            match done {
+                Ok(Ok((path, m))) => tracing::info!(
+                    path = %path.display(),
+                    store_lsn = m.store_applied_lsn,
+                    journal_last_lsn = m.journal_last_lsn,
+                    "scheduled backup taken"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "scheduled backup failed"),
+                Err(_) => tracing::warn!("scheduled backup: the worker panicked"),
+            }
+        }
+        // Cancel safety: `sleep` and `cancelled` are cancel-safe. A backup in progress is not
+        // interrupted by shutdown (it runs on a blocking thread to its end, read-only).
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait.clamp(Duration::from_secs(1), BACKUP_RECHECK)) => {}
         }
     }
 }

@@ -63,6 +63,29 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn backup_keys_are_checked_only_when_backups_are_on() {
+    let off = Config::parse("[backup]\ninterval_secs = 1\nkeep = 0\n").unwrap();
+    assert!(off.validate().is_empty(), "{:?}", off.validate());
+    let bad = Config::parse(
+        "[storage]\ndata_dir = \"/var/lib/kefud\"\n\
+         [backup]\ndirectory = \"/var/lib/kefud/backups\"\ninterval_secs = 59\nkeep = 0\n",
+    )
+    .unwrap();
+    let keys: Vec<_> = bad.validate().into_iter().map(|e| e.key).collect();
+    assert_eq!(
+        keys,
+        ["backup.directory", "backup.interval_secs", "backup.keep"]
+    );
+    let relative = Config::parse("[backup]\ndirectory = \"usb\"\n").unwrap();
+    assert_eq!(relative.validate()[0].key, "backup.directory");
+    let good = Config::parse(
+        "[backup]\ndirectory = \"/media/usb/kefud\"\ninterval_secs = 3600\nkeep = 3\n",
+    )
+    .unwrap();
+    assert!(good.validate().is_empty(), "{:?}", good.validate());
+}
+
+#[test]
 fn formatting_a_config_shows_no_secret() {
     let cfg = Config::parse(
         "[mqtt]\nusername = \"shop\"\npassword = \"mqtt-password-1\"\n\

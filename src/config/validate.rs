@@ -12,7 +12,36 @@ impl Config {
         self.check_webhooks(&mut c);
         self.check_wechat(&mut c);
         self.check_mqtt(&mut c);
+        self.check_backup(&mut c);
         c.errors
+    }
+
+    /// Scheduled backups: only checked when they are on.
+    fn check_backup(&self, c: &mut Checks) {
+        let b = &self.backup;
+        if b.directory.as_os_str().is_empty() {
+            return;
+        }
+        c.check(
+            b.directory.is_absolute(),
+            "backup.directory",
+            "must be an absolute path (or empty for no scheduled backups)",
+        );
+        c.check(
+            !b.directory.starts_with(&self.storage.data_dir),
+            "backup.directory",
+            "must not be inside storage.data_dir: a backup on the same card dies with it",
+        );
+        c.check(
+            (60..=30 * 86_400).contains(&b.interval_secs),
+            "backup.interval_secs",
+            "must be between 60 and 2592000 (30 days)",
+        );
+        c.check(
+            (1..=1000).contains(&b.keep),
+            "backup.keep",
+            "must be between 1 and 1000",
+        );
     }
 
     /// The data directory, the journal and the store.

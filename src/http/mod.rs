@@ -11,6 +11,7 @@
 
 pub mod agent_api;
 pub mod agent_ws;
+pub mod backup_api;
 pub mod channels_api;
 pub mod console_api;
 mod error;
@@ -176,7 +177,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(console_api::router())
                 .merge(uploads::router())
                 .merge(inbox_api::router())
-                .merge(channels_api::router()),
+                .merge(channels_api::router())
+                .merge(backup_api::router()),
         )
         .merge(wechat::router())
         .merge(web::router())

@@ -43,7 +43,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/reports/response-times", get(response_times))
 }
 
-fn require_admin(agent: &Agent) -> Result<(), ApiError> {
+pub(super) fn require_admin(agent: &Agent) -> Result<(), ApiError> {
     if agent.is_admin {
         Ok(())
     } else {

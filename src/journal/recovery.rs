@@ -48,12 +48,12 @@ pub struct Recovered {
 
 /// Where a segment's valid prefix ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct End {
-    offset: usize,
+pub(crate) struct End {
+    pub(crate) offset: usize,
     /// The LSN the next record must carry.
-    next_lsn: Lsn,
+    pub(crate) next_lsn: Lsn,
     /// Why the frame at `offset` is not valid; `None` when the file ends there.
-    bad: Option<&'static str>,
+    pub(crate) bad: Option<&'static str>,
 }
 
 /// Walks `bytes` (a segment whose header was checked) frame by frame, calling `each` with the
@@ -62,7 +62,7 @@ struct End {
 /// # Errors
 /// [`Error::Corrupt`] for a valid frame carrying the wrong LSN or the largest LSN there is
 /// (no next one), or whatever `each` returns.
-fn walk(
+pub(crate) fn walk(
     bytes: &[u8],
     seg: &SegmentFile,
     data_offset: u64,

@@ -125,12 +125,25 @@ pub struct SegmentFile {
 /// # Errors
 /// Any I/O error while listing.
 pub fn list(dir: &Path) -> io::Result<Vec<SegmentFile>> {
+    scan(dir, true)
+}
+
+/// The directory's segments in LSN order, touching nothing: for a reader beside a running
+/// writer (a backup), where a `*.wal.tmp` is a segment being created.
+///
+/// # Errors
+/// Any I/O error while listing.
+pub fn list_read_only(dir: &Path) -> io::Result<Vec<SegmentFile>> {
+    scan(dir, false)
+}
+
+fn scan(dir: &Path, remove_tmp: bool) -> io::Result<Vec<SegmentFile>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(".wal.tmp") {
+        if remove_tmp && name.ends_with(".wal.tmp") {
             std::fs::remove_file(entry.path())?;
             continue;
         }

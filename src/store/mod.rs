@@ -34,7 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 pub enum Error {
     #[error("store (SQLite) error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known})")]
+    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known}); nothing was changed. Run the newer kefud again, or roll back: stop kefud, move the data directory aside and `kefud restore` a backup taken before the upgrade (a `kefud backup` or a `[backup]` one) into an empty data directory")]
     TooNew { found: i64, known: i64 },
     #[error("store worker is gone")]
     Closed,

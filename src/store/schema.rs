@@ -59,6 +59,11 @@ mod tests {
         assert_eq!(v, CURRENT);
         conn.pragma_update(None, "user_version", CURRENT + 1)
             .unwrap();
-        assert!(matches!(migrate(&mut conn), Err(Error::TooNew { .. })));
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(matches!(err, Error::TooNew { .. }));
+        assert!(
+            err.to_string().contains("`kefud restore` a backup"),
+            "the refusal says how to roll back: {err}"
+        );
     }
 }
