@@ -84,8 +84,11 @@ async fn kill9_after_a_checkpoint_before_retention_loses_nothing_and_retires_lat
         m["kefud_store_checkpointed_lsn"] >= m["kefud_journal_durable_lsn"]
     })
     .await;
+    // Rotations during the run may have retired segments checkpointed earlier (on a slow
+    // machine the 1-s checkpoints come while it sends); the one closed at the last rotation
+    // held records not yet checkpointed then, so it is still here beside the open one.
     let before = journal_segments(dir.path());
-    assert!(before.len() >= 3, "{before:?}");
+    assert!(before.len() >= 2, "{before:?}");
     d.kill9();
 
     let d = TestDaemon::start(dir.path(), cfg);
