@@ -144,7 +144,7 @@ mod tests {
 
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
+        crate::store::schema::migrate(&mut conn, None).unwrap();
         conn
     }
 

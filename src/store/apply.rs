@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn a_clock_step_corrects_what_an_unsynchronised_clock_stamped_and_keeps_durations() {
         let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn).unwrap();
+        crate::store::schema::migrate(&mut conn, None).unwrap();
         conn.execute(
             "INSERT INTO agents (id, username, display_name, password_hash, is_admin, created_at) VALUES (1, 'li', 'li', 'x', 1, 0)",
             [],

@@ -34,7 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 pub enum Error {
     #[error("store (SQLite) error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known}); nothing was changed. Run the newer kefud again, or roll back: stop kefud, move the data directory aside and `kefud restore` a backup taken before the upgrade (a `kefud backup` or a `[backup]` one) into an empty data directory")]
+    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known}); nothing was changed. Run the newer kefud again, or roll back: stop kefud and put back as kefud.db the copy the upgrade took in the data directory's pre-migration/ (the journal replays what came after it), or move the data directory aside and `kefud restore` a backup taken before the upgrade (a `kefud backup` or a `[backup]` one) into an empty data directory")]
     TooNew { found: i64, known: i64 },
     #[error("store worker is gone")]
     Closed,
@@ -50,7 +50,8 @@ pub enum Error {
 pub fn open(path: &Path) -> Result<Connection, Error> {
     let mut conn = connect(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    schema::migrate(&mut conn)?;
+    let snapshots = path.parent().map(|dir| dir.join("pre-migration"));
+    schema::migrate(&mut conn, snapshots.as_deref())?;
     Ok(conn)
 }
 
