@@ -83,23 +83,29 @@ async fn backup_under_load_restores_every_acknowledged_message() {
     let d = TestDaemon::start(&origin, BUSY_JOURNAL);
     add_agent(&origin, "auditor", "a-long-password", true);
 
-    // Four visitors, 150 messages each, every one waited for until acknowledged.
+    // Four visitors, each message waited for until acknowledged, sending until the backup has
+    // ended (so the load overlaps it however slow the machine is; at most 2,000 each).
     let acked: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let backup_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = Vec::new();
     for v in 0..4 {
-        let (url, acked) = (
+        let (url, acked, backup_done) = (
             d.ws(&format!("/ws/visitor?visitor_id=bk{v}")),
             acked.clone(),
+            backup_done.clone(),
         );
         load.push(tokio::spawn(async move {
             let mut ws = connect(&url).await;
             next_json(&mut ws, 5).await;
-            for i in 0..150 {
+            for i in 0..2_000 {
                 let text = format!("visitor {v} message {i} {}", "x".repeat(200));
                 let id = send_for_ack(&mut ws, &format!("c{i}"), &text)
                     .await
                     .expect("acknowledged");
                 acked.lock().unwrap().push(id);
+                if backup_done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
             }
         }));
     }
@@ -111,18 +117,15 @@ async fn backup_under_load_restores_every_acknowledged_message() {
     let (ok, out) = cli(&origin, &["backup", during.to_str().unwrap()]).await;
     assert!(ok, "backup failed: {out}");
     eprintln!("{out}");
-    let acked_after_backup = acked.lock().unwrap().len();
+    backup_done.store(true, std::sync::atomic::Ordering::Relaxed);
     for l in load {
         l.await.unwrap();
     }
-    assert!(
-        acked_after_backup < 600,
-        "the load should still be running when the backup ends ({acked_after_backup} acked)"
-    );
+    let acked_total = acked.lock().unwrap().len();
     let token = login(&d, "auditor", "a-long-password").await;
     let original = projection(&d, &token).await;
     let original_messages = messages_by_id(&original);
-    assert_eq!(original_messages.len(), 600);
+    assert_eq!(original_messages.len(), acked_total);
 
     // Restored from the backup taken under load: every message acknowledged before it began,
     // and the rest a prefix of the original's, identical message by message.
@@ -304,7 +307,7 @@ async fn the_daemon_takes_scheduled_backups_and_prunes_old_ones() {
         backups.display().to_string()
     );
     let d = TestDaemon::start(&origin, &schedule);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let dirs = loop {
         let dirs = backup_dirs(&backups);
         if dirs.len() == 2 && !dirs[1].starts_with("kefud-backup-1999") {
