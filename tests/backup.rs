@@ -310,7 +310,9 @@ async fn the_daemon_takes_scheduled_backups_and_prunes_old_ones() {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let dirs = loop {
         let dirs = backup_dirs(&backups);
-        if dirs.len() == 2 && !dirs[1].starts_with("kefud-backup-1999") {
+        // The directory is renamed into place before the line is logged: wait for both.
+        let logged = d.log().contains("scheduled backup taken");
+        if logged && dirs.len() == 2 && !dirs[1].starts_with("kefud-backup-1999") {
             break dirs;
         }
         assert!(
@@ -322,7 +324,6 @@ async fn the_daemon_takes_scheduled_backups_and_prunes_old_ones() {
     };
     assert_eq!(dirs[0], "kefud-backup-19990102T000000Z", "the oldest went");
     assert!(backups.join("notes.txt").exists(), "other files stay");
-    assert!(d.log().contains("scheduled backup taken"), "{}", d.log());
     // The new one restores.
     let r = restore_and_start(&tmp.path().join("restored"), &backups.join(&dirs[1])).await;
     assert_eq!(history(&r, "v1").await.len(), 3);
