@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::channel::{self, runtime::Channels};
 use crate::config::Config;
-use crate::dispatch::{Command, DispatchConfig, Dispatcher};
+use crate::dispatch::{ClusterRole, Command, DispatchConfig, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fanout::Fanout;
 use crate::http::{self, AppState};
@@ -74,6 +74,10 @@ pub struct Core {
     pub fatal: CancellationToken,
     /// Set when the store applier fails: why (the journal's reason is in `journal_health`).
     pub store_failure: Arc<OnceLock<String>>,
+    /// This box's node id (made at the first start).
+    pub node: crate::cluster::vector::NodeId,
+    /// In cluster mode, this node's committed cluster operations, for the link to publish.
+    pub cluster_ops: Option<mpsc::Receiver<Vec<crate::cluster::wire::Operation>>>,
     threads: [JoinHandle<()>; 3],
     tasks: TaskTracker,
     stop_tasks: CancellationToken,
@@ -131,8 +135,15 @@ impl Core {
             progress.checkpointed_mark(),
             fatal.clone(),
         )?;
-        let (fanout, fanout_handle, fanout_inputs, fanout_stats) =
+        let node =
+            crate::cluster::node::load_or_create(&cfg.storage.data_dir).map_err(Error::NodeId)?;
+        let (mut fanout, fanout_handle, fanout_inputs, fanout_stats) =
             Fanout::new(rec.last_lsn, store_tx);
+        let cluster_ops = cfg.cluster.enabled.then(|| {
+            let (ops, rx) = mpsc::channel(256);
+            fanout.tap_cluster(crate::fanout::ClusterTap { node, ops });
+            rx
+        });
         let dispatcher = Dispatcher::new(
             DispatchConfig {
                 resolved_idle_after_ms: cfg.conversations.resolved_idle_after_secs as i64 * 1000,
@@ -140,6 +151,10 @@ impl Core {
                 bot: cfg.routing.bot(),
                 auto_assign: cfg.routing.auto_assign,
                 cached_contacts: cfg.conversations.cached_contacts,
+                cluster: cfg.cluster.enabled.then_some(ClusterRole {
+                    node,
+                    max_clock_ahead_ms: cfg.cluster.max_clock_ahead_ms,
+                }),
             },
             store::connect(&cfg.db_path())?,
             rec.last_lsn,
@@ -175,6 +190,8 @@ impl Core {
             journal_health,
             fatal,
             store_failure,
+            node,
+            cluster_ops,
             threads,
             tasks,
             stop_tasks,
@@ -283,7 +300,7 @@ pub async fn run_with_adapters(
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(Error::Signals)?;
     raise_fd_limit();
-    let core = Core::start(&cfg).await?;
+    let mut core = Core::start(&cfg).await?;
     let tasks = TaskTracker::new();
     {
         let (fatal, shutdown) = (core.fatal.clone(), shutdown.clone());
@@ -336,6 +353,35 @@ pub async fn run_with_adapters(
             return Err(Error::Channels(e));
         }
     };
+    let cluster_tasks = TaskTracker::new();
+    let stop_cluster = CancellationToken::new();
+    let cluster = match core.cluster_ops.take() {
+        None => None,
+        Some(own_ops) => {
+            let pipeline = crate::cluster::link::Pipeline {
+                commands: core.commands.clone(),
+                durable: core.durable.clone(),
+                reads: reads.clone(),
+                own_ops,
+            };
+            match crate::cluster::start(
+                &cfg,
+                core.node,
+                pipeline,
+                stop_cluster.clone(),
+                &cluster_tasks,
+            )
+            .await
+            {
+                Ok(stats) => Some(stats),
+                Err(e) => {
+                    channels.stop().await;
+                    let _ = core.stop().await;
+                    return Err(Error::Cluster(e));
+                }
+            }
+        }
+    };
     let state = AppState::new(http::Shared {
         config: config_rx.clone(),
         kb: core.kb.clone(),
@@ -355,6 +401,8 @@ pub async fn run_with_adapters(
         auth_changes: Arc::new(tokio::sync::watch::channel(0).0),
         shutdown: shutdown.clone(),
         tracker: connections.clone(),
+        node: core.node,
+        cluster,
     });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -401,6 +449,9 @@ pub async fn run_with_adapters(
         tracing::warn!("connections did not close within the grace period");
     }
     channels.stop().await;
+    stop_cluster.cancel();
+    cluster_tasks.close();
+    cluster_tasks.wait().await;
     let stopped = core.stop().await;
     close_listener.cancel();
     tasks.close();

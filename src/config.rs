@@ -14,7 +14,10 @@ use serde::{Deserialize, Deserializer};
 
 use crate::wechat_crypto::AesKey;
 
+mod cluster;
 mod validate;
+
+pub use cluster::Cluster;
 
 /// A secret from the config file. Its `Debug` prints `(redacted)` whatever it holds, and it has
 /// no `Display`, so a secret can only leave through [`Secret::expose`]. It deserializes as the
@@ -54,6 +57,7 @@ pub struct Config {
     pub outbox: Outbox,
     pub uploads: Uploads,
     pub backup: Backup,
+    pub cluster: Cluster,
     pub log: Log,
 }
 

@@ -33,6 +33,10 @@ pub enum Error {
     StoreFailed,
     #[error("cannot start the channels: {0}")]
     Channels(#[from] crate::channel::runtime::StartError),
+    #[error("cannot read or make this box's node id: {0}")]
+    NodeId(std::io::Error),
+    #[error("cannot start the cluster link: {0}")]
+    Cluster(String),
     #[error("a worker thread panicked: {0}")]
     Worker(&'static str),
 }

@@ -260,9 +260,46 @@ pub struct Fanout {
     /// many identities it held right after that sweep.
     added_since_sweep: usize,
     live_at_sweep: usize,
+    /// Cluster mode: this node's stamped operations go to the cluster link once durable.
+    cluster: Option<ClusterTap>,
+}
+
+/// Where this node's committed cluster operations go (`crate::cluster::link` publishes them).
+pub struct ClusterTap {
+    pub node: u64,
+    pub ops: mpsc::Sender<Vec<crate::cluster::wire::Operation>>,
 }
 
 impl Fanout {
+    /// Hands this node's cluster operations, batch by batch, to the cluster link. A batch the
+    /// link has no room for is dropped: the other boxes ask for what they miss (anti-entropy).
+    pub fn tap_cluster(&mut self, tap: ClusterTap) {
+        self.cluster = Some(tap);
+    }
+
+    fn publish_cluster_ops(&self, batch: &[Entry]) {
+        let Some(tap) = &self.cluster else { return };
+        let ops: Vec<_> = batch
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Replicated(r) if r.origin == tap.node => {
+                    Some(crate::cluster::wire::Operation {
+                        dot: crate::cluster::vector::Dot {
+                            origin: r.origin,
+                            seq: r.seq,
+                        },
+                        hlc: crate::cluster::hlc::Timestamp(r.hlc),
+                        body: r.body.clone(),
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        if !ops.is_empty() {
+            let _ = tap.ops.try_send(ops);
+        }
+    }
+
     pub fn new(
         last_lsn: Lsn,
         store: mpsc::Sender<Vec<Entry>>,
@@ -279,6 +316,7 @@ impl Fanout {
                 stats: Arc::clone(&stats),
                 added_since_sweep: 0,
                 live_at_sweep: 0,
+                cluster: None,
             },
             FanoutHandle { tx, ephemeral },
             (rx, ephemeral_rx),
@@ -302,6 +340,7 @@ impl Fanout {
                 batch = committed.recv() => {
                     let Some(batch) = batch else { break };
                     self.deliver(&batch);
+                    self.publish_cluster_ops(&batch);
                     if self.store.send(batch).await.is_err() {
                         tracing::error!("store applier is gone; committed records will be replayed at restart");
                     }

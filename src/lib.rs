@@ -44,6 +44,7 @@ mod auth;
 mod backup;
 pub mod channel;
 mod clock;
+pub mod cluster;
 pub mod config;
 pub mod conversation;
 mod dispatch;

@@ -83,6 +83,33 @@ pub enum Op {
         correct_from_lsn: u64,
         at_ms: i64,
     },
+    /// Conversation `conversation` is this box's copy of the conversation another box of the
+    /// cluster calls `home_id` (`home_node` is the box where its customer wrote): operations
+    /// naming (`home_node`, `home_id`) apply to it here. `joined`: this box opened it for the
+    /// other's (a copy, whose replies the home box's channels deliver); otherwise the other's
+    /// was folded into this box's own open conversation of the same contact.
+    ConversationHomed {
+        conversation: ConversationId,
+        home_node: u64,
+        home_id: ConversationId,
+        joined: bool,
+    },
+    /// A cluster operation (`cluster::wire::Body`, encoded) with its dot (`origin`, `seq`) and
+    /// hybrid-logical-clock time: journaled beside the local records it made (or was made
+    /// from), so that this box can serve it to the others and knows how far it has applied
+    /// each origin.
+    Replicated(Replicated),
+}
+
+/// One cluster operation as journaled: see [`Op::Replicated`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicated {
+    pub origin: u64,
+    pub seq: u64,
+    pub hlc: u64,
+    /// The local message it made or was made from, if it is a message.
+    pub message: Option<MessageId>,
+    pub body: Vec<u8>,
 }
 
 /// A knowledge-base entry: what customers ask (examples), the bot's answer, who handles it.
@@ -179,6 +206,8 @@ pub const KIND_CONTACTS_LINKED: u8 = 11;
 pub const KIND_DELIVERED: u8 = 12;
 pub const KIND_DELIVERY_FAILED: u8 = 13;
 pub const KIND_CLOCK_STEPPED: u8 = 14;
+pub const KIND_CONVERSATION_HOMED: u8 = 15;
+pub const KIND_REPLICATED: u8 = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -211,6 +240,8 @@ impl Op {
             Op::Delivered { .. } => KIND_DELIVERED,
             Op::DeliveryFailed { .. } => KIND_DELIVERY_FAILED,
             Op::ClockStepped { .. } => KIND_CLOCK_STEPPED,
+            Op::ConversationHomed { .. } => KIND_CONVERSATION_HOMED,
+            Op::Replicated(_) => KIND_REPLICATED,
         }
     }
 }
@@ -231,6 +262,7 @@ impl Entry {
     pub fn op_size_estimate(&self) -> usize {
         match &self.op {
             Op::MessageAdded(m) => 64 + m.text.len(),
+            Op::Replicated(r) => 64 + r.body.len(),
             Op::KbEntryPut { entry, .. } => {
                 64 + entry.answer.len() + entry.examples.iter().map(|e| e.len() + 4).sum::<usize>()
             }
@@ -239,6 +271,6 @@ impl Entry {
     }
 }
 
-mod codec;
+pub(crate) mod codec;
 #[cfg(test)]
 mod tests;

@@ -367,7 +367,7 @@ impl MqttBridge {
 /// Acknowledges inbound messages in arrival order, each once it is durable. A message that
 /// could not be stored stops the acknowledgements of its connection (MQTT wants them in
 /// order) and drops the connection: the broker sends it, and those after it, again.
-fn tls_config(ca_file: &str) -> Result<rumqttc::TlsConfiguration, SetupError> {
+pub(crate) fn tls_config(ca_file: &str) -> Result<rumqttc::TlsConfiguration, SetupError> {
     let error = |message: String| SetupError::CaFile {
         path: ca_file.to_string(),
         message,

@@ -86,12 +86,37 @@ fn backup_keys_are_checked_only_when_backups_are_on() {
 }
 
 #[test]
+fn cluster_keys_are_checked_only_when_the_cluster_is_on() {
+    let off = Config::parse("[cluster]\nname = \"a/b\"\nsecret = \"short\"\n").unwrap();
+    assert!(off.validate().is_empty(), "{:?}", off.validate());
+    let bad = Config::parse(
+        "[cluster]\nenabled = true\nname = \"tea/#\"\nsecret = \"short\"\nmax_clock_ahead_ms = 0\n",
+    )
+    .unwrap();
+    let keys: Vec<_> = bad.validate().into_iter().map(|e| e.key).collect();
+    assert_eq!(
+        keys,
+        [
+            "cluster.name",
+            "cluster.secret",
+            "cluster.max_clock_ahead_ms"
+        ]
+    );
+    let good = Config::parse(
+        "[cluster]\nenabled = true\nname = \"tea-shops\"\nsecret = \"0123456789abcdef\"\n",
+    )
+    .unwrap();
+    assert!(good.validate().is_empty(), "{:?}", good.validate());
+}
+
+#[test]
 fn formatting_a_config_shows_no_secret() {
     let cfg = Config::parse(
         "[mqtt]\nusername = \"shop\"\npassword = \"mqtt-password-1\"\n\
          [[webhooks]]\nchannel = \"app\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret = \"webhook-secret-22\"\n\
          [wechat]\nenabled = true\ntoken = \"wechattoken333\"\napp_id = \"wx1234567890abcdef\"\n\
-         app_secret = \"app-secret-4444\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\n",
+         app_secret = \"app-secret-4444\"\nencoding_aes_key = \"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG\"\n\
+         [cluster]\nenabled = true\nname = \"tea\"\nsecret = \"cluster-secret-55555\"\n",
     )
     .unwrap();
     assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
@@ -113,6 +138,7 @@ fn formatting_a_config_shows_no_secret() {
             "webhook-secret-22",
             "wechattoken333",
             "app-secret-4444",
+            "cluster-secret-55555",
             "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
             // The decoded key's first bytes, as `Debug` of a byte array would print them.
             "105, 183, 29, 121",
@@ -120,7 +146,7 @@ fn formatting_a_config_shows_no_secret() {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("wx1234567890abcdef"), "not secret: {shown}");
-        assert_eq!(shown.matches("(redacted)").count(), 5, "{shown}");
+        assert_eq!(shown.matches("(redacted)").count(), 6, "{shown}");
     }
 }
 

@@ -13,6 +13,7 @@ impl Config {
         self.check_wechat(&mut c);
         self.check_mqtt(&mut c);
         self.check_backup(&mut c);
+        c.errors.extend(self.cluster.problems());
         c.errors
     }
 

@@ -59,6 +59,12 @@ pub enum Command {
     ),
     /// A channel adapter's outbox reports what its channel confirmed or refused.
     Delivery(DeliveryReport),
+    /// Other cluster boxes' operations, each origin's in seq order: applied here, answered
+    /// with the LSN to wait for before telling anyone they are applied.
+    Replicate(
+        Vec<crate::cluster::wire::Operation>,
+        oneshot::Sender<Result<Lsn, DispatchError>>,
+    ),
     /// Fires idle timeouts that are due at `timer_ms` (the monotonic clock, `clock::timer_ms`).
     Tick {
         timer_ms: i64,

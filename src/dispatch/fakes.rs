@@ -218,6 +218,7 @@ impl Snapshot for MemoryStore {
             agents: self.agents.clone(),
             open_by_assignee: open_by_assignee.into_iter().collect(),
             queued_teams,
+            cluster: Default::default(),
         })
     }
 
@@ -352,6 +353,7 @@ pub(super) fn config() -> DispatchConfig {
         },
         auto_assign: true,
         cached_contacts: 100,
+        cluster: None,
     }
 }
 

@@ -7,7 +7,8 @@
 //! (customer and agent messages, notes, idempotency), `status.rs` (transitions, idle timers),
 //! `routing.rs` (the bot, the queue and assignment, the knowledge base, agents), `links.rs`
 //! (linking contacts), `signals.rs` (typing and read indicators, delivery reports, clock
-//! steps), `memory.rs` (hydration, eviction, the queue's read-back). A handler takes the state,
+//! steps), `memory.rs` (hydration, eviction, the queue's read-back), `replica.rs` (cluster
+//! mode: this box's operations stamped for the others, theirs applied here). A handler takes the state,
 //! the ports and the time it decides at, and returns what it decided, so each family's unit
 //! tests drive it with in-memory fakes (`fakes.rs`), without a database, a socket or a clock.
 //!
@@ -51,6 +52,7 @@ mod links;
 mod memory;
 mod messages;
 mod ports;
+mod replica;
 mod routing;
 mod signals;
 mod state;
@@ -62,7 +64,7 @@ pub use command::{
     DeliveryReport, DispatchError, KbChange, LinkContacts, Reopen, Reply, Resolve, StreamReply,
     VisitorRead, VisitorTyping,
 };
-pub use state::DispatchConfig;
+pub use state::{ClusterRole, DispatchConfig};
 pub use thread::{DispatchStats, Dispatcher};
 
 use state::Decider;

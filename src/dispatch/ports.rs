@@ -20,7 +20,9 @@ use super::DispatchError;
 use crate::model::{AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::{Entry, KbEntry, Op};
 use crate::store::progress::Progress;
-use crate::store::queries::{self, ContactSnapshot, ConversationState, RoutingAgent};
+use crate::store::queries::{
+    self, ClusterStartup, ContactSnapshot, ConversationState, RoutingAgent,
+};
 
 /// Where decisions go: the write-ahead journal.
 pub(crate) trait Journal {
@@ -48,6 +50,8 @@ pub(crate) struct Startup {
     pub open_by_assignee: Vec<(AgentId, u32)>,
     /// Teams with conversations waiting in the queue.
     pub queued_teams: Vec<String>,
+    /// What cluster mode rebuilds from (empty on a box that was never in one).
+    pub cluster: ClusterStartup,
 }
 
 /// The store as the dispatcher may read it: only to hydrate what it does not hold.
@@ -139,6 +143,7 @@ impl Snapshot for StoreSnapshot {
             agents: queries::routing_agents(&self.conn)?,
             open_by_assignee: queries::open_by_assignee(&self.conn)?,
             queued_teams: queries::queued_teams(&self.conn)?,
+            cluster: queries::cluster_startup(&self.conn)?,
         })
     }
 

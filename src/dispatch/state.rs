@@ -15,6 +15,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::ports::{Journal, Snapshot};
+use super::replica::Replica;
 use super::DispatchError;
 use crate::conversation::Status;
 use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, Lsn, MessageId};
@@ -33,6 +34,15 @@ pub struct DispatchConfig {
     pub auto_assign: bool,
     /// Contacts kept hydrated at most; the least recently used beyond are evicted.
     pub cached_contacts: usize,
+    /// Cluster mode: this box's node id and how far ahead another box's clock may drag ours.
+    pub cluster: Option<ClusterRole>,
+}
+
+/// This box in a cluster (see `replica.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterRole {
+    pub node: crate::cluster::vector::NodeId,
+    pub max_clock_ahead_ms: u64,
 }
 
 /// The time a command is decided at, read once by the thread: handlers never read a clock.
@@ -124,6 +134,8 @@ pub(crate) struct Decider<J, S> {
     pub(super) use_clock: u64,
     /// The first LSN journaled since the wall clock was last anchored (start or a step).
     pub(super) interval_from_lsn: Lsn,
+    /// Cluster mode's state; `None` on a box alone.
+    pub(super) replica: Option<Replica>,
 }
 
 impl<J: Journal, S: Snapshot> Decider<J, S> {
@@ -151,6 +163,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
         }
         let first_lsn = journal.last() + 1;
+        let replica = cfg
+            .cluster
+            .map(|role| Replica::start(role.node, role.max_clock_ahead_ms, startup.cluster));
         let mut d = Decider {
             journal,
             store,
@@ -168,6 +183,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             use_order: VecDeque::new(),
             use_clock: 0,
             interval_from_lsn: first_lsn,
+            replica,
             cfg,
         };
         for (conversation, resolved_at) in startup.resolved {
@@ -196,11 +212,28 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         self.scheduler.queued_len()
     }
 
+    /// Appends `op`; in cluster mode a record the other boxes take is followed by its
+    /// stamped cluster operation (`replica.rs`).
     pub(super) fn append(
         &mut self,
         op: Op,
         audience: Option<Arc<[Identity]>>,
     ) -> Result<Lsn, DispatchError> {
-        self.journal.append(op, audience)
+        let body = self.cluster_body(&op)?;
+        let at_ms = op_time(&op);
+        let lsn = self.journal.append(op, audience)?;
+        if let Some(body) = body {
+            self.stamp(body, lsn, at_ms)?;
+        }
+        Ok(lsn)
+    }
+}
+
+/// The time a record that carries one was decided at (the ones the cluster stamps all do).
+fn op_time(op: &Op) -> i64 {
+    match op {
+        Op::MessageAdded(m) => m.at_ms,
+        Op::StatusChanged(s) => s.at_ms,
+        _ => 0,
     }
 }

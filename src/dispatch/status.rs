@@ -132,6 +132,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Status::Idle => {
                 let contact = state.contact;
                 self.conversations.remove(&conversation);
+                if let Some(replica) = &mut self.replica {
+                    replica.forget(conversation);
+                }
                 if let Some(c) = self.contacts.get_mut(&contact) {
                     if c.current == Some(conversation) {
                         c.current = None;

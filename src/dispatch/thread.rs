@@ -140,6 +140,9 @@ impl Dispatcher {
             Command::Delivery(report) => {
                 let _ = d.delivery(report, now);
             }
+            Command::Replicate(ops, reply) => {
+                let _ = reply.send(d.replicate(ops, now));
+            }
             Command::Tick { timer_ms } => d.fire_idle_timeouts(Now { timer_ms, ..now }),
             Command::ClockStepped(step) => {
                 tracing::warn!(

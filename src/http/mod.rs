@@ -13,6 +13,7 @@ pub mod agent_api;
 pub mod agent_ws;
 pub mod backup_api;
 pub mod channels_api;
+pub mod cluster_api;
 pub mod console_api;
 mod error;
 mod extract;
@@ -99,6 +100,10 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them to close cleanly.
     pub tracker: TaskTracker,
+    /// This box's node id (`cluster::node`).
+    pub node: u64,
+    /// The cluster link's view and counters, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::link::ClusterStats>>,
 }
 
 impl AppState {
@@ -178,7 +183,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(uploads::router())
                 .merge(inbox_api::router())
                 .merge(channels_api::router())
-                .merge(backup_api::router()),
+                .merge(backup_api::router())
+                .merge(cluster_api::router()),
         )
         .merge(wechat::router())
         .merge(web::router())
@@ -204,11 +210,15 @@ async fn refuse_while_stopping(
 }
 
 async fn healthz(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
-    let (status, body) = health(
+    let (status, mut body) = health(
         app.journal_health.failure(),
         app.store_failure.get().map(String::as_str),
         app.shutdown.is_cancelled(),
     );
+    body["node"] = crate::cluster::node::display(app.node).into();
+    if let Some(cluster) = &app.cluster {
+        body["cluster_in_sync"] = cluster.view().in_sync.into();
+    }
     (status, Json(body)).into_response()
 }
 

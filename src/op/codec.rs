@@ -158,6 +158,24 @@ impl Op {
                 put_u64(buf, *correct_from_lsn);
                 put_i64(buf, *at_ms);
             }
+            Op::ConversationHomed {
+                conversation,
+                home_node,
+                home_id,
+                joined,
+            } => {
+                put_u64(buf, *conversation);
+                put_u64(buf, *home_node);
+                put_u64(buf, *home_id);
+                buf.push(u8::from(*joined));
+            }
+            Op::Replicated(r) => {
+                put_u64(buf, r.origin);
+                put_u64(buf, r.seq);
+                put_u64(buf, r.hlc);
+                put_opt_u64(buf, r.message);
+                put_bytes(buf, &r.body);
+            }
         }
     }
 
@@ -280,6 +298,19 @@ impl Op {
                 correct_from_lsn: r.u64()?,
                 at_ms: r.i64()?,
             },
+            KIND_CONVERSATION_HOMED => Op::ConversationHomed {
+                conversation: r.u64()?,
+                home_node: r.u64()?,
+                home_id: r.u64()?,
+                joined: r.flag()?,
+            },
+            KIND_REPLICATED => Op::Replicated(Replicated {
+                origin: r.u64()?,
+                seq: r.u64()?,
+                hlc: r.u64()?,
+                message: r.opt_u64()?,
+                body: r.bytes()?.to_vec(),
+            }),
             other => return Err(DecodeError::UnknownKind(other)),
         };
         if !r.buf.is_empty() {
@@ -289,19 +320,19 @@ impl Op {
     }
 }
 
-fn put_u64(buf: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_u64(buf: &mut Vec<u8>, v: u64) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_u32(buf: &mut Vec<u8>, v: u32) {
+pub(crate) fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_i64(buf: &mut Vec<u8>, v: i64) {
+pub(crate) fn put_i64(buf: &mut Vec<u8>, v: i64) {
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_opt_u64(buf: &mut Vec<u8>, v: Option<u64>) {
+pub(crate) fn put_opt_u64(buf: &mut Vec<u8>, v: Option<u64>) {
     match v {
         Some(v) => {
             buf.push(1);
@@ -311,19 +342,27 @@ fn put_opt_u64(buf: &mut Vec<u8>, v: Option<u64>) {
     }
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
     let len = u32::try_from(s.len())
         .expect("invariant: op strings are bounded far below 4 GiB by the frame limits");
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(s.as_bytes());
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(crate) fn put_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len())
+        .expect("invariant: op byte strings are bounded far below 4 GiB by the frame limits");
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+/// Reads a payload front to back; every read refuses input that ends early.
+pub(crate) struct Reader<'a> {
+    pub(crate) buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < n {
             return Err(DecodeError::Truncated);
         }
@@ -332,11 +371,11 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(
             self.take(4)?
                 .try_into()
@@ -344,7 +383,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(
             self.take(8)?
                 .try_into()
@@ -352,7 +391,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(
             self.take(8)?
                 .try_into()
@@ -360,7 +399,7 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn flag(&mut self) -> Result<bool, DecodeError> {
+    pub(crate) fn flag(&mut self) -> Result<bool, DecodeError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -368,14 +407,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn identity(&mut self) -> Result<Identity, DecodeError> {
+    pub(crate) fn identity(&mut self) -> Result<Identity, DecodeError> {
         Ok(Identity {
             channel: self.bounded()?,
             external_id: self.bounded()?,
         })
     }
 
-    fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
+    pub(crate) fn opt_u64(&mut self) -> Result<Option<u64>, DecodeError> {
         match self.u8()? {
             0 => Ok(None),
             1 => Ok(Some(self.u64()?)),
@@ -383,16 +422,16 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn str(&mut self) -> Result<&'a str, DecodeError> {
-        let len = u32::from_le_bytes(
-            self.take(4)?
-                .try_into()
-                .expect("invariant: take(4) yields 4 bytes"),
-        );
-        std::str::from_utf8(self.take(len as usize)?).map_err(|_| DecodeError::BadString)
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()?;
+        self.take(len as usize)
     }
 
-    fn bounded<const N: usize>(&mut self) -> Result<heapless::String<N>, DecodeError> {
+    pub(crate) fn str(&mut self) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::BadString)
+    }
+
+    pub(crate) fn bounded<const N: usize>(&mut self) -> Result<heapless::String<N>, DecodeError> {
         let s = self.str()?;
         let mut out = heapless::String::new();
         out.push_str(s).map_err(|()| DecodeError::BadString)?;

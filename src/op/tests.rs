@@ -168,6 +168,26 @@ fn samples() -> Vec<Op> {
             correct_from_lsn: 90,
             at_ms: 1_796_000_000_000,
         },
+        Op::ConversationHomed {
+            conversation: 12,
+            home_node: 0x1234_5678_9abc_def0,
+            home_id: 3,
+            joined: true,
+        },
+        Op::Replicated(Replicated {
+            origin: 0x1234_5678_9abc_def0,
+            seq: 7,
+            hlc: 1_796_000_000_000 << 16 | 3,
+            message: Some(44),
+            body: vec![1, 2, 3, 0, 255],
+        }),
+        Op::Replicated(Replicated {
+            origin: 9,
+            seq: 1,
+            hlc: 5,
+            message: None,
+            body: Vec::new(),
+        }),
     ]
 }
 

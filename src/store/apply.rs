@@ -28,6 +28,18 @@ fn add_delivery(
     Ok(())
 }
 
+/// Whether `conversation` is this box's copy of another cluster box's conversation: its
+/// replies are delivered by the channels of the box where its customer wrote, not here.
+fn is_copy(tx: &Connection, conversation: u64) -> Result<bool, Error> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT 1 FROM conversation_homes WHERE conversation_id = ?1 AND joined = 1 LIMIT 1",
+        )?
+        .query_row(params![conversation as i64], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// The statements every message runs, held for a batch of records: each `prepare_cached`
 /// allocates (rusqlite copies the SQL into its cache key per use), and a batch holds many
 /// messages at high rates.
@@ -140,16 +152,19 @@ pub(super) fn apply_op(
                     m.via.as_ref().map(|v| v.external_id.as_str()),
                 ])?;
             if inserted == 1 && matches!(m.sender, Sender::Agent | Sender::Bot) {
-                if let Some(via) = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL) {
-                    add_delivery(
-                        tx,
-                        lsn,
-                        "message",
-                        m.conversation,
-                        via.channel.as_str(),
-                        via.external_id.as_str(),
-                        m.at_ms,
-                    )?;
+                let via = m.via.as_ref().filter(|v| v.channel != WEB_CHANNEL);
+                if let Some(via) = via {
+                    if !is_copy(tx, m.conversation)? {
+                        add_delivery(
+                            tx,
+                            lsn,
+                            "message",
+                            m.conversation,
+                            via.channel.as_str(),
+                            via.external_id.as_str(),
+                            m.at_ms,
+                        )?;
+                    }
                 }
             }
             // A conversation's first customer message: the "opened" event, for a webhook.
@@ -317,6 +332,32 @@ pub(super) fn apply_op(
                 *correct_since_ms,
                 *correct_from_lsn,
             )?;
+        }
+        Op::ConversationHomed {
+            conversation,
+            home_node,
+            home_id,
+            joined,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO conversation_homes (home_node, home_id, conversation_id, joined)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![*home_node as i64, *home_id as i64, *conversation as i64, joined])?;
+        }
+        Op::Replicated(r) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO cluster_ops (origin, seq, hlc, lsn, message, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                r.origin as i64,
+                r.seq as i64,
+                r.hlc as i64,
+                lsn as i64,
+                r.message.map(|m| m as i64),
+                r.body
+            ])?;
         }
     }
     Ok(())

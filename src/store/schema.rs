@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/005_channels.sql"),
     include_str!("migrations/006_upload_quotas.sql"),
     include_str!("migrations/007_queue_by_team.sql"),
+    include_str!("migrations/008_cluster.sql"),
 ];
 
 /// The schema version this binary writes.

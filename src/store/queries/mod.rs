@@ -11,9 +11,11 @@ use crate::conversation::Status;
 use crate::model::{bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::KbEntry;
 
+mod cluster;
 mod hydrate;
 mod outbox;
 
+pub use cluster::*;
 pub use hydrate::*;
 pub use outbox::*;
 

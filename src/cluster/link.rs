@@ -1,0 +1,671 @@
+//! The cluster link: this box's one MQTT connection to the cluster's topics, and the task that
+//! keeps this box and the others converging.
+//!
+//! Topics, under `kefu/v1/{cluster}/`: `ops/{origin}` (batches of an origin's operations, QoS
+//! 1: published by the origin after fsync, and by any box answering a request), `vv/{node}`
+//! (a box's applied vector, retained, every second), `req/{node}` (requests for ranges, to
+//! the box that holds them), `presence/{node}` (retained `online`, and `offline` as the
+//! connection's last will). Every payload but presence is a signed envelope (`wire.rs`).
+//!
+//! One task owns the state (the inbox that orders each origin's operations, the peers'
+//! vectors, the ranges asked for) and does one thing at a time; the MQTT event loop runs
+//! beside it and only forwards what arrives, so keep-alives never wait for the disk.
+//!
+//! Recovery needs nothing from the broker but delivery: an operation lost anywhere (a broker
+//! restarted without persistence, a box killed between fsync and publish, a full queue) shows
+//! as a gap in the inbox or as a peer's vector ahead of this box's, and is asked for again
+//! until it arrives. Invariant: the vector this box publishes covers only operations its
+//! journal holds durably, so no box ever waits on this one for something it cannot serve.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::hlc::Timestamp;
+use super::node;
+use super::vector::{Dot, Inbox, NodeId, Offer, VersionVector};
+use super::wire::{Message, OpenError, Operation, Signer};
+use crate::dispatch::Command;
+use crate::model::Lsn;
+use crate::store::pool::ReadPool;
+
+/// Operations per published envelope (a request's answer is sent in several).
+const BATCH_OPS: usize = 256;
+/// Operations one request is answered with at most; the asker asks again for the rest.
+const ANSWER_OPS: usize = 4096;
+/// Operations held out of order, waiting for a gap to be filled, across all origins.
+const MAX_BUFFERED: usize = 100_000;
+/// A range asked for is asked again after this long if it has not arrived.
+const ASK_AGAIN: Duration = Duration::from_secs(2);
+/// How often the vector is published and gaps are looked for.
+const TICK: Duration = Duration::from_secs(1);
+/// Publishes waiting for the event loop; beyond, arrivals are dropped (and asked for again).
+const INCOMING_QUEUE: usize = 1024;
+
+/// Counters and the latest view of the cluster, for `/api/v1/cluster` and `/metrics`.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub forged: AtomicU64,
+    pub malformed: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub applied: AtomicU64,
+    pub published: AtomicU64,
+    pub requests_sent: AtomicU64,
+    pub requests_served: AtomicU64,
+    pub dropped: AtomicU64,
+    view: Mutex<View>,
+}
+
+/// What `/api/v1/cluster` shows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct View {
+    pub node: String,
+    pub cluster: String,
+    pub connected: bool,
+    /// This box has applied everything every peer it has heard from has applied.
+    pub in_sync: bool,
+    /// Operations held out of order, waiting for a gap to be filled.
+    pub waiting: usize,
+    /// How far this box has applied each origin (16-hex-digit node ids).
+    pub applied: VersionVector,
+    pub peers: Vec<PeerView>,
+    /// The largest clock difference seen to a peer, in ms (positive: the peer is ahead).
+    pub largest_skew_ms: i64,
+    pub counters: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub node: String,
+    pub online: bool,
+    pub last_seen_ms: i64,
+    /// Per origin, how many operations this peer has applied that this box has not.
+    pub behind_peer: BTreeMap<String, u64>,
+    pub skew_ms: i64,
+}
+
+impl ClusterStats {
+    pub fn view(&self) -> View {
+        let mut view = self.lock().clone();
+        for (name, counter) in [
+            ("forged", &self.forged),
+            ("malformed", &self.malformed),
+            ("duplicates", &self.duplicates),
+            ("applied", &self.applied),
+            ("published", &self.published),
+            ("requests_sent", &self.requests_sent),
+            ("requests_served", &self.requests_served),
+            ("dropped", &self.dropped),
+        ] {
+            view.counters.insert(name, counter.load(Ordering::Relaxed));
+        }
+        view
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, View> {
+        self.view
+            .lock()
+            .expect("invariant: the view's lock is never poisoned")
+    }
+}
+
+/// The topic names of one cluster.
+#[derive(Clone)]
+struct Topics {
+    prefix: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Topic {
+    Ops(NodeId),
+    Vector(NodeId),
+    Request(NodeId),
+    Presence(NodeId),
+}
+
+impl Topics {
+    fn new(cluster: &str) -> Topics {
+        Topics {
+            prefix: format!("kefu/v1/{cluster}"),
+        }
+    }
+
+    fn of(&self, kind: &str, node: NodeId) -> String {
+        format!("{}/{kind}/{}", self.prefix, node::display(node))
+    }
+
+    fn parse(&self, topic: &str) -> Option<Topic> {
+        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let (kind, node) = rest.split_once('/')?;
+        let node = u64::from_str_radix(node, 16)
+            .ok()
+            .filter(|_| node.len() == 16)?;
+        match kind {
+            "ops" => Some(Topic::Ops(node)),
+            "vv" => Some(Topic::Vector(node)),
+            "req" => Some(Topic::Request(node)),
+            "presence" => Some(Topic::Presence(node)),
+            _ => None,
+        }
+    }
+}
+
+/// What the link needs of the rest of the daemon.
+pub struct Pipeline {
+    pub commands: mpsc::Sender<Command>,
+    pub durable: watch::Receiver<Lsn>,
+    pub reads: ReadPool,
+    /// This node's committed operations (the fan-out's cluster tap).
+    pub own_ops: mpsc::Receiver<Vec<Operation>>,
+}
+
+struct Peer {
+    vector: VersionVector,
+    last_seen_ms: i64,
+    online: bool,
+    skew_ms: i64,
+}
+
+/// The link's state, owned by its one task.
+struct Link {
+    node: NodeId,
+    topics: Topics,
+    signer: Signer,
+    client: AsyncClient,
+    pipeline: Pipeline,
+    stats: Arc<ClusterStats>,
+    inbox: Inbox<(Timestamp, Vec<u8>)>,
+    /// What this box's journal holds durably, every origin (its own included).
+    durable: VersionVector,
+    peers: HashMap<NodeId, Peer>,
+    /// Per origin, the last seq asked for and when.
+    asked: HashMap<NodeId, (u64, Instant)>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Starts the link: its MQTT connection and its task. `applied` is how far the store has
+/// applied each origin at start (the whole journal: recovery caught it up).
+#[allow(clippy::too_many_arguments)]
+pub fn spawn(
+    node: NodeId,
+    cluster: &str,
+    secret: &str,
+    mut options: MqttOptions,
+    applied: VersionVector,
+    pipeline: Pipeline,
+    stats: Arc<ClusterStats>,
+    stop: CancellationToken,
+    tasks: &tokio_util::task::TaskTracker,
+) {
+    let topics = Topics::new(cluster);
+    options.set_last_will(LastWill::new(
+        topics.of("presence", node),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    let (client, events) = AsyncClient::new(options, 256);
+    let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+    let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let mut view = stats.lock();
+        view.node = node::display(node);
+        view.cluster = cluster.to_string();
+    }
+    tasks.spawn(poll_events(
+        events,
+        client.clone(),
+        topics.clone(),
+        node,
+        incoming_tx,
+        Arc::clone(&connected),
+        Arc::clone(&stats),
+        stop.clone(),
+    ));
+    let link = Link {
+        node,
+        topics,
+        signer: Signer::new(cluster, secret),
+        client,
+        pipeline,
+        stats,
+        inbox: Inbox::new(applied.clone(), MAX_BUFFERED),
+        durable: applied,
+        peers: HashMap::new(),
+        asked: HashMap::new(),
+        connected,
+    };
+    tasks.spawn(link.run(incoming_rx, stop));
+}
+
+/// The MQTT event loop: (re)connects, subscribes, announces presence, and forwards arrivals.
+#[allow(clippy::too_many_arguments)]
+async fn poll_events(
+    mut events: EventLoop,
+    client: AsyncClient,
+    topics: Topics,
+    node: NodeId,
+    incoming: mpsc::Sender<(String, bytes::Bytes)>,
+    connected: Arc<std::sync::atomic::AtomicBool>,
+    stats: Arc<ClusterStats>,
+    stop: CancellationToken,
+) {
+    loop {
+        // Cancel safety: a cancelled poll drops the connection, which is what stopping means.
+        let event = tokio::select! {
+            _ = stop.cancelled() => break,
+            event = events.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
+                tracing::info!("cluster link connected");
+                let _ = client.try_subscribe(format!("{}/#", topics.prefix), QoS::AtLeastOnce);
+                let _ = client.try_publish(
+                    topics.of("presence", node),
+                    QoS::AtLeastOnce,
+                    true,
+                    "online",
+                );
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if incoming.try_send((p.topic, p.payload)).is_err() {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "cluster link lost its broker; reconnecting");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Link {
+    async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<(String, bytes::Bytes)>,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            // Cancel safety: `recv`, `tick` and `cancelled` are cancel-safe.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Some((topic, payload)) = incoming.recv() => self.arrived(&topic, &payload).await,
+                Some(ops) = self.pipeline.own_ops.recv() => self.publish_own(ops).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        let _ = self
+            .client
+            .publish(
+                self.topics.of("presence", self.node),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            )
+            .await;
+        let _ = self.client.disconnect().await;
+    }
+
+    async fn arrived(&mut self, topic: &str, payload: &[u8]) {
+        let Some(topic) = self.topics.parse(topic) else {
+            return;
+        };
+        if let Topic::Presence(node) = topic {
+            if node != self.node {
+                self.peer(node).online = payload == b"online";
+            }
+            return;
+        }
+        let (sender, message) = match self.signer.open(payload) {
+            Ok(opened) => opened,
+            Err(OpenError::BadSignature | OpenError::NotAnEnvelope) => {
+                self.stats.forged.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(?topic, "cluster message with a bad signature dropped");
+                return;
+            }
+            Err(OpenError::Malformed(e)) => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(?topic, error = %e, "malformed cluster message dropped");
+                return;
+            }
+        };
+        match (topic, message) {
+            (Topic::Ops(origin), Message::Ops { origin: o, ops }) if o == origin => {
+                if origin != self.node {
+                    self.receive(ops).await;
+                }
+            }
+            (Topic::Vector(node), Message::Vector { applied, hlc }) if node == sender => {
+                if node != self.node {
+                    let skew = hlc.wall_ms() as i64 - crate::clock::now_ms();
+                    let peer = self.peer(node);
+                    peer.vector = applied;
+                    peer.skew_ms = skew;
+                    peer.online = true;
+                    self.ask_for_missing();
+                }
+            }
+            (
+                Topic::Request(target),
+                Message::Request {
+                    target: t,
+                    origin,
+                    first,
+                    last,
+                },
+            ) if target == t && target == self.node => self.answer(origin, first, last),
+            _ => {
+                self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn peer(&mut self, node: NodeId) -> &mut Peer {
+        let peer = self.peers.entry(node).or_insert(Peer {
+            vector: VersionVector::default(),
+            last_seen_ms: 0,
+            online: false,
+            skew_ms: 0,
+        });
+        peer.last_seen_ms = crate::clock::now_ms();
+        peer
+    }
+
+    /// Takes another box's operations: duplicates dropped, gaps held, what is in order applied
+    /// through the dispatcher and waited on until durable.
+    async fn receive(&mut self, ops: Vec<Operation>) {
+        for op in ops {
+            match self.inbox.offer(op.dot, (op.hlc, op.body)) {
+                Offer::Duplicate => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Offer::Full => {
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Offer::Ready | Offer::Buffered => {}
+            }
+        }
+        let mut ready = Vec::new();
+        while let Some((dot, (hlc, body))) = self.inbox.pop_ready() {
+            ready.push(Operation { dot, hlc, body });
+        }
+        if ready.is_empty() {
+            self.ask_for_missing();
+            return;
+        }
+        let count = ready.len() as u64;
+        let (reply, answer) = oneshot::channel();
+        if self
+            .pipeline
+            .commands
+            .send(Command::Replicate(ready, reply))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let lsn = match answer.await {
+            Ok(Ok(lsn)) => lsn,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cluster operations not applied");
+                return;
+            }
+            Err(_) => return,
+        };
+        if self.pipeline.durable.wait_for(|d| *d >= lsn).await.is_err() {
+            return;
+        }
+        self.stats.applied.fetch_add(count, Ordering::Relaxed);
+        self.durable.merge(self.inbox.applied());
+        self.ask_for_missing();
+    }
+
+    /// Publishes this node's committed operations (they are durable: the tap is post-commit).
+    async fn publish_own(&mut self, ops: Vec<Operation>) {
+        if let Some(last) = ops.last() {
+            self.durable.advance(self.node, last.dot.seq);
+        }
+        self.publish_ops(self.node, ops).await;
+    }
+
+    async fn publish_ops(&self, origin: NodeId, ops: Vec<Operation>) {
+        publish_batches(
+            &self.client,
+            &self.signer,
+            self.node,
+            self.topics.of("ops", origin),
+            origin,
+            ops,
+            &self.stats,
+        )
+        .await;
+    }
+
+    /// Asks for every range this box lacks: gaps in the inbox, and what peers have applied
+    /// beyond this box. A range is asked of a peer that holds it, and not again before
+    /// [`ASK_AGAIN`] unless more is missing.
+    fn ask_for_missing(&mut self) {
+        let mut wanted: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
+        for (origin, first, last) in self.inbox.gaps() {
+            wanted.insert(origin, (first, last));
+        }
+        let mine = self.inbox.applied().clone();
+        for peer in self.peers.values() {
+            for (origin, first, last) in mine.missing_from(&peer.vector) {
+                if origin == self.node {
+                    continue;
+                }
+                let w = wanted.entry(origin).or_insert((first, last));
+                w.1 = w.1.max(last);
+            }
+        }
+        let now = Instant::now();
+        for (origin, (first, last)) in wanted {
+            if let Some((asked_last, at)) = self.asked.get(&origin) {
+                if *asked_last >= last && now.duration_since(*at) < ASK_AGAIN {
+                    continue;
+                }
+            }
+            let Some(target) = self.holder(origin, last) else {
+                continue;
+            };
+            let last = last.min(first + ANSWER_OPS as u64 - 1);
+            self.asked.insert(origin, (last, now));
+            let envelope = self.signer.seal(
+                self.node,
+                &Message::Request {
+                    target,
+                    origin,
+                    first,
+                    last,
+                },
+            );
+            if self
+                .client
+                .try_publish(
+                    self.topics.of("req", target),
+                    QoS::AtLeastOnce,
+                    false,
+                    envelope,
+                )
+                .is_ok()
+            {
+                self.stats.requests_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A peer that holds `origin` up to `last`: the origin itself if it does, else the one
+    /// that holds the most of it.
+    fn holder(&self, origin: NodeId, last: u64) -> Option<NodeId> {
+        if self
+            .peers
+            .get(&origin)
+            .is_some_and(|p| p.vector.get(origin) >= last)
+        {
+            return Some(origin);
+        }
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.vector.get(origin) > self.inbox.applied().get(origin))
+            .max_by_key(|(n, p)| (p.vector.get(origin), p.online, **n))
+            .map(|(n, _)| *n)
+    }
+
+    /// Answers a request from the store, on the origin's topic, off this task.
+    fn answer(&self, origin: NodeId, first: u64, last: u64) {
+        if first == 0 || last < first {
+            return;
+        }
+        let last = last.min(first + ANSWER_OPS as u64 - 1);
+        let reads = self.pipeline.reads.clone();
+        let client = self.client.clone();
+        let signer = self.signer.clone();
+        let (node, topic) = (self.node, self.topics.of("ops", origin));
+        let stats = Arc::clone(&self.stats);
+        tokio::spawn(async move {
+            let rows = reads
+                .run(move |conn| {
+                    crate::store::queries::cluster_ops_range(conn, origin, first, last, ANSWER_OPS)
+                })
+                .await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster request not answered");
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                return;
+            }
+            stats.requests_served.fetch_add(1, Ordering::Relaxed);
+            let ops = rows
+                .into_iter()
+                .map(|(seq, hlc, body)| Operation {
+                    dot: Dot { origin, seq },
+                    hlc: Timestamp(hlc),
+                    body,
+                })
+                .collect();
+            publish_batches(&client, &signer, node, topic, origin, ops, &stats).await;
+        });
+    }
+
+    /// Publishes the vector (retained), asks for what is missing, refreshes the view.
+    async fn tick(&mut self) {
+        let hlc = Timestamp::new(crate::clock::now_ms().max(0) as u64, 0);
+        let envelope = self.signer.seal(
+            self.node,
+            &Message::Vector {
+                applied: self.durable.clone(),
+                hlc,
+            },
+        );
+        let _ = self.client.try_publish(
+            self.topics.of("vv", self.node),
+            QoS::AtLeastOnce,
+            true,
+            envelope,
+        );
+        self.ask_for_missing();
+        let mine = self.inbox.applied();
+        let in_sync = self.inbox.buffered() == 0
+            && self.peers.values().all(|p| {
+                mine.missing_from(&p.vector)
+                    .iter()
+                    .all(|(o, _, _)| *o == self.node)
+            });
+        let mut view = self.stats.lock();
+        view.connected = self.connected.load(Ordering::Relaxed);
+        view.in_sync = in_sync;
+        view.waiting = self.inbox.buffered();
+        view.applied = self.durable.clone();
+        view.largest_skew_ms = self
+            .peers
+            .values()
+            .map(|p| p.skew_ms)
+            .max_by_key(|s| s.abs())
+            .unwrap_or(0);
+        view.peers = self
+            .peers
+            .iter()
+            .map(|(node, p)| PeerView {
+                node: node::display(*node),
+                online: p.online,
+                last_seen_ms: p.last_seen_ms,
+                behind_peer: mine
+                    .missing_from(&p.vector)
+                    .into_iter()
+                    .filter(|(o, _, _)| *o != self.node)
+                    .map(|(o, first, last)| (node::display(o), last + 1 - first))
+                    .collect(),
+                skew_ms: p.skew_ms,
+            })
+            .collect();
+        view.peers.sort_by(|a, b| a.node.cmp(&b.node));
+    }
+}
+
+async fn publish_batches(
+    client: &AsyncClient,
+    signer: &Signer,
+    sender: NodeId,
+    topic: String,
+    origin: NodeId,
+    mut ops: Vec<Operation>,
+    stats: &ClusterStats,
+) {
+    while !ops.is_empty() {
+        let rest = ops.split_off(ops.len().min(BATCH_OPS));
+        let count = ops.len() as u64;
+        let envelope = signer.seal(sender, &Message::Ops { origin, ops });
+        if client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, envelope)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        stats.published.fetch_add(count, Ordering::Relaxed);
+        ops = rest;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_name_and_parse_the_same_nodes() {
+        let t = Topics::new("tea");
+        let node = 0x0123_4567_89ab_cdef;
+        assert_eq!(t.of("ops", node), "kefu/v1/tea/ops/0123456789abcdef");
+        assert_eq!(t.parse(&t.of("ops", node)), Some(Topic::Ops(node)));
+        assert_eq!(t.parse(&t.of("vv", node)), Some(Topic::Vector(node)));
+        assert_eq!(t.parse(&t.of("req", node)), Some(Topic::Request(node)));
+        assert_eq!(
+            t.parse(&t.of("presence", node)),
+            Some(Topic::Presence(node))
+        );
+        assert_eq!(t.parse("kefu/v1/coffee/ops/0123456789abcdef"), None);
+        assert_eq!(t.parse("kefu/v1/tea/ops/123"), None);
+        assert_eq!(t.parse("kefu/v1/tea/other/0123456789abcdef"), None);
+        assert_eq!(t.parse("kefu/in/web/x"), None);
+    }
+}

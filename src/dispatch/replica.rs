@@ -1,0 +1,623 @@
+//! Cluster mode in the dispatcher: stamping this box's operations for the other boxes, and
+//! applying theirs (see `crate::cluster`).
+//!
+//! A local message (customer, agent, bot, note) and an agent's resolve or reopen get a dot
+//! (this node, the next seq) and a hybrid-logical-clock time, and are journaled a second time
+//! as an [`Op::Replicated`] in global terms, right after the record itself: published after
+//! the batch's fsync, stored for other boxes that ask for it. Another box's operations arrive
+//! here in seq order per origin (the link's inbox sees to it), and become local records the
+//! same way a local command's do, followed by their own `Replicated` record.
+//!
+//! Merge rules (each box applies the same rules to the same set, in any order):
+//! - Messages and notes are a grow-only set keyed by dot; nothing is deleted. Each gets a
+//!   local id on arrival (the visitor's `after=N` stays local and monotonic).
+//! - A conversation is named by its home box and that box's id ([`ConvKey`]); another box's
+//!   conversation becomes a copy here (`ConversationHomed`, joined), or, when the contact
+//!   already has an open conversation here, is folded into it (not joined): one open
+//!   conversation per contact, nothing lost.
+//! - A resolve carries the vector its box had applied: it does not close a conversation
+//!   holding a customer message it had not seen (that message reopens it where the resolve
+//!   came first). A customer message reopens a resolved conversation, as on one box.
+//! - Only a conversation's home box runs its bot and queue; replies to its customer go out
+//!   through the home box's channels (the store makes outbox rows only for non-copies).
+//!
+//! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
+//! every origin's are journaled in seq order.
+
+use std::collections::HashMap;
+
+use smallvec::SmallVec;
+
+use super::ports::{Journal, Snapshot};
+use super::state::Now;
+use super::{Decider, DispatchError};
+use crate::cluster::hlc::{Hlc, Observed, Timestamp};
+use crate::cluster::vector::{NodeId, VersionVector};
+use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
+use crate::conversation::{Event, Status};
+use crate::model::{ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
+use crate::op::{MessageAdded, Op, Replicated};
+use crate::store::queries::ClusterStartup;
+
+/// What the dispatcher keeps for cluster mode.
+pub(crate) struct Replica {
+    pub(super) node: NodeId,
+    next_seq: u64,
+    hlc: Hlc,
+    applied: VersionVector,
+    /// Every other box's conversation known here, and which conversation it is here.
+    homes: HashMap<ConvKey, ConversationId>,
+    /// The copies among them, by local id: the key their operations name them by.
+    keys: HashMap<ConversationId, ConvKey>,
+    /// Per conversation not closed, the highest customer-message seq of each origin.
+    tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>>,
+    /// Set while another box's operation is being applied: its records are not stamped again.
+    applying_remote: bool,
+}
+
+impl Replica {
+    pub(crate) fn start(node: NodeId, max_clock_ahead_ms: u64, stored: ClusterStartup) -> Self {
+        let mut applied = VersionVector::default();
+        for (origin, seq) in stored.applied {
+            applied.advance(origin, seq);
+        }
+        let mut homes = HashMap::new();
+        let mut keys = HashMap::new();
+        for (home, id, conversation, joined) in stored.homes {
+            let key = ConvKey { home, id };
+            homes.insert(key, conversation);
+            if joined {
+                keys.insert(conversation, key);
+            }
+        }
+        let mut tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>> = HashMap::new();
+        for (conversation, origin, seq) in stored.customer_tips {
+            tips.entry(conversation).or_default().push((origin, seq));
+        }
+        Replica {
+            node,
+            next_seq: applied.get(node) + 1,
+            hlc: Hlc::resume(Timestamp(stored.max_hlc), max_clock_ahead_ms),
+            applied,
+            homes,
+            keys,
+            tips,
+            applying_remote: false,
+        }
+    }
+
+    fn key_of(&self, conversation: ConversationId) -> ConvKey {
+        self.keys.get(&conversation).copied().unwrap_or(ConvKey {
+            home: self.node,
+            id: conversation,
+        })
+    }
+
+    fn note_customer_message(&mut self, conversation: ConversationId, origin: NodeId, seq: u64) {
+        let tips = self.tips.entry(conversation).or_default();
+        match tips.iter_mut().find(|(o, _)| *o == origin) {
+            Some((_, s)) => *s = (*s).max(seq),
+            None => tips.push((origin, seq)),
+        }
+    }
+
+    /// Whether `conversation` holds a customer message that `seen` does not cover.
+    fn has_unseen_customer_message(
+        &self,
+        conversation: ConversationId,
+        seen: &VersionVector,
+    ) -> bool {
+        self.tips
+            .get(&conversation)
+            .is_some_and(|t| t.iter().any(|(origin, seq)| *seq > seen.get(*origin)))
+    }
+
+    /// A conversation closed for good here needs no tips any more.
+    pub(super) fn forget(&mut self, conversation: ConversationId) {
+        self.tips.remove(&conversation);
+    }
+}
+
+/// Drops a state machine refusal: another box's operation is applied whatever this box's
+/// status says (the message is kept; only the status change is not made).
+fn tolerate_refusal(result: Result<Option<Lsn>, DispatchError>) -> Result<(), DispatchError> {
+    match result {
+        Ok(_) | Err(DispatchError::Refused(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    fn replica_mut(&mut self) -> &mut Replica {
+        self.replica
+            .as_mut()
+            .expect("invariant: called only in cluster mode")
+    }
+
+    /// The cluster body for a local record, if it is one the other boxes take (computed
+    /// before the record is appended, from the state it was decided in).
+    pub(super) fn cluster_body(&mut self, op: &Op) -> Result<Option<Body>, DispatchError> {
+        let Some(replica) = self.replica.as_ref().filter(|r| !r.applying_remote) else {
+            return Ok(None);
+        };
+        let body = match op {
+            Op::MessageAdded(m) => {
+                let contact = match &m.via {
+                    Some(via) if m.sender == Sender::Visitor => via.clone(),
+                    _ => self.home_identity(m.contact)?,
+                };
+                Body::Message(RemoteMessage {
+                    conversation: replica.key_of(m.conversation),
+                    contact,
+                    sender: m.sender,
+                    client_id: m.client_id.clone(),
+                    text: m.text.clone(),
+                    at_ms: m.at_ms,
+                    via: m.via.clone(),
+                })
+            }
+            Op::StatusChanged(s) if s.by.is_some() => {
+                let event = if s.to == Status::Resolved {
+                    Event::Resolve
+                } else if s.from == Status::Resolved && s.to.is_open() {
+                    Event::Reopen
+                } else {
+                    return Ok(None);
+                };
+                let contact = self.conversations[&s.conversation].contact;
+                Body::Status(RemoteStatus {
+                    conversation: replica.key_of(s.conversation),
+                    contact: self.home_identity(contact)?,
+                    event,
+                    seen: replica.applied.clone(),
+                    at_ms: s.at_ms,
+                })
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(body))
+    }
+
+    /// The identity other boxes know a contact by: its first.
+    fn home_identity(&self, contact: ContactId) -> Result<Identity, DispatchError> {
+        if let Some(c) = self.contacts.get(&contact) {
+            return Ok(c.identities[0].clone());
+        }
+        let stored = self.store.contact(contact, 0)?;
+        stored
+            .identities
+            .into_iter()
+            .next()
+            .ok_or(DispatchError::NoSuchContact(contact))
+    }
+
+    /// Journals a local record's cluster body, with the next dot of this node.
+    pub(super) fn stamp(
+        &mut self,
+        body: Body,
+        record: Lsn,
+        at_ms: i64,
+    ) -> Result<(), DispatchError> {
+        let replica = self.replica_mut();
+        let (origin, seq) = (replica.node, replica.next_seq);
+        let hlc = replica.hlc.now(at_ms.max(0) as u64);
+        let message = match &body {
+            Body::Message(m) => {
+                if m.sender == Sender::Visitor {
+                    let conversation = record_conversation(&body, replica);
+                    replica.note_customer_message(conversation, origin, seq);
+                }
+                Some(record)
+            }
+            Body::Status(_) => None,
+        };
+        self.journal.append(
+            Op::Replicated(Replicated {
+                origin,
+                seq,
+                hlc: hlc.0,
+                message,
+                body: body.encode(),
+            }),
+            None,
+        )?;
+        let replica = self.replica_mut();
+        replica.next_seq += 1;
+        replica.applied.advance(origin, seq);
+        Ok(())
+    }
+
+    /// Applies other boxes' operations (each origin's in seq order; ones already applied are
+    /// skipped). Answers the LSN of the last record journaled.
+    pub(crate) fn replicate(
+        &mut self,
+        ops: Vec<Operation>,
+        now: Now,
+    ) -> Result<Lsn, DispatchError> {
+        if self.replica.is_none() {
+            return Err(DispatchError::Store("cluster mode is off".into()));
+        }
+        for op in ops {
+            let replica = self.replica_mut();
+            if replica.applied.covers(op.dot) || op.dot.origin == replica.node {
+                continue;
+            }
+            if let Observed::TooFarAhead { ahead_ms } =
+                replica.hlc.observe(op.hlc, now.wall_ms.max(0) as u64)
+            {
+                tracing::debug!(origin = op.dot.origin, ahead_ms, "a box's clock is ahead");
+            }
+            replica.applying_remote = true;
+            let applied = self.apply_remote(&op, now);
+            self.replica_mut().applying_remote = false;
+            let message = match applied {
+                Ok(message) => message,
+                Err(DispatchError::Unavailable) => return Err(DispatchError::Unavailable),
+                Err(e) => {
+                    tracing::warn!(origin = op.dot.origin, seq = op.dot.seq, error = %e,
+                        "a cluster operation could not be applied here; kept for the others");
+                    None
+                }
+            };
+            self.journal.append(
+                Op::Replicated(Replicated {
+                    origin: op.dot.origin,
+                    seq: op.dot.seq,
+                    hlc: op.hlc.0,
+                    message,
+                    body: op.body,
+                }),
+                None,
+            )?;
+            self.replica_mut()
+                .applied
+                .advance(op.dot.origin, op.dot.seq);
+        }
+        Ok(self.journal.last())
+    }
+
+    fn apply_remote(
+        &mut self,
+        op: &Operation,
+        now: Now,
+    ) -> Result<Option<MessageId>, DispatchError> {
+        let body = Body::decode(&op.body).map_err(|e| {
+            DispatchError::Store(format!("a cluster operation this version cannot read: {e}"))
+        })?;
+        match body {
+            Body::Message(m) => {
+                let conversation = self.local_conversation(m.conversation, &m.contact, now)?;
+                let (contact, in_memory) = self.conversation_contact(conversation, now)?;
+                let event = match m.sender {
+                    Sender::Visitor => Some(Event::CustomerMessage),
+                    Sender::Agent => Some(Event::AgentReply),
+                    Sender::Bot | Sender::Note => None,
+                };
+                if let Some(event) = event.filter(|_| in_memory) {
+                    let assignee = self.conversations[&conversation].assignee;
+                    tolerate_refusal(self.change_status(conversation, event, assignee, None, now))?;
+                }
+                let audience = match m.sender {
+                    Sender::Note => None,
+                    _ => self.contacts.get(&contact).map(|c| c.identities.clone()),
+                };
+                let lsn = self.append(
+                    Op::MessageAdded(MessageAdded {
+                        conversation,
+                        contact,
+                        sender: m.sender,
+                        agent: None,
+                        // Client ids are the origin box's to keep: two boxes' could collide.
+                        client_id: None,
+                        text: m.text,
+                        at_ms: m.at_ms,
+                        attachment: None,
+                        via: m.via,
+                    }),
+                    audience,
+                )?;
+                if m.sender == Sender::Visitor {
+                    self.replica_mut().note_customer_message(
+                        conversation,
+                        op.dot.origin,
+                        op.dot.seq,
+                    );
+                }
+                Ok(Some(lsn))
+            }
+            Body::Status(s) => {
+                let conversation = self.local_conversation(s.conversation, &s.contact, now)?;
+                let (_, in_memory) = self.conversation_contact(conversation, now)?;
+                let unseen = self
+                    .replica_mut()
+                    .has_unseen_customer_message(conversation, &s.seen);
+                match s.event {
+                    Event::Resolve if in_memory && !unseen => tolerate_refusal(
+                        self.change_status(conversation, Event::Resolve, None, None, now),
+                    )?,
+                    Event::Reopen if in_memory => tolerate_refusal(self.change_status(
+                        conversation,
+                        Event::Reopen,
+                        None,
+                        None,
+                        now,
+                    ))?,
+                    _ => {}
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The conversation here that `key` names: this box's own, a known copy, or a new copy
+    /// (or the contact's open conversation, which the other box's is folded into).
+    fn local_conversation(
+        &mut self,
+        key: ConvKey,
+        identity: &Identity,
+        now: Now,
+    ) -> Result<ConversationId, DispatchError> {
+        let replica = self.replica_mut();
+        if key.home == replica.node {
+            return Ok(key.id);
+        }
+        if let Some(&conversation) = replica.homes.get(&key) {
+            return Ok(conversation);
+        }
+        let contact = match self.lookup_identity(identity, now)? {
+            Some(contact) => contact,
+            None => self.create_contact(identity.clone(), now)?,
+        };
+        let current = self.contacts[&contact].current;
+        let open = current.filter(|c| {
+            self.conversations
+                .get(c)
+                .is_some_and(|s| s.status.is_open())
+        });
+        let (conversation, joined) = match (open, current) {
+            (Some(open), _) => (open, false),
+            (None, Some(resolved)) => {
+                // The contact's resolved conversation closes: the new one is its only one.
+                tolerate_refusal(self.change_status(
+                    resolved,
+                    Event::IdleTimeout,
+                    None,
+                    None,
+                    now,
+                ))?;
+                (self.open_conversation(contact, now)?, true)
+            }
+            (None, None) => (self.open_conversation(contact, now)?, true),
+        };
+        self.append(
+            Op::ConversationHomed {
+                conversation,
+                home_node: key.home,
+                home_id: key.id,
+                joined,
+            },
+            None,
+        )?;
+        let replica = self.replica_mut();
+        replica.homes.insert(key, conversation);
+        if joined {
+            replica.keys.insert(conversation, key);
+        }
+        Ok(conversation)
+    }
+
+    /// `conversation`'s contact, and whether the conversation is in memory (not closed).
+    fn conversation_contact(
+        &mut self,
+        conversation: ConversationId,
+        now: Now,
+    ) -> Result<(ContactId, bool), DispatchError> {
+        match self.hydrate_conversation(conversation, Event::CustomerMessage, now) {
+            Ok(()) => Ok((self.conversations[&conversation].contact, true)),
+            Err(DispatchError::Refused(_)) => {
+                let state = self
+                    .store
+                    .conversation(conversation)?
+                    .ok_or(DispatchError::NotFound(conversation))?;
+                Ok((self.resolve_linked(state.contact), false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The local conversation a message body stamped here names (its own, or a copy).
+fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
+    let key = body.conversation();
+    if key.home == replica.node {
+        key.id
+    } else {
+        replica.homes.get(&key).copied().unwrap_or(key.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::fakes::{config, decider_over, identity, MemoryStore, TestDecider, T0};
+    use crate::dispatch::state::ClusterRole;
+    use crate::dispatch::{AgentMessage, CustomerMessage, Resolve};
+    use crate::model::bounded_id;
+
+    const A: NodeId = 0xa;
+    const B: NodeId = 0xb;
+
+    fn box_of(node: NodeId) -> TestDecider {
+        let mut cfg = config();
+        cfg.cluster = Some(ClusterRole {
+            node,
+            max_clock_ahead_ms: 500,
+        });
+        decider_over(cfg, MemoryStore::default())
+    }
+
+    /// Every cluster operation `d` holds (its own and others'), as a peer would be sent them.
+    fn held(d: &TestDecider) -> Vec<Operation> {
+        d.journal
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::Replicated(r) => Some(Operation {
+                    dot: crate::cluster::vector::Dot {
+                        origin: r.origin,
+                        seq: r.seq,
+                    },
+                    hlc: Timestamp(r.hlc),
+                    body: r.body.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn sync(from: &TestDecider, to: &mut TestDecider, now: Now) {
+        to.replicate(held(from), now).unwrap();
+        to.store_catches_up();
+    }
+
+    fn write(d: &mut TestDecider, client_id: &str, text: &str, now: Now) -> ConversationId {
+        let c = d
+            .customer_message(
+                CustomerMessage {
+                    identity: identity("web", "v1"),
+                    client_id: Some(bounded_id(client_id).unwrap()),
+                    text: text.into(),
+                    attachment: None,
+                },
+                now,
+            )
+            .unwrap()
+            .conversation;
+        d.store_catches_up();
+        c
+    }
+
+    /// The messages journaled, in order: (conversation, sender, text).
+    fn messages(d: &TestDecider) -> Vec<(ConversationId, Sender, String)> {
+        d.journal
+            .entries
+            .iter()
+            .filter_map(|e| match &e.op {
+                Op::MessageAdded(m) => Some((m.conversation, m.sender, m.text.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn texts(d: &TestDecider) -> Vec<String> {
+        let mut t: Vec<_> = messages(d).into_iter().map(|(_, _, t)| t).collect();
+        t.sort();
+        t
+    }
+
+    #[test]
+    fn a_reply_written_on_another_box_reaches_the_customer_on_theirs() {
+        let (mut a, mut b) = (box_of(A), box_of(B));
+        let on_a = write(&mut a, "c1", "is the shop open?", T0);
+        sync(&a, &mut b, T0);
+        let on_b = messages(&b)[0].0;
+        assert_eq!(
+            messages(&b),
+            [(on_b, Sender::Visitor, "is the shop open?".into())]
+        );
+        assert_eq!(b.conversations[&on_b].status, Status::Waiting);
+        b.agent_message(
+            AgentMessage {
+                conversation: on_b,
+                agent: 1,
+                text: "yes, until 8".into(),
+                via: None,
+            },
+            T0,
+        )
+        .unwrap();
+        b.store_catches_up();
+        let before = a.journal.last();
+        sync(&b, &mut a, T0);
+        let reply = a
+            .journal
+            .entries
+            .iter()
+            .find_map(|e| match &e.op {
+                Op::MessageAdded(m) if e.lsn > before => Some((m.clone(), e.audience.clone())),
+                _ => None,
+            })
+            .expect("the reply is journaled on the customer's box");
+        assert_eq!(reply.0.conversation, on_a, "in the customer's conversation");
+        assert_eq!(reply.0.sender, Sender::Agent);
+        assert_eq!(reply.0.via, Some(identity("web", "v1")));
+        assert!(
+            reply.1.unwrap().contains(&identity("web", "v1")),
+            "live to the widget"
+        );
+        // Everything again, both ways: nothing new.
+        let (last_a, last_b) = (a.journal.last(), b.journal.last());
+        sync(&b, &mut a, T0);
+        sync(&a, &mut b, T0);
+        assert_eq!((a.journal.last(), b.journal.last()), (last_a, last_b));
+        assert_eq!(texts(&a), texts(&b));
+    }
+
+    #[test]
+    fn a_resolve_does_not_close_over_a_customer_message_it_had_not_seen() {
+        let (mut a, mut b) = (box_of(A), box_of(B));
+        let on_a = write(&mut a, "c1", "hello", T0);
+        sync(&a, &mut b, T0);
+        // Partition: A resolves; the customer writes again, on B (the same conversation).
+        a.resolve(
+            Resolve {
+                conversation: on_a,
+                by: 1,
+            },
+            T0,
+        )
+        .unwrap();
+        a.store_catches_up();
+        let on_b = write(&mut b, "c2", "one more thing", T0);
+        // Healed, in either order.
+        sync(&b, &mut a, T0);
+        sync(&a, &mut b, T0);
+        assert!(a.conversations[&on_a].status.is_open(), "reopened on A");
+        assert!(b.conversations[&on_b].status.is_open(), "still open on B");
+        assert_eq!(texts(&a), texts(&b));
+    }
+
+    #[test]
+    fn a_resolve_that_saw_every_message_closes_everywhere() {
+        let (mut a, mut b) = (box_of(A), box_of(B));
+        let on_a = write(&mut a, "c1", "thanks, bye", T0);
+        sync(&a, &mut b, T0);
+        a.resolve(
+            Resolve {
+                conversation: on_a,
+                by: 1,
+            },
+            T0,
+        )
+        .unwrap();
+        a.store_catches_up();
+        sync(&a, &mut b, T0);
+        let on_b = messages(&b)[0].0;
+        assert_eq!(b.conversations[&on_b].status, Status::Resolved);
+    }
+
+    #[test]
+    fn operations_of_one_origin_are_stamped_with_dense_seqs_and_rising_clocks() {
+        let mut a = box_of(A);
+        write(&mut a, "c1", "one", T0);
+        write(&mut a, "c2", "two", T0);
+        let ops = held(&a);
+        assert_eq!(
+            ops.iter()
+                .map(|o| (o.dot.origin, o.dot.seq))
+                .collect::<Vec<_>>(),
+            [(A, 1), (A, 2)]
+        );
+        assert!(ops[0].hlc < ops[1].hlc, "same wall time, rising clock");
+    }
+}
