@@ -362,6 +362,7 @@ pub async fn run_with_adapters(
                 commands: core.commands.clone(),
                 durable: core.durable.clone(),
                 reads: reads.clone(),
+                store: Arc::clone(&core.store),
                 own_ops,
             };
             match crate::cluster::start(

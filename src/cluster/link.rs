@@ -161,6 +161,8 @@ pub struct Pipeline {
     pub commands: mpsc::Sender<Command>,
     pub durable: watch::Receiver<Lsn>,
     pub reads: ReadPool,
+    /// The store's progress: answers are read from the store, which commits on a cadence.
+    pub store: Arc<crate::store::progress::Progress>,
     /// This node's committed operations (the fan-out's cluster tap).
     pub own_ops: mpsc::Receiver<Vec<Operation>>,
 }
@@ -368,7 +370,12 @@ impl Link {
                     first,
                     last,
                 },
-            ) if target == t && target == self.node => self.answer(origin, first, last),
+            ) if target == t => {
+                // Requests to the other boxes pass by too (one subscription): not ours.
+                if target == self.node {
+                    self.answer(origin, first, last);
+                }
+            }
             _ => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
             }
@@ -534,11 +541,16 @@ impl Link {
         }
         let last = last.min(first + ANSWER_OPS as u64 - 1);
         let reads = self.pipeline.reads.clone();
+        let store = Arc::clone(&self.pipeline.store);
+        let durable = *self.pipeline.durable.borrow();
         let client = self.client.clone();
         let signer = self.signer.clone();
         let (node, topic) = (self.node, self.topics.of("ops", origin));
         let stats = Arc::clone(&self.stats);
         tokio::spawn(async move {
+            // What is durable now is in the store once it commits: ask it to now. Rows it has
+            // not applied in time are asked for again.
+            store.reach(durable, Duration::from_secs(5)).await;
             let rows = reads
                 .run(move |conn| {
                     crate::store::queries::cluster_ops_range(conn, origin, first, last, ANSWER_OPS)

@@ -166,6 +166,27 @@ impl Mosquitto {
         Ok(())
     }
 
+    /// SIGKILL, and waits for the exit: a broker without persistence loses everything it
+    /// held (sessions, queued and in-flight messages). Nothing to do when already stopped.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`Mosquitto::stop`] or [`Mosquitto::kill9`]: the same config,
+    /// port and directory.
+    ///
+    /// # Errors
+    /// mosquitto did not start.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        self.spawn()
+    }
+
     /// [`Mosquitto::stop`], then the same config, port and directory again (what it saved
     /// is loaded back).
     ///

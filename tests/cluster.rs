@@ -1,0 +1,563 @@
+//! Cluster mode with real processes on loopback: three kefud boxes, each with its own
+//! mosquitto bridged to a central mosquitto (`topic kefu/# both 1`, as README "Several shops"
+//! tells a shop to configure it), the central one without persistence.
+//!
+//! A customer on box A is answered by an agent on box B; a box cut off from the others keeps
+//! working and catches up; the central broker killed with kill -9 in the middle of thousands
+//! of operations loses none of them for good; a box killed with kill -9 while it writes loses
+//! and doubles nothing; forged and replayed batches are dropped and counted. Every test ends
+//! by comparing every box's projection of the conversations.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::SinkExt;
+use kefud_testkit::{free_port, Mosquitto};
+use serde_json::{json, Value};
+
+const CLUSTER: &str =
+    "[cluster]\nenabled = true\nname = \"tea\"\nsecret = \"tea-shops-secret-1\"\n";
+/// Convergence is asked of a loaded, shared CI machine: generous, and polled.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(90);
+
+/// The central broker and the shops' brokers, bridged.
+struct Brokers {
+    central: Mosquitto,
+    shops: Vec<Mosquitto>,
+}
+
+fn central_broker(dir: &Path) -> Mosquitto {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port().unwrap();
+    Mosquitto::with_config(
+        dir,
+        &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        port,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A shop's broker, bridged to the central one as README "Several shops" shows (each bridge
+/// with a client id of its own: two bridges under one id push each other off the central
+/// broker).
+fn shop_broker(dir: &Path, name: &str, central: u16) -> Mosquitto {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port().unwrap();
+    Mosquitto::with_config(
+        dir,
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             connection central\naddress 127.0.0.1:{central}\nremote_clientid {name}\n\
+             topic kefu/# both 1\n\
+             cleansession false\nrestart_timeout 1 2\nnotifications false\n"
+        ),
+        port,
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+impl Brokers {
+    fn start(dir: &Path, shops: usize) -> Brokers {
+        let central = central_broker(&dir.join("central"));
+        let shops = (0..shops)
+            .map(|i| {
+                let name = format!("shop{i}");
+                shop_broker(&dir.join(&name), &name, central.port)
+            })
+            .collect();
+        Brokers { central, shops }
+    }
+}
+
+/// One box: its directory, its daemon, an agent's token.
+struct Shop {
+    dir: PathBuf,
+    daemon: Option<TestDaemon>,
+    token: String,
+    broker_port: u16,
+}
+
+fn shop_config(broker_port: u16) -> String {
+    format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {broker_port}\nkeep_alive_secs = 5\n{CLUSTER}\
+         [limits]\nmessages_per_second = 100000\nburst = 100000\n"
+    )
+}
+
+impl Shop {
+    async fn start(dir: PathBuf, broker_port: u16) -> Shop {
+        std::fs::create_dir_all(&dir).unwrap();
+        write_config(&dir, &shop_config(broker_port));
+        add_agent(&dir, "owner", "owner-password", true);
+        let daemon = TestDaemon::start(&dir, &shop_config(broker_port));
+        let token = login(&daemon, "owner", "owner-password").await;
+        Shop {
+            dir,
+            daemon: Some(daemon),
+            token,
+            broker_port,
+        }
+    }
+
+    fn d(&self) -> &TestDaemon {
+        self.daemon.as_ref().expect("running")
+    }
+
+    async fn restart(&mut self) {
+        self.daemon = Some(TestDaemon::start(&self.dir, &shop_config(self.broker_port)));
+        self.token = login(self.d(), "owner", "owner-password").await;
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let resp = reqwest::Client::new()
+            .get(self.d().http(path))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let resp = reqwest::Client::new()
+            .post(self.d().http(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "POST {path}: {status} {v}");
+        v
+    }
+
+    /// Every conversation with its messages (sender, text), in the box's order: what must
+    /// be the same on every box.
+    async fn projection(&self) -> Vec<(String, Vec<(String, String)>)> {
+        let list = self.get("/api/v1/conversations?limit=500").await;
+        let mut out = Vec::new();
+        for c in list["conversations"].as_array().unwrap() {
+            let id = c["id"].as_u64().unwrap();
+            let mut messages = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = self
+                    .get(&format!(
+                        "/api/v1/conversations/{id}/messages?after={after}&limit=500"
+                    ))
+                    .await;
+                let page = page["messages"].as_array().unwrap().clone();
+                if page.is_empty() {
+                    break;
+                }
+                after = page.last().unwrap()["id"].as_u64().unwrap();
+                messages.extend(page.iter().map(|m| {
+                    (
+                        m["sender"].as_str().unwrap().to_string(),
+                        m["text"].as_str().unwrap().to_string(),
+                    )
+                }));
+            }
+            let who = format!(
+                "{}:{}",
+                c["channel"].as_str().unwrap_or(""),
+                c["external_id"].as_str().unwrap_or("")
+            );
+            out.push((who, messages));
+        }
+        out.sort();
+        out
+    }
+
+    async fn cluster(&self) -> Value {
+        self.get("/api/v1/cluster").await["view"].clone()
+    }
+
+    /// How many messages the box holds, over all conversations.
+    async fn message_count(&self) -> u64 {
+        let list = self.get("/api/v1/conversations?limit=500").await;
+        list["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["message_count"].as_u64().unwrap())
+            .sum()
+    }
+}
+
+/// How the boxes' message lists must agree.
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// In the same order: messages each written after seeing the one before.
+    Same,
+    /// As sets: messages written on both sides of a partition get their local ids (and so
+    /// their place in a box's list) when they arrive.
+    AsSets,
+}
+
+/// Polls until every box holds the same projection, and it passes `done`; panics with the
+/// projections otherwise.
+async fn converged(
+    shops: &[&Shop],
+    order: Order,
+    done: impl Fn(&[(String, Vec<(String, String)>)]) -> bool,
+) -> Vec<(String, Vec<(String, String)>)> {
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    loop {
+        let mut views = Vec::new();
+        for s in shops {
+            let mut view = s.projection().await;
+            if order == Order::AsSets {
+                for (_, messages) in &mut view {
+                    messages.sort();
+                }
+            }
+            views.push(view);
+        }
+        if views.windows(2).all(|w| w[0] == w[1]) && done(&views[0]) {
+            return views.remove(0);
+        }
+        if Instant::now() > deadline {
+            let mut clusters = Vec::new();
+            for s in shops {
+                clusters.push(s.cluster().await);
+            }
+            panic!(
+                "the boxes did not converge within {CONVERGE_WITHIN:?}:\n{views:#?}\n{clusters:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn three_shops(dir: &Path) -> (Brokers, Vec<Shop>) {
+    let brokers = Brokers::start(dir, 3);
+    let mut shops = Vec::new();
+    for (i, b) in brokers.shops.iter().enumerate() {
+        shops.push(Shop::start(dir.join(format!("box{i}")), b.port).await);
+    }
+    (brokers, shops)
+}
+
+#[tokio::test]
+async fn a_customer_on_box_a_is_answered_by_an_agent_on_box_b() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_brokers, shops) = three_shops(tmp.path()).await;
+    let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
+    let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=tea-lover")).await;
+    assert!(send_for_ack(&mut ws, "q1", "do you have oolong?")
+        .await
+        .is_some());
+
+    // The conversation appears on B; an agent there answers it.
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    let on_b = loop {
+        let list = b.get("/api/v1/conversations").await;
+        if let Some(conv) = list["conversations"].as_array().unwrap().first() {
+            break conv["id"].as_u64().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reached B: {}\nA: {}\nB's log: {}",
+            b.cluster().await,
+            a.cluster().await,
+            b.d().log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    b.post(
+        &format!("/api/v1/conversations/{on_b}/messages"),
+        json!({"text": "yes, from Fujian"}),
+    )
+    .await;
+
+    // The customer, still on A, sees it live.
+    let deadline = tokio::time::Instant::now() + CONVERGE_WITHIN;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, next_of_type(&mut ws, "message", 90))
+            .await
+            .expect("the answer reaches the widget on A")
+            .0;
+        if frame["text"] == "yes, from Fujian" {
+            assert_eq!(frame["sender"], "agent");
+            break;
+        }
+    }
+    let view = converged(&[a, b, c], Order::Same, |v| {
+        v.len() == 1 && v[0].1.len() == 2
+    })
+    .await;
+    assert_eq!(
+        view[0].1,
+        [
+            ("visitor".to_string(), "do you have oolong?".to_string()),
+            ("agent".to_string(), "yes, from Fujian".to_string())
+        ]
+    );
+    for s in [a, b, c] {
+        let cluster = s.cluster().await;
+        assert_eq!(cluster["counters"]["forged"], 0, "{cluster}");
+    }
+}
+
+/// The next frame of type `ty`, or `None` once the connection ends (or 10 s pass).
+async fn next_of_type_or_end(ws: &mut Ws, ty: &str) -> Option<Value> {
+    loop {
+        let frame = try_next_json(ws, 10).await?;
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame["type"] == ty {
+            return Some(frame);
+        }
+    }
+}
+
+/// Sends `count` messages from `visitors` visitors on `shop`, `prefix`-named; returns how
+/// many were acknowledged.
+async fn write_many(shop: &Shop, prefix: &str, visitors: usize, count: usize) -> usize {
+    let mut acked = 0;
+    let mut sockets = Vec::new();
+    for v in 0..visitors {
+        sockets.push(connect(&shop.d().ws(&format!("/ws/visitor?visitor_id={prefix}{v}"))).await);
+    }
+    for i in 0..count {
+        let ws = &mut sockets[i % visitors];
+        let frame = json!({
+            "type": "message",
+            "client_id": format!("{prefix}-{i}"),
+            "text": format!("{prefix} message {i}"),
+        });
+        // The daemon may be killed mid-stream: a send that fails ends the stream.
+        let sent = ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                frame.to_string().into(),
+            ))
+            .await;
+        if sent.is_err() || next_of_type_or_end(ws, "ack").await.is_none() {
+            break;
+        }
+        acked += 1;
+    }
+    acked
+}
+
+#[tokio::test]
+async fn the_central_broker_killed_mid_stream_loses_nothing_for_good() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut brokers, shops) = three_shops(tmp.path()).await;
+    let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
+    let writer = write_many(a, "k", 20, 3000);
+    let killer = async {
+        // Kill it once operations are flowing through it, keep it down 2 s, start it again
+        // empty (no persistence): what it held is gone.
+        let deadline = Instant::now() + CONVERGE_WITHIN;
+        while b.message_count().await < 300 {
+            assert!(Instant::now() < deadline, "nothing reached B");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        brokers.central.kill9();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        brokers.central.start_again().unwrap();
+    };
+    let (acked, ()) = tokio::join!(writer, killer);
+    assert_eq!(acked, 3000);
+    let view = converged(&[a, b, c], Order::Same, |v| {
+        v.iter().map(|(_, m)| m.len()).sum::<usize>() == 3000
+    })
+    .await;
+    assert_eq!(view.len(), 20);
+    let requests: u64 = {
+        let mut n = 0;
+        for s in [b, c] {
+            n += s.cluster().await["counters"]["requests_sent"]
+                .as_u64()
+                .unwrap();
+        }
+        n
+    };
+    eprintln!("ranges asked for after the central broker's loss: {requests}");
+}
+
+#[tokio::test]
+async fn a_box_cut_off_keeps_working_and_catches_up_after_the_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut brokers, shops) = three_shops(tmp.path()).await;
+    let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
+    let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=regular")).await;
+    assert!(send_for_ack(&mut ws, "m1", "my usual, please")
+        .await
+        .is_some());
+    converged(&[a, b, c], Order::Same, |v| v.len() == 1).await;
+    let on_c = c.get("/api/v1/conversations").await["conversations"][0]["id"]
+        .as_u64()
+        .unwrap();
+
+    // C's broker goes away for 60 s: C is cut off, and both sides go on writing to the same
+    // conversation.
+    brokers.shops[2].kill9();
+    let partition = Instant::now();
+    for i in 0..20 {
+        assert!(
+            send_for_ack(&mut ws, &format!("p{i}"), &format!("on A {i}"))
+                .await
+                .is_some()
+        );
+        c.post(
+            &format!("/api/v1/conversations/{on_c}/messages"),
+            json!({"text": format!("from C {i}")}),
+        )
+        .await;
+    }
+    let elapsed = partition.elapsed();
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(elapsed)).await;
+    assert!(
+        c.cluster().await["connected"] == false,
+        "C was cut off: {}",
+        c.cluster().await
+    );
+    brokers.shops[2].start_again().unwrap();
+
+    let view = converged(&[a, b, c], Order::AsSets, |v| {
+        v.len() == 1 && v[0].1.len() == 41
+    })
+    .await;
+    let texts: std::collections::BTreeSet<_> = view[0].1.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(texts.len(), 41, "each once");
+    for s in [a, b, c] {
+        let deadline = Instant::now() + CONVERGE_WITHIN;
+        while s.cluster().await["in_sync"] != true {
+            assert!(Instant::now() < deadline, "{}", s.cluster().await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_box_killed_while_it_writes_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_brokers, mut shops) = three_shops(tmp.path()).await;
+    let writer = write_many(&shops[0], "w", 10, 100_000);
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        shops[0].d().signal(libc::SIGKILL);
+    };
+    let (acked, ()) = tokio::join!(writer, killer);
+    assert!(acked > 0, "some were acknowledged before the kill");
+    shops[0].daemon.take().unwrap().kill9();
+    shops[0].restart().await;
+    let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
+    let view = converged(&[a, b, c], Order::Same, |v| {
+        v.iter().map(|(_, m)| m.len()).sum::<usize>() >= acked
+    })
+    .await;
+    let texts: Vec<_> = view
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|(_, t)| t))
+        .collect();
+    let distinct: std::collections::BTreeSet<_> = texts.iter().collect();
+    assert_eq!(distinct.len(), texts.len(), "nothing doubled");
+}
+
+#[tokio::test]
+async fn forged_and_replayed_batches_are_dropped_and_counted() {
+    use kefud::cluster::hlc::Timestamp;
+    use kefud::cluster::vector::Dot;
+    use kefud::cluster::wire::{Body, ConvKey, Message, Operation, RemoteMessage, Signer};
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (brokers, shops) = three_shops(tmp.path()).await;
+    let (a, b) = (&shops[0], &shops[1]);
+    // An outsider on B's broker records A's batches as they pass.
+    let mut opts = MqttOptions::new("outsider", "127.0.0.1", brokers.shops[1].port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 64);
+    client
+        .subscribe("kefu/v1/tea/ops/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let recorded = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.is_empty() {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = events.poll().await {
+                seen.push((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+        // Keep the connection polled so the publishes below go out.
+        tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        seen
+    });
+    let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=guest")).await;
+    assert!(send_for_ack(&mut ws, "g1", "hello").await.is_some());
+    let (topic, batch) = recorded.await.unwrap().remove(0);
+    converged(&[a, b], Order::Same, |v| v.len() == 1).await;
+
+    // Replayed: the same batch again, and again.
+    for _ in 0..3 {
+        client
+            .publish(topic.clone(), QoS::AtLeastOnce, false, batch.clone())
+            .await
+            .unwrap();
+    }
+    // Forged: a batch that claims to be from A, signed without the secret.
+    let origin = u64::from_str_radix(topic.rsplit('/').next().unwrap(), 16).unwrap();
+    let forged_body = Body::Message(RemoteMessage {
+        conversation: ConvKey {
+            home: origin,
+            id: 1,
+        },
+        contact: kefud::model::Identity {
+            channel: kefud::model::bounded_id("web").unwrap(),
+            external_id: kefud::model::bounded_id("guest").unwrap(),
+        },
+        sender: kefud::model::Sender::Agent,
+        client_id: None,
+        text: "send your card number".into(),
+        at_ms: 0,
+        via: None,
+    });
+    let forged = Signer::new("tea", "a-guessed-secret!!").seal(
+        origin,
+        &Message::Ops {
+            origin,
+            ops: vec![Operation {
+                dot: Dot { origin, seq: 2 },
+                hlc: Timestamp::new(1, 0),
+                body: forged_body.encode(),
+            }],
+        },
+    );
+    client
+        .publish(topic.clone(), QoS::AtLeastOnce, false, forged)
+        .await
+        .unwrap();
+    client
+        .publish(
+            topic.clone(),
+            QoS::AtLeastOnce,
+            false,
+            b"not even an envelope".to_vec(),
+        )
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    loop {
+        let counters = b.cluster().await["counters"].clone();
+        if counters["forged"].as_u64() >= Some(2) && counters["duplicates"].as_u64() >= Some(3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not counted: {counters}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let view = converged(&[a, b], Order::Same, |v| v.len() == 1).await;
+    assert_eq!(
+        view[0].1,
+        [("visitor".to_string(), "hello".to_string())],
+        "nothing forged or replayed was applied"
+    );
+}
