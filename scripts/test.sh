@@ -40,6 +40,10 @@ echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the
 ./target/release/kefud-load mqtt --messages 20000 --spawn ./target/release/kefud \
   --mosquitto-conf image/overlay/etc/mosquitto/conf.d/kefu.conf
 
+echo "== cluster sync: three boxes, each mosquitto bridged to a central one, vs the brokers alone"
+./target/release/kefud-load cluster --steady-secs 4 --burst-secs 2 --catch-up-ops 20000 \
+  --spawn ./target/release/kefud
+
 echo "== the console and the widget in headless Chromium (playwright-core), pages embedded in the binary"
 scripts/test-browser.sh
 

@@ -76,8 +76,12 @@ pub struct Core {
     pub store_failure: Arc<OnceLock<String>>,
     /// This box's node id (made at the first start).
     pub node: crate::cluster::vector::NodeId,
-    /// In cluster mode, this node's committed cluster operations, for the link to publish.
-    pub cluster_ops: Option<mpsc::Receiver<Vec<crate::cluster::wire::Operation>>>,
+    /// In cluster mode, this node's committed cluster operations, for the link to publish,
+    /// and the last of its seqs that is durable.
+    pub cluster_ops: Option<(
+        mpsc::Receiver<Vec<crate::cluster::wire::Operation>>,
+        tokio::sync::watch::Receiver<u64>,
+    )>,
     threads: [JoinHandle<()>; 3],
     tasks: TaskTracker,
     stop_tasks: CancellationToken,
@@ -141,8 +145,13 @@ impl Core {
             Fanout::new(rec.last_lsn, store_tx);
         let cluster_ops = cfg.cluster.enabled.then(|| {
             let (ops, rx) = mpsc::channel(256);
-            fanout.tap_cluster(crate::fanout::ClusterTap { node, ops });
-            rx
+            let (durable_seq, seq_rx) = tokio::sync::watch::channel(0);
+            fanout.tap_cluster(crate::fanout::ClusterTap {
+                node,
+                ops,
+                durable_seq,
+            });
+            (rx, seq_rx)
         });
         let dispatcher = Dispatcher::new(
             DispatchConfig {
@@ -357,13 +366,14 @@ pub async fn run_with_adapters(
     let stop_cluster = CancellationToken::new();
     let cluster = match core.cluster_ops.take() {
         None => None,
-        Some(own_ops) => {
+        Some((own_ops, own_durable_seq)) => {
             let pipeline = crate::cluster::link::Pipeline {
                 commands: core.commands.clone(),
                 durable: core.durable.clone(),
                 reads: reads.clone(),
                 store: Arc::clone(&core.store),
                 own_ops,
+                own_durable_seq,
             };
             match crate::cluster::start(
                 &cfg,

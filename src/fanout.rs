@@ -268,6 +268,8 @@ pub struct Fanout {
 pub struct ClusterTap {
     pub node: u64,
     pub ops: mpsc::Sender<Vec<crate::cluster::wire::Operation>>,
+    /// The last seq of this node that is durable: never dropped, unlike `ops`.
+    pub durable_seq: tokio::sync::watch::Sender<u64>,
 }
 
 impl Fanout {
@@ -295,7 +297,13 @@ impl Fanout {
                 _ => None,
             })
             .collect();
-        if !ops.is_empty() {
+        if let Some(last) = ops.last() {
+            let seq = last.dot.seq;
+            tap.durable_seq.send_if_modified(|s| {
+                let newer = seq > *s;
+                *s = (*s).max(seq);
+                newer
+            });
             let _ = tap.ops.try_send(ops);
         }
     }

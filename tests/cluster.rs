@@ -34,7 +34,9 @@ fn central_broker(dir: &Path) -> Mosquitto {
     let port = free_port().unwrap();
     Mosquitto::with_config(
         dir,
-        &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        &format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        ),
         port,
     )
     .unwrap_or_else(|e| panic!("{e:#}"))
@@ -49,7 +51,7 @@ fn shop_broker(dir: &Path, name: &str, central: u16) -> Mosquitto {
     Mosquitto::with_config(
         dir,
         &format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n\
              connection central\naddress 127.0.0.1:{central}\nremote_clientid {name}\n\
              topic kefu/# both 1\n\
              cleansession false\nrestart_timeout 1 2\nnotifications false\n"
@@ -412,6 +414,16 @@ async fn a_box_cut_off_keeps_working_and_catches_up_after_the_partition() {
         )
         .await;
     }
+    // Still cut off: A resolves the conversation, and the customer writes again, on C.
+    let on_a = a.get("/api/v1/conversations").await["conversations"][0]["id"]
+        .as_u64()
+        .unwrap();
+    a.post(&format!("/api/v1/conversations/{on_a}/resolve"), json!({}))
+        .await;
+    let mut ws_c = connect(&c.d().ws("/ws/visitor?visitor_id=regular")).await;
+    assert!(send_for_ack(&mut ws_c, "late", "wait, one more thing")
+        .await
+        .is_some());
     let elapsed = partition.elapsed();
     tokio::time::sleep(Duration::from_secs(60).saturating_sub(elapsed)).await;
     assert!(
@@ -422,11 +434,21 @@ async fn a_box_cut_off_keeps_working_and_catches_up_after_the_partition() {
     brokers.shops[2].start_again().unwrap();
 
     let view = converged(&[a, b, c], Order::AsSets, |v| {
-        v.len() == 1 && v[0].1.len() == 41
+        v.len() == 1 && v[0].1.len() == 42
     })
     .await;
     let texts: std::collections::BTreeSet<_> = view[0].1.iter().map(|(_, t)| t.clone()).collect();
-    assert_eq!(texts.len(), 41, "each once");
+    assert_eq!(texts.len(), 42, "each once");
+    assert!(texts.contains("wait, one more thing"));
+    // The resolve had not seen the customer's last message: open on every box.
+    for s in [a, b, c] {
+        let conversations = s.get("/api/v1/conversations").await;
+        let status = conversations["conversations"][0]["status"].clone();
+        assert!(
+            status == "waiting" || status == "in_progress",
+            "{status} on a box: {conversations}"
+        );
+    }
     for s in [a, b, c] {
         let deadline = Instant::now() + CONVERGE_WITHIN;
         while s.cluster().await["in_sync"] != true {
@@ -560,4 +582,80 @@ async fn forged_and_replayed_batches_are_dropped_and_counted() {
         [("visitor".to_string(), "hello".to_string())],
         "nothing forged or replayed was applied"
     );
+}
+
+#[tokio::test]
+async fn a_box_whose_clock_is_ten_minutes_ahead_is_applied_in_causal_order_and_reported() {
+    let lib = std::path::Path::new("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1");
+    // libfaketime fakes the x86-64 binary's clock; the aarch64 one under qemu-user cannot.
+    if !cfg!(target_arch = "x86_64") || std::env::var_os("KEFUD_BIN").is_some() || !lib.exists() {
+        eprintln!("skipped: needs libfaketime and the host's own binary");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let brokers = Brokers::start(tmp.path(), 3);
+    let a = Shop::start(tmp.path().join("box0"), brokers.shops[0].port).await;
+    let b = Shop::start(tmp.path().join("box1"), brokers.shops[1].port).await;
+    let dir = tmp.path().join("box2");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_config(&dir, &shop_config(brokers.shops[2].port));
+    add_agent(&dir, "owner", "owner-password", true);
+    let ahead = TestDaemon::try_start_with_env(
+        &dir,
+        &shop_config(brokers.shops[2].port),
+        &[
+            ("LD_PRELOAD", lib.to_str().unwrap()),
+            ("FAKETIME", "+600"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    )
+    .unwrap_or_else(|log| panic!("kefud did not start:\n{log}"));
+    let token = login(&ahead, "owner", "owner-password").await;
+    let c = Shop {
+        dir,
+        daemon: Some(ahead),
+        token,
+        broker_port: brokers.shops[2].port,
+    };
+
+    let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=early-bird")).await;
+    assert!(send_for_ack(&mut ws, "e1", "are you open?").await.is_some());
+    converged(&[&a, &b, &c], Order::Same, |v| v.len() == 1).await;
+    let on_c = c.get("/api/v1/conversations").await["conversations"][0]["id"]
+        .as_u64()
+        .unwrap();
+    c.post(
+        &format!("/api/v1/conversations/{on_c}/messages"),
+        json!({"text": "we open at nine"}),
+    )
+    .await;
+    // The customer sees the answer, then writes again: after it, on every box.
+    loop {
+        let frame = next_of_type(&mut ws, "message", 90).await.0;
+        if frame["text"] == "we open at nine" {
+            break;
+        }
+    }
+    assert!(send_for_ack(&mut ws, "e2", "see you then").await.is_some());
+    let view = converged(&[&a, &b, &c], Order::Same, |v| {
+        v.len() == 1 && v[0].1.len() == 3
+    })
+    .await;
+    let texts: Vec<_> = view[0].1.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(texts, ["are you open?", "we open at nine", "see you then"]);
+    for s in [&a, &b] {
+        let deadline = Instant::now() + CONVERGE_WITHIN;
+        loop {
+            let skew = s.cluster().await["largest_skew_ms"].as_i64().unwrap();
+            if (590_000..=610_000).contains(&skew) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "skew not reported: {}",
+                s.cluster().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -36,9 +36,9 @@ use crate::model::Lsn;
 use crate::store::pool::ReadPool;
 
 /// Operations per published envelope (a request's answer is sent in several).
-const BATCH_OPS: usize = 256;
+const BATCH_OPS: usize = 1024;
 /// Operations one request is answered with at most; the asker asks again for the rest.
-const ANSWER_OPS: usize = 4096;
+const ANSWER_OPS: usize = 16_384;
 /// Operations held out of order, waiting for a gap to be filled, across all origins.
 const MAX_BUFFERED: usize = 100_000;
 /// A range asked for is asked again after this long if it has not arrived.
@@ -163,8 +163,11 @@ pub struct Pipeline {
     pub reads: ReadPool,
     /// The store's progress: answers are read from the store, which commits on a cadence.
     pub store: Arc<crate::store::progress::Progress>,
-    /// This node's committed operations (the fan-out's cluster tap).
+    /// This node's committed operations (the fan-out's cluster tap; dropped when the link
+    /// falls behind, then asked for by the others).
     pub own_ops: mpsc::Receiver<Vec<Operation>>,
+    /// The last of this node's seqs that is durable (never dropped).
+    pub own_durable_seq: watch::Receiver<u64>,
 }
 
 struct Peer {
@@ -212,7 +215,11 @@ pub fn spawn(
         QoS::AtLeastOnce,
         true,
     ));
-    let (client, events) = AsyncClient::new(options, 256);
+    let (client, mut events) = AsyncClient::new(options, 256);
+    // Small batches, each waited for by another box: no Nagle delay.
+    let mut network = events.network_options();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
     let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
     let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
@@ -439,14 +446,13 @@ impl Link {
         }
         self.stats.applied.fetch_add(count, Ordering::Relaxed);
         self.durable.merge(self.inbox.applied());
+        // Shown at once (the rest of the view follows at the next tick).
+        self.stats.lock().applied = self.durable.clone();
         self.ask_for_missing();
     }
 
     /// Publishes this node's committed operations (they are durable: the tap is post-commit).
     async fn publish_own(&mut self, ops: Vec<Operation>) {
-        if let Some(last) = ops.last() {
-            self.durable.advance(self.node, last.dot.seq);
-        }
         self.publish_ops(self.node, ops).await;
     }
 
@@ -484,7 +490,9 @@ impl Link {
         let now = Instant::now();
         for (origin, (first, last)) in wanted {
             if let Some((asked_last, at)) = self.asked.get(&origin) {
-                if *asked_last >= last && now.duration_since(*at) < ASK_AGAIN {
+                // An answer is on its way: wait for it (or for it to be overdue) before
+                // asking for the next range, so a long catch-up is not asked for twice.
+                if first <= *asked_last && now.duration_since(*at) < ASK_AGAIN {
                     continue;
                 }
             }
@@ -581,6 +589,8 @@ impl Link {
 
     /// Publishes the vector (retained), asks for what is missing, refreshes the view.
     async fn tick(&mut self) {
+        let own = *self.pipeline.own_durable_seq.borrow();
+        self.durable.advance(self.node, own);
         let hlc = Timestamp::new(crate::clock::now_ms().max(0) as u64, 0);
         let envelope = self.signer.seal(
             self.node,

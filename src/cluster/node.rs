@@ -2,8 +2,9 @@
 //! `data_dir/node-id` (16 hex digits), so it survives restarts and upgrades. Every operation
 //! this box originates carries it (the origin of its dots).
 //!
-//! Invariant: once written, the file never changes; a box restored from another's backup must
-//! get a new one (`kefud restore` removes the file) or the two would claim the same dots.
+//! Invariant: once written, the file never changes. A backup does not carry it (`backup`
+//! copies the store and the journal only), so a box restored from another's backup makes a
+//! new one at its first start and never claims the dots of the box it was copied from.
 
 use std::io::Write;
 use std::path::Path;

@@ -26,6 +26,9 @@
 //!   leaving; an agent logging in and replying; wrong logins; SIGTERM and restart of kefud on
 //!   the same data directory every few minutes), RSS, descriptors and threads sampled into a
 //!   CSV, and at the end, after a last restart, every acknowledged message checked stored.
+//! - `cluster`: three kefud boxes in cluster mode, each with its own mosquitto bridged to a
+//!   central one: origin ack to applied on both other boxes, steady and in a burst, and the
+//!   catch-up rate after a partition, each against the brokers alone.
 //! - `handoff`: what one hand-off between two sleeping threads costs on this machine (CPU and
 //!   wall time), with the channel kefud's pipeline threads use: the unit of its per-message
 //!   cost at low rates, where each message wakes each thread in turn.
@@ -54,6 +57,7 @@ use kefud_testkit::{proc, Daemon, Launch, Mosquitto};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
+mod cluster;
 mod handoff;
 mod memory;
 mod mqtt;
@@ -63,6 +67,7 @@ mod soak;
 mod storm;
 mod throughput;
 
+use cluster::*;
 use memory::*;
 use mqtt::*;
 use shared::*;
@@ -146,6 +151,21 @@ enum Mode {
         /// Each measurement is abandoned after this long.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
+    },
+    /// Cluster sync: three boxes, each mosquitto bridged to a central one; origin ack to
+    /// applied on both other boxes at a steady rate and in a burst, and the catch-up rate
+    /// after a partition, each against the brokers alone in the same run.
+    Cluster {
+        #[arg(long, default_value_t = 50)]
+        steady_rate: u64,
+        #[arg(long, default_value_t = 10)]
+        steady_secs: u64,
+        #[arg(long, default_value_t = 500)]
+        burst_rate: u64,
+        #[arg(long, default_value_t = 4)]
+        burst_secs: u64,
+        #[arg(long, default_value_t = 20_000)]
+        catch_up_ops: usize,
     },
     /// One message from each of N fresh visitor ids: memory as they come, start time with
     /// all of them waiting.
@@ -292,6 +312,24 @@ async fn run(cli: Cli) -> Result<()> {
                 cli.spawn.as_deref().context("coldstart needs --spawn")?,
                 messages,
                 runs,
+            )
+            .await
+        }
+        Mode::Cluster {
+            steady_rate,
+            steady_secs,
+            burst_rate,
+            burst_secs,
+            catch_up_ops,
+        } => {
+            let bin = cli.spawn.as_deref().context("cluster needs --spawn")?;
+            cluster_sync(
+                bin,
+                steady_rate,
+                steady_secs,
+                burst_rate,
+                burst_secs,
+                catch_up_ops,
             )
             .await
         }

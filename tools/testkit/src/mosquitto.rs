@@ -139,7 +139,7 @@ impl Mosquitto {
     }
 
     /// What it has logged (`DIR/mosquitto.log`).
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
 
