@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::wechat_crypto::AesKey;
 
-mod cluster;
+pub mod cluster;
 mod validate;
 
 pub use cluster::Cluster;

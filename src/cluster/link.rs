@@ -17,18 +17,20 @@
 //! until it arrives. Invariant: the vector this box publishes covers only operations its
 //! journal holds durably, so no box ever waits on this one for something it cannot serve.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::catchup::{Asked, PeerState, ANSWER_OPS};
 use super::hlc::Timestamp;
 use super::node;
+use super::stats::{ClusterStats, PeerView};
+use super::topics::{Topic, Topics};
 use super::vector::{Dot, Inbox, NodeId, Offer, VersionVector};
 use super::wire::{Message, OpenError, Operation, Signer};
 use crate::dispatch::Command;
@@ -37,124 +39,12 @@ use crate::store::pool::ReadPool;
 
 /// Operations per published envelope (a request's answer is sent in several).
 const BATCH_OPS: usize = 1024;
-/// Operations one request is answered with at most; the asker asks again for the rest.
-const ANSWER_OPS: usize = 16_384;
 /// Operations held out of order, waiting for a gap to be filled, across all origins.
-const MAX_BUFFERED: usize = 100_000;
-/// A range asked for is asked again after this long if it has not arrived.
-const ASK_AGAIN: Duration = Duration::from_secs(2);
+const MAX_BUFFERED: usize = 20_000;
 /// How often the vector is published and gaps are looked for.
 const TICK: Duration = Duration::from_secs(1);
 /// Publishes waiting for the event loop; beyond, arrivals are dropped (and asked for again).
 const INCOMING_QUEUE: usize = 1024;
-
-/// Counters and the latest view of the cluster, for `/api/v1/cluster` and `/metrics`.
-#[derive(Default)]
-pub struct ClusterStats {
-    pub forged: AtomicU64,
-    pub malformed: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub applied: AtomicU64,
-    pub published: AtomicU64,
-    pub requests_sent: AtomicU64,
-    pub requests_served: AtomicU64,
-    pub dropped: AtomicU64,
-    view: Mutex<View>,
-}
-
-/// What `/api/v1/cluster` shows.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct View {
-    pub node: String,
-    pub cluster: String,
-    pub connected: bool,
-    /// This box has applied everything every peer it has heard from has applied.
-    pub in_sync: bool,
-    /// Operations held out of order, waiting for a gap to be filled.
-    pub waiting: usize,
-    /// How far this box has applied each origin (16-hex-digit node ids).
-    pub applied: VersionVector,
-    pub peers: Vec<PeerView>,
-    /// The largest clock difference seen to a peer, in ms (positive: the peer is ahead).
-    pub largest_skew_ms: i64,
-    pub counters: BTreeMap<&'static str, u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerView {
-    pub node: String,
-    pub online: bool,
-    pub last_seen_ms: i64,
-    /// Per origin, how many operations this peer has applied that this box has not.
-    pub behind_peer: BTreeMap<String, u64>,
-    pub skew_ms: i64,
-}
-
-impl ClusterStats {
-    pub fn view(&self) -> View {
-        let mut view = self.lock().clone();
-        for (name, counter) in [
-            ("forged", &self.forged),
-            ("malformed", &self.malformed),
-            ("duplicates", &self.duplicates),
-            ("applied", &self.applied),
-            ("published", &self.published),
-            ("requests_sent", &self.requests_sent),
-            ("requests_served", &self.requests_served),
-            ("dropped", &self.dropped),
-        ] {
-            view.counters.insert(name, counter.load(Ordering::Relaxed));
-        }
-        view
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, View> {
-        self.view
-            .lock()
-            .expect("invariant: the view's lock is never poisoned")
-    }
-}
-
-/// The topic names of one cluster.
-#[derive(Clone)]
-struct Topics {
-    prefix: String,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Topic {
-    Ops(NodeId),
-    Vector(NodeId),
-    Request(NodeId),
-    Presence(NodeId),
-}
-
-impl Topics {
-    fn new(cluster: &str) -> Topics {
-        Topics {
-            prefix: format!("kefu/v1/{cluster}"),
-        }
-    }
-
-    fn of(&self, kind: &str, node: NodeId) -> String {
-        format!("{}/{kind}/{}", self.prefix, node::display(node))
-    }
-
-    fn parse(&self, topic: &str) -> Option<Topic> {
-        let rest = topic.strip_prefix(&self.prefix)?.strip_prefix('/')?;
-        let (kind, node) = rest.split_once('/')?;
-        let node = u64::from_str_radix(node, 16)
-            .ok()
-            .filter(|_| node.len() == 16)?;
-        match kind {
-            "ops" => Some(Topic::Ops(node)),
-            "vv" => Some(Topic::Vector(node)),
-            "req" => Some(Topic::Request(node)),
-            "presence" => Some(Topic::Presence(node)),
-            _ => None,
-        }
-    }
-}
 
 /// What the link needs of the rest of the daemon.
 pub struct Pipeline {
@@ -189,8 +79,8 @@ struct Link {
     /// What this box's journal holds durably, every origin (its own included).
     durable: VersionVector,
     peers: HashMap<NodeId, Peer>,
-    /// Per origin, the last seq asked for and when.
-    asked: HashMap<NodeId, (u64, Instant)>,
+    /// The requests in flight.
+    asked: Asked,
     connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -247,7 +137,7 @@ pub fn spawn(
         inbox: Inbox::new(applied.clone(), MAX_BUFFERED),
         durable: applied,
         peers: HashMap::new(),
-        asked: HashMap::new(),
+        asked: Asked::default(),
         connected,
     };
     tasks.spawn(link.run(incoming_rx, stop));
@@ -469,51 +359,38 @@ impl Link {
         .await;
     }
 
-    /// Asks for every range this box lacks: gaps in the inbox, and what peers have applied
-    /// beyond this box. A range is asked of a peer that holds it, and not again before
-    /// [`ASK_AGAIN`] unless more is missing.
+    /// Asks for every range this box lacks (`catchup.rs` decides what and whom).
     fn ask_for_missing(&mut self) {
-        let mut wanted: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
-        for (origin, first, last) in self.inbox.gaps() {
-            wanted.insert(origin, (first, last));
-        }
-        let mine = self.inbox.applied().clone();
-        for peer in self.peers.values() {
-            for (origin, first, last) in mine.missing_from(&peer.vector) {
-                if origin == self.node {
-                    continue;
-                }
-                let w = wanted.entry(origin).or_insert((first, last));
-                w.1 = w.1.max(last);
-            }
-        }
-        let now = Instant::now();
-        for (origin, (first, last)) in wanted {
-            if let Some((asked_last, at)) = self.asked.get(&origin) {
-                // An answer is on its way: wait for it (or for it to be overdue) before
-                // asking for the next range, so a long catch-up is not asked for twice.
-                if first <= *asked_last && now.duration_since(*at) < ASK_AGAIN {
-                    continue;
-                }
-            }
-            let Some(target) = self.holder(origin, last) else {
-                continue;
-            };
-            let last = last.min(first + ANSWER_OPS as u64 - 1);
-            self.asked.insert(origin, (last, now));
+        let peers: Vec<PeerState<'_>> = self
+            .peers
+            .iter()
+            .map(|(node, p)| PeerState {
+                node: *node,
+                vector: &p.vector,
+                online: p.online,
+            })
+            .collect();
+        let asks = self.asked.plan(
+            self.node,
+            self.inbox.applied(),
+            &self.inbox.gaps(),
+            &peers,
+            Instant::now(),
+        );
+        for ask in asks {
             let envelope = self.signer.seal(
                 self.node,
                 &Message::Request {
-                    target,
-                    origin,
-                    first,
-                    last,
+                    target: ask.target,
+                    origin: ask.origin,
+                    first: ask.first,
+                    last: ask.last,
                 },
             );
             if self
                 .client
                 .try_publish(
-                    self.topics.of("req", target),
+                    self.topics.of("req", ask.target),
                     QoS::AtLeastOnce,
                     false,
                     envelope,
@@ -525,29 +402,12 @@ impl Link {
         }
     }
 
-    /// A peer that holds `origin` up to `last`: the origin itself if it does, else the one
-    /// that holds the most of it.
-    fn holder(&self, origin: NodeId, last: u64) -> Option<NodeId> {
-        if self
-            .peers
-            .get(&origin)
-            .is_some_and(|p| p.vector.get(origin) >= last)
-        {
-            return Some(origin);
-        }
-        self.peers
-            .iter()
-            .filter(|(_, p)| p.vector.get(origin) > self.inbox.applied().get(origin))
-            .max_by_key(|(n, p)| (p.vector.get(origin), p.online, **n))
-            .map(|(n, _)| *n)
-    }
-
     /// Answers a request from the store, on the origin's topic, off this task.
     fn answer(&self, origin: NodeId, first: u64, last: u64) {
         if first == 0 || last < first {
             return;
         }
-        let last = last.min(first + ANSWER_OPS as u64 - 1);
+        let last = last.min(first + ANSWER_OPS - 1);
         let reads = self.pipeline.reads.clone();
         let store = Arc::clone(&self.pipeline.store);
         let durable = *self.pipeline.durable.borrow();
@@ -561,7 +421,13 @@ impl Link {
             store.reach(durable, Duration::from_secs(5)).await;
             let rows = reads
                 .run(move |conn| {
-                    crate::store::queries::cluster_ops_range(conn, origin, first, last, ANSWER_OPS)
+                    crate::store::queries::cluster_ops_range(
+                        conn,
+                        origin,
+                        first,
+                        last,
+                        ANSWER_OPS as usize,
+                    )
                 })
                 .await;
             let rows = match rows {
@@ -666,28 +532,5 @@ async fn publish_batches(
         }
         stats.published.fetch_add(count, Ordering::Relaxed);
         ops = rest;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topics_name_and_parse_the_same_nodes() {
-        let t = Topics::new("tea");
-        let node = 0x0123_4567_89ab_cdef;
-        assert_eq!(t.of("ops", node), "kefu/v1/tea/ops/0123456789abcdef");
-        assert_eq!(t.parse(&t.of("ops", node)), Some(Topic::Ops(node)));
-        assert_eq!(t.parse(&t.of("vv", node)), Some(Topic::Vector(node)));
-        assert_eq!(t.parse(&t.of("req", node)), Some(Topic::Request(node)));
-        assert_eq!(
-            t.parse(&t.of("presence", node)),
-            Some(Topic::Presence(node))
-        );
-        assert_eq!(t.parse("kefu/v1/coffee/ops/0123456789abcdef"), None);
-        assert_eq!(t.parse("kefu/v1/tea/ops/123"), None);
-        assert_eq!(t.parse("kefu/v1/tea/other/0123456789abcdef"), None);
-        assert_eq!(t.parse("kefu/in/web/x"), None);
     }
 }

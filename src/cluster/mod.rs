@@ -8,11 +8,16 @@
 //!
 //! Files: `node.rs` (this box's identity), `hlc.rs` (the clock), `vector.rs` (dots, vectors,
 //! in-order delivery), `wire.rs` (the operations' global form and the signed envelopes),
-//! `link.rs` (the MQTT connection and the task that converges).
+//! `catchup.rs` (what to ask for and whom, pure), `topics.rs`, `stats.rs` (the link's figures
+//! and view), `link.rs` (the MQTT connection and the task
+//! that converges).
 
+pub mod catchup;
 pub mod hlc;
 pub mod link;
 pub mod node;
+pub mod stats;
+mod topics;
 pub mod vector;
 pub mod wire;
 
@@ -61,7 +66,7 @@ pub async fn start(
     pipeline: link::Pipeline,
     stop: tokio_util::sync::CancellationToken,
     tasks: &tokio_util::task::TaskTracker,
-) -> Result<Arc<link::ClusterStats>, String> {
+) -> Result<Arc<stats::ClusterStats>, String> {
     let stored = pipeline
         .reads
         .run(crate::store::queries::cluster_startup)
@@ -72,7 +77,13 @@ pub async fn start(
         applied.advance(origin, seq);
     }
     let options = mqtt_options(cfg, node).map_err(|e| e.to_string())?;
-    let stats = Arc::new(link::ClusterStats::default());
+    if cfg.cluster.weak_secret() {
+        tracing::warn!(
+            advised = crate::config::cluster::ADVISED_SECRET_CHARS,
+            "cluster.secret is short: anyone who guesses it can write into every box's inbox"
+        );
+    }
+    let stats = Arc::new(stats::ClusterStats::default());
     link::spawn(
         node,
         &cfg.cluster.name,

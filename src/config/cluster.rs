@@ -6,8 +6,8 @@ use serde::Deserialize;
 use super::{ConfigError, Secret};
 use crate::model::bounded_id;
 
-/// Shortest cluster secret taken: it signs every operation boxes exchange.
-pub const MIN_SECRET_CHARS: usize = 16;
+/// Shortest cluster secret taken without a warning: it signs every operation boxes exchange.
+pub const ADVISED_SECRET_CHARS: usize = 16;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -17,8 +17,9 @@ pub struct Cluster {
     /// The cluster's name: its topics are `kefu/v1/{name}/...`; boxes share conversations
     /// only with boxes of the same name and secret.
     pub name: String,
-    /// The shared key every box of the cluster signs its operations with (at least 16
-    /// characters); an operation signed with another key is dropped and counted.
+    /// The shared key every box of the cluster signs its operations with (16 characters or
+    /// more advised; shorter ones are taken with a warning); an operation signed with another
+    /// key is dropped and counted.
     pub secret: Secret<String>,
     /// A box whose clock is further ahead than this does not move this box's clock: its
     /// operations are still applied, and the skew is reported (`/api/v1/cluster`).
@@ -37,6 +38,11 @@ impl Default for Cluster {
 }
 
 impl Cluster {
+    /// Whether the secret is shorter than advised (the daemon says so at start).
+    pub fn weak_secret(&self) -> bool {
+        self.secret.expose().chars().count() < ADVISED_SECRET_CHARS
+    }
+
     /// Problems with the section, each naming its key; none while it is off.
     pub(super) fn problems(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
@@ -49,10 +55,10 @@ impl Cluster {
                 message: "must be 1-32 letters, digits, '-', '_' or '.'".into(),
             });
         }
-        if self.secret.expose().chars().count() < MIN_SECRET_CHARS {
+        if self.secret.expose().is_empty() {
             errors.push(ConfigError {
                 key: "cluster.secret",
-                message: format!("must be at least {MIN_SECRET_CHARS} characters"),
+                message: "must be set: every box of the cluster signs with it".into(),
             });
         }
         if !(10..=3_600_000).contains(&self.max_clock_ahead_ms) {

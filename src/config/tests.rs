@@ -90,7 +90,7 @@ fn cluster_keys_are_checked_only_when_the_cluster_is_on() {
     let off = Config::parse("[cluster]\nname = \"a/b\"\nsecret = \"short\"\n").unwrap();
     assert!(off.validate().is_empty(), "{:?}", off.validate());
     let bad = Config::parse(
-        "[cluster]\nenabled = true\nname = \"tea/#\"\nsecret = \"short\"\nmax_clock_ahead_ms = 0\n",
+        "[cluster]\nenabled = true\nname = \"tea/#\"\nsecret = \"\"\nmax_clock_ahead_ms = 0\n",
     )
     .unwrap();
     let keys: Vec<_> = bad.validate().into_iter().map(|e| e.key).collect();
@@ -107,6 +107,14 @@ fn cluster_keys_are_checked_only_when_the_cluster_is_on() {
     )
     .unwrap();
     assert!(good.validate().is_empty(), "{:?}", good.validate());
+    assert!(!good.cluster.weak_secret());
+    let short =
+        Config::parse("[cluster]\nenabled = true\nname = \"t\"\nsecret = \"s3cret\"\n").unwrap();
+    assert!(
+        short.validate().is_empty(),
+        "taken, with a warning at start"
+    );
+    assert!(short.cluster.weak_secret());
 }
 
 #[test]

@@ -103,7 +103,7 @@ pub struct Shared {
     /// This box's node id (`cluster::node`).
     pub node: u64,
     /// The cluster link's view and counters, in cluster mode.
-    pub cluster: Option<Arc<crate::cluster::link::ClusterStats>>,
+    pub cluster: Option<Arc<crate::cluster::stats::ClusterStats>>,
 }
 
 impl AppState {
