@@ -198,7 +198,7 @@ function markIfSeen() {
 function renderHead(view) {
   const c = state.convs.get(view.id);
   if (!c) return;
-  const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id].join('|');
+  const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id, c.home].join('|');
   if (key === view.headKey) return;
   view.headKey = key;
   const mine = c.assignee === state.me.id;
@@ -217,6 +217,7 @@ function renderHead(view) {
       channelBadge(c.channel),
       h('h2', { text: contactName(c) }),
       h('span', { class: `status s-${c.status}`, text: t(`status.${c.status}`) }),
+      c.home ? h('span', { class: 'home-box chip', title: t('thread.home_help'), text: t('thread.home', { node: c.home.slice(0, 8) }) }) : null,
       c.assignee != null ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null),
     h('div', { class: 'actions' },
       isOpen(c) && !mine ? button(t('thread.take'), () => act(view, 'assign'), 'primary') : null,

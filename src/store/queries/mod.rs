@@ -77,6 +77,9 @@ pub struct ConversationRow {
     pub last_message_id: Option<MessageId>,
     pub message_count: i64,
     pub last_message: Option<String>,
+    /// Cluster mode: the node id of the box where the customer wrote, when that is another
+    /// box (this conversation is its copy); `None` for this box's own.
+    pub home: Option<String>,
 }
 
 const CONVERSATION_SELECT: &str = "
@@ -86,7 +89,9 @@ const CONVERSATION_SELECT: &str = "
            COALESCE((SELECT via_external_id FROM messages m WHERE m.conversation_id = c.id AND m.sender = 'visitor' ORDER BY m.id DESC LIMIT 1),
                     (SELECT external_id FROM identities i WHERE i.contact_id = c.contact_id ORDER BY created_at LIMIT 1)),
            c.status, c.assignee, c.created_at, c.last_activity_at, c.last_message_id, c.message_count,
-           (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id)
+           (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id),
+           (SELECT printf('%016x', h.home_node) FROM conversation_homes h
+            WHERE h.conversation_id = c.id AND h.joined = 1 LIMIT 1)
     FROM conversations c";
 
 fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -102,6 +107,7 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         last_message_id: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
         message_count: r.get(9)?,
         last_message: r.get(10)?,
+        home: r.get(11)?,
     })
 }
 

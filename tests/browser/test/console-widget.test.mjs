@@ -569,6 +569,12 @@ scenario('admin: the channel connections page', async () => {
   await agent.getByRole('link', { name: 'Admin' }).click();
   await agent.getByRole('link', { name: 'Shop & channels' }).click();
   await agent.getByRole('heading', { name: 'Channel connections' }).waitFor();
+  // This box's node id (the one /healthz reports); cluster mode is off here.
+  const { node } = (await kefud.api('/cluster', { token })).body.view;
+  const health = await (await fetch(`${kefud.base}/healthz`)).json();
+  assert.equal(health.node, node);
+  await agent.locator('.cluster .node-id', { hasText: node }).waitFor();
+  await agent.getByText('Cluster mode is off').waitFor();
   const channels = (await kefud.api('/channels', { token })).body.channels;
   if (channels.length === 0) {
     await agent.locator('.adapters-empty', { hasText: 'MQTT, webhooks and WeChat are set up in kefud.toml' }).waitFor();
