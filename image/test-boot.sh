@@ -251,11 +251,20 @@ check "A: the refusal is explained in kefu-firstboot.log on the boot partition" 
 
 # --- B: a shop's card, power cuts ----------------------------------------------------------
 DISK_B=$(new_disk b)
+# Cluster mode too: the central broker is a TEST-NET address nobody answers on (the bridge
+# keeps retrying; kefud's cluster link talks to the local broker).
+CLUSTER_SECRET="cs-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\r\n' '# kefu-setup.txt for the image test' \
   'hostname=shop-042' 'timezone=Europe/Berlin' 'wifi_country=de' 'wifi_ssid=Shop WiFi' \
-  "wifi_psk=$WIFI_PSK" "ssh_authorized_key=$TEST_SSH_KEY" > "$DISKS/kefu-setup.txt"
+  "wifi_psk=$WIFI_PSK" "ssh_authorized_key=$TEST_SSH_KEY" \
+  'cluster_broker=192.0.2.10:1883' 'cluster_name=tea-shops' "cluster_secret=$CLUSTER_SECRET" \
+  > "$DISKS/kefu-setup.txt"
 # A valid kefud.toml that differs from the packaged one (every key is optional).
 printf '# kefud.toml for the image test\n[log]\nlevel = "info"\n' > "$DISKS/good-kefud.toml"
+# What kefu-firstboot installs: that file with the cluster switched on.
+{ cat "$DISKS/good-kefud.toml"
+  printf '\n[cluster]\nenabled = true\nname = "tea-shops"\nsecret = "%s"\n' "$CLUSTER_SECRET"
+} > "$DISKS/good-kefud-clustered.toml"
 fat_put "$DISK_B" "$DISKS/kefu-setup.txt" kefu-setup.txt
 fat_put "$DISK_B" "$DISKS/good-kefud.toml" kefud.toml
 
@@ -283,7 +292,11 @@ if [ -n "$REPORT" ]; then
   check "B2: TCP listeners on the LAN: kefud and SSH only ($(lan_listeners))" \
     test "$(lan_listeners)" = "0.0.0.0:22,0.0.0.0:8080,[::]:22"
   check "B2: SSH host keys made on the device ($(field hostkeys))" test "$(field hostkeys)" -ge 1
-  check "B2: kefud.toml from the boot partition installed" test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud.toml")"
+  check "B2: kefud.toml from the boot partition installed, cluster mode on" \
+    test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud-clustered.toml")"
+  expect B2 bridge 192.0.2.10:1883
+  check "B2: kefud's cluster link connected to the local broker ($(field kefud_cluster))" \
+    test "$(field kefud_cluster)" -ge 1
   MACHINE_ID_B=$(field machine_id)
   check "B2: machine-id differs from A's (not baked in)" test "$MACHINE_ID_B" != "${MACHINE_ID_A:-}"
   banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT; head -c 8 <&3" 2>/dev/null || true)
@@ -298,11 +311,11 @@ if [ -n "$REPORT" ]; then
 fi
 power_cut
 setup_left=$(fat_file "$DISK_B" kefu-setup.txt)
-check "B: no wifi_psk or ssh_authorized_key line left in kefu-setup.txt on the boot partition" \
-  test -z "$(grep -iE '^[[:space:]]*(wifi_psk|ssh_authorized_key)[[:space:]]*=' <<<"$setup_left")"
+check "B: no wifi_psk, ssh_authorized_key or cluster_secret line left in kefu-setup.txt on the boot partition" \
+  test -z "$(grep -iE '^[[:space:]]*(wifi_psk|ssh_authorized_key|cluster_secret)[[:space:]]*=' <<<"$setup_left")"
 leaks=$(dd if="$DISK_B" bs=1M skip=$((FAT / 1048576)) count=$((FAT_SIZE / 1048576)) status=none \
-  | grep -a -c -F -e "$WIFI_PSK" -e "${TEST_SSH_KEY#ssh-ed25519 }" || true)
-check "B: the Wi-Fi passphrase and the SSH key are nowhere in the boot partition's bytes" test "$leaks" = 0
+  | grep -a -c -F -e "$WIFI_PSK" -e "${TEST_SSH_KEY#ssh-ed25519 }" -e "$CLUSTER_SECRET" || true)
+check "B: the Wi-Fi passphrase, the SSH key and the cluster secret are nowhere in the boot partition's bytes" test "$leaks" = 0
 check "B: other settings kept in kefu-setup.txt" grep -q '^hostname=shop-042$' <<<"$setup_left"
 check "B: kefu-firstboot.log on the boot partition names the hostname" \
   grep -q 'hostname: shop-042' <<<"$(fat_file "$DISK_B" kefu-firstboot.log)"
@@ -318,7 +331,8 @@ if [ -n "$REPORT" ]; then
   expect B3 wifi configured
   expect B3 ssh enabled/active
   expect B3 authorized_keys 1
-  check "B3: kefud.toml from the boot partition still installed" test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud.toml")"
+  check "B3: kefud.toml from the boot partition still installed" \
+    test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud-clustered.toml")"
   expect B3 machine_id "${MACHINE_ID_B:-}"
   healthz B3
   if [ -n "${ACKED:-}" ]; then
