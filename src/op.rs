@@ -255,6 +255,10 @@ pub struct Entry {
     /// dispatcher's routing knowledge at append time, carried along so that fan-out needs no
     /// lookup of its own.
     pub audience: Option<std::sync::Arc<[Identity]>>,
+    /// The next entry belongs with this one (cluster mode: a record and the stamp that
+    /// follows it): the journal writer never ends a batch between them, so a kill -9 keeps
+    /// both or neither. Not journaled.
+    pub glue: bool,
 }
 
 impl Entry {

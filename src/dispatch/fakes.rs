@@ -32,7 +32,22 @@ impl Journal for RecordedJournal {
             return Err(DispatchError::Unavailable);
         }
         let lsn = self.last() + 1;
-        self.entries.push(Entry { lsn, op, audience });
+        self.entries.push(Entry {
+            lsn,
+            op,
+            audience,
+            glue: false,
+        });
+        Ok(lsn)
+    }
+
+    fn append_glued(
+        &mut self,
+        op: Op,
+        audience: Option<Arc<[Identity]>>,
+    ) -> Result<Lsn, DispatchError> {
+        let lsn = self.append(op, audience)?;
+        self.entries.last_mut().expect("just appended").glue = true;
         Ok(lsn)
     }
 

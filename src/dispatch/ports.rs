@@ -33,6 +33,17 @@ pub(crate) trait Journal {
     /// [`DispatchError::Unavailable`] once the journal has stopped.
     fn append(&mut self, op: Op, audience: Option<Arc<[Identity]>>) -> Result<Lsn, DispatchError>;
 
+    /// As [`Journal::append`], for a record the next one belongs with: the two are made
+    /// durable together or not at all.
+    ///
+    /// # Errors
+    /// As [`Journal::append`].
+    fn append_glued(
+        &mut self,
+        op: Op,
+        audience: Option<Arc<[Identity]>>,
+    ) -> Result<Lsn, DispatchError>;
+
     /// The LSN of the last record appended (the journal's last record, before any).
     fn last(&self) -> Lsn;
 }
@@ -104,14 +115,38 @@ impl JournalSink {
     }
 }
 
-impl Journal for JournalSink {
-    fn append(&mut self, op: Op, audience: Option<Arc<[Identity]>>) -> Result<Lsn, DispatchError> {
+impl JournalSink {
+    fn send(
+        &mut self,
+        op: Op,
+        audience: Option<Arc<[Identity]>>,
+        glue: bool,
+    ) -> Result<Lsn, DispatchError> {
         let lsn = self.next_lsn;
         self.tx
-            .blocking_send(Entry { lsn, op, audience })
+            .blocking_send(Entry {
+                lsn,
+                op,
+                audience,
+                glue,
+            })
             .map_err(|_| DispatchError::Unavailable)?;
         self.next_lsn += 1;
         Ok(lsn)
+    }
+}
+
+impl Journal for JournalSink {
+    fn append(&mut self, op: Op, audience: Option<Arc<[Identity]>>) -> Result<Lsn, DispatchError> {
+        self.send(op, audience, false)
+    }
+
+    fn append_glued(
+        &mut self,
+        op: Op,
+        audience: Option<Arc<[Identity]>>,
+    ) -> Result<Lsn, DispatchError> {
+        self.send(op, audience, true)
     }
 
     fn last(&self) -> Lsn {

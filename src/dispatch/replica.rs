@@ -86,6 +86,12 @@ impl Replica {
         }
     }
 
+    /// Whether another box's operation is being applied (its records are glued to the
+    /// Replicated record that closes them).
+    pub(super) fn applying_remote(&self) -> bool {
+        self.applying_remote
+    }
+
     fn key_of(&self, conversation: ConversationId) -> ConvKey {
         self.keys.get(&conversation).copied().unwrap_or(ConvKey {
             home: self.node,

@@ -221,7 +221,14 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<Lsn, DispatchError> {
         let body = self.cluster_body(&op)?;
         let at_ms = op_time(&op);
-        let lsn = self.journal.append(op, audience)?;
+        // A record its stamp follows, or one made by another box's operation (whose own
+        // Replicated record closes the group): durable together with what follows.
+        let glued = body.is_some() || self.replica.as_ref().is_some_and(|r| r.applying_remote());
+        let lsn = if glued {
+            self.journal.append_glued(op, audience)?
+        } else {
+            self.journal.append(op, audience)?
+        };
         if let Some(body) = body {
             self.stamp(body, lsn, at_ms)?;
         }

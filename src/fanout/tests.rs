@@ -30,6 +30,7 @@ fn entry(lsn: Lsn, to: &str) -> Entry {
             via: None,
         }),
         audience: Some(Arc::from(vec![identity(to)])),
+        glue: false,
     }
 }
 

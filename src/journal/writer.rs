@@ -224,6 +224,13 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            // Never between a record and the one it is glued to (sent right after it).
+            while batch.last().is_some_and(|e| e.glue) {
+                match rx.blocking_recv() {
+                    Some(e) => batch.push(e),
+                    None => break,
+                }
+            }
             if let Err(e) = self.commit(&batch) {
                 let cause = diagnose(&e);
                 tracing::error!(error = %e, cause, "journal: write or fsync failed; acknowledging nothing more, latching closed, daemon will exit");

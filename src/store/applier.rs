@@ -344,6 +344,7 @@ mod tests {
                     })
                 },
                 audience: None,
+                glue: false,
             })
             .collect()
     }

@@ -338,3 +338,25 @@ fn any_interleaving_of_writes_resolves_and_gossip_converges_on_the_same_messages
         }
     }
 }
+
+#[test]
+fn a_record_and_its_stamp_are_glued_so_the_journal_keeps_both_or_neither() {
+    let (mut a, mut b) = (box_of(A), box_of(B));
+    write(&mut a, "c1", "hi", T0);
+    let entries = &a.journal.entries;
+    for pair in entries.windows(2) {
+        if matches!(pair[1].op, Op::Replicated(_)) {
+            assert!(pair[0].glue, "the stamped record is glued to its stamp");
+        }
+    }
+    assert!(entries
+        .iter()
+        .filter(|e| matches!(e.op, Op::Replicated(_)))
+        .all(|e| !e.glue));
+    // On B, every record the remote operation made is glued up to its Replicated record.
+    sync(&a, &mut b, T0);
+    let entries = &b.journal.entries;
+    let (last, made) = entries.split_last().expect("B journaled the operation");
+    assert!(matches!(last.op, Op::Replicated(_)) && !last.glue);
+    assert!(!made.is_empty() && made.iter().all(|e| e.glue));
+}
