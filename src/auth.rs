@@ -230,15 +230,50 @@ pub fn set_password(conn: &Connection, username: &str, password: &str) -> Result
     let agent =
         agent_by_name(conn, username)?.ok_or_else(|| AuthError::NoSuchAgent(username.into()))?;
     let hash = hash_password(password)?;
+    // An imported agent was disabled only for want of a password: its first one enables it.
     conn.execute(
-        "UPDATE agents SET password_hash = ?2 WHERE id = ?1",
-        params![agent.id as i64, hash],
+        "UPDATE agents SET disabled = CASE WHEN password_hash = ?3 THEN 0 ELSE disabled END,
+         password_hash = ?2 WHERE id = ?1",
+        params![agent.id as i64, hash, NO_PASSWORD],
     )?;
     conn.execute(
         "DELETE FROM tokens WHERE agent_id = ?1",
         params![agent.id as i64],
     )?;
     Ok(())
+}
+
+/// The password hash of an agent brought in by an import: no password matches it.
+const NO_PASSWORD: &str = "!imported";
+
+/// An agent another system had (`kefud import`): created disabled and without a password
+/// (the other system's hashes are not kept), enabled by the first password set for it. One
+/// that exists already is left as it is. Returns its id and whether it was created.
+///
+/// # Errors
+/// [`AuthError::BadUsername`] for a name kefud does not accept, or a store failure.
+pub fn import_agent(
+    conn: &Connection,
+    username: &str,
+    display_name: &str,
+    created_at: i64,
+) -> Result<(AgentId, bool), AuthError> {
+    if !valid_username(username) {
+        return Err(AuthError::BadUsername);
+    }
+    let display = if display_name.trim().is_empty() {
+        username
+    } else {
+        display_name.trim()
+    };
+    let inserted = conn.execute(
+        "INSERT OR IGNORE INTO agents (username, display_name, password_hash, disabled, created_at)
+         VALUES (?1, ?2, ?3, 1, ?4)",
+        params![username, display, NO_PASSWORD, created_at],
+    )?;
+    let agent =
+        agent_by_name(conn, username)?.ok_or_else(|| AuthError::NoSuchAgent(username.into()))?;
+    Ok((agent.id, inserted == 1))
 }
 
 /// Checks a password and issues a token valid for `ttl`.
@@ -376,6 +411,36 @@ mod tests {
         assert_eq!(authenticate(&conn, &"0".repeat(64)).unwrap(), None);
         logout(&conn, &token).unwrap();
         assert_eq!(authenticate(&conn, &token).unwrap(), None);
+    }
+
+    #[test]
+    fn an_imported_agent_cannot_log_in_until_its_first_password_enables_it() {
+        let conn = db();
+        let (id, created) = import_agent(&conn, "kefu2", "小王", 1_600_000_000_000).unwrap();
+        assert!(created);
+        assert_eq!(
+            import_agent(&conn, "KEFU2", "other", 1).unwrap(),
+            (id, false)
+        );
+        let agent = agent_by_id(&conn, id).unwrap().unwrap();
+        assert!(agent.disabled);
+        assert_eq!(agent.display_name, "小王");
+        for guess in ["!imported", "", "imported"] {
+            assert!(matches!(
+                login(&conn, "kefu2", guess, Duration::from_secs(60)),
+                Err(AuthError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            import_agent(&conn, "bad name", "", 1),
+            Err(AuthError::BadUsername)
+        ));
+        set_password(&conn, "kefu2", "a good password").unwrap();
+        assert!(login(&conn, "kefu2", "a good password", Duration::from_secs(60)).is_ok());
+        // Disabling afterwards sticks through a later password change.
+        update_agent(&conn, id, None, None, Some(true), None).unwrap();
+        set_password(&conn, "kefu2", "another password").unwrap();
+        assert!(agent_by_id(&conn, id).unwrap().unwrap().disabled);
     }
 
     #[test]

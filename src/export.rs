@@ -1,8 +1,8 @@
 //! `kefud export [--contact ID]`: contacts, conversations and messages as JSON Lines, for a
 //! shop taking its data elsewhere or a customer asking for their own.
 //!
-//! One object per line, each with a `"type"`: every `contact` (with its channel identities)
-//! first, then every `conversation`, then every `message` (private notes included, as
+//! One object per line, each with a `"type"`: every `contact` (with its channel identities,
+//! and its name and details when known) first, then every `conversation`, then every `message` (private notes included, as
 //! `"sender":"note"`), each in id order. With `--contact ID`, only that person: the contact,
 //! the contacts linked into it, and their conversations and messages.
 //!
@@ -67,7 +67,8 @@ pub fn export(db: &Path, contact: Option<i64>, out: &mut impl Write) -> Result<u
                 "SELECT c.id, c.created_at, c.merged_into,
                         (SELECT json_group_array(json_object('channel', i.channel,
                                  'external_id', i.external_id, 'created_at', i.created_at))
-                         FROM identities i WHERE i.contact_id = c.id)
+                         FROM identities i WHERE i.contact_id = c.id),
+                        c.name, c.details
                  FROM contacts c WHERE {filter} ORDER BY c.id"
             ),
         ),
@@ -84,7 +85,7 @@ pub fn export(db: &Path, contact: Option<i64>, out: &mut impl Write) -> Result<u
             "message",
             format!(
                 "SELECT m.id, m.conversation_id, m.contact_id, m.sender, m.agent_id, m.text,
-                        m.attachment, m.via_channel, m.via_external_id, m.created_at
+                        m.attachment, m.via_channel, m.via_external_id, m.created_at, m.client_id
                  FROM messages m JOIN contacts c ON c.id = m.contact_id
                  WHERE {filter} ORDER BY m.id"
             ),
@@ -105,8 +106,9 @@ pub fn export(db: &Path, contact: Option<i64>, out: &mut impl Write) -> Result<u
                     rusqlite::types::ValueRef::Real(x) => json!(x),
                     rusqlite::types::ValueRef::Text(t) => {
                         let text = String::from_utf8_lossy(t);
-                        // The identities column is SQLite's own JSON.
-                        if *kind == "contact" && i == 3 {
+                        // The identities column is SQLite's own JSON, the details a
+                        // JSON object kept as text.
+                        if *kind == "contact" && (i == 3 || name == "details") {
                             serde_json::from_str(&text).unwrap_or(Value::Null)
                         } else {
                             Value::from(text.into_owned())

@@ -53,6 +53,7 @@ pub mod export;
 mod fanout;
 pub mod http;
 pub mod httpc;
+pub mod import;
 pub mod intent;
 pub mod journal;
 mod login;

@@ -56,6 +56,10 @@ enum Command {
     /// Restore the backup in SRC into the configured data directory, which must be empty;
     /// every file is verified first.
     Restore { src: PathBuf },
+    /// Bring another system's history in, once: a run killed part way and run again finishes
+    /// the job; needs the daemon stopped.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Print contacts, conversations and messages as JSON Lines (read-only; works while the
     /// daemon runs).
     Export {
@@ -63,6 +67,46 @@ enum Command {
         #[arg(long, value_name = "ID")]
         contact: Option<i64>,
     },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// go-fly's database, from its mysqldump file (no MySQL server needed): agents (disabled
+    /// until given a password), visitors, messages, canned replies.
+    Gofly {
+        file: PathBuf,
+        #[command(flatten)]
+        options: ImportOptions,
+    },
+    /// A CSV or JSON Lines history, one message per line: contact, sender, text, time
+    /// (optionally channel, name, agent).
+    History {
+        file: PathBuf,
+        /// csv or jsonl (default: from the file's extension, else jsonl).
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        options: ImportOptions,
+    },
+}
+
+#[derive(clap::Args)]
+struct ImportOptions {
+    /// A contact's messages further apart than this many hours start a new conversation.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    gap_hours: u64,
+    /// Read and check the file, report what would be imported, write nothing.
+    #[arg(long)]
+    check: bool,
+}
+
+impl ImportOptions {
+    fn options(&self) -> kefud::import::Options {
+        kefud::import::Options {
+            gap: std::time::Duration::from_secs(self.gap_hours.max(1) * 3600),
+            check_only: self.check,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -184,6 +228,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Backup { dest }) => kefud::admin::backup(&cfg, &dest),
         Some(Command::Restore { src }) => kefud::admin::restore(&cfg, &src),
+        Some(Command::Import(command)) => return run_import(&cfg, command),
         Some(Command::Export { contact }) => {
             let out = &mut std::io::stdout().lock();
             return match kefud::export::export(&cfg.db_path(), contact, out) {
@@ -202,6 +247,35 @@ fn main() -> ExitCode {
     match result {
         Ok(out) => {
             println!("{}", out.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kefud: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_import(cfg: &Config, command: ImportCommand) -> ExitCode {
+    let result = match command {
+        ImportCommand::Gofly { file, options } => {
+            kefud::import::import_gofly(cfg, &file, &options.options())
+        }
+        ImportCommand::History {
+            file,
+            format,
+            options,
+        } => match kefud::import::HistoryFormat::named(format.as_deref(), &file) {
+            Some(format) => kefud::import::import_history(cfg, &file, format, &options.options()),
+            None => {
+                eprintln!("kefud: unknown format {format:?}: use csv or jsonl");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    match result {
+        Ok(summary) => {
+            print!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -99,6 +99,15 @@ pub enum Op {
     /// from), so that this box can serve it to the others and knows how far it has applied
     /// each origin.
     Replicated(Replicated),
+    /// What is known about a contact besides its identities (an import brings it along):
+    /// `name` as a person would address them, `details` a JSON object (city, addresses, where
+    /// they came from). Replaces what was there.
+    ContactDetails {
+        contact: ContactId,
+        name: String,
+        details: String,
+        at_ms: i64,
+    },
 }
 
 /// One cluster operation as journaled: see [`Op::Replicated`].
@@ -208,6 +217,7 @@ pub const KIND_DELIVERY_FAILED: u8 = 13;
 pub const KIND_CLOCK_STEPPED: u8 = 14;
 pub const KIND_CONVERSATION_HOMED: u8 = 15;
 pub const KIND_REPLICATED: u8 = 16;
+pub const KIND_CONTACT_DETAILS: u8 = 17;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -242,6 +252,7 @@ impl Op {
             Op::ClockStepped { .. } => KIND_CLOCK_STEPPED,
             Op::ConversationHomed { .. } => KIND_CONVERSATION_HOMED,
             Op::Replicated(_) => KIND_REPLICATED,
+            Op::ContactDetails { .. } => KIND_CONTACT_DETAILS,
         }
     }
 }
@@ -267,6 +278,7 @@ impl Entry {
         match &self.op {
             Op::MessageAdded(m) => 64 + m.text.len(),
             Op::Replicated(r) => 64 + r.body.len(),
+            Op::ContactDetails { name, details, .. } => 64 + name.len() + details.len(),
             Op::KbEntryPut { entry, .. } => {
                 64 + entry.answer.len() + entry.examples.iter().map(|e| e.len() + 4).sum::<usize>()
             }

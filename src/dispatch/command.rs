@@ -65,6 +65,12 @@ pub enum Command {
         Vec<crate::cluster::wire::Operation>,
         oneshot::Sender<Result<Lsn, DispatchError>>,
     ),
+    /// Another system's history (`kefud import`), in its order: answered with the LSN to
+    /// wait for before saying it is durable.
+    Import(
+        Vec<super::ImportStep>,
+        oneshot::Sender<Result<Lsn, DispatchError>>,
+    ),
     /// Fires idle timeouts that are due at `timer_ms` (the monotonic clock, `clock::timer_ms`).
     Tick {
         timer_ms: i64,

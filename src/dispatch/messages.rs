@@ -27,12 +27,14 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             text,
             attachment,
         } = cmd;
+        self.bundling = true;
         let contact_id = match self.lookup_identity(&identity, now)? {
             Some(id) => id,
             None => self.create_contact(identity.clone(), now)?,
         };
         if let Some(cid) = &client_id {
             if let Some(message_id) = self.seen_client_id(contact_id, &identity, cid)? {
+                self.bundling = false;
                 let conversation = self.contacts[&contact_id].current.unwrap_or(0);
                 return Ok(Accepted {
                     lsn: message_id,
@@ -48,6 +50,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         self.change_status(conversation, Event::CustomerMessage, None, None, now)?;
         let plan = self.plan_route(&text);
         let audience = Arc::clone(&self.contacts[&contact_id].identities);
+        self.bundling = false;
         let lsn = self.append(
             Op::MessageAdded(MessageAdded {
                 conversation,
@@ -387,6 +390,12 @@ mod tests {
             }
         ));
         assert_eq!(ops.len(), 5);
+        let glued: Vec<bool> = d.journal.entries.iter().map(|e| e.glue).collect();
+        assert_eq!(
+            glued,
+            [true, true, true, false, false],
+            "the contact and conversation are durable with the message or not at all"
+        );
         assert_eq!(
             a,
             Accepted {

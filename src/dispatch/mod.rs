@@ -6,7 +6,7 @@
 //! decides through, and the real ones), and one file per family of handlers: `messages.rs`
 //! (customer and agent messages, notes, idempotency), `status.rs` (transitions, idle timers),
 //! `routing.rs` (the bot, the queue and assignment, the knowledge base, agents), `links.rs`
-//! (linking contacts), `signals.rs` (typing and read indicators, delivery reports, clock
+//! (linking contacts), `import.rs` (another system's history), `signals.rs` (typing and read indicators, delivery reports, clock
 //! steps), `memory.rs` (hydration, eviction, the queue's read-back), `replica.rs` (cluster
 //! mode: this box's operations stamped for the others, theirs applied here). A handler takes the state,
 //! the ports and the time it decides at, and returns what it decided, so each family's unit
@@ -48,6 +48,7 @@
 mod command;
 #[cfg(test)]
 mod fakes;
+mod import;
 mod links;
 mod memory;
 mod messages;
@@ -64,6 +65,7 @@ pub use command::{
     DeliveryReport, DispatchError, KbChange, LinkContacts, Reopen, Reply, Resolve, StreamReply,
     VisitorRead, VisitorTyping,
 };
+pub use import::ImportStep;
 pub use state::{ClusterRole, DispatchConfig};
 pub use thread::{DispatchStats, Dispatcher};
 

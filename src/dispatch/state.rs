@@ -136,6 +136,11 @@ pub(crate) struct Decider<J, S> {
     pub(super) interval_from_lsn: Lsn,
     /// Cluster mode's state; `None` on a box alone.
     pub(super) replica: Option<Replica>,
+    /// While set, every record appended is glued to the one after it: a contact or a
+    /// conversation made for a message is durable together with that message or not at all
+    /// (a kill -9 between them would leave an empty conversation behind). The handler clears
+    /// it before the message itself; the thread clears it after every command.
+    pub(super) bundling: bool,
 }
 
 impl<J: Journal, S: Snapshot> Decider<J, S> {
@@ -184,6 +189,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             use_clock: 0,
             interval_from_lsn: first_lsn,
             replica,
+            bundling: false,
             cfg,
         };
         for (conversation, resolved_at) in startup.resolved {
@@ -221,9 +227,12 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<Lsn, DispatchError> {
         let body = self.cluster_body(&op)?;
         let at_ms = op_time(&op);
-        // A record its stamp follows, or one made by another box's operation (whose own
-        // Replicated record closes the group): durable together with what follows.
-        let glued = body.is_some() || self.replica.as_ref().is_some_and(|r| r.applying_remote());
+        // A record of a bundle, a record its stamp follows, or one made by another box's
+        // operation (whose own Replicated record closes the group): durable together with
+        // what follows.
+        let glued = self.bundling
+            || body.is_some()
+            || self.replica.as_ref().is_some_and(|r| r.applying_remote());
         let lsn = if glued {
             self.journal.append_glued(op, audience)?
         } else {

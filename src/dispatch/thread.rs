@@ -88,6 +88,8 @@ impl Dispatcher {
             }
             let now = Now::read();
             self.handle(cmd, now);
+            // A handler that failed part way through a bundle leaves nothing glued.
+            self.decider.bundling = false;
             self.decider.assign_waiting(now);
             self.decider.settle_contacts();
             self.stats
@@ -142,6 +144,9 @@ impl Dispatcher {
             }
             Command::Replicate(ops, reply) => {
                 let _ = reply.send(d.replicate(ops, now));
+            }
+            Command::Import(steps, reply) => {
+                let _ = reply.send(d.import(steps, now));
             }
             Command::Tick { timer_ms } => d.fire_idle_timeouts(Now { timer_ms, ..now }),
             Command::ClockStepped(step) => {

@@ -176,6 +176,17 @@ impl Op {
                 put_opt_u64(buf, r.message);
                 put_bytes(buf, &r.body);
             }
+            Op::ContactDetails {
+                contact,
+                name,
+                details,
+                at_ms,
+            } => {
+                put_u64(buf, *contact);
+                put_str(buf, name);
+                put_str(buf, details);
+                put_i64(buf, *at_ms);
+            }
         }
     }
 
@@ -311,6 +322,12 @@ impl Op {
                 message: r.opt_u64()?,
                 body: r.bytes()?.to_vec(),
             }),
+            KIND_CONTACT_DETAILS => Op::ContactDetails {
+                contact: r.u64()?,
+                name: r.str()?.to_owned(),
+                details: r.str()?.to_owned(),
+                at_ms: r.i64()?,
+            },
             other => return Err(DecodeError::UnknownKind(other)),
         };
         if !r.buf.is_empty() {

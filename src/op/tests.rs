@@ -188,6 +188,12 @@ fn samples() -> Vec<Op> {
             message: None,
             body: Vec::new(),
         }),
+        Op::ContactDetails {
+            contact: 4,
+            name: "北京网友 Li".into(),
+            details: r#"{"city":"北京","refer":"https://shop.example/"}"#.into(),
+            at_ms: 1_596_000_000_000,
+        },
     ]
 }
 

@@ -333,6 +333,15 @@ pub(super) fn apply_op(
                 *correct_from_lsn,
             )?;
         }
+        Op::ContactDetails {
+            contact,
+            name,
+            details,
+            at_ms: _,
+        } => {
+            tx.prepare_cached("UPDATE contacts SET name = ?2, details = ?3 WHERE id = ?1")?
+                .execute(params![*contact as i64, name, details])?;
+        }
         Op::ConversationHomed {
             conversation,
             home_node,

@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/006_upload_quotas.sql"),
     include_str!("migrations/007_queue_by_team.sql"),
     include_str!("migrations/008_cluster.sql"),
+    include_str!("migrations/009_contact_details.sql"),
 ];
 
 /// The schema version this binary writes.

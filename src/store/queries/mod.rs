@@ -13,10 +13,12 @@ use crate::op::KbEntry;
 
 mod cluster;
 mod hydrate;
+mod import;
 mod outbox;
 
 pub use cluster::*;
 pub use hydrate::*;
+pub use import::*;
 pub use outbox::*;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -80,6 +82,8 @@ pub struct ConversationRow {
     /// Cluster mode: the node id of the box where the customer wrote, when that is another
     /// box (this conversation is its copy); `None` for this box's own.
     pub home: Option<String>,
+    /// The customer's name, when one is known (an import brings it along).
+    pub contact_name: Option<String>,
 }
 
 const CONVERSATION_SELECT: &str = "
@@ -91,7 +95,8 @@ const CONVERSATION_SELECT: &str = "
            c.status, c.assignee, c.created_at, c.last_activity_at, c.last_message_id, c.message_count,
            (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id),
            (SELECT printf('%016x', h.home_node) FROM conversation_homes h
-            WHERE h.conversation_id = c.id AND h.joined = 1 LIMIT 1)
+            WHERE h.conversation_id = c.id AND h.joined = 1 LIMIT 1),
+           (SELECT name FROM contacts k WHERE k.id = c.contact_id)
     FROM conversations c";
 
 fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -108,6 +113,7 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         message_count: r.get(9)?,
         last_message: r.get(10)?,
         home: r.get(11)?,
+        contact_name: r.get(12)?,
     })
 }
 
