@@ -60,6 +60,9 @@ const READ_CONNECTIONS: usize = 8;
 /// The pipeline without the network: the data directory locked, the store and journal
 /// recovered, and the journal writer, store applier, dispatcher and fan-out running. The daemon
 /// serves HTTP on top of it; `kefud kb import` uses it alone to journal a change.
+/// Committed batches each pipeline stage after the journal may hold (see [`Core::start`]).
+const PIPELINE_BATCHES: usize = 8;
+
 pub struct Core {
     pub commands: mpsc::Sender<Command>,
     pub durable: tokio::sync::watch::Receiver<u64>,
@@ -119,8 +122,12 @@ impl Core {
         let fatal = CancellationToken::new();
         let store_failure = Arc::new(OnceLock::new());
         let (journal_tx, journal_rx) = mpsc::channel(cfg.journal.queue_depth);
-        let (committed_tx, committed_rx) = mpsc::channel(64);
-        let (store_tx, store_rx) = mpsc::channel(64);
+        // Committed batches (up to `journal.max_batch_bytes` each) waiting for fan-out and
+        // for the store: a few are enough to keep both busy, and a store that falls behind
+        // (a long import, a burst on a slow card) slows the journal instead of holding
+        // hundreds of MB of records in memory.
+        let (committed_tx, committed_rx) = mpsc::channel(PIPELINE_BATCHES);
+        let (store_tx, store_rx) = mpsc::channel(PIPELINE_BATCHES);
         let (command_tx, command_rx) = mpsc::channel::<Command>(4096);
         let (kb_tx, kb_rx) = tokio::sync::watch::channel(Arc::default());
 

@@ -182,14 +182,15 @@ fn an_import_refuses_a_running_daemon_a_missing_file_and_a_csv_without_its_field
     assert!(out.contains("imported 1 messages"), "{out}");
 }
 
-/// `kefud export` of `dir`: (message key → (contact, conversation ordinal within the contact,
-/// sender, text, time)), and the contacts' names.
-fn projection(
-    dir: &Path,
-) -> (
+/// A data directory as compared: (message key, contact, conversation ordinal within the
+/// contact, sender, text, time), sorted, and the contacts' names.
+type Projection = (
     Vec<(String, String, usize, String, String, i64)>,
     Vec<String>,
-) {
+);
+
+/// `kefud export` of `dir`, as a [`Projection`].
+fn projection(dir: &Path) -> Projection {
     let out = std::process::Command::new(kefud_bin())
         .arg("--config")
         .arg(dir.join("kefud.toml"))
@@ -326,17 +327,7 @@ fn an_import_killed_at_random_points_and_run_again_has_every_message_exactly_onc
 }
 
 /// Two projections are equal; else the first differences, briefly.
-fn assert_same(
-    got: &(
-        Vec<(String, String, usize, String, String, i64)>,
-        Vec<String>,
-    ),
-    want: &(
-        Vec<(String, String, usize, String, String, i64)>,
-        Vec<String>,
-    ),
-    what: &str,
-) {
+fn assert_same(got: &Projection, want: &Projection, what: &str) {
     let differ: Vec<_> = got
         .0
         .iter()

@@ -186,91 +186,6 @@ fn checked(mut row: HistoryRow) -> Result<HistoryRow, String> {
     Ok(row)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_json_line_with_every_field() {
-        let row = from_json(
-            r#"{"contact":"c-1","sender":"customer","text":"你好 😀","time":"2024-05-01T10:00:00+08:00","channel":"wechat","name":"Li","agent":null}"#,
-        )
-        .unwrap();
-        assert_eq!(row.contact, "c-1");
-        assert_eq!(row.channel, "wechat");
-        assert_eq!(row.sender, Sender::Visitor);
-        assert_eq!(row.text, "你好 😀");
-        assert_eq!(row.at_ms, 1_714_528_800_000);
-        assert_eq!(row.name.as_deref(), Some("Li"));
-    }
-
-    #[test]
-    fn json_defaults_and_numbers() {
-        let row = from_json(
-            r#"{"contact":42,"sender":"agent","text":"hi","time":1714528800,"agent":"li"}"#,
-        )
-        .unwrap();
-        assert_eq!(row.contact, "42");
-        assert_eq!(row.channel, "web");
-        assert_eq!(row.sender, Sender::Agent);
-        assert_eq!(row.at_ms, 1_714_528_800_000);
-        assert_eq!(row.agent.as_deref(), Some("li"));
-    }
-
-    #[test]
-    fn bad_json_lines_say_what_is_wrong() {
-        for (line, reason) in [
-            ("not json", "not a JSON object"),
-            (
-                r#"{"sender":"agent","text":"x","time":1}"#,
-                "`contact` is missing",
-            ),
-            (
-                r#"{"contact":"a","sender":"boss","text":"x","time":1}"#,
-                "`sender` \"boss\"",
-            ),
-            (
-                r#"{"contact":"a","sender":"agent","text":"  ","time":1}"#,
-                "`text` is empty",
-            ),
-            (
-                r#"{"contact":"a","sender":"agent","text":"x","time":"yesterday"}"#,
-                "is not a time",
-            ),
-            (
-                r#"{"contact":"a","sender":"agent","text":"x"}"#,
-                "`time` is missing",
-            ),
-        ] {
-            let err = from_json(line).unwrap_err();
-            assert!(err.contains(reason), "{line}: {err}");
-        }
-    }
-
-    #[test]
-    fn csv_columns_in_any_order_and_a_missing_one_named() {
-        let header =
-            csv::StringRecord::from(vec!["\u{feff}Time", "text", "Contact", "sender", "extra"]);
-        let columns = CsvColumns::from_header(&header).unwrap();
-        let row = columns
-            .row(&csv::StringRecord::from(vec![
-                "2024-05-01 02:00:00",
-                " spaced ",
-                "c9",
-                "visitor",
-                "x",
-            ]))
-            .unwrap();
-        assert_eq!(row.contact, "c9");
-        assert_eq!(row.text, " spaced ");
-        assert_eq!(row.at_ms, 1_714_528_800_000);
-        assert_eq!(row.channel, "web");
-        let err =
-            CsvColumns::from_header(&csv::StringRecord::from(vec!["contact", "text"])).unwrap_err();
-        assert!(err.contains("sender, time"), "{err}");
-    }
-}
-
 /// `kefud import history FILE`: the generic format into kefud, once.
 ///
 /// # Errors
@@ -451,5 +366,90 @@ impl HistoryRun<'_> {
                 at_ms: row.at_ms,
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_line_with_every_field() {
+        let row = from_json(
+            r#"{"contact":"c-1","sender":"customer","text":"你好 😀","time":"2024-05-01T10:00:00+08:00","channel":"wechat","name":"Li","agent":null}"#,
+        )
+        .unwrap();
+        assert_eq!(row.contact, "c-1");
+        assert_eq!(row.channel, "wechat");
+        assert_eq!(row.sender, Sender::Visitor);
+        assert_eq!(row.text, "你好 😀");
+        assert_eq!(row.at_ms, 1_714_528_800_000);
+        assert_eq!(row.name.as_deref(), Some("Li"));
+    }
+
+    #[test]
+    fn json_defaults_and_numbers() {
+        let row = from_json(
+            r#"{"contact":42,"sender":"agent","text":"hi","time":1714528800,"agent":"li"}"#,
+        )
+        .unwrap();
+        assert_eq!(row.contact, "42");
+        assert_eq!(row.channel, "web");
+        assert_eq!(row.sender, Sender::Agent);
+        assert_eq!(row.at_ms, 1_714_528_800_000);
+        assert_eq!(row.agent.as_deref(), Some("li"));
+    }
+
+    #[test]
+    fn bad_json_lines_say_what_is_wrong() {
+        for (line, reason) in [
+            ("not json", "not a JSON object"),
+            (
+                r#"{"sender":"agent","text":"x","time":1}"#,
+                "`contact` is missing",
+            ),
+            (
+                r#"{"contact":"a","sender":"boss","text":"x","time":1}"#,
+                "`sender` \"boss\"",
+            ),
+            (
+                r#"{"contact":"a","sender":"agent","text":"  ","time":1}"#,
+                "`text` is empty",
+            ),
+            (
+                r#"{"contact":"a","sender":"agent","text":"x","time":"yesterday"}"#,
+                "is not a time",
+            ),
+            (
+                r#"{"contact":"a","sender":"agent","text":"x"}"#,
+                "`time` is missing",
+            ),
+        ] {
+            let err = from_json(line).unwrap_err();
+            assert!(err.contains(reason), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn csv_columns_in_any_order_and_a_missing_one_named() {
+        let header =
+            csv::StringRecord::from(vec!["\u{feff}Time", "text", "Contact", "sender", "extra"]);
+        let columns = CsvColumns::from_header(&header).unwrap();
+        let row = columns
+            .row(&csv::StringRecord::from(vec![
+                "2024-05-01 02:00:00",
+                " spaced ",
+                "c9",
+                "visitor",
+                "x",
+            ]))
+            .unwrap();
+        assert_eq!(row.contact, "c9");
+        assert_eq!(row.text, " spaced ");
+        assert_eq!(row.at_ms, 1_714_528_800_000);
+        assert_eq!(row.channel, "web");
+        let err =
+            CsvColumns::from_header(&csv::StringRecord::from(vec!["contact", "text"])).unwrap_err();
+        assert!(err.contains("sender, time"), "{err}");
     }
 }

@@ -140,9 +140,29 @@ mod tests {
     }
 
     #[test]
+    fn leap_days_before_the_epoch_and_the_32_bit_limit() {
+        assert_eq!(parse_time("2020-02-29", 0), Some(1_582_934_400_000));
+        assert_eq!(
+            parse_time("2020-02-29T00:00:00", 0),
+            Some(1_582_934_400_000)
+        );
+        assert_eq!(parse_time("1969-12-31 23:59:59", 0), Some(-1_000));
+        assert_eq!(
+            parse_time("2038-01-19 03:14:07", 0),
+            Some(2_147_483_647_000)
+        );
+    }
+
+    #[test]
     fn zero_dates_impossible_dates_and_garbage_are_refused() {
         for bad in [
             "0000-00-00 00:00:00",
+            "0000-00-00",
+            "2020-04-31 00:00:00",
+            "2020-01-01 00:60:00",
+            "2020/01/01 00:00:00",
+            "2020-1-01",
+            "今天",
             "2021-02-29 00:00:00",
             "2020-13-01",
             "2020-06-27 24:00:00",

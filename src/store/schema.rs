@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/007_queue_by_team.sql"),
     include_str!("migrations/008_cluster.sql"),
     include_str!("migrations/009_contact_details.sql"),
+    include_str!("migrations/010_search_index_merges.sql"),
 ];
 
 /// The schema version this binary writes.

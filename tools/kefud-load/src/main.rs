@@ -29,6 +29,8 @@
 //! - `cluster`: three kefud boxes in cluster mode, each with its own mosquitto bridged to a
 //!   central one: origin ack to applied on both other boxes, steady and in a burst, and the
 //!   catch-up rate after a partition, each against the brokers alone.
+//! - `import`: a generated go-fly dump (`gofly_dump`) through `kefud import gofly`, against a
+//!   parse-only pass over the same file; `gofly-dump` writes such a dump for other uses.
 //! - `handoff`: what one hand-off between two sleeping threads costs on this machine (CPU and
 //!   wall time), with the channel kefud's pipeline threads use: the unit of its per-message
 //!   cost at low rates, where each message wakes each thread in turn.
@@ -58,7 +60,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 mod cluster;
+mod gofly_dump;
 mod handoff;
+mod import;
 mod memory;
 mod mqtt;
 mod shared;
@@ -166,6 +170,35 @@ enum Mode {
         burst_secs: u64,
         #[arg(long, default_value_t = 20_000)]
         catch_up_ops: usize,
+    },
+    /// A generated go-fly dump of N messages imported by `kefud import gofly` (with --spawn),
+    /// against a parse-only pass over the same file; then imported again (nothing twice).
+    Import {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 40_000)]
+        visitors: u64,
+        #[arg(long, default_value_t = 10)]
+        agents: u32,
+        /// Write the dump here (kept) instead of a temporary directory.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
+    /// Writes a go-fly dump (mysqldump of go-fly's database) of N messages to a file.
+    GoflyDump {
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 500)]
+        visitors: u64,
+        #[arg(long, default_value_t = 3)]
+        agents: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// One row per INSERT (mysqldump --skip-extended-insert).
+        #[arg(long)]
+        single_row_inserts: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// One message from each of N fresh visitor ids: memory as they come, start time with
     /// all of them waiting.
@@ -314,6 +347,47 @@ async fn run(cli: Cli) -> Result<()> {
                 runs,
             )
             .await
+        }
+        Mode::Import {
+            messages,
+            visitors,
+            agents,
+            dump,
+        } => {
+            let bin = cli.spawn.clone().context("import needs --spawn")?;
+            tokio::task::spawn_blocking(move || {
+                import::import_bench(&bin, messages, visitors, agents, dump)
+            })
+            .await?
+        }
+        Mode::GoflyDump {
+            messages,
+            visitors,
+            agents,
+            seed,
+            single_row_inserts,
+            out,
+        } => {
+            let spec = gofly_dump::Spec {
+                messages,
+                visitors,
+                agents,
+                seed,
+                extended_insert: !single_row_inserts,
+                rows_per_insert: 0,
+            };
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+            let summary = gofly_dump::write_dump(&spec, &mut file)?;
+            std::io::Write::flush(&mut file)?;
+            println!(
+                "gofly-dump: {} messages of {} visitors, {} agents, {} reply items, {} bytes",
+                summary.messages,
+                summary.visitors,
+                summary.agents,
+                summary.reply_items,
+                summary.bytes
+            );
+            Ok(())
         }
         Mode::Cluster {
             steady_rate,
