@@ -44,6 +44,10 @@ echo "== cluster sync: three boxes, each mosquitto bridged to a central one, vs 
 ./target/release/kefud-load cluster --steady-secs 4 --burst-secs 2 --catch-up-ops 20000 \
   --spawn ./target/release/kefud
 
+echo "== import: a go-fly dump through 'kefud import gofly' vs a parse-only pass of the same file"
+echo "   (1,000,000 messages here; the 5,000,000 of the goal are in BENCHMARKS.md with their command)"
+./target/release/kefud-load import --messages 1000000 --visitors 40000 --spawn ./target/release/kefud
+
 echo "== the console and the widget in headless Chromium (playwright-core), pages embedded in the binary"
 scripts/test-browser.sh
 

@@ -159,6 +159,9 @@ pub struct Store {
     pub checkpoint_interval_secs: u64,
     /// ...or once this much has been written to its WAL.
     pub checkpoint_wal_mib: u64,
+    /// The page cache of the store's writer: with more, fewer of the pages it changes are
+    /// read back from the file (an import runs with at least 32).
+    pub cache_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -444,6 +447,7 @@ impl Default for Store {
             commit_interval_ms: 5000,
             checkpoint_interval_secs: 300,
             checkpoint_wal_mib: 16,
+            cache_mib: 8,
         }
     }
 }

@@ -157,7 +157,12 @@ impl Shop {
                 if page.is_empty() {
                     break;
                 }
-                after = page.last().unwrap()["id"].as_u64().unwrap();
+                // A page is in cluster order; the next one starts after its highest id.
+                after = page
+                    .iter()
+                    .map(|m| m["id"].as_u64().unwrap())
+                    .max()
+                    .unwrap();
                 messages.extend(page.iter().map(|m| {
                     (
                         m["sender"].as_str().unwrap().to_string(),
@@ -192,34 +197,18 @@ impl Shop {
     }
 }
 
-/// How the boxes' message lists must agree.
-#[derive(Clone, Copy, PartialEq)]
-enum Order {
-    /// In the same order: messages each written after seeing the one before.
-    Same,
-    /// As sets: messages written on both sides of a partition get their local ids (and so
-    /// their place in a box's list) when they arrive.
-    AsSets,
-}
-
-/// Polls until every box holds the same projection, and it passes `done`; panics with the
+/// Polls until every box holds the same projection (the same conversations, each with the same
+/// messages in the same order: every box lists them in cluster order), and it passes `done`; panics with the
 /// projections otherwise.
 async fn converged(
     shops: &[&Shop],
-    order: Order,
     done: impl Fn(&[(String, Vec<(String, String)>)]) -> bool,
 ) -> Vec<(String, Vec<(String, String)>)> {
     let deadline = Instant::now() + CONVERGE_WITHIN;
     loop {
         let mut views = Vec::new();
         for s in shops {
-            let mut view = s.projection().await;
-            if order == Order::AsSets {
-                for (_, messages) in &mut view {
-                    messages.sort();
-                }
-            }
-            views.push(view);
+            views.push(s.projection().await);
         }
         if views.windows(2).all(|w| w[0] == w[1]) && done(&views[0]) {
             return views.remove(0);
@@ -290,10 +279,7 @@ async fn a_customer_on_box_a_is_answered_by_an_agent_on_box_b() {
             break;
         }
     }
-    let view = converged(&[a, b, c], Order::Same, |v| {
-        v.len() == 1 && v[0].1.len() == 2
-    })
-    .await;
+    let view = converged(&[a, b, c], |v| v.len() == 1 && v[0].1.len() == 2).await;
     assert_eq!(
         view[0].1,
         [
@@ -367,7 +353,7 @@ async fn the_central_broker_killed_mid_stream_loses_nothing_for_good() {
     };
     let (acked, ()) = tokio::join!(writer, killer);
     assert_eq!(acked, 3000);
-    let view = converged(&[a, b, c], Order::Same, |v| {
+    let view = converged(&[a, b, c], |v| {
         v.iter().map(|(_, m)| m.len()).sum::<usize>() == 3000
     })
     .await;
@@ -393,7 +379,7 @@ async fn a_box_cut_off_keeps_working_and_catches_up_after_the_partition() {
     assert!(send_for_ack(&mut ws, "m1", "my usual, please")
         .await
         .is_some());
-    converged(&[a, b, c], Order::Same, |v| v.len() == 1).await;
+    converged(&[a, b, c], |v| v.len() == 1).await;
     let on_c = c.get("/api/v1/conversations").await["conversations"][0]["id"]
         .as_u64()
         .unwrap();
@@ -433,10 +419,7 @@ async fn a_box_cut_off_keeps_working_and_catches_up_after_the_partition() {
     );
     brokers.shops[2].start_again().unwrap();
 
-    let view = converged(&[a, b, c], Order::AsSets, |v| {
-        v.len() == 1 && v[0].1.len() == 42
-    })
-    .await;
+    let view = converged(&[a, b, c], |v| v.len() == 1 && v[0].1.len() == 42).await;
     let texts: std::collections::BTreeSet<_> = view[0].1.iter().map(|(_, t)| t.clone()).collect();
     assert_eq!(texts.len(), 42, "each once");
     assert!(texts.contains("wait, one more thing"));
@@ -472,7 +455,7 @@ async fn a_box_killed_while_it_writes_loses_and_doubles_nothing() {
     shops[0].daemon.take().unwrap().kill9();
     shops[0].restart().await;
     let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
-    let view = converged(&[a, b, c], Order::Same, |v| {
+    let view = converged(&[a, b, c], |v| {
         v.iter().map(|(_, m)| m.len()).sum::<usize>() >= acked
     })
     .await;
@@ -516,7 +499,7 @@ async fn forged_and_replayed_batches_are_dropped_and_counted() {
     let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=guest")).await;
     assert!(send_for_ack(&mut ws, "g1", "hello").await.is_some());
     let (topic, batch) = recorded.await.unwrap().remove(0);
-    converged(&[a, b], Order::Same, |v| v.len() == 1).await;
+    converged(&[a, b], |v| v.len() == 1).await;
 
     // Replayed: the same batch again, and again.
     for _ in 0..3 {
@@ -576,7 +559,7 @@ async fn forged_and_replayed_batches_are_dropped_and_counted() {
         assert!(Instant::now() < deadline, "not counted: {counters}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let view = converged(&[a, b], Order::Same, |v| v.len() == 1).await;
+    let view = converged(&[a, b], |v| v.len() == 1).await;
     assert_eq!(
         view[0].1,
         [("visitor".to_string(), "hello".to_string())],
@@ -620,7 +603,7 @@ async fn a_box_whose_clock_is_ten_minutes_ahead_is_applied_in_causal_order_and_r
 
     let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=early-bird")).await;
     assert!(send_for_ack(&mut ws, "e1", "are you open?").await.is_some());
-    converged(&[&a, &b, &c], Order::Same, |v| v.len() == 1).await;
+    converged(&[&a, &b, &c], |v| v.len() == 1).await;
     let on_c = c.get("/api/v1/conversations").await["conversations"][0]["id"]
         .as_u64()
         .unwrap();
@@ -637,10 +620,7 @@ async fn a_box_whose_clock_is_ten_minutes_ahead_is_applied_in_causal_order_and_r
         }
     }
     assert!(send_for_ack(&mut ws, "e2", "see you then").await.is_some());
-    let view = converged(&[&a, &b, &c], Order::Same, |v| {
-        v.len() == 1 && v[0].1.len() == 3
-    })
-    .await;
+    let view = converged(&[&a, &b, &c], |v| v.len() == 1 && v[0].1.len() == 3).await;
     let texts: Vec<_> = view[0].1.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(texts, ["are you open?", "we open at nine", "see you then"]);
     for s in [&a, &b] {

@@ -48,7 +48,12 @@ pub(super) fn recover(cfg: &Config) -> Result<Recovered> {
         source,
     })?;
     let conn = store::open(&cfg.db_path())?;
-    let mut applier = Applier::new(conn, cfg.event_channels(), cfg.store.cadence())?;
+    let mut applier = Applier::new(
+        conn,
+        cfg.event_channels(),
+        cfg.store.cadence(),
+        cfg.store.cache_mib,
+    )?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
     let applied = applier.applied_lsn();
     let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {

@@ -63,6 +63,11 @@ impl Config {
             "must be between 4096 and 67108864",
         );
         c.check(
+            (1..=1024).contains(&self.store.cache_mib),
+            "store.cache_mib",
+            "must be between 1 and 1024",
+        );
+        c.check(
             (1..=600_000).contains(&self.store.commit_interval_ms),
             "store.commit_interval_ms",
             "must be between 1 and 600000",

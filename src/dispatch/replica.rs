@@ -51,6 +51,10 @@ pub(crate) struct Replica {
     keys: HashMap<ConversationId, ConvKey>,
     /// Per conversation not closed, the highest customer-message seq of each origin.
     tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>>,
+    /// Per conversation not closed, the highest HLC time of its messages, from any box: a
+    /// message written here comes after it, even when a box whose clock runs ahead wrote it
+    /// (the clock itself is not dragged that far), so every box lists it after.
+    floors: HashMap<ConversationId, u64>,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
 }
@@ -82,6 +86,7 @@ impl Replica {
             homes,
             keys,
             tips,
+            floors: stored.message_floors.into_iter().collect(),
             applying_remote: false,
         }
     }
@@ -118,9 +123,26 @@ impl Replica {
             .is_some_and(|t| t.iter().any(|(origin, seq)| *seq > seen.get(*origin)))
     }
 
-    /// A conversation closed for good here needs no tips any more.
+    /// The HLC time for a message of `conversation` written here: the clock's, or just after
+    /// the conversation's latest message when that is later (written by a box ahead).
+    fn message_time(&mut self, conversation: ConversationId, at_ms: u64) -> Timestamp {
+        let now = self.hlc.now(at_ms);
+        let floor = self.floors.entry(conversation).or_default();
+        let time = now.max(Timestamp(floor.saturating_add(1)));
+        *floor = time.0;
+        time
+    }
+
+    /// Another box's message of `conversation`, at HLC time `hlc`.
+    fn note_message_time(&mut self, conversation: ConversationId, hlc: Timestamp) {
+        let floor = self.floors.entry(conversation).or_default();
+        *floor = (*floor).max(hlc.0);
+    }
+
+    /// A conversation closed for good here needs no tips or floor any more.
     pub(super) fn forget(&mut self, conversation: ConversationId) {
         self.tips.remove(&conversation);
+        self.floors.remove(&conversation);
     }
 }
 
@@ -206,16 +228,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<(), DispatchError> {
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
-        let hlc = replica.hlc.now(at_ms.max(0) as u64);
-        let message = match &body {
+        let wall = at_ms.max(0) as u64;
+        let (hlc, message) = match &body {
             Body::Message(m) => {
+                let conversation = record_conversation(&body, replica);
                 if m.sender == Sender::Visitor {
-                    let conversation = record_conversation(&body, replica);
                     replica.note_customer_message(conversation, origin, seq);
                 }
-                Some(record)
+                (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) => None,
+            Body::Status(_) => (replica.hlc.now(wall), None),
         };
         self.journal.append(
             Op::Replicated(Replicated {
@@ -322,12 +344,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     }),
                     audience,
                 )?;
+                let replica = self.replica_mut();
+                replica.note_message_time(conversation, op.hlc);
                 if m.sender == Sender::Visitor {
-                    self.replica_mut().note_customer_message(
-                        conversation,
-                        op.dot.origin,
-                        op.dot.seq,
-                    );
+                    replica.note_customer_message(conversation, op.dot.origin, op.dot.seq);
                 }
                 Ok(Some(lsn))
             }

@@ -229,9 +229,15 @@ async fn list_messages(
     conversation_or_404(&app, id).await?;
     let limit = q.limit.unwrap_or(200).clamp(1, 1000);
     let after = q.after.map_or(0, After::get);
+    // Every box of a cluster lists a conversation in the same order.
+    let order = if app.cluster.is_some() {
+        queries::MessageOrder::Cluster
+    } else {
+        queries::MessageOrder::Local
+    };
     let rows = app
         .reads
-        .run(move |conn| queries::conversation_messages(conn, id, after, limit))
+        .run(move |conn| queries::conversation_messages(conn, id, after, limit, order))
         .await?;
     let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
     Ok(Json(serde_json::json!({ "messages": views })))

@@ -136,6 +136,9 @@ pub enum ImportError {
 const BATCH: usize = 512;
 /// Batches sent and not yet answered.
 const IN_FLIGHT: usize = 8;
+/// The store's checkpoint size and page cache during an import (at least).
+const BULK_CHECKPOINT_WAL_MIB: u64 = 256;
+const BULK_CACHE_MIB: u64 = 32;
 /// Bad rows printed one by one; beyond, only counted.
 const BAD_ROWS_LISTED: u64 = 100;
 
@@ -173,7 +176,15 @@ impl Sink {
                 .enable_all()
                 .build()
                 .map_err(ImportError::Runtime)?;
-            let cfg = Arc::new(cfg.clone());
+            let mut cfg = cfg.clone();
+            // An import writes in bulk and nobody reads meanwhile: the store checkpoints less
+            // often, so a page the import changes again and again is written out once per
+            // checkpoint rather than many times (the WAL grows to 256 MiB meanwhile), and it
+            // keeps more pages in memory (BENCHMARKS.md, import).
+            cfg.store.checkpoint_wal_mib =
+                cfg.store.checkpoint_wal_mib.max(BULK_CHECKPOINT_WAL_MIB);
+            cfg.store.cache_mib = cfg.store.cache_mib.max(BULK_CACHE_MIB);
+            let cfg = Arc::new(cfg);
             let core = runtime.block_on(Core::start(&cfg)).map_err(|e| match e {
                 crate::Error::DataDirInUse(dir) => {
                     ImportError::DaemonRunning(dir.display().to_string())

@@ -36,10 +36,6 @@ use super::Error;
 use crate::model::Lsn;
 use crate::op::{Entry, Op};
 
-/// Page cache of the write connection: a transaction that holds seconds of messages stays in
-/// memory instead of spilling pages to the WAL before it commits.
-const APPLIER_CACHE_KIB: i64 = 8192;
-
 pub struct Applier {
     conn: Connection,
     /// Batches received and not yet applied, in LSN order.
@@ -54,7 +50,9 @@ pub struct Applier {
 }
 
 impl Applier {
-    /// Takes the write connection of a migrated store.
+    /// Takes the write connection of a migrated store, with `cache_mib` of page cache (a
+    /// transaction that holds seconds of messages stays in memory instead of spilling pages to
+    /// the WAL before it commits).
     ///
     /// # Errors
     /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set.
@@ -62,9 +60,10 @@ impl Applier {
         conn: Connection,
         event_channels: Vec<String>,
         cadence: CadenceConfig,
+        cache_mib: u64,
     ) -> Result<Self, Error> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "cache_size", -APPLIER_CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", -((cache_mib * 1024) as i64))?;
         let applied_lsn = super::applied_lsn(&conn)?;
         Ok(Applier {
             conn,
@@ -352,7 +351,8 @@ mod tests {
     fn store() -> (tempfile::TempDir, Applier) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(&dir.path().join("kefud.db")).unwrap();
-        let applier = Applier::new(conn, Vec::new(), cadence(Duration::from_secs(3600))).unwrap();
+        let applier =
+            Applier::new(conn, Vec::new(), cadence(Duration::from_secs(3600)), 8).unwrap();
         (dir, applier)
     }
 

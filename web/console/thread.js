@@ -127,7 +127,8 @@ async function loadNew(view, from = view.maxId) {
     if (cur !== view) return;
     for (const m of page) addMessage(view, m);
     if (page.length < PAGE) return;
-    after = page[page.length - 1].id;
+    // In cluster mode a page is in the cluster's order: the next starts after its highest id.
+    after = Math.max(after, ...page.map((m) => m.id));
   }
 }
 

@@ -1,7 +1,7 @@
 //! Unit tests of `replica.rs`: two or three boxes as deciders over in-memory ports, their
 //! cluster operations handed from one to another as the link would.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::*;
 use crate::cluster::vector::Inbox;
@@ -359,4 +359,76 @@ fn a_record_and_its_stamp_are_glued_so_the_journal_keeps_both_or_neither() {
     let (last, made) = entries.split_last().expect("B journaled the operation");
     assert!(matches!(last.op, Op::Replicated(_)) && !last.glue);
     assert!(!made.is_empty() && made.iter().all(|e| e.glue));
+}
+
+/// The HLC times of a box's message stamps, by text: (time, origin, seq) as every box sorts.
+fn message_keys(d: &TestDecider) -> BTreeMap<String, (u64, NodeId, u64)> {
+    let texts: HashMap<Lsn, String> = d
+        .journal
+        .entries
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::MessageAdded(m) => Some((e.lsn, m.text.clone())),
+            _ => None,
+        })
+        .collect();
+    d.journal
+        .entries
+        .iter()
+        .filter_map(|e| match &e.op {
+            Op::Replicated(r) => r
+                .message
+                .and_then(|m| texts.get(&m))
+                .map(|t| (t.clone(), (r.hlc, r.origin, r.seq))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reply_to_a_message_from_a_box_whose_clock_runs_ahead_still_sorts_after_it() {
+    let (mut a, mut b) = (box_of(A), box_of(B));
+    // B's clock is ten minutes ahead; A does not let it drag its own clock.
+    let ahead = Now {
+        wall_ms: T0.wall_ms + 600_000,
+        timer_ms: T0.timer_ms,
+    };
+    let on_b = write(&mut b, "c1", "from the future", ahead);
+    assert_eq!(on_b, 1);
+    sync(&b, &mut a, T0);
+    let on_a = messages(&a)[0].0;
+    a.agent_message(
+        AgentMessage {
+            conversation: on_a,
+            agent: 1,
+            text: "answered after it".into(),
+            via: None,
+        },
+        T0,
+    )
+    .unwrap();
+    a.store_catches_up();
+    sync(&a, &mut b, ahead);
+    for d in [&a, &b] {
+        let keys = message_keys(d);
+        assert!(
+            keys["from the future"] < keys["answered after it"],
+            "causal order on every box: {keys:?}"
+        );
+    }
+    // Another conversation is not pushed: its messages keep the clock's time.
+    let other = a
+        .customer_message(
+            CustomerMessage {
+                identity: identity("web", "v2"),
+                client_id: Some(bounded_id("x1").unwrap()),
+                text: "unrelated".into(),
+                attachment: None,
+            },
+            T0,
+        )
+        .unwrap();
+    assert_ne!(other.conversation, on_a);
+    let keys = message_keys(&a);
+    assert!(keys["unrelated"].0 < keys["from the future"].0);
 }

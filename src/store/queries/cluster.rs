@@ -18,6 +18,8 @@ pub struct ClusterStartup {
     pub homes: Vec<(u64, u64, ConversationId, bool)>,
     /// For conversations not closed: (conversation, origin, highest seq of a customer message).
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
+    /// For conversations not closed: (conversation, the highest HLC time of its messages).
+    pub message_floors: Vec<(ConversationId, u64)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -56,11 +58,24 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
             ))
         })?
         .collect::<Result<_, _>>()?;
+    let message_floors = conn
+        .prepare(
+            "SELECT m.conversation_id, MAX(o.hlc) FROM cluster_ops o
+             JOIN messages m ON m.id = o.message
+             JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.status != 'idle'
+             GROUP BY m.conversation_id",
+        )?
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<_, _>>()?;
     Ok(ClusterStartup {
         applied,
         max_hlc: max_hlc.unwrap_or(0) as u64,
         homes,
         customer_tips,
+        message_floors,
     })
 }
 

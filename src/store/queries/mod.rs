@@ -179,7 +179,19 @@ pub fn conversation(
         .optional()?)
 }
 
-/// Messages of one conversation with ids above `after`, oldest first.
+/// How a page of a conversation's messages is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageOrder {
+    /// By local id: the order this box stored them in.
+    Local,
+    /// Cluster mode: by each message's cluster operation (HLC, origin, seq), which every box
+    /// holds the same, so every box lists a conversation in the same order; a message without
+    /// one (stored before cluster mode) by its time.
+    Cluster,
+}
+
+/// The messages of a conversation after local id `after`: the next `limit` by local id (so
+/// pages follow one another by id whatever the order), in `order`.
 ///
 /// # Errors
 /// [`Error::Sqlite`].
@@ -188,10 +200,22 @@ pub fn conversation_messages(
     conversation: ConversationId,
     after: MessageId,
     limit: u32,
+    order: MessageOrder,
 ) -> Result<Vec<MessageRow>, Error> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT {limit}"
+    let page = format!(
+        "SELECT * FROM messages WHERE conversation_id = ?1 AND id > ?2 ORDER BY id LIMIT {limit}"
     );
+    let sql = match order {
+        MessageOrder::Local => {
+            format!("SELECT {MESSAGE_COLUMNS} FROM ({page}) AS messages ORDER BY id")
+        }
+        MessageOrder::Cluster => format!(
+            "SELECT {MESSAGE_COLUMNS} FROM ({page}) AS messages
+             LEFT JOIN cluster_ops o ON o.message = messages.id
+             ORDER BY COALESCE(o.hlc, messages.created_at * 65536), COALESCE(o.origin, 0),
+                      COALESCE(o.seq, messages.id)"
+        ),
+    };
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![conversation as i64, after as i64], message_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
