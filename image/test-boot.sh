@@ -294,6 +294,7 @@ if [ -n "$REPORT" ]; then
   check "B2: SSH host keys made on the device ($(field hostkeys))" test "$(field hostkeys)" -ge 1
   check "B2: kefud.toml from the boot partition installed, cluster mode on" \
     test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud-clustered.toml")"
+  expect B2 kefud_toml_mode 640:root:kefud
   expect B2 bridge 192.0.2.10:1883
   check "B2: kefud's cluster link connected to the local broker ($(field kefud_cluster))" \
     test "$(field kefud_cluster)" -ge 1

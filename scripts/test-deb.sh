@@ -36,6 +36,8 @@ check "the kefud system user exists, with no login shell" \
 check "the unit is installed and enabled" \
   test -L /etc/systemd/system/multi-user.target.wants/kefud.service
 check "the config is a conffile" grep -qx /etc/kefud/kefud.toml /var/lib/dpkg/info/kefud.conffiles
+check "the config (it may hold secrets) is readable by root and the service only" \
+  sh -c '[ "$(stat -c %a:%U:%G /etc/kefud/kefud.toml)" = 640:root:kefud ]'
 check "systemd-analyze verify accepts the installed unit" systemd-analyze verify kefud.service
 exposure=$(systemd-analyze security --offline=true /usr/lib/systemd/system/kefud.service 2>/dev/null \
   | sed -n 's/.*Overall exposure level for kefud.service: \([0-9.]*\).*/\1/p')

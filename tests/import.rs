@@ -276,8 +276,12 @@ fn an_import_killed_at_random_points_and_run_again_has_every_message_exactly_onc
     // The reference: one clean run.
     let clean = tmp.path().join("clean");
     std::fs::create_dir_all(&clean).unwrap();
+    let started = std::time::Instant::now();
     let (ok, out, err) = import(&clean, &["history", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    // Kills land at fractions of a whole run's time, so they fall inside the import however
+    // fast the machine (or slow the emulator) is.
+    let whole_run = started.elapsed();
     let reference = projection(&clean);
     assert_eq!(reference.0.len(), total);
 
@@ -300,7 +304,9 @@ fn an_import_killed_at_random_points_and_run_again_has_every_message_exactly_onc
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(50 + seed % 700));
+        // Between a fifth and nine tenths of a whole run.
+        let fraction = 0.2 + (seed % 1000) as f64 / 1000.0 * 0.7;
+        std::thread::sleep(whole_run.mul_f64(fraction));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();
             kills += 1;
