@@ -6,8 +6,10 @@
 //! sink waits until everything it sent is durable, then stops the pipeline cleanly. Progress
 //! (rows, rate, time left) and bad rows (line and reason) go to stderr as they happen.
 //!
-//! Invariant: [`Sink::finish`] returns only once every step sent is fsync'd in the journal;
-//! any refusal on the way stops the import with the dispatcher's reason.
+//! Invariants: [`Sink::finish`] returns only once every step sent is fsync'd in the journal;
+//! any refusal on the way stops the import with the dispatcher's reason; the store never
+//! trails what was sent by more than [`STORE_BACKLOG`] records plus one batch window, so memory
+//! does not grow with the size of the import.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -136,6 +138,9 @@ pub enum ImportError {
 const BATCH: usize = 512;
 /// Batches sent and not yet answered.
 const IN_FLIGHT: usize = 8;
+/// Records the store may trail the journal by during an import (tens of MB in the queues
+/// between them; the store commits every 10,000 records meanwhile, so it moves).
+const STORE_BACKLOG: u64 = 100_000;
 /// The store's checkpoint size and page cache during an import (at least).
 const BULK_CHECKPOINT_WAL_MIB: u64 = 256;
 const BULK_CACHE_MIB: u64 = 32;
@@ -240,6 +245,13 @@ impl Sink {
         p.pending.push_back(rx);
         while p.pending.len() > IN_FLIGHT {
             wait_answer(p)?;
+        }
+        // The store applies far slower than the journal takes records: wait for it rather
+        // than let the records between them pile up in memory.
+        let behind = p.last.saturating_sub(STORE_BACKLOG);
+        if p.core.store.applied() < behind {
+            let mut applied = p.core.store.subscribe();
+            let _ = p.runtime.block_on(applied.wait_for(|a| *a >= behind));
         }
         Ok(())
     }
