@@ -56,12 +56,16 @@ dpkg -i "$v2" >/dev/null
 check "the upgrade installed the new version" \
   sh -c "dpkg-query -W -f='\${Version}' kefud | grep -q -- '-2$'"
 check "the local edit of the conffile survived the upgrade" grep -q "edited by the shop" /etc/kefud/kefud.toml
+check "an upgrade to the same version keeps no previous version for kefud-rollback" \
+  test ! -e /usr/lib/kefud/previous -a ! -e /usr/lib/kefud/previous-candidate
+check "kefud-rollback is installed and says there is nothing to go back to" \
+  sh -c 'kefud-rollback 2>&1 | grep -q "no previous version"'
 check "the data survived the upgrade" \
   sh -c 'cd /var/lib/kefud && runuser -u kefud -- /usr/bin/kefud --config /etc/kefud/kefud.toml agent list | grep -q owner'
 
 echo "== remove"
 dpkg -r kefud >/dev/null
-check "remove deleted the binary" test ! -e /usr/bin/kefud
+check "remove deleted the binary and any kept previous version" test ! -e /usr/bin/kefud -a ! -e /usr/lib/kefud
 check "remove kept the config and the data" test -f /etc/kefud/kefud.toml -a -d /var/lib/kefud/kefud-data
 
 echo "== purge"

@@ -61,6 +61,8 @@ fi
 
 echo "== the Debian package on this machine: install, unit checks, upgrade, remove, purge"
 scripts/test-deb.sh
+echo "== upgrade from the previous release's package to this one, kefud-rollback, and forward again"
+scripts/test-upgrade.sh
 
 echo "== aarch64: the release binary that ships, and every test against it under qemu-user"
 scripts/cross.sh aarch64-unknown-linux-gnu test

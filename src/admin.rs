@@ -9,6 +9,8 @@
 //!   API's `POST /api/v1/kb/import` does the same. Export reads the store and works either way.
 //! - `kefud backup DEST` / `kefud restore SRC`: a consistent copy of the data directory while
 //!   the daemon runs, and its restore into an empty one (`backup.rs` says why it is consistent).
+//! - `kefud rollback-store --since-ms MS`: the store as it was before an upgrade's schema
+//!   migrations (`store::undo`), for `kefud-rollback`; takes the data-directory lock.
 //! - `kefud journal truncate FILE OFFSET`: the operator's override after recovery refused a
 //!   damaged last segment (`journal::recovery::truncate_at`); takes the data-directory lock, so
 //!   it needs the daemon stopped.
@@ -223,6 +225,43 @@ pub fn journal_truncate(
         t.first_lost_lsn - 1,
         t.kept.display()
     ))
+}
+
+/// `kefud rollback-store --since-ms MS`: the store put back as it was before the schema
+/// migrations made since an upgrade installed at `since_ms` (`kefud-rollback` runs it before it
+/// puts the previous binary back); needs the daemon stopped.
+///
+/// # Errors
+/// [`AdminError`] when the daemon runs, or the journal no longer holds what came after the
+/// snapshot (nothing is changed then).
+pub fn rollback_store(cfg: &Config, since_ms: u64) -> Result<String, AdminError> {
+    let _lock =
+        crate::app::DataDirLock::acquire(&cfg.storage.data_dir).map_err(AdminError::Pipeline)?;
+    Ok(
+        match crate::store::undo::undo(&cfg.db_path(), &cfg.journal_dir(), since_ms)? {
+            None => "no schema migration since the upgrade: the store stays as it is".to_string(),
+            Some(u) => {
+                let mut note = format!(
+                    "the store is back at schema {} ({}); the journal's {} records since then \
+                     are replayed when kefud starts; carried over from the newer store: {}; the \
+                     schema {} store is kept as {}",
+                    u.snapshot.schema,
+                    u.snapshot.path.display(),
+                    u.to_replay,
+                    u.carried.join(", "),
+                    u.from_schema,
+                    u.aside.display()
+                );
+                if !u.not_carried.is_empty() {
+                    note += &format!(
+                        "; as they were before the upgrade (their columns changed): {}",
+                        u.not_carried.join(", ")
+                    );
+                }
+                note
+            }
+        },
+    )
 }
 
 /// `kefud backup DEST`: a backup of the configured data directory, daemon running or not.

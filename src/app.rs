@@ -37,7 +37,7 @@ use crate::dispatch::{ClusterRole, Command, DispatchConfig, Dispatcher};
 use crate::error::{Error, Result};
 use crate::fanout::Fanout;
 use crate::http::{self, AppState};
-use crate::journal::{self, writer::Writer, writer::WriterConfig};
+use crate::journal::{self, writer::KeepForRollback, writer::Writer, writer::WriterConfig};
 use crate::login::LoginGuard;
 use crate::op::Op;
 use crate::reload::{self, Reloader};
@@ -137,6 +137,11 @@ impl Core {
                 segment_bytes: cfg.journal.segment_bytes,
                 max_batch_bytes: cfg.journal.max_batch_bytes,
                 retain_segments: cfg.journal.retain_segments,
+                keep_for_rollback: store::undo::kept_for_rollback(
+                    &cfg.db_path(),
+                    crate::model::now_ms() as u64,
+                )
+                .map(|(lsn, until_ms)| KeepForRollback { lsn, until_ms }),
             },
             rec.segments,
             rec.data_offset,

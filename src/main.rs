@@ -56,6 +56,13 @@ enum Command {
     /// Restore the backup in SRC into the configured data directory, which must be empty;
     /// every file is verified first.
     Restore { src: PathBuf },
+    /// Put the store back as it was before the schema migrations made since an upgrade
+    /// installed at MS (Unix time in ms), keeping the newer store aside; for `kefud-rollback`,
+    /// which then puts the previous kefud back. Needs the daemon stopped.
+    RollbackStore {
+        #[arg(long, value_name = "MS")]
+        since_ms: u64,
+    },
     /// Bring another system's history in, once: a run killed part way and run again finishes
     /// the job; needs the daemon stopped.
     #[command(subcommand)]
@@ -228,6 +235,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Backup { dest }) => kefud::admin::backup(&cfg, &dest),
         Some(Command::Restore { src }) => kefud::admin::restore(&cfg, &src),
+        Some(Command::RollbackStore { since_ms }) => kefud::admin::rollback_store(&cfg, since_ms),
         Some(Command::Import(command)) => return run_import(&cfg, command),
         Some(Command::Export { contact }) => {
             let out = &mut std::io::stdout().lock();

@@ -28,7 +28,7 @@ use super::frame::{self, Decoded, Frame};
 use super::segment::{self, SegmentFile};
 use super::Error;
 use crate::model::Lsn;
-use crate::op::Op;
+use crate::op::{DecodeError, Op};
 
 /// Where cut tails are kept for inspection, inside the journal directory.
 pub const DAMAGED_DIR: &str = "damaged";
@@ -237,12 +237,17 @@ pub fn recover(
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
         let end = walk(bytes, seg, data_offset, |offset, f| {
             if f.lsn > applied_lsn {
-                let op = Op::decode(f.kind, f.payload).map_err(|e| {
-                    Error::corrupt(
+                let op = Op::decode(f.kind, f.payload).map_err(|e| match e {
+                    DecodeError::UnknownKind(kind) => Error::Newer {
+                        path: seg.path.clone(),
+                        lsn: f.lsn,
+                        kind,
+                    },
+                    e => Error::corrupt(
                         &seg.path,
                         offset as u64,
                         format!("undecodable operation: {e}"),
-                    )
+                    ),
                 })?;
                 on_record(f.lsn, op)?;
             }

@@ -17,7 +17,8 @@
 //!   most one batch.
 //! - A segment is deleted only when every record in it is checkpointed into the store (durable
 //!   in `kefud.db`, not merely committed: the store commits without an fsync) and
-//!   `retain_segments` newer such segments exist.
+//!   `retain_segments` newer such segments exist, and, while an upgrade can still be undone,
+//!   it holds no record after the pre-migration snapshot (`KeepForRollback`).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -40,6 +41,35 @@ pub struct WriterConfig {
     pub segment_bytes: u64,
     pub max_batch_bytes: usize,
     pub retain_segments: usize,
+    /// While an upgrade can be undone: every record after the pre-migration snapshot is kept.
+    pub keep_for_rollback: Option<KeepForRollback>,
+}
+
+/// Records after `lsn` (a pre-migration snapshot's position) are kept until `until_ms`, so the
+/// previous kefud can replay them onto that snapshot (`store::undo`).
+#[derive(Debug, Clone, Copy)]
+pub struct KeepForRollback {
+    pub lsn: Lsn,
+    pub until_ms: u64,
+}
+
+/// How many of the oldest closed segments to delete, given the last LSN of each closed segment
+/// (oldest first): those the store has checkpointed beyond the newest `retain` such segments,
+/// and none holding a record after `keep_after`.
+fn segments_to_retire(
+    closed_ends: &[Lsn],
+    checkpointed: Lsn,
+    retain: usize,
+    keep_after: Option<Lsn>,
+) -> usize {
+    let checkpointed_closed = closed_ends
+        .iter()
+        .filter(|&&end| end <= checkpointed)
+        .count();
+    let below_floor = keep_after.map_or(usize::MAX, |floor| {
+        closed_ends.iter().take_while(|&&end| end <= floor).count()
+    });
+    checkpointed_closed.saturating_sub(retain).min(below_floor)
 }
 
 /// What the watchdog asks of the writer: not latched, and not stuck inside one batch.
@@ -304,12 +334,23 @@ impl Writer {
     /// Deletes checkpointed segments beyond the retention. A failure here loses nothing (the
     /// file is merely kept), so it is logged, not latched.
     fn retire(&mut self) {
-        let checkpointed = self.checkpointed.load(Ordering::Acquire);
-        let closed = self.segments.len() - 1;
-        let checkpointed_closed = (0..closed)
-            .filter(|&i| self.segments[i + 1].first_lsn - 1 <= checkpointed)
-            .count();
-        let excess = checkpointed_closed.saturating_sub(self.cfg.retain_segments);
+        let closed_ends: Vec<Lsn> = self
+            .segments
+            .iter()
+            .skip(1)
+            .map(|next| next.first_lsn - 1)
+            .collect();
+        let keep_after = self
+            .cfg
+            .keep_for_rollback
+            .filter(|k| (now_ms() as u64) < k.until_ms)
+            .map(|k| k.lsn);
+        let excess = segments_to_retire(
+            &closed_ends,
+            self.checkpointed.load(Ordering::Acquire),
+            self.cfg.retain_segments,
+            keep_after,
+        );
         if excess == 0 {
             return;
         }
@@ -338,6 +379,24 @@ impl Writer {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn retirement_keeps_the_retention_and_what_a_rollback_needs() {
+        let ends = [100, 200, 300, 400];
+        assert_eq!(segments_to_retire(&ends, 400, 2, None), 2);
+        assert_eq!(
+            segments_to_retire(&ends, 250, 0, None),
+            2,
+            "only what is checkpointed"
+        );
+        assert_eq!(segments_to_retire(&ends, 400, 0, Some(150)), 1);
+        assert_eq!(
+            segments_to_retire(&ends, 400, 0, Some(99)),
+            0,
+            "the first holds 100"
+        );
+        assert_eq!(segments_to_retire(&ends, 400, 1, Some(1_000)), 3);
+    }
 
     #[test]
     fn failures_are_named_for_the_operator() {

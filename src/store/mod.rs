@@ -4,7 +4,8 @@
 //! batches in LSN order (`applier.rs`, the SQL of each operation in `apply.rs`), committing and
 //! checkpointing on a cadence (`cadence.rs`) and publishing how far it got (`progress.rs`);
 //! reads go through a small pool of connections used from `spawn_blocking` (`pool.rs`), so
-//! nothing blocks the async runtime.
+//! nothing blocks the async runtime. Schema migrations and the snapshot taken before them are
+//! in `schema.rs`; putting such a snapshot back to undo an upgrade in `undo.rs`.
 //!
 //! Invariants:
 //! - `meta.applied_lsn` is written in the same transaction as the rows it covers, so after a
@@ -24,6 +25,7 @@ pub mod pool;
 pub mod progress;
 pub mod queries;
 pub mod schema;
+pub mod undo;
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,7 +36,7 @@ use rusqlite::{Connection, OpenFlags};
 pub enum Error {
     #[error("store (SQLite) error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known}); nothing was changed. Run the newer kefud again, or roll back: stop kefud and put back as kefud.db the copy the upgrade took in the data directory's pre-migration/ (the journal replays what came after it), or move the data directory aside and `kefud restore` a backup taken before the upgrade (a `kefud backup` or a `[backup]` one) into an empty data directory")]
+    #[error("the data directory was written by a newer kefud (schema {found}, this binary knows {known}); nothing was changed. Run the newer kefud again, or go back to this version with `sudo kefud-rollback` (the package keeps the previous version; it puts back the copy the upgrade took in the data directory's pre-migration/, and the journal replays what came after it), or move the data directory aside and `kefud restore` a backup taken before the upgrade (a `kefud backup` or a `[backup]` one) into an empty data directory")]
     TooNew { found: i64, known: i64 },
     #[error("store worker is gone")]
     Closed,

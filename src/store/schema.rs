@@ -101,6 +101,23 @@ fn snapshot(conn: &Connection, dir: &Path, version: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// A database at `version`, as an older kefud left it, with one row of data (a `marker` in
+/// `meta`): for tests of migrations and of undoing them.
+#[cfg(test)]
+pub(crate) fn at_version(path: &Path, version: i64) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    for sql in &MIGRATIONS[..version as usize] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('marker', 'before') ON CONFLICT(key) DO UPDATE SET value = 'before'",
+        [],
+    )
+    .unwrap();
+    conn
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,21 +139,6 @@ mod tests {
             err.to_string().contains("`kefud restore` a backup"),
             "the refusal says how to roll back: {err}"
         );
-    }
-
-    /// A database at `version`, with one row of data.
-    fn at_version(path: &Path, version: i64) -> Connection {
-        let conn = Connection::open(path).unwrap();
-        for sql in &MIGRATIONS[..version as usize] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", version).unwrap();
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('marker', 'before') ON CONFLICT(key) DO UPDATE SET value = 'before'",
-            [],
-        )
-        .unwrap();
-        conn
     }
 
     #[test]

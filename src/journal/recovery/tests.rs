@@ -358,3 +358,31 @@ fn a_damaged_header_refuses() {
     std::fs::write(&path, bytes).unwrap();
     assert!(matches!(collect(dir.path(), 0), Err(Error::Corrupt { .. })));
 }
+
+#[test]
+fn an_operation_of_a_newer_kefud_refuses_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_segment(dir.path(), 1, 3);
+    let path = dir.path().join(segment::file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    frame::encode_with(&mut bytes, 1, 4, 250, |b| b.extend_from_slice(b"later"));
+    std::fs::write(&path, &bytes).unwrap();
+    let err = collect(dir.path(), 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Newer {
+                lsn: 4,
+                kind: 250,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer kefud"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is left as it is"
+    );
+}

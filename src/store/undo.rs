@@ -1,0 +1,383 @@
+//! Undoing an upgrade's schema migrations: the pre-migration snapshots `schema.rs` writes
+//! (`pre-migration/kefud-schema{V}-{ms}.db`), which of them undoes the upgrade installed at a
+//! given time, how long the journal must keep what came after it, and putting it back as
+//! `kefud.db` for the previous kefud (`kefud rollback-store`, run by `kefud-rollback`).
+//!
+//! Invariants:
+//! - A snapshot is put back only if the journal still holds every record after the snapshot's
+//!   applied LSN: the previous kefud replays them, so nothing acknowledged since the upgrade is
+//!   lost. Otherwise the refusal says so and names the way out (a backup).
+//! - The store being replaced is first copied, as one consistent file, into `rolled-back/`;
+//!   its WAL is removed before the snapshot takes its place, so no stale WAL frame is ever
+//!   applied to the snapshot.
+//! - What no journal record rebuilds (agents, sessions, settings, canned replies, uploads, API
+//!   keys) is carried from the newer store into the snapshot wherever a table has the same
+//!   columns in both, so a password or a key set after the upgrade survives the rollback.
+//! - Which snapshot, whether the journal reaches back, and until when the journal keeps records
+//!   for a rollback are pure decisions ([`undoing`], [`journal_reaches`], [`rollback_floor`]).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::Error;
+
+/// How long after an upgrade's migration the journal keeps every record since its snapshot, so
+/// that the upgrade can be undone with nothing lost.
+pub const ROLLBACK_WINDOW_MS: u64 = 14 * 24 * 3600 * 1000;
+
+/// One pre-migration snapshot: the schema it has and when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreMigration {
+    pub path: PathBuf,
+    pub schema: i64,
+    pub taken_ms: u64,
+}
+
+/// `kefud-schema0008-1765000000000.db` → (8, 1765000000000).
+fn parse_name(name: &str) -> Option<(i64, u64)> {
+    let rest = name.strip_prefix("kefud-schema")?.strip_suffix(".db")?;
+    let (schema, ms) = rest.split_once('-')?;
+    Some((schema.parse().ok()?, ms.parse().ok()?))
+}
+
+/// The snapshots in `dir` (the data directory's `pre-migration/`), oldest first; none if the
+/// directory does not exist.
+///
+/// # Errors
+/// [`Error::Invalid`] if the directory cannot be read.
+pub fn list(dir: &Path) -> Result<Vec<PreMigration>, Error> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::Invalid(format!("{}: {e}", dir.display()))),
+    };
+    let mut out: Vec<PreMigration> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (schema, taken_ms) = parse_name(&name)?;
+            Some(PreMigration {
+                path: e.path(),
+                schema,
+                taken_ms,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| (s.taken_ms, s.schema));
+    Ok(out)
+}
+
+/// The snapshot that undoes an upgrade installed at `since_ms`: the first one taken at or after
+/// it (the later ones are of schemas that upgrade itself made). None: no migration since.
+pub fn undoing(snapshots: &[PreMigration], since_ms: u64) -> Option<&PreMigration> {
+    snapshots.iter().find(|s| s.taken_ms >= since_ms)
+}
+
+/// Whether the journal, whose oldest segment starts at `first_lsn` (None: no segment), still
+/// holds every record after `snapshot_lsn`, given that the store has applied up to
+/// `store_lsn`.
+pub fn journal_reaches(snapshot_lsn: u64, first_lsn: Option<u64>, store_lsn: u64) -> bool {
+    match first_lsn {
+        Some(first) => first <= snapshot_lsn + 1,
+        None => store_lsn <= snapshot_lsn,
+    }
+}
+
+/// The snapshot whose records the journal keeps at `now_ms`: the newest taken within
+/// [`ROLLBACK_WINDOW_MS`], with the end of its window.
+pub fn rollback_floor(snapshots: &[PreMigration], now_ms: u64) -> Option<(&PreMigration, u64)> {
+    let newest = snapshots.iter().max_by_key(|s| s.taken_ms)?;
+    let until = newest.taken_ms.saturating_add(ROLLBACK_WINDOW_MS);
+    (now_ms < until).then_some((newest, until))
+}
+
+/// The journal position after which records are kept for a rollback at `now_ms`, and until
+/// when: [`rollback_floor`] of the snapshots beside `db`. None when there is none, or it
+/// cannot be read (then it cannot be put back either; logged).
+pub fn kept_for_rollback(db: &Path, now_ms: u64) -> Option<(u64, u64)> {
+    let dir = db.parent().unwrap_or(Path::new(".")).join("pre-migration");
+    let snapshots = list(&dir)
+        .map_err(|e| tracing::warn!(error = %e, "store: cannot list pre-migration snapshots"))
+        .ok()?;
+    let (newest, until) = rollback_floor(&snapshots, now_ms)?;
+    match read_position(&newest.path) {
+        Ok((lsn, _)) => Some((lsn, until)),
+        Err(e) => {
+            tracing::warn!(file = %newest.path.display(), error = %e, "store: unreadable pre-migration snapshot");
+            None
+        }
+    }
+}
+
+/// A database file's applied LSN and schema version, read without migrating or writing.
+///
+/// # Errors
+/// [`Error::Sqlite`] if it is not a kefud database SQLite can read.
+pub fn read_position(path: &Path) -> Result<(u64, i64), Error> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let lsn = super::applied_lsn(&conn)?;
+    let schema = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((lsn, schema))
+}
+
+/// What [`undo`] did.
+#[derive(Debug)]
+pub struct Undone {
+    /// The snapshot now in place, and its schema.
+    pub snapshot: PreMigration,
+    /// Where the replaced store was copied.
+    pub aside: PathBuf,
+    /// The replaced store's schema.
+    pub from_schema: i64,
+    /// Journal records after the snapshot, which the previous kefud replays.
+    pub to_replay: u64,
+    /// Tables no journal record rebuilds, copied from the newer store (same columns in both),
+    /// and those left as they were at the snapshot (their columns differ).
+    pub carried: Vec<String>,
+    pub not_carried: Vec<String>,
+}
+
+/// Puts back, as `db`, the snapshot that undoes the upgrade installed at `since_ms`; None when
+/// no migration was made since (the store stays as it is). The daemon must be stopped (the
+/// caller holds the data-directory lock).
+///
+/// # Errors
+/// [`Error::Invalid`] when the journal no longer holds what came after the snapshot, or on an
+/// I/O failure; [`Error::Sqlite`] if a database cannot be read or copied.
+pub fn undo(db: &Path, journal_dir: &Path, since_ms: u64) -> Result<Option<Undone>, Error> {
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let snapshots = list(&dir.join("pre-migration"))?;
+    let Some(snapshot) = undoing(&snapshots, since_ms).cloned() else {
+        return Ok(None);
+    };
+    let io = |path: &Path, e: std::io::Error| Error::Invalid(format!("{}: {e}", path.display()));
+    let (snapshot_lsn, _) = read_position(&snapshot.path)?;
+    let (store_lsn, from_schema) = read_position(db)?;
+    let segments =
+        crate::journal::segment::list_read_only(journal_dir).map_err(|e| io(journal_dir, e))?;
+    let first_lsn = segments.first().map(|s| s.first_lsn);
+    if !journal_reaches(snapshot_lsn, first_lsn, store_lsn) {
+        return Err(Error::Invalid(format!(
+            "the snapshot {} is at journal position {snapshot_lsn}, but the journal now starts at {}: \
+             what came in between is only in the current store, so putting the snapshot back would \
+             lose it. Nothing was changed. Restore a backup taken before the upgrade instead \
+             (`kefud restore` into an empty data directory)",
+            snapshot.path.display(),
+            first_lsn.unwrap_or(store_lsn + 1),
+        )));
+    }
+
+    let aside_dir = dir.join("rolled-back");
+    std::fs::create_dir_all(&aside_dir).map_err(|e| io(&aside_dir, e))?;
+    let aside = aside_dir.join(format!(
+        "kefud-schema{from_schema:04}-{:013}.db",
+        crate::clock::now_ms()
+    ));
+    Connection::open(db)?.execute("VACUUM INTO ?1", [aside.to_string_lossy()])?;
+
+    let tmp = dir.join("kefud.db.rollback.tmp");
+    std::fs::copy(&snapshot.path, &tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", db.display()));
+        match std::fs::remove_file(&side) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&side, e)),
+        }
+    }
+    std::fs::rename(&tmp, db).map_err(|e| io(db, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
+    let (carried, not_carried) = carry_unjournaled(db, &aside)?;
+    Ok(Some(Undone {
+        snapshot,
+        aside,
+        from_schema,
+        to_replay: store_lsn.saturating_sub(snapshot_lsn),
+        carried,
+        not_carried,
+    }))
+}
+
+/// The tables no journal record rebuilds (accounts, sessions, settings, canned replies,
+/// uploads, API keys): written directly, so what changed in them since the snapshot is only in
+/// the newer store.
+const UNJOURNALED: &[&str] = &[
+    "agents",
+    "tokens",
+    "settings",
+    "canned_replies",
+    "uploads",
+    "api_keys",
+];
+
+/// Copies the [`UNJOURNALED`] tables' rows from the newer store `newer` into `db` (one
+/// transaction), each where both have the same columns; returns the tables carried and those
+/// left as the snapshot has them.
+fn carry_unjournaled(db: &Path, newer: &Path) -> Result<(Vec<String>, Vec<String>), Error> {
+    let mut conn = Connection::open(db)?;
+    conn.execute("ATTACH DATABASE ?1 AS newer", [newer.to_string_lossy()])?;
+    let columns = |conn: &Connection, schema: &str, table: &str| -> Result<Vec<String>, Error> {
+        let mut stmt = conn.prepare(&format!("PRAGMA {schema}.table_info({table})"))?;
+        let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    };
+    let (mut carried, mut not_carried) = (Vec::new(), Vec::new());
+    let tx = conn.transaction()?;
+    for table in UNJOURNALED {
+        let here = columns(&tx, "main", table)?;
+        if !here.is_empty() && here == columns(&tx, "newer", table)? {
+            tx.execute_batch(&format!(
+                "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM newer.{table};"
+            ))?;
+            carried.push((*table).to_string());
+        } else {
+            not_carried.push((*table).to_string());
+        }
+    }
+    tx.commit()?;
+    Ok((carried, not_carried))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(schema: i64, taken_ms: u64) -> PreMigration {
+        PreMigration {
+            path: PathBuf::from(format!("kefud-schema{schema:04}-{taken_ms:013}.db")),
+            schema,
+            taken_ms,
+        }
+    }
+
+    #[test]
+    fn names_parse_and_others_are_ignored() {
+        assert_eq!(
+            parse_name("kefud-schema0008-1765000000000.db"),
+            Some((8, 1_765_000_000_000))
+        );
+        assert_eq!(parse_name("kefud-schema0008.db"), None);
+        assert_eq!(parse_name("notes.txt"), None);
+        assert_eq!(parse_name("kefud-schemax-1.db"), None);
+    }
+
+    #[test]
+    fn the_first_snapshot_since_the_upgrade_undoes_it() {
+        let snaps = [snap(5, 100), snap(8, 200), snap(9, 250)];
+        assert_eq!(undoing(&snaps, 150), Some(&snaps[1]));
+        assert_eq!(undoing(&snaps, 200), Some(&snaps[1]));
+        assert_eq!(
+            undoing(&snaps, 251),
+            None,
+            "no migration since: nothing to put back"
+        );
+        assert_eq!(undoing(&[], 0), None);
+    }
+
+    #[test]
+    fn the_journal_must_reach_back_to_the_snapshot() {
+        assert!(journal_reaches(100, Some(1), 500));
+        assert!(journal_reaches(100, Some(101), 500));
+        assert!(!journal_reaches(100, Some(102), 500), "record 101 is gone");
+        assert!(
+            journal_reaches(100, None, 100),
+            "nothing after the snapshot"
+        );
+        assert!(!journal_reaches(100, None, 120));
+    }
+
+    #[test]
+    fn the_journal_keeps_records_for_the_newest_snapshot_within_the_window() {
+        let snaps = [snap(5, 100), snap(8, 1_000)];
+        let (floor, until) = rollback_floor(&snaps, 2_000).unwrap();
+        assert_eq!(floor, &snaps[1]);
+        assert_eq!(until, 1_000 + ROLLBACK_WINDOW_MS);
+        assert_eq!(rollback_floor(&snaps, 1_000 + ROLLBACK_WINDOW_MS), None);
+        assert_eq!(rollback_floor(&[], 0), None);
+    }
+
+    fn set_lsn(path: &Path, lsn: u64) {
+        Connection::open(path)
+            .unwrap()
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'",
+                [lsn as i64],
+            )
+            .unwrap();
+    }
+
+    /// A data directory upgraded at `upgraded_ms` from the schema before the current one, the
+    /// store at LSN 10 then and at 25 after; the journal's oldest segment starts at `first_lsn`.
+    fn upgraded(first_lsn: u64) -> (tempfile::TempDir, PathBuf, PathBuf, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("kefud.db");
+        let journal = dir.path().join("journal");
+        std::fs::create_dir_all(&journal).unwrap();
+        crate::journal::appender::Appender::create(&journal, first_lsn).unwrap();
+        drop(super::super::schema::at_version(
+            &db,
+            super::super::schema::CURRENT - 1,
+        ));
+        set_lsn(&db, 10);
+        let upgraded_ms = crate::clock::now_ms() as u64;
+        let newer = super::super::open(&db).unwrap();
+        newer
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('after_upgrade', 'kept')",
+                [],
+            )
+            .unwrap();
+        drop(newer);
+        set_lsn(&db, 25);
+        (dir, db, journal, upgraded_ms)
+    }
+
+    #[test]
+    fn undo_puts_the_snapshot_back_and_keeps_the_newer_store_aside() {
+        let (_dir, db, journal, upgraded_ms) = upgraded(1);
+        let undone = undo(&db, &journal, upgraded_ms).unwrap().unwrap();
+        let current = super::super::schema::CURRENT;
+        assert_eq!(read_position(&db).unwrap(), (10, current - 1));
+        assert_eq!(read_position(&undone.aside).unwrap(), (25, current));
+        assert_eq!((undone.from_schema, undone.to_replay), (current, 15));
+        assert!(!PathBuf::from(format!("{}-wal", db.display())).exists());
+        assert!(
+            undone.carried.contains(&"settings".to_string()),
+            "{undone:?}"
+        );
+        let setting: String = Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'after_upgrade'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            setting, "kept",
+            "a setting made after the upgrade is carried back"
+        );
+        // Installed after the migration: nothing of that upgrade to undo.
+        let later = crate::clock::now_ms() as u64 + 1;
+        assert!(undo(&db, &journal, later).unwrap().is_none());
+    }
+
+    #[test]
+    fn undo_refuses_when_the_journal_no_longer_reaches_the_snapshot() {
+        let (_dir, db, journal, upgraded_ms) = upgraded(12);
+        let err = undo(&db, &journal, upgraded_ms).unwrap_err().to_string();
+        assert!(err.contains("Nothing was changed"), "{err}");
+        let current = super::super::schema::CURRENT;
+        assert_eq!(
+            read_position(&db).unwrap(),
+            (25, current),
+            "store untouched"
+        );
+    }
+}
