@@ -166,6 +166,9 @@ pub struct Store {
     /// The page cache of the store's writer: with more, fewer of the pages it changes are
     /// read back from the file (an import runs with at least 32).
     pub cache_mib: u64,
+    /// When messages enter the search index: not a setting (an import defers it).
+    #[serde(skip)]
+    pub search_indexing: crate::store::search_index::Indexing,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -319,6 +322,7 @@ impl Default for Store {
             checkpoint_interval_secs: 300,
             checkpoint_wal_mib: 16,
             cache_mib: 8,
+            search_indexing: crate::store::search_index::Indexing::Immediate,
         }
     }
 }

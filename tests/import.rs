@@ -325,11 +325,35 @@ fn an_import_killed_at_random_points_and_run_again_has_every_message_exactly_onc
     let after = projection(&crashed);
     assert_eq!(after.0.len(), total, "every message once ({kills} kills)");
     assert_same(&after, &reference, &format!("after {kills} kills"));
+    assert_eq!(
+        search_index_entries(&crashed),
+        (total as i64, None),
+        "every message in the search index, no backlog left"
+    );
     // And once more: nothing new.
     let (ok, out, err) = import(&crashed, &["history", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     assert!(out.contains("imported 0 messages"), "{out}");
     assert_same(&projection(&crashed), &reference, "a run after the end");
+}
+
+/// The messages in `dir`'s search index (FTS5 keeps a size row per indexed message) and the
+/// store's search backlog mark, if any.
+fn search_index_entries(dir: &Path) -> (i64, Option<i64>) {
+    let conn = rusqlite::Connection::open(dir.join("data/kefud.db")).unwrap();
+    let indexed = conn
+        .query_row("SELECT COUNT(*) FROM messages_fts_docsize", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let backlog = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'search_backlog_from'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    (indexed, backlog)
 }
 
 /// Two projections are equal; else the first differences, briefly.
@@ -540,6 +564,15 @@ async fn a_gofly_dump_comes_in_with_agents_visitors_canned_replies_and_readable_
         recent_messages[0]["created_at"].as_i64(),
         Some(recent_ms / 1000 * 1000)
     );
+
+    // The search index, built in bulk at the end of the import, finds imported messages.
+    let found = get(&d, &token, "/api/v1/search?q=%E6%8B%BF%E9%93%81").await;
+    let hits = found
+        .as_array()
+        .or_else(|| found["messages"].as_array())
+        .or_else(|| found["results"].as_array())
+        .unwrap_or_else(|| panic!("{found}"));
+    assert_eq!(hits.len(), 1, "one message says 拿铁: {found}");
 
     let canned = get(&d, &token, "/api/v1/canned").await;
     let mut replies: Vec<(String, String)> = canned

@@ -189,6 +189,9 @@ impl Sink {
             cfg.store.checkpoint_wal_mib =
                 cfg.store.checkpoint_wal_mib.max(BULK_CHECKPOINT_WAL_MIB);
             cfg.store.cache_mib = cfg.store.cache_mib.max(BULK_CACHE_MIB);
+            // Nobody searches during an import: messages are indexed in bulk when it ends
+            // (or, if it is stopped, when kefud next starts).
+            cfg.store.search_indexing = crate::store::search_index::Indexing::Deferred;
             let cfg = Arc::new(cfg);
             let core = runtime.block_on(Core::start(&cfg)).map_err(|e| match e {
                 crate::Error::DataDirInUse(dir) => {

@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use super::apply::{apply_op, read_without_asking, Prepared};
 use super::cadence::{Cadence, CadenceConfig};
 use super::progress::Progress;
+use super::search_index::{self, Indexing};
 use super::Error;
 use crate::model::Lsn;
 use crate::op::{Entry, Op};
@@ -47,25 +48,32 @@ pub struct Applier {
     cadence: Cadence,
     /// Channels with a webhook: their conversation events get outbox rows.
     event_channels: Vec<String>,
+    /// When messages enter the search index, and the first one not in it (`search_index`).
+    indexing: Indexing,
+    search_backlog: Option<Lsn>,
 }
 
 impl Applier {
     /// Takes the write connection of a migrated store, with `cache_mib` of page cache (a
     /// transaction that holds seconds of messages stays in memory instead of spilling pages to
-    /// the WAL before it commits).
+    /// the WAL before it commits). An immediate indexer first indexes what a deferring one
+    /// left (an import that was stopped), before any record is applied.
     ///
     /// # Errors
-    /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set.
+    /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set, or the
+    /// search index cannot catch up.
     pub fn new(
         conn: Connection,
         event_channels: Vec<String>,
         cadence: CadenceConfig,
         cache_mib: u64,
+        indexing: Indexing,
     ) -> Result<Self, Error> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -((cache_mib * 1024) as i64))?;
         let applied_lsn = super::applied_lsn(&conn)?;
-        Ok(Applier {
+        let mut applier = Applier {
+            search_backlog: search_index::backlog_from(&conn)?,
             conn,
             pending: Vec::new(),
             staged_lsn: applied_lsn,
@@ -73,7 +81,35 @@ impl Applier {
             progress: Progress::new(applied_lsn),
             cadence: Cadence::new(cadence),
             event_channels,
-        })
+            indexing,
+        };
+        if indexing == Indexing::Immediate {
+            applier.index_search_backlog()?;
+        }
+        Ok(applier)
+    }
+
+    /// Indexes the messages a deferring applier left out of the search index, checkpointing
+    /// after each chunk so the WAL stays bounded.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`]; the chunks committed stay indexed.
+    pub fn index_search_backlog(&mut self) -> Result<(), Error> {
+        if self.search_backlog.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let indexed = search_index::catch_up(&mut self.conn, self.applied_lsn, |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            Ok(())
+        })?;
+        self.search_backlog = None;
+        tracing::info!(
+            indexed,
+            secs = started.elapsed().as_secs_f64(),
+            "store: search index complete"
+        );
+        Ok(())
     }
 
     pub fn progress(&self) -> Arc<Progress> {
@@ -98,13 +134,18 @@ impl Applier {
     ) -> Result<u64, Error> {
         let tx = self.conn.transaction()?;
         let mut last = self.applied_lsn;
+        let mut backlog_started = None;
         {
-            let mut prepared = Prepared::new(&tx);
+            let mut prepared = Prepared::new(&tx, self.indexing);
             for (lsn, op) in records {
                 if lsn > last {
                     apply_op(&mut prepared, lsn, op, &self.event_channels)?;
                     last = lsn;
                 }
+            }
+            if let (None, Some(first)) = (self.search_backlog, prepared.first_unindexed) {
+                search_index::start_backlog(&tx, first)?;
+                backlog_started = Some(first);
             }
         }
         if last == self.applied_lsn {
@@ -113,6 +154,7 @@ impl Applier {
         tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'applied_lsn'")?
             .execute(params![last as i64])?;
         tx.commit()?;
+        self.search_backlog = self.search_backlog.or(backlog_started);
         self.applied_lsn = last;
         self.staged_lsn = self.staged_lsn.max(last);
         let pages = self.pages_written();
@@ -184,6 +226,7 @@ impl Applier {
             }
         }
         self.commit()?;
+        self.index_search_backlog()?;
         self.checkpoint_all()
     }
 
@@ -351,8 +394,14 @@ mod tests {
     fn store() -> (tempfile::TempDir, Applier) {
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::store::open(&dir.path().join("kefud.db")).unwrap();
-        let applier =
-            Applier::new(conn, Vec::new(), cadence(Duration::from_secs(3600)), 8).unwrap();
+        let applier = Applier::new(
+            conn,
+            Vec::new(),
+            cadence(Duration::from_secs(3600)),
+            8,
+            Indexing::Immediate,
+        )
+        .unwrap();
         (dir, applier)
     }
 
@@ -404,6 +453,75 @@ mod tests {
         assert_eq!(progress.counters.commits.load(Ordering::Relaxed), 1);
         let wal = std::fs::metadata(dir.path().join("kefud.db-wal")).map_or(0, |m| m.len());
         assert_eq!(wal, 0, "the WAL is emptied when the applier stops");
+    }
+
+    fn found(dir: &tempfile::TempDir, text: &str) -> i64 {
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+            [format!("\"{text}\"")],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deferred_search_index_is_built_at_the_end_or_at_the_next_start() {
+        let (dir, mut applier) = store();
+        applier
+            .apply(entries(1, 4).iter().map(|e| (e.lsn, &e.op)))
+            .unwrap();
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        let mut deferring = Applier::new(
+            conn,
+            Vec::new(),
+            cadence(Duration::from_secs(3600)),
+            8,
+            Indexing::Deferred,
+        )
+        .unwrap();
+        for (from, to) in [(5, 7), (8, 9)] {
+            deferring
+                .apply(entries(from, to).iter().map(|e| (e.lsn, &e.op)))
+                .unwrap();
+        }
+        assert_eq!(found(&dir, "message 4"), 1, "indexed live");
+        assert_eq!(found(&dir, "message 8"), 0, "deferred");
+        assert_eq!(deferring.search_backlog, Some(5));
+        // Stopped here (an import killed): the next immediate applier indexes the backlog
+        // before it applies anything.
+        drop(deferring);
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        let immediate = Applier::new(
+            conn,
+            Vec::new(),
+            cadence(Duration::from_secs(3600)),
+            8,
+            Indexing::Immediate,
+        )
+        .unwrap();
+        assert_eq!(immediate.search_backlog, None);
+        for n in 3..=9 {
+            assert_eq!(found(&dir, &format!("message {n}")), 1, "message {n}");
+        }
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        assert_eq!(search_index::backlog_from(&conn).unwrap(), None);
+        // A deferring applier that runs to its end indexes its own backlog.
+        let (tx, rx) = mpsc::channel(8);
+        let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
+        let deferring = Applier::new(
+            conn,
+            Vec::new(),
+            cadence(Duration::from_secs(3600)),
+            8,
+            Indexing::Deferred,
+        )
+        .unwrap();
+        let thread = std::thread::spawn(move || deferring.run(rx));
+        tx.blocking_send(entries(10, 12)).unwrap();
+        drop(tx);
+        thread.join().unwrap().unwrap();
+        assert_eq!(found(&dir, "message 12"), 1);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
+use super::search_index::Indexing;
 use super::Error;
 use crate::conversation::Status;
 use crate::model::{Lsn, Sender, WEB_CHANNEL};
@@ -48,15 +49,21 @@ pub(super) struct Prepared<'c> {
     insert_message: Option<CachedStatement<'c>>,
     index_text: Option<CachedStatement<'c>>,
     touch_conversation: Option<CachedStatement<'c>>,
+    /// Messages are left out of the search index (`search_index::Indexing::Deferred`)...
+    defer_search: bool,
+    /// ...and the first one left out is noted here.
+    pub(super) first_unindexed: Option<Lsn>,
 }
 
 impl<'c> Prepared<'c> {
-    pub(super) fn new(conn: &'c Connection) -> Self {
+    pub(super) fn new(conn: &'c Connection, indexing: Indexing) -> Self {
         Prepared {
             conn,
             insert_message: None,
             index_text: None,
             touch_conversation: None,
+            defer_search: indexing == Indexing::Deferred,
+            first_unindexed: None,
         }
     }
 }
@@ -196,7 +203,9 @@ pub(super) fn apply_op(
             }
             // A private note is searchable but is not the conversation's latest message (the
             // inbox previews what the customer and the shop said).
-            if inserted == 1 {
+            if inserted == 1 && prepared.defer_search {
+                prepared.first_unindexed.get_or_insert(lsn);
+            } else if inserted == 1 {
                 held(
                     &mut prepared.index_text,
                     tx,
@@ -539,7 +548,13 @@ mod tests {
         ];
         let tx = conn.transaction().unwrap();
         for (i, op) in ops.iter().enumerate() {
-            apply_op(&mut Prepared::new(&tx), i as u64 + 1, op, &[]).unwrap();
+            apply_op(
+                &mut Prepared::new(&tx, Indexing::Immediate),
+                i as u64 + 1,
+                op,
+                &[],
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
         let conn = &conn;

@@ -25,6 +25,7 @@ pub mod pool;
 pub mod progress;
 pub mod queries;
 pub mod schema;
+pub mod search_index;
 pub mod undo;
 
 use std::path::Path;
