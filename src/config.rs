@@ -166,9 +166,10 @@ pub struct Store {
     /// The page cache of the store's writer: with more, fewer of the pages it changes are
     /// read back from the file (an import runs with at least 32).
     pub cache_mib: u64,
-    /// When messages enter the search index: not a setting (an import defers it).
+    /// Live or bulk loading (`store::applier::Loading`); not a setting: an import loads in
+    /// bulk.
     #[serde(skip)]
-    pub search_indexing: crate::store::search_index::Indexing,
+    pub loading: crate::store::applier::Loading,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -322,7 +323,7 @@ impl Default for Store {
             checkpoint_interval_secs: 300,
             checkpoint_wal_mib: 16,
             cache_mib: 8,
-            search_indexing: crate::store::search_index::Indexing::Immediate,
+            loading: crate::store::applier::Loading::Live,
         }
     }
 }

@@ -53,7 +53,7 @@ pub(super) fn recover(cfg: &Config) -> Result<Recovered> {
         cfg.event_channels(),
         cfg.store.cadence(),
         cfg.store.cache_mib,
-        cfg.store.search_indexing,
+        cfg.store.loading,
     )?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
     let applied = applier.applied_lsn();

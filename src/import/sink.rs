@@ -191,7 +191,7 @@ impl Sink {
             cfg.store.cache_mib = cfg.store.cache_mib.max(BULK_CACHE_MIB);
             // Nobody searches during an import: messages are indexed in bulk when it ends
             // (or, if it is stopped, when kefud next starts).
-            cfg.store.search_indexing = crate::store::search_index::Indexing::Deferred;
+            cfg.store.loading = crate::store::applier::Loading::Bulk;
             let cfg = Arc::new(cfg);
             let core = runtime.block_on(Core::start(&cfg)).map_err(|e| match e {
                 crate::Error::DataDirInUse(dir) => {

@@ -32,10 +32,23 @@ use tokio::sync::mpsc;
 use super::apply::{apply_op, read_without_asking, Prepared};
 use super::cadence::{Cadence, CadenceConfig};
 use super::progress::Progress;
-use super::search_index::{self, Indexing};
+use super::search_index;
 use super::Error;
 use crate::model::Lsn;
 use crate::op::{Entry, Op};
+
+/// How the applier loads records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Loading {
+    /// The daemon: each message enters the search index in the transaction that stores it,
+    /// and this thread runs at a lower priority than those that acknowledge messages.
+    #[default]
+    Live,
+    /// An import, where nobody searches or waits for an acknowledgement: messages enter the
+    /// search index in bulk when it ends (`search_index`), and this thread, the import's
+    /// bottleneck, keeps its normal priority.
+    Bulk,
+}
 
 pub struct Applier {
     conn: Connection,
@@ -49,14 +62,14 @@ pub struct Applier {
     /// Channels with a webhook: their conversation events get outbox rows.
     event_channels: Vec<String>,
     /// When messages enter the search index, and the first one not in it (`search_index`).
-    indexing: Indexing,
+    loading: Loading,
     search_backlog: Option<Lsn>,
 }
 
 impl Applier {
     /// Takes the write connection of a migrated store, with `cache_mib` of page cache (a
     /// transaction that holds seconds of messages stays in memory instead of spilling pages to
-    /// the WAL before it commits). An immediate indexer first indexes what a deferring one
+    /// the WAL before it commits). A live applier first indexes what a bulk-loading one
     /// left (an import that was stopped), before any record is applied.
     ///
     /// # Errors
@@ -67,7 +80,7 @@ impl Applier {
         event_channels: Vec<String>,
         cadence: CadenceConfig,
         cache_mib: u64,
-        indexing: Indexing,
+        loading: Loading,
     ) -> Result<Self, Error> {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -((cache_mib * 1024) as i64))?;
@@ -81,15 +94,15 @@ impl Applier {
             progress: Progress::new(applied_lsn),
             cadence: Cadence::new(cadence),
             event_channels,
-            indexing,
+            loading,
         };
-        if indexing == Indexing::Immediate {
+        if loading == Loading::Live {
             applier.index_search_backlog()?;
         }
         Ok(applier)
     }
 
-    /// Indexes the messages a deferring applier left out of the search index, checkpointing
+    /// Indexes the messages a bulk-loading applier left out of the search index, checkpointing
     /// after each chunk so the WAL stays bounded.
     ///
     /// # Errors
@@ -136,7 +149,7 @@ impl Applier {
         let mut last = self.applied_lsn;
         let mut backlog_started = None;
         {
-            let mut prepared = Prepared::new(&tx, self.indexing);
+            let mut prepared = Prepared::new(&tx, self.loading);
             for (lsn, op) in records {
                 if lsn > last {
                     apply_op(&mut prepared, lsn, op, &self.event_channels)?;
@@ -186,7 +199,9 @@ impl Applier {
     /// # Errors
     /// The first [`Error`] that stopped it.
     pub fn run(mut self, rx: mpsc::Receiver<Vec<Entry>>) -> Result<(), Error> {
-        lower_this_threads_priority();
+        if self.loading == Loading::Live {
+            lower_this_threads_priority();
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -399,7 +414,7 @@ mod tests {
             Vec::new(),
             cadence(Duration::from_secs(3600)),
             8,
-            Indexing::Immediate,
+            Loading::Live,
         )
         .unwrap();
         (dir, applier)
@@ -477,7 +492,7 @@ mod tests {
             Vec::new(),
             cadence(Duration::from_secs(3600)),
             8,
-            Indexing::Deferred,
+            Loading::Bulk,
         )
         .unwrap();
         for (from, to) in [(5, 7), (8, 9)] {
@@ -488,7 +503,7 @@ mod tests {
         assert_eq!(found(&dir, "message 4"), 1, "indexed live");
         assert_eq!(found(&dir, "message 8"), 0, "deferred");
         assert_eq!(deferring.search_backlog, Some(5));
-        // Stopped here (an import killed): the next immediate applier indexes the backlog
+        // Stopped here (an import killed): the next live applier indexes the backlog
         // before it applies anything.
         drop(deferring);
         let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
@@ -497,7 +512,7 @@ mod tests {
             Vec::new(),
             cadence(Duration::from_secs(3600)),
             8,
-            Indexing::Immediate,
+            Loading::Live,
         )
         .unwrap();
         assert_eq!(immediate.search_backlog, None);
@@ -506,7 +521,15 @@ mod tests {
         }
         let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
         assert_eq!(search_index::backlog_from(&conn).unwrap(), None);
-        // A deferring applier that runs to its end indexes its own backlog.
+        let hash_size: i64 = conn
+            .query_row(
+                "SELECT v FROM messages_fts_config WHERE k = 'hashsize'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hash_size, 8 << 20, "the live buffer size stays set");
+        // A bulk-loading applier that runs to its end indexes its own backlog.
         let (tx, rx) = mpsc::channel(8);
         let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
         let deferring = Applier::new(
@@ -514,7 +537,7 @@ mod tests {
             Vec::new(),
             cadence(Duration::from_secs(3600)),
             8,
-            Indexing::Deferred,
+            Loading::Bulk,
         )
         .unwrap();
         let thread = std::thread::spawn(move || deferring.run(rx));

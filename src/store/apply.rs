@@ -6,7 +6,7 @@
 
 use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 
-use super::search_index::Indexing;
+use super::applier::Loading;
 use super::Error;
 use crate::conversation::Status;
 use crate::model::{Lsn, Sender, WEB_CHANNEL};
@@ -49,20 +49,20 @@ pub(super) struct Prepared<'c> {
     insert_message: Option<CachedStatement<'c>>,
     index_text: Option<CachedStatement<'c>>,
     touch_conversation: Option<CachedStatement<'c>>,
-    /// Messages are left out of the search index (`search_index::Indexing::Deferred`)...
+    /// Messages are left out of the search index (`Loading::Bulk`)...
     defer_search: bool,
     /// ...and the first one left out is noted here.
     pub(super) first_unindexed: Option<Lsn>,
 }
 
 impl<'c> Prepared<'c> {
-    pub(super) fn new(conn: &'c Connection, indexing: Indexing) -> Self {
+    pub(super) fn new(conn: &'c Connection, loading: Loading) -> Self {
         Prepared {
             conn,
             insert_message: None,
             index_text: None,
             touch_conversation: None,
-            defer_search: indexing == Indexing::Deferred,
+            defer_search: loading == Loading::Bulk,
             first_unindexed: None,
         }
     }
@@ -549,7 +549,7 @@ mod tests {
         let tx = conn.transaction().unwrap();
         for (i, op) in ops.iter().enumerate() {
             apply_op(
-                &mut Prepared::new(&tx, Indexing::Immediate),
+                &mut Prepared::new(&tx, Loading::Live),
                 i as u64 + 1,
                 op,
                 &[],

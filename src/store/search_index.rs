@@ -2,16 +2,16 @@
 //!
 //! Live, every message is indexed in the transaction that stores it. A bulk load (an import)
 //! defers that: messages are stored unindexed and indexed afterwards in large chunks of one
-//! `INSERT … SELECT` each, which fills FTS5's in-memory buffer before every flush instead of
-//! flushing a few rows per commit (fewer index segments to write and merge).
+//! `INSERT … SELECT` each, with a larger in-memory buffer, which fills before every flush
+//! instead of flushing a few rows per commit (fewer index segments to write and merge).
 //!
 //! Invariants:
 //! - `meta.search_backlog_from`, when present, is the id of the first message not in the index;
 //!   every message below it is indexed, none at or above it is. It is written in the same
 //!   transaction as the first message left unindexed, and moved (or removed) in the same
 //!   transaction as each chunk indexed, so a crash anywhere leaves it true.
-//! - While a backlog exists, every new message is deferred too (a deferring applier), or the
-//!   backlog is indexed before anything else is applied (an immediate one, at startup), so
+//! - While a backlog exists, every new message is deferred too (a bulk-loading applier), or the
+//!   backlog is indexed before anything else is applied (a live one, at startup), so
 //!   messages indexed live never fall inside it.
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -22,15 +22,13 @@ use crate::model::Lsn;
 /// Messages indexed per transaction while catching up.
 const CHUNK: u64 = 250_000;
 
-/// How the applier indexes new messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Indexing {
-    /// In the transaction that stores each message (the daemon).
-    #[default]
-    Immediate,
-    /// Afterwards, in bulk ([`catch_up`]): an import, when nobody searches meanwhile.
-    Deferred,
-}
+/// FTS5's in-memory buffer (`hashsize`) while catching up: with more, it flushes fewer, larger
+/// segments (a third faster over a million messages). Set inside each chunk's transaction and
+/// set back before it commits, so the persistent setting stays the live one.
+const BULK_HASH_BYTES: i64 = 64 * 1024 * 1024;
+
+/// The live `hashsize` (migration 010).
+const LIVE_HASH_BYTES: i64 = 8 * 1024 * 1024;
 
 /// The first message id not in the index, if any.
 ///
@@ -81,11 +79,14 @@ pub fn catch_up(
     let mut indexed = 0;
     for (start, end) in chunks(from, through) {
         let tx = conn.transaction()?;
+        let hash_size = "INSERT INTO messages_fts (messages_fts, rank) VALUES ('hashsize', ?1)";
+        tx.execute(hash_size, [BULK_HASH_BYTES])?;
         indexed += tx.execute(
             "INSERT INTO messages_fts (rowid, text)
              SELECT id, text FROM messages WHERE id >= ?1 AND id < ?2",
             params![start as i64, end as i64],
         )? as u64;
+        tx.execute(hash_size, [LIVE_HASH_BYTES])?;
         if end > through {
             tx.execute("DELETE FROM meta WHERE key = 'search_backlog_from'", [])?;
         } else {
