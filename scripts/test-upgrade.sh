@@ -101,6 +101,16 @@ systemctl start kefud
 check "kefud $previous_version is installed and answers" sh -c "[ \"\$(/usr/bin/kefud --version)\" = 'kefud $previous_version' ]"
 check "it answers on loopback" ready
 key=$(as_kefud /usr/bin/kefud --config "$config" apikey add kiosk --name upgrade-test | tail -1)
+echo "a long enough password" | as_kefud /usr/bin/kefud --config "$config" agent add li --password-stdin >/dev/null
+login() { # login PASSWORD: a session token, or nothing
+  curl -fsS -XPOST 127.0.0.1:18080/api/v1/login -H 'content-type: application/json' \
+    -d "{\"username\":\"li\",\"password\":\"$1\"}" | sed -n 's/.*"token":"\([^"]*\)".*/\1/p'
+}
+signed_in() { # signed_in TOKEN: the session is accepted
+  curl -fsS 127.0.0.1:18080/api/v1/conversations -H "Authorization: Bearer $1" >/dev/null
+}
+token=$(login "a long enough password")
+check "an agent signed in on $previous_version" signed_in "$token"
 post before-upgrade 20
 check "20 messages taken by $previous_version" has_messages before-upgrade 20
 
@@ -115,7 +125,10 @@ check "it answers after the upgrade" ready
 check "the store was copied before its migration" \
   sh -c 'ls /var/lib/kefud/kefud-data/pre-migration/ | grep -q "^kefud-schema0008-"'
 check "the messages of $previous_version are there" has_messages before-upgrade 20
-# A key made after the upgrade: API keys are not journaled, so the rollback carries them over.
+# A key and a password made after the upgrade: neither is journaled, so the rollback carries
+# them over (with the agent's session from before the upgrade in the store: references).
+check "the session from $previous_version is still accepted" signed_in "$token"
+echo "changed after the upgrade" | as_kefud /usr/bin/kefud --config "$config" agent passwd li --password-stdin >/dev/null
 key=$(as_kefud /usr/bin/kefud --config "$config" apikey add kiosk --name after-upgrade | tail -1)
 post after-upgrade 20
 check "20 more taken by $current_version" has_messages after-upgrade 20
@@ -129,8 +142,11 @@ check "the store went back to schema 8 and the newer one is kept aside" \
 check "the messages from before the upgrade are there" has_messages before-upgrade 20
 check "the messages taken by $current_version are there (the journal replayed them)" has_messages after-upgrade 20
 check "the API key made after the upgrade is still accepted" post after-rollback 20
+check "sessions were ended by the rollback" sh -c "! curl -fsS 127.0.0.1:18080/api/v1/conversations -H 'Authorization: Bearer $token'"
+check "the agent signs in again with the password set after the upgrade" \
+  sh -c "[ -n \"\$(curl -fsS -XPOST 127.0.0.1:18080/api/v1/login -H 'content-type: application/json' -d '{\"username\":\"li\",\"password\":\"changed after the upgrade\"}')\" ]"
 check "20 more taken by $previous_version" has_messages after-rollback 20
-check "a second kefud-rollback has nothing to go back to" sh -c '! kefud-rollback'
+check "a second kefud-rollback has nothing to go back to" sh -c 'kefud-rollback 2>&1 | grep -q "no previous version"'
 
 echo "== upgrade again"
 systemctl stop kefud
@@ -153,6 +169,7 @@ check "the import's contact details (an operation $previous_version does not kno
 check "kefud-rollback fails and says so" sh -c '! kefud-rollback > /tmp/kefud-rollback.log 2>&1'
 cat /tmp/kefud-rollback.log
 check "it names why" grep -qs "unknown operation kind 17" /tmp/kefud-rollback.log /run/kefud-upgrade-test.log
+check "and says nothing was rolled back" grep -q "rolled back nothing" /tmp/kefud-rollback.log
 check "kefud $current_version runs again" sh -c "[ \"\$(/usr/bin/kefud --version)\" = 'kefud $current_version' ] && systemctl is-active -q kefud"
 check "it answers" ready
 for prefix in before-upgrade after-upgrade after-rollback imported; do

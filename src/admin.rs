@@ -243,8 +243,8 @@ pub fn rollback_store(cfg: &Config, since_ms: u64) -> Result<String, AdminError>
             Some(u) => {
                 let mut note = format!(
                     "the store is back at schema {} ({}); the journal's {} records since then \
-                     are replayed when kefud starts; carried over from the newer store: {}; the \
-                     schema {} store is kept as {}",
+                     are replayed when kefud starts; carried over from the newer store: {}; every \
+                     session ended (agents sign in again); the schema {} store is kept as {}",
                     u.snapshot.schema,
                     u.snapshot.path.display(),
                     u.to_replay,

@@ -78,7 +78,7 @@ pub enum Error {
         offset: u64,
         reason: String,
     },
-    #[error("the journal was written by a newer kefud: record {lsn} in {} is an operation of kind {kind}, which this kefud ({}) does not know; nothing was changed. Start the newer kefud again (`kefud-rollback` does so itself when the version it went back to cannot start), or restore a backup taken before the upgrade", path.display(), env!("CARGO_PKG_VERSION"))]
+    #[error("the journal was written by a newer kefud: record {lsn} in {} is an operation of kind {kind}, which this kefud ({}) does not know; the store has applied the records before it, and the journal is left as it is. Start the newer kefud again (`kefud-rollback` does so itself when the version it went back to cannot start), or restore a backup taken before the upgrade", path.display(), env!("CARGO_PKG_VERSION"))]
     Newer { path: PathBuf, lsn: u64, kind: u8 },
     #[error("store error while replaying the journal: {0}")]
     Replay(String),

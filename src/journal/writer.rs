@@ -18,7 +18,8 @@
 //! - A segment is deleted only when every record in it is checkpointed into the store (durable
 //!   in `kefud.db`, not merely committed: the store commits without an fsync) and
 //!   `retain_segments` newer such segments exist, and, while an upgrade can still be undone,
-//!   it holds no record after the pre-migration snapshot (`KeepForRollback`).
+//!   it holds no record after the pre-migration snapshot (`KeepForRollback`; at most 64
+//!   segments are kept for that).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -53,9 +54,14 @@ pub struct KeepForRollback {
     pub until_ms: u64,
 }
 
+/// Closed segments kept for a rollback at most (about 1 GiB at the default segment size): an
+/// import of millions of messages after an upgrade must not fill the card.
+const ROLLBACK_MAX_SEGMENTS: usize = 64;
+
 /// How many of the oldest closed segments to delete, given the last LSN of each closed segment
 /// (oldest first): those the store has checkpointed beyond the newest `retain` such segments,
-/// and none holding a record after `keep_after`.
+/// and none holding a record after `keep_after` unless more than [`ROLLBACK_MAX_SEGMENTS`]
+/// would be kept for it.
 fn segments_to_retire(
     closed_ends: &[Lsn],
     checkpointed: Lsn,
@@ -67,7 +73,8 @@ fn segments_to_retire(
         .filter(|&&end| end <= checkpointed)
         .count();
     let below_floor = keep_after.map_or(usize::MAX, |floor| {
-        closed_ends.iter().take_while(|&&end| end <= floor).count()
+        let below = closed_ends.iter().take_while(|&&end| end <= floor).count();
+        below.max(closed_ends.len().saturating_sub(ROLLBACK_MAX_SEGMENTS))
     });
     checkpointed_closed.saturating_sub(retain).min(below_floor)
 }
@@ -396,6 +403,14 @@ mod tests {
             "the first holds 100"
         );
         assert_eq!(segments_to_retire(&ends, 400, 1, Some(1_000)), 3);
+        let many: Vec<Lsn> = (1..=ROLLBACK_MAX_SEGMENTS as u64 + 3)
+            .map(|i| i * 100)
+            .collect();
+        assert_eq!(
+            segments_to_retire(&many, u64::MAX, 0, Some(0)),
+            3,
+            "at most ROLLBACK_MAX_SEGMENTS are kept for a rollback"
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! - The store being replaced is first copied, as one consistent file, into `rolled-back/`;
 //!   its WAL is removed before the snapshot takes its place, so no stale WAL frame is ever
 //!   applied to the snapshot.
-//! - What no journal record rebuilds (agents, sessions, settings, canned replies, uploads, API
-//!   keys) is carried from the newer store into the snapshot wherever a table has the same
-//!   columns in both, so a password or a key set after the upgrade survives the rollback.
+//! - What no journal record rebuilds (agents, settings, canned replies, uploads, API keys) is
+//!   carried from the newer store into the snapshot wherever a table has the same columns in
+//!   both, so a password or a key set after the upgrade survives the rollback; sessions are
+//!   ended. This happens in a copy of the snapshot, which replaces the store only when whole.
 //! - Which snapshot, whether the journal reaches back, and until when the journal keeps records
 //!   for a rollback are pure decisions ([`undoing`], [`journal_reaches`], [`rollback_floor`]).
 
@@ -84,12 +85,15 @@ pub fn journal_reaches(snapshot_lsn: u64, first_lsn: Option<u64>, store_lsn: u64
     }
 }
 
-/// The snapshot whose records the journal keeps at `now_ms`: the newest taken within
-/// [`ROLLBACK_WINDOW_MS`], with the end of its window.
+/// The snapshot whose records the journal keeps at `now_ms`, with the end of its window: the
+/// oldest taken within [`ROLLBACK_WINDOW_MS`] (a rollback that failed and was undone leaves a
+/// newer snapshot, but the next try still puts back the first one since the upgrade).
 pub fn rollback_floor(snapshots: &[PreMigration], now_ms: u64) -> Option<(&PreMigration, u64)> {
-    let newest = snapshots.iter().max_by_key(|s| s.taken_ms)?;
-    let until = newest.taken_ms.saturating_add(ROLLBACK_WINDOW_MS);
-    (now_ms < until).then_some((newest, until))
+    snapshots
+        .iter()
+        .map(|s| (s, s.taken_ms.saturating_add(ROLLBACK_WINDOW_MS)))
+        .filter(|&(_, until)| now_ms < until)
+        .min_by_key(|(s, _)| s.taken_ms)
 }
 
 /// The journal position after which records are kept for a rollback at `now_ms`, and until
@@ -168,6 +172,7 @@ pub fn undo(db: &Path, journal_dir: &Path, since_ms: u64) -> Result<Option<Undon
         )));
     }
 
+    // The current store, kept whole before anything changes.
     let aside_dir = dir.join("rolled-back");
     std::fs::create_dir_all(&aside_dir).map_err(|e| io(&aside_dir, e))?;
     let aside = aside_dir.join(format!(
@@ -175,12 +180,14 @@ pub fn undo(db: &Path, journal_dir: &Path, since_ms: u64) -> Result<Option<Undon
         crate::clock::now_ms()
     ));
     Connection::open(db)?.execute("VACUUM INTO ?1", [aside.to_string_lossy()])?;
+    sync(&aside).and_then(|()| sync(&aside_dir))?;
 
+    // The snapshot, with what no journal record rebuilds brought over, made whole beside the
+    // store before it takes the store's place: a failure up to the rename changes nothing.
     let tmp = dir.join("kefud.db.rollback.tmp");
     std::fs::copy(&snapshot.path, &tmp).map_err(|e| io(&tmp, e))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io(&tmp, e))?;
+    let (carried, not_carried) = carry_unjournaled(&tmp, &aside)?;
+    sync(&tmp)?;
     for suffix in ["-wal", "-shm"] {
         let side = PathBuf::from(format!("{}{suffix}", db.display()));
         match std::fs::remove_file(&side) {
@@ -190,10 +197,7 @@ pub fn undo(db: &Path, journal_dir: &Path, since_ms: u64) -> Result<Option<Undon
         }
     }
     std::fs::rename(&tmp, db).map_err(|e| io(db, e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))?;
-    let (carried, not_carried) = carry_unjournaled(db, &aside)?;
+    sync(dir)?;
     Ok(Some(Undone {
         snapshot,
         aside,
@@ -204,23 +208,37 @@ pub fn undo(db: &Path, journal_dir: &Path, since_ms: u64) -> Result<Option<Undon
     }))
 }
 
-/// The tables no journal record rebuilds (accounts, sessions, settings, canned replies,
-/// uploads, API keys): written directly, so what changed in them since the snapshot is only in
-/// the newer store.
+/// fsync of a file or a directory.
+fn sync(path: &Path) -> Result<(), Error> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+}
+
+/// The tables no journal record rebuilds and a rollback carries over: accounts, settings,
+/// canned replies, uploads, API keys. Sessions (`tokens`) are not carried: every session is
+/// ended instead, since one the snapshot holds may have been revoked after the upgrade (a
+/// password change ends them) and one made after it would have its times shifted again by the
+/// clock steps the previous kefud replays. Uploads are carried as they are: a clock step
+/// replayed shifts again the creation time of those made in the two days before it (their
+/// quota window), which errs towards keeping them.
 const UNJOURNALED: &[&str] = &[
     "agents",
-    "tokens",
     "settings",
     "canned_replies",
     "uploads",
     "api_keys",
 ];
 
-/// Copies the [`UNJOURNALED`] tables' rows from the newer store `newer` into `db` (one
-/// transaction), each where both have the same columns; returns the tables carried and those
-/// left as the snapshot has them.
+/// Copies the [`UNJOURNALED`] tables' rows from the newer store `newer` into `db` (a file no
+/// one else has open), each where both have the same columns, and ends every session; one
+/// transaction. Returns the tables carried and those left as the snapshot has them.
 fn carry_unjournaled(db: &Path, newer: &Path) -> Result<(Vec<String>, Vec<String>), Error> {
     let mut conn = Connection::open(db)?;
+    // Everything in this one file (renamed whole into place), and rows replaced table by table
+    // whatever their references (the bundled SQLite enforces foreign keys by default).
+    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.execute("ATTACH DATABASE ?1 AS newer", [newer.to_string_lossy()])?;
     let columns = |conn: &Connection, schema: &str, table: &str| -> Result<Vec<String>, Error> {
         let mut stmt = conn.prepare(&format!("PRAGMA {schema}.table_info({table})"))?;
@@ -229,6 +247,7 @@ fn carry_unjournaled(db: &Path, newer: &Path) -> Result<(Vec<String>, Vec<String
     };
     let (mut carried, mut not_carried) = (Vec::new(), Vec::new());
     let tx = conn.transaction()?;
+    tx.execute("DELETE FROM main.tokens", [])?;
     for table in UNJOURNALED {
         let here = columns(&tx, "main", table)?;
         if !here.is_empty() && here == columns(&tx, "newer", table)? {
@@ -293,12 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn the_journal_keeps_records_for_the_newest_snapshot_within_the_window() {
-        let snaps = [snap(5, 100), snap(8, 1_000)];
-        let (floor, until) = rollback_floor(&snaps, 2_000).unwrap();
-        assert_eq!(floor, &snaps[1]);
-        assert_eq!(until, 1_000 + ROLLBACK_WINDOW_MS);
-        assert_eq!(rollback_floor(&snaps, 1_000 + ROLLBACK_WINDOW_MS), None);
+    fn the_journal_keeps_records_for_the_oldest_snapshot_within_the_window() {
+        let snaps = [snap(5, 100), snap(8, 1_000), snap(8, 2_000)];
+        let (floor, until) = rollback_floor(&snaps, 3_000).unwrap();
+        assert_eq!(floor, &snaps[0]);
+        assert_eq!(until, 100 + ROLLBACK_WINDOW_MS);
+        let (floor, _) = rollback_floor(&snaps, 500 + ROLLBACK_WINDOW_MS).unwrap();
+        assert_eq!(floor, &snaps[1], "the first one's window is over");
+        assert_eq!(rollback_floor(&snaps, 2_000 + ROLLBACK_WINDOW_MS), None);
         assert_eq!(rollback_floor(&[], 0), None);
     }
 
@@ -320,17 +341,25 @@ mod tests {
         let journal = dir.path().join("journal");
         std::fs::create_dir_all(&journal).unwrap();
         crate::journal::appender::Appender::create(&journal, first_lsn).unwrap();
-        drop(super::super::schema::at_version(
-            &db,
-            super::super::schema::CURRENT - 1,
-        ));
+        let older = super::super::schema::at_version(&db, super::super::schema::CURRENT - 1);
+        // An agent who signed in before the upgrade: a session referring to the agent.
+        older
+            .execute_batch(
+                "INSERT INTO agents (id, username, display_name, password_hash, created_at)
+                     VALUES (1, 'li', 'Li', 'h', 0);
+                 INSERT INTO tokens (hash, agent_id, created_at, expires_at) VALUES (x'01', 1, 0, 9);",
+            )
+            .unwrap();
+        drop(older);
         set_lsn(&db, 10);
         let upgraded_ms = crate::clock::now_ms() as u64;
         let newer = super::super::open(&db).unwrap();
         newer
-            .execute(
-                "INSERT INTO settings (key, value) VALUES ('after_upgrade', 'kept')",
-                [],
+            .execute_batch(
+                "INSERT INTO settings (key, value) VALUES ('after_upgrade', 'kept');
+                 INSERT INTO agents (id, username, display_name, password_hash, created_at)
+                     VALUES (2, 'wang', 'Wang', 'h', 1);
+                 INSERT INTO tokens (hash, agent_id, created_at, expires_at) VALUES (x'02', 2, 1, 9);",
             )
             .unwrap();
         drop(newer);
@@ -363,9 +392,25 @@ mod tests {
             setting, "kept",
             "a setting made after the upgrade is carried back"
         );
+        let restored = Connection::open(&db).unwrap();
+        let count = |sql: &str| -> i64 { restored.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM agents"), 2, "both agents");
+        assert_eq!(
+            count("SELECT COUNT(*) FROM tokens"),
+            0,
+            "every session ended"
+        );
+        assert!(
+            !dir_has(&db, "kefud.db.rollback.tmp"),
+            "the copy was renamed into place"
+        );
         // Installed after the migration: nothing of that upgrade to undo.
         let later = crate::clock::now_ms() as u64 + 1;
         assert!(undo(&db, &journal, later).unwrap().is_none());
+    }
+
+    fn dir_has(db: &Path, name: &str) -> bool {
+        db.parent().unwrap().join(name).exists()
     }
 
     #[test]
