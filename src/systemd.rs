@@ -1,11 +1,11 @@
-//! systemd integration: `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`, and a watchdog
-//! gated by health.
+//! systemd integration: `READY=1`, `STATUS=`, `RELOADING=1`, `STOPPING=1`,
+//! `EXTEND_TIMEOUT_USEC=` while a long startup makes progress, and a watchdog gated by health.
 //!
 //! Without `$NOTIFY_SOCKET` (not under systemd, or in CI) every call is a no-op. The watchdog
 //! pings at half of `WATCHDOG_USEC`, and only while the health check passes, so a stuck journal
 //! writer gets the daemon restarted instead of merely logged.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,41 @@ pub fn notify_ready(status: &str) {
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(status),
     ]);
+}
+
+/// How far each sign of progress during startup pushes systemd's start timeout.
+const STARTUP_EXTENSION: Duration = Duration::from_secs(90);
+
+/// Signs of progress are sent at most this often.
+const STARTUP_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Startup that may outlast `TimeoutStartSec=` (a long journal replay; a search index finished
+/// after an import was stopped): while it makes progress, systemd is told so
+/// (`EXTEND_TIMEOUT_USEC=` and `STATUS=`, at most every 10 s), so a slow but moving start is
+/// not killed and restarted; a stuck one still is, 90 s after its last progress.
+#[derive(Default)]
+pub struct StartupProgress {
+    last: Option<Instant>,
+}
+
+impl StartupProgress {
+    /// One step done; `status` says where startup is (made only when sent).
+    pub fn report(&mut self, status: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < STARTUP_REPORT_EVERY)
+        {
+            return;
+        }
+        self.last = Some(now);
+        let status = status();
+        tracing::info!(status, "startup");
+        notify(&[
+            sd_notify::NotifyState::ExtendTimeoutUsec(STARTUP_EXTENSION.as_micros() as u32),
+            sd_notify::NotifyState::Status(&status),
+        ]);
+    }
 }
 
 /// Before a config reload; `READY=1` ([`notify_ready`]) ends it. `MONOTONIC_USEC` goes with it,

@@ -206,3 +206,76 @@ async fn a_reload_of_the_idle_timeout_leaves_no_stale_deadline() {
         .collect();
     assert_eq!(statuses, ["waiting", "idle"], "{list}");
 }
+
+/// A store whose search index an import left unfinished (an import stopped part way: its
+/// messages stored, `meta.search_backlog_from` marking the first not indexed) is indexed before
+/// READY, and the start timeout is extended while that goes on.
+#[test]
+fn a_search_index_left_by_a_stopped_import_is_finished_before_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let csv = dir.path().join("history.csv");
+    std::fs::write(
+        &csv,
+        "contact,sender,text,time\n\
+         t-1,customer,first imported question,2024-05-01 10:00:00\n\
+         t-1,agent,first imported answer,2024-05-01 10:01:00\n\
+         t-2,customer,second imported question,2024-05-02 09:00:00\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(kefud_bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["import", "history"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let db = dir.path().join("data/kefud.db");
+    let indexed = |db: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM messages_fts_docsize", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(indexed(&db), 3, "the import indexed its messages");
+    // As an import stopped before its end leaves the store.
+    let first: i64 = {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')")
+            .unwrap();
+        let first = conn
+            .query_row("SELECT MIN(id) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('search_backlog_from', ?1)",
+            [first],
+        )
+        .unwrap();
+        first
+    };
+    assert!(first > 0);
+    assert_eq!(indexed(&db), 0);
+
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let d = TestDaemon::try_start_with_env(
+        dir.path(),
+        "",
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    )
+    .unwrap_or_else(|log| panic!("{log}"));
+    let extended = wait_for(&sock, "EXTEND_TIMEOUT_USEC=90000000", 10);
+    assert!(
+        extended.contains("STATUS=indexing imported messages for search: 3 done"),
+        "{extended}"
+    );
+    wait_for(&sock, "READY=1", 10);
+    let (status, log) = d.terminate();
+    assert!(status.success(), "{log}");
+    assert_eq!(indexed(&db), 3, "indexed before READY");
+}

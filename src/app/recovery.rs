@@ -55,6 +55,10 @@ pub(super) fn recover(cfg: &Config) -> Result<Recovered> {
         cfg.store.cache_mib,
         cfg.store.loading,
     )?;
+    let mut startup = systemd::StartupProgress::default();
+    applier.index_search_backlog(|done| {
+        startup.report(|| format!("indexing imported messages for search: {done} done"))
+    })?;
     let mut chunk: Vec<(u64, Op)> = Vec::with_capacity(REPLAY_CHUNK);
     let applied = applier.applied_lsn();
     let journal = journal::recovery::recover(&journal_dir, applied, |lsn, op| {
@@ -64,6 +68,7 @@ pub(super) fn recover(cfg: &Config) -> Result<Recovered> {
                 .apply(chunk.iter().map(|(l, o)| (*l, o)))
                 .map_err(|e| journal::Error::Replay(e.to_string()))?;
             chunk.clear();
+            startup.report(|| format!("replaying the journal: at record {lsn}"));
         }
         Ok(())
     })?;

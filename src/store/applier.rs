@@ -69,12 +69,10 @@ pub struct Applier {
 impl Applier {
     /// Takes the write connection of a migrated store, with `cache_mib` of page cache (a
     /// transaction that holds seconds of messages stays in memory instead of spilling pages to
-    /// the WAL before it commits). A live applier first indexes what a bulk-loading one
-    /// left (an import that was stopped), before any record is applied.
+    /// the WAL before it commits).
     ///
     /// # Errors
-    /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set, or the
-    /// search index cannot catch up.
+    /// [`Error::Sqlite`] if the store's pragmas or applied LSN cannot be read or set.
     pub fn new(
         conn: Connection,
         event_channels: Vec<String>,
@@ -85,7 +83,7 @@ impl Applier {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -((cache_mib * 1024) as i64))?;
         let applied_lsn = super::applied_lsn(&conn)?;
-        let mut applier = Applier {
+        Ok(Applier {
             search_backlog: search_index::backlog_from(&conn)?,
             conn,
             pending: Vec::new(),
@@ -95,25 +93,25 @@ impl Applier {
             cadence: Cadence::new(cadence),
             event_channels,
             loading,
-        };
-        if loading == Loading::Live {
-            applier.index_search_backlog()?;
-        }
-        Ok(applier)
+        })
     }
 
-    /// Indexes the messages a bulk-loading applier left out of the search index, checkpointing
-    /// after each chunk so the WAL stays bounded.
+    /// Indexes the messages a bulk-loading applier left out of the search index (an import
+    /// stopped part way, or this bulk load's own), checkpointing after each chunk so the WAL
+    /// stays bounded; `progress` hears the messages indexed so far after each chunk (startup
+    /// tells systemd it is still moving). A live applier does this before it applies anything,
+    /// by itself if its owner has not.
     ///
     /// # Errors
     /// [`Error::Sqlite`]; the chunks committed stay indexed.
-    pub fn index_search_backlog(&mut self) -> Result<(), Error> {
+    pub fn index_search_backlog(&mut self, mut progress: impl FnMut(u64)) -> Result<(), Error> {
         if self.search_backlog.is_none() {
             return Ok(());
         }
         let started = Instant::now();
-        let indexed = search_index::catch_up(&mut self.conn, self.applied_lsn, |conn| {
+        let indexed = search_index::catch_up(&mut self.conn, self.applied_lsn, |conn, done| {
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            progress(done);
             Ok(())
         })?;
         self.search_backlog = None;
@@ -145,6 +143,9 @@ impl Applier {
         &mut self,
         records: impl IntoIterator<Item = (Lsn, &'a Op)>,
     ) -> Result<u64, Error> {
+        if self.loading == Loading::Live {
+            self.index_search_backlog(|_| {})?;
+        }
         let tx = self.conn.transaction()?;
         let mut last = self.applied_lsn;
         let mut backlog_started = None;
@@ -241,7 +242,7 @@ impl Applier {
             }
         }
         self.commit()?;
-        self.index_search_backlog()?;
+        self.index_search_backlog(|_| {})?;
         self.checkpoint_all()
     }
 
@@ -504,10 +505,10 @@ mod tests {
         assert_eq!(found(&dir, "message 8"), 0, "deferred");
         assert_eq!(deferring.search_backlog, Some(5));
         // Stopped here (an import killed): the next live applier indexes the backlog
-        // before it applies anything.
+        // before it applies anything, reporting progress to its owner if asked first.
         drop(deferring);
         let conn = crate::store::connect(&dir.path().join("kefud.db")).unwrap();
-        let immediate = Applier::new(
+        let mut live = Applier::new(
             conn,
             Vec::new(),
             cadence(Duration::from_secs(3600)),
@@ -515,7 +516,11 @@ mod tests {
             Loading::Live,
         )
         .unwrap();
-        assert_eq!(immediate.search_backlog, None);
+        let mut reported = Vec::new();
+        live.index_search_backlog(|done| reported.push(done))
+            .unwrap();
+        assert_eq!(reported, [5], "messages 5 to 9");
+        assert_eq!(live.search_backlog, None);
         for n in 3..=9 {
             assert_eq!(found(&dir, &format!("message {n}")), 1, "message {n}");
         }

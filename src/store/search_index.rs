@@ -62,8 +62,8 @@ fn chunks(from: Lsn, through: Lsn) -> impl Iterator<Item = (Lsn, Lsn)> {
 }
 
 /// Indexes the backlog, a chunk per transaction, up to `through` (the last message id stored);
-/// `after_chunk` runs after each commit (the applier checkpoints there). Returns the messages
-/// indexed.
+/// `after_chunk` runs after each commit with the messages indexed so far (the applier
+/// checkpoints there and reports progress). Returns the messages indexed.
 ///
 /// # Errors
 /// [`Error::Sqlite`]; what was committed stays indexed and the backlog mark says where the
@@ -71,7 +71,7 @@ fn chunks(from: Lsn, through: Lsn) -> impl Iterator<Item = (Lsn, Lsn)> {
 pub fn catch_up(
     conn: &mut Connection,
     through: Lsn,
-    mut after_chunk: impl FnMut(&mut Connection) -> Result<(), Error>,
+    mut after_chunk: impl FnMut(&mut Connection, u64) -> Result<(), Error>,
 ) -> Result<u64, Error> {
     let Some(from) = backlog_from(conn)? else {
         return Ok(0);
@@ -96,7 +96,7 @@ pub fn catch_up(
             )?;
         }
         tx.commit()?;
-        after_chunk(conn)?;
+        after_chunk(conn, indexed)?;
         tracing::info!(
             indexed,
             through,
