@@ -19,7 +19,13 @@
 #      B1: power cut while first boot applies the settings.
 #      B2: first boot completes; settings applied; SSH answers; a visitor message is acked,
 #          then the power is cut at once. The boot partition no longer holds the secrets.
-#      B3: the acked message is still there, first boot did not run again, same machine-id.
+#      B3: the acked message is still there, first boot did not run again, same machine-id;
+#          the broker's persistence directory has synchronous directory updates. Over SSH
+#          (a key pair made for this run) and a tunnel to the guest's loopback-only mosquitto:
+#          20 QoS 1 messages into kefud's MQTT channel (SD bytes written per message measured),
+#          then kefud is stopped, 20 more are published (each acked by the broker, queued for
+#          kefud's persistent session) and the power is cut right after the last PUBACK.
+#      B4: kefud has every message the broker acknowledged, from both batches.
 #
 # Prints PASS/FAIL/SKIP lines and "image boot tests: N passed, M failed"; exits 1 if any
 # check failed. Serial logs stay in LOG_DIR.
@@ -41,8 +47,6 @@ LOG_DIR=${LOG_DIR:-$REPO/target/image/test-boot}
 KEEP_DISKS=${KEEP_DISKS:-0}
 SD_SIZE=4G
 GUEST_MIB=512   # the smallest supported board, Zero 2 W
-# A throwaway public key (its private half was never kept): SSH gets enabled with it.
-TEST_SSH_KEY='ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEoCuVpW0VX6+RsyQyb7Cw1iyTS3caA8q+ORwH3ODgFq kefu-test'
 WIFI_PSK='correct horse battery staple'
 
 passed=0; failed=0; skipped=0
@@ -54,7 +58,7 @@ check() { local what=$1; shift; if "$@"; then pass "$what"; else fail "$what"; f
 die() { echo "test-boot: ERROR: $*" >&2; exit 2; }
 elapsed() { echo $(( $(date +%s) - $1 )); }
 
-for tool in qemu-system-aarch64 mcopy mtype sfdisk curl xz; do
+for tool in qemu-system-aarch64 mcopy mtype sfdisk curl xz ssh ssh-keygen mosquitto_pub; do
   command -v "$tool" >/dev/null || die "$tool not found (run scripts/setup-host.sh)"
 done
 [ -f "$IMAGE" ] || die "no such image: $IMAGE"
@@ -66,8 +70,13 @@ mkdir -p "$LOG_DIR"
 DISKS=$LOG_DIR/disks
 rm -rf "$DISKS"
 mkdir -p "$DISKS"
+# A key pair made for this run (never kept): SSH gets enabled with its public half.
+ssh-keygen -q -t ed25519 -N '' -C kefu-test -f "$DISKS/ssh-key"
+TEST_SSH_KEY=$(cat "$DISKS/ssh-key.pub")
 QPID=
+TUNNEL=
 cleanup() {
+  if [ -n "$TUNNEL" ]; then kill "$TUNNEL" 2>/dev/null || true; fi
   if [ -n "$QPID" ]; then kill -9 "$QPID" 2>/dev/null || true; fi
   if [ "$KEEP_DISKS" != 1 ]; then rm -rf "$DISKS"; fi
 }
@@ -107,6 +116,7 @@ free_port() {
 }
 HTTP_PORT=$(free_port 18080)
 SSH_PORT=$(free_port $((HTTP_PORT + 1)))
+MQTT_PORT=$(free_port $((SSH_PORT + 1)))
 
 # new_disk NAME: a 4 GiB sparse raw copy of the image.
 new_disk() {
@@ -132,6 +142,7 @@ boot() {
 
 # power_cut: kill -9 QEMU, the nearest thing to pulling the plug.
 power_cut() {
+  if [ -n "$TUNNEL" ]; then kill "$TUNNEL" 2>/dev/null || true; wait "$TUNNEL" 2>/dev/null || true; TUNNEL=; fi
   kill -9 "$QPID" 2>/dev/null || true
   wait "$QPID" 2>/dev/null || true
   QPID=
@@ -208,6 +219,46 @@ fat_put() { mcopy -o -i "$1@@$FAT" "$2" "::$3"; }
 
 sha16() { sha256sum "$1" | cut -c1-16; }
 
+SSH_OPTS=(-i "$DISKS/ssh-key" -p "$SSH_PORT" -o BatchMode=yes -o IdentitiesOnly=yes
+  -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR)
+# guest CMD...: CMD as root in the guest over SSH (bounded to 60 s).
+guest() { timeout 60 ssh "${SSH_OPTS[@]}" root@127.0.0.1 "$@"; }
+
+# mqtt_tunnel: 127.0.0.1:MQTT_PORT forwarded over SSH to the guest's mosquitto, which listens
+# on the guest's loopback only. Fails unless the port accepts within 20 s.
+mqtt_tunnel() {
+  local t
+  ssh "${SSH_OPTS[@]}" -N -o ExitOnForwardFailure=yes -L "127.0.0.1:$MQTT_PORT:127.0.0.1:1883" \
+    root@127.0.0.1 </dev/null &
+  TUNNEL=$!
+  t=$(date +%s)
+  while [ "$(elapsed "$t")" -lt 20 ]; do
+    (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && return 0
+    kill -0 "$TUNNEL" 2>/dev/null || return 1
+    sleep 0.5
+  done
+  return 1
+}
+
+# publish BATCH N: N QoS 1 messages to the guest's broker on kefu/in/kiosk/image-test-mqtt,
+# one mosquitto_pub each (it exits 0 once the broker's PUBACK came); the text of each one
+# acknowledged is appended to DISKS/mqtt-acked. Prints how many were acknowledged.
+publish() {
+  local i text n=0
+  for i in $(seq "$2"); do
+    text="mqtt $1 $i $RUN_TAG"
+    if timeout 20 mosquitto_pub -h 127.0.0.1 -p "$MQTT_PORT" -q 1 -t kefu/in/kiosk/image-test-mqtt \
+        -m "{\"client_id\":\"$1-$i-$RUN_TAG\",\"text\":\"$text\"}" 2>>"$LOG_DIR/mosquitto_pub.log"; then
+      printf '%s\n' "$text" >>"$DISKS/mqtt-acked"
+      n=$((n + 1))
+    fi
+  done
+  echo "$n"
+}
+RUN_TAG="$(date +%s)-$$"
+# sd_bytes_written: bytes the guest has written to its disk since it booted.
+sd_bytes_written() { guest cat /sys/block/vda/stat | awk '{print $7 * 512}'; }
+
 # --- A: as flashed, with an invalid kefud.toml ---------------------------------------------
 DISK_A=$(new_disk a)
 printf '[server]\nlisten_typo = "0.0.0.0:9999"\n' > "$DISKS/bad-kefud.toml"
@@ -259,8 +310,10 @@ printf '%s\r\n' '# kefu-setup.txt for the image test' \
   "wifi_psk=$WIFI_PSK" "ssh_authorized_key=$TEST_SSH_KEY" \
   'cluster_broker=192.0.2.10:1883' 'cluster_name=tea-shops' "cluster_secret=$CLUSTER_SECRET" \
   > "$DISKS/kefu-setup.txt"
-# A valid kefud.toml that differs from the packaged one (every key is optional).
-printf '# kefud.toml for the image test\n[log]\nlevel = "info"\n' > "$DISKS/good-kefud.toml"
+# A valid kefud.toml that differs from the packaged one (every key is optional), with the
+# MQTT channel on as the image's own kefud.toml has it.
+printf '# kefud.toml for the image test\n[log]\nlevel = "info"\n\n[mqtt]\nenabled = true\n' \
+  > "$DISKS/good-kefud.toml"
 # What kefu-firstboot installs: that file with the cluster switched on.
 { cat "$DISKS/good-kefud.toml"
   printf '\n[cluster]\nenabled = true\nname = "tea-shops"\nsecret = "%s"\n' "$CLUSTER_SECRET"
@@ -298,6 +351,8 @@ if [ -n "$REPORT" ]; then
   expect B2 bridge 192.0.2.10:1883
   check "B2: kefud's cluster link connected to the local broker ($(field kefud_cluster))" \
     test "$(field kefud_cluster)" -ge 1
+  check "B2: kefud's MQTT channel connected to the local broker ($(field kefud_mqtt))" \
+    test "$(field kefud_mqtt)" -ge 1
   MACHINE_ID_B=$(field machine_id)
   check "B2: machine-id differs from A's (not baked in)" test "$MACHINE_ID_B" != "${MACHINE_ID_A:-}"
   banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SSH_PORT; head -c 8 <&3" 2>/dev/null || true)
@@ -344,6 +399,51 @@ if [ -n "$REPORT" ]; then
   else
     skip "B3: message after the power cut (KEFUD_LOAD is empty)"
   fi
+  expect B3 mosquitto_dirsync on
+  rm -f "$DISKS/mqtt-acked"
+  if mqtt_tunnel; then
+    pass "B3: SSH login with the run's key; tunnel to the guest's broker on 127.0.0.1:$MQTT_PORT"
+    before=$(sd_bytes_written || echo 0)
+    n=$(publish running 20)
+    # kefud acknowledges to the broker after its own fsync; give it a moment to catch up.
+    sleep 2
+    after=$(sd_bytes_written || echo 0)
+    check "B3: 20 QoS 1 messages acknowledged by the broker with kefud running ($n)" test "$n" = 20
+    pass "B3: SD bytes written per MQTT message with kefud running (the broker's saves and kefud's journal, and whatever else the guest wrote in those seconds): $(( (after - before) / 20 ))"
+    guest systemctl stop kefud.service || true
+    check "B3: kefud stopped" test "$(guest systemctl is-active kefud.service || true)" = inactive
+    n=$(publish stopped 20)
+    # mosquitto 2.0 sends PUBACK before it saves (at the next turn of its event loop, within
+    # milliseconds): the power is cut one second after the last PUBACK, well inside the
+    # 300 s between saves the image had before, and the 60 s ext4 takes to commit a rename
+    # without chattr +D.
+    sleep 1
+    power_cut
+    check "B3: 20 more acknowledged by the broker with kefud stopped ($n); power cut 1 s after the last PUBACK" test "$n" = 20
+  else
+    fail "B3: SSH login with the run's key and a tunnel to the guest's broker on 127.0.0.1:$MQTT_PORT"
+  fi
+fi
+power_cut
+
+boot B4 "$DISK_B"
+wait_report B4
+if [ -n "$REPORT" ] && [ -s "$DISKS/mqtt-acked" ]; then
+  expect B4 kefud active
+  # kefud's session at the broker gets what was queued for it; wait until all of it is in.
+  t=$(date +%s)
+  missing=$(wc -l <"$DISKS/mqtt-acked")
+  while [ "$(elapsed "$t")" -lt 90 ]; do
+    guest runuser -u kefud -- kefud export --config /etc/kefud/kefud.toml >"$DISKS/export.jsonl" 2>/dev/null || true
+    missing=$(grep -c -v -x -F -f <(grep -o '"text":"mqtt [^"]*"' "$DISKS/export.jsonl" | sed 's/^"text":"//; s/"$//') \
+      "$DISKS/mqtt-acked" || true)
+    [ "$missing" = 0 ] && break
+    sleep 3
+  done
+  check "B4: every MQTT message the broker acknowledged before the power cut is in kefud ($(wc -l <"$DISKS/mqtt-acked") acked, $missing missing)" \
+    test "$missing" = 0
+elif [ -n "$REPORT" ]; then
+  fail "B4: no MQTT messages were acknowledged in B3 to look for"
 fi
 power_cut
 

@@ -51,6 +51,8 @@ pub enum AdminError {
     },
     #[error(transparent)]
     ApiKey(#[from] apikeys::KeyError),
+    #[error(transparent)]
+    Update(#[from] crate::update::UpdateError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("unknown format {0:?}: use jsonl or csv")]

@@ -62,7 +62,26 @@ pub struct Config {
     pub uploads: Uploads,
     pub backup: Backup,
     pub cluster: Cluster,
+    pub update: Update,
     pub log: Log,
+}
+
+/// Signed update bundles uploaded in the console (`update`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Update {
+    /// The release key's public half that uploaded bundles must be signed with. The root
+    /// helper that installs a bundle checks it again with the packaged key
+    /// (`/usr/share/kefud/update-key.pub`) whatever this says.
+    pub public_key: PathBuf,
+}
+
+impl Default for Update {
+    fn default() -> Self {
+        Update {
+            public_key: PathBuf::from(crate::update::PUBLIC_KEY_PATH),
+        }
+    }
 }
 
 /// Backups the daemon takes itself (`backup::schedule`); read again at every check, so a

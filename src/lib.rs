@@ -63,7 +63,9 @@ pub mod reload;
 pub mod routing;
 mod store;
 mod systemd;
+pub mod tar;
 pub mod telemetry;
+pub mod update;
 pub mod wechat_crypto;
 pub mod wire;
 

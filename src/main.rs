@@ -67,12 +67,56 @@ enum Command {
     /// the job; needs the daemon stopped.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Signed update bundles: the release key, making a bundle, checking one as this box would.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Print contacts, conversations and messages as JSON Lines (read-only; works while the
     /// daemon runs).
     Export {
         /// Only this contact's (a customer's own data).
         #[arg(long, value_name = "ID")]
         contact: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// A new release key pair: PREFIX.key (secret: keep it off the box and out of the
+    /// repository) and PREFIX.pub (packaged as /usr/share/kefud/update-key.pub).
+    Keygen { prefix: PathBuf },
+    /// Print the public key file of a secret key file.
+    PublicKey {
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// A bundle of kefud VERSION (default: this kefud's) from its .deb files (one per
+    /// architecture, named kefud_VERSION-REVISION_ARCH.deb as cargo deb names them), signed
+    /// with the secret key.
+    Bundle {
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[arg(required = true)]
+        debs: Vec<PathBuf>,
+    },
+    /// Check a bundle as this box would install it (signature, version, architecture,
+    /// checksums) and, with --extract-to, write its package for this box there.
+    Verify {
+        file: PathBuf,
+        /// The public key file.
+        #[arg(long, value_name = "FILE", default_value = kefud::update::PUBLIC_KEY_PATH)]
+        key: PathBuf,
+        /// The Debian architecture (default: this kefud's).
+        #[arg(long)]
+        arch: Option<String>,
+        /// The version that runs (default: this kefud's); the bundle must be newer.
+        #[arg(long)]
+        running: Option<String>,
+        #[arg(long, value_name = "FILE")]
+        extract_to: Option<PathBuf>,
     },
 }
 
@@ -237,6 +281,7 @@ fn main() -> ExitCode {
         Some(Command::Restore { src }) => kefud::admin::restore(&cfg, &src),
         Some(Command::RollbackStore { since_ms }) => kefud::admin::rollback_store(&cfg, since_ms),
         Some(Command::Import(command)) => return run_import(&cfg, command),
+        Some(Command::Update(command)) => run_update(command).map_err(Into::into),
         Some(Command::Export { contact }) => {
             let out = &mut std::io::stdout().lock();
             return match kefud::export::export(&cfg.db_path(), contact, out) {
@@ -261,6 +306,33 @@ fn main() -> ExitCode {
             eprintln!("kefud: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_update(command: UpdateCommand) -> Result<String, kefud::update::UpdateError> {
+    use kefud::update::cli;
+    match command {
+        UpdateCommand::Keygen { prefix } => cli::keygen(&prefix),
+        UpdateCommand::PublicKey { key } => cli::public_key(&key),
+        UpdateCommand::Bundle {
+            key,
+            version,
+            out,
+            debs,
+        } => cli::bundle(&key, version.as_deref(), &out, &debs),
+        UpdateCommand::Verify {
+            file,
+            key,
+            arch,
+            running,
+            extract_to,
+        } => cli::verify(
+            &file,
+            &key,
+            arch.as_deref(),
+            running.as_deref(),
+            extract_to.as_deref(),
+        ),
     }
 }
 

@@ -36,7 +36,6 @@
 pub mod cut;
 pub mod manifest;
 pub mod schedule;
-pub mod tar;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -46,6 +45,7 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use crate::journal::segment::{self, SegmentFile};
+use crate::tar;
 use manifest::{FileEntry, Manifest, ManifestError, STORE_FILE};
 
 /// Attempts at a backup whose journal listing raced a rotation.

@@ -83,6 +83,7 @@ pub(crate) async fn mqtt_throughput(
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let subscriber = tokio::spawn(subscribe_qos1(broker.port, "bench/#", total, ready_tx));
     ready_rx.await.context("subscriber did not subscribe")?;
+    let bare_written_before = broker.disk_bytes_written();
     let started = Instant::now();
     let mut pubs = Vec::new();
     for p in 0..publishers {
@@ -100,6 +101,7 @@ pub(crate) async fn mqtt_throughput(
         p.await??;
     }
     let bare_secs = (last - started).as_secs_f64();
+    let bare_written = bytes_since(&broker, bare_written_before);
 
     // kefud: the same publishers into kefu/in/load/{p}; done when kefud acknowledged them all
     // (each PUBACK after the journal's fsync).
@@ -120,6 +122,7 @@ pub(crate) async fn mqtt_throughput(
     let allocations_before = metric(daemon.addr, "kefud_heap_allocations_total")
         .await
         .unwrap_or(0);
+    let kefud_written_before = broker.disk_bytes_written();
     let started = Instant::now();
     let mut pubs = Vec::new();
     for p in 0..publishers {
@@ -142,6 +145,7 @@ pub(crate) async fn mqtt_throughput(
     for p in pubs {
         p.await??;
     }
+    let kefud_written = bytes_since(&broker, kefud_written_before);
     let allocations = metric(daemon.addr, "kefud_heap_allocations_total")
         .await
         .unwrap_or(0)
@@ -159,5 +163,21 @@ pub(crate) async fn mqtt_throughput(
         "  kefud heap allocations per message:    {:>9.1}",
         allocations as f64 / total as f64
     );
+    let per_message = |written: Option<u64>| {
+        written.map_or("unknown".to_string(), |b| {
+            format!("{:.0} B", b as f64 / total as f64)
+        })
+    };
+    println!(
+        "  broker's disk writes per message (its persistence saves): alone {}, into kefud {}",
+        per_message(bare_written),
+        per_message(kefud_written)
+    );
     Ok(())
+}
+
+/// What the broker has written to storage since `before` (both `None` where `/proc` does not
+/// say).
+fn bytes_since(broker: &Mosquitto, before: Option<u64>) -> Option<u64> {
+    Some(broker.disk_bytes_written()?.saturating_sub(before?))
 }

@@ -138,6 +138,17 @@ impl Mosquitto {
         }
     }
 
+    /// Bytes it has caused to be written to storage (`write_bytes` of `/proc/PID/io`: its
+    /// persistence saves; its log goes to a file too, but the image's config logs little).
+    /// `None` while stopped or where `/proc` does not say.
+    pub fn disk_bytes_written(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        io.lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// What it has logged (`DIR/mosquitto.log`).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()

@@ -1,11 +1,13 @@
-//! The ustar (POSIX.1-1988) headers of a backup streamed as one archive, which any `tar`
-//! extracts. Pure: the caller writes each [`header`], the file's bytes, then [`padding`], and
-//! [`END`] after the last file.
+//! ustar (POSIX.1-1988) archives, which any `tar` reads: the headers of a backup streamed as
+//! one archive, and the reading of an update bundle. Pure: a writer writes each [`header`],
+//! the file's bytes, then [`padding`], and [`END`] after the last file; a reader parses each
+//! header block with [`parse_header`], takes `size` bytes and skips [`padding`].
 //!
 //! Invariants: names are split into ustar's `prefix` (at most 155 bytes) and `name` (at most
 //! 100) at a `/`; sizes are at most 8 GiB - 1 (eleven octal digits). A backup's paths (its
 //! directory name plus `kefud.db`, `journal/…`, `uploads/…`) fit both by construction;
-//! anything else is refused, never truncated.
+//! anything else is refused, never truncated. A header read back must carry a valid checksum
+//! and be a regular file; anything else is an error, never guessed at.
 
 /// A tar block.
 pub const BLOCK: usize = 512;
@@ -20,6 +22,65 @@ pub enum TarError {
     Name(String),
     #[error("{0} bytes do not fit a tar header")]
     Size(u64),
+    #[error("not a tar header (bad checksum or number field)")]
+    Header,
+    #[error("{0:?} is not a regular file")]
+    NotAFile(String),
+}
+
+/// A regular file's header, read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The whole path (`prefix/name` when ustar split it).
+    pub path: String,
+    pub size: u64,
+}
+
+/// The entry `block` starts, or `None` for a zero block (the end of the archive).
+///
+/// # Errors
+/// [`TarError::Header`] for a block that is not a valid header; [`TarError::NotAFile`] for a
+/// directory, link or anything but a regular file.
+pub fn parse_header(block: &[u8; BLOCK]) -> Result<Option<Entry>, TarError> {
+    if block.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    let mut blank = *block;
+    blank[148..156].fill(b' ');
+    let sum: u64 = blank.iter().map(|&b| u64::from(b)).sum();
+    if read_octal(&block[148..156]) != Some(sum) {
+        return Err(TarError::Header);
+    }
+    let text = |range: std::ops::Range<usize>| {
+        let field = &block[range];
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        String::from_utf8_lossy(&field[..end]).into_owned()
+    };
+    let (name, prefix) = (text(0..100), text(345..500));
+    let path = if prefix.is_empty() {
+        name
+    } else {
+        format!("{prefix}/{name}")
+    };
+    if !matches!(block[156], b'0' | 0) {
+        return Err(TarError::NotAFile(path));
+    }
+    let size = read_octal(&block[124..136]).ok_or(TarError::Header)?;
+    Ok(Some(Entry { path, size }))
+}
+
+/// An octal number field: digits, optionally space-padded, ended by NUL or space.
+fn read_octal(field: &[u8]) -> Option<u64> {
+    let digits: Vec<u8> = field
+        .iter()
+        .copied()
+        .skip_while(|&b| b == b' ')
+        .take_while(|&b| b != 0 && b != b' ')
+        .collect();
+    if digits.is_empty() || digits.len() > 11 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(&digits).ok()?, 8).ok()
 }
 
 /// The header block of a regular file `path` (`/`-separated) of `size` bytes.
@@ -117,6 +178,39 @@ mod tests {
         assert!(header(&"x".repeat(101), 1, 0).is_err());
         assert!(header("", 1, 0).is_err());
         assert!(header("a", MAX_SIZE + 1, 0).is_err());
+    }
+
+    #[test]
+    fn headers_read_back() {
+        let long = format!("dir/{}/{}.deb", "d".repeat(120), "f".repeat(90));
+        for (path, size) in [
+            ("manifest.json", 0),
+            ("a.deb", 3_600_000),
+            (long.as_str(), 7),
+        ] {
+            let h = header(path, size, 5).unwrap();
+            assert_eq!(
+                parse_header(&h).unwrap(),
+                Some(Entry {
+                    path: path.to_string(),
+                    size
+                })
+            );
+        }
+        assert_eq!(parse_header(&[0; BLOCK]).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_or_special_headers_are_refused() {
+        let mut h = header("a.deb", 10, 0).unwrap();
+        h[0] = b'b';
+        assert_eq!(parse_header(&h), Err(TarError::Header));
+        let mut dir = header("d", 0, 0).unwrap();
+        dir[156] = b'5';
+        dir[148..156].fill(b' ');
+        let sum: u32 = dir.iter().map(|&b| u32::from(b)).sum();
+        octal(&mut dir[148..155], u64::from(sum));
+        assert_eq!(parse_header(&dir), Err(TarError::NotAFile("d".into())));
     }
 
     #[test]
