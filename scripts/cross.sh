@@ -18,6 +18,7 @@ else
   cargo build --release --locked --target "$target" --bin kefud
 fi
 tested=$(sha256sum "$bin" | cut -d' ' -f1)
+scripts/update-key.sh >/dev/null
 deb=$(cargo deb --no-build --target "$target" -o "target/$target/debian/" 2>/dev/null | tail -1)
 packaged=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/kefud | sha256sum | cut -d' ' -f1)
 if [ "$tested" != "$packaged" ]; then

@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 if [ $# -eq 2 ]; then
   v1=$1; v2=$2
 else
+  scripts/update-key.sh >/dev/null
   v1=$(cargo deb --no-build --deb-revision 1 -o target/debian/upgrade-from/ 2>/dev/null | tail -1)
   v2=$(cargo deb --no-build --deb-revision 2 -o target/debian/upgrade-to/ 2>/dev/null | tail -1)
 fi

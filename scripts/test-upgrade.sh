@@ -38,6 +38,7 @@ if [ ! -f "$previous_deb" ]; then
     -o "$root/$previous_deb" >/dev/null)
   cp -p "$work/kefud.current" target/release/kefud
 fi
+scripts/update-key.sh >/dev/null
 current_deb=$(cargo deb --no-build --deb-revision 1 -o target/debian/upgrade-current/ 2>/dev/null | tail -1)
 
 passed=0

@@ -63,6 +63,8 @@ echo "== the Debian package on this machine: install, unit checks, upgrade, remo
 scripts/test-deb.sh
 echo "== upgrade from the previous release's package to this one, kefud-rollback, and forward again"
 scripts/test-upgrade.sh
+echo "== signed update bundles: uploaded in the console's API, installed by the root helper, rolled back"
+scripts/test-update.sh
 
 echo "== aarch64: the release binary that ships, and every test against it under qemu-user"
 scripts/cross.sh aarch64-unknown-linux-gnu test

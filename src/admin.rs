@@ -53,6 +53,8 @@ pub enum AdminError {
     ApiKey(#[from] apikeys::KeyError),
     #[error(transparent)]
     Update(#[from] crate::update::UpdateError),
+    #[error("not healthy: {0}")]
+    Unhealthy(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("unknown format {0:?}: use jsonl or csv")]
@@ -393,4 +395,61 @@ fn prompt_hidden(prompt: &str) -> Result<String, AdminError> {
     eprintln!();
     read.map_err(AdminError::Input)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `kefud healthcheck [--timeout-secs N]`: waits until this config's kefud answers `GET
+/// /healthz` with `200` and `"status":"ok"` on its listen address (the loopback address for an
+/// unspecified one), for the update helper and anyone's monitoring. Plain HTTP/1.0 over a
+/// socket: no client library, nothing to go wrong between the check and the daemon.
+///
+/// # Errors
+/// [`AdminError::Unhealthy`] with the last answer (or connection error) once `timeout` passed.
+pub fn healthcheck(cfg: &Config, timeout: std::time::Duration) -> Result<String, AdminError> {
+    use std::io::{Read as _, Write as _};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    let listen = cfg.server.listen;
+    let addr = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
+    };
+    let step = std::time::Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let answer = (|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect_timeout(&addr, step * 4)?;
+            stream.set_read_timeout(Some(step * 4))?;
+            stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut text = String::new();
+            stream.take(64 * 1024).read_to_string(&mut text)?;
+            Ok(text)
+        })();
+        let last = match answer {
+            Ok(text)
+                if text.starts_with("HTTP/1.")
+                    && text.split(' ').nth(1) == Some("200")
+                    && text.contains("\"status\":\"ok\"") =>
+            {
+                let body = text
+                    .split("\r\n\r\n")
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                return Ok(format!("healthy: http://{addr}/healthz: {body}"));
+            }
+            Ok(text) => text.lines().next().unwrap_or("no answer").to_string(),
+            Err(e) => e.to_string(),
+        };
+        if std::time::Instant::now() >= deadline {
+            return Err(AdminError::Unhealthy(format!(
+                "http://{addr}/healthz: {last}"
+            )));
+        }
+        std::thread::sleep(step);
+    }
 }

@@ -74,12 +74,16 @@ pub struct Update {
     /// helper that installs a bundle checks it again with the packaged key
     /// (`/usr/share/kefud/update-key.pub`) whatever this says.
     pub public_key: PathBuf,
+    /// Where a checked bundle or a rollback request is handed to the root helper, whose
+    /// path unit watches the packaged default (kefud's state directory).
+    pub spool_dir: PathBuf,
 }
 
 impl Default for Update {
     fn default() -> Self {
         Update {
             public_key: PathBuf::from(crate::update::PUBLIC_KEY_PATH),
+            spool_dir: PathBuf::from(crate::update::SPOOL_DIR),
         }
     }
 }

@@ -67,6 +67,12 @@ enum Command {
     /// the job; needs the daemon stopped.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Wait until this config's kefud answers GET /healthz with status ok (exit 0), or say why
+    /// not when the timeout has passed (exit 1).
+    Healthcheck {
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        timeout_secs: u64,
+    },
     /// Signed update bundles: the release key, making a bundle, checking one as this box would.
     #[command(subcommand)]
     Update(UpdateCommand),
@@ -282,6 +288,9 @@ fn main() -> ExitCode {
         Some(Command::RollbackStore { since_ms }) => kefud::admin::rollback_store(&cfg, since_ms),
         Some(Command::Import(command)) => return run_import(&cfg, command),
         Some(Command::Update(command)) => run_update(command).map_err(Into::into),
+        Some(Command::Healthcheck { timeout_secs }) => {
+            kefud::admin::healthcheck(&cfg, std::time::Duration::from_secs(timeout_secs))
+        }
         Some(Command::Export { contact }) => {
             let out = &mut std::io::stdout().lock();
             return match kefud::export::export(&cfg.db_path(), contact, out) {

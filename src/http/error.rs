@@ -26,6 +26,12 @@ pub enum ApiError {
     /// The disk is full: nothing was stored.
     Full,
     PayloadTooLarge(String),
+    /// Well-formed, but refused for what it is (an update bundle that is not signed, not
+    /// newer, for another box).
+    Unprocessable {
+        code: &'static str,
+        message: String,
+    },
     /// A daily upload quota (per visitor, per address or in total) is used up.
     TooManyUploads,
     UnsupportedMedia(String),
@@ -82,6 +88,9 @@ impl IntoResponse for ApiError {
             ),
             ApiError::PayloadTooLarge(m) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m.as_str())
+            }
+            ApiError::Unprocessable { code, message } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, *code, message.as_str())
             }
             ApiError::TooManyUploads => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -20,6 +20,7 @@ mod extract;
 pub mod inbox_api;
 pub mod listener;
 pub mod routing_api;
+pub mod update_api;
 pub mod uploads;
 pub mod visitor_ws;
 pub mod web;
@@ -184,7 +185,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(inbox_api::router())
                 .merge(channels_api::router())
                 .merge(backup_api::router())
-                .merge(cluster_api::router()),
+                .merge(cluster_api::router())
+                .merge(update_api::router()),
         )
         .merge(wechat::router())
         .merge(web::router())

@@ -125,7 +125,7 @@ pub fn choose<'m>(
 ) -> Result<&'m Package, Refusal> {
     let offered = Version::parse(&manifest.version);
     if let Some(now) = Version::parse(running) {
-        if offered.is_none_or(|v| v <= now) {
+        if !offered.is_some_and(|v| v > now) {
             return Err(Refusal::NotNewer {
                 offered: manifest.version.clone(),
                 running: running.to_string(),

@@ -26,6 +26,17 @@ use key::{PublicKey, SecretKey};
 
 /// Where the .deb and the image put the release key's public half.
 pub const PUBLIC_KEY_PATH: &str = "/usr/share/kefud/update-key.pub";
+/// The hand-over to the root helper (`kefud-update`), in kefud's state directory: kefud
+/// writes [`PENDING`] (a checked bundle, renamed into place whole) or [`ROLLBACK_REQUESTED`];
+/// the helper's path unit starts it, it takes the file away and checks the bundle again itself.
+pub const SPOOL_DIR: &str = "/var/lib/kefud/updates";
+pub const PENDING: &str = "pending.kefu";
+pub const ROLLBACK_REQUESTED: &str = "rollback-requested";
+/// The helper's report of its last run (JSON: state, version, from, message, at_ms), in a
+/// directory only root writes.
+pub const HELPER_STATUS: &str = "/var/lib/kefud-update/status.json";
+/// The version the package kept for `kefud-rollback` (debian/postinst).
+pub const PREVIOUS_VERSION: &str = "/usr/lib/kefud/previous/version";
 /// The largest manifest and signature entries read.
 const MAX_MANIFEST: u64 = 64 * 1024;
 const MAX_SIGNATURE: u64 = 1024;
