@@ -80,7 +80,7 @@ grep -A8 '^\[mqtt\]' "$R/etc/kefud/kefud.toml" | grep -qx 'enabled = true'
 # wpa_supplicant@wlan0 once configured (not the D-Bus-driven wpa_supplicant). apt's timers would
 # download and write package lists daily; dpkg-db-backup rewrites /var/backups daily.
 chroot "$R" systemctl enable --quiet systemd-networkd.service systemd-resolved.service \
-  systemd-timesyncd.service avahi-daemon.service mosquitto.service \
+  systemd-timesyncd.service avahi-daemon.service mosquitto.service kefu-broker-saver.service \
   kefu-firstboot.service kefu-boot-report.service
 chroot "$R" systemctl disable --quiet ssh.service ssh.socket wpa_supplicant.service \
   apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer

@@ -46,6 +46,20 @@ KEFUD_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1"
 export KEFUD_CONFIG=$work/kefud.toml
 mkdir -p "$work/data"
 printf '[server]\nlisten = "127.0.0.1:%s"\n[storage]\ndata_dir = "%s"\n' "$KEFUD_PORT" "$work/data" >"$KEFUD_CONFIG"
+# Updates: a release key of this run's own, a bundle of the next version signed with it and one
+# signed with another key (kefud never opens the package inside; the helper is not run here).
+keys=$work/update-keys
+mkdir -p "$keys"
+"$KEFUD_BIN" update keygen "$keys/release" >/dev/null
+"$KEFUD_BIN" update keygen "$keys/other" >/dev/null
+next=$("$KEFUD_BIN" --version | sed 's/^kefud //' | awk -F. '{ printf "%d.%d.%d", $1, $2, $3 + 1 }')
+deb=$keys/kefud_${next}-1_$(dpkg --print-architecture).deb
+head -c 200000 /dev/urandom >"$deb"
+export KEFUD_UPDATE_NEXT=$next KEFUD_UPDATE_GOOD=$work/next.kefu KEFUD_UPDATE_FORGED=$work/forged.kefu
+"$KEFUD_BIN" update bundle --key "$keys/release.key" --version "$next" --out "$KEFUD_UPDATE_GOOD" "$deb" >/dev/null
+"$KEFUD_BIN" update bundle --key "$keys/other.key" --version "$next" --out "$KEFUD_UPDATE_FORGED" "$deb" >/dev/null
+export KEFUD_UPDATE_SPOOL=$work/update-spool
+printf '[update]\npublic_key = "%s"\nspool_dir = "%s"\n' "$keys/release.pub" "$KEFUD_UPDATE_SPOOL" >>"$KEFUD_CONFIG"
 
 export SCREENSHOT_DIR=$root/target/screenshots KEFUD_LOG=$root/target/browser-kefud.log
 rm -rf "$SCREENSHOT_DIR"

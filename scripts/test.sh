@@ -36,8 +36,8 @@ if [ "$(id -u)" = 0 ] && [ -w /sys/fs/cgroup/blkio/blkio.throttle.write_iops_dev
 else
   echo "== slow-device run SKIPPED: needs root, losetup and cgroup v1 blkio throttling (see BENCHMARKS.md)"
 fi
-echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the image's broker config"
-./target/release/kefud-load mqtt --messages 20000 --spawn ./target/release/kefud \
+echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the image's broker config and broker saver"
+./target/release/kefud-load mqtt --messages 20000 --broker-saver --spawn ./target/release/kefud \
   --mosquitto-conf image/overlay/etc/mosquitto/conf.d/kefu.conf
 
 echo "== cluster sync: three boxes, each mosquitto bridged to a central one, vs the brokers alone"

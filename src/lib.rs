@@ -22,10 +22,14 @@
 //! - [`httpc`]: the small HTTP client of kefud's outgoing calls (webhooks, WeChat, a LAN
 //!   language model).
 //! - [`alloc_count`]: the counting allocator behind `/metrics`' allocation figure.
-//! - [`admin`]: the `kefud agent|kb|apikey|journal|backup|restore ...` commands; `apikeys`: the
-//!   HTTP channel's keys.
+//! - [`admin`]: the `kefud agent|kb|apikey|journal|backup|restore|healthcheck ...` commands;
+//!   `apikeys`: the HTTP channel's keys.
 //! - `backup`: consistent backups of a running daemon's data directory, and their restore;
 //!   [`export`]: contacts, conversations and messages as JSON Lines.
+//! - [`update`]: signed update bundles (made, checked, handed to the root helper); [`tar`]:
+//!   the ustar archives of backups and bundles.
+//! - [`broker_saver`]: `kefud broker-saver`, which makes the local mosquitto save what it
+//!   acknowledged at once.
 //! - `clock`: wall time on a board without a real-time clock, and timers that ignore its
 //!   steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
@@ -42,6 +46,7 @@ mod apikeys;
 pub mod app;
 mod auth;
 mod backup;
+pub mod broker_saver;
 pub mod channel;
 mod clock;
 pub mod cluster;

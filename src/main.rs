@@ -73,6 +73,22 @@ enum Command {
         #[arg(long, value_name = "SECS", default_value_t = 0)]
         timeout_secs: u64,
     },
+    /// Make the local MQTT broker (mosquitto) save what it acknowledged within MS
+    /// milliseconds of its arrival, and never while nothing arrives (SIGUSR1 to its process;
+    /// run as the broker's user).
+    BrokerSaver {
+        /// The broker, HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        broker: String,
+        /// The broker's pid file.
+        #[arg(long, value_name = "FILE", conflicts_with = "pid")]
+        pid_file: Option<PathBuf>,
+        /// The broker's process id.
+        #[arg(long)]
+        pid: Option<i32>,
+        #[arg(long, value_name = "MS", default_value_t = 100)]
+        min_interval_ms: u64,
+    },
     /// Signed update bundles: the release key, making a bundle, checking one as this box would.
     #[command(subcommand)]
     Update(UpdateCommand),
@@ -288,6 +304,12 @@ fn main() -> ExitCode {
         Some(Command::RollbackStore { since_ms }) => kefud::admin::rollback_store(&cfg, since_ms),
         Some(Command::Import(command)) => return run_import(&cfg, command),
         Some(Command::Update(command)) => run_update(command).map_err(Into::into),
+        Some(Command::BrokerSaver {
+            broker,
+            pid_file,
+            pid,
+            min_interval_ms,
+        }) => return run_broker_saver(&broker, pid_file, pid, min_interval_ms),
         Some(Command::Healthcheck { timeout_secs }) => {
             kefud::admin::healthcheck(&cfg, std::time::Duration::from_secs(timeout_secs))
         }
@@ -316,6 +338,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_broker_saver(
+    broker: &str,
+    pid_file: Option<PathBuf>,
+    pid: Option<i32>,
+    min_interval_ms: u64,
+) -> ExitCode {
+    use kefud::broker_saver::{run, BrokerProcess, Options};
+    let process = match (pid_file, pid) {
+        (Some(file), _) => BrokerProcess::PidFile(file),
+        (None, Some(pid)) => BrokerProcess::Pid(pid),
+        (None, None) => {
+            eprintln!(
+                "kefud broker-saver: name the broker's process: --pid-file FILE or --pid PID"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let Some((host, port)) = broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
+    else {
+        eprintln!("kefud broker-saver: --broker {broker:?} is not HOST:PORT");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kefud broker-saver: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(Options {
+        host,
+        port,
+        broker: process,
+        min_interval: std::time::Duration::from_millis(min_interval_ms.max(1)),
+    }));
+    ExitCode::SUCCESS
 }
 
 fn run_update(command: UpdateCommand) -> Result<String, kefud::update::UpdateError> {

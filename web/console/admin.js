@@ -2,13 +2,15 @@
 // the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), the shop's name
 // with the web widget's one-line snippet, the full-page chat address and the channel
 // connections (MQTT, webhooks, WeChat: state, detail, counters, refreshed every 5 s while the
-// page is open), and the response-time report (median and 90th percentile per day).
+// page is open), the response-time report (median and 90th percentile per day), and updates
+// (the running and the previous version, the last update's outcome, uploading a signed bundle,
+// rolling back).
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents } from './state.js';
 
-const PAGES = { agents, canned, kb, channel, reports };
+const PAGES = { agents, canned, kb, channel, reports, updates };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -55,21 +57,23 @@ async function run(btn, fn, done = t('common.saved')) {
   }
 }
 
-/** A delete button that asks for a second click instead of a dialog. */
-function dangerButton(onConfirm) {
+/** A button for what cannot be undone (a delete by default) that asks for a second click
+ * instead of a dialog. */
+function dangerButton(onConfirm, label = t('common.delete'), confirmLabel = t('common.confirm_delete'),
+  done = t('common.deleted')) {
   let armed = 0;
   const btn = h('button', {
-    type: 'button', class: 'btn danger', text: t('common.delete'),
+    type: 'button', class: 'btn danger', text: label,
     onclick: () => {
       if (armed) {
         clearTimeout(armed);
         armed = 0;
-        btn.textContent = t('common.delete');
-        run(btn, onConfirm, t('common.deleted'));
+        btn.textContent = label;
+        run(btn, onConfirm, done);
         return;
       }
-      btn.textContent = t('common.confirm_delete');
-      armed = setTimeout(() => { armed = 0; btn.textContent = t('common.delete'); }, 4000);
+      btn.textContent = confirmLabel;
+      armed = setTimeout(() => { armed = 0; btn.textContent = label; }, 4000);
     },
   });
   return btn;
@@ -310,6 +314,49 @@ async function reports(body) {
           ['reports.day', 'reports.conversations', 'reports.assignment', 'reports.first_response', 'reports.resolution']
             .map((k) => h('th', { scope: 'col', text: t(k) })))),
         h('tbody', {}, rows))));
+}
+
+// ---- updates -------------------------------------------------------------------------------
+
+/** GET /update drawn into body: what runs, what a rollback goes back to, the helper's last
+ * run; a bundle upload and a roll-back button. Polls every 3 s while something waits for the
+ * helper (it restarts kefud, so a request may fail for a moment). */
+async function updates(body) {
+  const u = await api('/update');
+  const last = u.last;
+  const stateText = last ? t(`update.state.${last.state}`) : '';
+  const file = input({ type: 'file', accept: '.kefu,application/octet-stream', 'aria-label': t('update.file') });
+  const waiting = u.pending || u.rollback_requested;
+  const rollback = dangerButton(async () => {
+    await api('/update/rollback', { method: 'POST' });
+    updates(body);
+  }, u.previous ? t('update.rollback', { version: u.previous }) : t('update.rollback_none'),
+  t('update.rollback_confirm', { from: u.running, to: u.previous ?? '' }),
+  t('update.rollback_requested'));
+  rollback.disabled = !u.previous || waiting;
+  body.replaceChildren(
+    h('h2', { text: t('update.title') }),
+    h('div', { class: 'card' },
+      h('dl', { class: 'facts' },
+        h('dt', { text: t('update.running') }), h('dd', { 'data-testid': 'update-running', text: `kefud ${u.running} (${u.architecture})` }),
+        h('dt', { text: t('update.previous') }), h('dd', { 'data-testid': 'update-previous', text: u.previous ? `kefud ${u.previous}` : t('update.none') }),
+        h('dt', { text: t('update.last') }), h('dd', { 'data-testid': 'update-last', text: last ? `${stateText}: ${last.message}` : t('update.none') })),
+      waiting ? h('p', { class: 'muted', 'aria-live': 'polite', text: t(u.pending ? 'update.pending' : 'update.rollback_pending') }) : null,
+      h('div', { class: 'buttons' }, rollback)),
+    h('h2', { text: t('update.upload') }),
+    u.key
+      ? submitForm([h('p', { class: 'muted', text: t('update.upload_help', { key: u.key }) }), field(t('update.file'), file)],
+        t('update.install'), async (btn) => {
+          const bundle = file.files[0];
+          if (!bundle) return;
+          const ok = await run(btn, () => api('/update', { method: 'POST', body: bundle, raw: true, type: 'application/octet-stream' }),
+            t('update.accepted'));
+          if (ok) updates(body);
+        })
+      : h('p', { class: 'card muted', text: t('update.no_key') }));
+  if (waiting) {
+    setTimeout(() => { if (body.isConnected) updates(body).catch(() => setTimeout(() => body.isConnected && updates(body), 3000)); }, 3000);
+  }
 }
 
 async function channel(body) {

@@ -8,6 +8,7 @@
 // page, and no page error anywhere. One screenshot per test in target/screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
 import {
   Kefud, Watch, shopSite, launchBrowser, docShot, until,
 } from '../lib/harness.mjs';
@@ -607,6 +608,47 @@ scenario('admin: the channel connections page', async () => {
   await hook.getByText('Replies for: app').waitFor();
   await agent.locator('article.adapter', { hasText: 'wechat' }).getByText('Replies for every channel no other connection names').waitFor();
   await agent.unroute('**/api/v1/channels');
+});
+
+scenario('admin: updates, a forged bundle refused, a signed one handed to the helper, phone width', async () => {
+  await agent.getByRole('link', { name: 'Admin' }).click();
+  await agent.getByRole('link', { name: 'Updates' }).click();
+  await agent.getByRole('heading', { name: "This box's kefud" }).waitFor();
+  const status = (await kefud.api('/update', { token })).body;
+  await agent.getByTestId('update-running').filter({ hasText: `kefud ${status.running} (${status.architecture})` }).waitFor();
+  assert.equal(await agent.getByTestId('update-previous').textContent(), 'none');
+  const rollback = agent.getByRole('button', { name: 'Roll back', exact: true });
+  assert.ok(await rollback.isDisabled(), 'nothing to roll back to');
+  await agent.getByText(`release key (${status.key})`).waitFor();
+  const file = agent.getByLabel('Update bundle (.kefu)');
+  const install = agent.getByRole('button', { name: 'Upload and install' });
+  await file.setInputFiles(process.env.KEFUD_UPDATE_FORGED);
+  await watch.allowNetworkErrors(async () => {
+    await install.click();
+    await agent.locator('.toast', { hasText: "signature is not from this box's release key" }).waitFor();
+  });
+  assert.equal(existsSync(`${process.env.KEFUD_UPDATE_SPOOL}/pending.kefu`), false, 'nothing handed over');
+  await file.setInputFiles(process.env.KEFUD_UPDATE_GOOD);
+  await install.click();
+  await agent.getByText('An update is being installed').waitFor();
+  assert.equal(existsSync(`${process.env.KEFUD_UPDATE_SPOOL}/pending.kefu`), true, 'handed to the helper');
+  assert.ok(await agent.getByRole('button', { name: 'Roll back', exact: true }).isDisabled());
+  // As kefud-update would: take the bundle and report; the page follows by itself.
+  rmSync(`${process.env.KEFUD_UPDATE_SPOOL}/pending.kefu`);
+  await until('the page no longer says an update waits', async () => (await agent.getByText('An update is being installed').count()) === 0);
+  // Phone width: the page fits.
+  const ctx = await browser.newContext(PHONE);
+  const phone = watch.page('phone-updates', await ctx.newPage());
+  await phone.goto(`${kefud.base}/`);
+  await phone.getByLabel('Username').fill(ADMIN.username);
+  await phone.getByLabel('Password').fill(ADMIN.password);
+  await phone.getByRole('button', { name: 'Log in' }).click();
+  await phone.goto(`${kefud.base}/#/admin/updates`);
+  await phone.getByRole('button', { name: 'Upload and install' }).waitFor();
+  const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `no sideways scrolling on a phone (${width}px)`);
+  await watch.shot(phone, `${String(step).padStart(2, '0')}-phone-updates`);
+  await ctx.close();
 });
 
 scenario('no page threw or logged an error', async () => {

@@ -155,6 +155,9 @@ enum Mode {
         /// Each measurement is abandoned after this long.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
+        /// Run `kefud broker-saver` beside the broker in both phases, as the SD image does.
+        #[arg(long)]
+        broker_saver: bool,
     },
     /// Cluster sync: three boxes, each mosquitto bridged to a central one; origin ack to
     /// applied on both other boxes at a steady rate and in a burst, and the catch-up rate
@@ -412,6 +415,7 @@ async fn run(cli: Cli) -> Result<()> {
             messages,
             publishers,
             timeout_secs,
+            broker_saver,
         } => {
             let bin = cli.spawn.as_deref().context("mqtt needs --spawn")?;
             mqtt_throughput(
@@ -420,6 +424,7 @@ async fn run(cli: Cli) -> Result<()> {
                 messages,
                 publishers,
                 Duration::from_secs(timeout_secs),
+                broker_saver,
             )
             .await
         }

@@ -71,8 +71,27 @@ pub(crate) async fn mqtt_throughput(
     messages: usize,
     publishers: usize,
     limit: Duration,
+    broker_saver: bool,
 ) -> Result<()> {
     let broker = Mosquitto::start(conf, None)?;
+    // `kefud broker-saver`, as the SD image runs it: killed when the run ends.
+    let _saver = if broker_saver {
+        let pid = broker.pid().context("the broker is not running")?;
+        Some(KillOnDrop(
+            std::process::Command::new(bin)
+                .args([
+                    "broker-saver",
+                    "--broker",
+                    &format!("127.0.0.1:{}", broker.port),
+                ])
+                .args(["--pid", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("start kefud broker-saver")?,
+        ))
+    } else {
+        None
+    };
     let per = messages / publishers.max(1);
     let total = per * publishers.max(1);
     let payload = |p: usize, i: usize| {
@@ -152,7 +171,14 @@ pub(crate) async fn mqtt_throughput(
         - allocations_before;
     daemon.stop(DAEMON_STOP)?;
     let (bare, kefud) = (total as f64 / bare_secs, total as f64 / kefud_secs);
-    println!("mqtt: {total} QoS 1 messages from {publishers} publishers, ~100 B payloads");
+    println!(
+        "mqtt: {total} QoS 1 messages from {publishers} publishers, ~100 B payloads{}",
+        if broker_saver {
+            "; the broker saved by kefud broker-saver (the SD image's setup)"
+        } else {
+            ""
+        }
+    );
     println!("  mosquitto alone, publish -> subscribe: {bare:>9.0} msg/s");
     println!("  into kefud, PUBACK after fsync:        {kefud:>9.0} msg/s");
     println!(
@@ -174,6 +200,16 @@ pub(crate) async fn mqtt_throughput(
         per_message(kefud_written)
     );
     Ok(())
+}
+
+/// A child process killed (and reaped) when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// What the broker has written to storage since `before` (both `None` where `/proc` does not

@@ -138,6 +138,11 @@ impl Mosquitto {
         }
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Bytes it has caused to be written to storage (`write_bytes` of `/proc/PID/io`: its
     /// persistence saves; its log goes to a file too, but the image's config logs little).
     /// `None` while stopped or where `/proc` does not say.
