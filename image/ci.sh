@@ -7,7 +7,8 @@
 #
 # Parameters (environment): BUILD_TIMEOUT (s, default 2400: covers a base rebuild),
 # TEST_TIMEOUT (s, default 1800), COMPRESS (default none here: the boot test needs only the
-# .img; set COMPRESS=xz for the release .img.xz), and those of build.sh and test-boot.sh.
+# .img; set COMPRESS=xz for the release .img.xz), and those of build.sh and test-boot.sh
+# (NEXT_DEB: the next version's .deb for the update checks).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 export COMPRESS="${COMPRESS:-none}"

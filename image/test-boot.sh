@@ -26,7 +26,12 @@
 #          20 QoS 1 messages into kefud's MQTT channel (SD bytes written per message measured),
 #          then kefud is stopped, 20 more are published (each acked by the broker, queued for
 #          kefud's persistent session) and the power is cut right after the last PUBACK.
-#      B4: kefud has every message the broker acknowledged, from both batches.
+#      B4: kefud has every message the broker acknowledged, from both batches. Then an
+#          update: an admin uploads a signed bundle of the next version (NEXT_DEB) through the
+#          forwarded port; the path unit starts the root helper, which installs it: the next
+#          version runs, the data is intact.
+#      B5: a bundle whose kefud never starts, put on the boot partition: installed at boot
+#          and rolled back by the helper itself; the next version runs again, data intact.
 #
 # Prints PASS/FAIL/SKIP lines and "image boot tests: N passed, M failed"; exits 1 if any
 # check failed. Serial logs stay in LOG_DIR.
@@ -37,12 +42,19 @@
 #   BOOT_TIMEOUT  seconds one boot may take to finish starting up (default 420)
 #   LOG_DIR       default target/image/test-boot
 #   KEEP_DISKS=1  keep the disk copies in LOG_DIR/disks
+#   NEXT_DEB      the image's architecture's .deb of the next version (scripts/next-release.sh
+#                 aarch64-unknown-linux-gnu), signed into bundles with UPDATE_KEY (default
+#                 target/update-key/test.key, whose public half the image's .deb ships) by
+#                 KEFUD_HOST (default target/release/kefud); empty: the update checks are skipped
 set -eu
 
 IMAGE=${1:?usage: image/test-boot.sh IMAGE (.img or .img.xz)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 KEFUD_LOAD=${KEFUD_LOAD-$REPO/target/release/kefud-load}
+NEXT_DEB=${NEXT_DEB:-}
+UPDATE_KEY=${UPDATE_KEY:-$REPO/target/update-key/test.key}
+KEFUD_HOST=${KEFUD_HOST:-$REPO/target/release/kefud}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-420}
 LOG_DIR=${LOG_DIR:-$REPO/target/image/test-boot}
 KEEP_DISKS=${KEEP_DISKS:-0}
@@ -453,7 +465,70 @@ if [ -n "$REPORT" ] && [ -s "$DISKS/mqtt-acked" ]; then
 elif [ -n "$REPORT" ]; then
   fail "B4: no MQTT messages were acknowledged in B3 to look for"
 fi
+
+# --- updates: a signed bundle uploaded in the console's API; a broken one on the boot partition
+# guest_version: the version /usr/bin/kefud says it is.
+guest_version() { guest '/usr/bin/kefud --version' 2>/dev/null | sed -n 's/^kefud //p'; }
+# runs_version VERSION: that version is installed and kefud.service is active.
+runs_version() { [ "$(guest_version)" = "$1" ] && [ "$(guest 'systemctl is-active kefud' 2>/dev/null)" = active ]; }
+# updated_to VERSION: it runs, and the helper is done and says so.
+updated_to() { runs_version "$1" && [ "$(helper_state)" = updated ]; }
+# helper_state: the update helper's last state (status.json).
+helper_state() { guest 'cat /var/lib/kefud-update/status.json' 2>/dev/null | sed -n 's/.*"state":"\([^"]*\)".*/\1/p'; }
+# wait_for WHAT SECS COMMAND...: polls COMMAND every 3 s until it succeeds.
+wait_for() {
+  local what=$1 secs=$2 t; shift 2
+  t=$(date +%s)
+  while [ "$(elapsed "$t")" -lt "$secs" ]; do "$@" && { pass "$what ($(elapsed "$t") s)"; return 0; }; sleep 3; done
+  fail "$what (not within $secs s)"; return 1
+}
+NEXT_VERSION=
+if [ -z "$NEXT_DEB" ]; then
+  skip "B4/B5: updates (NEXT_DEB is empty)"
+elif [ -n "$REPORT" ]; then
+  NEXT_VERSION=$(dpkg-deb -f "$NEXT_DEB" Version | sed 's/-[^-]*$//')
+  BROKEN_VERSION=$(echo "$NEXT_VERSION" | awk -F. '{ printf "%d.%d.%d", $1, $2, $3 + 1 }')
+  "$KEFUD_HOST" update bundle --key "$UPDATE_KEY" --version "$NEXT_VERSION" --out "$DISKS/next.kefu" "$NEXT_DEB" >/dev/null
+  rm -rf "$DISKS/broken" && dpkg-deb -R "$NEXT_DEB" "$DISKS/broken"
+  printf '#!/bin/sh\n[ "${1:-}" = --version ] && { echo "kefud %s"; exit 0; }\necho "kefud %s: simulated broken release" >&2\nexit 1\n' \
+    "$BROKEN_VERSION" "$BROKEN_VERSION" > "$DISKS/broken/usr/bin/kefud"
+  sed -i "s/^Version: .*/Version: ${BROKEN_VERSION}-1/" "$DISKS/broken/DEBIAN/control"
+  broken_deb=$DISKS/kefud_${BROKEN_VERSION}-1_arm64.deb
+  dpkg-deb -b --root-owner-group "$DISKS/broken" "$broken_deb" >/dev/null
+  "$KEFUD_HOST" update bundle --key "$UPDATE_KEY" --version "$BROKEN_VERSION" --out "$DISKS/broken.kefu" "$broken_deb" >/dev/null
+  FROM_VERSION=$(guest_version)
+  echo 'an owner password for the image test' | guest 'cd /var/lib/kefud && runuser -u kefud -- kefud --config /etc/kefud/kefud.toml agent add owner --admin --password-stdin' >/dev/null
+  token=$(curl -fsS -XPOST "http://127.0.0.1:$HTTP_PORT/api/v1/login" -H 'content-type: application/json' \
+    -d '{"username":"owner","password":"an owner password for the image test"}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  code=$(curl -sS -o "$LOG_DIR/upload-B4.json" -w '%{http_code}' -XPOST "http://127.0.0.1:$HTTP_PORT/api/v1/update" \
+    -H "Authorization: Bearer $token" --data-binary "@$DISKS/next.kefu" || true)
+  check "B4: the admin's upload of kefud $NEXT_VERSION is accepted (HTTP $code: $(cat "$LOG_DIR/upload-B4.json" 2>/dev/null))" test "$code" = 202
+  wait_for "B4: the path unit started the root helper, which installed kefud $NEXT_VERSION (was $FROM_VERSION) and reports it" 300 \
+    updated_to "$NEXT_VERSION" || true
+  healthz B4
+  probe "B4: the message acked before the first power cut is still there" --visitor-id image-test-b --expect "${ACKED:-none}" || true
+fi
 power_cut
+
+if [ -n "$NEXT_VERSION" ]; then
+  fat_put "$DISK_B" "$DISKS/broken.kefu" kefud-update.kefu
+  boot B5 "$DISK_B"
+  wait_report B5
+  if [ -n "$REPORT" ]; then
+    check "B5: the boot partition's bundle (kefud $BROKEN_VERSION, which never starts) was rolled back by the helper ($(helper_state))" \
+      test "$(helper_state)" = rolled-back
+    check "B5: kefud $NEXT_VERSION runs again ($(guest_version))" test "$(guest_version)" = "$NEXT_VERSION"
+    # The failed update stays visible: the helper's unit failed, nothing else did.
+    expect B5 failed kefud-update.service
+    expect B5 kefud active
+    healthz B5
+    probe "B5: the acked message is still there" --visitor-id image-test-b --expect "${ACKED:-none}" || true
+    guest 'journalctl -u kefud-update --no-pager -o cat' > "$LOG_DIR/kefud-update-B5.log" 2>&1 || true
+  fi
+  power_cut
+  check "B5: the bundle on the boot partition was renamed so it is not tried again" \
+    sh -c "mdir -i '$DISK_B@@$FAT' ::kefud-update.kefu.done >/dev/null 2>&1 && ! mdir -i '$DISK_B@@$FAT' ::kefud-update.kefu >/dev/null 2>&1"
+fi
 
 echo "image boot tests: $passed passed, $failed failed$([ "$skipped" -eq 0 ] || echo ", $skipped skipped")"
 [ "$failed" -eq 0 ]

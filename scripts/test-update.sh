@@ -7,7 +7,7 @@
 # helper itself with the data as before; forged, unsigned, wrong-architecture, downgrade and
 # garbage bundles are refused by kefud (HTTP 422) and by `kefud update verify`, and a
 # non-admin cannot upload. The newer release is this tree built as the next patch version
-# (target/next-release; the same target directory, so only kefud itself is compiled again);
+# (scripts/next-release.sh; the same target directory, so only kefud itself is compiled again);
 # the broken one is that package with a kefud that reports its version and never starts.
 # Bundles are signed with this machine's test key (scripts/update-key.sh). kefud listens on
 # loopback only. Usage: scripts/test-update.sh (after `cargo build --release`). Leaves kefud
@@ -28,23 +28,7 @@ key=target/update-key/test.key
 current_deb=$(cargo deb --no-build --deb-revision 1 -o target/debian/update-current/ 2>/dev/null | tail -1)
 
 # --- the next release: this tree as $next_version ------------------------------------------
-tree_id=$( (git rev-parse HEAD; git diff HEAD; git ls-files --others --exclude-standard) | sha256sum | cut -c1-16)
-next_deb=$work/kefud_${next_version}-1_${arch}.deb
-if [ "$(cat "$work/built-from" 2>/dev/null)" != "$tree_id" ] || [ ! -f "$next_deb" ]; then
-  echo "== building this tree as kefud $next_version (the next release)"
-  rm -rf "$work" && mkdir -p "$work/src"
-  git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf - | tar -x -C "$work/src"
-  sed -i "0,/^version = \"$current_version\"/s//version = \"$next_version\"/" "$work/src/Cargo.toml"
-  sed -i "/^name = \"kefud\"$/{n;s/^version = \"$current_version\"/version = \"$next_version\"/}" "$work/src/Cargo.lock"
-  mkdir -p "$work/src/target/update-key"
-  cp target/update-key/update-key.pub "$work/src/target/update-key/"
-  cp -p target/release/kefud "$work/kefud.current"
-  (cd "$work/src" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --bin kefud)
-  (cd "$work/src" && CARGO_TARGET_DIR="$root/target" cargo deb --no-build --deb-revision 1 \
-    -o "$root/$next_deb" >/dev/null)
-  cp -p "$work/kefud.current" target/release/kefud
-  echo "$tree_id" > "$work/built-from"
-fi
+next_deb=$(scripts/next-release.sh)
 
 # --- the bundles ---------------------------------------------------------------------------
 rm -rf "$bundles" && mkdir -p "$bundles"

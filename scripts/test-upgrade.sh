@@ -36,7 +36,7 @@ if [ ! -f "$previous_deb" ]; then
   (cd "$work/src" && CARGO_TARGET_DIR="$root/target" cargo build --release --locked --bin kefud)
   (cd "$work/src" && CARGO_TARGET_DIR="$root/target" cargo deb --no-build --deb-revision 1 \
     -o "$root/$previous_deb" >/dev/null)
-  cp -p "$work/kefud.current" target/release/kefud
+  rm -f target/release/kefud && cp -p "$work/kefud.current" target/release/kefud
 fi
 scripts/update-key.sh >/dev/null
 current_deb=$(cargo deb --no-build --deb-revision 1 -o target/debian/upgrade-current/ 2>/dev/null | tail -1)

@@ -80,5 +80,7 @@ fi
 echo "== armv7 (32-bit Raspberry Pi OS): release build and .deb"
 scripts/cross.sh armv7-unknown-linux-gnueabihf
 
-echo "== the SD-card image: build (cached base), boot under qemu-system-aarch64, power cut"
-image/ci.sh
+echo "== the next release for aarch64 (this tree as the next patch version), for the image's update checks"
+next_deb=$(scripts/next-release.sh aarch64-unknown-linux-gnu)
+echo "== the SD-card image: build (cached base), boot under qemu-system-aarch64, power cuts, MQTT, updates"
+NEXT_DEB=$next_deb image/ci.sh
