@@ -77,6 +77,9 @@ if [ -f "$intents/clinc150.jsonl" ]; then
   KEFUD_INTENT_DATA=$(cd "$intents" && pwd) cargo bench --locked --target aarch64-unknown-linux-gnu --bench intent
 fi
 
+echo "== cross build in podman (an image made by mmdebstrap), tested like the plain cross linker's binary"
+scripts/test-cross.sh
+
 echo "== armv7 (32-bit Raspberry Pi OS): release build and .deb"
 scripts/cross.sh armv7-unknown-linux-gnueabihf
 
