@@ -4,10 +4,11 @@
 # registry, and no network inside the container. Sets up what is missing first, idempotently
 # (about a second once done):
 #   - packages podman, runc, mmdebstrap (and cross itself: cargo install, 0.2.5);
-#   - podman settings for a build container on a machine like this one
-#     (/etc/containers/containers.conf.d/50-kefud-cross.conf): runc, because crun refuses a
-#     host with both cgroup versions mounted; ulimits within the hard limits, because there is
-#     no CAP_SYS_RESOURCE to raise them; cgroupfs and a file events log, without systemd's bus;
+#   - podman settings for a build container on a machine like this one, for these runs only
+#     (target/cross-podman/containers.conf, given as CONTAINERS_CONF; the machine's own podman
+#     settings are left alone): runc, because crun refuses a host with both cgroup versions
+#     mounted; ulimits within the hard limits, because there is no CAP_SYS_RESOURCE to raise
+#     them; cgroupfs and a file events log, without systemd's bus;
 #   - the image localhost/kefud-cross:aarch64-bookworm (Cross.toml names it): Debian bookworm,
 #     gcc and libc6-dev for build scripts, gcc-aarch64-linux-gnu and libc6-dev-arm64-cross for
 #     kefud and bundled SQLite; ~420 MB, about a minute to make.
@@ -33,7 +34,7 @@ fi
 
 nofile=$(ulimit -Hn)
 if [ "$nofile" = unlimited ] || [ "$nofile" -gt 1048576 ]; then nofile=1048576; fi
-conf=/etc/containers/containers.conf.d/50-kefud-cross.conf
+conf=$PWD/target/cross-podman/containers.conf
 want="# scripts/cross-podman.sh (kefud): a build container on this machine
 [containers]
 default_ulimits = [\"nofile=$nofile:$nofile\", \"nproc=32768:32768\"]
@@ -46,6 +47,7 @@ if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
   mkdir -p "$(dirname "$conf")"
   printf '%s\n' "$want" > "$conf"
 fi
+export CONTAINERS_CONF=$conf
 
 if ! podman image exists "$image"; then
   echo "== making $image from a Debian root (mmdebstrap)" >&2

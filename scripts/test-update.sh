@@ -23,6 +23,7 @@ broken_version=$(echo "$current_version" | awk -F. '{ printf "%d.%d.%d", $1, $2,
 work=target/next-release
 bundles=$work/bundles
 port=18090
+export KEFUD_UPDATE_TEST_KEY=1
 scripts/update-key.sh
 key=target/update-key/test.key
 current_deb=$(cargo deb --no-build --deb-revision 1 -o target/debian/update-current/ 2>/dev/null | tail -1)
@@ -142,7 +143,7 @@ check "a bundle of the version that runs is refused (422)" refused $bundles/old.
 check "garbage is refused (422)" refused $bundles/garbage.kefu 422 "not a kefud update bundle"
 check "nothing refused was handed to the helper" sh -c "[ -z \"\$(ls -A /var/lib/kefud/updates 2>/dev/null)\" ]"
 check "kefud update verify refuses the forged bundle with the packaged key" \
-  sh -c "! /usr/bin/kefud update verify $bundles/forged.kefu 2>&1 | tee /dev/stderr | grep -q verified"
+  sh -c "if /usr/bin/kefud update verify $bundles/forged.kefu > /tmp/kefud-verify.log 2>&1; then exit 1; fi; cat /tmp/kefud-verify.log; grep -q \"signature is not from this box's release key\" /tmp/kefud-verify.log"
 check "the helper refuses a forged bundle put in the spool behind kefud's back, and says so" \
   sh -c "cp $bundles/forged.kefu /var/lib/kefud/updates/pending.kefu && ! /usr/sbin/kefud-update && grep -q '\"state\":\"refused\"' /var/lib/kefud-update/status.json && [ ! -e /var/lib/kefud/updates/pending.kefu ]"
 check "kefud $current_version still runs" runs "$current_version"
@@ -178,7 +179,7 @@ check "kefud $next_version runs again" runs "$next_version"
 echo "== a release that never becomes ready is rolled back by the helper"
 admin=$(login owner "an owner's long password")
 check "the broken release's bundle is accepted (it is signed and newer)" refused $bundles/broken.kefu 202 "\"version\":\"$broken_version\""
-check "the helper fails and says why" sh -c "! KEFUD_UPDATE_READY_TIMEOUT=10 /usr/sbin/kefud-update > /tmp/kefud-update.log 2>&1; cat /tmp/kefud-update.log; grep -q 'did not become ready (kefud.service' /tmp/kefud-update.log"
+check "the helper fails and says why" sh -c "if KEFUD_UPDATE_READY_TIMEOUT=10 /usr/sbin/kefud-update > /tmp/kefud-update.log 2>&1; then cat /tmp/kefud-update.log; exit 1; fi; cat /tmp/kefud-update.log; grep -q 'did not become ready (kefud.service' /tmp/kefud-update.log"
 check "kefud $next_version runs again" runs "$next_version"
 check "the helper reports the automatic rollback" sh -c "[ \"\$(sed -n 's/.*\"state\":\"\([^\"]*\)\".*/\1/p' /var/lib/kefud-update/status.json)\" = rolled-back ] && grep -q 'data as before' /var/lib/kefud-update/status.json"
 check "the messages from before the update are there" has_messages before-update 20
@@ -186,5 +187,17 @@ check "the messages taken by $next_version are there" has_messages after-update 
 admin=$(login owner "an owner's long password")
 post after-rollback 20
 check "20 more taken after the automatic rollback" has_messages after-rollback 20
+
+echo "== what kefud (or anyone able to write the spool) might leave for root, and a run cut short"
+ln -sf /dev/zero /var/lib/kefud/updates/pending.kefu
+check "a symlink in the spool is refused at once, not followed, and removed" \
+  sh -c "if timeout 60 /usr/sbin/kefud-update > /tmp/kefud-update.log 2>&1; then exit 1; fi; cat /tmp/kefud-update.log; grep -q 'not a regular file' /var/lib/kefud-update/status.json && [ ! -e /var/lib/kefud/updates/pending.kefu ] && [ ! -L /var/lib/kefud/updates/pending.kefu ]"
+mkdir -p /var/lib/kefud/updates/pending.kefu
+check "so is a directory, which does not stay behind to start the helper again and again" \
+  sh -c "if timeout 60 /usr/sbin/kefud-update > /tmp/kefud-update.log 2>&1; then exit 1; fi; [ ! -e /var/lib/kefud/updates/pending.kefu ]"
+echo 9.9.9 > /var/lib/kefud-update/in-progress
+check "a run that was cut short is finished at the next start: kefud is healthy, so it stays" \
+  sh -c "/usr/sbin/kefud-update && grep -q '\"state\":\"interrupted\"' /var/lib/kefud-update/status.json && [ ! -e /var/lib/kefud-update/in-progress ]"
+check "kefud $next_version runs" runs "$next_version"
 
 echo "update tests: $passed passed, 0 failed"

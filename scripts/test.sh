@@ -4,6 +4,9 @@
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Packages built here for the tests take update bundles signed with this machine's test key
+# (scripts/update-key.sh); a release sets KEFUD_RELEASE_KEY instead.
+export KEFUD_UPDATE_TEST_KEY=1
 
 # Rust toolchain: the machine's rustup one; nothing to fetch beyond crates and targets.
 command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }

@@ -130,21 +130,21 @@ async fn upload(
     let dir = spool(&app);
     nothing_waiting(&dir)?;
     let key_path = app.cfg().update.public_key.clone();
+    let no_key = |why: String| ApiError::Unprocessable {
+        code: "no_update_key",
+        message: format!(
+            "this kefud has no update key ({}: {why}): it was packaged without one, so it is \
+             updated with dpkg instead",
+            key_path.display()
+        ),
+    };
     let key = match std::fs::read_to_string(&key_path) {
+        Ok(text) if text.trim().is_empty() => return Err(no_key("empty".into())),
         Ok(text) => PublicKey::parse(&text).map_err(|e| ApiError::Unprocessable {
             code: "no_update_key",
             message: format!("{}: {e}", key_path.display()),
         })?,
-        Err(e) => {
-            return Err(ApiError::Unprocessable {
-                code: "no_update_key",
-                message: format!(
-                    "this kefud has no update key ({}: {e}): it was packaged without one, so \
-                     it is updated with dpkg instead",
-                    key_path.display()
-                ),
-            })
-        }
+        Err(e) => return Err(no_key(e.to_string())),
     };
     std::fs::create_dir_all(&dir).map_err(|e| io_error(&e))?;
     let partial = dir.join("upload.partial");

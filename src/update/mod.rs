@@ -108,8 +108,15 @@ pub fn open(
     }
     let manifest = bundle::parse_manifest(&manifest_bytes)?;
     let package = bundle::choose(&manifest, running, arch)?.clone();
-    let mut seen = false;
+    let mut seen: Vec<String> = Vec::new();
     while let Some(entry) = next_entry(reader)? {
+        if seen.contains(&entry.path) {
+            return Err(malformed(format!(
+                "{:?} is in the archive twice",
+                entry.path
+            )));
+        }
+        seen.push(entry.path.clone());
         let Some(listed) = manifest.packages.iter().find(|p| p.file == entry.path) else {
             return Err(malformed(format!(
                 "{:?} is in the archive but not in the manifest",
@@ -124,12 +131,11 @@ pub fn open(
             if !digest.eq_ignore_ascii_case(&package.sha256) {
                 return Err(corrupt(&entry.path, "SHA-256"));
             }
-            seen = true;
         } else {
             copy_entry(reader, entry.size, &mut io::sink())?;
         }
     }
-    if !seen {
+    if !seen.contains(&package.file) {
         return Err(corrupt(&package.file, "missing from the archive"));
     }
     Ok(Verified { manifest, package })
@@ -280,7 +286,7 @@ fn stream(reader: &mut impl Read, size: u64, out: &mut dyn Write) -> Result<Stri
     let mut left = size;
     let mut buf = vec![0u8; 64 * 1024];
     while left > 0 {
-        let n = buf.len().min(left as usize);
+        let n = (buf.len() as u64).min(left) as usize;
         read_exact(reader, &mut buf[..n])?;
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n])

@@ -160,6 +160,17 @@ fn unsigned_cut_short_and_padded_bundles_are_refused() {
         refusal(open_bytes(&extra, &key, "arm64")),
         Refusal::Malformed(_)
     ));
+    // The package for this box twice (signed bytes both times): refused, not written twice.
+    // The signature entry is one header and one block of base64.
+    let package_start = manifest_end + 2 * tar::BLOCK;
+    let package_len = 150_000 + tar::padding(150_000).len();
+    let mut twice = bytes[..end].to_vec();
+    twice.extend_from_slice(&bytes[package_start..package_start + tar::BLOCK + package_len]);
+    twice.extend_from_slice(&tar::END);
+    let Refusal::Malformed(why) = refusal(open_bytes(&twice, &key, "arm64")) else {
+        panic!("a package twice was taken");
+    };
+    assert!(why.contains("twice"), "{why}");
 }
 
 #[test]

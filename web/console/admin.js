@@ -327,13 +327,15 @@ async function updates(body) {
   const stateText = last ? t(`update.state.${last.state}`) : '';
   const file = input({ type: 'file', accept: '.kefu,application/octet-stream', 'aria-label': t('update.file') });
   const waiting = u.pending || u.rollback_requested;
+  // Handed over, or the helper is at work (kefud restarts meanwhile): the page follows it.
+  const busy = waiting || ['installing', 'rolling-back'].includes(last?.state);
   const rollback = dangerButton(async () => {
     await api('/update/rollback', { method: 'POST' });
     updates(body);
   }, u.previous ? t('update.rollback', { version: u.previous }) : t('update.rollback_none'),
   t('update.rollback_confirm', { from: u.running, to: u.previous ?? '' }),
   t('update.rollback_requested'));
-  rollback.disabled = !u.previous || waiting;
+  rollback.disabled = !u.previous || busy;
   body.replaceChildren(
     h('h2', { text: t('update.title') }),
     h('div', { class: 'card' },
@@ -354,7 +356,7 @@ async function updates(body) {
           if (ok) updates(body);
         })
       : h('p', { class: 'card muted', text: t('update.no_key') }));
-  if (waiting) {
+  if (busy) {
     setTimeout(() => { if (body.isConnected) updates(body).catch(() => setTimeout(() => body.isConnected && updates(body), 3000)); }, 3000);
   }
 }
