@@ -108,6 +108,23 @@ pub enum Op {
         details: String,
         at_ms: i64,
     },
+    /// The labels an agent put on a conversation (ids of the shop's label definitions):
+    /// replaces the set it had. An id whose definition was deleted since is kept here and
+    /// ignored by the reads.
+    ConversationLabeled {
+        conversation: ConversationId,
+        labels: Vec<u64>,
+        by: AgentId,
+        at_ms: i64,
+    },
+    /// The customer's rating of a resolved conversation: `score` 1 to 5 and an optional
+    /// comment. A second rating of the same conversation replaces the first.
+    ConversationRated {
+        conversation: ConversationId,
+        score: u8,
+        comment: String,
+        at_ms: i64,
+    },
 }
 
 /// One cluster operation as journaled: see [`Op::Replicated`].
@@ -218,6 +235,8 @@ pub const KIND_CLOCK_STEPPED: u8 = 14;
 pub const KIND_CONVERSATION_HOMED: u8 = 15;
 pub const KIND_REPLICATED: u8 = 16;
 pub const KIND_CONTACT_DETAILS: u8 = 17;
+pub const KIND_CONVERSATION_LABELED: u8 = 18;
+pub const KIND_CONVERSATION_RATED: u8 = 19;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -253,6 +272,8 @@ impl Op {
             Op::ConversationHomed { .. } => KIND_CONVERSATION_HOMED,
             Op::Replicated(_) => KIND_REPLICATED,
             Op::ContactDetails { .. } => KIND_CONTACT_DETAILS,
+            Op::ConversationLabeled { .. } => KIND_CONVERSATION_LABELED,
+            Op::ConversationRated { .. } => KIND_CONVERSATION_RATED,
         }
     }
 }
@@ -279,6 +300,8 @@ impl Entry {
             Op::MessageAdded(m) => 64 + m.text.len(),
             Op::Replicated(r) => 64 + r.body.len(),
             Op::ContactDetails { name, details, .. } => 64 + name.len() + details.len(),
+            Op::ConversationLabeled { labels, .. } => 64 + 8 * labels.len(),
+            Op::ConversationRated { comment, .. } => 64 + comment.len(),
             Op::KbEntryPut { entry, .. } => {
                 64 + entry.answer.len() + entry.examples.iter().map(|e| e.len() + 4).sum::<usize>()
             }

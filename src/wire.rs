@@ -268,6 +268,12 @@ pub fn typing_for_visitor() -> String {
     r#"{"type":"typing","sender":"agent"}"#.to_string()
 }
 
+/// `{"type":"resolved","conversation_id":C}`: to the customer, their conversation was
+/// resolved (the widget offers a rating).
+pub fn resolved_for_visitor(conversation: ConversationId) -> String {
+    format!(r#"{{"type":"resolved","conversation_id":{conversation}}}"#)
+}
+
 /// `{"type":"welcome"}`: the first frame on every connection, naming the identity in use.
 pub fn welcome(visitor_id: &str, resumed_after: Option<MessageId>) -> Utf8Bytes {
     #[derive(Serialize)]

@@ -47,6 +47,9 @@ pub enum Command {
     Resolve(Resolve, Reply),
     Reopen(Reopen, Reply),
     KbChange(KbChange, Reply),
+    Label(LabelConversation, Reply),
+    Rate(RateConversation, Reply),
+    EditContact(EditContact, Reply),
     /// The customer is typing: agents are told which conversation (not journaled).
     VisitorTyping(VisitorTyping),
     /// The customer has seen the shop's messages up to a message (not journaled).
@@ -162,6 +165,30 @@ pub struct Reopen {
     pub by: AgentId,
 }
 
+/// An agent puts these labels (ids of the shop's definitions) on a conversation, replacing
+/// the ones it had.
+pub struct LabelConversation {
+    pub conversation: ConversationId,
+    pub labels: Vec<u64>,
+    pub by: AgentId,
+}
+
+/// The customer behind `identity` rates their resolved conversation.
+pub struct RateConversation {
+    pub identity: Identity,
+    pub conversation: ConversationId,
+    pub score: u8,
+    pub comment: String,
+}
+
+/// A contact's name and details (a JSON object: phone, e-mail, notes and what an import
+/// brought), replacing what was there.
+pub struct EditContact {
+    pub contact: ContactId,
+    pub name: String,
+    pub details: String,
+}
+
 /// Knowledge-base entries added or replaced, and removed (by intent), as one change.
 pub struct KbChange {
     pub put: Vec<KbEntry>,
@@ -219,6 +246,12 @@ pub enum DispatchError {
     NoSuchContact(ContactId),
     #[error("{0} is not an identity of this conversation's contact")]
     NotAnIdentity(Identity),
+    #[error("conversation {0} is not this customer's")]
+    NotYours(ConversationId),
+    #[error("conversation {0} is not resolved yet; it can be rated once it is")]
+    NotResolved(ConversationId),
+    #[error("bad rating: {0}")]
+    BadRating(&'static str),
     #[error("cannot link: {0}")]
     CannotLink(&'static str),
     #[error(transparent)]

@@ -18,7 +18,7 @@ use crate::conversation::Status;
 use crate::dispatch::{AgentMessage, Assign, Command, Reopen, Resolve};
 use crate::login::Key;
 use crate::model::{bounded_id, check_text, After, ConversationId, Identity, RowId};
-use crate::store::queries::{self, StatusFilter};
+use crate::store::queries::{self, AssigneeFilter, InboxFilter, StatusFilter};
 use crate::wire::MessageView;
 
 pub fn router() -> axum::Router<AppState> {
@@ -29,6 +29,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/clock", get(clock))
         .route("/agents", get(agents))
         .route("/conversations", get(list_conversations))
+        .route("/conversations/resolve", post(resolve_many))
         .route("/conversations/{id}", get(get_conversation))
         .route(
             "/conversations/{id}/messages",
@@ -154,14 +155,18 @@ struct ListQuery {
     /// Cursor: the `last_activity_at` and `id` of the last conversation of the previous page.
     before_activity: Option<i64>,
     before_id: Option<RowId>,
+    /// Only conversations with this label.
+    label: Option<RowId>,
+    /// Only conversations held by this agent (an id, `me`), or by nobody (`none`).
+    assignee: Option<String>,
 }
 
 async fn list_conversations(
     State(app): State<AppState>,
-    Authed(_, _): Authed,
+    Authed(agent, _): Authed,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let filter = match q.status.as_deref() {
+    let status = match q.status.as_deref() {
         None | Some("") | Some("all") => StatusFilter::All,
         Some("open") => StatusFilter::Open,
         Some(s) => StatusFilter::Is(Status::parse(s).ok_or_else(|| {
@@ -172,6 +177,28 @@ async fn list_conversations(
                 ),
             )
         })?),
+    };
+    let assignee = match q.assignee.as_deref() {
+        None | Some("") | Some("any") => AssigneeFilter::Anyone,
+        Some("none") => AssigneeFilter::Nobody,
+        Some("me") => AssigneeFilter::Agent(agent.id),
+        Some(a) => AssigneeFilter::Agent(
+            a.parse::<u64>()
+                .ok()
+                .and_then(|id| RowId::try_from(id).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_assignee",
+                        format!("assignee {a:?}: use an agent id, me, none or any"),
+                    )
+                })?
+                .get(),
+        ),
+    };
+    let filter = InboxFilter {
+        status,
+        assignee,
+        label: q.label.map(RowId::get),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let before = match (q.before_activity, q.before_id) {
@@ -349,6 +376,52 @@ async fn resolve(
         .await?;
     app.wait_store_current().await?;
     conversation_or_404(&app, id).await.map(Json)
+}
+
+#[derive(Deserialize)]
+struct ResolveMany {
+    ids: Vec<RowId>,
+}
+
+/// The most conversations one bulk resolve takes.
+const MAX_BULK_RESOLVE: usize = 200;
+
+/// Resolves several conversations, each on its own: answers which were resolved and why the
+/// others were not (a conversation already resolved or closed is refused, not an error of the
+/// whole request).
+async fn resolve_many(
+    State(app): State<AppState>,
+    Authed(agent, _): Authed,
+    ApiJson(body): ApiJson<ResolveMany>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if body.ids.is_empty() || body.ids.len() > MAX_BULK_RESOLVE {
+        return Err(ApiError::bad_request(
+            "bad_ids",
+            format!("ids lists 1 to {MAX_BULK_RESOLVE} conversations"),
+        ));
+    }
+    let mut resolved = Vec::new();
+    let mut refused = Vec::new();
+    for id in body.ids {
+        let conversation = id.get();
+        let resolve = Resolve {
+            conversation,
+            by: agent.id,
+        };
+        match app.dispatch(|reply| Command::Resolve(resolve, reply)).await {
+            Ok(_) => resolved.push(conversation),
+            Err(ApiError::Unavailable) => return Err(ApiError::Unavailable),
+            Err(e) => {
+                let (code, message) = e.code_and_message();
+                refused.push(serde_json::json!({
+                    "id": conversation, "code": code, "message": message,
+                }));
+            }
+        }
+    }
+    Ok(Json(
+        serde_json::json!({ "resolved": resolved, "refused": refused }),
+    ))
 }
 
 async fn reopen(

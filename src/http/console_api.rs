@@ -23,7 +23,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/widget/info", get(widget_info))
         .route("/conversations/{id}/notes", post(post_note))
         .route("/conversations/{id}/typing", post(typing))
-        .route("/contacts/{id}", get(contact))
+        .route("/contacts/{id}", get(contact).put(edit_contact))
         .route("/canned", get(list_canned).post(add_canned))
         .route("/canned/{id}", put(edit_canned).delete(delete_canned))
         .route("/agents", post(add_agent))
@@ -209,12 +209,13 @@ async fn contact(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = id.get();
     app.wait_store_current().await?;
-    let (identities, conversations) = app
+    let (identities, conversations, details) = app
         .reads
         .run(move |c| {
             Ok::<_, crate::store::Error>((
                 queries::contact_identities(c, id)?,
                 queries::contact_conversations(c, id)?,
+                queries::contact_details(c, id)?,
             ))
         })
         .await?;
@@ -225,11 +226,49 @@ async fn contact(
         .into_iter()
         .map(|(channel, external_id)| serde_json::json!({"channel": channel, "external_id": external_id}))
         .collect();
+    let (name, details) = details.unwrap_or_default();
+    let details: serde_json::Value =
+        serde_json::from_str(&details).unwrap_or(serde_json::Value::Null);
+    let field = |key: &str| details.get(key).and_then(|v| v.as_str()).unwrap_or("");
     Ok(Json(serde_json::json!({
         "id": id,
+        "name": name,
+        "phone": field("phone"),
+        "email": field("email"),
+        "notes": field("notes"),
+        "details": details,
         "identities": identities,
         "conversations": conversations,
     })))
+}
+
+/// An agent records a contact's name, phone, e-mail and notes (each optional: one not given
+/// stays; an empty one is removed). Journaled; answers with the contact as it is now.
+async fn edit_contact(
+    State(app): State<AppState>,
+    authed: Authed,
+    ApiPath(id): ApiPath<RowId>,
+    ApiJson(body): ApiJson<crate::contact_profile::ProfileChange>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let contact_id = id.get();
+    let change = body
+        .checked()
+        .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
+    app.wait_store_current().await?;
+    let stored = app
+        .reads
+        .run(move |c| queries::contact_details(c, contact_id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("contact {contact_id} not found")))?;
+    let (name, details) = change.apply(&stored.0, &stored.1);
+    let edit = crate::dispatch::EditContact {
+        contact: contact_id,
+        name,
+        details,
+    };
+    app.dispatch(|reply| Command::EditContact(edit, reply))
+        .await?;
+    contact(State(app), authed, ApiPath(id)).await
 }
 
 async fn list_canned(

@@ -19,6 +19,11 @@ pub enum ApiError {
     },
     /// The caller is authenticated but not allowed (admin-only endpoints).
     Forbidden,
+    /// The caller may not do this to this thing (a customer rating another's conversation).
+    Denied {
+        code: &'static str,
+        message: String,
+    },
     NotFound(String),
     Conflict(String),
     /// The thing to create exists already (a username, a shortcut; setup done).
@@ -57,9 +62,16 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = match &self {
+impl ApiError {
+    /// The error's code and message, as its response body carries them.
+    pub fn code_and_message(&self) -> (&'static str, String) {
+        let (_, code, message) = self.parts();
+        (code, message.to_string())
+    }
+
+    /// The status, code and message of the response.
+    fn parts(&self) -> (StatusCode, &'static str, &str) {
+        match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -78,6 +90,7 @@ impl IntoResponse for ApiError {
                 "forbidden",
                 "this needs an admin account",
             ),
+            ApiError::Denied { code, message } => (StatusCode::FORBIDDEN, *code, message.as_str()),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.as_str()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "invalid_transition", m.as_str()),
             ApiError::Exists(code, m) => (StatusCode::CONFLICT, *code, m.as_str()),
@@ -117,15 +130,21 @@ impl IntoResponse for ApiError {
                 "unavailable",
                 "the daemon is stopping or its storage failed",
             ),
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error answering a request");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the daemon's log",
-                )
-            }
-        };
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; see the daemon's log",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error answering a request");
+        }
+        let (status, code, message) = self.parts();
         (status, Json(ErrorBody { code, message })).into_response()
     }
 }
@@ -138,6 +157,12 @@ impl From<DispatchError> for ApiError {
             }
             DispatchError::Refused(r) => ApiError::Conflict(r.to_string()),
             DispatchError::NotAnIdentity(_) => ApiError::bad_request("bad_via", e.to_string()),
+            DispatchError::NotYours(_) => ApiError::Denied {
+                code: "not_your_conversation",
+                message: e.to_string(),
+            },
+            DispatchError::NotResolved(_) => ApiError::Exists("not_resolved", e.to_string()),
+            DispatchError::BadRating(_) => ApiError::bad_request("bad_rating", e.to_string()),
             DispatchError::CannotLink(_) => ApiError::bad_request("cannot_link", e.to_string()),
             DispatchError::Unavailable => ApiError::Unavailable,
             DispatchError::Store(m) => ApiError::Internal(m.clone()),

@@ -18,10 +18,13 @@ pub mod console_api;
 mod error;
 mod extract;
 pub mod inbox_api;
+pub mod labels_api;
 pub mod listener;
+pub mod ratings_report;
 pub mod routing_api;
 pub mod update_api;
 pub mod uploads;
+pub mod visitor_api;
 pub mod visitor_ws;
 pub mod web;
 pub mod wechat;
@@ -186,7 +189,10 @@ pub fn router(state: AppState) -> Router {
                 .merge(channels_api::router())
                 .merge(backup_api::router())
                 .merge(cluster_api::router())
-                .merge(update_api::router()),
+                .merge(update_api::router())
+                .merge(labels_api::router())
+                .merge(visitor_api::router())
+                .merge(ratings_report::router()),
         )
         .merge(wechat::router())
         .merge(web::router())

@@ -71,7 +71,10 @@ const RESUME_PAGE: u32 = 500;
 
 #[derive(Deserialize)]
 pub struct VisitorParams {
-    visitor_id: Option<String>,
+    /// The visitor id, or a signed identity (`user_id`, `user_name`, `user_email`,
+    /// `user_signature`: see `visitor_api.rs`).
+    #[serde(flatten)]
+    creds: super::visitor_api::VisitorCredentials,
     /// Checked: the resume point goes into SQL.
     after: Option<After>,
 }
@@ -91,16 +94,17 @@ pub async fn upgrade(
     if !super::origin_allowed(&headers, &app.cfg().server.widget_origins) {
         return Err(ApiError::Forbidden);
     }
-    let visitor_id: ExternalId = match params.visitor_id.as_deref() {
-        Some(raw) => bounded_id(raw)
-            .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?,
-        None => new_visitor_id(),
-    };
     // Shared with the fan-out's table, which keys this connection's subscription by it.
-    let identity = Arc::new(Identity {
-        channel: bounded_id(WEB_CHANNEL).expect("invariant: the web channel name is a valid id"),
-        external_id: visitor_id,
-    });
+    let identity = Arc::new(
+        match super::visitor_api::visitor_identity(&app, &params.creds).await? {
+            Some((identity, _)) => identity,
+            None => Identity {
+                channel: bounded_id(WEB_CHANNEL)
+                    .expect("invariant: the web channel name is a valid id"),
+                external_id: new_visitor_id(),
+            },
+        },
+    );
     let cfg = app.cfg();
     let cap = hard_frame_cap(cfg.limits.max_frame_bytes);
     Ok(ws

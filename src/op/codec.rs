@@ -187,6 +187,31 @@ impl Op {
                 put_str(buf, details);
                 put_i64(buf, *at_ms);
             }
+            Op::ConversationLabeled {
+                conversation,
+                labels,
+                by,
+                at_ms,
+            } => {
+                put_u64(buf, *conversation);
+                put_u32(buf, labels.len() as u32);
+                for label in labels {
+                    put_u64(buf, *label);
+                }
+                put_u64(buf, *by);
+                put_i64(buf, *at_ms);
+            }
+            Op::ConversationRated {
+                conversation,
+                score,
+                comment,
+                at_ms,
+            } => {
+                put_u64(buf, *conversation);
+                buf.push(*score);
+                put_str(buf, comment);
+                put_i64(buf, *at_ms);
+            }
         }
     }
 
@@ -326,6 +351,31 @@ impl Op {
                 contact: r.u64()?,
                 name: r.str()?.to_owned(),
                 details: r.str()?.to_owned(),
+                at_ms: r.i64()?,
+            },
+            KIND_CONVERSATION_LABELED => {
+                let conversation = r.u64()?;
+                let count = r.u32()? as usize;
+                // Each id takes 8 bytes: a count the payload cannot hold is damage, not a
+                // reason to allocate.
+                if count > r.buf.len() / 8 {
+                    return Err(DecodeError::Truncated);
+                }
+                let labels = (0..count).map(|_| r.u64()).collect::<Result<_, _>>()?;
+                Op::ConversationLabeled {
+                    conversation,
+                    labels,
+                    by: r.u64()?,
+                    at_ms: r.i64()?,
+                }
+            }
+            KIND_CONVERSATION_RATED => Op::ConversationRated {
+                conversation: r.u64()?,
+                score: match r.u8()? {
+                    s @ 1..=5 => s,
+                    _ => return Err(DecodeError::BadValue("score")),
+                },
+                comment: r.str()?.to_owned(),
                 at_ms: r.i64()?,
             },
             other => return Err(DecodeError::UnknownKind(other)),

@@ -194,6 +194,24 @@ fn samples() -> Vec<Op> {
             details: r#"{"city":"北京","refer":"https://shop.example/"}"#.into(),
             at_ms: 1_596_000_000_000,
         },
+        Op::ConversationLabeled {
+            conversation: 9,
+            labels: vec![1, 7, u64::MAX],
+            by: 2,
+            at_ms: 1_700_000_000_000,
+        },
+        Op::ConversationLabeled {
+            conversation: 9,
+            labels: vec![],
+            by: 2,
+            at_ms: 1_700_000_000_001,
+        },
+        Op::ConversationRated {
+            conversation: 9,
+            score: 5,
+            comment: "很好 thanks".into(),
+            at_ms: 1_700_000_000_002,
+        },
     ]
 }
 

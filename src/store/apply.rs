@@ -351,6 +351,32 @@ pub(super) fn apply_op(
             tx.prepare_cached("UPDATE contacts SET name = ?2, details = ?3 WHERE id = ?1")?
                 .execute(params![*contact as i64, name, details])?;
         }
+        Op::ConversationLabeled {
+            conversation,
+            labels,
+            ..
+        } => {
+            tx.prepare_cached("DELETE FROM conversation_labels WHERE conversation_id = ?1")?
+                .execute(params![*conversation as i64])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO conversation_labels (conversation_id, label_id) VALUES (?1, ?2)",
+            )?;
+            for label in labels {
+                insert.execute(params![*conversation as i64, *label as i64])?;
+            }
+        }
+        Op::ConversationRated {
+            conversation,
+            score,
+            comment,
+            at_ms,
+        } => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO ratings (conversation_id, score, comment, agent_id, rated_at)
+                 SELECT ?1, ?2, ?3, assignee, ?4 FROM conversations WHERE id = ?1",
+            )?
+            .execute(params![*conversation as i64, *score, comment, *at_ms])?;
+        }
         Op::ConversationHomed {
             conversation,
             home_node,

@@ -216,7 +216,7 @@ fn sync(path: &Path) -> Result<(), Error> {
 }
 
 /// The tables no journal record rebuilds and a rollback carries over: accounts, settings,
-/// canned replies, uploads, API keys. Sessions (`tokens`) are not carried: every session is
+/// canned replies, uploads, API keys, label definitions. Sessions (`tokens`) are not carried: every session is
 /// ended instead, since one the snapshot holds may have been revoked after the upgrade (a
 /// password change ends them) and one made after it would have its times shifted again by the
 /// clock steps the previous kefud replays. Uploads are carried as they are: a clock step
@@ -228,6 +228,7 @@ const UNJOURNALED: &[&str] = &[
     "canned_replies",
     "uploads",
     "api_keys",
+    "labels",
 ];
 
 /// Copies the [`UNJOURNALED`] tables' rows from the newer store `newer` into `db` (a file no

@@ -1,5 +1,6 @@
 //! Read queries: what the API and resumes serve (here), what the dispatcher hydrates from
-//! (`hydrate.rs`) and what the outbox sends (`outbox.rs`).
+//! (`hydrate.rs`), what the outbox sends (`outbox.rs`), labels, ratings and contact details
+//! (`annotations.rs`).
 //!
 //! Plain functions over a `&Connection`, each backed by an index named in the migration.
 
@@ -11,11 +12,13 @@ use crate::conversation::Status;
 use crate::model::{bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::KbEntry;
 
+mod annotations;
 mod cluster;
 mod hydrate;
 mod import;
 mod outbox;
 
+pub use annotations::*;
 pub use cluster::*;
 pub use hydrate::*;
 pub use import::*;
@@ -84,6 +87,10 @@ pub struct ConversationRow {
     pub home: Option<String>,
     /// The customer's name, when one is known (an import brings it along).
     pub contact_name: Option<String>,
+    /// The ids of the labels on it (deleted labels left out), ascending.
+    pub labels: Vec<u64>,
+    /// The customer's rating (1 to 5), once they gave one.
+    pub rating: Option<u8>,
 }
 
 const CONVERSATION_SELECT: &str = "
@@ -96,7 +103,10 @@ const CONVERSATION_SELECT: &str = "
            (SELECT substr(text, 1, 120) FROM messages m WHERE m.id = c.last_message_id),
            (SELECT printf('%016x', h.home_node) FROM conversation_homes h
             WHERE h.conversation_id = c.id AND h.joined = 1 LIMIT 1),
-           (SELECT name FROM contacts k WHERE k.id = c.contact_id)
+           (SELECT name FROM contacts k WHERE k.id = c.contact_id),
+           (SELECT group_concat(cl.label_id) FROM (SELECT label_id FROM conversation_labels
+              JOIN labels l ON l.id = label_id WHERE conversation_id = c.id ORDER BY label_id) cl),
+           (SELECT score FROM ratings r WHERE r.conversation_id = c.id)
     FROM conversations c";
 
 fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -114,16 +124,39 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
         last_message: r.get(10)?,
         home: r.get(11)?,
         contact_name: r.get(12)?,
+        labels: r
+            .get::<_, Option<String>>(13)?
+            .map(|ids| ids.split(',').filter_map(|id| id.parse().ok()).collect())
+            .unwrap_or_default(),
+        rating: r.get(14)?,
     })
 }
 
-/// Which conversations the inbox lists.
+/// Which conversations the inbox lists, by status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusFilter {
     All,
     /// Waiting or in progress.
     Open,
     Is(Status),
+}
+
+/// Which conversations the inbox lists, by who holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    Anyone,
+    Agent(AgentId),
+    /// No agent holds it.
+    Nobody,
+}
+
+/// What the inbox is filtered by: all must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxFilter {
+    pub status: StatusFilter,
+    pub assignee: AssigneeFilter,
+    /// Only conversations carrying this label.
+    pub label: Option<u64>,
 }
 
 /// Conversations newest activity first, `limit` of them, after the `(last_activity_at, id)`
@@ -133,36 +166,50 @@ pub enum StatusFilter {
 /// [`Error::Sqlite`].
 pub fn list_conversations(
     conn: &Connection,
-    filter: StatusFilter,
+    filter: InboxFilter,
     before: Option<(i64, u64)>,
     limit: u32,
 ) -> Result<Vec<ConversationRow>, Error> {
-    let (status_sql, statuses): (&str, Vec<&str>) = match filter {
-        StatusFilter::All => ("1", vec![]),
-        StatusFilter::Open => (
-            "c.status IN (?3, ?4)",
-            vec![Status::Waiting.as_str(), Status::InProgress.as_str()],
-        ),
-        StatusFilter::Is(s) => ("c.status = ?3", vec![s.as_str()]),
-    };
-    let sql = format!(
-        "{CONVERSATION_SELECT} WHERE {status_sql} AND c.merged_into IS NULL AND (c.last_activity_at, c.id) < (?1, ?2)
-         ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {limit}"
-    );
     let (at, id) = before.unwrap_or((i64::MAX, i64::MAX as u64));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = match statuses.as_slice() {
-        [] => stmt
-            .query_map(params![at, id as i64], conversation_row)?
-            .collect::<Result<Vec<_>, _>>()?,
-        [a] => stmt
-            .query_map(params![at, id as i64, a], conversation_row)?
-            .collect::<Result<Vec<_>, _>>()?,
-        [a, b] => stmt
-            .query_map(params![at, id as i64, a, b], conversation_row)?
-            .collect::<Result<Vec<_>, _>>()?,
-        _ => unreachable!("at most two statuses per filter"),
+    let mut args: Vec<rusqlite::types::Value> = vec![at.into(), (id as i64).into()];
+    let mut arg = |v: rusqlite::types::Value| {
+        args.push(v);
+        format!("?{}", args.len())
     };
+    let mut conditions = vec!["c.merged_into IS NULL".to_string()];
+    match filter.status {
+        StatusFilter::All => {}
+        StatusFilter::Open => conditions.push(format!(
+            "c.status IN ({}, {})",
+            arg(Status::Waiting.as_str().to_string().into()),
+            arg(Status::InProgress.as_str().to_string().into())
+        )),
+        StatusFilter::Is(s) => {
+            conditions.push(format!("c.status = {}", arg(s.as_str().to_string().into())))
+        }
+    }
+    match filter.assignee {
+        AssigneeFilter::Anyone => {}
+        AssigneeFilter::Agent(a) => {
+            conditions.push(format!("c.assignee = {}", arg((a as i64).into())))
+        }
+        AssigneeFilter::Nobody => conditions.push("c.assignee IS NULL".to_string()),
+    }
+    if let Some(label) = filter.label {
+        conditions.push(format!(
+            "c.id IN (SELECT conversation_id FROM conversation_labels WHERE label_id = {})",
+            arg((label as i64).into())
+        ));
+    }
+    let sql = format!(
+        "{CONVERSATION_SELECT} WHERE {} AND (c.last_activity_at, c.id) < (?1, ?2)
+         ORDER BY c.last_activity_at DESC, c.id DESC LIMIT {limit}",
+        conditions.join(" AND ")
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(rusqlite::params_from_iter(args), conversation_row)?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
@@ -393,6 +440,19 @@ pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
         .query_row(params![key], |r| r.get(0))
         .optional()?)
+}
+
+/// Stores a shop setting (replacing its value).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn put_setting(conn: &Connection, key: &str, value: &str) -> Result<(), Error> {
+    conn.prepare_cached(
+        "INSERT INTO settings (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = ?2",
+    )?
+    .execute(params![key, value])?;
+    Ok(())
 }
 
 /// The key device proofs are signed with (`login.rs`), made on first use and kept in the
