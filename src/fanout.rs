@@ -433,6 +433,26 @@ impl Fanout {
                         wire::delivery_event(entry.lsn, &[*message], state, Some(error));
                     send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
                 }
+                Op::ConversationLabeled {
+                    conversation,
+                    labels,
+                    ..
+                } if !self.agents.is_empty() => {
+                    let frame = wire::labels_event(entry.lsn, *conversation, labels);
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                Op::ContactDetails { contact, name, .. } if !self.agents.is_empty() => {
+                    let frame = wire::contact_event(entry.lsn, *contact, name);
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
+                Op::ConversationRated {
+                    conversation,
+                    score,
+                    ..
+                } if !self.agents.is_empty() => {
+                    let frame = wire::rating_event(entry.lsn, *conversation, *score);
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
                 Op::ContactsLinked {
                     keep,
                     merged,

@@ -179,6 +179,36 @@ pub fn contacts_linked_event(
     }))
 }
 
+/// Agents' live frame for a conversation's labels, replaced.
+pub fn labels_event(seq: Lsn, conversation: ConversationId, labels: &[u64]) -> Utf8Bytes {
+    to_json(&serde_json::json!({
+        "type": "labels",
+        "seq": seq,
+        "conversation_id": conversation,
+        "labels": labels,
+    }))
+}
+
+/// Agents' live frame for a contact's name and details, replaced.
+pub fn contact_event(seq: Lsn, contact: ContactId, name: &str) -> Utf8Bytes {
+    to_json(&serde_json::json!({
+        "type": "contact",
+        "seq": seq,
+        "contact_id": contact,
+        "name": name,
+    }))
+}
+
+/// Agents' live frame for a customer's rating.
+pub fn rating_event(seq: Lsn, conversation: ConversationId, score: u8) -> Utf8Bytes {
+    to_json(&serde_json::json!({
+        "type": "rating",
+        "seq": seq,
+        "conversation_id": conversation,
+        "score": score,
+    }))
+}
+
 pub fn agent_event_row(e: &AgentEventRow) -> Utf8Bytes {
     match e {
         AgentEventRow::Message(m) => agent_message(m.into()),

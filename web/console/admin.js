@@ -4,13 +4,17 @@
 // connections (MQTT, webhooks, WeChat: state, detail, counters, refreshed every 5 s while the
 // page is open), the response-time report (median and 90th percentile per day), and updates
 // (the running and the previous version, the last update's outcome, uploading a signed bundle,
-// rolling back).
+// rolling back); labels and the customers' side (the widget's form, signed identities) are in
+// admin-customers.js.
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents } from './state.js';
+import { field, input, area, check, run, dangerButton, submitForm } from './forms.js';
+import { labels, customers } from './admin-customers.js';
+import { ratingsSection } from './ratings.js';
 
-const PAGES = { agents, canned, kb, channel, reports, updates };
+const PAGES = { agents, canned, kb, channel, reports, updates, labels, customers };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -30,65 +34,6 @@ export async function showAdmin(root, page) {
   } catch (e) {
     body.replaceChildren(h('p', { class: 'error', text: errText(e) }));
   }
-}
-
-// ---- small form helpers ------------------------------------------------------------------
-
-const field = (label, control, cls = '') => h('label', { class: `field ${cls}` }, h('span', { text: label }), control);
-const input = (props) => h('input', { class: 'input', ...props });
-const area = (props) => h('textarea', { class: 'input', rows: 3, ...props });
-const check = (label, checked, disabled) => {
-  const box = h('input', { type: 'checkbox', checked, disabled });
-  return [h('label', { class: 'check' }, box, h('span', { text: label })), box];
-};
-
-/** Runs an API call from a button: disabled while it runs, errors as a toast. */
-async function run(btn, fn, done = t('common.saved')) {
-  btn.disabled = true;
-  try {
-    await fn();
-    if (done) toast(done);
-    return true;
-  } catch (e) {
-    if (e.status !== 401) toast(errText(e));
-    return false;
-  } finally {
-    btn.disabled = false;
-  }
-}
-
-/** A button for what cannot be undone (a delete by default) that asks for a second click
- * instead of a dialog. */
-function dangerButton(onConfirm, label = t('common.delete'), confirmLabel = t('common.confirm_delete'),
-  done = t('common.deleted')) {
-  let armed = 0;
-  const btn = h('button', {
-    type: 'button', class: 'btn danger', text: label,
-    onclick: () => {
-      if (armed) {
-        clearTimeout(armed);
-        armed = 0;
-        btn.textContent = label;
-        run(btn, onConfirm, done);
-        return;
-      }
-      btn.textContent = confirmLabel;
-      armed = setTimeout(() => { armed = 0; btn.textContent = label; }, 4000);
-    },
-  });
-  return btn;
-}
-
-function submitForm(children, label, onSubmit, cls = 'card form') {
-  const btn = h('button', { type: 'submit', class: 'btn primary', text: label });
-  const form = h('form', {
-    class: cls,
-    onsubmit: async (e) => {
-      e.preventDefault();
-      await onSubmit(btn, form);
-    },
-  }, children, h('div', { class: 'buttons' }, btn));
-  return form;
 }
 
 // ---- agents --------------------------------------------------------------------------------
@@ -313,7 +258,8 @@ async function reports(body) {
         h('thead', {}, h('tr', {},
           ['reports.day', 'reports.conversations', 'reports.assignment', 'reports.first_response', 'reports.resolution']
             .map((k) => h('th', { scope: 'col', text: t(k) })))),
-        h('tbody', {}, rows))));
+        h('tbody', {}, rows))),
+    await ratingsSection(14));
 }
 
 // ---- updates -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { h, store } from '../shared/dom.js';
 import { t, lang, setLang } from '../shared/i18n.js';
 import { api, errText, session, setToken } from './api.js';
 import {
-  state, on, emit, unread, loadAgents, loadConversations, preview,
+  state, on, emit, unread, loadAgents, loadConversations, loadLabels, preview,
 } from './state.js';
 import { startFeed, stopFeed } from './feed.js';
 import { mountInbox, contactName } from './inbox.js';
@@ -234,6 +234,7 @@ async function loadData() {
     await Promise.all([
       loadConversations(),
       loadAgents(),
+      loadLabels(),
       api('/settings').then((s) => { state.shop = s.shop_name; emit('shop'); }, () => {}),
       api('/canned').then((r) => { state.canned = r.canned; }, () => {}),
     ]);

@@ -1,4 +1,5 @@
-// The contact panel beside a conversation: the contact's id and channels, linking another
+// The contact panel beside a conversation: who they are (name, phone, e-mail, notes, which
+// agents edit), the contact's id and channels, linking another
 // contact that is the same person on another channel (picked from the contacts of the loaded
 // conversations, or by id), their other conversations (links), and the summary of this one
 // (the extractive sentences and the facts found in it, or the LAN language model's text when
@@ -6,7 +7,7 @@
 import { h, fmtTime } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
-import { state, toast, applyLinked } from './state.js';
+import { state, toast, applyLinked, applyContact } from './state.js';
 import { channelBadge, channelName, contactName } from './inbox.js';
 
 let shown = 0;
@@ -28,6 +29,7 @@ export async function showContact(root, conv) {
   const ids = contact.value?.identities ?? [{ channel: conv.channel, external_id: conv.external_id }];
   const others = contact.value?.conversations ?? [];
   body.replaceChildren(
+    contact.value ? profileSection(conv.contact_id, contact.value) : null,
     h('section', {},
       h('h3', { text: t('contact.channels') }),
       h('p', { class: 'muted small contact-id', text: t('contact.id', { id: conv.contact_id }) }),
@@ -45,6 +47,41 @@ export async function showContact(root, conv) {
         : h('p', { class: 'muted', text: contact.status === 'rejected' ? errText(contact.reason) : t('contact.none') })),
     summarySection(summary));
   body.removeAttribute('aria-busy');
+}
+
+// ---- who the customer is: name, phone, e-mail, notes ---------------------------------------
+
+/** The contact's profile as a form: saved (journaled) with one click; fields left empty are
+ * removed. */
+function profileSection(id, contact) {
+  const field = (name, type, value) => h('label', { class: 'field' },
+    h('span', { text: t(`contact.${name}`) }),
+    type === 'textarea'
+      ? h('textarea', { class: 'input', name, rows: 3, maxlength: 2000, value })
+      : h('input', { class: 'input', name, type, value, maxlength: name === 'email' ? 200 : 100, autocomplete: 'off' }));
+  const status = h('p', { class: 'muted small', role: 'status' });
+  const form = h('form', {
+    class: 'profile-form',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const data = Object.fromEntries(new FormData(form));
+      status.textContent = t('common.saving');
+      try {
+        const saved = await api(`/contacts/${id}`, { method: 'PUT', body: data });
+        applyContact({ contact_id: id, name: saved.name });
+        status.textContent = t('common.saved');
+      } catch (err) {
+        status.textContent = errText(err);
+      }
+    },
+  },
+  field('name', 'text', contact.name ?? ''),
+  field('phone', 'tel', contact.phone ?? ''),
+  field('email', 'email', contact.email ?? ''),
+  field('notes', 'textarea', contact.notes ?? ''),
+  h('button', { type: 'submit', class: 'btn primary small', text: t('common.save') }),
+  status);
+  return h('section', {}, h('h3', { text: t('contact.profile') }), form);
 }
 
 // ---- linking another contact ---------------------------------------------------------------

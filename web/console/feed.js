@@ -5,6 +5,7 @@ import { wsUrl } from '../shared/dom.js';
 import { api, session } from './api.js';
 import {
   state, emit, applyMessage, applyEvent, applyTyping, applyRead, applyDelivery, applyLinked,
+  applyLabels, applyContact, applyRating,
 } from './state.js';
 
 let ws = null;
@@ -70,4 +71,7 @@ async function handle(f) {
   else if (f.type === 'conversation') await applyEvent(f);
   else if (f.type === 'delivery') applyDelivery(f);
   else if (f.type === 'contacts_linked') await applyLinked(f);
+  else if (f.type === 'labels') applyLabels(f);
+  else if (f.type === 'contact') applyContact(f);
+  else if (f.type === 'rating') applyRating(f);
 }

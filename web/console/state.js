@@ -1,7 +1,8 @@
 // Console state shared by the views: the agent logged in, all agents, the conversation rows
 // kept current from the live feed (messages, status changes, typing, reply deliveries, linked
-// contacts), read marks, and a tiny event bus ('convs', 'message', 'event', 'typing',
-// 'delivery', 'linked', 'feed', 'toast').
+// contacts, labels, contact names, ratings), the shop's labels, read marks, and a tiny event
+// bus ('convs', 'message', 'event', 'typing', 'delivery', 'linked', 'labels', 'contact',
+// 'feed', 'toast').
 import { store } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api } from './api.js';
@@ -15,6 +16,7 @@ export const state = {
   readUpTo: new Map(), // conversation id → the newest message the customer has seen (live only)
   deliveries: new Map(), // message id → { state, error } from the feed's delivery frames
   canned: [],
+  labels: new Map(),  // id → { id, name, color }: the shop's label definitions
   lastSeq: 0,         // the feed's resume point
   feedUp: false,
   openId: null,       // the conversation shown in the thread
@@ -56,6 +58,39 @@ export async function loadAgents() {
   ]);
   const extra = new Map(roster.agents.map((a) => [a.id, a]));
   state.agents = new Map(list.map((a) => [a.id, { presence: 'offline', teams: [], ...extra.get(a.id), ...a }]));
+  emit('convs');
+}
+
+export async function loadLabels() {
+  const { labels } = await api('/labels');
+  state.labels = new Map(labels.map((l) => [l.id, l]));
+  emit('convs');
+}
+
+/** A conversation's labels were replaced (the feed, or this agent's own change). */
+export function applyLabels(f) {
+  const c = state.convs.get(f.conversation_id);
+  if (!c) return;
+  c.labels = f.labels;
+  emit('labels', c);
+  emit('convs');
+}
+
+/** A contact's name changed: every row of theirs shows it. */
+export function applyContact(f) {
+  for (const c of state.convs.values()) {
+    if (c.contact_id === f.contact_id) c.contact_name = f.name || null;
+  }
+  emit('contact', f);
+  emit('convs');
+}
+
+/** A customer rated a conversation. */
+export function applyRating(f) {
+  const c = state.convs.get(f.conversation_id);
+  if (!c) return;
+  c.rating = f.score;
+  emit('labels', c);
   emit('convs');
 }
 

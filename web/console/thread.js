@@ -14,6 +14,7 @@ import {
 } from './state.js';
 import { channelBadge, channelName, contactName } from './inbox.js';
 import { showContact } from './contact.js';
+import { labelChips, labelEditor } from './labels.js';
 
 const PAGE = 500;
 let pane;
@@ -199,7 +200,9 @@ function markIfSeen() {
 function renderHead(view) {
   const c = state.convs.get(view.id);
   if (!c) return;
-  const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id, c.home].join('|');
+  const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id, c.home,
+    c.contact_name, [...state.labels.keys()].join(',')].join('|');
+  drawThreadLabels(view, c);
   if (key === view.headKey) return;
   view.headKey = key;
   const mine = c.assignee === state.me.id;
@@ -219,8 +222,10 @@ function renderHead(view) {
       h('h2', { text: contactName(c) }),
       h('span', { class: `status s-${c.status}`, text: t(`status.${c.status}`) }),
       c.home ? h('span', { class: 'home-box chip', title: t('thread.home_help'), text: t('thread.home', { node: c.home.slice(0, 8) }) }) : null,
-      c.assignee != null ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null),
+      c.assignee != null ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null,
+      view.labelsBox),
     h('div', { class: 'actions' },
+      labelEditor(c),
       isOpen(c) && !mine ? button(t('thread.take'), () => act(view, 'assign'), 'primary') : null,
       transfer,
       isOpen(c) ? button(t('thread.resolve'), () => act(view, 'resolve'))
@@ -229,6 +234,21 @@ function renderHead(view) {
         type: 'button', class: 'icon-btn contact-toggle', 'aria-label': t('contact.title'),
         title: t('contact.title'), onclick: () => toggleContact(c),
       }, 'ⓘ')));
+}
+
+/** The conversation's label chips and its rating, kept apart from the header's key so the
+ * label editor stays open while labels change. */
+function drawThreadLabels(view, c) {
+  view.labelsBox ??= h('span', { class: 'thread-labels' });
+  const key = `${(c.labels ?? []).join(',')}|${c.rating ?? ''}|${state.labels.size}`;
+  if (view.labelsBox.dataset.key === key) return;
+  view.labelsBox.dataset.key = key;
+  view.labelsBox.replaceChildren(
+    labelChips(c),
+    c.rating ? h('span', {
+      class: 'rating-chip', title: t('thread.rated', { n: c.rating }), 'aria-label': t('thread.rated', { n: c.rating }),
+      text: '★'.repeat(c.rating) + '☆'.repeat(5 - c.rating),
+    }) : null);
 }
 
 const button = (text, onclick, kind = '') => h('button', { type: 'button', class: `btn ${kind}`, text, onclick });
