@@ -8,6 +8,7 @@
 #   KEFUD_BIN=path      the binary to test (default target/release/kefud; build it first)
 #   KEFUD_WEB_DIR=dir   serve web/ from disk instead of the copy embedded in the binary
 #   UPDATE_DOC_SCREENSHOTS=1  also refresh docs/screenshots/console.png and widget.png
+#   BROWSER_TESTS="a b"  run only these files of tests/browser/test (while working on them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -67,4 +68,10 @@ mkdir -p "$SCREENSHOT_DIR"
 : >"$KEFUD_LOG"
 
 cd tests/browser
-timeout 900 node --test --test-concurrency=1 --test-reporter=spec test/*.test.mjs
+if [ -n "${BROWSER_TESTS:-}" ]; then
+  read -r -a files <<<"$BROWSER_TESTS"
+  files=("${files[@]/#/test/}")
+else
+  files=(test/*.test.mjs)
+fi
+timeout 900 node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

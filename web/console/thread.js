@@ -243,12 +243,12 @@ function drawThreadLabels(view, c) {
   const key = `${(c.labels ?? []).join(',')}|${c.rating ?? ''}|${state.labels.size}`;
   if (view.labelsBox.dataset.key === key) return;
   view.labelsBox.dataset.key = key;
-  view.labelsBox.replaceChildren(
+  view.labelsBox.replaceChildren(...[
     labelChips(c),
     c.rating ? h('span', {
       class: 'rating-chip', title: t('thread.rated', { n: c.rating }), 'aria-label': t('thread.rated', { n: c.rating }),
       text: '★'.repeat(c.rating) + '☆'.repeat(5 - c.rating),
-    }) : null);
+    }) : null].filter(Boolean));
 }
 
 const button = (text, onclick, kind = '') => h('button', { type: 'button', class: `btn ${kind}`, text, onclick });
