@@ -259,7 +259,7 @@ pub fn ratings_report(conn: &Connection, since_ms: i64) -> Result<RatingsReport,
                 tally: tally(counts),
             });
         }
-        let entry = current.get_or_insert_with(|| (day, [0; 5]));
+        let entry = current.get_or_insert((day, [0; 5]));
         entry.1[usize::from(score.clamp(1, 5) - 1)] += n as u64;
     }
     if let Some((day, counts)) = current {
@@ -281,7 +281,7 @@ pub fn ratings_report(conn: &Connection, since_ms: i64) -> Result<RatingsReport,
         let display: Option<String> = r.get(1)?;
         let username: Option<String> = r.get(2)?;
         let (score, n): (u8, i64) = (r.get(3)?, r.get(4)?);
-        if agents.last().is_none_or(|last| last.agent_id != agent) {
+        if agents.last().map(|last| last.agent_id) != Some(agent) {
             agents.push(RatingsByAgent {
                 agent_id: agent,
                 name: display.filter(|d| !d.is_empty()).or(username),
