@@ -1,7 +1,7 @@
 // Console entry point: first-run setup, login and logout (the session survives reloads; an
 // expired one goes back to the login and drafts stay in localStorage), the shell (top bar,
 // navigation, presence, language, connection state, toasts), the hash routes (#/, #/c/ID,
-// #/search?q=, #/admin/PAGE) and the new-message alerts.
+// #/search?q=, #/admin/PAGE, #/help) and the new-message alerts.
 import { h, store } from '../shared/dom.js';
 import { t, lang, setLang } from '../shared/i18n.js';
 import { api, errText, session, setToken } from './api.js';
@@ -13,6 +13,7 @@ import { mountInbox, contactName } from './inbox.js';
 import { mountThread, showThread, hideThread } from './thread.js';
 import { showSearch } from './search.js';
 import { showAdmin } from './admin.js';
+import { showHelp } from './help.js';
 import { unlock, beep, notify } from './notify.js';
 
 const root = document.getElementById('app');
@@ -155,6 +156,7 @@ async function startApp() {
     ['#/', 'nav.inbox', badge],
     ['#/search', 'nav.search'],
     state.me.is_admin ? ['#/admin/agents', 'nav.admin'] : null,
+    ['#/help', 'nav.help'],
   ].filter(Boolean).map(([href, key, extra]) => h('a', { href, class: 'nav-link', 'data-section': href.split('/')[1] || 'inbox' }, t(key), extra));
   const listPane = h('aside', { class: 'pane-list', 'aria-label': t('inbox.title') });
   const threadPane = h('div', { class: 'pane-thread' });
@@ -204,7 +206,7 @@ async function startApp() {
   const route = () => {
     const [path, query] = location.hash.slice(1).split('?');
     const parts = path.split('/').filter(Boolean);
-    const section = parts[0] === 'search' || parts[0] === 'admin' ? parts[0] : 'inbox';
+    const section = ['search', 'admin', 'help'].includes(parts[0]) ? parts[0] : 'inbox';
     for (const a of links) {
       if (a.dataset.section === section) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -219,6 +221,7 @@ async function startApp() {
     } else {
       hideThread();
       if (section === 'search') showSearch(page, new URLSearchParams(query).get('q') ?? '');
+      else if (section === 'help') showHelp(page);
       else showAdmin(page, parts[1]);
     }
     emit('convs');

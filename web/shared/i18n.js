@@ -153,6 +153,18 @@ const TABLE = {
     'ratings.title': 'Customer ratings', 'ratings.none': 'No ratings in these days yet.',
     'ratings.agent': 'Agent', 'ratings.count': 'Ratings', 'ratings.average': 'Average',
     'ratings.bot': 'No agent (the bot)', 'ratings.csv': 'Download CSV',
+    // ---- the console's help
+    'nav.help': 'Help', 'help.contents': 'Contents',
+    'help.inbox.title': 'The inbox',
+    'help.inbox.body': 'Tabs show your conversations, those no one holds, all open ones and the resolved ones. The pickers under them narrow the list to one label or one agent.\n\nSelect lets you tick several open conversations and resolve them at once; those that cannot be resolved are named in the message that follows.',
+    'help.labels.title': 'Labels',
+    'help.labels.body': 'An admin makes labels in Admin → Labels: a name and a colour. In a conversation, Labels (top right) puts them on or takes them off; every agent sees the change at once, and the inbox can show only the conversations with one label.',
+    'help.contacts.title': 'Who the customer is',
+    'help.contacts.body': 'ⓘ in a conversation opens the contact panel: the customer\'s name, phone, e-mail and notes. Save keeps them; the inbox and the conversation then show the name. Notes are for agents only; the customer never sees them.\n\nThe chat can also ask customers for their name and a phone or e-mail (Admin → Customers), and a shop\'s website can tell kefud who a logged-in customer is.',
+    'help.ratings.title': 'Ratings',
+    'help.ratings.body': 'When you resolve a conversation, the customer\'s chat asks how it went (1 to 5 stars and a comment). The stars show in the conversation\'s header; Admin → Reports lists ratings per agent with the newest comments, and Download CSV saves them for a spreadsheet.',
+    'help.customers.title': 'The chat\'s form and signed identities',
+    'help.customers.body': 'Admin → Customers decides whether the chat asks for a name and a phone or e-mail: never, before the first message, or after it (the customer may skip it unless it is required).\n\nSigned identities: make a secret there and give it to whoever runs your website. Its server signs the logged-in customer\'s id, name and e-mail with it; the same customer then has one conversation on every device, and no one else can pose as them. Making a new secret stops the old one at once.',
   },
   zh: {
     'ago.now': '刚刚', 'ago.min': '{n} 分钟', 'ago.h': '{n} 小时', 'ago.d': '{n} 天',
@@ -304,6 +316,18 @@ const TABLE = {
     'ratings.title': '客户评分', 'ratings.none': '这段时间还没有评分。',
     'ratings.agent': '客服', 'ratings.count': '评分数', 'ratings.average': '平均分',
     'ratings.bot': '无客服（机器人）', 'ratings.csv': '下载 CSV',
+    // ---- the console's help
+    'nav.help': '帮助', 'help.contents': '目录',
+    'help.inbox.title': '收件箱',
+    'help.inbox.body': '标签页分别显示：我的会话、无人接待的会话、全部进行中的会话和已解决的会话。下方的选择框可以只显示某个标签或某位客服的会话。\n\n点“多选”可以勾选多个进行中的会话并一次性解决；不能解决的会话会在随后的提示中列出。',
+    'help.labels.title': '标签',
+    'help.labels.body': '管理员在“管理 → 标签”中创建标签（名称和颜色）。在会话中点右上角的“标签”即可添加或移除；所有客服立即看到变化，收件箱也可以只显示带某个标签的会话。',
+    'help.contacts.title': '客户是谁',
+    'help.contacts.body': '在会话中点 ⓘ 打开客户面板：客户的姓名、电话、邮箱和备注。点“保存”后，收件箱和会话会显示客户姓名。备注仅客服可见，客户看不到。\n\n聊天窗口也可以询问客户的姓名和电话或邮箱（管理 → 客户），商家网站还可以告诉 kefud 已登录客户的身份。',
+    'help.ratings.title': '评分',
+    'help.ratings.body': '会话被解决后，客户的聊天窗口会请客户评分（1 到 5 星并可留言）。星级显示在会话顶部；“管理 → 报表”按客服列出评分和最新留言，“下载 CSV”可导出到表格。',
+    'help.customers.title': '聊天表单和签名身份',
+    'help.customers.body': '“管理 → 客户”决定聊天窗口是否询问姓名和电话或邮箱：不询问、第一条消息之前，或之后（除非设为必填，客户可以跳过）。\n\n签名身份：在该页生成密钥并交给网站的维护者。网站服务器用它对已登录客户的 ID、姓名和邮箱签名；同一客户在任何设备上都是同一段对话，别人无法冒充。生成新密钥后旧密钥立即失效。',
   },
 };
 

@@ -212,7 +212,7 @@ scenario('Admin → Customers sets the widget\'s form and makes the identity sec
   await page.locator('code.secret', { hasText: secret }).waitFor();
 });
 
-scenario('phone layout: the inbox with its filters, Labels and Customers', async () => {
+scenario('phone layout: the inbox with its filters, Help, Labels and Customers', async () => {
   const ctx = await browser.newContext(PHONE);
   await ctx.addInitScript((t) => localStorage.setItem('kefud.token', JSON.stringify(t)), token);
   const phone = watch.page('phone', await ctx.newPage());
@@ -220,6 +220,10 @@ scenario('phone layout: the inbox with its filters, Labels and Customers', async
   await phone.getByLabel('Filter by agent').waitFor();
   await noOverflow(phone);
   await watch.shot(phone, 'tools-phone-inbox');
+  await phone.getByRole('link', { name: 'Help' }).click();
+  await phone.locator('#help-labels h2', { hasText: 'Labels' }).waitFor();
+  await noOverflow(phone);
+  await watch.shot(phone, 'tools-phone-help');
   for (const admin of ['labels', 'customers']) {
     await phone.goto(`${kefud.base}/#/admin/${admin}`);
     await phone.locator('.admin-body h2').first().waitFor();
