@@ -6,7 +6,7 @@
 //! decides through, and the real ones), and one file per family of handlers: `messages.rs`
 //! (customer and agent messages, notes, idempotency), `status.rs` (transitions, idle timers),
 //! `routing.rs` (the bot, the queue and assignment, the knowledge base, agents), `links.rs`
-//! (linking contacts), `import.rs` (another system's history), `signals.rs` (typing and read indicators, delivery reports, clock
+//! (linking contacts), `away.rs` (the away message outside business hours), `import.rs` (another system's history), `signals.rs` (typing and read indicators, delivery reports, clock
 //! steps), `memory.rs` (hydration, eviction, the queue's read-back), `replica.rs` (cluster
 //! mode: this box's operations stamped for the others, theirs applied here). A handler takes the state,
 //! the ports and the time it decides at, and returns what it decided, so each family's unit
@@ -45,6 +45,7 @@
 //! conversation is assigned the moment an agent has room. The knowledge base is rebuilt here
 //! on every change and published for the API's reads.
 
+mod away;
 mod command;
 #[cfg(test)]
 mod fakes;

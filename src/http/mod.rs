@@ -17,8 +17,10 @@ pub mod cluster_api;
 pub mod console_api;
 mod error;
 mod extract;
+pub mod hours_api;
 pub mod inbox_api;
 pub mod listener;
+pub mod qr_api;
 pub mod routing_api;
 pub mod update_api;
 pub mod uploads;
@@ -186,7 +188,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(channels_api::router())
                 .merge(backup_api::router())
                 .merge(cluster_api::router())
-                .merge(update_api::router()),
+                .merge(update_api::router())
+                .merge(qr_api::router())
+                .merge(hours_api::router()),
         )
         .merge(wechat::router())
         .merge(web::router())
