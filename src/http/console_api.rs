@@ -213,12 +213,13 @@ async fn contact(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = id.get();
     app.wait_store_current().await?;
-    let (identities, conversations) = app
+    let (identities, conversations, name) = app
         .reads
         .run(move |c| {
             Ok::<_, crate::store::Error>((
                 queries::contact_identities(c, id)?,
                 queries::contact_conversations(c, id)?,
+                queries::contact_name(c, id)?,
             ))
         })
         .await?;
@@ -231,6 +232,7 @@ async fn contact(
         .collect();
     Ok(Json(serde_json::json!({
         "id": id,
+        "name": name,
         "identities": identities,
         "conversations": conversations,
     })))

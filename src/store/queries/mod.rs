@@ -388,6 +388,18 @@ pub fn contact_conversations(
 ///
 /// # Errors
 /// [`Error::Sqlite`].
+/// The name a contact is addressed by, if one is known.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_name(conn: &Connection, contact: ContactId) -> Result<Option<String>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT name FROM contacts WHERE id = ?1")?
+        .query_row(params![contact as i64], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten())
+}
+
 /// When the bot last wrote in `conversation` (ms), if it ever did.
 ///
 /// # Errors
