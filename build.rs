@@ -26,7 +26,11 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    // Read at run time, not baked in with env!(): a target directory copied from another
+    // checkout keeps its compiled build script, which must embed this checkout's web/.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let web = Path::new(&manifest_dir).join("web");
     println!("cargo:rerun-if-changed=web");
     let mut paths = Vec::new();
     files(&web, &mut paths);
