@@ -38,6 +38,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// The away message to send for a customer's message in `conversation` (open, in
     /// memory) at `now`, if it is due.
     pub(super) fn away_message(&self, conversation: ConversationId, now: Now) -> Option<String> {
+        // The hot path (hours off, as by default) reads no clock.
+        if !self.hours.enabled {
+            return None;
+        }
         let state = &self.conversations[&conversation];
         let local = self.local_time;
         away_due(

@@ -1,6 +1,6 @@
 //! The dispatcher's state: what it holds in memory to decide (contacts, their open
 //! conversations, client-id rings, idle deadlines, links made since start, the scheduler and the
-//! knowledge base), the two ports it decides through, and how it is rebuilt at start.
+//! knowledge base, the business hours), the two ports it decides through, and how it is rebuilt at start.
 //!
 //! Invariants:
 //! - `identities` maps every identity of every hydrated contact to it, and nothing else.
