@@ -6,11 +6,12 @@
 //! decides through, and the real ones), and one file per family of handlers: `messages.rs`
 //! (customer and agent messages, notes, idempotency), `status.rs` (transitions, idle timers),
 //! `routing.rs` (the bot, the queue and assignment, the knowledge base, agents), `links.rs`
-//! (linking contacts), `away.rs` (the away message outside business hours), `import.rs` (another system's history), `signals.rs` (typing and read indicators, delivery reports, clock
+//! (linking contacts), `import.rs` (another system's history), `signals.rs` (typing and read indicators, delivery reports, clock
 //! steps), `memory.rs` (hydration, eviction, the queue's read-back), `replica.rs` (cluster
 //! mode: this box's operations stamped for the others, theirs applied here). A handler takes the state,
 //! the ports and the time it decides at, and returns what it decided, so each family's unit
 //! tests drive it with in-memory fakes (`fakes.rs`), without a database, a socket or a clock.
+//! `away.rs` decides the away message a customer gets outside business hours.
 //!
 //! Ownership: this thread alone owns the live conversation state (which contact has which
 //! open conversation, each conversation's status and assignee, the recent client ids used for

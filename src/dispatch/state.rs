@@ -1,6 +1,7 @@
 //! The dispatcher's state: what it holds in memory to decide (contacts, their open
-//! conversations, client-id rings, idle deadlines, links made since start, the scheduler and the
-//! knowledge base, the business hours), the two ports it decides through, and how it is rebuilt at start.
+//! conversations, client-id rings, idle deadlines, links made since start, the scheduler, the
+//! knowledge base and the business hours), the two ports it decides through, and how it is
+//! rebuilt at start.
 //!
 //! Invariants:
 //! - `identities` maps every identity of every hydrated contact to it, and nothing else.
