@@ -28,10 +28,13 @@ if ! command -v npm >/dev/null || [ "$(node -p 'process.versions.node.split(".")
   echo "test-browser: Node.js 20 or newer with npm is needed" >&2
   exit 1
 fi
-want=$(node -p 'require("./tests/browser/package-lock.json").packages["node_modules/playwright-core"].version')
-have=$(node -p 'try { require("./tests/browser/node_modules/playwright-core/package.json").version } catch { "" }')
+# npm ci again whenever the lock file changed since the last install (a new package, a new
+# version): node_modules/.lock-sha256 holds the hash of the lock it was installed from.
+want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+have=$(cat tests/browser/node_modules/.lock-sha256 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
   (cd tests/browser && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >tests/browser/node_modules/.lock-sha256
 fi
 
 work=$(mktemp -d /tmp/kefud-browser.XXXXXX)

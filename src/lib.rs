@@ -30,6 +30,8 @@
 //!   the ustar archives of backups and bundles.
 //! - [`broker_saver`]: `kefud broker-saver`, which makes the local mosquitto save what it
 //!   acknowledged at once.
+//! - `qr`: QR codes as SVG (the printable code of the chat address).
+//! - `hours`: the shop's business hours and the pure "is it open" decision.
 //! - `clock`: wall time on a board without a real-time clock, and timers that ignore its
 //!   steps.
 //! - [`app`]: wiring, startup and shutdown order; [`reload`]: SIGHUP config reload;
@@ -57,6 +59,7 @@ mod dispatch;
 mod error;
 pub mod export;
 mod fanout;
+pub mod hours;
 pub mod http;
 pub mod httpc;
 pub mod import;
@@ -65,6 +68,7 @@ pub mod journal;
 mod login;
 pub mod model;
 pub mod op;
+mod qr;
 pub mod reload;
 pub mod routing;
 pub mod signed_identity;

@@ -78,7 +78,11 @@ async fn first_run_setup_creates_the_one_admin_and_logs_in() {
     let (_, v) = call(&c, &d, Some(&token), Method::GET, "/api/v1/settings", None).await;
     assert_eq!(v["shop_name"], "小王咖啡");
     let (_, v) = call(&c, &d, None, Method::GET, "/api/v1/widget/info", None).await;
-    assert_eq!(v, json!({"shop_name": "小王咖啡", "agents_online": 0}));
+    assert_eq!(
+        v,
+        json!({"shop_name": "小王咖啡", "agents_online": 0, "open": true, "away_message": null}),
+        "business hours are off by default: open"
+    );
     let _feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
     let mut online = 0;
     for _ in 0..50 {

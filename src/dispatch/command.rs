@@ -90,6 +90,9 @@ pub enum Command {
         bot: BotConfig,
         auto_assign: bool,
     },
+    /// An admin changed the shop's business hours (already in the store): the away message
+    /// follows them from the next command on.
+    SetHours(std::sync::Arc<crate::hours::Hours>),
     /// An agent's live feed (the console) connected or disconnected: presence.
     AgentFeed {
         agent: AgentId,

@@ -66,6 +66,9 @@ struct StoredConversation {
 
 struct StoredMessage {
     id: MessageId,
+    conversation: ConversationId,
+    bot: bool,
+    at_ms: i64,
     contact: ContactId,
     client_id: Option<String>,
     via: Option<Identity>,
@@ -82,6 +85,8 @@ pub(super) struct MemoryStore {
     messages: Vec<StoredMessage>,
     pub kb: Vec<KbEntry>,
     pub agents: Vec<RoutingAgent>,
+    /// The business hours the dispatcher starts with.
+    pub hours: crate::hours::Hours,
     applied: Cell<Lsn>,
     wanted: Cell<Lsn>,
 }
@@ -153,6 +158,9 @@ impl MemoryStore {
             }
             Op::MessageAdded(m) => self.messages.push(StoredMessage {
                 id: lsn,
+                conversation: m.conversation,
+                bot: m.sender == Sender::Bot,
+                at_ms: m.at_ms,
                 contact: m.contact,
                 client_id: m.client_id.as_ref().map(|c| c.to_string()),
                 via: m.via.clone(),
@@ -234,6 +242,7 @@ impl Snapshot for MemoryStore {
             open_by_assignee: open_by_assignee.into_iter().collect(),
             queued_teams,
             cluster: Default::default(),
+            hours: self.hours.clone(),
         })
     }
 
@@ -330,6 +339,19 @@ impl Snapshot for MemoryStore {
 
     fn routing_agent(&self, agent: AgentId) -> Result<Option<RoutingAgent>, DispatchError> {
         Ok(self.agents.iter().find(|a| a.id == agent).cloned())
+    }
+
+    fn last_bot_message_ms(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, DispatchError> {
+        let applied = self.applied.get();
+        Ok(self
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.conversation == conversation && m.bot && m.id <= applied)
+            .map(|m| m.at_ms))
     }
 
     fn applied(&self) -> Lsn {

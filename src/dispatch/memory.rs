@@ -198,6 +198,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 })
             })
             .collect();
+        let bot_last_ms = match &snap.current {
+            Some(c) => self.store.last_bot_message_ms(c.id)?,
+            None => None,
+        };
         let current = snap.current.map(|c| {
             let idle_deadline = match (c.status, c.resolved_at) {
                 (Status::Resolved, Some(at)) => {
@@ -216,6 +220,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     assignee: c.assignee,
                     idle_deadline,
                     handoff_team: c.handoff_team,
+                    bot_last_ms,
                 },
             );
             c.id

@@ -49,6 +49,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         };
         self.change_status(conversation, Event::CustomerMessage, None, None, now)?;
         let plan = self.plan_route(&text);
+        let away = self.away_message(conversation, now);
         let audience = Arc::clone(&self.contacts[&contact_id].identities);
         self.bundling = false;
         let lsn = self.append(
@@ -89,6 +90,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
         }
         contact.last_via = Some((identity, lsn));
+        if let Some(text) = away {
+            self.bot_says(conversation, text, now)?;
+        }
         self.route(conversation, lsn, plan, now)?;
         Ok(Accepted {
             lsn,
@@ -275,6 +279,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 assignee: None,
                 idle_deadline: None,
                 handoff_team: None,
+                bot_last_ms: None,
             },
         );
         self.contacts

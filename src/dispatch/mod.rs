@@ -11,6 +11,7 @@
 //! mode: this box's operations stamped for the others, theirs applied here). A handler takes the state,
 //! the ports and the time it decides at, and returns what it decided, so each family's unit
 //! tests drive it with in-memory fakes (`fakes.rs`), without a database, a socket or a clock.
+//! `away.rs` decides the away message a customer gets outside business hours.
 //!
 //! Ownership: this thread alone owns the live conversation state (which contact has which
 //! open conversation, each conversation's status and assignee, the recent client ids used for
@@ -46,6 +47,7 @@
 //! on every change and published for the API's reads.
 
 mod annotations;
+mod away;
 mod command;
 #[cfg(test)]
 mod fakes;

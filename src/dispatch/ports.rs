@@ -63,6 +63,8 @@ pub(crate) struct Startup {
     pub queued_teams: Vec<String>,
     /// What cluster mode rebuilds from (empty on a box that was never in one).
     pub cluster: ClusterStartup,
+    /// The shop's business hours (disabled unless an admin set them).
+    pub hours: crate::hours::Hours,
 }
 
 /// The store as the dispatcher may read it: only to hydrate what it does not hold.
@@ -92,6 +94,11 @@ pub(crate) trait Snapshot {
         limit: usize,
     ) -> Result<Vec<(ConversationId, i64)>, DispatchError>;
     fn routing_agent(&self, agent: AgentId) -> Result<Option<RoutingAgent>, DispatchError>;
+    /// When the bot last wrote in `conversation` (wall ms), if it ever did.
+    fn last_bot_message_ms(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
     fn applied(&self) -> Lsn;
     /// Asks the store to apply up to `lsn` promptly rather than at its commit interval.
@@ -179,6 +186,9 @@ impl Snapshot for StoreSnapshot {
             open_by_assignee: queries::open_by_assignee(&self.conn)?,
             queued_teams: queries::queued_teams(&self.conn)?,
             cluster: queries::cluster_startup(&self.conn)?,
+            hours: crate::hours::Hours::from_setting(
+                queries::setting(&self.conn, crate::hours::SETTING_KEY)?.as_deref(),
+            ),
         })
     }
 
@@ -221,6 +231,13 @@ impl Snapshot for StoreSnapshot {
 
     fn routing_agent(&self, agent: AgentId) -> Result<Option<RoutingAgent>, DispatchError> {
         Ok(queries::routing_agent(&self.conn, agent)?)
+    }
+
+    fn last_bot_message_ms(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<i64>, DispatchError> {
+        Ok(queries::last_bot_message_ms(&self.conn, conversation)?)
     }
 
     fn applied(&self) -> Lsn {

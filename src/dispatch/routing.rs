@@ -13,7 +13,7 @@ use super::ports::{Journal, Snapshot};
 use super::state::Now;
 use super::{Accepted, Decider, DispatchError};
 use crate::conversation::Event;
-use crate::model::{AgentId, ConversationId, MessageId, Sender};
+use crate::model::{AgentId, ConversationId, Lsn, MessageId, Sender};
 use crate::op::{HandoffReason, MessageAdded, Op};
 use crate::routing::bot::{self, Decision};
 use crate::routing::scheduler::AgentSlot;
@@ -84,23 +84,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         }
         match plan.action {
             Action::Answer(answer) => {
-                let contact = state.contact;
-                let audience = Arc::clone(&self.contacts[&contact].identities);
-                let via = self.reply_route(contact);
-                self.append(
-                    Op::MessageAdded(MessageAdded {
-                        conversation,
-                        contact,
-                        sender: Sender::Bot,
-                        agent: None,
-                        client_id: None,
-                        text: answer,
-                        at_ms: now.wall_ms,
-                        attachment: None,
-                        via,
-                    }),
-                    Some(audience),
-                )?;
+                self.bot_says(conversation, answer, now)?;
             }
             Action::ToHuman(team, reason) => {
                 self.append(
@@ -125,6 +109,38 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
         }
         Ok(())
+    }
+
+    /// Journals a message of the bot's in `conversation` (open, in memory), sent to the
+    /// customer where they last wrote from.
+    pub(super) fn bot_says(
+        &mut self,
+        conversation: ConversationId,
+        text: String,
+        now: Now,
+    ) -> Result<Lsn, DispatchError> {
+        let contact = self.conversations[&conversation].contact;
+        let audience = Arc::clone(&self.contacts[&contact].identities);
+        let via = self.reply_route(contact);
+        let lsn = self.append(
+            Op::MessageAdded(MessageAdded {
+                conversation,
+                contact,
+                sender: Sender::Bot,
+                agent: None,
+                client_id: None,
+                text,
+                at_ms: now.wall_ms,
+                attachment: None,
+                via,
+            }),
+            Some(audience),
+        )?;
+        self.conversations
+            .get_mut(&conversation)
+            .expect("invariant: the caller's open conversation")
+            .bot_last_ms = Some(now.wall_ms);
+        Ok(lsn)
     }
 
     /// Makes every assignment the scheduler can make now.

@@ -1,6 +1,7 @@
 //! The dispatcher's state: what it holds in memory to decide (contacts, their open
-//! conversations, client-id rings, idle deadlines, links made since start, the scheduler and the
-//! knowledge base), the two ports it decides through, and how it is rebuilt at start.
+//! conversations, client-id rings, idle deadlines, links made since start, the scheduler, the
+//! knowledge base and the business hours), the two ports it decides through, and how it is
+//! rebuilt at start.
 //!
 //! Invariants:
 //! - `identities` maps every identity of every hydrated contact to it, and nothing else.
@@ -104,6 +105,9 @@ pub(crate) struct OpenConversation {
     pub idle_deadline: Option<i64>,
     /// Handed to a person, for this team; the bot no longer answers.
     pub handoff_team: Option<String>,
+    /// When the bot last wrote here (wall ms), for the away message (`away.rs`); read from
+    /// the store on hydration, set by every bot message since.
+    pub bot_last_ms: Option<i64>,
 }
 
 /// The dispatcher's state and the ports it decides through. The handlers (one file per family:
@@ -134,6 +138,10 @@ pub(crate) struct Decider<J, S> {
     pub(super) use_clock: u64,
     /// The first LSN journaled since the wall clock was last anchored (start or a step).
     pub(super) interval_from_lsn: Lsn,
+    /// The shop's business hours (`Command::SetHours` replaces them), and how a wall time
+    /// reads on the shop's clock (the C library's local time; a test's own in unit tests).
+    pub(super) hours: Arc<crate::hours::Hours>,
+    pub(super) local_time: fn(i64) -> crate::hours::LocalTime,
     /// Cluster mode's state; `None` on a box alone.
     pub(super) replica: Option<Replica>,
     /// While set, every record appended is glued to the one after it: a contact or a
@@ -190,6 +198,8 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             interval_from_lsn: first_lsn,
             replica,
             bundling: false,
+            hours: Arc::new(startup.hours),
+            local_time: crate::hours::local_time,
             cfg,
         };
         for (conversation, resolved_at) in startup.resolved {

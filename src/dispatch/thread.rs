@@ -175,6 +175,7 @@ impl Dispatcher {
                 d.cfg.bot = bot;
                 d.cfg.auto_assign = auto_assign;
             }
+            Command::SetHours(hours) => d.hours = hours,
             Command::AgentFeed { agent, connected } => d.agent_feed(agent, connected),
             Command::AgentAway { agent, away } => d.agent_away(agent, away),
             Command::AgentChanged { agent } => d.agent_changed(agent),

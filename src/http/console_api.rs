@@ -135,8 +135,9 @@ async fn put_settings(
     Ok(Json(serde_json::json!({ "shop_name": name })))
 }
 
-/// What the widget shows before a customer writes: the shop's name, and whether anyone is
-/// there to answer.
+/// What the widget shows before a customer writes: the shop's name, whether anyone is there
+/// to answer, and whether the shop is open by its business hours (with the away message when
+/// it is not).
 async fn widget_info(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (tx, rx) = oneshot::channel();
     app.commands
@@ -149,10 +150,13 @@ async fn widget_info(State(app): State<AppState>) -> Result<Json<serde_json::Val
         .iter()
         .filter(|(_, slot)| slot.is_online())
         .count();
+    let (open, away_message) = super::hours_api::open_now(&app).await?;
     Ok(Json(serde_json::json!({
         "shop_name": shop_name(&app).await?,
         "agents_online": online,
         "prechat": super::visitor_api::prechat_setting(&app).await?,
+        "open": open,
+        "away_message": away_message,
     })))
 }
 

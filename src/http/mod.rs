@@ -17,10 +17,12 @@ pub mod cluster_api;
 pub mod console_api;
 mod error;
 mod extract;
+pub mod hours_api;
 pub mod inbox_api;
 pub mod labels_api;
 pub mod listener;
 pub mod ratings_report;
+pub mod qr_api;
 pub mod routing_api;
 pub mod update_api;
 pub mod uploads;
@@ -192,7 +194,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(update_api::router())
                 .merge(labels_api::router())
                 .merge(visitor_api::router())
-                .merge(ratings_report::router()),
+                .merge(ratings_report::router())
+                .merge(qr_api::router())
+                .merge(hours_api::router()),
         )
         .merge(wechat::router())
         .merge(web::router())

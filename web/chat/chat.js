@@ -3,7 +3,8 @@
 // every reconnect, 0.5 s doubling to 10 s); an outbox of unacknowledged messages kept in
 // localStorage, each with its client_id, resent after every reconnect and shown as sending
 // until acked; nothing shown twice (by message_id and client_id); typing both ways; images;
-// a leave-a-message form while no agent is online; the unread count for widget.js's badge.
+// a leave-a-message form while no agent is online or the shop is closed (business hours, with
+// the shop's away message); the unread count for widget.js's badge.
 import { h, store, fmtTime, uuid, wsUrl } from '../shared/dom.js';
 import { t, translate } from '../shared/i18n.js';
 
@@ -24,6 +25,9 @@ let ws = null;
 let ready = false;             // welcomed: frames may be sent
 let delay = 500;
 let agentsOnline = null;
+// Business hours (GET /widget/info): closed shows the away message and the leave-a-message form.
+let shopOpen = true;
+let awayMessage = '';
 let shown = !embed;            // whether the customer can see the chat (the widget is open)
 let typingTimer = 0;
 let unreadTimer = 0;
@@ -220,11 +224,15 @@ function notice(text) {
 }
 
 function paintStatus() {
+  const closed = shopOpen === false;
   const text = !ready ? t('chat.connecting')
-    : agentsOnline === 0 ? t('chat.offline') : t('chat.online');
+    : closed ? t('chat.closed')
+      : agentsOnline === 0 ? t('chat.offline') : t('chat.online');
   $('status').textContent = text;
-  $('status').classList.toggle('down', !ready || agentsOnline === 0);
-  $('away').hidden = !(ready && agentsOnline === 0);
+  $('status').classList.toggle('down', !ready || closed || agentsOnline === 0);
+  // Outside business hours the shop's away message; otherwise the note that nobody is online.
+  $('away-text').textContent = closed && awayMessage ? awayMessage : t('chat.away');
+  $('away').hidden = !(ready && (closed || agentsOnline === 0));
 }
 
 async function refreshInfo() {
@@ -233,6 +241,8 @@ async function refreshInfo() {
     if (!res.ok) return;
     const info = await res.json();
     agentsOnline = info.agents_online;
+    shopOpen = info.open !== false;
+    awayMessage = info.away_message ?? '';
     if (info.shop_name) {
       $('shop').textContent = info.shop_name;
       document.title = info.shop_name;

@@ -1,4 +1,6 @@
-// Admin pages: agents (add, role, disable, teams, capacity, reset password), canned replies,
+// Admin pages: agents (add, role, disable, teams, capacity, reset password), canned replies
+// (with the placeholders they may hold), business hours (weekday intervals, holidays, the
+// away message; open or closed now), the chat address as a printable QR code,
 // the knowledge base (edit, delete, import a CSV/JSONL file, export CSV), the shop's name
 // with the web widget's one-line snippet, the full-page chat address and the channel
 // connections (MQTT, webhooks, WeChat: state, detail, counters, refreshed every 5 s while the
@@ -13,8 +15,9 @@ import { state, emit, toast, loadAgents } from './state.js';
 import { field, input, area, check, run, dangerButton, submitForm } from './forms.js';
 import { labels, customers } from './admin-customers.js';
 import { ratingsSection } from './ratings.js';
+import { PLACEHOLDERS } from './placeholders.js';
 
-const PAGES = { agents, canned, kb, channel, reports, updates, labels, customers };
+const PAGES = { agents, canned, kb, channel, hours, reports, updates, labels, customers };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -115,6 +118,9 @@ async function canned(body) {
   body.replaceChildren(
     h('h2', { text: t('admin.canned') }),
     h('p', { class: 'muted', text: t('canned.help') }),
+    h('p', { class: 'muted placeholders-hint', text: t('canned.placeholders', {
+      list: PLACEHOLDERS.map((p) => `{${p}}`).join(', '),
+    }) }),
     h('ul', { class: 'cards' }, state.canned.map((c) => h('li', {}, cannedCard(c, rerender)))),
     h('h2', { text: t('canned.add') }),
     cannedForm(null, rerender));
@@ -232,6 +238,64 @@ function kbForm(e, rerender) {
   return form;
 }
 
+// ---- business hours ------------------------------------------------------------------------
+
+const WEEKDAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+
+/** "09:00-12:00, 13:00-18:00" as [{start, end}]; what does not read as a range is sent as
+ * typed, for the server to name. */
+function parseIntervals(text) {
+  return text.split(/[,，;；]/).map((x) => x.trim()).filter(Boolean).map((x) => {
+    const [start = x, end = ''] = x.split(/\s*[-–~—]\s*/);
+    return { start: start.trim(), end: end.trim() };
+  });
+}
+
+const showIntervals = (list) => list.map((i) => `${i.start}-${i.end}`).join(', ');
+
+/** GET /hours as a form: on/off, each weekday's intervals, holidays, the away message; and
+ * whether the shop is open now on the box's clock (the widget's view). */
+async function hours(body) {
+  const [current, info] = await Promise.all([api('/hours'), api('/widget/info')]);
+  const [enabledLabel, enabled] = check(t('hours.enabled'), current.enabled, false);
+  const days = WEEKDAYS.map((d) => input({
+    value: showIntervals(current.weekly[d] ?? []), placeholder: '09:00-12:00, 13:00-18:00',
+    inputMode: 'text', autocomplete: 'off',
+  }));
+  const holidays = area({ rows: 3, value: current.holidays.join('\n'), placeholder: 'YYYY-MM-DD' });
+  const away = area({ rows: 3, value: current.away_message, maxLength: 4000 });
+  const now = h('p', {
+    class: `chip hours-now ${info.open ? 'is-open' : 'is-closed'}`, 'data-testid': 'hours-now',
+    text: t(info.open ? 'hours.open_now' : 'hours.closed_now'),
+  });
+  body.replaceChildren(
+    h('h2', { text: t('admin.hours') }),
+    h('p', { class: 'muted', text: t('hours.help') }),
+    now,
+    submitForm([
+      enabledLabel,
+      h('fieldset', { class: 'hours-week' },
+        h('legend', { text: t('hours.week') }),
+        WEEKDAYS.map((d, i) => field(t(`hours.day.${d}`), days[i], 'hours-day'))),
+      h('p', { class: 'muted small', text: t('hours.week_hint') }),
+      field(t('hours.holidays'), holidays, 'wide'),
+      h('p', { class: 'muted small', text: t('hours.holidays_hint') }),
+      field(t('hours.away_message'), away, 'wide'),
+    ], t('common.save'), async (btn) => {
+      const weekly = Object.fromEntries(WEEKDAYS.map((d, i) => [d, parseIntervals(days[i].value)]));
+      const ok = await run(btn, () => api('/hours', {
+        method: 'PUT',
+        body: {
+          enabled: enabled.checked,
+          weekly,
+          holidays: holidays.value.split(/[\s,，]+/).filter(Boolean),
+          away_message: away.value.trim(),
+        },
+      }));
+      if (ok) await hours(body);
+    }));
+}
+
 // ---- shop and channels -----------------------------------------------------------------
 
 /** Seconds as "45 s", "3 min 05 s", "2 h 10 min". */
@@ -346,6 +410,7 @@ async function channel(body) {
     h('div', { class: 'card' },
       h('p', { text: t('channel.page_help') }),
       h('p', {}, h('a', { href: chatUrl, target: '_blank', rel: 'noopener', text: chatUrl }))),
+    qrCard(chatUrl, settings.shop_name ?? ''),
     h('h2', { text: t('channel.adapters') }),
     h('p', { class: 'muted', text: t('channel.adapters_help') }),
     adapters,
@@ -355,6 +420,30 @@ async function channel(body) {
     cluster);
   refreshAdapters(adapters);
   refreshCluster(cluster);
+}
+
+// ---- the chat address as a printable QR code ------------------------------------------------
+
+/** The /chat address as a QR code made by the box (GET /qr.svg, shown through a blob: URL: the
+ * page's CSP allows blob: images, and an <img> cannot send the bearer token), with a Print
+ * button. The print styles (console.css, @media print) print this card alone: the shop's
+ * name, the code and the address, large. */
+function qrCard(url, shopName) {
+  const img = h('img', { class: 'qr-code', alt: t('qr.alt', { url }), width: 256, height: 256 });
+  const card = h('div', { class: 'card qr-card', 'data-testid': 'qr-card' },
+    h('p', { class: 'qr-shop', text: shopName }),
+    img,
+    h('p', { class: 'qr-url', text: url }),
+    h('p', { class: 'muted small qr-help', text: t('qr.help') }),
+    h('div', { class: 'buttons' }, h('button', {
+      type: 'button', class: 'btn primary', text: t('qr.print'), onclick: () => window.print(),
+    })));
+  api(`/qr.svg?text=${encodeURIComponent(url)}&size=512`).then((blob) => {
+    img.src = URL.createObjectURL(blob);
+  }, (e) => {
+    if (e.status !== 401) img.replaceWith(h('p', { class: 'error', text: errText(e) }));
+  });
+  return card;
 }
 
 /** Draws GET /cluster into box (this box's node id; in cluster mode the boxes heard from,

@@ -2,7 +2,7 @@
 // thread (customer, agent, bot, private notes, status events, images; the channel of each
 // message not from the web and each reply's delivery, kept live) with the customer's typing
 // indicator, and the composer: reply or private note, Enter sends and Shift+Enter breaks the
-// line, "/" picks a canned reply, "send via" picks one of the contact's channels when it has
+// line, "/" picks a canned reply (its placeholders filled in: placeholders.js), "send via" picks one of the contact's channels when it has
 // several, the draft is kept per conversation in localStorage (it survives a reload and an
 // expired session). Linked contacts redraw the thread (messages folded in) or move to the
 // conversation the open one was folded into.
@@ -15,6 +15,7 @@ import {
 import { channelBadge, channelName, contactName } from './inbox.js';
 import { showContact } from './contact.js';
 import { labelChips, labelEditor } from './labels.js';
+import { expand } from './placeholders.js';
 
 const PAGE = 500;
 let pane;
@@ -387,6 +388,27 @@ function setTyping(view, until) {
   if (left > 0) view.typingTimer = setTimeout(() => setTyping(view, 0), left);
 }
 
+/** What a canned reply's placeholders expand to in view's conversation: the contact's name
+ * (as the contact API said when the canned list opened, else the inbox row's copy), the
+ * agent's and the shop's. */
+function placeholderValues(view) {
+  const c = state.convs.get(view.id);
+  return {
+    customer_name: view.contactName ?? c?.contact_name ?? '',
+    agent_name: state.me.display_name || state.me.username,
+    shop_name: state.shop,
+    neutral: t('canned.customer_fallback'),
+  };
+}
+
+/** Asks the contact API for the name of view's contact (it may have changed since the inbox
+ * row was read); the next canned reply inserted uses it. */
+function refreshContactName(view) {
+  const contactId = view.contactId ?? state.convs.get(view.id)?.contact_id;
+  if (contactId == null) return;
+  api(`/contacts/${contactId}`).then((contact) => { view.contactName = contact.name ?? ''; }, () => {});
+}
+
 function composer(view) {
   const key = `kefud.draft.${view.id}`;
   const draft = store.get(key) ?? { text: '', note: false };
@@ -481,6 +503,7 @@ function composer(view) {
   function showPop() {
     const m = /^\/(\S*)$/.exec(ta.value);
     if (!m) return closePop();
+    if (pop.hidden) refreshContactName(view);
     const q = m[1].toLowerCase();
     matches = state.canned.filter((c) => c.shortcut.toLowerCase().includes(q) || c.text.toLowerCase().includes(q)).slice(0, 8);
     active = Math.min(active, Math.max(0, matches.length - 1));
@@ -495,8 +518,9 @@ function composer(view) {
     if (matches.length) ta.setAttribute('aria-activedescendant', `canned-${view.id}-${active}`);
   }
   function pick(i) {
-    ta.value = matches[i].text;
+    const { text } = matches[i];
     closePop();
+    ta.value = expand(text, placeholderValues(view));
     save();
     autosize();
     ta.focus();

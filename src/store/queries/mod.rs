@@ -431,10 +431,23 @@ pub fn contact_conversations(
     Ok(rows)
 }
 
-/// A setting's value.
+/// When the bot last wrote in `conversation` (ms), if it ever did.
 ///
 /// # Errors
-/// [`Error::Sqlite`].
+/// A store failure.
+pub fn last_bot_message_ms(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> Result<Option<i64>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT created_at FROM messages WHERE conversation_id = ?1 AND sender = 'bot'
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row(params![conversation], |r| r.get(0))
+        .optional()?)
+}
+
 pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
     Ok(conn
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
