@@ -80,8 +80,9 @@ async fn first_run_setup_creates_the_one_admin_and_logs_in() {
     let (_, v) = call(&c, &d, None, Method::GET, "/api/v1/widget/info", None).await;
     assert_eq!(
         v,
-        json!({"shop_name": "小王咖啡", "agents_online": 0, "open": true, "away_message": null}),
-        "business hours are off by default: open"
+        json!({"shop_name": "小王咖啡", "agents_online": 0, "open": true, "away_message": null,
+               "prechat": {"mode": "during", "required": false}}),
+        "business hours are off by default: open; the widget's form offered after the first message"
     );
     let _feed = connect(&d.ws(&format!("/ws/agent?token={token}"))).await;
     let mut online = 0;

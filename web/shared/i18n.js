@@ -182,6 +182,12 @@ const TABLE = {
     'qr.help': 'Print it for the counter: customers scan it with their phone camera to open the chat. Printing shows only the shop\'s name, the code and the address.',
     'canned.placeholders': 'Placeholders filled in when a reply is inserted: {list} (the customer\'s, your and the shop\'s name).',
     'canned.customer_fallback': 'there',
+    'help.canned.title': 'Canned replies and placeholders',
+    'help.canned.body': 'Type / in the reply box to pick a canned reply (admins write them in Admin → Canned replies). {customer_name}, {agent_name} and {shop_name} in one are filled in when you pick it: the customer\'s name from the contact panel (or a friendly word when it is not known), your name, the shop\'s name.',
+    'help.hours.title': 'Business hours and the away message',
+    'help.hours.body': 'Admin → Business hours sets when the shop answers: time ranges per weekday, holidays, and an away message. Outside them the chat says the shop is closed, offers to leave a message, and the bot answers a customer who writes with the away message (once, until the shop opens again). The times are the box\'s own clock and time zone.',
+    'help.qr.title': 'A QR code for the counter',
+    'help.qr.body': 'Admin → Shop & channels shows a QR code of the chat page. Print prints it alone, large, with the shop\'s name, for the counter or a table card. Open the console by the address customers can reach (the box\'s network address), since that is what the code holds.',
   },
   zh: {
     'ago.now': '刚刚', 'ago.min': '{n} 分钟', 'ago.h': '{n} 小时', 'ago.d': '{n} 天',
@@ -362,6 +368,12 @@ const TABLE = {
     'qr.help': '打印后放在柜台：顾客用手机相机扫码即可打开聊天。打印时只显示店名、二维码和地址。',
     'canned.placeholders': '插入回复时会自动替换的占位符：{list}（顾客、您和店铺的名称）。',
     'canned.customer_fallback': '您',
+    'help.canned.title': '快捷回复和占位符',
+    'help.canned.body': '在回复框输入 / 选择快捷回复（管理员在“管理 → 快捷回复”中编写）。其中的 {customer_name}、{agent_name}、{shop_name} 会在选择时自动替换：客户面板中的客户姓名（未知时用礼貌的称呼）、您的名字、店铺名称。',
+    'help.hours.title': '营业时间和离开消息',
+    'help.hours.body': '“管理 → 营业时间”设置店铺何时接待：每个工作日的时间段、节假日和离开消息。非营业时间内，聊天窗口会显示店铺已打烊并提供留言，客户发消息时机器人会回复离开消息（每次打烊只回复一次）。时间以本机的时钟和时区为准。',
+    'help.qr.title': '柜台二维码',
+    'help.qr.body': '“管理 → 店铺与渠道”显示聊天页面的二维码。点“打印”可单独大幅打印，附店铺名称，放在柜台或桌卡上。请用客户能访问的地址（本机的局域网地址）打开控制台，因为二维码中就是这个地址。',
   },
 };
 
