@@ -683,6 +683,36 @@ async fn agents_edit_contacts_and_customers_fill_the_form_and_signed_identities_
     assert_eq!(v["email"], "li@example.com");
     assert_eq!(v["notes"], "Likes oolong.\nPays cash.");
 
+    // Search finds the customer by name, e-mail or phone, and names them beside their messages.
+    for q in ["li wei", "LI@EXAMPLE", "li%"] {
+        let (s, v) = api
+            .call(
+                Some(&ann),
+                Method::GET,
+                &format!("/api/v1/search?q={}", urlencode(q)),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let hits = v["contacts"].as_array().unwrap();
+        if q == "li%" {
+            assert!(hits.is_empty(), "% is a character, not a wildcard: {v}");
+        } else {
+            assert_eq!(hits.len(), 1, "{q}: {v}");
+            assert_eq!(hits[0]["contact_id"].as_u64(), Some(contact));
+            assert_eq!(hits[0]["conversation_id"].as_u64(), Some(conversation));
+        }
+    }
+    let (_, v) = api
+        .call(
+            Some(&ann),
+            Method::GET,
+            "/api/v1/search?q=green%20tea",
+            None,
+        )
+        .await;
+    assert_eq!(v["messages"][0]["contact_name"], "Li Wei", "{v}");
+
     // Signed identities: off until an admin makes the secret.
     let (s, _) = api
         .call(

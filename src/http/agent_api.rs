@@ -456,10 +456,29 @@ async fn search(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     app.wait_store_current().await?;
-    let rows = app
+    let (rows, contacts, names) = app
         .reads
-        .run(move |conn| queries::search_messages(conn, &query, limit))
+        .run(move |conn| {
+            let rows = queries::search_messages(conn, &query, limit)?;
+            let contacts = queries::search_contacts(conn, &query, 20)?;
+            let mut ids: Vec<u64> = rows.iter().map(|m| m.contact_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let names = queries::contact_names(conn, &ids)?;
+            Ok::<_, crate::store::Error>((rows, contacts, names))
+        })
         .await?;
-    let views: Vec<MessageView<'_>> = rows.iter().map(MessageView::from).collect();
-    Ok(Json(serde_json::json!({ "messages": views })))
+    let views: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|m| {
+            let mut v = serde_json::to_value(MessageView::from(m)).unwrap_or_default();
+            if let Some(name) = names.get(&m.contact_id) {
+                v["contact_name"] = serde_json::Value::from(name.as_str());
+            }
+            v
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "messages": views, "contacts": contacts }),
+    ))
 }

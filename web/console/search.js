@@ -25,24 +25,36 @@ export async function showSearch(root, q) {
   if (!q) return;
   results.replaceChildren(h('p', { class: 'muted', text: t('common.loading') }));
   let messages;
+  let contacts;
   try {
-    ({ messages } = await api(`/search?q=${encodeURIComponent(q)}&limit=100`));
+    ({ messages, contacts = [] } = await api(`/search?q=${encodeURIComponent(q)}&limit=100`));
   } catch (e) {
     results.replaceChildren(h('p', { class: 'error', text: errText(e) }));
     return;
   }
   const hint = q.length < 3 ? h('p', { class: 'muted', text: t('search.short') }) : null;
+  const people = contacts.length ? h('section', { class: 'contact-hits' },
+    h('h2', { text: t('search.contacts') }),
+    h('ul', { class: 'result-list' }, contacts.map((c) => h('li', {},
+      h(c.conversation_id ? 'a' : 'span', { class: 'result', href: c.conversation_id ? `#/c/${c.conversation_id}` : null },
+        h('span', { class: 'text' }, marked(c.name || t('contact.id', { id: c.contact_id }), q)),
+        h('span', { class: 'meta' }, marked([c.phone, c.email].filter(Boolean).join(' · '), q))))))) : null;
   if (!messages.length) {
+    if (people) {
+      results.replaceChildren(people);
+      return;
+    }
     results.replaceChildren(h('p', { class: 'muted', text: t('search.none') }), hint ?? '');
     return;
   }
   results.replaceChildren(
+    people ?? '',
     h('p', { class: 'muted', text: t('search.count', { n: messages.length }) }),
     hint ?? '',
     h('ul', { class: 'result-list' }, messages.map((m) => h('li', {},
       h('a', { href: `#/c/${m.conversation_id}`, class: 'result' },
         h('span', { class: 'meta' },
-          `#${m.conversation_id} · ${m.sender === 'agent' ? agentName(m.agent_id) : t(`sender.${m.sender}`)} · ${fmtTime(m.created_at)}`),
+          `#${m.conversation_id}${m.contact_name ? ` · ${m.contact_name}` : ''} · ${m.sender === 'agent' ? agentName(m.agent_id) : t(`sender.${m.sender}`)} · ${fmtTime(m.created_at)}`),
         h('span', { class: 'text' }, marked(m.text, q)))))));
 }
 

@@ -154,7 +154,7 @@ const TABLE = {
     'ratings.agent': 'Agent', 'ratings.count': 'Ratings', 'ratings.average': 'Average',
     'ratings.bot': 'No agent (the bot)', 'ratings.csv': 'Download CSV',
     // ---- the console's help
-    'nav.help': 'Help', 'help.contents': 'Contents',
+    'nav.help': 'Help', 'help.contents': 'Contents', 'search.contacts': 'Customers',
     'help.inbox.title': 'The inbox',
     'help.inbox.body': 'Tabs show your conversations, those no one holds, all open ones and the resolved ones. The pickers under them narrow the list to one label or one agent.\n\nSelect lets you tick several open conversations and resolve them at once; those that cannot be resolved are named in the message that follows.',
     'help.labels.title': 'Labels',
@@ -340,7 +340,7 @@ const TABLE = {
     'ratings.agent': '客服', 'ratings.count': '评分数', 'ratings.average': '平均分',
     'ratings.bot': '无客服（机器人）', 'ratings.csv': '下载 CSV',
     // ---- the console's help
-    'nav.help': '帮助', 'help.contents': '目录',
+    'nav.help': '帮助', 'help.contents': '目录', 'search.contacts': '客户',
     'help.inbox.title': '收件箱',
     'help.inbox.body': '标签页分别显示：我的会话、无人接待的会话、全部进行中的会话和已解决的会话。下方的选择框可以只显示某个标签或某位客服的会话。\n\n点“多选”可以勾选多个进行中的会话并一次性解决；不能解决的会话会在随后的提示中列出。',
     'help.labels.title': '标签',

@@ -129,6 +129,80 @@ pub fn contact_details(
         .optional()?)
 }
 
+/// A contact found by its name, phone or e-mail, with its newest conversation.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ContactHit {
+    pub contact_id: ContactId,
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+    pub conversation_id: Option<ConversationId>,
+}
+
+/// Contacts whose name, phone or e-mail contains `query` (case-insensitive for ASCII), newest
+/// first, at most `limit`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn search_contacts(
+    conn: &Connection,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<ContactHit>, Error> {
+    let pattern = format!(
+        "%{}%",
+        query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, name, phone, email,
+                    (SELECT max(c.id) FROM conversations c WHERE c.contact_id = k.id)
+             FROM (SELECT id, COALESCE(name, '') AS name,
+                          CASE WHEN json_valid(details) THEN COALESCE(json_extract(details, '$.phone'), '') ELSE '' END AS phone,
+                          CASE WHEN json_valid(details) THEN COALESCE(json_extract(details, '$.email'), '') ELSE '' END AS email
+                   FROM contacts WHERE merged_into IS NULL) k
+             WHERE name LIKE ?1 ESCAPE '\\' OR phone LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\'
+             ORDER BY id DESC LIMIT ?2",
+        )?
+        .query_map(params![pattern, limit], |r| {
+            Ok(ContactHit {
+                contact_id: r.get::<_, i64>(0)? as u64,
+                name: r.get(1)?,
+                phone: r.get(2)?,
+                email: r.get(3)?,
+                conversation_id: r.get::<_, Option<i64>>(4)?.map(|c| c as u64),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The names of these contacts, for those that have one.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact_names(
+    conn: &Connection,
+    contacts: &[ContactId],
+) -> Result<std::collections::HashMap<ContactId, String>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name FROM contacts WHERE id = ?1 AND name IS NOT NULL AND name <> ''",
+    )?;
+    let mut names = std::collections::HashMap::new();
+    for &id in contacts {
+        if let Some(name) = stmt
+            .query_row(params![id as i64], |r| r.get::<_, String>(0))
+            .optional()?
+        {
+            names.insert(id, name);
+        }
+    }
+    Ok(names)
+}
+
 /// The newest conversation of the contact an identity belongs to, for its customer: its id,
 /// status and the rating given, if any.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

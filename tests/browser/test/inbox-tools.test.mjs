@@ -172,6 +172,11 @@ scenario('an agent records who the customer is in the contact panel', async () =
   assert.deepEqual([contact.name, contact.phone, contact.email], ['王芳 Wang Fang', '+86 571 8888 0000', 'wang@example.com']);
   await page.locator(`.conv[data-id="${conv['tools-a']}"] .name`, { hasText: '王芳 Wang Fang' }).waitFor();
   await page.locator('.pane-thread h2', { hasText: '王芳 Wang Fang' }).waitFor();
+  // Search finds them by phone, and names them beside their messages.
+  await page.goto(`${kefud.base}/#/search?q=8888`);
+  await page.locator('.contact-hits .result', { hasText: '王芳 Wang Fang' }).waitFor();
+  await page.goto(`${kefud.base}/#/search?q=oolong`);
+  await page.locator('.result .meta', { hasText: '王芳 Wang Fang' }).first().waitFor();
 });
 
 scenario('a customer\'s rating shows in the thread and on the Reports page, with its CSV', async () => {
