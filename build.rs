@@ -26,7 +26,11 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn main() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    // Read when the script runs, not baked in when it is compiled: a target directory copied
+    // from another checkout must not embed that checkout's pages.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let web = Path::new(&manifest_dir).join("web");
     println!("cargo:rerun-if-changed=web");
     let mut paths = Vec::new();
     files(&web, &mut paths);

@@ -4,13 +4,15 @@
 // connections (MQTT, webhooks, WeChat: state, detail, counters, refreshed every 5 s while the
 // page is open), the response-time report (median and 90th percentile per day), and updates
 // (the running and the previous version, the last update's outcome, uploading a signed bundle,
-// rolling back).
+// rolling back), and HTTPS (https.js: trusting the box's CA on each device).
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents } from './state.js';
+import { httpsPage } from './https.js';
+import { httpBase } from '../shared/trust.js';
 
-const PAGES = { agents, canned, kb, channel, reports, updates };
+const PAGES = { agents, canned, kb, channel, reports, updates, https: httpsPage };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -364,7 +366,10 @@ async function updates(body) {
 async function channel(body) {
   const settings = await api('/settings');
   const name = input({ value: settings.shop_name ?? '', required: true, maxLength: 100 });
-  const snippet = `<script src="${location.origin}/widget.js" defer></script>`;
+  // Customers' devices do not trust the box's CA: what they load is on its HTTP address,
+  // even when this console is opened over HTTPS.
+  const origin = location.protocol === 'https:' ? await api('/tls').then(httpBase, () => location.origin) : location.origin;
+  const snippet = `<script src="${origin}/widget.js" defer></script>`;
   const code = area({ readOnly: true, rows: 2, value: snippet, class: 'input code', 'aria-label': t('channel.snippet') });
   const copy = h('button', {
     type: 'button', class: 'btn primary', text: t('channel.copy'),
@@ -378,7 +383,7 @@ async function channel(body) {
       toast(t('channel.copied'));
     },
   });
-  const chatUrl = `${location.origin}/chat`;
+  const chatUrl = `${origin}/chat`;
   const cluster = h('div', { class: 'cluster-box', 'aria-live': 'polite' }, h('p', { class: 'muted', text: t('common.loading') }));
   const adapters = h('div', { class: 'adapters', 'aria-live': 'polite' }, h('p', { class: 'muted', text: t('common.loading') }));
   body.replaceChildren(
@@ -394,7 +399,7 @@ async function channel(body) {
     h('div', { class: 'card' },
       h('p', { text: t('channel.widget_help') }),
       code,
-      h('p', { class: 'muted small', text: t('channel.origin_hint', { origin: location.origin }) }),
+      h('p', { class: 'muted small', text: t('channel.origin_hint', { origin }) }),
       h('div', { class: 'buttons' }, copy)),
     h('h2', { text: t('channel.page') }),
     h('div', { class: 'card' },
