@@ -363,3 +363,41 @@ async fn https_off_or_unable_to_start_leaves_http_serving() {
     );
     assert_eq!(get(&d, "/healthz").await.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_backup_keeps_the_ca_the_devices_trust() {
+    let tmp = tempfile::tempdir().unwrap();
+    let origin = tmp.path().join("origin");
+    let d = TestDaemon::start(&origin, &tls_config(""));
+    let ca = download_ca(&d).await;
+    let backup = tmp.path().join("backup");
+    let (ok, out) = kefud_cli(&origin, &["backup", backup.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    drop(d);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&backup.join("tls/ca.key")),
+        0o600,
+        "the key stays private in the backup"
+    );
+
+    let restored = tmp.path().join("restored");
+    std::fs::create_dir_all(&restored).unwrap();
+    write_config(&restored, &tls_config(""));
+    let (ok, out) = kefud_cli(&restored, &["restore", backup.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    assert_eq!(mode(&restored.join("data/tls/ca.key")), 0o600);
+    assert_eq!(mode(&restored.join("data/tls/server.key")), 0o600);
+    let d = TestDaemon::start(&restored, &tls_config(""));
+    assert_eq!(
+        download_ca(&d).await,
+        ca,
+        "the restored box has the same CA"
+    );
+    let port = https_port(&d).await;
+    let (code, _, _) = https_get(&client_trusting(&ca), port, "kefu.local", "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+}

@@ -28,6 +28,21 @@ use super::TlsError;
 
 pub const DIR: &str = "tls";
 
+/// The files of [`DIR`] a backup keeps (`crate::backup`), and whether each is a private key
+/// (0600 wherever it is written). The CA above all: every device of the shop trusts it.
+pub const FILES: [(&str, bool); 5] = [
+    ("ca.key", true),
+    ("ca.crt", false),
+    ("server.key", true),
+    ("server.crt", false),
+    ("state.json", false),
+];
+
+/// Whether `name` is a file of [`DIR`] that holds a private key.
+pub fn is_key(name: &str) -> bool {
+    FILES.iter().any(|(n, key)| *n == name && *key)
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
     ca: CaRecord,
@@ -163,10 +178,20 @@ pub fn save(data_dir: &Path, ca: &Ca, new_ca: bool, server: &Server) -> Result<(
         source,
     })?;
     if new_ca {
-        write_atomic(&dir, "ca.key", ca.key.serialize_pem().as_bytes(), 0o600)?;
+        write_atomic(
+            &dir,
+            "ca.key",
+            ca.key.serialize_pem().as_bytes(),
+            mode("ca.key"),
+        )?;
         write_atomic(&dir, "ca.crt", cert_pem(&ca.cert_der).as_bytes(), 0o644)?;
     }
-    write_atomic(&dir, "server.key", server.key_pem.as_bytes(), 0o600)?;
+    write_atomic(
+        &dir,
+        "server.key",
+        server.key_pem.as_bytes(),
+        mode("server.key"),
+    )?;
     write_atomic(
         &dir,
         "server.crt",
@@ -191,6 +216,15 @@ pub fn save(data_dir: &Path, ca: &Ca, new_ca: bool, server: &Server) -> Result<(
     std::fs::File::open(&dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| TlsError::Io { path: dir, source })
+}
+
+/// The mode a file of [`DIR`] is created with.
+pub fn mode(name: &str) -> u32 {
+    if is_key(name) {
+        0o600
+    } else {
+        0o644
+    }
 }
 
 /// `dir/name` replaced by `bytes` whole: a temporary file created with `mode`, fsync'd,
