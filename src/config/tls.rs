@@ -76,4 +76,17 @@ mod tests {
         tls.listen = "0.0.0.0:8080".parse().unwrap();
         assert!(tls.problems(http).is_empty());
     }
+
+    #[test]
+    fn a_reload_applies_the_redirect_and_names_the_listener() {
+        let running = crate::config::Config::default();
+        let edited = crate::config::Config::parse(
+            "[tls]\nlisten = \"127.0.0.1:9443\"\nredirect_http = true\n",
+        )
+        .unwrap();
+        let (applied, needs_restart) = edited.reloadable_from(&running);
+        assert_eq!(needs_restart, ["tls"]);
+        assert_eq!(applied.tls.listen, running.tls.listen);
+        assert!(applied.tls.redirect_http);
+    }
 }
