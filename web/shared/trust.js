@@ -21,8 +21,17 @@ export function httpBase(info) {
   return `http://${location.hostname.includes(':') ? `[${location.hostname}]` : location.hostname}:${info.http_port}`;
 }
 
-/** The page a phone opens from the QR code. */
+const LOOPBACK = ['localhost', '127.0.0.1', '[::1]', '::1'];
+
+/** The page a phone opens from the QR code: on the box's LAN address when this page was
+ * opened on the box itself (a phone cannot reach "localhost"), an IPv4 one first (phones
+ * resolve it without mDNS). */
 export function trustUrl(info) {
+  if (LOOPBACK.includes(location.hostname) && info.http_port) {
+    const hosts = (info.urls || []).map((u) => new URL(u).hostname);
+    const host = hosts.find((x) => /^\d+\.\d+\.\d+\.\d+$/.test(x)) || hosts[0];
+    if (host) return `http://${host}:${info.http_port}/trust`;
+  }
   return `${httpBase(info)}/trust`;
 }
 

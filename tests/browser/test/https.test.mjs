@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Kefud, Watch, launchBrowser, config } from '../lib/harness.mjs';
+import { Kefud, Watch, launchBrowser, config, docShot } from '../lib/harness.mjs';
 
 const AGENT = { username: 'https-admin', password: 'trust-the-box-once' };
 const DESKTOP = { viewport: { width: 1280, height: 800 }, locale: 'en-US' };
@@ -142,7 +142,7 @@ scenario('Admin, HTTPS: fingerprint, download, phone link, print and phone layou
   assert.equal(await page.locator('.trust-fp').isVisible(), true);
   await watch.shot(page, 'https-admin-print');
   await page.emulateMedia({ media: 'screen' });
-  await watch.shot(page, 'https-admin-desktop');
+  await docShot(page, 'https.png');
 
   const phoneCtx = await browser.newContext(PHONE);
   const phone = watch.page('https-admin-phone', await phoneCtx.newPage());
@@ -161,6 +161,12 @@ scenario('the public /trust page on a phone over plain http', async () => {
   await page.goto(`${http}/trust`);
   await page.getByRole('heading', { name: 'Trust this box on your devices' }).waitFor();
   await page.getByText('This page is on plain HTTP').waitFor();
+  // Opened on the box itself, the phone link names an address a phone can reach.
+  const local = watch.page('trust-local', await ctx.newPage());
+  await local.goto(`${kefud.base}/trust`);
+  const phoneLink = await local.locator('.trust-link').textContent();
+  assert.ok(!/localhost|127\.0\.0\.1/.test(phoneLink), phoneLink);
+  assert.match(phoneLink, new RegExp(`^http://[^/]+:${config.port}/trust$`));
   assert.equal(await page.locator('.trust-fp').textContent(), fingerprint(ca));
   const [download] = await Promise.all([
     page.waitForEvent('download'),
