@@ -96,8 +96,14 @@ scenario('the console at https://kefu.local is trusted and a secure context', as
     serviceWorker: 'serviceWorker' in navigator,
   }));
   assert.deepEqual(ctxInfo, { protocol: 'https:', secure: true, notification: true, serviceWorker: true });
-  // The live feed (wss) works from there: the reconnecting note goes away.
-  await page.locator('.conn', { hasText: 'Reconnecting' }).waitFor({ state: 'hidden' });
+  // The live feed (wss from the https origin) works: a customer writing on the plain-http
+  // chat page shows in the console at once.
+  await page.getByRole('tab', { name: /All open/ }).click();
+  const visitor = watch.page('chat-http', await (await browser.newContext(PHONE)).newPage());
+  await visitor.goto(`${http}/chat`);
+  await visitor.getByLabel('Type a message…').fill('Is the console on HTTPS yet?');
+  await visitor.getByLabel('Type a message…').press('Enter');
+  await page.locator('.pane-list', { hasText: 'Is the console on HTTPS yet?' }).waitFor();
 });
 
 scenario('Admin, HTTPS: fingerprint, download, phone link, print and phone layout', async () => {
