@@ -339,18 +339,78 @@ mod tests {
         assert_eq!(next.view.ca_sha256, first.view.ca_sha256);
     }
 
-    #[test]
-    fn the_resolver_hands_out_the_certificate_swapped_in() {
+    /// The certificate a client is shown by a TLS server running on `config`, trusting `ca`.
+    async fn presented(config: Arc<rustls::ServerConfig>, ca: &[u8]) -> Vec<u8> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ = tokio_rustls::TlsAcceptor::from(config).accept(tcp).await;
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(ca.to_vec())).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect("kefu.local".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        let cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+        server.await.unwrap();
+        cert
+    }
+
+    #[tokio::test]
+    async fn a_new_certificate_is_served_by_the_running_configuration() {
         let data = tempfile::tempdir().unwrap();
-        let a = ensure(data.path()).unwrap();
-        let resolver = Resolver::default();
-        assert!(resolver.0.read().unwrap().is_none());
-        resolver.set(Arc::clone(&a.key));
+        let mut cfg = crate::config::Config::default();
+        cfg.storage.data_dir = data.path().to_path_buf();
+        let service = Service::start(&cfg).await;
+        let Status::Ready(view) = service.status() else {
+            panic!("HTTPS ready at start");
+        };
+        // One configuration for the listener's whole life, as `app` builds it.
+        let config = service.server_config().unwrap();
+        let first = presented(Arc::clone(&config), &view.ca_der).await;
+        // A check with nothing due changes nothing...
+        service.check().await;
+        assert_eq!(presented(Arc::clone(&config), &view.ca_der).await, first);
+        // ...one that makes a new certificate has the same listener present it.
         std::fs::remove_file(files::dir(data.path()).join("server.crt")).unwrap();
-        let b = ensure(data.path()).unwrap();
-        assert_ne!(a.key.cert[0], b.key.cert[0]);
-        resolver.set(Arc::clone(&b.key));
-        let held = resolver.0.read().unwrap().clone().unwrap();
-        assert!(Arc::ptr_eq(&held, &b.key));
+        service.check().await;
+        let second = presented(Arc::clone(&config), &view.ca_der).await;
+        assert_ne!(second, first);
+        let Status::Ready(after) = service.status() else {
+            panic!("still ready");
+        };
+        assert_eq!(after.ca_sha256, view.ca_sha256, "the same CA signed it");
+    }
+
+    #[tokio::test]
+    async fn off_is_off_and_a_damaged_ca_is_reported() {
+        let data = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::Config::default();
+        cfg.storage.data_dir = data.path().to_path_buf();
+        cfg.tls.enabled = false;
+        let service = Service::start(&cfg).await;
+        assert!(matches!(service.status(), Status::Off));
+        assert!(service.server_config().is_none());
+        assert!(!files::dir(data.path()).exists());
+
+        cfg.tls.enabled = true;
+        drop(Service::start(&cfg).await);
+        std::fs::write(files::dir(data.path()).join("ca.key"), "junk").unwrap();
+        let service = Service::start(&cfg).await;
+        let Status::Failed(why) = service.status() else {
+            panic!("a damaged CA fails");
+        };
+        assert!(why.contains("ca.key"), "{why}");
+        assert!(service.server_config().is_none());
     }
 }
