@@ -107,8 +107,10 @@ pub fn load(data_dir: &Path) -> Result<Stored, TlsError> {
     };
     let state: State = serde_json::from_str(&text).map_err(|e| damaged(&state_path, e))?;
     let ca_key_path = dir.join("ca.key");
-    let ca_key = std::fs::read_to_string(&ca_key_path).map_err(|e| damaged(&ca_key_path, e))?;
-    let key = KeyPair::from_pem(&ca_key).map_err(|e| damaged(&ca_key_path, e))?;
+    let ca_key = std::fs::read(&ca_key_path).map_err(|e| damaged(&ca_key_path, e))?;
+    let key = one_key(&ca_key)
+        .ok_or_else(|| damaged(&ca_key_path, "no private key"))
+        .and_then(|der| KeyPair::try_from(der.as_slice()).map_err(|e| damaged(&ca_key_path, e)))?;
     let ca_cert_path = dir.join("ca.crt");
     let ca_pem = std::fs::read(&ca_cert_path).map_err(|e| damaged(&ca_cert_path, e))?;
     let cert_der = one_cert(&ca_pem).ok_or_else(|| damaged(&ca_cert_path, "no certificate"))?;
@@ -128,10 +130,10 @@ pub fn load(data_dir: &Path) -> Result<Stored, TlsError> {
         },
     };
     let server = state.server.and_then(|record| {
-        let key_pem = std::fs::read_to_string(dir.join("server.key")).ok()?;
+        let key_der = one_key(&std::fs::read(dir.join("server.key")).ok()?)?;
         let cert_der = one_cert(&std::fs::read(dir.join("server.crt")).ok()?)?;
         Some(Server {
-            key_pem,
+            key_der,
             cert_der,
             facts: ServerFacts {
                 names: record.names,
@@ -154,16 +156,29 @@ fn one_cert(pem: &[u8]) -> Option<Vec<u8>> {
         .map(|c| c.to_vec())
 }
 
+/// The PKCS#8 DER of the private key in a PEM file.
+fn one_key(pem: &[u8]) -> Option<Vec<u8>> {
+    rustls_pemfile::private_key(&mut &pem[..])
+        .ok()
+        .flatten()
+        .map(|k| k.secret_der().to_vec())
+}
+
 /// The PEM text of a certificate.
 pub fn cert_pem(der: &[u8]) -> String {
+    pem("CERTIFICATE", der)
+}
+
+/// `der` as PEM under `label` (RFC 7468: base64 in lines of 64).
+fn pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
         out.push_str(std::str::from_utf8(line).expect("invariant: base64 is ASCII"));
         out.push('\n');
     }
-    out.push_str("-----END CERTIFICATE-----\n");
+    out.push_str(&format!("-----END {label}-----\n"));
     out
 }
 
@@ -181,7 +196,7 @@ pub fn save(data_dir: &Path, ca: &Ca, new_ca: bool, server: &Server) -> Result<(
         write_atomic(
             &dir,
             "ca.key",
-            ca.key.serialize_pem().as_bytes(),
+            pem("PRIVATE KEY", ca.key.serialized_der()).as_bytes(),
             mode("ca.key"),
         )?;
         write_atomic(&dir, "ca.crt", cert_pem(&ca.cert_der).as_bytes(), 0o644)?;
@@ -189,7 +204,7 @@ pub fn save(data_dir: &Path, ca: &Ca, new_ca: bool, server: &Server) -> Result<(
     write_atomic(
         &dir,
         "server.key",
-        server.key_pem.as_bytes(),
+        pem("PRIVATE KEY", &server.key_der).as_bytes(),
         mode("server.key"),
     )?;
     write_atomic(
@@ -274,7 +289,8 @@ mod tests {
         assert_eq!(ca2.facts, ca.facts);
         assert_eq!(ca2.common_name, ca.common_name);
         assert_eq!(server2.facts, server.facts);
-        assert_eq!(server2.key_pem, server.key_pem);
+        assert_eq!(server2.key_der, server.key_der);
+        assert_eq!(ca2.key.serialized_der(), ca.key.serialized_der());
         let dir = dir(data.path());
         for key in ["ca.key", "server.key"] {
             let mode = std::fs::metadata(dir.join(key))

@@ -39,7 +39,8 @@ pub struct Ca {
 
 /// A server certificate and its key.
 pub struct Server {
-    pub key_pem: String,
+    /// The private key, PKCS#8 DER.
+    pub key_der: Vec<u8>,
     pub cert_der: Vec<u8>,
     pub facts: ServerFacts,
 }
@@ -159,7 +160,7 @@ pub fn new_server(ca: &Ca, names: &Names, now: i64) -> Result<Server, TlsError> 
     let issuer = Issuer::new(ca_params(&ca.common_name)?, &ca.key);
     let cert = p.signed_by(&key, &issuer).map_err(generate)?;
     Ok(Server {
-        key_pem: key.serialize_pem(),
+        key_der: key.serialized_der().to_vec(),
         cert_der: cert.der().to_vec(),
         facts: ServerFacts {
             names: names.clone(),
@@ -243,7 +244,7 @@ mod tests {
         let ca = new_ca("kefud till local CA").unwrap();
         let reloaded = Ca {
             common_name: ca.common_name.clone(),
-            key: KeyPair::from_pem(&ca.key.serialize_pem()).unwrap(),
+            key: KeyPair::try_from(ca.key.serialized_der()).unwrap(),
             cert_der: ca.cert_der.clone(),
             facts: ca.facts.clone(),
         };

@@ -126,10 +126,7 @@ fn now() -> i64 {
 
 /// rustls's key for `server`; an error if the key does not match the certificate.
 fn certified_key(server: &issue::Server) -> Result<CertifiedKey, TlsError> {
-    let key = rustls_pemfile::private_key(&mut server.key_pem.as_bytes())
-        .ok()
-        .flatten()
-        .ok_or_else(|| TlsError::Unusable("server.key holds no private key".into()))?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(server.key_der.clone().into());
     let signer = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| TlsError::Unusable(e.to_string()))?;
     let key = CertifiedKey::new(vec![CertificateDer::from(server.cert_der.clone())], signer);
@@ -332,8 +329,13 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let first = ensure(data.path()).unwrap();
         let dir = files::dir(data.path());
-        let other = rcgen::KeyPair::generate().unwrap().serialize_pem();
-        std::fs::write(dir.join("server.key"), other).unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        ensure(elsewhere.path()).unwrap();
+        std::fs::copy(
+            files::dir(elsewhere.path()).join("server.key"),
+            dir.join("server.key"),
+        )
+        .unwrap();
         let next = ensure(data.path()).unwrap();
         assert_eq!(next.renewed, Some(Reason::NoServer));
         assert_eq!(next.view.ca_sha256, first.view.ca_sha256);
