@@ -165,16 +165,19 @@ fn ensure(data_dir: &Path) -> Result<Current, TlsError> {
             files::save(data_dir, &ca, false, &server)?;
             (ca, server, key, Some(reason))
         }
-        (decision, _, _) => {
-            let reason = match decision {
-                Decision::NewCa(reason) => reason,
-                _ => Reason::NoCa,
-            };
+        (Decision::NewCa(reason), _, _) => {
             let ca = issue::new_ca(&issue::ca_name(hostname.as_deref()))?;
             let server = issue::new_server(&ca, &wanted, now)?;
             let key = certified_key(&server)?;
             files::save(data_dir, &ca, true, &server)?;
             (ca, server, key, Some(reason))
+        }
+        // `decide` keeps a certificate only when there are both, and renews the server's only
+        // when there is a CA: never a reason to touch the CA.
+        (decision, _, _) => {
+            return Err(TlsError::Generate(format!(
+                "inconsistent decision {decision:?} for what is on disk"
+            )))
         }
     };
     Ok(Current {
