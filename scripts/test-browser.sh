@@ -19,10 +19,11 @@ if [ ! -x "$KEFUD_BIN" ]; then
   exit 1
 fi
 
-if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then
+# certutil (libnss3-tools) puts the box's CA into the test browser's own trust store.
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK' || ! command -v certutil >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   timeout 600 apt-get update -qq
-  timeout 1200 apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk fontconfig >/dev/null
+  timeout 1200 apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk fontconfig libnss3-tools >/dev/null
 fi
 if ! command -v npm >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
   echo "test-browser: Node.js 20 or newer with npm is needed" >&2
@@ -47,9 +48,13 @@ trap cleanup EXIT
 
 export KEFUD_PORT
 KEFUD_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+export KEFUD_TLS_PORT
+KEFUD_TLS_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 export KEFUD_CONFIG=$work/kefud.toml
 mkdir -p "$work/data"
 printf '[server]\nlisten = "127.0.0.1:%s"\n[storage]\ndata_dir = "%s"\n' "$KEFUD_PORT" "$work/data" >"$KEFUD_CONFIG"
+# HTTPS beside HTTP, on loopback (https.test.mjs maps kefu.local to it in the browser).
+printf '[tls]\nlisten = "127.0.0.1:%s"\n' "$KEFUD_TLS_PORT" >>"$KEFUD_CONFIG"
 # Updates: a release key of this run's own, a bundle of the next version signed with it and one
 # signed with another key (kefud never opens the package inside; the helper is not run here).
 keys=$work/update-keys

@@ -4,7 +4,8 @@
 //!
 //! Startup: data directory → store opened and migrated → journal recovered and the store
 //! caught up from it → journal writer, store applier, dispatcher threads and the fan-out task
-//! → listener bound → `READY=1`.
+//! → HTTPS certificates loaded (made at the first start) → listeners bound (HTTP, then HTTPS,
+//! whose failure is logged and does not stop the daemon) → `READY=1`.
 //!
 //! Shutdown (the `shutdown` token): `STOPPING=1` → refuse new requests (503; the listener
 //! stays open for `/healthz`, which says why) → connection tasks finish their in-flight acks
@@ -405,6 +406,7 @@ pub async fn run_with_adapters(
             }
         }
     };
+    let tls = crate::tls::Service::start(&cfg).await;
     let state = AppState::new(http::Shared {
         config: config_rx.clone(),
         kb: core.kb.clone(),
@@ -426,6 +428,7 @@ pub async fn run_with_adapters(
         tracker: connections.clone(),
         node: core.node,
         cluster,
+        tls: Arc::clone(&tls),
     });
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
@@ -434,6 +437,8 @@ pub async fn run_with_adapters(
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
+    tls.set_http_addr(addr);
+    let https = bind_https(&cfg, &tls).await;
     announce(addr, &state, started.elapsed()).await;
     if let Some(interval) = systemd::watchdog_interval() {
         let health = Arc::clone(&core.journal_health);
@@ -447,15 +452,26 @@ pub async fn run_with_adapters(
     let listener_limits = listener_limits(&cfg);
     tasks.spawn(sweep_uploads(state.clone(), shutdown.clone()));
     tasks.spawn(scheduled_backups(state.clone(), shutdown.clone()));
-    let listener_stats = Arc::clone(&state.listener_stats);
-    // The listener stays open until the pipeline has stopped, so `/healthz` can say why the
+    let gate = http::listener::Gate::new(listener_limits, Arc::clone(&state.listener_stats));
+    // The listeners stay open until the pipeline has stopped, so `/healthz` can say why the
     // daemon is stopping; every other request is refused from the shutdown on (`http.rs`).
     let close_listener = CancellationToken::new();
+    let router = http::router(state);
+    let https_server = https.map(|(listener, config)| {
+        tasks.spawn(Arc::clone(&tls).keep_current(shutdown.clone()));
+        tokio::spawn(http::listener::serve(
+            listener,
+            router.clone(),
+            gate.clone(),
+            Some(config),
+            close_listener.clone(),
+        ))
+    });
     let server = tokio::spawn(http::listener::serve(
         listener,
-        http::router(state),
-        listener_limits,
-        listener_stats,
+        router,
+        gate,
+        None,
         close_listener.clone(),
     ));
     shutdown.cancelled().await;
@@ -483,7 +499,41 @@ pub async fn run_with_adapters(
     if tokio::time::timeout(grace, server).await.is_err() {
         tracing::warn!("HTTP connections did not finish within the grace period");
     }
+    if let Some(https) = https_server {
+        if tokio::time::timeout(grace, https).await.is_err() {
+            tracing::warn!("HTTPS connections did not finish within the grace period");
+        }
+    }
     stopped
+}
+
+/// The HTTPS listener and its TLS settings, when HTTPS is on and has a certificate. A port
+/// that cannot be bound is logged and shown (`/api/v1/tls`), and HTTP goes on without it.
+async fn bind_https(
+    cfg: &Config,
+    tls: &crate::tls::Service,
+) -> Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)> {
+    let config = tls.server_config()?;
+    let bound = match tokio::net::TcpListener::bind(cfg.tls.listen).await {
+        Ok(listener) => listener.local_addr().map(|addr| (listener, addr)),
+        Err(e) => Err(e),
+    };
+    match bound {
+        Ok((listener, addr)) => {
+            tls.set_https_addr(addr);
+            tracing::info!(%addr, "HTTPS on {addr}");
+            Some((listener, config))
+        }
+        Err(source) => {
+            let e = crate::tls::TlsError::Bind {
+                addr: cfg.tls.listen,
+                source,
+            };
+            tracing::error!(error = %e, "HTTPS is off; HTTP goes on");
+            tls.fail(e.to_string());
+            None
+        }
+    }
 }
 
 /// The listener's limits: the configured connection cap, lowered to what the descriptor limit

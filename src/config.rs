@@ -7,7 +7,7 @@
 //! one. The EncodingAESKey is decoded once, as the file is parsed: the config holds the key.
 //!
 //! Files: this one (the sections and their defaults), `channels.rs` (the channel adapters'
-//! sections), `cluster.rs` (`[cluster]`), `validate.rs` (the checks), `tests.rs`.
+//! sections), `cluster.rs` (`[cluster]`), `tls.rs` (`[tls]`), `validate.rs` (the checks), `tests.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,11 +17,13 @@ use serde::Deserialize;
 
 mod channels;
 pub mod cluster;
+pub mod tls;
 mod validate;
 
 pub use channels::{Mqtt, Outbox, Webhook, Wechat};
 
 pub use cluster::Cluster;
+pub use tls::Tls;
 
 /// A secret from the config file. Its `Debug` prints `(redacted)` whatever it holds, and it has
 /// no `Display`, so a secret can only leave through [`Secret::expose`]. It deserializes as the
@@ -62,6 +64,7 @@ pub struct Config {
     pub uploads: Uploads,
     pub backup: Backup,
     pub cluster: Cluster,
+    pub tls: Tls,
     pub update: Update,
     pub log: Log,
 }
@@ -464,9 +467,10 @@ impl Config {
     /// This configuration as a reload can apply it to a daemon running `running`: keys that
     /// only take effect at startup keep their running values, and are named when they differ.
     ///
-    /// Restart-only: the listen address, the data directory and the journal (bound or opened
-    /// once), and `conversations.recent_client_ids` (the dispatcher's idempotency rings rely
-    /// on their length meaning "every client id this contact sent", which a new length breaks).
+    /// Restart-only: the listen addresses (HTTP, and HTTPS with `tls.enabled`), the data
+    /// directory and the journal (bound or opened once), and
+    /// `conversations.recent_client_ids` (the dispatcher's idempotency rings rely on their
+    /// length meaning "every client id this contact sent", which a new length breaks).
     #[must_use]
     pub fn reloadable_from(mut self, running: &Config) -> (Config, Vec<&'static str>) {
         let mut needs_restart = Vec::new();
@@ -504,6 +508,12 @@ impl Config {
         if self.journal != running.journal {
             needs_restart.push("journal");
             self.journal = running.journal.clone();
+        }
+        // HTTPS is bound once; whether the console redirects to it is read per request.
+        if self.tls.enabled != running.tls.enabled || self.tls.listen != running.tls.listen {
+            needs_restart.push("tls");
+            self.tls.enabled = running.tls.enabled;
+            self.tls.listen = running.tls.listen;
         }
         if self.conversations.recent_client_ids != running.conversations.recent_client_ids {
             needs_restart.push("conversations.recent_client_ids");

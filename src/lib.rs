@@ -28,6 +28,8 @@
 //!   [`export`]: contacts, conversations and messages as JSON Lines.
 //! - [`update`]: signed update bundles (made, checked, handed to the root helper); [`tar`]:
 //!   the ustar archives of backups and bundles.
+//! - [`tls`]: HTTPS on the shop's network: the box's own certificate authority and the
+//!   server certificate it renews.
 //! - [`broker_saver`]: `kefud broker-saver`, which makes the local mosquitto save what it
 //!   acknowledged at once.
 //! - `qr`: QR codes as SVG (the printable code of the chat address).
@@ -76,6 +78,7 @@ mod store;
 mod systemd;
 pub mod tar;
 pub mod telemetry;
+pub mod tls;
 pub mod update;
 pub mod wechat_crypto;
 pub mod wire;

@@ -6,8 +6,9 @@
 //! SHA-256). The manifest's `format_version` is read before anything else in it, so a backup
 //! from a newer kefud is refused as newer, not as unreadable.
 //!
-//! Invariant: every listed path is one of `kefud.db`, `journal/{first_lsn:020}.wal` or
-//! `uploads/{sha256}.{ext}` ([`check_path`]): a manifest cannot make a restore write outside
+//! Invariant: every listed path is one of `kefud.db`, `journal/{first_lsn:020}.wal`,
+//! `uploads/{sha256}.{ext}` or one of the certificate files `tls/{ca,server}.{key,crt}` and
+//! `tls/state.json` ([`check_path`]): a manifest cannot make a restore write outside
 //! the data directory, or write anything kefud would not itself have written there.
 
 use serde::{Deserialize, Serialize};
@@ -176,6 +177,9 @@ pub fn check_path(path: &str) -> Result<(), ManifestError> {
         None => path == STORE_FILE,
         Some(("journal", name)) => crate::journal::segment::parse_name(name).is_some(),
         Some(("uploads", name)) => crate::wire::is_upload_id(name),
+        Some((crate::tls::files::DIR, name)) => {
+            crate::tls::files::FILES.iter().any(|(n, _)| *n == name)
+        }
         Some(_) => false,
     };
     if ok {
@@ -287,6 +291,9 @@ mod tests {
         }
         check_path("kefud.db").unwrap();
         check_path(&format!("uploads/{}.png", "a".repeat(64))).unwrap();
+        check_path("tls/ca.key").unwrap();
+        assert!(check_path("tls/other.key").is_err());
+        assert!(check_path("tls/../kefud.db").is_err());
         let mut m = sample();
         m.files.push(m.files[0].clone());
         assert_eq!(

@@ -1,8 +1,10 @@
 //! Backups of a data directory, taken while kefud runs, and their restore.
 //!
-//! A backup is a directory: `kefud.db`, `journal/*.wal`, `uploads/*` and, written last,
-//! `manifest.json` ([`manifest`]: versions, the LSN range, every file's size and SHA-256). A
-//! directory without a manifest is an unfinished backup and is never restored.
+//! A backup is a directory: `kefud.db`, `journal/*.wal`, `uploads/*`, `tls/*` (the box's
+//! certificate authority and HTTPS certificate, so a restored box is still trusted by the
+//! shop's devices; private keys 0600 in the backup as in the data directory) and, written
+//! last, `manifest.json` ([`manifest`]: versions, the LSN range, every file's size and
+//! SHA-256). A directory without a manifest is an unfinished backup and is never restored.
 //!
 //! # Consistency
 //! The backup is the store at one LSN plus the journal after it, which is exactly what kefud
@@ -18,8 +20,11 @@
 //!    either in the snapshot or in the copied journal; records written during the backup may
 //!    be in it or not, but the journal copied is always a gap-free run `A + 1 ..= B`
 //!    (checked; a run broken by a rotation racing the listing starts the backup over).
-//! 4. Uploads are copied last: a message refers to an upload only once the upload's file is
+//! 4. Uploads are copied next: a message refers to an upload only once the upload's file is
 //!    in place, so every upload a copied record names is there.
+//! 5. The certificate files last. They are no part of the journal's story; a renewal racing
+//!    the copy can pair a new server certificate with the old `state.json`, which kefud takes
+//!    as due for renewal and mends at its start (`crate::tls`). The CA never changes.
 //!
 //! A restore writes these files into an empty data directory; kefud's recovery then replays
 //! records `A + 1 ..= B` into the store, and the restored daemon is the original one as of LSN
@@ -169,6 +174,10 @@ fn attempt(data_dir: &Path, dest: &Path) -> Result<Result<Manifest, String>, Bac
         &data_dir.join("uploads"),
         &dest.join("uploads"),
     )?);
+    files.extend(copy_tls(
+        &data_dir.join(crate::tls::files::DIR),
+        &dest.join(crate::tls::files::DIR),
+    )?);
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
         kefud_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -296,8 +305,45 @@ fn copy_uploads(src: &Path, dst: &Path) -> Result<Vec<FileEntry>, BackupError> {
     Ok(out)
 }
 
+/// Copies the certificate files of `src` (none when HTTPS never ran) into `dst`.
+fn copy_tls(src: &Path, dst: &Path) -> Result<Vec<FileEntry>, BackupError> {
+    let mut out = Vec::new();
+    for (name, _) in crate::tls::files::FILES {
+        let from = src.join(name);
+        let bytes = match std::fs::read(&from) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&from)(e)),
+        };
+        std::fs::create_dir_all(dst).map_err(io(dst))?;
+        let rel = format!("{}/{name}", crate::tls::files::DIR);
+        out.push(write_file(&dst.join(name), &rel, &bytes)?);
+    }
+    if !out.is_empty() {
+        segment::sync_dir(dst).map_err(io(dst))?;
+    }
+    Ok(out)
+}
+
+/// Creates `path` (truncating it) with the mode the file it holds needs: 0600 for the
+/// certificate files' private keys, the default otherwise.
+fn create_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let in_tls = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == crate::tls::files::DIR);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if in_tls && crate::tls::files::is_key(name) {
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
-    let mut f = File::create(path).map_err(io(path))?;
+    let mut f = create_file(path).map_err(io(path))?;
     f.write_all(bytes).map_err(io(path))?;
     f.sync_all().map_err(io(path))
 }
@@ -381,19 +427,19 @@ pub fn restore(src: &Path, data_dir: &Path) -> Result<Manifest, BackupError> {
         return Err(BackupError::DataDirNotEmpty(data_dir.to_path_buf()));
     }
     let manifest = verify(src)?;
-    for dir in ["", "journal", "uploads"] {
+    for dir in ["", "journal", "uploads", crate::tls::files::DIR] {
         std::fs::create_dir_all(data_dir.join(dir)).map_err(io(data_dir))?;
     }
     for entry in &manifest.files {
         let from = src.join(&entry.path);
         let to = data_dir.join(&entry.path);
-        let mut out = File::create(&to).map_err(io(&to))?;
+        let mut out = create_file(&to).map_err(io(&to))?;
         let (bytes, sha256) = hash_file(&from, Some(&mut out))?;
         manifest::verify(entry, bytes, &sha256)
             .map_err(|reason| BackupError::Damaged { path: from, reason })?;
         out.sync_all().map_err(io(&to))?;
     }
-    for dir in ["journal", "uploads", ""] {
+    for dir in ["journal", "uploads", crate::tls::files::DIR, ""] {
         let dir = data_dir.join(dir);
         segment::sync_dir(&dir).map_err(io(&dir))?;
     }

@@ -14,6 +14,7 @@ impl Config {
         self.check_mqtt(&mut c);
         self.check_backup(&mut c);
         c.errors.extend(self.cluster.problems());
+        c.errors.extend(self.tls.problems(self.server.listen));
         c.errors
     }
 

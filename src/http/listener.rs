@@ -1,4 +1,5 @@
-//! Accepting TCP connections and serving HTTP/1.1 (and WebSocket upgrades) on them.
+//! Accepting TCP connections and serving HTTP/1.1 (and WebSocket upgrades) on them, in the
+//! clear or over TLS (HTTPS, `crate::tls`): one router, the same caps for both.
 //!
 //! Invariants:
 //! - At most `max_connections` connections are open at once, a number kept below the
@@ -11,7 +12,10 @@
 //! - A connection's slot is held by its socket, not by the HTTP exchange: an upgraded
 //!   WebSocket keeps counting until its socket is closed.
 //! - A request's headers must arrive within `header_read_timeout`, and an idle keep-alive
-//!   connection is closed after the same time (hyper's header-read timer runs while idle).
+//!   connection is closed after the same time (hyper's header-read timer runs while idle); a
+//!   TLS handshake must finish within it too.
+//! - The HTTP and HTTPS listeners share one [`Gate`]: the caps count their connections
+//!   together. A request that came over TLS carries the [`Https`] extension.
 //! - An `accept` error (out of descriptors, out of memory) never stops the server: it waits
 //!   a moment and accepts again.
 //! - On shutdown it stops accepting, asks every connection to finish its request and close,
@@ -50,6 +54,24 @@ impl Limits {
     pub fn effective_max_connections(configured: usize, fd_limit: u64) -> usize {
         let available = fd_limit.saturating_sub(RESERVED_FDS).max(16);
         configured.min(usize::try_from(available).unwrap_or(usize::MAX))
+    }
+}
+
+/// Marks a request that came over TLS (the HTTPS listener).
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
+/// The connection caps and counters every listener of the daemon shares.
+#[derive(Clone)]
+pub struct Gate(Arc<Admission>);
+
+impl Gate {
+    pub fn new(limits: Limits, stats: Arc<ListenerStats>) -> Gate {
+        Gate(Arc::new(Admission {
+            counts: Mutex::new(Counts::default()),
+            limits,
+            stats,
+        }))
     }
 }
 
@@ -183,19 +205,16 @@ impl AsyncWrite for Counted {
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then waits for the open
-/// connections to finish their requests.
+/// connections to finish their requests. With `tls`, each connection is a TLS one.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: Limits,
-    stats: Arc<ListenerStats>,
+    gate: Gate,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) {
-    let admission = Arc::new(Admission {
-        counts: Mutex::new(Counts::default()),
-        limits,
-        stats,
-    });
+    let admission = gate.0;
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let connections = TaskTracker::new();
     loop {
         // Cancel safety: `accept` is cancel-safe; `cancelled` too.
@@ -244,28 +263,74 @@ pub async fn serve(
             key,
             admission: Arc::clone(&admission),
         };
-        connections.spawn(serve_connection(
-            io,
-            peer,
+        let (router, timeout, shutdown) = (
             router.clone(),
-            limits.header_read_timeout,
+            admission.limits.header_read_timeout,
             shutdown.clone(),
-        ));
+        );
+        match &tls {
+            None => connections.spawn(serve_connection(io, peer, router, timeout, None, shutdown)),
+            Some(acceptor) => connections.spawn(serve_tls(
+                acceptor.clone(),
+                io,
+                peer,
+                router,
+                timeout,
+                shutdown,
+            )),
+        };
     }
     drop(listener);
     connections.close();
     connections.wait().await;
 }
 
-async fn serve_connection(
+/// The TLS handshake (within `header_read_timeout`, and given up at shutdown), then HTTP.
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
     io: Counted,
     peer: SocketAddr,
     router: Router,
     header_read_timeout: Duration,
     shutdown: CancellationToken,
 ) {
+    // Cancel safety: an unfinished handshake is dropped with its socket, nothing is lost.
+    let handshake = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        handshake = tokio::time::timeout(header_read_timeout, acceptor.accept(io)) => handshake,
+    };
+    match handshake {
+        Ok(Ok(stream)) => {
+            serve_connection(
+                stream,
+                peer,
+                router,
+                header_read_timeout,
+                Some(Https),
+                shutdown,
+            )
+            .await;
+        }
+        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    header_read_timeout: Duration,
+    https: Option<Https>,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(https) = https {
+            request.extensions_mut().insert(https);
+        }
         router.clone().call(request.map(axum::body::Body::new))
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -24,6 +24,7 @@ pub mod listener;
 pub mod qr_api;
 pub mod ratings_report;
 pub mod routing_api;
+pub mod tls_api;
 pub mod update_api;
 pub mod uploads;
 pub mod visitor_api;
@@ -110,6 +111,8 @@ pub struct Shared {
     pub node: u64,
     /// The cluster link's view and counters, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::stats::ClusterStats>>,
+    /// HTTPS: its certificates and where it listens (`tls_api`).
+    pub tls: Arc<crate::tls::Service>,
 }
 
 impl AppState {
@@ -200,8 +203,13 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(wechat::router())
         .merge(web::router())
+        .merge(tls_api::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tls_api::redirect_console,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             refuse_while_stopping,
@@ -230,6 +238,9 @@ async fn healthz(axum::extract::State(app): axum::extract::State<AppState>) -> R
     body["node"] = crate::cluster::node::display(app.node).into();
     if let Some(cluster) = &app.cluster {
         body["cluster_in_sync"] = cluster.view().in_sync.into();
+    }
+    if let Some(https) = app.tls.https_addr() {
+        body["https_port"] = https.port().into();
     }
     (status, Json(body)).into_response()
 }

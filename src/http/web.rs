@@ -1,6 +1,7 @@
-//! The console (`/`), the customer chat page (`/chat`), the embeddable widget (`/widget.js`)
-//! and their modules (`/web/...`): the files under `web/`, embedded at build time (build.rs)
-//! and served gzip-compressed to clients that accept it.
+//! The console (`/`), the customer chat page (`/chat`), the embeddable widget (`/widget.js`),
+//! the page on trusting the box's CA (`/trust`) and their modules (`/web/...`): the files
+//! under `web/`, embedded at build time (build.rs) and served gzip-compressed to clients that
+//! accept it.
 //!
 //! Every HTML page carries a Content-Security-Policy that allows only this origin's scripts,
 //! styles and connections (no inline script); only `/chat` may be framed (by `widget.js` on
@@ -45,6 +46,11 @@ pub fn router() -> Router<AppState> {
                 file(&path, &h)
             }),
         )
+}
+
+/// `/trust`: how to trust the box's CA on each kind of device (routed in `tls_api`).
+pub(super) async fn trust_page(h: HeaderMap) -> Response {
+    page("trust/index.html", &h, false)
 }
 
 fn page(path: &str, headers: &HeaderMap, frameable: bool) -> Response {

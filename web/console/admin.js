@@ -7,7 +7,7 @@
 // page is open), the response-time report (median and 90th percentile per day), and updates
 // (the running and the previous version, the last update's outcome, uploading a signed bundle,
 // rolling back); labels and the customers' side (the widget's form, signed identities) are in
-// admin-customers.js.
+// admin-customers.js, HTTPS (trusting the box's CA on each device) in https.js.
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
@@ -16,8 +16,10 @@ import { field, input, area, check, run, dangerButton, submitForm } from './form
 import { labels, customers } from './admin-customers.js';
 import { ratingsSection } from './ratings.js';
 import { PLACEHOLDERS } from './placeholders.js';
+import { httpsPage } from './https.js';
+import { httpBase } from '../shared/trust.js';
 
-const PAGES = { agents, canned, kb, channel, hours, reports, updates, labels, customers };
+const PAGES = { agents, canned, kb, channel, hours, reports, updates, labels, customers, https: httpsPage };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {
@@ -374,7 +376,10 @@ async function updates(body) {
 async function channel(body) {
   const settings = await api('/settings');
   const name = input({ value: settings.shop_name ?? '', required: true, maxLength: 100 });
-  const snippet = `<script src="${location.origin}/widget.js" defer></script>`;
+  // Customers' devices do not trust the box's CA: what they load is on its HTTP address,
+  // even when this console is opened over HTTPS.
+  const origin = location.protocol === 'https:' ? await api('/tls').then(httpBase, () => location.origin) : location.origin;
+  const snippet = `<script src="${origin}/widget.js" defer></script>`;
   const code = area({ readOnly: true, rows: 2, value: snippet, class: 'input code', 'aria-label': t('channel.snippet') });
   const copy = h('button', {
     type: 'button', class: 'btn primary', text: t('channel.copy'),
@@ -388,7 +393,7 @@ async function channel(body) {
       toast(t('channel.copied'));
     },
   });
-  const chatUrl = `${location.origin}/chat`;
+  const chatUrl = `${origin}/chat`;
   const cluster = h('div', { class: 'cluster-box', 'aria-live': 'polite' }, h('p', { class: 'muted', text: t('common.loading') }));
   const adapters = h('div', { class: 'adapters', 'aria-live': 'polite' }, h('p', { class: 'muted', text: t('common.loading') }));
   body.replaceChildren(
@@ -404,7 +409,7 @@ async function channel(body) {
     h('div', { class: 'card' },
       h('p', { text: t('channel.widget_help') }),
       code,
-      h('p', { class: 'muted small', text: t('channel.origin_hint', { origin: location.origin }) }),
+      h('p', { class: 'muted small', text: t('channel.origin_hint', { origin }) }),
       h('div', { class: 'buttons' }, copy)),
     h('h2', { text: t('channel.page') }),
     h('div', { class: 'card' },

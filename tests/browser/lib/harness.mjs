@@ -17,6 +17,7 @@ export const config = {
   bin: env('KEFUD_BIN', path.join(repo, 'target/release/kefud')),
   configFile: env('KEFUD_CONFIG', ''),
   port: Number(env('KEFUD_PORT', '0')),
+  tlsPort: Number(env('KEFUD_TLS_PORT', '0')),
   log: env('KEFUD_LOG', path.join(repo, 'target/browser-kefud.log')),
   pidFile: env('KEFUD_PID_FILE', ''),
   shots: env('SCREENSHOT_DIR', path.join(repo, 'target/screenshots')),
@@ -110,12 +111,15 @@ export async function shopSite(kefudBase) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
-export async function launchBrowser() {
+/** Chromium; `args` are added to the usual flags, `env` replaces the environment (a HOME
+ * whose ~/.pki/nssdb trusts the box's CA, say). */
+export async function launchBrowser({ args = [], env: environment } = {}) {
   return chromium.launch({
     executablePath: config.chromium,
     timeout: 30000,
+    env: environment,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...args],
   });
 }
 

@@ -1,5 +1,5 @@
-//! The kefud launcher. [`Launch`] writes `DIR/kefud.toml` (loopback port 0, the data in
-//! `DIR/data`, the caller's TOML appended), spawns the binary with `RUST_LOG=info`, learns its
+//! The kefud launcher. [`Launch`] writes `DIR/kefud.toml` (loopback port 0 for HTTP and
+//! HTTPS, the data in `DIR/data`, the caller's TOML appended), spawns the binary with `RUST_LOG=info`, learns its
 //! address from the `listening on ADDR` line (logged once recovery is done and the listener is
 //! bound) and returns once `/healthz` answers 200. [`Daemon`] keeps every line kefud writes
 //! to stderr, for a test's assertions or a failure's message.
@@ -31,7 +31,16 @@ const READY_WITHIN: Duration = Duration::from_secs(120);
 pub fn write_config(dir: &Path, extra: &str) -> Result<PathBuf> {
     let path = dir.join("kefud.toml");
     let data = dir.join("data");
-    let mut text = format!("[storage]\ndata_dir = {:?}\n\n", data.display().to_string());
+    let mut text = String::new();
+    // HTTPS (on by default) on a port of its own too, so that daemons side by side never
+    // compete for 8443. First, so that the caller's TOML follows the same sections as before.
+    if !extra.contains("[tls]") {
+        text.push_str("[tls]\nlisten = \"127.0.0.1:0\"\n\n");
+    }
+    text.push_str(&format!(
+        "[storage]\ndata_dir = {:?}\n\n",
+        data.display().to_string()
+    ));
     if !extra.contains("[server]") {
         text.push_str("[server]\nlisten = \"127.0.0.1:0\"\n\n");
     }
