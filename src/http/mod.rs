@@ -19,6 +19,7 @@ mod error;
 mod extract;
 pub mod inbox_api;
 pub mod listener;
+pub mod pwa;
 pub mod routing_api;
 pub mod update_api;
 pub mod uploads;
@@ -190,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(wechat::router())
         .merge(web::router())
+        .merge(pwa::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .layer(axum::middleware::from_fn_with_state(
