@@ -20,6 +20,8 @@ mod extract;
 pub mod inbox_api;
 pub mod listener;
 pub mod pwa;
+pub mod report_csv;
+pub mod reports_api;
 pub mod routing_api;
 pub mod update_api;
 pub mod uploads;
@@ -181,6 +183,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             agent_api::router()
                 .merge(routing_api::router())
+                .merge(reports_api::router())
                 .merge(console_api::router())
                 .merge(uploads::router())
                 .merge(inbox_api::router())
