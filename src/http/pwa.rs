@@ -1,5 +1,6 @@
 //! The agent console as an installable web app: the web app manifest
-//! (`/manifest.webmanifest`, named after the shop) and the service worker (`/sw.js`).
+//! (`/manifest.webmanifest`, named after the shop), the service worker (`/sw.js`) and the
+//! app icon as `/favicon.ico`.
 //!
 //! The worker is served from the root so its scope covers the console at `/`. It is the
 //! template `web/console/sw.js` with one line put in front: the shell's version and URL list
@@ -26,6 +27,23 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/manifest.webmanifest", get(manifest_handler))
         .route("/sw.js", get(service_worker_handler))
+        .route("/favicon.ico", get(favicon))
+}
+
+/// What browsers ask for on pages with no icon of their own (`/healthz`, a bookmark): the
+/// app icon, as PNG (which every browser takes under this name).
+async fn favicon() -> Response {
+    let Some(png) = web::asset("console/icons/icon-192.png") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        png.into_owned(),
+    )
+        .into_response()
 }
 
 async fn manifest_handler(State(app): State<AppState>) -> Result<Response, ApiError> {
