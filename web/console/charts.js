@@ -8,7 +8,7 @@
 // class (.series-0, .series-1 …) in console.css.
 const NS = 'http://www.w3.org/2000/svg';
 const HEIGHT = 220;
-const PAD = { top: 12, right: 12, bottom: 28, left: 44 };
+const PAD = { top: 12, right: 12, bottom: 28, left: 48 };
 let nextId = 0;
 
 function el(tag, attrs = {}, ...children) {
@@ -71,7 +71,8 @@ function yAxis(svg, width, top, step, format) {
   const plotH = HEIGHT - PAD.top - PAD.bottom;
   const y = (v) => PAD.top + plotH - (v / top) * plotH;
   const g = el('g', { class: 'axis y' });
-  for (let v = 0; v <= top + step / 2; v += step) {
+  for (let i = 0; i * step <= top + step / 2; i += 1) {
+    const v = Number((i * step).toPrecision(10)); // 0.6, not 0.6000000000000001
     g.append(el('line', { x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v), class: v ? 'grid' : 'base' }));
     g.append(el('text', { x: PAD.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, format(v)));
   }
