@@ -11,11 +11,16 @@ import { h, store } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 
 const PREFS = 'kefud.alerts';
-const prefs = { notifications: false, sound: true, ...store.get(PREFS, {}) };
+const supported = () => 'Notification' in window;
+// Until the agent chooses, notifications are on where this browser already allows them.
+const prefs = {
+  notifications: supported() && Notification.permission === 'granted',
+  sound: true,
+  ...store.get(PREFS, {}),
+};
 let ctx = null;
 let lastBeep = 0;
 
-const supported = () => 'Notification' in window;
 const save = () => store.set(PREFS, prefs);
 
 export function unlock() {

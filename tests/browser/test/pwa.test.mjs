@@ -3,9 +3,14 @@
 // page after a reload, keeps the shell and never an /api/ answer, serves the shell offline),
 // and system notifications with the sound for a new customer and a new message while the
 // console is in the background (the bell asks for the permission and is remembered; a click
-// opens the conversation; the speaker mutes), and the top bar at phone width.
+// opens the conversation; the speaker mutes), the top bar at phone width, and an upgrade: a
+// new build's worker replaces the old shell cache and the open console reloads itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Watch, launchBrowser, until } from '../lib/harness.mjs';
 import { freshKefud, customerSays } from '../lib/fresh.mjs';
 
@@ -167,14 +172,20 @@ async function setHidden(page, hidden) {
 scenario('in the background, a new customer and a new message notify with a sound; a click opens the conversation', async () => {
   const bell = agent.getByRole('button', { name: 'Notifications' });
   const speaker = agent.getByRole('button', { name: 'Sound' });
-  assert.equal(await bell.getAttribute('aria-pressed'), 'false', 'off until the agent turns them on');
+  // On where the browser already allows them, until the agent chooses; the choice is kept.
+  assert.equal(await bell.getAttribute('aria-pressed'), 'true');
+  await bell.click();
+  assert.equal(await bell.getAttribute('aria-pressed'), 'false');
+  await agent.reload();
+  await agent.locator('.topbar .shop', { hasText: SHOP }).waitFor();
+  assert.equal(await bell.getAttribute('aria-pressed'), 'false', 'off is remembered');
   await bell.click();
   await agent.getByText('You will be notified of new customers').waitFor();
   assert.equal(await bell.getAttribute('aria-pressed'), 'true');
   assert.equal(await speaker.getAttribute('aria-pressed'), 'true');
   await agent.reload();
   await agent.locator('.topbar .shop', { hasText: SHOP }).waitFor();
-  assert.equal(await bell.getAttribute('aria-pressed'), 'true', 'remembered');
+  assert.equal(await bell.getAttribute('aria-pressed'), 'true', 'on is remembered');
   await agent.locator('.topbar .shop').click(); // a gesture: the sound may start
   await until('audio to run', () => agent.evaluate(() => new Promise((r) => setTimeout(() => r(true), 50))));
 
@@ -220,6 +231,36 @@ scenario('in the background, a new customer and a new message notify with a soun
   await customerSays(visitorPage, kefud.base, 'pwa-bo', ['Hello?']);
   await agent.locator('.conv', { hasText: 'Hello?' }).waitFor();
   assert.equal(await agent.evaluate(() => window.notes.length), 3);
+});
+
+scenario('a new build: its worker replaces the old shell cache and the open console reloads', async () => {
+  const shellCaches = () => agent.evaluate(async () => (await caches.keys()).filter((n) => n.startsWith('kefud-shell-')));
+  const [old] = await shellCaches();
+  assert.ok(old);
+  // The same kefud serving pages that differ by one byte (KEFUD_WEB_DIR) is a new build to
+  // the worker: its version is a digest of the files.
+  const web = fs.mkdtempSync(path.join(os.tmpdir(), 'kefud-web-'));
+  const repoWeb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../web');
+  fs.cpSync(repoWeb, web, { recursive: true });
+  fs.appendFileSync(path.join(web, 'console/console.css'), '\n/* next build */\n');
+  await agent.evaluate(() => { window.before = true; });
+  try {
+    await watch.allowNetworkErrors(async () => {
+      await kefud.stop();
+      process.env.KEFUD_WEB_DIR = web;
+      await kefud.start();
+      await agent.evaluate(() => navigator.serviceWorker.ready.then((r) => r.update()));
+      await agent.waitForFunction(() => !window.before, null, { timeout: 20000 });
+      await agent.locator('.topbar .shop', { hasText: SHOP }).waitFor({ timeout: 20000 });
+    });
+    const now = await shellCaches();
+    assert.equal(now.length, 1, JSON.stringify(now));
+    assert.notEqual(now[0], old, 'a new cache for the new build, the old one deleted');
+    const css = await agent.evaluate(async (name) => (await (await caches.open(name)).match('/web/console/console.css')).text(), now[0]);
+    assert.ok(css.includes('/* next build */'), 'the new build\'s files are the ones kept');
+  } finally {
+    fs.rmSync(web, { recursive: true, force: true });
+  }
 });
 
 scenario('phone width: the top bar with its switches fits', async () => {
