@@ -155,6 +155,13 @@ scenario('the service worker controls the console after a reload and caches only
     await ctx.setOffline(false);
     await agent.locator('.topbar .shop', { hasText: SHOP }).waitFor({ timeout: 20000 });
   });
+  // Chrome's own verdict on installing this page (its test profile being incognito aside).
+  const cdp = await ctx.newCDPSession(agent);
+  const { installabilityErrors } = await cdp.send('Page.getInstallabilityErrors');
+  assert.deepEqual(installabilityErrors.filter((e) => e.errorId !== 'in-incognito'), [], 'Chrome would install it');
+  const manifest = await cdp.send('Page.getAppManifest');
+  assert.equal(manifest.url, `${kefud.base}/manifest.webmanifest`);
+  assert.deepEqual(manifest.errors, [], 'Chrome reads the manifest without errors');
   // A new shell version is what a new build serves: the page's cache name follows /sw.js.
   const served = await (await fetch(`${kefud.base}/sw.js`)).text();
   assert.ok(served.includes(names[0].replace('kefud-shell-', '')), 'the cache is named after the served build');
