@@ -118,6 +118,7 @@ scenario('the charts draw the data: a bar per hour and writer, lines per day, ra
   const ratings = agent.locator('section[data-report="ratings"]');
   await ratings.getByText('No ratings yet.').waitFor();
   assert.equal(await ratings.locator('button').count(), 0, 'nothing to download');
+  await agent.evaluate(() => document.querySelector('section[data-report="hourly"]').scrollIntoView({ block: 'start' }));
   await docShot(agent, 'reports.png');
 });
 
@@ -175,7 +176,7 @@ scenario('phone width (390x844): the reports fit with no horizontal overflow', a
   const svg = await phone.locator('[data-testid="chart-hourly"] svg').boundingBox();
   assert.ok(svg.x >= 0 && svg.x + svg.width <= 390, `the chart fits: ${JSON.stringify(svg)}`);
   assert.equal(await phone.locator('[data-testid="chart-hourly"] rect.bar').count(), 48);
-  await phone.locator('button[data-report="hourly"]').scrollIntoViewIfNeeded();
+  await phone.evaluate(() => document.querySelector('[data-testid="chart-hourly"]').scrollIntoView({ block: 'start' }));
   await docShot(phone, 'reports-phone.png');
   assert.deepEqual(watch.problems, []);
   assert.deepEqual(watch.dialogs, []);
