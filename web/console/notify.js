@@ -56,7 +56,8 @@ export function beep() {
  */
 export function notify(title, body, tag, hash, onClick) {
   if (document.visibilityState !== 'hidden' || !notificationsOn()) return;
-  const options = { body, tag, icon: '/web/console/icons/icon-192.png', data: { hash } };
+  // renotify: a later message of the same conversation alerts again instead of replacing silently.
+  const options = { body, tag, renotify: true, icon: '/web/console/icons/icon-192.png', data: { hash } };
   try {
     const n = new Notification(title, options);
     n.onclick = () => {
