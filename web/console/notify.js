@@ -11,7 +11,8 @@ import { h, store } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 
 const PREFS = 'kefud.alerts';
-const supported = () => 'Notification' in window;
+// Browsers allow notifications only in a secure context (https://, or the box itself).
+const supported = () => 'Notification' in window && window.isSecureContext;
 // Until the agent chooses, notifications are on where this browser already allows them.
 const prefs = {
   notifications: supported() && Notification.permission === 'granted',
