@@ -23,6 +23,9 @@ pub mod labels_api;
 pub mod listener;
 pub mod qr_api;
 pub mod ratings_report;
+pub mod pwa;
+pub mod report_csv;
+pub mod reports_api;
 pub mod routing_api;
 pub mod tls_api;
 pub mod update_api;
@@ -188,6 +191,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             agent_api::router()
                 .merge(routing_api::router())
+                .merge(reports_api::router())
                 .merge(console_api::router())
                 .merge(uploads::router())
                 .merge(inbox_api::router())
@@ -204,6 +208,7 @@ pub fn router(state: AppState) -> Router {
         .merge(wechat::router())
         .merge(web::router())
         .merge(tls_api::router())
+        .merge(pwa::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
         .layer(axum::middleware::from_fn_with_state(

@@ -14,6 +14,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::report_csv::{self, Cell};
+use super::reports_api::{self, ReportQuery};
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Authed};
 use crate::auth::{self, Agent};
 use crate::dispatch::{Command, KbChange};
@@ -438,24 +440,56 @@ async fn conversation_summary(
     Ok(Json(answer))
 }
 
-#[derive(Deserialize)]
-struct ReportQuery {
-    /// Days back from now (default 7, at most 366).
-    days: Option<u32>,
-}
-
+/// `GET /reports/response-times?days=&utc_offset=&format=` (the query: `reports_api.rs`).
 async fn response_times(
     State(app): State<AppState>,
     Authed(_, _): Authed,
     ApiQuery(q): ApiQuery<ReportQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let days = i64::from(q.days.unwrap_or(7).clamp(1, 366));
-    let now = crate::model::now_ms();
-    let since = (now.div_euclid(86_400_000) - days + 1) * 86_400_000;
+) -> Result<axum::response::Response, ApiError> {
+    let (window, format) = q.parse(crate::model::now_ms())?;
     app.wait_store_current().await?;
     let rows = app
         .reads
-        .run(move |conn| queries::conversation_milestones(conn, since))
+        .run(move |conn| queries::conversation_milestones(conn, window.since_ms))
         .await?;
-    Ok(Json(serde_json::json!({ "days": report::daily(&rows) })))
+    let days = report::daily(&rows, window.offset_ms);
+    if format == reports_api::Format::Json {
+        return Ok(Json(serde_json::json!({ "days": days })).into_response());
+    }
+    let p = |p: &Option<report::Percentiles>| {
+        [
+            Cell::num(p.as_ref().map(|p| p.count)),
+            Cell::num(p.as_ref().map(|p| p.median_secs)),
+            Cell::num(p.as_ref().map(|p| p.p90_secs)),
+        ]
+    };
+    let rows: Vec<Vec<Cell>> = days
+        .iter()
+        .map(|d| {
+            [Cell::text(d.day.clone()), Cell::num(Some(d.conversations))]
+                .into_iter()
+                .chain(p(&d.time_to_assignment))
+                .chain(p(&d.first_response))
+                .chain(p(&d.resolution))
+                .collect()
+        })
+        .collect();
+    report_csv::download(
+        "response-times",
+        &window.today_date(),
+        &[
+            "day",
+            "conversations",
+            "assigned",
+            "assignment_median_secs",
+            "assignment_p90_secs",
+            "first_responses",
+            "first_response_median_secs",
+            "first_response_p90_secs",
+            "resolved",
+            "resolution_median_secs",
+            "resolution_p90_secs",
+        ],
+        &rows,
+    )
 }

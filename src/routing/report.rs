@@ -1,9 +1,12 @@
-//! The response-time report: per day, how long customers waited for a person, for a first
-//! answer from one, and for a resolution (median and 90th percentile).
+//! The reports' pure cores: the window a report covers, the response-time report (per day,
+//! how long customers waited for a person, for a first answer from one, and for a
+//! resolution: median and 90th percentile) and messages per hour of the day.
 //!
-//! Days are UTC calendar days of the conversation's first customer message. A conversation
-//! counts in a column only once that event happened (one not yet assigned has no time to
-//! assignment).
+//! Days and hours are local to the caller's UTC offset (`offset_ms`, minutes east of UTC ×
+//! 60 000; 0 is UTC): the console passes its browser's, so a shop sees its own day. A report
+//! of N days covers today and the N − 1 local calendar days before it. In the response-time
+//! report a conversation belongs to the day of its first customer message and counts in a
+//! column only once that event happened (one not yet assigned has no time to assignment).
 
 use std::collections::BTreeMap;
 
@@ -27,7 +30,7 @@ pub struct Percentiles {
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct DayReport {
-    /// `YYYY-MM-DD` (UTC).
+    /// `YYYY-MM-DD` (local to the report's offset).
     pub day: String,
     pub conversations: usize,
     pub time_to_assignment: Option<Percentiles>,
@@ -35,10 +38,110 @@ pub struct DayReport {
     pub resolution: Option<Percentiles>,
 }
 
-pub fn daily(rows: &[Milestones]) -> Vec<DayReport> {
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// The most days a report covers.
+pub const MAX_DAYS: u32 = 366;
+/// UTC offsets in minutes: from UTC−12:00 to UTC+14:00.
+pub const OFFSET_MINUTES: std::ops::RangeInclusive<i32> = -720..=840;
+
+/// What a report covers: `days` local calendar days up to today, at a UTC offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub days: u32,
+    pub offset_ms: i64,
+    /// The first millisecond covered (local midnight, `days − 1` days before today).
+    pub since_ms: i64,
+    /// Local today, days since 1970-01-01.
+    pub today: i64,
+}
+
+/// Why report parameters were refused.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum WindowError {
+    #[error("days must be 1 to {MAX_DAYS}")]
+    Days,
+    #[error("utc_offset must be minutes east of UTC, -720 to 840")]
+    Offset,
+}
+
+impl Window {
+    /// # Errors
+    /// [`WindowError`] for days outside 1..=[`MAX_DAYS`] or an offset outside [`OFFSET_MINUTES`].
+    pub fn new(now_ms: i64, days: u32, offset_minutes: i32) -> Result<Window, WindowError> {
+        if !(1..=MAX_DAYS).contains(&days) {
+            return Err(WindowError::Days);
+        }
+        if !OFFSET_MINUTES.contains(&offset_minutes) {
+            return Err(WindowError::Offset);
+        }
+        let offset_ms = i64::from(offset_minutes) * 60_000;
+        let today = (now_ms + offset_ms).div_euclid(DAY_MS);
+        Ok(Window {
+            days,
+            offset_ms,
+            since_ms: (today - i64::from(days) + 1) * DAY_MS - offset_ms,
+            today,
+        })
+    }
+
+    /// Local today as `YYYY-MM-DD` (for a download's file name).
+    pub fn today_date(&self) -> String {
+        civil_date(self.today)
+    }
+
+    /// The first day covered as `YYYY-MM-DD`.
+    pub fn since_date(&self) -> String {
+        civil_date(self.today - i64::from(self.days) + 1)
+    }
+}
+
+/// Customer and agent messages in one local hour of the day.
+#[derive(Debug, Serialize, PartialEq, Default, Clone, Copy)]
+pub struct HourCount {
+    pub hour: u8,
+    pub customer: u64,
+    pub agent: u64,
+}
+
+/// Who wrote the messages counted in an hour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Writer {
+    Customer,
+    Agent,
+}
+
+/// All 24 hours, 0 to 23, from `(hour, writer, count)` rows (hours outside 0..24 are a
+/// caller's bug and are ignored).
+pub fn hourly(rows: &[(i64, Writer, u64)]) -> Vec<HourCount> {
+    let mut hours: Vec<HourCount> = (0..24)
+        .map(|hour| HourCount {
+            hour,
+            ..HourCount::default()
+        })
+        .collect();
+    for &(hour, writer, n) in rows {
+        let Some(h) = usize::try_from(hour).ok().and_then(|i| hours.get_mut(i)) else {
+            continue;
+        };
+        match writer {
+            Writer::Customer => h.customer += n,
+            Writer::Agent => h.agent += n,
+        }
+    }
+    hours
+}
+
+/// The local hour of the day (0..24) of an instant. Pure; the store's query computes the same.
+pub fn local_hour(at_ms: i64, offset_ms: i64) -> i64 {
+    (at_ms + offset_ms).rem_euclid(DAY_MS) / HOUR_MS
+}
+
+pub fn daily(rows: &[Milestones], offset_ms: i64) -> Vec<DayReport> {
     let mut days: BTreeMap<i64, Vec<&Milestones>> = BTreeMap::new();
     for m in rows {
-        days.entry(m.first_customer_message.div_euclid(86_400_000))
+        days.entry((m.first_customer_message + offset_ms).div_euclid(DAY_MS))
             .or_default()
             .push(m);
     }
@@ -119,7 +222,7 @@ mod tests {
                 first_resolved: Some(day + 86_400_000 + 5_000),
             }])
             .collect();
-        let r = daily(&rows);
+        let r = daily(&rows, 0);
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].day, "2025-11-27");
         assert_eq!(r[0].conversations, 10);
@@ -129,5 +232,50 @@ mod tests {
         assert!(r[0].resolution.is_none());
         assert_eq!(r[1].resolution.as_ref().unwrap().median_secs, 5.0);
         assert!(r[1].time_to_assignment.is_none());
+        // Two hours east of UTC, the first ten fall on the same local day, the last on the next.
+        let east = daily(&rows, 2 * HOUR_MS);
+        assert_eq!(east[0].day, "2025-11-27");
+        // Ten hours west, they are the evening of the day before.
+        assert_eq!(daily(&rows, -10 * HOUR_MS)[0].day, "2025-11-26");
+    }
+
+    #[test]
+    fn a_window_is_local_calendar_days_up_to_today() {
+        // 2025-11-27 23:30 UTC: already 2025-11-28 at UTC+8.
+        let now = 20_419 * DAY_MS + 23 * HOUR_MS + 30 * 60_000;
+        let utc = Window::new(now, 1, 0).unwrap();
+        assert_eq!(utc.since_ms, 20_419 * DAY_MS);
+        assert_eq!(utc.today_date(), "2025-11-27");
+        let china = Window::new(now, 7, 480).unwrap();
+        assert_eq!(china.today_date(), "2025-11-28");
+        assert_eq!(china.since_date(), "2025-11-22");
+        // Local midnight of 2025-11-22 at UTC+8 is 16:00 UTC the day before.
+        assert_eq!(china.since_ms, (20_420 - 6) * DAY_MS - 8 * HOUR_MS);
+        assert_eq!(Window::new(now, 0, 0), Err(WindowError::Days));
+        assert_eq!(Window::new(now, MAX_DAYS + 1, 0), Err(WindowError::Days));
+        assert_eq!(Window::new(now, 7, 841), Err(WindowError::Offset));
+        assert_eq!(Window::new(now, 7, -721), Err(WindowError::Offset));
+        assert!(Window::new(now, MAX_DAYS, -720).is_ok());
+    }
+
+    #[test]
+    fn hours_are_all_24_and_local() {
+        assert_eq!(local_hour(20_419 * DAY_MS + 23 * HOUR_MS, 0), 23);
+        assert_eq!(local_hour(20_419 * DAY_MS + 23 * HOUR_MS, 8 * HOUR_MS), 7);
+        assert_eq!(local_hour(20_419 * DAY_MS + HOUR_MS, -5 * HOUR_MS), 20);
+        // India, UTC+5:30: 00:45 UTC is 06:15 local.
+        assert_eq!(local_hour(20_419 * DAY_MS + 45 * 60_000, 330 * 60_000), 6);
+        let h = hourly(&[
+            (9, Writer::Customer, 3),
+            (9, Writer::Agent, 2),
+            (23, Writer::Customer, 1),
+            (24, Writer::Agent, 7),
+            (-1, Writer::Agent, 7),
+        ]);
+        assert_eq!(h.len(), 24);
+        assert!(h.iter().enumerate().all(|(i, c)| usize::from(c.hour) == i));
+        assert_eq!((h[9].customer, h[9].agent), (3, 2));
+        assert_eq!((h[23].customer, h[23].agent), (1, 0));
+        assert_eq!(h.iter().map(|c| c.customer + c.agent).sum::<u64>(), 6);
     }
 }

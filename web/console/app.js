@@ -1,7 +1,8 @@
 // Console entry point: first-run setup, login and logout (the session survives reloads; an
 // expired one goes back to the login and drafts stay in localStorage), the shell (top bar,
 // navigation, presence, language, connection state, toasts), the hash routes (#/, #/c/ID,
-// #/search?q=, #/admin/PAGE, #/help) and the new-message alerts.
+// #/search?q=, #/admin/PAGE, #/help), the new-message alerts (notify.js) and the installed
+// app (pwa.js).
 import { h, store } from '../shared/dom.js';
 import { t, lang, setLang } from '../shared/i18n.js';
 import { api, errText, session, setToken } from './api.js';
@@ -14,7 +15,8 @@ import { mountThread, showThread, hideThread } from './thread.js';
 import { showSearch } from './search.js';
 import { showAdmin } from './admin.js';
 import { showHelp } from './help.js';
-import { unlock, beep, notify } from './notify.js';
+import { unlock, beep, notify, alertButtons } from './notify.js';
+import { startPwa, setBadge } from './pwa.js';
 
 const root = document.getElementById('app');
 let started = false;
@@ -24,6 +26,10 @@ session.onExpired = () => {
   showLogin(t('login.expired'));
 };
 for (const evt of ['pointerdown', 'keydown']) addEventListener(evt, unlock, { once: true });
+startPwa((hash) => {
+  window.focus();
+  location.hash = hash;
+});
 boot();
 
 async function boot() {
@@ -168,7 +174,7 @@ async function startApp() {
     h('header', { class: 'topbar' },
       h('a', { href: '#/', class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, '客'), shop),
       h('nav', { class: 'nav', 'aria-label': t('nav.main') }, links),
-      h('div', { class: 'tools' }, clockWarn, conn, presenceButton(), langButton(),
+      h('div', { class: 'tools' }, clockWarn, conn, alertButtons((text) => emit('toast', text)), presenceButton(), langButton(),
         h('button', { type: 'button', class: 'btn ghost', text: t('app.logout'), title: state.me.display_name, onclick: logout }))),
     h('main', { class: 'main' }, layout, page),
     toastEl);
@@ -196,6 +202,7 @@ async function startApp() {
     for (const c of state.convs.values()) if (c.assignee == null || c.assignee === state.me.id) n += unread(c);
     badge.textContent = String(n);
     badge.hidden = !n;
+    setBadge(n);
     document.title = `${n ? `(${n}) ` : ''}${state.shop || 'kefud'}`;
   });
   on('message', alertNew);
@@ -276,12 +283,17 @@ async function logout() {
   showLogin();
 }
 
-/** Beep, and a system notification while hidden, for a customer message that is mine or unassigned. */
+/**
+ * Beep, and a system notification while hidden, for a customer message that is mine or
+ * unassigned: "New customer" for a conversation's first message, "New message" after it.
+ */
 function alertNew(m) {
   if (m.sender !== 'visitor') return;
   const c = state.convs.get(m.conversation_id);
   if (!c || !(c.assignee == null || c.assignee === state.me.id)) return;
   if (document.visibilityState === 'visible' && state.openId === c.id) return;
   beep();
-  notify(t('notify.title', { name: contactName(c) }), preview(m), () => { location.hash = `#/c/${c.id}`; });
+  const hash = `#/c/${c.id}`;
+  const title = c.message_count <= 1 ? 'notify.new_customer' : 'notify.title';
+  notify(t(title, { name: contactName(c) }), preview(m), `kefud-conversation-${c.id}`, hash, () => { location.hash = hash; });
 }

@@ -252,7 +252,7 @@ pub fn visitor_conversation(
         .optional()?)
 }
 
-/// Ratings on one (UTC) day, or for one agent.
+/// Ratings on one day, or for one agent.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RatingTally {
     pub count: u64,
@@ -264,7 +264,7 @@ pub struct RatingTally {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RatingsByDay {
-    /// `YYYY-MM-DD` (UTC).
+    /// `YYYY-MM-DD` (local, at the report's offset).
     pub day: String,
     #[serde(flatten)]
     pub tally: RatingTally,
@@ -311,18 +311,22 @@ fn tally(counts: [u64; 5]) -> RatingTally {
     }
 }
 
-/// The ratings given since `since_ms`: per UTC day (days without one left out), per agent
-/// who held the conversation, and the newest comments.
+/// The ratings given since `since_ms`: per local day (`offset_ms` east of UTC; days without
+/// one left out), per agent who held the conversation, and the newest comments.
 ///
 /// # Errors
 /// [`Error::Sqlite`].
-pub fn ratings_report(conn: &Connection, since_ms: i64) -> Result<RatingsReport, Error> {
+pub fn ratings_report(
+    conn: &Connection,
+    since_ms: i64,
+    offset_ms: i64,
+) -> Result<RatingsReport, Error> {
     let mut days: Vec<RatingsByDay> = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT strftime('%Y-%m-%d', rated_at / 1000, 'unixepoch') AS day, score, count(*)
+        "SELECT strftime('%Y-%m-%d', (rated_at + ?2) / 1000, 'unixepoch') AS day, score, count(*)
          FROM ratings WHERE rated_at >= ?1 GROUP BY day, score ORDER BY day, score",
     )?;
-    let mut rows = stmt.query(params![since_ms])?;
+    let mut rows = stmt.query(params![since_ms, offset_ms])?;
     let mut current: Option<(String, [u64; 5])> = None;
     while let Some(r) = rows.next()? {
         let (day, score, n): (String, u8, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);

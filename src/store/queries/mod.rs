@@ -383,6 +383,38 @@ pub fn conversation_milestones(
     Ok(rows)
 }
 
+/// Customer and agent messages since `since_ms`, counted by local hour of the day
+/// (`offset_ms` east of UTC), as `(hour, writer, count)` rows for
+/// [`crate::routing::report::hourly`]. The hour is [`crate::routing::report::local_hour`].
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn messages_by_hour(
+    conn: &Connection,
+    since_ms: i64,
+    offset_ms: i64,
+) -> Result<Vec<(i64, crate::routing::report::Writer, u64)>, Error> {
+    use crate::routing::report::Writer;
+    let rows = conn
+        .prepare_cached(
+            "SELECT (((created_at + ?2) % 86400000 + 86400000) % 86400000) / 3600000 AS hour,
+                    sender, COUNT(*)
+             FROM messages
+             WHERE created_at >= ?1 AND sender IN ('visitor', 'agent')
+             GROUP BY hour, sender",
+        )?
+        .query_map(params![since_ms, offset_ms], |r| {
+            let writer = if r.get::<_, String>(1)? == "visitor" {
+                Writer::Customer
+            } else {
+                Writer::Agent
+            };
+            Ok((r.get(0)?, writer, r.get::<_, i64>(2)?.max(0) as u64))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// Whether `visitor` uploaded `id` (any visitor, when `visitor` is `None`).
 ///
 /// # Errors

@@ -191,12 +191,13 @@ scenario('a customer\'s rating shows in the thread and on the Reports page, with
   await page.goto(`${kefud.base}/#/c/${conv['tools-b']}`);
   await page.locator('.rating-chip', { hasText: '★★★★☆' }).waitFor();
   await page.goto(`${kefud.base}/#/admin/reports`);
-  const section = page.locator('.ratings-report');
+  const card = page.locator('section[data-report="ratings"]');
+  const section = card.locator('.ratings-report');
   await section.locator('tr', { hasText: 'Bo' }).getByText('4.00').waitFor();
   await section.locator('q', { hasText: 'Friendly and quick' }).waitFor();
   const [download] = await Promise.all([
     page.waitForEvent('download'),
-    section.getByRole('button', { name: 'Download CSV' }).click(),
+    card.getByRole('button', { name: 'Download CSV' }).click(),
   ]);
   const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
   assert.equal(csv[0], 'group,key,name,count,average,score_1,score_2,score_3,score_4,score_5');
