@@ -290,6 +290,25 @@ async fn labels_are_defined_by_admins_put_on_conversations_and_filter_the_inbox(
         )
         .await;
     assert_eq!(v["labels"], json!([vip_id]));
+    // A label made after it never takes its id: it does not appear on that conversation.
+    let (_, fresh) = api
+        .call(
+            Some(&boss),
+            Method::POST,
+            "/api/v1/labels",
+            Some(json!({"name": "New", "color": "#123456"})),
+        )
+        .await;
+    assert_ne!(fresh["id"].as_u64(), Some(refund_id));
+    let (_, v) = api
+        .call(
+            Some(&ann),
+            Method::GET,
+            &format!("/api/v1/conversations/{first}"),
+            None,
+        )
+        .await;
+    assert_eq!(v["labels"], json!([vip_id]));
 
     // Bulk resolve: each on its own, a refusal named.
     let (s, v) = api

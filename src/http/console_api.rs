@@ -255,24 +255,10 @@ async fn edit_contact(
     ApiPath(id): ApiPath<RowId>,
     ApiJson(body): ApiJson<crate::contact_profile::ProfileChange>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let contact_id = id.get();
     let change = body
         .checked()
         .map_err(|e| ApiError::bad_request("bad_profile", e.to_string()))?;
-    app.wait_store_current().await?;
-    let stored = app
-        .reads
-        .run(move |c| queries::contact_details(c, contact_id))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("contact {contact_id} not found")))?;
-    let (name, details) = change.apply(&stored.0, &stored.1);
-    let edit = crate::dispatch::EditContact {
-        contact: contact_id,
-        name,
-        details,
-    };
-    app.dispatch(|reply| Command::EditContact(edit, reply))
-        .await?;
+    super::visitor_api::apply_profile(&app, id.get(), change).await?;
     contact(State(app), authed, ApiPath(id)).await
 }
 

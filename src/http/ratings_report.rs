@@ -32,7 +32,10 @@ async fn ratings(
         return Ok(Json(report).into_response());
     }
     let tally = |t: &RatingTally| {
-        let mut cells = vec![Cell::num(Some(t.count)), Cell::text(format!("{:.2}", t.average))];
+        let mut cells = vec![
+            Cell::num(Some(t.count)),
+            Cell::text(format!("{:.2}", t.average)),
+        ];
         cells.extend(t.scores.iter().map(|n| Cell::num(Some(*n))));
         cells
     };
@@ -55,8 +58,8 @@ async fn ratings(
         "ratings",
         &window.today_date(),
         &[
-            "group", "key", "name", "count", "average", "score_1", "score_2", "score_3",
-            "score_4", "score_5",
+            "group", "key", "name", "count", "average", "score_1", "score_2", "score_3", "score_4",
+            "score_5",
         ],
         &rows,
     )

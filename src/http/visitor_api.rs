@@ -25,7 +25,7 @@ use super::routing_api::require_admin;
 use super::{ApiError, ApiJson, ApiQuery, AppState, Authed};
 use crate::contact_profile::ProfileChange;
 use crate::dispatch::{Command, EditContact, RateConversation};
-use crate::model::{bounded_id, ExternalId, Identity, RowId, WEB_CHANNEL};
+use crate::model::{bounded_id, ContactId, ExternalId, Identity, RowId, WEB_CHANNEL};
 use crate::signed_identity::{self, SignedUser};
 use crate::store::queries;
 
@@ -208,6 +208,10 @@ async fn profile(
     Ok(Json(serde_json::json!({ "contact_id": contact })))
 }
 
+/// One contact edit at a time: each reads the stored details, merges its change and journals
+/// the result, so two at once (an agent and the customer's form) would lose one.
+static CONTACT_EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Merges `change` into the contact of `identity` and journals it; the contact's id.
 ///
 /// # Errors
@@ -218,23 +222,39 @@ pub async fn record_profile(
     change: ProfileChange,
 ) -> Result<u64, ApiError> {
     app.wait_store_current().await?;
-    let found = app
+    let contact = app
         .reads
-        .run(move |c| {
-            let Some(contact) = queries::contact_by_identity(c, &identity)? else {
-                return Ok::<_, crate::store::Error>(None);
-            };
-            Ok(queries::contact_details(c, contact)?.map(|d| (contact, d)))
-        })
-        .await?;
-    let Some((contact, (name, details))) = found else {
-        return Err(ApiError::NotFound(
-            "no conversation yet: the profile is kept once the customer has written".into(),
-        ));
-    };
+        .run(move |c| queries::contact_by_identity(c, &identity))
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(
+                "no conversation yet: the profile is kept once the customer has written".into(),
+            )
+        })?;
+    apply_profile(app, contact, change).await?;
+    Ok(contact)
+}
+
+/// Merges `change` into a contact's stored name and details and journals the result (one edit
+/// at a time, on what the store holds once it has applied everything journaled before).
+///
+/// # Errors
+/// 404 for a contact that does not exist or was linked into another.
+pub async fn apply_profile(
+    app: &AppState,
+    contact: ContactId,
+    change: ProfileChange,
+) -> Result<(), ApiError> {
     if change.is_empty() {
-        return Ok(contact);
+        return Ok(());
     }
+    let _one_at_a_time = CONTACT_EDITS.lock().await;
+    app.wait_store_current().await?;
+    let (name, details) = app
+        .reads
+        .run(move |c| queries::contact_details(c, contact))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("contact {contact} not found")))?;
     let (name, details) = change.apply(&name, &details);
     let command = EditContact {
         contact,
@@ -243,7 +263,7 @@ pub async fn record_profile(
     };
     app.dispatch(|reply| Command::EditContact(command, reply))
         .await?;
-    Ok(contact)
+    Ok(())
 }
 
 /// When the widget asks for the customer's name and phone or e-mail: never, before the first

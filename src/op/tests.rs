@@ -252,3 +252,26 @@ fn flags_other_than_0_and_1_are_refused() {
         Err(DecodeError::BadValue("flag"))
     );
 }
+
+#[test]
+fn damaged_labels_and_ratings_are_refused_without_allocating_for_them() {
+    use crate::op::{KIND_CONVERSATION_LABELED, KIND_CONVERSATION_RATED};
+    // A count of u32::MAX labels with 8 bytes left: the payload cannot hold them.
+    let mut labeled = 9u64.to_le_bytes().to_vec();
+    labeled.extend(u32::MAX.to_le_bytes());
+    labeled.extend(1u64.to_le_bytes());
+    assert_eq!(
+        Op::decode(KIND_CONVERSATION_LABELED, &labeled),
+        Err(DecodeError::Truncated)
+    );
+    for score in [0u8, 6, 255] {
+        let mut rated = 9u64.to_le_bytes().to_vec();
+        rated.push(score);
+        rated.extend(0u32.to_le_bytes());
+        rated.extend(0i64.to_le_bytes());
+        assert_eq!(
+            Op::decode(KIND_CONVERSATION_RATED, &rated),
+            Err(DecodeError::BadValue("score"))
+        );
+    }
+}

@@ -371,11 +371,17 @@ pub(super) fn apply_op(
             comment,
             at_ms,
         } => {
+            // The agent who last held it: a conversation closed for idleness holds no one.
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO ratings (conversation_id, score, comment, agent_id, rated_at)
-                 SELECT ?1, ?2, ?3, assignee, ?4 FROM conversations WHERE id = ?1",
+                "INSERT OR REPLACE INTO ratings (conversation_id, score, comment, agent_id, rated_at, lsn)
+                 SELECT ?1, ?2, ?3,
+                        COALESCE(assignee, (SELECT e.assignee FROM conversation_events e
+                                            WHERE e.conversation_id = ?1 AND e.assignee IS NOT NULL
+                                            ORDER BY e.lsn DESC LIMIT 1)),
+                        ?4, ?5
+                 FROM conversations WHERE id = ?1",
             )?
-            .execute(params![*conversation as i64, *score, comment, *at_ms])?;
+            .execute(params![*conversation as i64, *score, comment, *at_ms, lsn as i64])?;
         }
         Op::ConversationHomed {
             conversation,
@@ -434,6 +440,7 @@ fn clock_stepped(
         "UPDATE conversation_events SET at = at + ?1 WHERE lsn >= ?4 AND at BETWEEN ?2 AND ?3",
         "UPDATE deliveries SET created_at = created_at + ?1 WHERE id >= ?4 AND created_at BETWEEN ?2 AND ?3",
         "UPDATE deliveries SET updated_at = updated_at + ?1 WHERE id >= ?4 AND updated_at BETWEEN ?2 AND ?3",
+        "UPDATE ratings SET rated_at = rated_at + ?1 WHERE lsn >= ?4 AND rated_at BETWEEN ?2 AND ?3",
     ] {
         tx.prepare_cached(sql)?
             .execute(params![offset, since, before, from])?;
@@ -471,6 +478,11 @@ fn link_contacts(
         let (from, into) = (from as i64, into as i64);
         tx.prepare_cached("UPDATE messages SET conversation_id = ?2 WHERE conversation_id = ?1")?
             .execute(params![from, into])?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO conversation_labels (conversation_id, label_id)
+             SELECT ?2, label_id FROM conversation_labels WHERE conversation_id = ?1",
+        )?
+        .execute(params![from, into])?;
         tx.prepare_cached(
             "UPDATE conversations SET status = 'idle', assignee = NULL, queued_at = NULL, merged_into = ?2,
              message_count = 0, last_message_id = NULL WHERE id = ?1",

@@ -113,7 +113,8 @@ pub fn unknown_labels(conn: &Connection, ids: &[u64]) -> Result<Vec<u64>, Error>
     Ok(unknown)
 }
 
-/// A contact's name and details (a JSON object), when the contact exists.
+/// A contact's name and details (a JSON object), when the contact exists and was not linked
+/// into another.
 ///
 /// # Errors
 /// [`Error::Sqlite`].
@@ -159,7 +160,7 @@ pub fn search_contacts(
     let rows = conn
         .prepare_cached(
             "SELECT id, name, phone, email,
-                    (SELECT max(c.id) FROM conversations c WHERE c.contact_id = k.id)
+                    (SELECT max(c.id) FROM conversations c WHERE c.contact_id = k.id AND c.merged_into IS NULL)
              FROM (SELECT id, COALESCE(name, '') AS name,
                           CASE WHEN json_valid(details) THEN COALESCE(json_extract(details, '$.phone'), '') ELSE '' END AS phone,
                           CASE WHEN json_valid(details) THEN COALESCE(json_extract(details, '$.email'), '') ELSE '' END AS email
