@@ -19,7 +19,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState, Authed};
-use crate::model::bounded_id;
 use crate::store::queries;
 use crate::wire::is_upload_id;
 
@@ -41,7 +40,20 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Deserialize)]
 struct VisitorQuery {
-    visitor_id: String,
+    /// `visitor_id`, or a signed identity (`visitor_api.rs`): a signed customer's uploads are
+    /// theirs only with the signature.
+    #[serde(flatten)]
+    creds: super::visitor_api::VisitorCredentials,
+}
+
+impl VisitorQuery {
+    /// The customer's external id on the web channel, checked as the WebSocket checks it.
+    async fn visitor(&self, app: &AppState) -> Result<String, ApiError> {
+        let (identity, _) = super::visitor_api::visitor_identity(app, &self.creds)
+            .await?
+            .ok_or_else(|| ApiError::bad_request("bad_visitor_id", "visitor_id is required"))?;
+        Ok(identity.external_id.to_string())
+    }
 }
 
 /// The image type from the file's first bytes: (extension, content type).
@@ -111,8 +123,7 @@ async fn upload(
     ApiQuery(q): ApiQuery<VisitorQuery>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let visitor = bounded_id::<{ crate::model::EXTERNAL_ID_MAX }>(&q.visitor_id)
-        .map_err(|e| ApiError::bad_request("bad_visitor_id", format!("visitor_id {e}")))?;
+    let visitor = q.visitor(&app).await?;
     if body.len() > MAX_UPLOAD_BYTES {
         return Err(ApiError::PayloadTooLarge(format!(
             "an image may have at most {MAX_UPLOAD_BYTES} bytes"
@@ -313,7 +324,8 @@ async fn visitor_upload(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<VisitorQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    serve_upload(&app, id, Some(q.visitor_id)).await
+    let visitor = q.visitor(&app).await?;
+    serve_upload(&app, id, Some(visitor)).await
 }
 
 async fn agent_upload(

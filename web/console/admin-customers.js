@@ -62,14 +62,15 @@ export async function customers(body) {
     })));
 
   const shown = h('code', { class: 'secret', text: secret.secret ?? t('identity.none') });
-  const make = h('button', {
-    type: 'button', class: 'btn', text: t(secret.secret ? 'identity.rotate' : 'identity.make'),
-  });
-  make.onclick = () => run(make, async () => {
+  const makeSecret = async () => {
     const r = await api('/settings/identity-secret', { method: 'POST' });
     shown.textContent = r.secret;
-    make.textContent = t('identity.rotate');
-  });
+  };
+  // A new secret stops every identity the website signed with the old one: two clicks.
+  const make = secret.secret
+    ? dangerButton(makeSecret, t('identity.rotate'), t('identity.rotate_confirm'), t('common.saved'))
+    : h('button', { type: 'button', class: 'btn', text: t('identity.make') });
+  if (!secret.secret) make.onclick = () => run(make, async () => { await makeSecret(); await customers(body); });
   body.replaceChildren(
     h('h2', { text: t('prechat.title') }),
     h('p', { class: 'muted', text: t('prechat.help') }),

@@ -5,10 +5,11 @@ import { wsUrl } from '../shared/dom.js';
 import { api, session } from './api.js';
 import {
   state, emit, applyMessage, applyEvent, applyTyping, applyRead, applyDelivery, applyLinked,
-  applyLabels, applyContact, applyRating,
+  applyLabels, applyContact, applyRating, refreshConversations, loadLabels,
 } from './state.js';
 
 let ws = null;
+let everOpened = false;
 let timer = 0;
 let delay = 500;
 let queue = Promise.resolve();
@@ -36,6 +37,10 @@ function connect() {
   ws = sock;
   let opened = false;
   sock.onopen = () => {
+    // A reconnect replays missed messages and status changes; labels, names and ratings
+    // changed meanwhile come with the rows read again.
+    if (everOpened) refreshConversations().then(loadLabels).catch(() => {});
+    everOpened = true;
     opened = true;
     delay = 500;
     setUp(true);

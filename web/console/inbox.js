@@ -96,6 +96,7 @@ function drawNarrow() {
   if (narrow.dataset.key === key) return;
   narrow.dataset.key = key;
   if (byLabel !== '' && !state.labels.has(Number(byLabel))) byLabel = '';
+  if (byAgent !== '' && state.agents.size && !state.agents.has(Number(byAgent))) byAgent = '';
   const pick = (name, value, options, set) => h('select', {
     class: 'narrow-select', name, 'aria-label': t(`inbox.by_${name}`),
     onchange: (e) => { set(e.target.value); render(); },
@@ -125,8 +126,9 @@ function drawBulk() {
     }));
 }
 
-async function resolveSelected() {
+async function resolveSelected(e) {
   const ids = [...selected];
+  e.target.disabled = true;
   try {
     const r = await api('/conversations/resolve', { method: 'POST', body: { ids } });
     toast(t('inbox.resolved_n', { n: r.resolved.length })
