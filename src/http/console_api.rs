@@ -152,6 +152,7 @@ async fn widget_info(State(app): State<AppState>) -> Result<Json<serde_json::Val
     Ok(Json(serde_json::json!({
         "shop_name": shop_name(&app).await?,
         "agents_online": online,
+        "prechat": super::visitor_api::prechat_setting(&app).await?,
     })))
 }
 
