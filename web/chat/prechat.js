@@ -192,22 +192,42 @@ export function createPrechat(ctx) {
         'aria-describedby': id(`${name}-error`),
       }),
       h('p', { class: 'error', id: id(`${name}-error`) }));
-    const el = h('form', { class: 'prechat', novalidate: true, 'aria-labelledby': id('title') },
-      h('h2', { id: id('title'), text: t('chat.prechat.title') }),
-      h('p', { class: 'muted small', text: t(required ? 'chat.prechat.intro_required' : 'chat.prechat.intro') }),
+    // In the thread, an optional form starts folded: a line and two buttons, not three fields
+    // pushing the conversation up.
+    const folded = variant === 'during' && !required;
+    const fields = h('div', { class: 'prechat-fields', hidden: folded },
       field('name', 'text', 'name'),
       field('phone', 'tel', 'tel'),
       field('email', 'email', 'email'),
-      h('p', { class: 'error', id: id('contact-error') }),
+      h('p', { class: 'error', id: id('contact-error') }));
+    const submit = h('button', {
+      type: 'submit', class: 'btn primary', hidden: folded, text: t(variant === 'before' ? 'chat.prechat.start' : 'chat.prechat.save'),
+    });
+    const unfold = folded && h('button', {
+      type: 'button', class: 'btn primary', text: t('chat.prechat.open'), onclick: () => reveal(true),
+    });
+    const el = h('form', { class: 'prechat', novalidate: true, 'aria-labelledby': id('title') },
+      h('h2', { id: id('title'), text: t('chat.prechat.title') }),
+      h('p', { class: 'muted small', text: t(required ? 'chat.prechat.intro_required' : 'chat.prechat.intro') }),
+      fields,
       h('p', { class: 'error', id: id('error'), role: 'alert' }),
       h('div', { class: 'prechat-actions' },
         onSkip && h('button', { type: 'button', class: 'btn ghost', text: t(variant === 'before' ? 'chat.prechat.skip' : 'chat.prechat.dismiss'), onclick: onSkip }),
-        h('button', { type: 'submit', class: 'btn primary', text: t(variant === 'before' ? 'chat.prechat.start' : 'chat.prechat.save') })));
+        unfold, submit));
     const input = (name) => el.querySelector(`#${id(name)}`);
+    function reveal(focus) {
+      if (!fields.hidden) return;
+      fields.hidden = false;
+      submit.hidden = false;
+      if (unfold) unfold.remove();
+      if (focus) el.querySelector('.prechat-fields input')?.focus();
+      ctx.log.scrollTop = ctx.log.scrollHeight;
+    }
     const values = () => Object.fromEntries(['name', 'phone', 'email']
       .filter((n) => want[n]).map((n) => [n, input(n).value.trim()]));
 
     el.fill = (v) => {
+      reveal(false);
       for (const n of ['name', 'phone', 'email']) if (want[n] && v[n] != null) input(n).value = v[n];
     };
     el.fail = (message) => {

@@ -343,6 +343,8 @@ scenario('pre-chat "during" (the default): a card after the first message, dismi
   const form = chat.getByRole('form', { name: 'How can we reach you?' });
   await form.waitFor();
   assert.ok(await chat.getByLabel('Type a message…').isVisible(), 'the composer stays');
+  assert.ok(await form.getByLabel('E-mail').isHidden(), 'folded: a line and two buttons');
+  await form.getByRole('button', { name: 'Leave my details' }).click();
   await form.getByLabel('E-mail').fill('gifts@');
   await form.getByRole('button', { name: 'Save my details' }).click();
   await form.getByText('This e-mail address does not look right', { exact: false }).waitFor();
