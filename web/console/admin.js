@@ -9,8 +9,9 @@ import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents } from './state.js';
+import { customers } from './customers.js';
 
-const PAGES = { agents, canned, kb, channel, reports, updates };
+const PAGES = { agents, canned, kb, channel, customers, reports, updates };
 
 export async function showAdmin(root, page) {
   if (!state.me.is_admin) {

@@ -408,6 +408,39 @@ scenario('phone size (390x844): the form and the rating card fit', async () => {
   await page.context().close();
 });
 
+scenario('admin: the Customers page sets the form back to the default and makes a new secret, phone width', async () => {
+  const page = watch.page('console-customers', await (await browser.newContext(PHONE)).newPage());
+  await page.goto(`${kefud.base}/`);
+  await page.getByLabel('Username').fill(ADMIN.username);
+  await page.getByLabel('Password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('tab', { name: /All open/ }).waitFor();
+  await page.goto(`${kefud.base}/#/admin/customers`);
+  const mode = page.getByLabel('Ask');
+  await mode.waitFor();
+  assert.equal(await mode.inputValue(), 'before', 'the setting the phone test left');
+  assert.ok(await page.getByLabel('Name and a phone or e-mail are required', { exact: false }).isChecked());
+  assert.equal(await page.getByLabel('Identity secret').inputValue(), secret);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 390, `no sideways scrolling on a phone (${width}px)`);
+  await watch.shot(page, 'customer-phone-console-customers');
+
+  await mode.selectOption('during');
+  await page.getByLabel('Name and a phone or e-mail are required', { exact: false }).uncheck();
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
+  await page.locator('.toast', { hasText: 'Saved' }).waitFor();
+  assert.deepEqual((await kefud.api('/settings/prechat', { token })).body, { mode: 'during', required: false });
+
+  const make = page.getByRole('button', { name: 'Make a new secret' });
+  await make.click();
+  await page.getByRole('button', { name: 'Sure? Every signature made with the old one stops working' }).click();
+  await page.locator('.toast', { hasText: 'A new secret is in use' }).waitFor();
+  const fresh = (await kefud.api('/settings/identity-secret', { token })).body.secret;
+  assert.notEqual(fresh, secret);
+  assert.equal(await page.getByLabel('Identity secret').inputValue(), fresh);
+  await page.context().close();
+});
+
 scenario('the pre-chat setting is back to the default; no page threw or logged an error', async () => {
   const put = await kefud.api('/settings/prechat', { method: 'PUT', token, body: { mode: 'during', required: false } });
   assert.equal(put.status, 200);
