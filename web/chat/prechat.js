@@ -63,6 +63,7 @@ export function createPrechat(ctx) {
   let card = null;        // the form in the thread
   let sending = false;
   let stopped = false;
+  let wrote = false;      // a message was acknowledged on this page (e.g. a left message)
 
   const stateKey = () => `kefud.prechat.${ctx.scope()}`;
   const signedKey = () => `kefud.prechat.signed.${ctx.scope()}`;
@@ -89,6 +90,8 @@ export function createPrechat(ctx) {
       store.set(stateKey(), { state: 'pending', values });
       removeBefore();
       ctx.input.focus();
+      // Already written (the leave-a-message form): no ack to wait for.
+      if (wrote) acked();
     }, cfg.required ? null : () => {
       store.set(stateKey(), { state: 'done' });
       removeBefore();
@@ -108,6 +111,7 @@ export function createPrechat(ctx) {
   }
 
   async function acked() {
+    wrote = true;
     if (stopped || sending || !ctx.scope()) return;
     const st = state();
     if (st?.state === 'pending') {
@@ -269,6 +273,7 @@ export function createPrechat(ctx) {
     removeBefore();
     dropCard();
     history = null;
+    wrote = false;
     stopped = false;
   }
 

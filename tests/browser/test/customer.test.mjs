@@ -48,15 +48,16 @@ const sign = (key, id, name, email) => crypto.createHmac('sha256', key).update(`
 
 /**
  * The shop's site on its own origin: `/` with the plain snippet, `/account?...` with a signed
- * customer in the script tag's data attributes (as the shop's server would render it).
+ * customer in the script tag's data attributes (as the shop's server would render it),
+ * `/early?...` with the customer given to kefu.identify() before widget.js loads (the stub).
  */
 async function shopSite(kefudBase) {
   const esc = (s) => String(s).replace(/[&"<>]/g, (c) => `&#${c.charCodeAt(0)};`);
-  const page = (attrs) => `<!doctype html><html lang="en"><head><meta charset="utf-8">
+  const page = (attrs, early = '') => `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
 <title>${esc(SHOP)}</title></head>
 <body style="font: 16px system-ui, sans-serif; margin: 40px; color: #333">
-<h1>${esc(SHOP)}</h1><p>Your account. Questions? Chat with us, bottom right.</p>
+<h1>${esc(SHOP)}</h1><p>Your account. Questions? Chat with us, bottom right.</p>${early}
 <script src="${kefudBase}/widget.js" defer${Object.entries(attrs).map(([k, v]) => ` data-${k}="${esc(v)}"`).join('')}></script></body></html>`;
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
@@ -69,6 +70,14 @@ async function shopSite(kefudBase) {
       } : {};
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(page(attrs));
+    } else if (url.pathname === '/early') {
+      const user = Object.fromEntries(['userId', 'name', 'email', 'signature'].map((k) => [k, url.searchParams.get(k)]));
+      const stub = `<script>
+window.kefu = window.kefu || { q: [], identify(u) { this.q.push(u); } };
+kefu.identify(${JSON.stringify(user).replace(/</g, '\\u003c')});
+</script>`;
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(page({}, stub));
     } else {
       res.writeHead(404);
       res.end();
@@ -236,6 +245,17 @@ scenario('a signed customer: user:<id> on the conversation, the shop\'s name on 
     return c.name === 'Zhao Lei' && c.email === 'zhao.lei@example.com';
   });
   await page.context().close();
+
+  // Given before widget.js loads, through the stub: the same as the data attributes.
+  const early = { userId: 'cust-3003', name: 'Liu Yang', email: 'liu.yang@example.com' };
+  const page3 = watch.page('signed-early', await (await browser.newContext(DESKTOP)).newPage());
+  const chat3 = await openWidget(page3, `${site.url}/early?${new URLSearchParams({ ...early, signature: sign(secret, early.userId, early.name, early.email) })}`);
+  await chat3.getByLabel('Type a message…').fill('Hello from Liu');
+  await chat3.getByLabel('Type a message…').press('Enter');
+  await chat3.locator('.msg.mine[data-state="sent"]').waitFor();
+  const conv3 = await conversationOf(`user:${early.userId}`);
+  await until('Liu Yang on the contact', async () => (await contactOf(conv3.id)).name === early.name);
+  await page3.context().close();
 });
 
 scenario('a forged signature: a clear error in the widget, nothing sent', async () => {
