@@ -6,7 +6,9 @@
 // the vouched name on the contact, no form asking for it; a forged signature refused with a
 // clear message and nothing sent); the rating card after an agent resolves (keyboard stars,
 // a comment, the report shows it; shown again on reconnect until rated, never after; a new
-// message takes it away); the form and the card at phone size without sideways scrolling.
+// message takes it away); the form and the card at phone size without sideways scrolling;
+// Admin → Customers in the console (the setting, a new secret) at phone size; and the chat's
+// pure rules (form checks, the identity fragment, when a rating is due) run in the page.
 // The shop's pre-chat setting is put back to the default at the end (one kefud serves every
 // test file in turn).
 import { test, before, after } from 'node:test';
@@ -135,6 +137,54 @@ after(async () => {
   await browser?.close().catch(() => {});
   site?.close();
   await kefud.stop();
+});
+
+scenario('the chat\'s own rules: form checks, the identity fragment, when to ask for a rating', async () => {
+  const page = watch.page('rules', await (await browser.newContext(DESKTOP)).newPage());
+  await page.goto(`${kefud.base}/chat`);
+  const got = await page.evaluate(async () => {
+    const { checkProfile, prechatConfig } = await import('/web/chat/prechat.js');
+    const who = await import('/web/chat/identity.js');
+    const { wantsRating } = await import('/web/chat/rating.js');
+    const id = { userId: '7', name: 'Li "Wei" & co', email: '', signature: 'ab' };
+    return {
+      empty: checkProfile({}, { required: true }),
+      vouched: checkProfile({}, { required: true, vouched: { name: 'A', email: 'a@b.c' } }),
+      optional: checkProfile({}),
+      bad: checkProfile({ name: 'x'.repeat(101), phone: '12a', email: 'a@b' }),
+      good: checkProfile({ name: ' 陈静 ', phone: '+86 (139) 1234-5678', email: 'chen.jing@example.com' }, { required: true }),
+      config: [prechatConfig({}), prechatConfig({ prechat: { mode: 'before', required: true } }), prechatConfig({ prechat: { mode: 'sometimes' } })],
+      roundTrip: who.fromFragment(who.toFragment(id)),
+      noSignature: who.fromFragment(who.toFragment({ ...id, signature: '' })),
+      garbage: who.fromFragment('#kefu_identity=%7Bnot-json'),
+      creds: [who.credentials(id, 'v-1'), who.credentials(null, 'v-1'), who.credentials(null, null)],
+      scope: [who.scope(id, 'user:7'), who.scope(null, 'v-1'), who.scope(null, null)],
+      rating: [
+        wantsRating({ conversation_id: 3, status: 'resolved', rating: null }, []),
+        wantsRating({ conversation_id: 3, status: 'idle', rating: null }, []),
+        wantsRating({ conversation_id: 3, status: 'resolved', rating: { score: 5, comment: '' } }, []),
+        wantsRating({ conversation_id: 3, status: 'resolved', rating: null }, [3]),
+        wantsRating({ conversation_id: 3, status: 'waiting', rating: null }, []),
+        wantsRating({ conversation_id: 3, status: 'waiting', rating: null }, [], 3),
+        wantsRating({ conversation_id: 4, status: 'waiting', rating: null }, [], 3),
+      ],
+    };
+  });
+  assert.deepEqual(got.empty, { name: 'chat.prechat.need_name', contact: 'chat.prechat.need_contact' });
+  assert.deepEqual(got.vouched, {});
+  assert.deepEqual(got.optional, {});
+  assert.deepEqual(got.bad, { name: 'chat.prechat.bad_name', phone: 'chat.prechat.bad_phone', email: 'chat.prechat.bad_email' });
+  assert.deepEqual(got.good, {});
+  assert.deepEqual(got.config, [{ mode: 'during', required: false }, { mode: 'before', required: true }, { mode: 'during', required: false }]);
+  assert.deepEqual(got.roundTrip, { userId: '7', name: 'Li "Wei" & co', email: '', signature: 'ab' });
+  assert.equal(got.noSignature, null);
+  assert.equal(got.garbage, null);
+  assert.deepEqual(got.creds, [
+    { user_id: '7', user_name: 'Li "Wei" & co', user_email: '', user_signature: 'ab' }, { visitor_id: 'v-1' }, {},
+  ]);
+  assert.deepEqual(got.scope, ['user:7', 'v-1', null]);
+  assert.deepEqual(got.rating, [true, true, false, false, false, true, false]);
+  await page.context().close();
 });
 
 scenario('an admin asks for a name and a phone or e-mail before the chat', async () => {
