@@ -17,7 +17,7 @@ import crypto from 'node:crypto';
 import http from 'node:http';
 import { once } from 'node:events';
 import {
-  Kefud, Watch, launchBrowser, until,
+  Kefud, Watch, launchBrowser, docShot, until,
 } from '../lib/harness.mjs';
 
 // The same admin as console-widget.test.mjs: whichever file runs first creates it.
@@ -454,7 +454,7 @@ scenario('phone size (390x844): the form and the rating card fit', async () => {
   const start = await form.getByRole('button', { name: 'Start the chat' }).boundingBox();
   assert.ok(start.y + start.height <= 844 && start.x + start.width <= 390, 'the button is on screen');
   await assertFits(page, 'the pre-chat form');
-  await watch.shot(page, 'customer-phone-prechat');
+  await docShot(page, 'widget-prechat.png');
   await form.getByLabel('Name').fill('Sun Mei');
   await form.getByLabel('E-mail').fill('sun.mei@example.com');
   await form.getByRole('button', { name: 'Start the chat' }).tap();
@@ -472,7 +472,7 @@ scenario('phone size (390x844): the form and the rating card fit', async () => {
   await assertFits(page, 'the rating card');
   const send = await card.getByRole('button', { name: 'Send the rating' }).boundingBox();
   assert.ok(send.x >= 0 && send.x + send.width <= 390, 'the send button is on screen');
-  await watch.shot(page, 'customer-phone-rating');
+  await docShot(page, 'widget-rating.png');
   await card.getByRole('button', { name: 'Send the rating' }).tap();
   await chat.getByText('Thank you for your rating!').waitFor();
   await page.context().close();
