@@ -439,6 +439,23 @@ scenario('pre-chat "during" (the default): a card after the first message, dismi
   assert.equal(await chat2.locator('.prechat-card').count(), 0, 'dismissed: not offered again');
   await page.context().close();
   await other.context().close();
+
+  // "before", not required: a Skip button; skipped is not asked again.
+  await kefud.api('/settings/prechat', { method: 'PUT', token, body: { mode: 'before', required: false } });
+  const third = watch.page('prechat-skip', await (await browser.newContext(DESKTOP)).newPage());
+  const chat3 = await openWidget(third, `${site.url}/`);
+  const optional = chat3.getByRole('form', { name: 'How can we reach you?' });
+  await optional.getByText('Name (optional)').waitFor();
+  assert.ok(await chat3.getByLabel('Type a message…').isHidden());
+  await optional.getByRole('button', { name: 'Skip' }).click();
+  await optional.waitFor({ state: 'detached' });
+  await chat3.getByLabel('Type a message…').waitFor();
+  await third.reload();
+  await third.getByRole('button', { name: 'Chat with us' }).click();
+  await chatFrame(third).getByLabel('Type a message…').waitFor();
+  await third.waitForTimeout(800);
+  assert.equal(await chatFrame(third).locator('form.prechat').count(), 0, 'skipped: not asked again');
+  await third.context().close();
 });
 
 scenario('phone size (390x844): the form and the rating card fit', async () => {
