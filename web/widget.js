@@ -3,6 +3,12 @@
 // origin) in an iframe; the iframe reports unread counts and close requests by postMessage.
 // Styles are set through element.style (the host page's CSP may forbid <style>); the two
 // labels are the only strings, in English and Chinese.
+// A shop that knows its customer passes a signed identity (see README, "Customers with
+// names"): data-user-id, data-user-name, data-user-email and data-user-signature on this
+// script tag, or window.kefu.identify({userId, name, email, signature}) before load (through
+// the stub kefu = {q: [], identify(u) { this.q.push(u); }}) or after it; identify(null) goes
+// back to an anonymous visitor. The identity reaches the iframe in its URL fragment (never a
+// server's log) and, when it changes later, by postMessage to kefud's origin only.
 (() => {
   const script = document.currentScript;
   if (!script || window.kefudWidget) return;
@@ -14,6 +20,7 @@
   const narrow = matchMedia('(max-width: 480px)');
   let open = false;
   let ready = false;
+  let identity = null;
 
   const bubble = document.createElement('button');
   bubble.type = 'button';
@@ -44,7 +51,8 @@
   bubble.append(svg, badge);
 
   const frame = document.createElement('iframe');
-  frame.src = `${origin}/chat?embed=1`;
+  // The same fragment as web/chat/identity.js reads.
+  const chatUrl = () => `${origin}/chat?embed=1${identity ? `#kefu_identity=${encodeURIComponent(JSON.stringify(identity))}` : ''}`;
   frame.title = label.open;
   Object.assign(frame.style, {
     position: 'fixed', border: '0', background: '#fff', zIndex: '2147483001',
@@ -61,6 +69,26 @@
 
   function tell() {
     if (ready) frame.contentWindow.postMessage({ type: 'kefud:visible', open }, origin);
+  }
+
+  function tellIdentity() {
+    if (ready) frame.contentWindow.postMessage({ type: 'kefud:identity', identity }, origin);
+  }
+
+  /** {userId, name, email, signature} (kefud checks the signature), or null: anonymous. */
+  function identify(user) {
+    const str = (v) => (v == null ? '' : String(v));
+    const next = user ? {
+      userId: str(user.userId).trim(), name: str(user.name), email: str(user.email), signature: str(user.signature).trim(),
+    } : null;
+    if (next && (!next.userId || !next.signature)) {
+      console.error('kefu.identify: userId and signature are required');
+      return;
+    }
+    identity = next;
+    // Not loaded yet: the fragment carries it; loaded: a message (and again at every ready).
+    if (!frame.isConnected) frame.src = chatUrl();
+    else tellIdentity();
   }
 
   function toggle(next) {
@@ -81,6 +109,7 @@
     if (type === 'kefud:ready') {
       ready = true;
       tell();
+      tellIdentity();
     }
     else if (type === 'kefud:close') toggle(false);
     else if (type === 'kefud:unread') {
@@ -89,6 +118,12 @@
       bubble.setAttribute('aria-label', `${open ? label.close : label.open}${count ? ` (${count})` : ''}`);
     }
   });
+  const early = window.kefu && Array.isArray(window.kefu.q) ? window.kefu.q : [];
+  window.kefu = { identify };
+  const data = script.dataset;
+  if (data.userId) identify({ userId: data.userId, name: data.userName, email: data.userEmail, signature: data.userSignature });
+  early.forEach(identify);
+  if (!frame.src) frame.src = chatUrl();
   layout();
   const mount = () => document.body.append(frame, bubble);
   if (document.body) mount();

@@ -5,10 +5,19 @@
 // until acked; nothing shown twice (by message_id and client_id); typing both ways; images;
 // a leave-a-message form while no agent is online or the shop is closed (business hours, with
 // the shop's away message); the unread count for widget.js's badge.
+// A customer is an anonymous visitor id or a signed identity from the shop (identity.js: the
+// outbox and read mark are kept per signed user); the pre-chat form (prechat.js) and the
+// rating card (rating.js) hook into the connection's welcome, acks and the resolved frame.
 import { h, store, fmtTime, uuid, wsUrl } from '../shared/dom.js';
 import { t, translate } from '../shared/i18n.js';
+import * as who from './identity.js';
+import { createPrechat } from './prechat.js';
+import { createRating } from './rating.js';
 
 const KEYS = { visitor: 'kefud.visitor', read: 'kefud.chat.read', outbox: 'kefud.chat.outbox' };
+// How long the history replay may pause before the thread counts as complete (the pre-chat
+// form wants to know whether the customer ever wrote; the rating card asks kefud only then).
+const SETTLE_MS = 400;
 const IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/gif', 'image/webp'];
 const MAX_IMAGE = 5 * 1024 * 1024;
 const RETRY_CODES = ['rate_limited', 'unavailable', 'internal'];
@@ -17,9 +26,11 @@ const $ = (id) => document.getElementById(id);
 const log = $('log');
 const input = $('input');
 
+let identity = who.fromFragment(location.hash);  // a signed identity from the shop, or null
 let visitorId = store.get(KEYS.visitor);
-let outbox = store.get(KEYS.outbox, []);
-let readUpTo = store.get(KEYS.read, 0);
+let external = null;           // the identity kefud welcomed this page as (visitor id or user:ID)
+let outbox = store.get(keyed(KEYS.outbox), []);
+let readUpTo = store.get(keyed(KEYS.read), 0);
 let lastSeen = 0;              // the highest message_id received on this page: the resume point
 let ws = null;
 let ready = false;             // welcomed: frames may be sent
@@ -32,14 +43,25 @@ let shown = !embed;            // whether the customer can see the chat (the wid
 let typingTimer = 0;
 let unreadTimer = 0;
 let lastTypingSent = 0;
+let welcomed = false;          // this connection was welcomed (else a signed identity is checked)
+let refused = false;           // kefud refused the signed identity: nothing is sent
+let reconnectTimer = 0;
+let settleTimer = 0;
+let settling = false;          // welcomed, history still arriving
 const byId = new Map();        // message_id → element
 const byClient = new Map();    // client_id → element
 const theirs = [];             // message ids of agent and bot messages, for the unread count
 
+const credentials = () => who.credentials(identity, identity ? null : visitorId);
+const prechat = createPrechat({
+  log, composer: $('composer'), input, credentials, scope: () => who.scope(identity, external), identity: () => identity,
+});
+const rating = createRating({ log, credentials });
+
 translate(document);
 document.body.classList.toggle('embed', embed);
 $('close').hidden = !embed;
-for (const item of outbox) render(item.client_id, { sender: 'visitor', text: item.text, attachment: item.attachment, created_at: item.at });
+renderOutbox();
 greet();
 paintStatus();
 connect();
@@ -48,10 +70,20 @@ setInterval(refreshInfo, 60000);
 
 // ---- connection ------------------------------------------------------------------------------
 
+/** Local state kept per customer: the anonymous visitor's under KEY, a signed user's apart. */
+function keyed(key) {
+  return identity ? `${key}.user:${identity.userId}` : key;
+}
+
+function renderOutbox() {
+  for (const item of outbox) render(item.client_id, { sender: 'visitor', text: item.text, attachment: item.attachment, created_at: item.at });
+}
+
 function connect() {
-  const params = { after: lastSeen };
-  if (visitorId) params.visitor_id = visitorId;
-  ws = new WebSocket(wsUrl('/ws/visitor', params));
+  reconnectTimer = 0;
+  if (refused) return;
+  welcomed = false;
+  ws = new WebSocket(wsUrl('/ws/visitor', { after: lastSeen, ...credentials() }));
   ws.onmessage = (e) => {
     let f;
     try {
@@ -64,17 +96,107 @@ function connect() {
   ws.onclose = () => {
     ws = null;
     ready = false;
+    settling = false;
     paintStatus();
-    setTimeout(connect, delay);
-    delay = Math.min(delay * 2, 10000);
+    // A browser does not say why an upgrade failed: for a signed identity, kefud is asked.
+    if (identity && !welcomed) checkIdentity(identity);
+    else reconnect();
   };
+}
+
+function reconnect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = setTimeout(connect, delay);
+  delay = Math.min(delay * 2, 10000);
+}
+
+/** A 403 (forged, or signed with an old secret) or 400 (malformed) ends the chat here. */
+async function checkIdentity(asked) {
+  let res = null;
+  try {
+    res = await fetch(`/api/v1/visitor/conversation?${new URLSearchParams(credentials())}`);
+  } catch { /* kefud is down: keep trying */ }
+  if (asked !== identity) return;
+  if (res && (res.status === 403 || res.status === 400)) {
+    const body = await res.json().catch(() => ({}));
+    refuse(body.message || '');
+  } else {
+    reconnect();
+  }
+}
+
+function refuse(reason) {
+  refused = true;
+  prechat.stop();
+  rating.reset();
+  let el = $('identity-error');
+  if (!el) {
+    el = h('section', { id: 'identity-error', class: 'identity-error', role: 'alert' });
+    $('composer').before(el);
+  }
+  el.replaceChildren(h('p', { text: t('chat.identity.refused') }), reason ? h('p', { class: 'small', text: reason }) : null);
+  el.hidden = false;
+  for (const c of [input, $('send'), $('attach')]) c.disabled = true;
+  paintStatus();
+}
+
+/** The shop's page named another customer (kefu.identify): the chat starts over as them. */
+function switchIdentity(next) {
+  if (who.sameIdentity(next, identity)) return;
+  identity = next;
+  if (ws) {
+    ws.onclose = null;
+    ws.onmessage = null;
+    ws.close();
+    ws = null;
+  }
+  clearTimeout(reconnectTimer);
+  clearTimeout(settleTimer);
+  ready = false;
+  refused = false;
+  settling = false;
+  external = null;
+  lastSeen = 0;
+  delay = 500;
+  byId.clear();
+  byClient.clear();
+  theirs.length = 0;
+  log.replaceChildren();
+  $('identity-error')?.remove();
+  for (const c of [input, $('send')]) c.disabled = false;
+  $('attach').disabled = true;
+  prechat.reset();
+  rating.reset();
+  outbox = store.get(keyed(KEYS.outbox), []);
+  readUpTo = store.get(keyed(KEYS.read), 0);
+  renderOutbox();
+  greet();
+  paintStatus();
+  updateUnread();
+  connect();
+}
+
+/** The history replay has paused: the thread on screen is the customer's whole thread. */
+function threadSettled() {
+  settling = false;
+  const wrote = byId.size > 0 || outbox.length > 0;
+  prechat.settled(wrote);
+  if (byId.size > 0) rating.check();
 }
 
 function onFrame(f) {
   switch (f.type) {
     case 'welcome':
-      visitorId = f.visitor_id;
-      store.set(KEYS.visitor, visitorId);
+      external = f.visitor_id;
+      // A signed user's identity (user:ID) is never a visitor id to reuse.
+      if (!identity) {
+        visitorId = f.visitor_id;
+        store.set(KEYS.visitor, visitorId);
+      }
+      welcomed = true;
+      settling = true;
+      clearTimeout(settleTimer);
+      settleTimer = setTimeout(threadSettled, SETTLE_MS);
       ready = true;
       delay = 500;
       $('attach').disabled = false;
@@ -87,6 +209,10 @@ function onFrame(f) {
       break;
     case 'ack':
       onAck(f.client_id, f.message_id);
+      prechat.acked();
+      break;
+    case 'resolved':
+      rating.check(f.conversation_id);
       break;
     case 'typing':
       if (f.sender !== 'visitor') showTyping(6000);
@@ -114,7 +240,8 @@ function flush() {
 function enqueue(text, attachment, el) {
   const item = { client_id: uuid(), text, attachment, at: Date.now() };
   outbox.push(item);
-  store.set(KEYS.outbox, outbox);
+  store.set(keyed(KEYS.outbox), outbox);
+  rating.hide();
   if (el) bind(el, item.client_id);
   else render(item.client_id, { sender: 'visitor', text, attachment, created_at: item.at });
   log.scrollTop = log.scrollHeight;
@@ -124,7 +251,7 @@ function enqueue(text, attachment, el) {
 function settle(clientId) {
   const before = outbox.length;
   outbox = outbox.filter((x) => x.client_id !== clientId);
-  if (outbox.length !== before) store.set(KEYS.outbox, outbox);
+  if (outbox.length !== before) store.set(keyed(KEYS.outbox), outbox);
 }
 
 function onAck(clientId, id) {
@@ -135,7 +262,13 @@ function onAck(clientId, id) {
 
 function onMessage(f) {
   lastSeen = Math.max(lastSeen, f.message_id);
+  if (settling) {
+    clearTimeout(settleTimer);
+    settleTimer = setTimeout(threadSettled, SETTLE_MS);
+  }
   if (byId.has(f.message_id)) return;
+  // The customer wrote (here or on another device): the conversation goes on, no rating now.
+  if (f.sender === 'visitor' && !settling) rating.hide();
   const mine = f.client_id ? byClient.get(f.client_id) : null;
   if (mine) {
     settle(f.client_id);
@@ -197,7 +330,7 @@ function sent(el, id) {
 }
 
 function uploadSrc(id) {
-  return `/api/v1/visitor/uploads/${encodeURIComponent(id)}?visitor_id=${encodeURIComponent(visitorId ?? '')}`;
+  return `/api/v1/visitor/uploads/${encodeURIComponent(id)}?visitor_id=${encodeURIComponent(external ?? visitorId ?? '')}`;
 }
 
 function image(src) {
@@ -225,7 +358,7 @@ function notice(text) {
 
 function paintStatus() {
   const closed = shopOpen === false;
-  const text = !ready ? t('chat.connecting')
+  const text = refused ? t('chat.identity.status') : !ready ? t('chat.connecting')
     : closed ? t('chat.closed')
       : agentsOnline === 0 ? t('chat.offline') : t('chat.online');
   $('status').textContent = text;
@@ -243,6 +376,7 @@ async function refreshInfo() {
     agentsOnline = info.agents_online;
     shopOpen = info.open !== false;
     awayMessage = info.away_message ?? '';
+    prechat.configure(info);
     if (info.shop_name) {
       $('shop').textContent = info.shop_name;
       document.title = info.shop_name;
@@ -262,7 +396,7 @@ function updateUnread() {
     const newest = Math.max(...theirs);
     if (newest > readUpTo) {
       readUpTo = newest;
-      store.set(KEYS.read, readUpTo);
+      store.set(keyed(KEYS.read), readUpTo);
       // The shop sees that its replies were read (not stored; best effort).
       send({ type: 'read', message_id: readUpTo });
     }
@@ -273,7 +407,13 @@ function updateUnread() {
 }
 
 document.addEventListener('visibilitychange', updateUnread);
+// The full page takes a signed identity in its fragment too (/chat#kefu_identity=...).
+addEventListener('hashchange', () => switchIdentity(who.fromFragment(location.hash)));
 if (embed) {
+  // The embedding page (only it: e.source) may name the customer; kefud checks the signature.
+  addEventListener('message', (e) => {
+    if (e.source === parent && e.data?.type === 'kefud:identity') switchIdentity(who.normalize(e.data.identity));
+  });
   addEventListener('message', (e) => {
     if (e.source !== parent || e.data?.type !== 'kefud:visible') return;
     shown = Boolean(e.data.open);
@@ -330,7 +470,7 @@ $('file').addEventListener('change', async () => {
   el.dataset.state = 'uploading';
   log.scrollTop = log.scrollHeight;
   try {
-    const res = await fetch(`/api/v1/visitor/uploads?visitor_id=${encodeURIComponent(visitorId)}`, {
+    const res = await fetch(`/api/v1/visitor/uploads?visitor_id=${encodeURIComponent(external)}`, {
       method: 'POST', headers: { 'Content-Type': file.type }, body: file,
     });
     if (!res.ok) throw new Error(String(res.status));

@@ -7,14 +7,15 @@
 // page is open), the reports (charts.js: messages per hour of the day, response and resolution
 // times per day, ratings per day and per agent; a CSV download of each), and updates
 // (the running and the previous version, the last update's outcome, uploading a signed bundle,
-// rolling back); labels and the customers' side (the widget's form, signed identities) are in
-// admin-customers.js, HTTPS (trusting the box's CA on each device) in https.js.
+// rolling back); labels are in admin-labels.js, the customers' side (the widget's form,
+// signed identities) in customers.js, HTTPS (trusting the box's CA on each device) in https.js.
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 import { api, errText } from './api.js';
 import { state, emit, toast, loadAgents, agentName } from './state.js';
 import { field, input, area, check, run, dangerButton, submitForm } from './forms.js';
-import { labels, customers } from './admin-customers.js';
+import { labels } from './admin-labels.js';
+import { customers } from './customers.js';
 import { ratingDetails } from './ratings.js';
 import { PLACEHOLDERS } from './placeholders.js';
 import { httpsPage } from './https.js';

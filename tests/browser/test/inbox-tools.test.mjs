@@ -1,8 +1,8 @@
 // Issue 17 in the console: labels (Admin → Labels, the thread's editor, chips), the inbox's
 // filters by label and by agent, selecting and resolving several conversations at once, the
-// contact's name, phone, e-mail and notes edited in the contact panel and shown in the inbox,
-// a customer's rating on the Reports page with its CSV, Admin → Customers (the widget's form,
-// the identity secret), the phone layout of each, and no page error anywhere.
+// contact's name, phone, e-mail and notes edited in the contact panel and shown in the inbox
+// and found by search, a customer's rating in the thread and on the Reports page with its
+// CSV, the phone layout of each, and no page error anywhere.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -75,8 +75,6 @@ before(async () => {
 });
 
 after(async () => {
-  // Other files share this kefud: the widget's form back to its default.
-  if (token) await api('/settings/prechat', { method: 'PUT', body: { mode: 'during', required: false } });
   await browser?.close().catch(() => {});
   await kefud.stop();
   assert.deepEqual(watch.problems, []);
@@ -204,21 +202,7 @@ scenario('a customer\'s rating shows in the thread and on the Reports page, with
   assert.ok(csv.some((l) => l.startsWith('agent,') && l.includes(',Bo,1,4.00,0,0,0,1,0')), csv.join('\n'));
 });
 
-scenario('Admin → Customers sets the widget\'s form and makes the identity secret', async () => {
-  await page.goto(`${kefud.base}/#/admin/customers`);
-  await page.locator('select[name=mode]').selectOption('before');
-  await page.getByLabel('Name and phone or e-mail are required').check();
-  await page.getByRole('button', { name: 'Save' }).click();
-  await until('saved', async () => (await api('/settings/prechat')).body.mode === 'before');
-  assert.equal((await api('/settings/prechat')).body.required, true);
-  assert.deepEqual((await kefud.api('/widget/info')).body.prechat, { mode: 'before', required: true });
-  await page.getByRole('button', { name: 'Make a secret' }).click();
-  await until('a secret', async () => (await api('/settings/identity-secret')).body.secret);
-  const { secret } = (await api('/settings/identity-secret')).body;
-  await page.locator('code.secret', { hasText: secret }).waitFor();
-});
-
-scenario('phone layout: the inbox with its filters, Help, Labels and Customers', async () => {
+scenario('phone layout: the inbox with its filters, Help and Labels', async () => {
   const ctx = await browser.newContext(PHONE);
   await ctx.addInitScript((t) => localStorage.setItem('kefud.token', JSON.stringify(t)), token);
   const phone = watch.page('phone', await ctx.newPage());
@@ -230,7 +214,7 @@ scenario('phone layout: the inbox with its filters, Help, Labels and Customers',
   await phone.locator('#help-labels h2', { hasText: 'Labels' }).waitFor();
   await noOverflow(phone);
   await watch.shot(phone, 'tools-phone-help');
-  for (const admin of ['labels', 'customers']) {
+  for (const admin of ['labels']) {
     await phone.goto(`${kefud.base}/#/admin/${admin}`);
     await phone.locator('.admin-body h2').first().waitFor();
     await noOverflow(phone);
