@@ -330,7 +330,9 @@ function sent(el, id) {
 }
 
 function uploadSrc(id) {
-  return `/api/v1/visitor/uploads/${encodeURIComponent(id)}?visitor_id=${encodeURIComponent(external ?? visitorId ?? '')}`;
+  // A signed customer's images are theirs with the signature, as on the WebSocket.
+  const creds = identity ? credentials() : { visitor_id: external ?? visitorId ?? '' };
+  return `/api/v1/visitor/uploads/${encodeURIComponent(id)}?${new URLSearchParams(creds)}`;
 }
 
 function image(src) {
@@ -470,7 +472,8 @@ $('file').addEventListener('change', async () => {
   el.dataset.state = 'uploading';
   log.scrollTop = log.scrollHeight;
   try {
-    const res = await fetch(`/api/v1/visitor/uploads?visitor_id=${encodeURIComponent(external)}`, {
+    const creds = identity ? credentials() : { visitor_id: external };
+    const res = await fetch(`/api/v1/visitor/uploads?${new URLSearchParams(creds)}`, {
       method: 'POST', headers: { 'Content-Type': file.type }, body: file,
     });
     if (!res.ok) throw new Error(String(res.status));

@@ -197,7 +197,7 @@ scenario('a customer\'s rating shows in the thread and on the Reports page, with
     page.waitForEvent('download'),
     card.getByRole('button', { name: 'Download CSV' }).click(),
   ]);
-  const csv = fs.readFileSync(await download.path(), 'utf8').trim().split('\n');
+  const csv = fs.readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
   assert.equal(csv[0], 'group,key,name,count,average,score_1,score_2,score_3,score_4,score_5');
   assert.ok(csv.some((l) => l.startsWith('agent,') && l.includes(',Bo,1,4.00,0,0,0,1,0')), csv.join('\n'));
 });
