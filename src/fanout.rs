@@ -404,18 +404,30 @@ impl Fanout {
                         send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
                     }
                 }
-                Op::StatusChanged(s) if !self.agents.is_empty() => {
-                    let frame: Utf8Bytes = wire::conversation_event(&wire::ConversationEvent {
-                        r#type: "conversation",
-                        seq: entry.lsn,
-                        conversation_id: s.conversation,
-                        from: s.from.as_str(),
-                        to: s.to.as_str(),
-                        assignee: s.assignee,
-                        by: s.by,
-                        at: s.at_ms,
-                    });
-                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                Op::StatusChanged(s) => {
+                    // Resolved: the customer's widget offers a rating. Not a message, so it
+                    // carries LSN 0 and never moves a connection's resume point.
+                    if let Some(audience) = &entry.audience {
+                        let frame: Utf8Bytes = wire::resolved_for_visitor(s.conversation).into();
+                        for identity in audience.iter() {
+                            if let Some(subs) = self.visitors.get_mut(identity) {
+                                send_all(subs, 0, &frame, &self.stats);
+                            }
+                        }
+                    }
+                    if !self.agents.is_empty() {
+                        let frame: Utf8Bytes = wire::conversation_event(&wire::ConversationEvent {
+                            r#type: "conversation",
+                            seq: entry.lsn,
+                            conversation_id: s.conversation,
+                            from: s.from.as_str(),
+                            to: s.to.as_str(),
+                            assignee: s.assignee,
+                            by: s.by,
+                            at: s.at_ms,
+                        });
+                        send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                    }
                 }
                 Op::Delivered { messages, .. } if !self.agents.is_empty() => {
                     let frame: Utf8Bytes =

@@ -11,13 +11,9 @@ use super::command::{EditContact, LabelConversation, RateConversation};
 use super::ports::{Journal, Snapshot};
 use super::state::Now;
 use super::{Accepted, Decider, DispatchError};
-use std::sync::Arc;
-
 use crate::conversation::Status;
-use crate::fanout::Ephemeral;
 use crate::model::{ContactId, ConversationId};
 use crate::op::Op;
-use crate::wire;
 
 /// The longest rating comment, in characters.
 const MAX_RATING_COMMENT_CHARS: usize = 1000;
@@ -113,17 +109,6 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             conversation: 0,
             message_id: None,
         })
-    }
-
-    /// What the customer's live connections are told when their conversation is resolved
-    /// (not journaled: the widget asks for the rating state when it connects).
-    pub(crate) fn resolved_notice(&self, conversation: ConversationId) -> Option<Ephemeral> {
-        let state = self.conversations.get(&conversation)?;
-        let contact = self.contacts.get(&self.resolve_linked(state.contact))?;
-        Some(Ephemeral::Visitors(
-            Arc::clone(&contact.identities),
-            wire::resolved_for_visitor(conversation).into(),
-        ))
     }
 
     /// The contact a conversation belongs to now (after links), and its status.

@@ -2,6 +2,8 @@
 //! journals nothing), keeps the scheduler's load and queue in step, arms and fires the idle
 //! timers (on the monotonic clock).
 
+use std::sync::Arc;
+
 use super::command::{Assign, Reopen, Resolve};
 use super::ports::{Journal, Snapshot};
 use super::state::Now;
@@ -70,6 +72,12 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             return Ok(None);
         }
         let held_before = state.assignee.filter(|_| from.is_open());
+        // The customer's widget hears of an agent's resolve (it offers a rating) once it is
+        // durable; history brought in by an import resolves no one's chat.
+        let audience = (to == Status::Resolved && by.is_some())
+            .then(|| self.contacts.get(&self.resolve_linked(state.contact)))
+            .flatten()
+            .map(|c| Arc::clone(&c.identities));
         let lsn = self.append(
             Op::StatusChanged(StatusChanged {
                 conversation,
@@ -79,7 +87,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 by,
                 at_ms: now.wall_ms,
             }),
-            None,
+            audience,
         )?;
         self.follow_load(held_before, assignee.filter(|_| to.is_open()));
         if assignee.is_some() || !to.is_open() {

@@ -110,17 +110,7 @@ impl Dispatcher {
             Command::AgentNote(c, reply) => reply.send(d.agent_note(c, now)),
             Command::LinkContacts(c, reply) => reply.send(d.link_contacts(c, now)),
             Command::Assign(c, reply) => reply.send(d.assign(c, now)),
-            Command::Resolve(c, reply) => {
-                let conversation = c.conversation;
-                let result = d.resolve(c, now);
-                // The customer's widget offers a rating once the conversation is resolved.
-                if result.is_ok() {
-                    if let Some(notice) = d.resolved_notice(conversation) {
-                        self.fanout.notify(notice);
-                    }
-                }
-                reply.send(result);
-            }
+            Command::Resolve(c, reply) => reply.send(d.resolve(c, now)),
             Command::Label(c, reply) => reply.send(d.label_conversation(c, now)),
             Command::Rate(c, reply) => reply.send(d.rate_conversation(c, now)),
             Command::EditContact(c, reply) => reply.send(d.edit_contact(c, now)),
