@@ -63,8 +63,12 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    /// The error's code and message, as its response body carries them.
+    /// The error's code and message, as its response body carries them (an internal error is
+    /// logged, as its response would be).
     pub fn code_and_message(&self) -> (&'static str, String) {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error = %detail, "internal error answering a request");
+        }
         let (_, code, message) = self.parts();
         (code, message.to_string())
     }
