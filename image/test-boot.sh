@@ -417,6 +417,8 @@ if [ -n "$REPORT" ]; then
   fi
   expect B3 mosquitto_dirsync on
   expect B3 broker_saver active
+  check "B3: kefud made its own CA at first start and serves HTTPS on port 8443" \
+    guest "find /var/lib/kefud -path '*/tls/ca.crt' -size +0 | grep -q . && ss -Hltn 'sport = :8443' | grep -q ."
   rm -f "$DISKS/mqtt-acked"
   if mqtt_tunnel; then
     pass "B3: SSH login with the run's key; tunnel to the guest's broker on 127.0.0.1:$MQTT_PORT"
