@@ -139,7 +139,7 @@ kefud-rollback | tee /tmp/kefud-rollback.log
 check "kefud $previous_version runs again" sh -c "[ \"\$(/usr/bin/kefud --version)\" = 'kefud $previous_version' ] && systemctl is-active -q kefud"
 check "it answers after the rollback" ready
 check "the store went back to schema 8 and the newer one is kept aside" \
-  sh -c 'grep -q "back at schema 8" /tmp/kefud-rollback.log && ls /var/lib/kefud/kefud-data/rolled-back/ | grep -q "^kefud-schema0011-"'
+  sh -c 'grep -q "back at schema 8" /tmp/kefud-rollback.log && ls /var/lib/kefud/kefud-data/rolled-back/ | grep -qE "^kefud-schema00(09|[1-9][0-9])-"'
 check "the messages from before the upgrade are there" has_messages before-upgrade 20
 check "the messages taken by $current_version are there (the journal replayed them)" has_messages after-upgrade 20
 check "the API key made after the upgrade is still accepted" post after-rollback 20

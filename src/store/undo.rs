@@ -251,7 +251,11 @@ fn carry_unjournaled(db: &Path, newer: &Path) -> Result<(Vec<String>, Vec<String
     tx.execute("DELETE FROM main.tokens", [])?;
     for table in UNJOURNALED {
         let here = columns(&tx, "main", table)?;
-        if !here.is_empty() && here == columns(&tx, "newer", table)? {
+        // A table the older schema does not have (labels, before 012): nothing to carry.
+        if here.is_empty() {
+            continue;
+        }
+        if here == columns(&tx, "newer", table)? {
             tx.execute_batch(&format!(
                 "DELETE FROM main.{table}; INSERT INTO main.{table} SELECT * FROM newer.{table};"
             ))?;
