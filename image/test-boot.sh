@@ -293,8 +293,8 @@ if [ -n "$REPORT" ]; then
   expect A root_password L
   expect A mosquitto active
   expect A broker_saver active
-  check "A: TCP listeners: kefud on 0.0.0.0:8080, mosquitto on 127.0.0.1:1883, no SSH ($(field tcp_listen))" \
-    test "$(lan_listeners)" = "0.0.0.0:8080" -a "$(field tcp_listen | tr , '\n' | grep -c '^127\.0\.0\.1:1883$')" = 1
+  check "A: TCP listeners: kefud on 0.0.0.0:8080 and 8443 (HTTPS), mosquitto on 127.0.0.1:1883, no SSH ($(field tcp_listen))" \
+    test "$(lan_listeners)" = "0.0.0.0:8080,0.0.0.0:8443" -a "$(field tcp_listen | tr , '\n' | grep -c '^127\.0\.0\.1:1883$')" = 1
   expect A avahi active
   check "A: kefud's ready event is in the journal under its MESSAGE_ID ($(field kefud_ready_events))" \
     test "$(field kefud_ready_events)" -ge 1
@@ -359,7 +359,7 @@ if [ -n "$REPORT" ]; then
   expect B2 ssh enabled/active
   expect B2 authorized_keys 1
   check "B2: TCP listeners on the LAN: kefud and SSH only ($(lan_listeners))" \
-    test "$(lan_listeners)" = "0.0.0.0:22,0.0.0.0:8080,[::]:22"
+    test "$(lan_listeners)" = "0.0.0.0:22,0.0.0.0:8080,0.0.0.0:8443,[::]:22"
   check "B2: SSH host keys made on the device ($(field hostkeys))" test "$(field hostkeys)" -ge 1
   check "B2: kefud.toml from the boot partition installed, cluster mode on" \
     test "$(field kefud_toml)" = "$(sha16 "$DISKS/good-kefud-clustered.toml")"
