@@ -116,8 +116,10 @@ cleanup
 trap cleanup EXIT
 echo "== install kefud $current_version"
 dpkg -i "$current_deb" >/dev/null
-# The shop's config: loopback only for the test, the rest packaged (update paths included).
-sed -i "s/^listen = .*/listen = \"127.0.0.1:$port\"/" $config
+# The shop's config: loopback only for the test (HTTP on $port, HTTPS on a port the kernel
+# picks), the rest packaged (update paths included).
+sed -i "0,/^listen = .*/s//listen = \"127.0.0.1:$port\"/" $config
+sed -i '/^\[tls\]/,/^\[/ s/^listen = .*/listen = "127.0.0.1:0"/' $config
 systemctl start kefud
 check "kefud $current_version runs and answers" runs "$current_version"
 check "the package ships the update key, the helper and its units" \
