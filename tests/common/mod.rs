@@ -5,6 +5,8 @@
 //! `KEFUD_BIN` overrides the binary (the aarch64 build under qemu-user runs these same tests).
 #![allow(dead_code)]
 
+pub mod day_one;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};

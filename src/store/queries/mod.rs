@@ -1,6 +1,7 @@
 //! Read queries: what the API and resumes serve (here), what the dispatcher hydrates from
 //! (`hydrate.rs`), what the outbox sends (`outbox.rs`), labels, ratings and contact details
-//! (`annotations.rs`).
+//! (`annotations.rs`), what the reports read (`reports.rs`), settings and canned replies
+//! (`settings.rs`).
 //!
 //! Plain functions over a `&Connection`, each backed by an index named in the migration.
 
@@ -17,12 +18,16 @@ mod cluster;
 mod hydrate;
 mod import;
 mod outbox;
+mod reports;
+mod settings;
 
 pub use annotations::*;
 pub use cluster::*;
 pub use hydrate::*;
 pub use import::*;
 pub use outbox::*;
+pub use reports::*;
+pub use settings::*;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MessageRow {
@@ -350,71 +355,6 @@ pub fn conversation_intents(
     Ok(rows)
 }
 
-/// Milestones of the conversations whose first customer message is at or after `since_ms`.
-///
-/// # Errors
-/// [`Error::Sqlite`].
-pub fn conversation_milestones(
-    conn: &Connection,
-    since_ms: i64,
-) -> Result<Vec<crate::routing::report::Milestones>, Error> {
-    let rows = conn
-        .prepare_cached(
-            "SELECT first_customer,
-                    (SELECT MIN(at) FROM conversation_events e
-                     WHERE e.conversation_id = c.id AND e.to_status = 'in_progress'),
-                    (SELECT MIN(created_at) FROM messages m
-                     WHERE m.conversation_id = c.id AND m.sender = 'agent'),
-                    (SELECT MIN(at) FROM conversation_events e
-                     WHERE e.conversation_id = c.id AND e.to_status = 'resolved')
-             FROM (SELECT conversation_id AS id, MIN(created_at) AS first_customer FROM messages
-                   WHERE sender = 'visitor' GROUP BY conversation_id) c
-             WHERE first_customer >= ?1",
-        )?
-        .query_map(params![since_ms], |r| {
-            Ok(crate::routing::report::Milestones {
-                first_customer_message: r.get(0)?,
-                first_assigned: r.get(1)?,
-                first_agent_reply: r.get(2)?,
-                first_resolved: r.get(3)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
-/// Customer and agent messages since `since_ms`, counted by local hour of the day
-/// (`offset_ms` east of UTC), as `(hour, writer, count)` rows for
-/// [`crate::routing::report::hourly`]. The hour is [`crate::routing::report::local_hour`].
-///
-/// # Errors
-/// [`Error::Sqlite`].
-pub fn messages_by_hour(
-    conn: &Connection,
-    since_ms: i64,
-    offset_ms: i64,
-) -> Result<Vec<(i64, crate::routing::report::Writer, u64)>, Error> {
-    use crate::routing::report::Writer;
-    let rows = conn
-        .prepare_cached(
-            "SELECT (((created_at + ?2) % 86400000 + 86400000) % 86400000) / 3600000 AS hour,
-                    sender, COUNT(*)
-             FROM messages
-             WHERE created_at >= ?1 AND sender IN ('visitor', 'agent')
-             GROUP BY hour, sender",
-        )?
-        .query_map(params![since_ms, offset_ms], |r| {
-            let writer = if r.get::<_, String>(1)? == "visitor" {
-                Writer::Customer
-            } else {
-                Writer::Agent
-            };
-            Ok((r.get(0)?, writer, r.get::<_, i64>(2)?.max(0) as u64))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
-}
-
 /// Whether `visitor` uploaded `id` (any visitor, when `visitor` is `None`).
 ///
 /// # Errors
@@ -478,74 +418,6 @@ pub fn last_bot_message_ms(
         )?
         .query_row(params![conversation], |r| r.get(0))
         .optional()?)
-}
-
-pub fn setting(conn: &Connection, key: &str) -> Result<Option<String>, Error> {
-    Ok(conn
-        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
-        .query_row(params![key], |r| r.get(0))
-        .optional()?)
-}
-
-/// Stores a shop setting (replacing its value).
-///
-/// # Errors
-/// [`Error::Sqlite`].
-pub fn put_setting(conn: &Connection, key: &str, value: &str) -> Result<(), Error> {
-    conn.prepare_cached(
-        "INSERT INTO settings (key, value) VALUES (?1, ?2)
-         ON CONFLICT (key) DO UPDATE SET value = ?2",
-    )?
-    .execute(params![key, value])?;
-    Ok(())
-}
-
-/// The key device proofs are signed with (`login.rs`), made on first use and kept in the
-/// store, so a browser's proof outlives restarts and upgrades.
-///
-/// # Errors
-/// A store failure, or no randomness from the OS.
-pub fn device_key(conn: &Connection) -> Result<[u8; 32], Error> {
-    let mut fresh = [0u8; 32];
-    getrandom::getrandom(&mut fresh).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
-    let fresh: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-    conn.execute(
-        "INSERT OR IGNORE INTO settings (key, value) VALUES ('login_device_key', ?1)",
-        params![fresh],
-    )?;
-    let stored = setting(conn, "login_device_key")?.unwrap_or_default();
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = stored
-            .get(2 * i..2 * i + 2)
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .ok_or_else(|| Error::Invalid("settings.login_device_key is damaged".into()))?;
-    }
-    Ok(key)
-}
-
-/// A canned reply.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CannedReply {
-    pub id: i64,
-    pub shortcut: String,
-    pub text: String,
-}
-
-/// # Errors
-/// [`Error::Sqlite`].
-pub fn canned_replies(conn: &Connection) -> Result<Vec<CannedReply>, Error> {
-    let rows = conn
-        .prepare_cached("SELECT id, shortcut, text FROM canned_replies ORDER BY shortcut")?
-        .query_map([], |r| {
-            Ok(CannedReply {
-                id: r.get(0)?,
-                shortcut: r.get(1)?,
-                text: r.get(2)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
 }
 
 /// One item of an agent's live feed, as stored.
