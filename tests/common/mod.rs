@@ -5,6 +5,7 @@
 //! `KEFUD_BIN` overrides the binary (the aarch64 build under qemu-user runs these same tests).
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod day_one;
 
 use std::io::Write;
