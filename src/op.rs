@@ -8,6 +8,8 @@
 //! optional values as `u8 present | value`. Adding a field means adding a new kind; existing
 //! kinds never change shape, so old journals stay readable.
 
+use crate::cluster::register::Holder;
+use crate::cluster::vector::VersionVector;
 use crate::conversation::Status;
 use crate::model::{AgentId, ClientId, ContactId, ConversationId, Identity, MessageId, Sender};
 
@@ -125,6 +127,14 @@ pub enum Op {
         comment: String,
         at_ms: i64,
     },
+    /// Cluster mode: who holds `conversation` across the boxes after an assignment made here
+    /// or on another box (`cluster::register`: several holders are a conflict), and the
+    /// register's context. Replaces what was there.
+    ConversationHeld {
+        conversation: ConversationId,
+        holders: Vec<Holder>,
+        context: VersionVector,
+    },
 }
 
 /// One cluster operation as journaled: see [`Op::Replicated`].
@@ -237,6 +247,7 @@ pub const KIND_REPLICATED: u8 = 16;
 pub const KIND_CONTACT_DETAILS: u8 = 17;
 pub const KIND_CONVERSATION_LABELED: u8 = 18;
 pub const KIND_CONVERSATION_RATED: u8 = 19;
+pub const KIND_CONVERSATION_HELD: u8 = 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -274,6 +285,7 @@ impl Op {
             Op::ContactDetails { .. } => KIND_CONTACT_DETAILS,
             Op::ConversationLabeled { .. } => KIND_CONVERSATION_LABELED,
             Op::ConversationRated { .. } => KIND_CONVERSATION_RATED,
+            Op::ConversationHeld { .. } => KIND_CONVERSATION_HELD,
         }
     }
 }
@@ -302,6 +314,7 @@ impl Entry {
             Op::ContactDetails { name, details, .. } => 64 + name.len() + details.len(),
             Op::ConversationLabeled { labels, .. } => 64 + 8 * labels.len(),
             Op::ConversationRated { comment, .. } => 64 + comment.len(),
+            Op::ConversationHeld { holders, .. } => 64 + 64 * holders.len(),
             Op::KbEntryPut { entry, .. } => {
                 64 + entry.answer.len() + entry.examples.iter().map(|e| e.len() + 4).sum::<usize>()
             }

@@ -16,6 +16,7 @@ pub mod catchup;
 pub mod hlc;
 pub mod link;
 pub mod node;
+pub mod register;
 pub mod stats;
 mod topics;
 pub mod vector;

@@ -44,6 +44,7 @@ pub enum Command {
     AgentMessage(AgentMessage, Reply),
     LinkContacts(LinkContacts, Reply),
     Assign(Assign, Reply),
+    AssignElsewhere(AssignElsewhere, Reply),
     Resolve(Resolve, Reply),
     Reopen(Reopen, Reply),
     KbChange(KbChange, Reply),
@@ -154,6 +155,15 @@ pub struct LinkContacts {
 pub struct Assign {
     pub conversation: ConversationId,
     pub to: AgentId,
+    pub by: AgentId,
+}
+
+/// Cluster mode: an agent here gives a conversation to an agent of another box (`name` as
+/// that box shows them).
+pub struct AssignElsewhere {
+    pub conversation: ConversationId,
+    pub to: crate::cluster::register::AgentRef,
+    pub name: String,
     pub by: AgentId,
 }
 

@@ -416,6 +416,7 @@ pub(super) fn agent(id: AgentId, teams: &[&str], capacity: u32) -> RoutingAgent 
         teams: teams.iter().map(|t| t.to_string()).collect(),
         capacity,
         disabled: false,
+        name: format!("agent {id}"),
     }
 }
 

@@ -29,6 +29,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let still_waiting = oldest
             .into_iter()
             .map(|(c, queued_at)| (c, now.to_timer(queued_at)))
+            .filter(|(c, _)| !self.held_elsewhere(*c))
             .filter(|(c, _)| {
                 self.conversations.get(c).map_or(true, |s| {
                     s.status == Status::Waiting && s.assignee.is_none() && s.handoff_team.is_some()

@@ -120,7 +120,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Some(v) => return Err(DispatchError::NotAnIdentity(v)),
             None => self.reply_route(contact),
         };
-        let assignee = self.conversations[&conversation].assignee.or(Some(agent));
+        // Nobody holds it: the agent takes it (held on another box: that agent keeps it).
+        let assignee = self.conversations[&conversation]
+            .assignee
+            .or_else(|| (!self.held_elsewhere(conversation)).then_some(agent));
         self.change_status(conversation, Event::AgentReply, assignee, Some(agent), now)?;
         let audience = Arc::clone(&self.contacts[&contact].identities);
         let lsn = self.append(

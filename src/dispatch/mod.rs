@@ -64,9 +64,10 @@ mod status;
 mod thread;
 
 pub use command::{
-    Accepted, AgentMessage, AgentNote, AgentTyping, Assign, Command, CustomerMessage,
-    DeliveryReport, DispatchError, EditContact, KbChange, LabelConversation, LinkContacts,
-    RateConversation, Reopen, Reply, Resolve, StreamReply, VisitorRead, VisitorTyping,
+    Accepted, AgentMessage, AgentNote, AgentTyping, Assign, AssignElsewhere, Command,
+    CustomerMessage, DeliveryReport, DispatchError, EditContact, KbChange, LabelConversation,
+    LinkContacts, RateConversation, Reopen, Reply, Resolve, StreamReply, VisitorRead,
+    VisitorTyping,
 };
 pub use import::ImportStep;
 pub use state::{ClusterRole, DispatchConfig};

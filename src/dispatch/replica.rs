@@ -32,7 +32,8 @@ use super::ports::{Journal, Snapshot};
 use super::state::Now;
 use super::{Decider, DispatchError};
 use crate::cluster::hlc::{Hlc, Observed, Timestamp};
-use crate::cluster::vector::{NodeId, VersionVector};
+use crate::cluster::register::{Holder, Holders};
+use crate::cluster::vector::{Dot, NodeId, VersionVector};
 use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
 use crate::conversation::{Event, Status};
 use crate::model::{ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
@@ -55,6 +56,9 @@ pub(crate) struct Replica {
     /// message written here comes after it, even when a box whose clock runs ahead wrote it
     /// (the clock itself is not dragged that far), so every box lists it after.
     floors: HashMap<ConversationId, u64>,
+    /// Per conversation not closed that someone holds: who, across the boxes
+    /// (`holders.rs`).
+    holders: HashMap<ConversationId, Holders>,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
 }
@@ -87,6 +91,7 @@ impl Replica {
             keys,
             tips,
             floors: stored.message_floors.into_iter().collect(),
+            holders: stored.holders.into_iter().collect(),
             applying_remote: false,
         }
     }
@@ -143,6 +148,7 @@ impl Replica {
     pub(super) fn forget(&mut self, conversation: ConversationId) {
         self.tips.remove(&conversation);
         self.floors.remove(&conversation);
+        self.holders.remove(&conversation);
     }
 }
 
@@ -162,19 +168,21 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             .expect("invariant: called only in cluster mode")
     }
 
-    /// The cluster body for a local record, if it is one the other boxes take (computed
-    /// before the record is appended, from the state it was decided in).
-    pub(super) fn cluster_body(&mut self, op: &Op) -> Result<Option<Body>, DispatchError> {
+    /// The cluster bodies for a local record the other boxes take (computed before the record
+    /// is appended, from the state it was decided in): a message; a resolve or reopen; an
+    /// assignment to one of this box's agents (a status change can be both: a reopen).
+    pub(super) fn cluster_bodies(&mut self, op: &Op) -> Result<SmallVec<[Body; 2]>, DispatchError> {
+        let mut bodies = SmallVec::new();
         let Some(replica) = self.replica.as_ref().filter(|r| !r.applying_remote) else {
-            return Ok(None);
+            return Ok(bodies);
         };
-        let body = match op {
+        match op {
             Op::MessageAdded(m) => {
                 let contact = match &m.via {
                     Some(via) if m.sender == Sender::Visitor => via.clone(),
                     _ => self.home_identity(m.contact)?,
                 };
-                Body::Message(RemoteMessage {
+                bodies.push(Body::Message(RemoteMessage {
                     conversation: replica.key_of(m.conversation),
                     contact,
                     sender: m.sender,
@@ -182,28 +190,42 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     text: m.text.clone(),
                     at_ms: m.at_ms,
                     via: m.via.clone(),
-                })
+                }));
             }
-            Op::StatusChanged(s) if s.by.is_some() => {
-                let event = if s.to == Status::Resolved {
-                    Event::Resolve
+            Op::StatusChanged(s) => {
+                let event = if s.by.is_none() {
+                    None
+                } else if s.to == Status::Resolved {
+                    Some(Event::Resolve)
                 } else if s.from == Status::Resolved && s.to.is_open() {
-                    Event::Reopen
+                    Some(Event::Reopen)
                 } else {
-                    return Ok(None);
+                    None
                 };
+                let held_before = self.conversations[&s.conversation].assignee;
+                let taken = s.assignee.filter(|a| held_before != Some(*a));
+                if event.is_none() && taken.is_none() {
+                    return Ok(bodies);
+                }
                 let contact = self.conversations[&s.conversation].contact;
-                Body::Status(RemoteStatus {
-                    conversation: replica.key_of(s.conversation),
-                    contact: self.home_identity(contact)?,
-                    event,
-                    seen: replica.applied.clone(),
-                    at_ms: s.at_ms,
-                })
+                let contact = self.home_identity(contact)?;
+                let key = replica.key_of(s.conversation);
+                if let Some(event) = event {
+                    bodies.push(Body::Status(RemoteStatus {
+                        conversation: key,
+                        contact: contact.clone(),
+                        event,
+                        seen: replica.applied.clone(),
+                        at_ms: s.at_ms,
+                    }));
+                }
+                if let Some(agent) = taken {
+                    bodies.push(self.assign_body(key, contact, agent, s.at_ms)?);
+                }
             }
-            _ => return Ok(None),
-        };
-        Ok(Some(body))
+            _ => {}
+        }
+        Ok(bodies)
     }
 
     /// The identity other boxes know a contact by: its first.
@@ -225,6 +247,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         body: Body,
         record: Lsn,
         at_ms: i64,
+        glue_next: bool,
     ) -> Result<(), DispatchError> {
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
@@ -237,18 +260,29 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) => (replica.hlc.now(wall), None),
+            Body::Status(_) | Body::Assign(_) => (replica.hlc.now(wall), None),
         };
-        self.journal.append(
-            Op::Replicated(Replicated {
-                origin,
-                seq,
-                hlc: hlc.0,
-                message,
-                body: body.encode(),
-            }),
-            None,
-        )?;
+        if let Body::Assign(a) = &body {
+            let conversation = record_conversation(&body, replica);
+            let holder = Holder {
+                dot: Dot { origin, seq },
+                agent: a.agent,
+                name: a.name.clone(),
+            };
+            self.hold(conversation, holder, &a.seen)?;
+        }
+        let stamped = Op::Replicated(Replicated {
+            origin,
+            seq,
+            hlc: hlc.0,
+            message,
+            body: body.encode(),
+        });
+        if glue_next {
+            self.journal.append_glued(stamped, None)?;
+        } else {
+            self.journal.append(stamped, None)?;
+        }
         let replica = self.replica_mut();
         replica.next_seq += 1;
         replica.applied.advance(origin, seq);
@@ -372,6 +406,18 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 Ok(None)
             }
+            Body::Assign(a) => {
+                let conversation = self.local_conversation(a.conversation, &a.contact, now)?;
+                let holder = Holder {
+                    dot: op.dot,
+                    agent: a.agent,
+                    name: a.name,
+                };
+                if self.hold(conversation, holder, &a.seen)? {
+                    self.follow_holders(conversation, now)?;
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -462,5 +508,6 @@ fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
     }
 }
 
+mod holders;
 #[cfg(test)]
 mod tests;

@@ -69,7 +69,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             )?;
         }
         let state = &self.conversations[&conversation];
-        if state.assignee.is_some() {
+        if state.assignee.is_some() || self.held_elsewhere(conversation) {
             return Ok(());
         }
         if let Some(team) = &state.handoff_team {

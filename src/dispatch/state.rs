@@ -235,21 +235,23 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         op: Op,
         audience: Option<Arc<[Identity]>>,
     ) -> Result<Lsn, DispatchError> {
-        let body = self.cluster_body(&op)?;
+        let bodies = self.cluster_bodies(&op)?;
         let at_ms = op_time(&op);
         // A record of a bundle, a record its stamp follows, or one made by another box's
         // operation (whose own Replicated record closes the group): durable together with
         // what follows.
         let glued = self.bundling
-            || body.is_some()
+            || !bodies.is_empty()
             || self.replica.as_ref().is_some_and(|r| r.applying_remote());
         let lsn = if glued {
             self.journal.append_glued(op, audience)?
         } else {
             self.journal.append(op, audience)?
         };
-        if let Some(body) = body {
-            self.stamp(body, lsn, at_ms)?;
+        let last = bodies.len().saturating_sub(1);
+        for (i, body) in bodies.into_iter().enumerate() {
+            // A record with two stamps: the first is glued to the second.
+            self.stamp(body, lsn, at_ms, i < last)?;
         }
         Ok(lsn)
     }

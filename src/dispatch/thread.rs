@@ -110,6 +110,7 @@ impl Dispatcher {
             Command::AgentNote(c, reply) => reply.send(d.agent_note(c, now)),
             Command::LinkContacts(c, reply) => reply.send(d.link_contacts(c, now)),
             Command::Assign(c, reply) => reply.send(d.assign(c, now)),
+            Command::AssignElsewhere(c, reply) => reply.send(d.assign_elsewhere(c, now)),
             Command::Resolve(c, reply) => reply.send(d.resolve(c, now)),
             Command::Label(c, reply) => reply.send(d.label_conversation(c, now)),
             Command::Rate(c, reply) => reply.send(d.rate_conversation(c, now)),

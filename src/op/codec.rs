@@ -2,6 +2,8 @@
 //! The layout is described in `op.rs`.
 
 use super::*;
+use crate::cluster::register::AgentRef;
+use crate::cluster::vector::Dot;
 
 impl Op {
     /// Appends the payload (not the frame header) to `buf`.
@@ -212,6 +214,22 @@ impl Op {
                 put_str(buf, comment);
                 put_i64(buf, *at_ms);
             }
+            Op::ConversationHeld {
+                conversation,
+                holders,
+                context,
+            } => {
+                put_u64(buf, *conversation);
+                put_u32(buf, holders.len() as u32);
+                for h in holders {
+                    put_u64(buf, h.dot.origin);
+                    put_u64(buf, h.dot.seq);
+                    put_u64(buf, h.agent.node);
+                    put_u64(buf, h.agent.agent);
+                    put_str(buf, &h.name);
+                }
+                context.encode(buf);
+            }
         }
     }
 
@@ -378,6 +396,38 @@ impl Op {
                 comment: r.str()?.to_owned(),
                 at_ms: r.i64()?,
             },
+            KIND_CONVERSATION_HELD => {
+                let conversation = r.u64()?;
+                let count = r.u32()? as usize;
+                // Each holder takes at least 36 bytes: a count the payload cannot hold is
+                // damage, not a reason to allocate.
+                if count > r.buf.len() / 36 {
+                    return Err(DecodeError::Truncated);
+                }
+                let holders = (0..count)
+                    .map(|_| {
+                        Ok(Holder {
+                            dot: Dot {
+                                origin: r.u64()?,
+                                seq: r.u64()?,
+                            },
+                            agent: AgentRef {
+                                node: r.u64()?,
+                                agent: r.u64()?,
+                            },
+                            name: r.str()?.to_owned(),
+                        })
+                    })
+                    .collect::<Result<_, DecodeError>>()?;
+                let (context, used) =
+                    VersionVector::decode(r.buf).map_err(|_| DecodeError::BadValue("vector"))?;
+                r.take(used)?;
+                Op::ConversationHeld {
+                    conversation,
+                    holders,
+                    context,
+                }
+            }
             other => return Err(DecodeError::UnknownKind(other)),
         };
         if !r.buf.is_empty() {

@@ -21,6 +21,7 @@
 pub mod applier;
 pub mod apply;
 pub mod cadence;
+pub mod holders;
 pub mod pool;
 pub mod progress;
 pub mod queries;

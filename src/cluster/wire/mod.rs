@@ -23,6 +23,10 @@ use crate::model::{ClientId, Identity, Sender};
 use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
+mod assign;
+
+pub use assign::{bounded_name, RemoteAssign};
+
 const MAGIC: &[u8; 4] = b"KFC1";
 const MAC_LEN: usize = 32;
 
@@ -61,10 +65,12 @@ pub struct RemoteStatus {
 pub enum Body {
     Message(RemoteMessage),
     Status(RemoteStatus),
+    Assign(RemoteAssign),
 }
 
 const BODY_MESSAGE: u8 = 1;
 const BODY_STATUS: u8 = 2;
+const BODY_ASSIGN: u8 = 3;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -122,6 +128,7 @@ impl Body {
         match self {
             Body::Message(m) => m.conversation,
             Body::Status(s) => s.conversation,
+            Body::Assign(a) => a.conversation,
         }
     }
 
@@ -158,6 +165,10 @@ impl Body {
                 s.seen.encode(&mut buf);
                 put_i64(&mut buf, s.at_ms);
             }
+            Body::Assign(a) => {
+                buf.push(BODY_ASSIGN);
+                assign::encode(a, &mut buf);
+            }
         }
         buf
     }
@@ -191,6 +202,7 @@ impl Body {
                     at_ms: r.i64()?,
                 })
             }
+            BODY_ASSIGN => Body::Assign(assign::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)

@@ -10,8 +10,8 @@ use crate::dispatch::state::ClusterRole;
 use crate::dispatch::{AgentMessage, CustomerMessage, Resolve};
 use crate::model::bounded_id;
 
-const A: NodeId = 0xa;
-const B: NodeId = 0xb;
+pub(super) const A: NodeId = 0xa;
+pub(super) const B: NodeId = 0xb;
 
 fn box_of(node: NodeId) -> TestDecider {
     let mut cfg = config();
@@ -23,7 +23,7 @@ fn box_of(node: NodeId) -> TestDecider {
 }
 
 /// Every cluster operation `d` holds (its own and others'), as a peer would be sent them.
-fn held(d: &TestDecider) -> Vec<Operation> {
+pub(super) fn held(d: &TestDecider) -> Vec<Operation> {
     d.journal
         .entries
         .iter()
@@ -41,12 +41,12 @@ fn held(d: &TestDecider) -> Vec<Operation> {
         .collect()
 }
 
-fn sync(from: &TestDecider, to: &mut TestDecider, now: Now) {
+pub(super) fn sync(from: &TestDecider, to: &mut TestDecider, now: Now) {
     to.replicate(held(from), now).unwrap();
     to.store_catches_up();
 }
 
-fn write(d: &mut TestDecider, client_id: &str, text: &str, now: Now) -> ConversationId {
+pub(super) fn write(d: &mut TestDecider, client_id: &str, text: &str, now: Now) -> ConversationId {
     let c = d
         .customer_message(
             CustomerMessage {

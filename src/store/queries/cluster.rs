@@ -5,6 +5,8 @@
 use rusqlite::{params, Connection};
 
 use super::Error;
+use crate::cluster::register::Holders;
+use crate::cluster::vector::VersionVector;
 use crate::model::ConversationId;
 
 /// What the dispatcher's replica state is rebuilt from.
@@ -20,6 +22,9 @@ pub struct ClusterStartup {
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
     /// For conversations not closed: (conversation, the highest HLC time of its messages).
     pub message_floors: Vec<(ConversationId, u64)>,
+    /// For conversations not closed: who holds them across the boxes, and the register's
+    /// context.
+    pub holders: Vec<(ConversationId, Holders)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -70,8 +75,29 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
         })?
         .collect::<Result<_, _>>()?;
+    let holders = conn
+        .prepare(
+            "SELECT h.conversation_id, h.holders, h.context FROM conversation_holders h
+             JOIN conversations c ON c.id = h.conversation_id WHERE c.status != 'idle'",
+        )?
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(|(conversation, json, context)| {
+            let values = crate::store::holders::from_json(&json)?;
+            let (context, _) = VersionVector::decode(&context).ok()?;
+            Some((conversation, Holders::from_parts(values, context)))
+        })
+        .collect();
     Ok(ClusterStartup {
         applied,
+        holders,
         max_hlc: max_hlc.unwrap_or(0) as u64,
         homes,
         customer_tips,

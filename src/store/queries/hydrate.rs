@@ -195,6 +195,8 @@ pub struct RoutingAgent {
     pub teams: Vec<String>,
     pub capacity: u32,
     pub disabled: bool,
+    /// As other boxes of a cluster show them.
+    pub name: String,
 }
 
 fn routing_agent_row(r: &Row<'_>) -> rusqlite::Result<RoutingAgent> {
@@ -204,6 +206,7 @@ fn routing_agent_row(r: &Row<'_>) -> rusqlite::Result<RoutingAgent> {
         teams: split_teams(&teams),
         capacity: r.get::<_, i64>(2)?.max(0) as u32,
         disabled: r.get(3)?,
+        name: r.get(4)?,
     })
 }
 
@@ -221,7 +224,7 @@ pub fn split_teams(teams: &str) -> Vec<String> {
 /// [`Error::Sqlite`].
 pub fn routing_agents(conn: &Connection) -> Result<Vec<RoutingAgent>, Error> {
     let rows = conn
-        .prepare_cached("SELECT id, teams, capacity, disabled FROM agents")?
+        .prepare_cached("SELECT id, teams, capacity, disabled, display_name FROM agents")?
         .query_map([], routing_agent_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
@@ -231,7 +234,9 @@ pub fn routing_agents(conn: &Connection) -> Result<Vec<RoutingAgent>, Error> {
 /// [`Error::Sqlite`].
 pub fn routing_agent(conn: &Connection, id: AgentId) -> Result<Option<RoutingAgent>, Error> {
     Ok(conn
-        .prepare_cached("SELECT id, teams, capacity, disabled FROM agents WHERE id = ?1")?
+        .prepare_cached(
+            "SELECT id, teams, capacity, disabled, display_name FROM agents WHERE id = ?1",
+        )?
         .query_row(params![id as i64], routing_agent_row)
         .optional()?)
 }
