@@ -453,6 +453,15 @@ impl Fanout {
                     let frame = wire::labels_event(entry.lsn, *conversation, labels);
                     send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
                 }
+                Op::ConversationHeld {
+                    conversation,
+                    holders,
+                    ..
+                } if !self.agents.is_empty() => {
+                    let views = crate::store::holders::views_of(holders);
+                    let frame = wire::holders_event(entry.lsn, *conversation, &views);
+                    send_all(&mut self.agents, entry.lsn, &frame, &self.stats);
+                }
                 Op::ContactDetails { contact, name, .. } if !self.agents.is_empty() => {
                     let frame = wire::contact_event(entry.lsn, *contact, name);
                     send_all(&mut self.agents, entry.lsn, &frame, &self.stats);

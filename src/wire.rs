@@ -189,6 +189,22 @@ pub fn labels_event(seq: Lsn, conversation: ConversationId, labels: &[u64]) -> U
     }))
 }
 
+/// Agents' live frame for who holds a conversation across a cluster's boxes (two or more: a
+/// conflict).
+pub fn holders_event(
+    seq: Lsn,
+    conversation: ConversationId,
+    holders: &[crate::store::holders::HolderView],
+) -> Utf8Bytes {
+    to_json(&serde_json::json!({
+        "type": "holders",
+        "seq": seq,
+        "conversation_id": conversation,
+        "holders": holders,
+        "conflict": holders.len() > 1,
+    }))
+}
+
 /// Agents' live frame for a contact's name and details, replaced.
 pub fn contact_event(seq: Lsn, contact: ContactId, name: &str) -> Utf8Bytes {
     to_json(&serde_json::json!({

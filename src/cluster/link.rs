@@ -5,7 +5,8 @@
 //! 1: published by the origin after fsync, and by any box answering a request), `vv/{node}`
 //! (a box's applied vector, retained, every second), `req/{node}` (requests for ranges, to
 //! the box that holds them), `presence/{node}` (retained `online`, and `offline` as the
-//! connection's last will). Every payload but presence is a signed envelope (`wire.rs`).
+//! connection's last will), `agents/{node}` (the box's agents, retained: `presence.rs`).
+//! Every payload but presence is a signed envelope (`wire.rs`).
 //!
 //! One task owns the state (the inbox that orders each origin's operations, the peers'
 //! vectors, the ranges asked for) and does one thing at a time; the MQTT event loop runs
@@ -29,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use super::catchup::{Asked, PeerState, ANSWER_OPS};
 use super::hlc::Timestamp;
 use super::node;
+use super::presence::Roster;
 use super::stats::{ClusterStats, PeerView};
 use super::topics::{Topic, Topics};
 use super::vector::{Dot, Inbox, NodeId, Offer, VersionVector};
-use super::wire::{Message, OpenError, Operation, Signer};
+use super::wire::{Message, OpenError, Operation, RosterAgent, Signer};
 use crate::dispatch::Command;
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
@@ -65,6 +67,8 @@ pub struct Pipeline {
 
 struct Peer {
     vector: VersionVector,
+    /// Its agents, as it last published them.
+    agents: Vec<RosterAgent>,
     last_seen_ms: i64,
     online: bool,
     skew_ms: i64,
@@ -84,6 +88,8 @@ struct Link {
     peers: HashMap<NodeId, Peer>,
     /// The requests in flight.
     asked: Asked,
+    /// This box's agents, as last published.
+    roster: Roster,
     connected: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -141,6 +147,7 @@ pub fn spawn(
         durable: applied,
         peers: HashMap::new(),
         asked: Asked::default(),
+        roster: Roster::default(),
         connected,
     };
     tasks.spawn(link.run(incoming_rx, stop));
@@ -262,6 +269,11 @@ impl Link {
                     self.ask_for_missing();
                 }
             }
+            (Topic::Agents(node), Message::Roster { agents }) if node == sender => {
+                if node != self.node {
+                    self.peer(node).agents = agents;
+                }
+            }
             (
                 Topic::Request(target),
                 Message::Request {
@@ -285,6 +297,7 @@ impl Link {
     fn peer(&mut self, node: NodeId) -> &mut Peer {
         let peer = self.peers.entry(node).or_insert(Peer {
             vector: VersionVector::default(),
+            agents: Vec::new(),
             last_seen_ms: 0,
             online: false,
             skew_ms: 0,
@@ -456,6 +469,53 @@ impl Link {
         });
     }
 
+    /// Publishes this box's agents (retained) when they changed or are due again.
+    async fn publish_roster(&mut self) {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .pipeline
+            .commands
+            .send(Command::Roster { reply })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Ok(slots) = answer.await else { return };
+        let now = Instant::now();
+        if self.roster.names_wanted(&slots, now) {
+            match self.pipeline.reads.run(crate::auth::list_agents).await {
+                Ok(agents) => self.roster.set_names(
+                    agents.into_iter().map(|a| (a.id, a.display_name)).collect(),
+                    now,
+                ),
+                Err(e) => tracing::warn!(error = %e, "cluster roster: cannot read agents"),
+            }
+        }
+        let agents = self.roster.build(&slots);
+        if !self.roster.due(&agents, now) {
+            return;
+        }
+        let envelope = self.signer.seal(
+            self.node,
+            &Message::Roster {
+                agents: agents.clone(),
+            },
+        );
+        if self
+            .client
+            .try_publish(
+                self.topics.of("agents", self.node),
+                QoS::AtLeastOnce,
+                true,
+                envelope,
+            )
+            .is_ok()
+        {
+            self.roster.published(agents, now);
+        }
+    }
+
     /// Publishes the vector (retained), asks for what is missing, refreshes the view.
     async fn tick(&mut self) {
         let own = *self.pipeline.own_durable_seq.borrow();
@@ -475,6 +535,7 @@ impl Link {
             envelope,
         );
         self.ask_for_missing();
+        self.publish_roster().await;
         let mine = self.inbox.applied();
         let in_sync = self.inbox.buffered() == 0
             && self.peers.values().all(|p| {
@@ -507,6 +568,7 @@ impl Link {
                     .map(|(o, first, last)| (node::display(o), last + 1 - first))
                     .collect(),
                 skew_ms: p.skew_ms,
+                agents: p.agents.clone(),
             })
             .collect();
         view.peers.sort_by(|a, b| a.node.cmp(&b.node));

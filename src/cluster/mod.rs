@@ -16,6 +16,7 @@ pub mod catchup;
 pub mod hlc;
 pub mod link;
 pub mod node;
+pub mod presence;
 pub mod register;
 pub mod stats;
 mod topics;

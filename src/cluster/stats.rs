@@ -51,6 +51,8 @@ pub struct PeerView {
     /// Per origin, how many operations this peer has applied that this box has not.
     pub behind_peer: BTreeMap<String, u64>,
     pub skew_ms: i64,
+    /// Its agents as it last published them (shown offline while the box is).
+    pub agents: Vec<super::wire::RosterAgent>,
 }
 
 impl ClusterStats {

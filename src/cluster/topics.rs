@@ -1,5 +1,5 @@
 //! The topic names of one cluster, under `kefu/v1/{cluster}/`: `ops/{origin}`, `vv/{node}`,
-//! `req/{node}`, `presence/{node}`, each node as 16 hex digits; and their parsing (anything
+//! `req/{node}`, `presence/{node}`, `agents/{node}`, each node as 16 hex digits; and their parsing (anything
 //! else under the prefix, or another cluster's, is not ours).
 
 use super::node;
@@ -17,6 +17,7 @@ pub(super) enum Topic {
     Vector(NodeId),
     Request(NodeId),
     Presence(NodeId),
+    Agents(NodeId),
 }
 
 impl Topics {
@@ -41,6 +42,7 @@ impl Topics {
             "vv" => Some(Topic::Vector(node)),
             "req" => Some(Topic::Request(node)),
             "presence" => Some(Topic::Presence(node)),
+            "agents" => Some(Topic::Agents(node)),
             _ => None,
         }
     }
@@ -62,6 +64,7 @@ mod tests {
             t.parse(&t.of("presence", node)),
             Some(Topic::Presence(node))
         );
+        assert_eq!(t.parse(&t.of("agents", node)), Some(Topic::Agents(node)));
         assert_eq!(t.parse("kefu/v1/coffee/ops/0123456789abcdef"), None);
         assert_eq!(t.parse("kefu/v1/tea/ops/123"), None);
         assert_eq!(t.parse("kefu/v1/tea/other/0123456789abcdef"), None);

@@ -322,6 +322,8 @@ async fn post_message(
 struct AssignBody {
     /// Whom to assign to; the caller when absent.
     agent_id: Option<RowId>,
+    /// Cluster mode: the box the agent signs in on (its node id, hex), when another.
+    node: Option<String>,
 }
 
 async fn assign(
@@ -337,6 +339,13 @@ async fn assign(
         serde_json::from_slice(&body).map_err(|e| super::refused("bad_json", e.to_string()))?
     };
     let to = body.agent_id.map_or(agent.id, RowId::get);
+    if let Some(node) = body.node.as_deref() {
+        if super::cluster_api::is_elsewhere(&app, node)? {
+            super::cluster_api::assign_elsewhere(&app, id, node, to, agent.id).await?;
+            app.wait_store_current().await?;
+            return conversation_or_404(&app, id).await.map(Json);
+        }
+    }
     if to != agent.id {
         let target = app
             .reads

@@ -26,8 +26,8 @@ fn hex(id: u64) -> String {
     format!("{id:016x}")
 }
 
-pub fn to_json(holders: &[Holder]) -> String {
-    let views: Vec<HolderView> = holders
+pub fn views_of(holders: &[Holder]) -> Vec<HolderView> {
+    holders
         .iter()
         .map(|h| HolderView {
             node: hex(h.agent.node),
@@ -36,8 +36,11 @@ pub fn to_json(holders: &[Holder]) -> String {
             origin: hex(h.dot.origin),
             seq: h.dot.seq,
         })
-        .collect();
-    serde_json::to_string(&views).expect("invariant: plain data serialises")
+        .collect()
+}
+
+pub fn to_json(holders: &[Holder]) -> String {
+    serde_json::to_string(&views_of(holders)).expect("invariant: plain data serialises")
 }
 
 pub fn views(json: &str) -> Option<Vec<HolderView>> {

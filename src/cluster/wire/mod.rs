@@ -24,8 +24,10 @@ use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
 mod assign;
+mod roster;
 
 pub use assign::{bounded_name, RemoteAssign};
+pub use roster::{Presence, RosterAgent, MAX_ROSTER};
 
 const MAGIC: &[u8; 4] = b"KFC1";
 const MAC_LEN: usize = 32;
@@ -229,6 +231,8 @@ pub enum Message {
         applied: VersionVector,
         hlc: Timestamp,
     },
+    /// The sender's agents, their presence and load (retained: the latest stands).
+    Roster { agents: Vec<RosterAgent> },
     /// "Send origin's operations `first..=last`", asked of box `target`.
     Request {
         target: NodeId,
@@ -241,6 +245,7 @@ pub enum Message {
 const KIND_OPS: u8 = 1;
 const KIND_VECTOR: u8 = 2;
 const KIND_REQUEST: u8 = 3;
+const KIND_ROSTER: u8 = 4;
 
 /// Why an envelope was dropped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,6 +310,11 @@ impl Signer {
                 put_u64(&mut buf, *first);
                 put_u64(&mut buf, *last);
             }
+            Message::Roster { agents } => {
+                buf.push(KIND_ROSTER);
+                put_u64(&mut buf, sender);
+                roster::encode(agents, &mut buf);
+            }
         }
         let mut mac = self.mac.clone();
         mac.update(&buf);
@@ -362,6 +372,9 @@ impl Signer {
                 origin: r.u64()?,
                 first: r.u64()?,
                 last: r.u64()?,
+            },
+            KIND_ROSTER => Message::Roster {
+                agents: roster::decode(&mut r)?,
             },
             _ => return Err(OpenError::Malformed(DecodeError::BadValue("envelope kind"))),
         };
@@ -463,7 +476,42 @@ mod tests {
                 first: 10,
                 last: 20,
             },
+            Message::Roster {
+                agents: vec![
+                    RosterAgent {
+                        id: 2,
+                        name: "Ann 王".into(),
+                        presence: Presence::Online,
+                        open: 3,
+                        capacity: 5,
+                    },
+                    RosterAgent {
+                        id: 9,
+                        name: String::new(),
+                        presence: Presence::Away,
+                        open: 0,
+                        capacity: 1,
+                    },
+                ],
+            },
         ]
+    }
+
+    #[test]
+    fn every_message_refuses_every_cut_of_its_payload() {
+        let signer = Signer::new("tea", "s3cret");
+        for m in messages() {
+            let sealed = signer.seal(42, &m);
+            let payload_end = sealed.len() - MAC_LEN;
+            for cut in MAGIC.len() + 1 + 8..payload_end {
+                // Re-signed, so only the decoding can refuse it.
+                let mut short = sealed[..cut].to_vec();
+                let mut mac = signer.mac.clone();
+                mac.update(&short);
+                short.extend_from_slice(&mac.finalize().into_bytes());
+                assert!(signer.open(&short).is_err(), "{m:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]

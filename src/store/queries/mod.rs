@@ -96,6 +96,13 @@ pub struct ConversationRow {
     pub labels: Vec<u64>,
     /// The customer's rating (1 to 5), once they gave one.
     pub rating: Option<u8>,
+    /// Cluster mode: who holds it across the boxes (an agent of another box, or two or more
+    /// after assignments made while the boxes were apart: a conflict to settle).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<crate::store::holders::HolderView>,
+    /// Cluster mode: two or more holders.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub conflict: bool,
 }
 
 const CONVERSATION_SELECT: &str = "
@@ -111,7 +118,8 @@ const CONVERSATION_SELECT: &str = "
            (SELECT name FROM contacts k WHERE k.id = c.contact_id),
            (SELECT group_concat(cl.label_id) FROM (SELECT label_id FROM conversation_labels
               JOIN labels l ON l.id = label_id WHERE conversation_id = c.id ORDER BY label_id) cl),
-           (SELECT score FROM ratings r WHERE r.conversation_id = c.id)
+           (SELECT score FROM ratings r WHERE r.conversation_id = c.id),
+           (SELECT holders FROM conversation_holders ch WHERE ch.conversation_id = c.id)
     FROM conversations c";
 
 fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
@@ -134,6 +142,15 @@ fn conversation_row(r: &Row<'_>) -> rusqlite::Result<ConversationRow> {
             .map(|ids| ids.split(',').filter_map(|id| id.parse().ok()).collect())
             .unwrap_or_default(),
         rating: r.get(14)?,
+        holders: r
+            .get::<_, Option<String>>(15)?
+            .and_then(|json| crate::store::holders::views(&json))
+            .unwrap_or_default(),
+        conflict: false,
+    })
+    .map(|mut row| {
+        row.conflict = row.holders.len() > 1;
+        row
     })
 }
 
