@@ -10,6 +10,7 @@ import {
   state, on, emit, unread, loadAgents, loadConversations, loadLabels, preview,
 } from './state.js';
 import { startFeed, stopFeed } from './feed.js';
+import { loadClusterAgents } from './holders.js';
 import { mountInbox, contactName } from './inbox.js';
 import { mountThread, showThread, hideThread } from './thread.js';
 import { showSearch } from './search.js';
@@ -245,6 +246,7 @@ async function loadData() {
       loadConversations(),
       loadAgents(),
       loadLabels(),
+      loadClusterAgents(),
       api('/settings').then((s) => { state.shop = s.shop_name; emit('shop'); }, () => {}),
       api('/canned').then((r) => { state.canned = r.canned; }, () => {}),
     ]);

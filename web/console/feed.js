@@ -3,6 +3,7 @@
 // and hands frames to the state. While it is open the agent counts as online.
 import { wsUrl } from '../shared/dom.js';
 import { api, session } from './api.js';
+import { applyHolders } from './holders.js';
 import {
   state, emit, applyMessage, applyEvent, applyTyping, applyRead, applyDelivery, applyLinked,
   applyLabels, applyContact, applyRating, refreshConversations, loadLabels,
@@ -79,4 +80,5 @@ async function handle(f) {
   else if (f.type === 'labels') applyLabels(f);
   else if (f.type === 'contact') applyContact(f);
   else if (f.type === 'rating') applyRating(f);
+  else if (f.type === 'holders') applyHolders(f);
 }

@@ -21,6 +21,8 @@ export const state = {
   feedUp: false,
   openId: null,       // the conversation shown in the thread
   shop: '',
+  node: null,         // this box's node id (cluster.js shows it; holders.js compares)
+  elsewhere: [],      // cluster mode: the other boxes' agents, { node, id, name, presence, open, capacity }
 };
 
 const handlers = {};

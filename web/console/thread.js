@@ -16,6 +16,7 @@ import { channelBadge, channelName, contactName } from './inbox.js';
 import { showContact } from './contact.js';
 import { labelChips, labelEditor } from './labels.js';
 import { expand } from './placeholders.js';
+import { holdersBox, elsewhereOptions, transferBody } from './holders.js';
 
 const PAGE = 500;
 let pane;
@@ -202,7 +203,8 @@ function renderHead(view) {
   const c = state.convs.get(view.id);
   if (!c) return;
   const key = [c.status, c.assignee, state.agents.size, c.contact_id, c.channel, c.external_id, c.home,
-    c.contact_name, [...state.labels.keys()].join(',')].join('|');
+    c.contact_name, [...state.labels.keys()].join(','), JSON.stringify(c.holders ?? []),
+    (state.elsewhere ?? []).map((a) => `${a.node}:${a.id}:${a.presence}`).join(',')].join('|');
   drawThreadLabels(view, c);
   if (key === view.headKey) return;
   view.headKey = key;
@@ -210,12 +212,13 @@ function renderHead(view) {
   const others = [...state.agents.values()].filter((a) => !a.disabled && a.id !== c.assignee);
   const transfer = h('select', {
     class: 'input select', 'aria-label': t('thread.transfer'),
-    onchange: (e) => e.target.value && act(view, 'assign', { agent_id: Number(e.target.value) }),
+    onchange: (e) => e.target.value && act(view, 'assign', transferBody(e.target.value)),
   },
   h('option', { value: '', text: t('thread.transfer') }),
   others.map((a) => h('option', {
     value: String(a.id), text: `${a.display_name || a.username}${a.presence === 'online' ? ' ●' : ''}`,
-  })));
+  })),
+  elsewhereOptions(c));
   view.head.replaceChildren(
     h('a', { href: '#/', class: 'icon-btn back', 'aria-label': t('thread.back') }, '←'),
     h('div', { class: 'title' },
@@ -223,7 +226,8 @@ function renderHead(view) {
       h('h2', { text: contactName(c) }),
       h('span', { class: `status s-${c.status}`, text: t(`status.${c.status}`) }),
       c.home ? h('span', { class: 'home-box chip', title: t('thread.home_help'), text: t('thread.home', { node: c.home.slice(0, 8) }) }) : null,
-      c.assignee != null ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null,
+      c.assignee != null && !c.conflict ? h('span', { class: 'assignee', text: mine ? t('inbox.you') : agentName(c.assignee) }) : null,
+      holdersBox(c, () => act(view, 'assign')),
       view.labelsBox),
     h('div', { class: 'actions' },
       labelEditor(c),
