@@ -102,7 +102,8 @@ function drawNarrow() {
     onchange: (e) => { set(e.target.value); render(); },
   }, h('option', { value: '', text: t(`inbox.any_${name}`) }),
   options.map(([v, text]) => h('option', { value: String(v), text, selected: String(v) === String(value) })));
-  narrow.replaceChildren(
+  // No labels defined: no label picker (replaceChildren would show a null as text).
+  narrow.replaceChildren(...[
     state.labels.size ? pick('label', byLabel, [...state.labels.values()].map((l) => [l.id, l.name]),
       (v) => { byLabel = v; store.set('kefud.filter.label', v); }) : null,
     pick('agent', byAgent, [...state.agents.values()].map((a) => [a.id, a.display_name || a.username]),
@@ -111,7 +112,7 @@ function drawNarrow() {
       type: 'button', class: `btn small${selecting ? ' primary' : ''}`, 'aria-pressed': String(selecting),
       'data-action': 'select', text: t(selecting ? 'inbox.select_done' : 'inbox.select'),
       onclick: () => { selecting = !selecting; selected.clear(); render(); },
-    }));
+    })].filter(Boolean));
 }
 
 /** While selecting: how many are selected, and resolving them. */

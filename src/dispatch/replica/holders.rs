@@ -116,6 +116,36 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         Ok(())
     }
 
+    /// After `agent` of this box was given `conversation`: when the register still names
+    /// anyone else (the agent already held it here, so no status changed, but it is in
+    /// conflict or held elsewhere too), the assignment is stamped all the same: it settles.
+    pub(in crate::dispatch) fn settle_holders(
+        &mut self,
+        conversation: ConversationId,
+        agent: AgentId,
+        now: Now,
+    ) -> Result<(), DispatchError> {
+        let Some(replica) = self.replica.as_ref() else {
+            return Ok(());
+        };
+        let me = AgentRef {
+            node: replica.node,
+            agent,
+        };
+        let settled = replica
+            .holders
+            .get(&conversation)
+            .is_none_or(|h| h.values().iter().all(|v| v.agent == me));
+        if settled {
+            return Ok(());
+        }
+        let key = replica.key_of(conversation);
+        let contact = self.home_identity(self.conversations[&conversation].contact)?;
+        let body = self.assign_body(key, contact, agent, now.wall_ms)?;
+        let lsn = self.journal.last();
+        self.stamp(body, lsn, now.wall_ms, false)
+    }
+
     /// An agent here gives a conversation to an agent who signs in on another box: in progress
     /// here with no local assignee, held there.
     pub(crate) fn assign_elsewhere(

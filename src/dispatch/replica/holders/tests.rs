@@ -124,7 +124,15 @@ fn assignments_made_apart_are_both_kept_and_one_made_after_both_settles_them() {
         "each sees it as theirs"
     );
     assert_eq!(b.conversations[&on_b].assignee, Some(2));
-    // B's agent settles it by giving it to A's agent, who is online there.
+    // A's agent, who already holds it on A, takes it again: that alone settles it.
+    take(&mut a, on_a, 1);
+    assert_eq!(holders(&a, on_a), [(A, 1)]);
+    sync(&a, &mut b, T0);
+    assert_eq!(holders(&b, on_b), [(A, 1)]);
+    assert_eq!(b.conversations[&on_b].assignee, None);
+    // B's agent takes it back (having seen A's), and gives it to A's agent, online there.
+    take(&mut b, on_b, 2);
+    assert_eq!(holders(&b, on_b), [(B, 2)]);
     b.assign_elsewhere(
         AssignElsewhere {
             conversation: on_b,
