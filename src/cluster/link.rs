@@ -236,7 +236,12 @@ impl Link {
         };
         if let Topic::Presence(node) = topic {
             if node != self.node {
-                self.peer(node).online = payload == b"online";
+                let online = payload == b"online";
+                let peer = self.peer(node);
+                if peer.online != online {
+                    peer.online = online;
+                    self.tell_roster(node);
+                }
             }
             return;
         }
@@ -272,6 +277,7 @@ impl Link {
             (Topic::Agents(node), Message::Roster { agents }) if node == sender => {
                 if node != self.node {
                     self.peer(node).agents = agents;
+                    self.tell_roster(node);
                 }
             }
             (
@@ -291,6 +297,18 @@ impl Link {
             _ => {
                 self.stats.malformed.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Tells the dispatcher a peer's agents and whether it is online (its scheduler counts
+    /// them); a full command queue skips this one, the next roster or presence tells again.
+    fn tell_roster(&self, node: NodeId) {
+        if let Some(peer) = self.peers.get(&node) {
+            let _ = self.pipeline.commands.try_send(Command::PeerRoster {
+                node,
+                agents: peer.agents.clone(),
+                online: peer.online,
+            });
         }
     }
 

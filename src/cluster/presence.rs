@@ -30,7 +30,7 @@ impl Roster {
     /// Whether the names must be read (again) before building the roster of `slots`.
     pub fn names_wanted(&self, slots: &[(AgentId, AgentSlot)], now: Instant) -> bool {
         self.names_read
-            .is_none_or(|at| now.duration_since(at) >= NAMES_FRESH)
+            .map_or(true, |at| now.duration_since(at) >= NAMES_FRESH)
             || slots
                 .iter()
                 .any(|(id, s)| !s.disabled && !self.names.contains_key(id))
@@ -58,6 +58,7 @@ impl Roster {
                 },
                 open: s.open,
                 capacity: s.capacity,
+                teams: s.teams.clone(),
             })
             .collect();
         agents.sort_by_key(|a| a.id);

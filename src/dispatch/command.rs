@@ -112,6 +112,13 @@ pub enum Command {
     Roster {
         reply: oneshot::Sender<Vec<(AgentId, AgentSlot)>>,
     },
+    /// Cluster mode: another box's agents as it last published them (`online`: its link is
+    /// up), for this box's scheduler.
+    PeerRoster {
+        node: crate::cluster::vector::NodeId,
+        agents: Vec<crate::cluster::wire::RosterAgent>,
+        online: bool,
+    },
     /// Ends the dispatcher even if some connection still holds a sender (one stuck past the
     /// shutdown grace period); commands after it are refused as `Unavailable`.
     Stop,

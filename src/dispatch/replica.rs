@@ -59,6 +59,8 @@ pub(crate) struct Replica {
     /// Per conversation not closed that someone holds: who, across the boxes
     /// (`holders.rs`).
     holders: HashMap<ConversationId, Holders>,
+    /// The other boxes' agents in the scheduler (`elsewhere.rs`).
+    elsewhere: elsewhere::Elsewhere,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
 }
@@ -92,6 +94,7 @@ impl Replica {
             tips,
             floors: stored.message_floors.into_iter().collect(),
             holders: stored.holders.into_iter().collect(),
+            elsewhere: elsewhere::Elsewhere::default(),
             applying_remote: false,
         }
     }
@@ -508,6 +511,7 @@ fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
     }
 }
 
+pub(super) mod elsewhere;
 mod holders;
 #[cfg(test)]
 mod tests;

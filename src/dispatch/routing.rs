@@ -166,6 +166,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             let Some((conversation, agent)) = self.scheduler.next_assignment() else {
                 break;
             };
+            if super::replica::elsewhere::is_stand_in(agent) {
+                match self.give_to_stand_in(conversation, agent, now) {
+                    Ok(()) => {}
+                    Err(DispatchError::Unavailable) => return,
+                    Err(e) => {
+                        tracing::warn!(conversation, error = %e, "assignment to another box skipped")
+                    }
+                }
+                continue;
+            }
             self.scheduler.assigned(conversation, agent);
             if let Err(e) = self.hydrate_conversation(conversation, Event::Assign, now) {
                 tracing::debug!(conversation, error = %e, "queued conversation gone");
@@ -261,9 +271,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     }
 
     /// Every agent the scheduler knows, with presence and load.
+    /// This box's agents (the other boxes' stand-ins left out).
     pub(crate) fn roster(&self) -> Vec<(AgentId, AgentSlot)> {
         self.scheduler
             .agents()
+            .filter(|(id, _)| !super::replica::elsewhere::is_stand_in(*id))
             .map(|(id, slot)| (id, slot.clone()))
             .collect()
     }

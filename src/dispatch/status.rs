@@ -15,13 +15,18 @@ use crate::op::{Op, StatusChanged};
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// `by` gives the conversation to an agent (a transfer, if someone held it).
     pub(crate) fn assign(&mut self, cmd: Assign, now: Now) -> Result<Accepted, DispatchError> {
-        let accepted = self.transition(cmd.conversation, Event::Assign, Some(cmd.to), cmd.by, now)?;
+        let accepted =
+            self.transition(cmd.conversation, Event::Assign, Some(cmd.to), cmd.by, now)?;
         // Cluster mode: an agent who already held it here settles a conflict by taking it.
         let before = self.journal.last();
         self.settle_holders(cmd.conversation, cmd.to, now)?;
         let settled = self.journal.last();
         Ok(Accepted {
-            lsn: if settled > before { settled } else { accepted.lsn },
+            lsn: if settled > before {
+                settled
+            } else {
+                accepted.lsn
+            },
             ..accepted
         })
     }

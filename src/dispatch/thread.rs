@@ -170,6 +170,11 @@ impl Dispatcher {
             Command::AgentFeed { agent, connected } => d.agent_feed(agent, connected),
             Command::AgentAway { agent, away } => d.agent_away(agent, away),
             Command::AgentChanged { agent } => d.agent_changed(agent),
+            Command::PeerRoster {
+                node,
+                agents,
+                online,
+            } => d.peer_roster(node, agents, online),
             Command::Roster { reply } => {
                 let _ = reply.send(d.roster());
             }

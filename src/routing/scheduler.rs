@@ -99,6 +99,16 @@ impl Scheduler {
         self.changed = true;
     }
 
+    /// Sets an agent whose presence and load another part of the daemon knows (cluster mode:
+    /// an agent of another box, as its box published them), keeping when they last got one.
+    pub fn mirror(&mut self, agent: AgentId, mut slot: AgentSlot) {
+        if let Some(old) = self.agents.get(&agent) {
+            slot.last_assigned = old.last_assigned;
+        }
+        self.agents.insert(agent, slot);
+        self.changed = true;
+    }
+
     pub fn knows(&self, agent: AgentId) -> bool {
         self.agents.contains_key(&agent)
     }

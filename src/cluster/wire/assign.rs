@@ -30,11 +30,16 @@ pub struct RemoteAssign {
 
 /// `name` cut to [`MAX_NAME`] bytes at a character boundary.
 pub fn bounded_name(name: &str) -> String {
-    let mut end = name.len().min(MAX_NAME);
-    while !name.is_char_boundary(end) {
+    cut(name, MAX_NAME).to_string()
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+pub(super) fn cut(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    name[..end].to_string()
+    &text[..end]
 }
 
 pub(super) fn encode(a: &RemoteAssign, buf: &mut Vec<u8>) {

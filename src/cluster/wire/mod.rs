@@ -484,6 +484,7 @@ mod tests {
                         presence: Presence::Online,
                         open: 3,
                         capacity: 5,
+                        teams: vec!["tea".into(), "茶".into()],
                     },
                     RosterAgent {
                         id: 9,
@@ -491,6 +492,7 @@ mod tests {
                         presence: Presence::Away,
                         open: 0,
                         capacity: 1,
+                        teams: Vec::new(),
                     },
                 ],
             },

@@ -5,12 +5,16 @@
 
 use serde::Serialize;
 
-use super::assign::MAX_NAME;
+use super::assign::{cut, MAX_NAME};
 use crate::op::codec::{put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
 /// Roster entries are small: a box with more agents than this sends the first ones.
 pub const MAX_ROSTER: usize = 512;
+/// Teams per agent sent (an agent in more is sent with the first ones).
+pub const MAX_TEAMS: usize = 16;
+/// Bytes of a team name sent.
+const MAX_TEAM: usize = 64;
 
 /// Whether an agent can take a conversation now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,6 +53,8 @@ pub struct RosterAgent {
     /// Conversations they hold that are not resolved, and how many they take at once.
     pub open: u32,
     pub capacity: u32,
+    /// The teams whose queues they take from (none: any).
+    pub teams: Vec<String>,
 }
 
 pub(super) fn encode(agents: &[RosterAgent], buf: &mut Vec<u8>) {
@@ -60,13 +66,18 @@ pub(super) fn encode(agents: &[RosterAgent], buf: &mut Vec<u8>) {
         buf.push(a.presence.code());
         put_u32(buf, a.open);
         put_u32(buf, a.capacity);
+        let teams = &a.teams[..a.teams.len().min(MAX_TEAMS)];
+        buf.push(teams.len() as u8);
+        for team in teams {
+            put_str(buf, cut(team, MAX_TEAM));
+        }
     }
 }
 
 pub(super) fn decode(r: &mut Reader<'_>) -> Result<Vec<RosterAgent>, DecodeError> {
     let count = r.u32()? as usize;
-    // Each entry takes at least 21 bytes.
-    if count > MAX_ROSTER || count > r.buf.len() / 21 {
+    // Each entry takes at least 22 bytes.
+    if count > MAX_ROSTER || count > r.buf.len() / 22 {
         return Err(DecodeError::BadValue("roster length"));
     }
     let mut agents = Vec::with_capacity(count);
@@ -78,12 +89,27 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Vec<RosterAgent>, DecodeError
         }
         let name = name.to_owned();
         let presence = Presence::from_code(r.u8()?).ok_or(DecodeError::BadValue("presence"))?;
+        let open = r.u32()?;
+        let capacity = r.u32()?;
+        let count = r.u8()? as usize;
+        if count > MAX_TEAMS {
+            return Err(DecodeError::BadValue("team count"));
+        }
+        let mut teams = Vec::with_capacity(count);
+        for _ in 0..count {
+            let team = r.str()?;
+            if team.len() > MAX_TEAM {
+                return Err(DecodeError::BadValue("team name"));
+            }
+            teams.push(team.to_owned());
+        }
         agents.push(RosterAgent {
             id,
             name,
             presence,
-            open: r.u32()?,
-            capacity: r.u32()?,
+            open,
+            capacity,
+            teams,
         });
     }
     Ok(agents)

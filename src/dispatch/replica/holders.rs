@@ -135,7 +135,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let settled = replica
             .holders
             .get(&conversation)
-            .is_none_or(|h| h.values().iter().all(|v| v.agent == me));
+            .map_or(true, |h| h.values().iter().all(|v| v.agent == me));
         if settled {
             return Ok(());
         }
@@ -161,30 +161,43 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 "that agent signs in on this box".into(),
             ));
         }
-        let conversation = cmd.conversation;
+        self.give_elsewhere(cmd.conversation, cmd.to, cmd.name, Some(cmd.by), now)?;
+        Ok(Accepted {
+            lsn: self.journal.last(),
+            conversation: cmd.conversation,
+            message_id: None,
+        })
+    }
+
+    /// Gives `conversation` to `to`, an agent of another box (`by` an agent here, or the
+    /// scheduler): the status change and the assignment's stamp are durable together.
+    pub(super) fn give_elsewhere(
+        &mut self,
+        conversation: ConversationId,
+        to: AgentRef,
+        name: String,
+        by: Option<AgentId>,
+        now: Now,
+    ) -> Result<(), DispatchError> {
         self.hydrate_conversation(conversation, Event::Assign, now)?;
         let key = self.replica_mut().key_of(conversation);
         let contact = self.home_identity(self.conversations[&conversation].contact)?;
         self.bundling = true;
-        let changed = self.change_status(conversation, Event::Assign, None, Some(cmd.by), now);
+        let changed = self.change_status(conversation, Event::Assign, None, by, now);
         self.bundling = false;
         let lsn = changed?.unwrap_or(0);
-        let replica = self.replica.as_ref().expect("invariant: checked above");
+        let replica = self.replica.as_ref().expect("invariant: cluster mode");
         let body = Body::Assign(RemoteAssign {
             conversation: key,
             contact,
-            agent: cmd.to,
-            name: bounded_name(&cmd.name),
+            agent: to,
+            name: bounded_name(&name),
             seen: replica.applied.clone(),
             at_ms: now.wall_ms,
         });
         self.stamp(body, lsn, now.wall_ms, false)?;
         self.scheduler.dequeue(conversation);
-        Ok(Accepted {
-            lsn: self.journal.last(),
-            conversation,
-            message_id: None,
-        })
+        Ok(())
     }
 }
 

@@ -258,3 +258,77 @@ fn three_boxes_assigning_apart_agree_once_every_operation_reached_every_box() {
         assert_eq!(views[1], views[2], "seed {seed}");
     }
 }
+
+/// A box with no agent online gives its customer to another box's agent who has room (the
+/// scheduler counts the other boxes' agents, `elsewhere.rs`), who holds it on their box.
+#[test]
+fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
+    use crate::cluster::wire::{Presence, RosterAgent};
+    let (mut a, mut b) = (staffed(A), staffed(B));
+    let roster = |presence, open| {
+        vec![RosterAgent {
+            id: 2,
+            name: "Bo".into(),
+            presence,
+            open,
+            capacity: 2,
+            teams: Vec::new(),
+        }]
+    };
+    // B's agent 2 is away at first: nobody can take it.
+    a.peer_roster(B, roster(Presence::Away, 0), true);
+    let on_a = write(&mut a, "c1", "hello", T0);
+    a.after_command(T0);
+    a.store_catches_up();
+    assert!(holders(&a, on_a).is_empty());
+    assert_eq!(a.conversations[&on_a].status, Status::Waiting);
+    assert!(
+        a.roster()
+            .iter()
+            .all(|(id, _)| *id < super::super::elsewhere::PROXY),
+        "stand-ins stay out of this box's roster"
+    );
+    // Online with room: the next pass gives it to them.
+    a.peer_roster(B, roster(Presence::Online, 0), true);
+    a.after_command(T0);
+    a.store_catches_up();
+    assert_eq!(holders(&a, on_a), [(B, 2)]);
+    assert_eq!(a.conversations[&on_a].status, Status::InProgress);
+    assert_eq!(a.conversations[&on_a].assignee, None);
+    sync(&a, &mut b, T0);
+    let on_b = *b.replica.as_ref().unwrap().homes.values().next().unwrap();
+    assert_eq!(b.conversations[&on_b].assignee, Some(2));
+    // Counted against their load until their box says otherwise: at capacity 2, a second
+    // customer goes to them too, a third waits.
+    for (i, visitor) in ["v2", "v3"].into_iter().enumerate() {
+        a.customer_message(
+            crate::dispatch::CustomerMessage {
+                identity: crate::dispatch::fakes::identity("web", visitor),
+                client_id: None,
+                text: format!("customer {i}"),
+                attachment: None,
+            },
+            T0,
+        )
+        .unwrap();
+        a.after_command(T0);
+        a.store_catches_up();
+    }
+    let held_by_bo = a
+        .replica
+        .as_ref()
+        .unwrap()
+        .holders
+        .values()
+        .filter(|h| {
+            h.values()
+                .iter()
+                .any(|v| v.agent == AgentRef { node: B, agent: 2 })
+        })
+        .count();
+    assert_eq!(held_by_bo, 2);
+    // Their box goes offline: nothing more goes to them.
+    a.peer_roster(B, roster(Presence::Online, 0), false);
+    a.after_command(T0);
+    assert_eq!(a.roster().len(), 2, "this box's own agents only");
+}
