@@ -23,6 +23,9 @@ use crate::model::{ClientId, Identity, Sender};
 use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
+mod contacts;
+pub use contacts::{RemoteDetails, RemoteLink};
+
 const MAGIC: &[u8; 4] = b"KFC1";
 const MAC_LEN: usize = 32;
 
@@ -61,10 +64,15 @@ pub struct RemoteStatus {
 pub enum Body {
     Message(RemoteMessage),
     Status(RemoteStatus),
+    Link(RemoteLink),
+    Details(RemoteDetails),
 }
 
 const BODY_MESSAGE: u8 = 1;
 const BODY_STATUS: u8 = 2;
+const BODY_LINK: u8 = 3;
+/// The first byte of a [`Body::Details`] (the store finds them by it).
+pub const BODY_DETAILS: u8 = 4;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -118,10 +126,12 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 }
 
 impl Body {
-    pub fn conversation(&self) -> ConvKey {
+    /// The conversation it is about, if it is about one.
+    pub fn conversation(&self) -> Option<ConvKey> {
         match self {
-            Body::Message(m) => m.conversation,
-            Body::Status(s) => s.conversation,
+            Body::Message(m) => Some(m.conversation),
+            Body::Status(s) => Some(s.conversation),
+            Body::Link(_) | Body::Details(_) => None,
         }
     }
 
@@ -158,6 +168,14 @@ impl Body {
                 s.seen.encode(&mut buf);
                 put_i64(&mut buf, s.at_ms);
             }
+            Body::Link(l) => {
+                buf.push(BODY_LINK);
+                l.encode(&mut buf);
+            }
+            Body::Details(d) => {
+                buf.push(BODY_DETAILS);
+                d.encode(&mut buf);
+            }
         }
         buf
     }
@@ -191,6 +209,8 @@ impl Body {
                     at_ms: r.i64()?,
                 })
             }
+            BODY_LINK => Body::Link(RemoteLink::decode(&mut r)?),
+            BODY_DETAILS => Body::Details(RemoteDetails::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)

@@ -1,11 +1,15 @@
 //! The cluster's reads: what the dispatcher rebuilds at start (how far each origin is
 //! applied, the clock, which conversation each remote one is here, the customer messages open
-//! conversations hold per origin), and the ranges of operations served to other boxes.
+//! conversations hold per origin, each contact's register version), and the ranges of
+//! operations served to other boxes.
+
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
 use super::Error;
-use crate::model::ConversationId;
+use crate::cluster::wire::{Body, BODY_DETAILS};
+use crate::model::{ContactId, ConversationId};
 
 /// What the dispatcher's replica state is rebuilt from.
 #[derive(Debug, Default)]
@@ -20,6 +24,8 @@ pub struct ClusterStartup {
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
     /// For conversations not closed: (conversation, the highest HLC time of its messages).
     pub message_floors: Vec<(ConversationId, u64)>,
+    /// (contact, HLC time, origin): the newest write of each contact's name and details.
+    pub details_versions: Vec<(ContactId, u64, u64)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -76,6 +82,7 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         homes,
         customer_tips,
         message_floors,
+        details_versions: details_versions(conn)?,
     })
 }
 
@@ -108,4 +115,26 @@ pub fn cluster_ops_range(
         )?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// The newest version of each contact's name-and-details register: the highest (HLC time,
+/// origin) of the writes of all its identities (links moved them to it).
+fn details_versions(conn: &Connection) -> Result<Vec<(ContactId, u64, u64)>, Error> {
+    let sql = format!(
+        "SELECT hlc, origin, body FROM cluster_ops WHERE substr(body, 1, 1) = x'{BODY_DETAILS:02x}'"
+    );
+    let mut newest: HashMap<ContactId, (u64, u64)> = HashMap::new();
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let version = (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64);
+        let Ok(Body::Details(write)) = Body::decode(&r.get::<_, Vec<u8>>(2)?) else {
+            continue;
+        };
+        if let Some(contact) = super::contact_by_identity(conn, &write.contact)? {
+            let v = newest.entry(contact).or_insert(version);
+            *v = (*v).max(version);
+        }
+    }
+    Ok(newest.into_iter().map(|(c, (h, o))| (c, h, o)).collect())
 }
