@@ -47,7 +47,11 @@ async fn link(
     // In cluster mode the contact whose name and details are newer is the one kept.
     let kept = if app.cluster.is_some() {
         app.wait_applied(accepted.lsn).await?;
-        if app.reads.run(move |c| queries::contact_exists(c, keep)).await? {
+        if app
+            .reads
+            .run(move |c| queries::contact_exists(c, keep))
+            .await?
+        {
             keep
         } else {
             merged
