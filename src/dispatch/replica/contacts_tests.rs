@@ -463,10 +463,10 @@ fn any_interleaving_and_duplication_of_links_and_names_gives_one_partition_and_o
         // Healed: everyone gossips with everyone until nothing moves, some twice.
         for _ in 0..3 {
             for from in 0..3 {
-                for to in 0..3 {
+                for (to, inbox) in inboxes.iter_mut().enumerate() {
                     if from != to {
                         let (source, target) = pair(&mut boxes, from, to);
-                        gossip(source, target, &mut inboxes[to], &mut rng);
+                        gossip(source, target, inbox, &mut rng);
                     }
                 }
             }
