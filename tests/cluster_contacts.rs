@@ -1,6 +1,7 @@
 //! Contacts in cluster mode with real processes on loopback (three kefud boxes, each with its
 //! own mosquitto bridged to a central one): a link made on one box joins the two contacts and
-//! their conversations on every box; a contact's name edited on one box shows on the others;
+//! their conversations on every box; a contact's name and details, given in the chat's form or
+//! edited by an agent on one box, show on the others;
 //! two boxes renaming it while one of them is cut off agree on one name once healed.
 
 mod common;
@@ -112,9 +113,22 @@ async fn a_link_made_on_one_box_joins_one_customer_everywhere_and_names_follow_i
         assert_eq!(list["conversations"].as_array().unwrap().len(), 1, "{list}");
     }
 
-    // An agent on B names the customer: A and C show it.
+    // The customer fills the chat's form on A: every box shows it.
+    let resp = reqwest::Client::new()
+        .post(a.d().http("/api/v1/visitor/profile"))
+        .json(&json!({"visitor_id": "tea-lover", "name": "Chen", "phone": "+86 138 0000 0000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    same_name(&[a, b, c], |n| n == "Chen").await;
+
+    // An agent on B names the customer: A and C show it, with the phone the form gave.
     rename(b, "Ms Chen").await;
     same_name(&[a, b, c], |n| n == "Ms Chen").await;
+    for s in [a, b, c] {
+        assert_eq!(only_contact(s).await["phone"], "+86 138 0000 0000");
+    }
 
     // C is cut off for a few seconds; agents on A and C rename the customer meanwhile.
     brokers.shops[2].kill9();
