@@ -1,5 +1,7 @@
 //! Linking two contacts into one person: identities, client-id rings and open conversations
-//! fold into the kept contact, in memory as the journaled `ContactsLinked` says.
+//! fold into the kept contact, in memory as the journaled `ContactsLinked` says. In cluster
+//! mode which contact is kept and which conversation folds are the cluster's choices
+//! (`replica/contacts.rs`), the same on every box.
 
 use super::command::LinkContacts;
 use super::messages::trim_recent;
@@ -12,7 +14,8 @@ use crate::op::Op;
 
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// Links contact `merged` into `keep`: one person, one history, one open conversation
-    /// (when both had one, one folds into the other: [`fold`]).
+    /// (when both had one, one folds into the other: [`fold`]). In cluster mode the contact
+    /// whose name and details are newer is kept, whichever was asked.
     pub(crate) fn link_contacts(
         &mut self,
         cmd: LinkContacts,
@@ -20,15 +23,33 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<Accepted, DispatchError> {
         let LinkContacts { keep, merged } = cmd;
         self.check_linkable(keep, merged, now)?;
+        let (keep, merged) = self.keep_newer(keep, merged);
+        self.link_checked(keep, merged, now)
+    }
+
+    /// Links two contacts [`Decider::check_linkable`] accepted.
+    pub(super) fn link_checked(
+        &mut self,
+        keep: ContactId,
+        merged: ContactId,
+        now: Now,
+    ) -> Result<Accepted, DispatchError> {
         let status = |c: Option<ConversationId>| {
             c.and_then(|c| self.conversations.get(&c)).map(|s| s.status)
         };
         let (kept_current, merged_current) =
             (self.contacts[&keep].current, self.contacts[&merged].current);
+        let merged_first = kept_current
+            .zip(merged_current)
+            .is_some_and(|(k, m)| self.folds_first(m, k));
         let folded = fold(
             kept_current.zip(status(kept_current)),
             merged_current.zip(status(merged_current)),
+            merged_first,
         );
+        if let Some((from, into)) = folded {
+            self.before_fold(from, into)?;
+        }
         let lsn = self.append(
             Op::ContactsLinked {
                 keep,
@@ -46,6 +67,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             None => kept_current.or(merged_current),
         };
         self.merge_contacts(keep, merged, current);
+        self.after_link(keep, merged, folded);
         Ok(Accepted {
             lsn,
             conversation: current.unwrap_or(0),
@@ -54,7 +76,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     }
 
     /// Both contacts exist, are not linked away already, are hydrated, and fit in one.
-    fn check_linkable(
+    pub(super) fn check_linkable(
         &mut self,
         keep: ContactId,
         merged: ContactId,
@@ -150,15 +172,19 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
 }
 
 /// Which conversation folds into which, `(from, into)`, when both linked contacts have one not
-/// yet closed (with its status): the merged contact's folds into the kept one's, unless only
-/// the merged one is still open — a question never folds into a conversation that is resolved
-/// and about to close.
+/// yet closed (with its status): a question never folds into a conversation that is resolved
+/// and about to close; otherwise the merged contact's folds into the kept one's, unless
+/// `merged_first` (the cluster's order puts the merged one's first).
 fn fold(
     kept: Option<(ConversationId, Status)>,
     merged: Option<(ConversationId, Status)>,
+    merged_first: bool,
 ) -> Option<(ConversationId, ConversationId)> {
     match (merged, kept) {
-        (Some((m, ms)), Some((k, ks))) if ms.is_open() && !ks.is_open() => Some((k, m)),
+        (Some((m, ms)), Some((k, ks))) if ms.is_open() != ks.is_open() => {
+            Some(if ms.is_open() { (k, m) } else { (m, k) })
+        }
+        (Some((m, _)), Some((k, _))) if merged_first => Some((k, m)),
         (Some((m, _)), Some((k, _))) => Some((m, k)),
         _ => None,
     }

@@ -20,6 +20,7 @@
 //!   came first). A customer message reopens a resolved conversation, as on one box.
 //! - Only a conversation's home box runs its bot and queue; replies to its customer go out
 //!   through the home box's channels (the store makes outbox rows only for non-copies).
+//! - Contact links and contacts' names and details: see `replica/contacts.rs`.
 //!
 //! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
 //! every origin's are journaled in seq order.
@@ -63,6 +64,8 @@ pub(crate) struct Replica {
     elsewhere: elsewhere::Elsewhere,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
+    /// Per contact, its name-and-details register's version (see `replica/contacts.rs`).
+    versions: HashMap<ContactId, contacts::Version>,
 }
 
 impl Replica {
@@ -96,6 +99,11 @@ impl Replica {
             holders: stored.holders.into_iter().collect(),
             elsewhere: elsewhere::Elsewhere::default(),
             applying_remote: false,
+            versions: stored
+                .details_versions
+                .into_iter()
+                .map(|(contact, hlc, origin)| (contact, (hlc, origin)))
+                .collect(),
         }
     }
 
@@ -226,7 +234,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     bodies.push(self.assign_body(key, contact, agent, s.at_ms)?);
                 }
             }
-            _ => {}
+            other => bodies.extend(self.contact_body(other)?),
         }
         Ok(bodies)
     }
@@ -252,21 +260,26 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         at_ms: i64,
         glue_next: bool,
     ) -> Result<(), DispatchError> {
+        let register = match &body {
+            Body::Details(d) => self.contact_holding(&d.contact)?,
+            _ => None,
+        };
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
         let wall = at_ms.max(0) as u64;
         let (hlc, message) = match &body {
             Body::Message(m) => {
-                let conversation = record_conversation(&body, replica);
+                let conversation = record_conversation(m.conversation, replica);
                 if m.sender == Sender::Visitor {
                     replica.note_customer_message(conversation, origin, seq);
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) | Body::Assign(_) => (replica.hlc.now(wall), None),
+            Body::Status(_) | Body::Assign(_) | Body::Link(_) => (replica.hlc.now(wall), None),
+            Body::Details(_) => (replica.register_time(register, wall), None),
         };
         if let Body::Assign(a) = &body {
-            let conversation = record_conversation(&body, replica);
+            let conversation = record_conversation(a.conversation, replica);
             let holder = Holder {
                 dot: Dot { origin, seq },
                 agent: a.agent,
@@ -421,6 +434,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 Ok(None)
             }
+            Body::Link(link) => self.apply_link(link, now).map(|()| None),
+            Body::Details(write) => self
+                .apply_details(write, (op.hlc.0, op.dot.origin), now)
+                .map(|()| None),
         }
     }
 
@@ -433,11 +450,12 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         now: Now,
     ) -> Result<ConversationId, DispatchError> {
         let replica = self.replica_mut();
-        if key.home == replica.node {
-            return Ok(key.id);
-        }
+        // First: a conversation of this box's own may have been folded into another since.
         if let Some(&conversation) = replica.homes.get(&key) {
             return Ok(conversation);
+        }
+        if key.home == replica.node {
+            return Ok(key.id);
         }
         let contact = match self.lookup_identity(identity, now)? {
             Some(contact) => contact,
@@ -502,8 +520,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
 }
 
 /// The local conversation a message body stamped here names (its own, or a copy).
-fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
-    let key = body.conversation();
+fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
     if key.home == replica.node {
         key.id
     } else {
@@ -511,6 +528,9 @@ fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
     }
 }
 
+mod contacts;
+#[cfg(test)]
+mod contacts_tests;
 pub(super) mod elsewhere;
 mod holders;
 #[cfg(test)]

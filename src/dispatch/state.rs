@@ -262,6 +262,7 @@ fn op_time(op: &Op) -> i64 {
     match op {
         Op::MessageAdded(m) => m.at_ms,
         Op::StatusChanged(s) => s.at_ms,
+        Op::ContactsLinked { at_ms, .. } | Op::ContactDetails { at_ms, .. } => *at_ms,
         _ => 0,
     }
 }

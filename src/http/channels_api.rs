@@ -1,6 +1,7 @@
 //! Channels in the API: the adapters' state (`GET /api/v1/channels`), linking two contacts
 //! that are one person (`POST /api/v1/contacts/{id}/link {"contact_id"}`: the other contact's
-//! identities, conversations and messages become this one's), and a reply's delivery state
+//! identities, conversations and messages become this one's; in cluster mode, whichever's
+//! name and details are newer is kept, and the answer names it), and a reply's delivery state
 //! (`GET /api/v1/messages/{id}/delivery`).
 
 use axum::extract::State;
@@ -37,16 +38,29 @@ async fn link(
     ApiJson(body): ApiJson<LinkBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let keep = keep.get();
-    let link = LinkContacts {
-        keep,
-        merged: body.contact_id.get(),
-    };
+    let merged = body.contact_id.get();
+    let link = LinkContacts { keep, merged };
     let accepted = app
         .dispatch(|reply| Command::LinkContacts(link, reply))
         .await?;
     let conversation = (accepted.conversation != 0).then_some(accepted.conversation);
+    // In cluster mode the contact whose name and details are newer is the one kept.
+    let kept = if app.cluster.is_some() {
+        app.wait_applied(accepted.lsn).await?;
+        if app
+            .reads
+            .run(move |c| queries::contact_exists(c, keep))
+            .await?
+        {
+            keep
+        } else {
+            merged
+        }
+    } else {
+        keep
+    };
     Ok(Json(serde_json::json!({
-        "contact_id": keep,
+        "contact_id": kept,
         "conversation_id": conversation,
     })))
 }

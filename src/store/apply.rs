@@ -495,6 +495,11 @@ fn link_contacts(
         let (from, into) = (from as i64, into as i64);
         tx.prepare_cached("UPDATE messages SET conversation_id = ?2 WHERE conversation_id = ?1")?
             .execute(params![from, into])?;
+        // Cluster mode: the names other boxes know the folded one by now name the kept one.
+        tx.prepare_cached(
+            "UPDATE conversation_homes SET conversation_id = ?2, joined = 0 WHERE conversation_id = ?1",
+        )?
+        .execute(params![from, into])?;
         tx.prepare_cached(
             "INSERT OR IGNORE INTO conversation_labels (conversation_id, label_id)
              SELECT ?2, label_id FROM conversation_labels WHERE conversation_id = ?1",

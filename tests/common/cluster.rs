@@ -131,8 +131,8 @@ impl Shop {
         v
     }
 
-    /// Every conversation with its messages (sender, text), in the box's order: what must
-    /// be the same on every box.
+    /// Every conversation, named by its contact's identities ([`Shop::who`]), with its
+    /// messages (sender, text) in the box's order: what must be the same on every box.
     pub async fn projection(&self) -> Vec<(String, Vec<(String, String)>)> {
         let list = self.get("/api/v1/conversations?limit=500").await;
         let mut out = Vec::new();
@@ -163,15 +163,31 @@ impl Shop {
                     )
                 }));
             }
-            let who = format!(
-                "{}:{}",
-                c["channel"].as_str().unwrap_or(""),
-                c["external_id"].as_str().unwrap_or("")
-            );
-            out.push((who, messages));
+            out.push((self.who(c["contact_id"].as_u64().unwrap()).await, messages));
         }
         out.sort();
         out
+    }
+
+    /// A contact as every box names it: all its identities, sorted (not the one its
+    /// customer last wrote from: after two conversations fold into one, boxes that received
+    /// their messages in different orders name a different one last).
+    pub async fn who(&self, contact: u64) -> String {
+        let contact = self.get(&format!("/api/v1/contacts/{contact}")).await;
+        let mut identities: Vec<String> = contact["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}:{}",
+                    i["channel"].as_str().unwrap(),
+                    i["external_id"].as_str().unwrap()
+                )
+            })
+            .collect();
+        identities.sort();
+        identities.join(" + ")
     }
 
     pub async fn cluster(&self) -> Value {

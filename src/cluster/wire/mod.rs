@@ -24,9 +24,11 @@ use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
 mod assign;
+mod contacts;
 mod roster;
 
 pub use assign::{bounded_name, RemoteAssign};
+pub use contacts::{RemoteDetails, RemoteLink};
 pub use roster::{Presence, RosterAgent, MAX_ROSTER};
 
 const MAGIC: &[u8; 4] = b"KFC1";
@@ -68,11 +70,16 @@ pub enum Body {
     Message(RemoteMessage),
     Status(RemoteStatus),
     Assign(RemoteAssign),
+    Link(RemoteLink),
+    Details(RemoteDetails),
 }
 
 const BODY_MESSAGE: u8 = 1;
 const BODY_STATUS: u8 = 2;
-const BODY_ASSIGN: u8 = 3;
+const BODY_LINK: u8 = 3;
+/// The first byte of a [`Body::Details`] (the store finds them by it).
+pub const BODY_DETAILS: u8 = 4;
+const BODY_ASSIGN: u8 = 5;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -126,11 +133,13 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 }
 
 impl Body {
-    pub fn conversation(&self) -> ConvKey {
+    /// The conversation it is about, if it is about one.
+    pub fn conversation(&self) -> Option<ConvKey> {
         match self {
-            Body::Message(m) => m.conversation,
-            Body::Status(s) => s.conversation,
-            Body::Assign(a) => a.conversation,
+            Body::Message(m) => Some(m.conversation),
+            Body::Status(s) => Some(s.conversation),
+            Body::Assign(a) => Some(a.conversation),
+            Body::Link(_) | Body::Details(_) => None,
         }
     }
 
@@ -171,6 +180,14 @@ impl Body {
                 buf.push(BODY_ASSIGN);
                 assign::encode(a, &mut buf);
             }
+            Body::Link(l) => {
+                buf.push(BODY_LINK);
+                l.encode(&mut buf);
+            }
+            Body::Details(d) => {
+                buf.push(BODY_DETAILS);
+                d.encode(&mut buf);
+            }
         }
         buf
     }
@@ -205,6 +222,8 @@ impl Body {
                 })
             }
             BODY_ASSIGN => Body::Assign(assign::decode(&mut r)?),
+            BODY_LINK => Body::Link(RemoteLink::decode(&mut r)?),
+            BODY_DETAILS => Body::Details(RemoteDetails::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)

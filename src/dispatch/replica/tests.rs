@@ -13,7 +13,7 @@ use crate::model::bounded_id;
 pub(super) const A: NodeId = 0xa;
 pub(super) const B: NodeId = 0xb;
 
-fn box_of(node: NodeId) -> TestDecider {
+pub(super) fn box_of(node: NodeId) -> TestDecider {
     let mut cfg = config();
     cfg.cluster = Some(ClusterRole {
         node,
@@ -188,24 +188,29 @@ fn operations_of_one_origin_are_stamped_with_dense_seqs_and_rising_clocks() {
 }
 
 /// A small deterministic generator (xorshift), so a failing interleaving can be replayed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 }
 
 /// Delivers every operation `from` holds to `to` through an inbox, as the link does:
 /// shuffled, some twice, only what is in order applied.
-fn gossip(from: &TestDecider, to: &mut TestDecider, inbox: &mut Inbox<Operation>, rng: &mut Rng) {
+pub(super) fn gossip(
+    from: &TestDecider,
+    to: &mut TestDecider,
+    inbox: &mut Inbox<Operation>,
+    rng: &mut Rng,
+) {
     let mut ops = held(from);
     for i in (1..ops.len()).rev() {
         ops.swap(i, rng.below(i + 1));
@@ -362,7 +367,7 @@ fn a_record_and_its_stamp_are_glued_so_the_journal_keeps_both_or_neither() {
 }
 
 /// The HLC times of a box's message stamps, by text: (time, origin, seq) as every box sorts.
-fn message_keys(d: &TestDecider) -> BTreeMap<String, (u64, NodeId, u64)> {
+pub(super) fn message_keys(d: &TestDecider) -> BTreeMap<String, (u64, NodeId, u64)> {
     let texts: HashMap<Lsn, String> = d
         .journal
         .entries

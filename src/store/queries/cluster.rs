@@ -1,13 +1,17 @@
 //! The cluster's reads: what the dispatcher rebuilds at start (how far each origin is
 //! applied, the clock, which conversation each remote one is here, the customer messages open
-//! conversations hold per origin), and the ranges of operations served to other boxes.
+//! conversations hold per origin, each contact's register version), and the ranges of
+//! operations served to other boxes.
+
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection};
 
 use super::Error;
 use crate::cluster::register::Holders;
 use crate::cluster::vector::VersionVector;
-use crate::model::ConversationId;
+use crate::cluster::wire::{Body, BODY_DETAILS};
+use crate::model::{ContactId, ConversationId};
 
 /// What the dispatcher's replica state is rebuilt from.
 #[derive(Debug, Default)]
@@ -25,6 +29,8 @@ pub struct ClusterStartup {
     /// For conversations not closed: who holds them across the boxes, and the register's
     /// context.
     pub holders: Vec<(ConversationId, Holders)>,
+    /// (contact, HLC time, origin): the newest write of each contact's name and details.
+    pub details_versions: Vec<(ContactId, u64, u64)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -102,6 +108,7 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         homes,
         customer_tips,
         message_floors,
+        details_versions: details_versions(conn)?,
     })
 }
 
@@ -134,4 +141,123 @@ pub fn cluster_ops_range(
         )?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// The newest version of each contact's name-and-details register: the highest (HLC time,
+/// origin) of the writes of all its identities (links moved them to it).
+fn details_versions(conn: &Connection) -> Result<Vec<(ContactId, u64, u64)>, Error> {
+    let sql = format!(
+        "SELECT hlc, origin, body FROM cluster_ops WHERE substr(body, 1, 1) = x'{BODY_DETAILS:02x}'"
+    );
+    let mut newest: HashMap<ContactId, (u64, u64)> = HashMap::new();
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let version = (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64);
+        let Ok(Body::Details(write)) = Body::decode(&r.get::<_, Vec<u8>>(2)?) else {
+            continue;
+        };
+        if let Some(contact) = super::contact_by_identity(conn, &write.contact)? {
+            let v = newest.entry(contact).or_insert(version);
+            *v = (*v).max(version);
+        }
+    }
+    Ok(newest.into_iter().map(|(c, (h, o))| (c, h, o)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::wire::RemoteDetails;
+    use crate::model::{bounded_id, Identity};
+    use crate::op::{Op, Replicated};
+    use crate::store::applier::Loading;
+    use crate::store::apply::{apply_op, Prepared};
+
+    fn web(id: &str) -> Identity {
+        Identity {
+            channel: bounded_id("web").unwrap(),
+            external_id: bounded_id(id).unwrap(),
+        }
+    }
+
+    fn named(origin: u64, hlc: u64, who: &str, name: &str) -> Op {
+        Op::Replicated(Replicated {
+            origin,
+            seq: 1,
+            hlc,
+            message: None,
+            body: Body::Details(RemoteDetails {
+                contact: web(who),
+                name: name.into(),
+                details: "{}".into(),
+                at_ms: 0,
+            })
+            .encode(),
+        })
+    }
+
+    #[test]
+    fn a_restart_finds_each_contacts_newest_name_and_every_name_of_a_folded_conversation() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn, None).unwrap();
+        let homed = |conversation, home_node, home_id, joined| Op::ConversationHomed {
+            conversation,
+            home_node,
+            home_id,
+            joined,
+        };
+        let mut ops = Vec::new();
+        for (contact, who) in [(1, "v1"), (2, "v2")] {
+            ops.push(Op::ContactCreated {
+                contact,
+                identity: web(who),
+                at_ms: 0,
+            });
+            ops.push(Op::ConversationOpened {
+                conversation: contact,
+                contact,
+                at_ms: 0,
+            });
+        }
+        ops.extend([
+            // Box 7 (this one) owns conversation 1; 2 is its copy of box 9's conversation 4,
+            // and box 9's conversation 5 was folded into 1 when it came.
+            homed(2, 9, 4, true),
+            homed(1, 9, 5, false),
+            // v2 is named by box 7; v1 by box 9, earlier.
+            Op::ContactDetails {
+                contact: 2,
+                name: "Bo".into(),
+                details: "{}".into(),
+                at_ms: 0,
+            },
+            named(7, 100, "v2", "Bo"),
+            named(9, 50, "v1", "Ann"),
+            // Linked: v2's contact kept (its name is newer), conversation 1 folded into 2.
+            homed(2, 7, 1, false),
+            Op::ContactsLinked {
+                keep: 2,
+                merged: 1,
+                folded: Some((1, 2)),
+                at_ms: 0,
+            },
+        ]);
+        let tx = conn.transaction().unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            apply_op(
+                &mut Prepared::new(&tx, Loading::Live),
+                i as u64 + 1,
+                op,
+                &[],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let startup = cluster_startup(&conn).unwrap();
+        assert_eq!(startup.details_versions, [(2, 100, 7)]);
+        let mut homes = startup.homes;
+        homes.sort();
+        assert_eq!(homes, [(7, 1, 2, false), (9, 4, 2, true), (9, 5, 2, false)]);
+    }
 }
