@@ -20,6 +20,9 @@
 //!   came first). A customer message reopens a resolved conversation, as on one box.
 //! - Only a conversation's home box runs its bot and queue; replies to its customer go out
 //!   through the home box's channels (the store makes outbox rows only for non-copies).
+//! - Knowledge-base entries: last writer wins, deletes leave tombstones (`replica/kb.rs`,
+//!   `cluster/kb_lww.rs`). Delivery outcomes: a max-lattice per message (`replica/delivery.rs`,
+//!   `cluster/outcome.rs`), joined by the store.
 //!
 //! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
 //! every origin's are journaled in seq order.
@@ -32,6 +35,7 @@ use super::ports::{Journal, Snapshot};
 use super::state::Now;
 use super::{Decider, DispatchError};
 use crate::cluster::hlc::{Hlc, Observed, Timestamp};
+use crate::cluster::kb_lww::{Register, Version};
 use crate::cluster::vector::{NodeId, VersionVector};
 use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
 use crate::conversation::{Event, Status};
@@ -57,6 +61,8 @@ pub(crate) struct Replica {
     floors: HashMap<ConversationId, u64>,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
+    /// Per intent, the version of the knowledge-base write it holds (or its tombstone).
+    kb_versions: HashMap<String, Register>,
 }
 
 impl Replica {
@@ -88,6 +94,7 @@ impl Replica {
             tips,
             floors: stored.message_floors.into_iter().collect(),
             applying_remote: false,
+            kb_versions: stored.kb_versions.into_iter().collect(),
         }
     }
 
@@ -201,6 +208,8 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     at_ms: s.at_ms,
                 })
             }
+            Op::KbEntryPut { .. } | Op::KbEntryDeleted { .. } => kb::kb_body(op),
+            Op::Delivered { .. } | Op::DeliveryFailed { .. } => return self.delivery_body(op),
             _ => return Ok(None),
         };
         Ok(Some(body))
@@ -231,13 +240,14 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let wall = at_ms.max(0) as u64;
         let (hlc, message) = match &body {
             Body::Message(m) => {
-                let conversation = record_conversation(&body, replica);
+                let conversation = record_conversation(m.conversation, replica);
                 if m.sender == Sender::Visitor {
                     replica.note_customer_message(conversation, origin, seq);
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) => (replica.hlc.now(wall), None),
+            Body::Status(_) | Body::Delivery(_) => (replica.hlc.now(wall), None),
+            Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
         self.journal.append(
             Op::Replicated(Replicated {
@@ -372,6 +382,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 Ok(None)
             }
+            Body::Kb(k) => {
+                let version = Version {
+                    hlc: op.hlc.0,
+                    origin: op.dot.origin,
+                };
+                self.apply_remote_kb(k, version)?;
+                Ok(None)
+            }
+            // The store joins it into what it shows (`store/replicated.rs`).
+            Body::Delivery(_) => Ok(None),
         }
     }
 
@@ -453,8 +473,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
 }
 
 /// The local conversation a message body stamped here names (its own, or a copy).
-fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
-    let key = body.conversation();
+fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
     if key.home == replica.node {
         key.id
     } else {
@@ -462,5 +481,7 @@ fn record_conversation(body: &Body, replica: &Replica) -> ConversationId {
     }
 }
 
+mod delivery;
+mod kb;
 #[cfg(test)]
 mod tests;

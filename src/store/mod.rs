@@ -24,6 +24,7 @@ pub mod cadence;
 pub mod pool;
 pub mod progress;
 pub mod queries;
+mod replicated;
 pub mod schema;
 pub mod search_index;
 pub mod undo;

@@ -23,6 +23,12 @@ use crate::model::{ClientId, Identity, Sender};
 use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
+mod delivery;
+mod kb;
+
+pub use delivery::RemoteDelivery;
+pub use kb::RemoteKb;
+
 const MAGIC: &[u8; 4] = b"KFC1";
 const MAC_LEN: usize = 32;
 
@@ -61,10 +67,15 @@ pub struct RemoteStatus {
 pub enum Body {
     Message(RemoteMessage),
     Status(RemoteStatus),
+    Kb(RemoteKb),
+    Delivery(RemoteDelivery),
 }
 
 const BODY_MESSAGE: u8 = 1;
 const BODY_STATUS: u8 = 2;
+/// Bodies the store projects beyond `cluster_ops` (`store/replicated.rs`) start with these.
+pub(crate) const BODY_KB: u8 = 3;
+pub(crate) const BODY_DELIVERY: u8 = 4;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -118,13 +129,6 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 }
 
 impl Body {
-    pub fn conversation(&self) -> ConvKey {
-        match self {
-            Body::Message(m) => m.conversation,
-            Body::Status(s) => s.conversation,
-        }
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(96);
         match self {
@@ -157,6 +161,14 @@ impl Body {
                 buf.push(event_code(s.event));
                 s.seen.encode(&mut buf);
                 put_i64(&mut buf, s.at_ms);
+            }
+            Body::Kb(k) => {
+                buf.push(BODY_KB);
+                k.encode(&mut buf);
+            }
+            Body::Delivery(d) => {
+                buf.push(BODY_DELIVERY);
+                d.encode(&mut buf);
             }
         }
         buf
@@ -191,6 +203,8 @@ impl Body {
                     at_ms: r.i64()?,
                 })
             }
+            BODY_KB => Body::Kb(RemoteKb::decode(&mut r)?),
+            BODY_DELIVERY => Body::Delivery(RemoteDelivery::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)
@@ -404,6 +418,30 @@ mod tests {
                 event: Event::Resolve,
                 seen,
                 at_ms: 17,
+            }),
+            Body::Kb(RemoteKb {
+                intent: "hours".into(),
+                entry: Some(crate::op::KbEntry {
+                    intent: "hours".into(),
+                    examples: vec!["when are you open".into(), "营业时间".into()],
+                    answer: "9 to 6".into(),
+                    team: String::new(),
+                }),
+                at_ms: 3,
+            }),
+            Body::Kb(RemoteKb {
+                intent: "parking".into(),
+                entry: None,
+                at_ms: 4,
+            }),
+            Body::Delivery(RemoteDelivery {
+                messages: vec![Dot { origin: 7, seq: 2 }, Dot { origin: 9, seq: 5 }],
+                outcome: crate::cluster::outcome::Outcome {
+                    rank: crate::cluster::outcome::Rank::Failed,
+                    attempts: 2,
+                    error: "timeout".into(),
+                    at_ms: 8,
+                },
             }),
         ]
     }

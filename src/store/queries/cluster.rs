@@ -20,6 +20,8 @@ pub struct ClusterStartup {
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
     /// For conversations not closed: (conversation, the highest HLC time of its messages).
     pub message_floors: Vec<(ConversationId, u64)>,
+    /// Per knowledge-base intent, the version of its last write (`replicated.rs`).
+    pub kb_versions: Vec<(String, crate::cluster::kb_lww::Register)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -76,6 +78,7 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         homes,
         customer_tips,
         message_floors,
+        kb_versions: super::kb_registers(conn)?,
     })
 }
 

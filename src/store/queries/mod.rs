@@ -18,6 +18,7 @@ mod cluster;
 mod hydrate;
 mod import;
 mod outbox;
+mod replicated;
 mod reports;
 mod settings;
 
@@ -26,6 +27,7 @@ pub use cluster::*;
 pub use hydrate::*;
 pub use import::*;
 pub use outbox::*;
+pub use replicated::*;
 pub use reports::*;
 pub use settings::*;
 
@@ -47,13 +49,17 @@ pub struct MessageRow {
     /// The channel the message came in on, or a reply went out on.
     pub channel: Option<String>,
     /// A reply's delivery on its channel: `pending`, `delivered` or `dead` (web replies, which
-    /// the widget fetches itself, have none).
+    /// the widget fetches itself, have none). Cluster mode: the join of what every box's
+    /// channels reported (`store/replicated.rs`), once one did.
     pub delivery: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str =
     "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment,
-     via_channel, (SELECT state FROM deliveries d WHERE d.id = messages.id AND d.kind = 'message')";
+     via_channel, COALESCE(
+       (SELECT o.state FROM cluster_ops c JOIN delivery_outcomes o ON o.origin = c.origin AND o.seq = c.seq
+        WHERE c.message = messages.id),
+       (SELECT state FROM deliveries d WHERE d.id = messages.id AND d.kind = 'message'))";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
