@@ -200,6 +200,15 @@ mod tests {
                 );
                 assert_eq!(rows.1, [("delivered".to_string(), 0)]);
                 assert_eq!(first.get_or_insert(rows.clone()), &rows);
+                // What the dispatcher reads back at start: versions and tombstones.
+                let mut stored = crate::store::queries::cluster_startup(&conn)
+                    .unwrap()
+                    .kb_versions;
+                stored.sort_by(|l, r| l.0.cmp(&r.0));
+                let hours = stored[0].1;
+                assert_eq!((stored[0].0.as_str(), hours.deleted), ("hours", true));
+                assert_eq!(hours.version.origin, u64::MAX - 1);
+                assert_eq!(stored.len(), 2);
             }
         }
     }
