@@ -83,8 +83,20 @@ async fn an_entry_put_on_a_answers_on_c_and_a_partitions_put_and_delete_converge
     let tmp = tempfile::tempdir().unwrap();
     let (mut brokers, shops) = three_shops(tmp.path()).await;
     let (a, b, c) = (&shops[0], &shops[1], &shops[2]);
-    put_entry(a, "hours", &["when are you open", "opening hours"], "9 to 6").await;
-    put_entry(a, "parking", &["where can i park", "car park"], "Behind the shop").await;
+    put_entry(
+        a,
+        "hours",
+        &["when are you open", "opening hours"],
+        "9 to 6",
+    )
+    .await;
+    put_entry(
+        a,
+        "parking",
+        &["where can i park", "car park"],
+        "Behind the shop",
+    )
+    .await;
     put_entry(a, "wifi", &["wifi password", "internet access"], "teatime").await;
     kb_converged(
         &[a, b, c],
@@ -112,7 +124,9 @@ async fn an_entry_put_on_a_answers_on_c_and_a_partitions_put_and_delete_converge
         }
     }
     // Enough examples for a trained model: C trains one after A's change, as after its own.
-    let menu: Vec<String> = (0..14).map(|i| format!("menu question number {i}")).collect();
+    let menu: Vec<String> = (0..14)
+        .map(|i| format!("menu question number {i}"))
+        .collect();
     let menu: Vec<&str> = menu.iter().map(String::as_str).collect();
     put_entry(a, "menu", &menu, "See the board").await;
     let deadline = Instant::now() + CONVERGE_WITHIN;
@@ -180,13 +194,17 @@ async fn conversation_of(shop: &Shop, external_id: &str) -> u64 {
         if let Some(id) = found {
             return id;
         }
-        assert!(Instant::now() < deadline, "no conversation of {external_id}: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "no conversation of {external_id}: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// The delivery state a box's message listing shows for the reply `text` of `external_id`.
-async fn delivery_shown(shop: &Shop, external_id: &str, text: &str) -> Option<String> {
+/// The delivery state a box's message listing shows for the reply `text` of `external_id`,
+/// and the reply's id there.
+async fn delivery_shown(shop: &Shop, external_id: &str, text: &str) -> Option<(String, u64)> {
     let id = conversation_of(shop, external_id).await;
     let thread = shop
         .get(&format!("/api/v1/conversations/{id}/messages"))
@@ -197,7 +215,8 @@ async fn delivery_shown(shop: &Shop, external_id: &str, text: &str) -> Option<St
         .iter()
         .find(|m| m["text"] == text)?
         .clone();
-    reply["delivery"].as_str().map(str::to_string)
+    let state = reply["delivery"].as_str()?.to_string();
+    Some((state, reply["id"].as_u64().unwrap()))
 }
 
 #[tokio::test]
@@ -207,8 +226,7 @@ async fn a_replys_delivery_by_its_home_box_shows_the_same_on_every_box() {
     // Box A runs the MQTT channel (its adapter on A's broker); B and C do not.
     let a_dir = tmp.path().join("box0");
     std::fs::create_dir_all(&a_dir).unwrap();
-    let config =
-        shop_config(brokers.shops[0].port).replace("[mqtt]\n", "[mqtt]\nenabled = true\n");
+    let config = shop_config(brokers.shops[0].port).replace("[mqtt]\n", "[mqtt]\nenabled = true\n");
     add_agent(&a_dir, "owner", "owner-password", true);
     let daemon = TestDaemon::start(&a_dir, &config);
     let token = login(&daemon, "owner", "owner-password").await;
@@ -239,7 +257,10 @@ async fn a_replys_delivery_by_its_home_box_shows_the_same_on_every_box() {
         if !list["conversations"].as_array().unwrap().is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "A never took the customer's message");
+        assert!(
+            Instant::now() < deadline,
+            "A never took the customer's message"
+        );
     }
 
     // An agent on B answers; A's channel delivers the reply; every box shows it delivered.
@@ -255,7 +276,16 @@ async fn a_replys_delivery_by_its_home_box_shows_the_same_on_every_box() {
         for s in [&a, &b, &c] {
             shown.push(delivery_shown(s, "kiosk-7", "yes, fresh today").await);
         }
-        if shown.iter().all(|s| s.as_deref() == Some("delivered")) {
+        if shown
+            .iter()
+            .all(|s| s.as_ref().is_some_and(|(state, _)| state == "delivered"))
+        {
+            // The delivery the console asks for (a dead mark's reason) is there too.
+            for (s, (_, id)) in [&a, &b, &c].into_iter().zip(shown.into_iter().flatten()) {
+                let delivery = s.get(&format!("/api/v1/messages/{id}/delivery")).await;
+                assert_eq!(delivery["state"], "delivered", "{delivery}");
+                assert_eq!(delivery["external_id"], "kiosk-7", "{delivery}");
+            }
             break;
         }
         assert!(

@@ -36,7 +36,7 @@ pub struct Register {
 impl Version {
     /// Whether a write of this version replaces what `held` is (nothing held: any write).
     pub fn supersedes(self, held: Option<Version>) -> bool {
-        held.is_none_or(|h| self > h)
+        held.map_or(true, |h| self > h)
     }
 }
 
@@ -84,7 +84,11 @@ mod tests {
                     origin: [0xa, 0xb, 0xc][rng.below(3)],
                 };
                 let answer = (rng.below(3) != 0).then_some(i as u32);
-                (["hours", "parking", "returns"][rng.below(3)], version, answer)
+                (
+                    ["hours", "parking", "returns"][rng.below(3)],
+                    version,
+                    answer,
+                )
             })
             .collect()
     }
@@ -102,7 +106,10 @@ mod tests {
         assert!(v(1, 0xa).supersedes(None));
         assert!(v(2, 0xa).supersedes(Some(v(1, 0xb))));
         assert!(v(2, 0xb).supersedes(Some(v(2, 0xa))));
-        assert!(!v(2, 0xa).supersedes(Some(v(2, 0xa))), "the same write twice");
+        assert!(
+            !v(2, 0xa).supersedes(Some(v(2, 0xa))),
+            "the same write twice"
+        );
         assert!(!v(1, 0xc).supersedes(Some(v(2, 0xa))));
     }
 
@@ -150,7 +157,11 @@ mod tests {
             }
             let [a, b, c] = &boxes;
             assert_eq!(merge(a, b), merge(b, a), "seed {seed}");
-            assert_eq!(merge(&merge(a, b), c), merge(a, &merge(b, c)), "seed {seed}");
+            assert_eq!(
+                merge(&merge(a, b), c),
+                merge(a, &merge(b, c)),
+                "seed {seed}"
+            );
             assert_eq!(merge(a, a), *a, "seed {seed}");
         }
     }
@@ -161,7 +172,10 @@ mod tests {
         let mut kb = Kb::new();
         apply(&mut kb, ("hours", v(5, 0xc), None));
         apply(&mut kb, ("hours", v(4, 0xb), Some(1)));
-        assert!(kb["hours"].0.deleted, "the concurrent older put stays deleted");
+        assert!(
+            kb["hours"].0.deleted,
+            "the concurrent older put stays deleted"
+        );
         apply(&mut kb, ("hours", v(6, 0xa), Some(2)));
         assert_eq!(kb["hours"].1, Some(2));
     }

@@ -165,7 +165,10 @@ mod tests {
         for seed in 1..=300u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let reports: Vec<Outcome> = (0..1 + rng.below(8)).map(|_| random(&mut rng)).collect();
-            let expected = reports.iter().cloned().fold(Outcome::pending(), Outcome::join);
+            let expected = reports
+                .iter()
+                .cloned()
+                .fold(Outcome::pending(), Outcome::join);
             for _ in 0..5 {
                 let mut arrived = reports.clone();
                 arrived.extend(reports.iter().filter(|_| rng.below(3) == 0).cloned());

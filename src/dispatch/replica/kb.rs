@@ -90,9 +90,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 self.kb = Arc::new(changed);
             }
             None if self.kb.get(&kb.intent).is_some() => {
-                let changed = self
-                    .kb
-                    .with_changes(&[], std::slice::from_ref(&kb.intent));
+                let changed = self.kb.with_changes(&[], std::slice::from_ref(&kb.intent));
                 self.append(
                     Op::KbEntryDeleted {
                         intent: kb.intent,

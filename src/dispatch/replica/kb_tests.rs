@@ -125,7 +125,10 @@ fn a_delete_leaves_a_tombstone_that_an_older_put_does_not_pass_and_a_later_put_d
     sync(&c, &mut b, at(21));
     sync(&b, &mut c, at(21));
     for d in [&a, &b, &c] {
-        assert_eq!(kb_of(d), BTreeMap::from([("hours".into(), "from A".into())]));
+        assert_eq!(
+            kb_of(d),
+            BTreeMap::from([("hours".into(), "from A".into())])
+        );
     }
 }
 
