@@ -3,7 +3,9 @@
 //!
 //! A [`Body`] names things by what is the same on every box: a contact by its identity
 //! (channel, external id), a conversation by its [`ConvKey`] (the box where its customer wrote
-//! and that box's id for it). Local ids never travel.
+//! and that box's id for it), a message by its dot. Local ids never travel. Messages and
+//! statuses are coded here; knowledge-base writes in `kb.rs`, delivery reports in
+//! `delivery.rs`.
 //!
 //! Every envelope is `MAGIC | kind | sender node | payload | HMAC-SHA256`, the MAC keyed by
 //! the cluster's secret over the cluster's name and everything before it: a message from

@@ -1,7 +1,8 @@
 //! Read queries: what the API and resumes serve (here), what the dispatcher hydrates from
 //! (`hydrate.rs`), what the outbox sends (`outbox.rs`), labels, ratings and contact details
 //! (`annotations.rs`), what the reports read (`reports.rs`), settings and canned replies
-//! (`settings.rs`).
+//! (`settings.rs`), cluster mode's state (`cluster.rs`, and `replicated.rs` for the knowledge
+//! base's versions and messages' dots).
 //!
 //! Plain functions over a `&Connection`, each backed by an index named in the migration.
 
