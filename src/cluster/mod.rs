@@ -8,14 +8,18 @@
 //!
 //! Files: `node.rs` (this box's identity), `hlc.rs` (the clock), `vector.rs` (dots, vectors,
 //! in-order delivery), `wire.rs` (the operations' global form and the signed envelopes),
+//! `kb_lww.rs` and `outcome.rs` (the merge rules of knowledge-base entries and of delivery
+//! outcomes),
 //! `catchup.rs` (what to ask for and whom, pure), `topics.rs`, `stats.rs` (the link's figures
 //! and view), `link.rs` (the MQTT connection and the task
 //! that converges).
 
 pub mod catchup;
 pub mod hlc;
+pub mod kb_lww;
 pub mod link;
 pub mod node;
+pub mod outcome;
 pub mod presence;
 pub mod register;
 pub mod stats;

@@ -89,6 +89,8 @@ pub(super) struct MemoryStore {
     pub hours: crate::hours::Hours,
     applied: Cell<Lsn>,
     wanted: Cell<Lsn>,
+    /// Cluster mode: each message's dot, from its `Replicated` record.
+    dots: HashMap<MessageId, crate::cluster::vector::Dot>,
 }
 
 impl MemoryStore {
@@ -193,6 +195,15 @@ impl MemoryStore {
                     c.status = Status::Idle;
                     c.assignee = None;
                     c.queued = None;
+                }
+            }
+            Op::Replicated(r) => {
+                if let Some(message) = r.message {
+                    let dot = crate::cluster::vector::Dot {
+                        origin: r.origin,
+                        seq: r.seq,
+                    };
+                    self.dots.insert(message, dot);
                 }
             }
             _ => {}
@@ -352,6 +363,13 @@ impl Snapshot for MemoryStore {
             .rev()
             .find(|m| m.conversation == conversation && m.bot && m.id <= applied)
             .map(|m| m.at_ms))
+    }
+
+    fn message_dot(
+        &self,
+        message: MessageId,
+    ) -> Result<Option<crate::cluster::vector::Dot>, DispatchError> {
+        Ok(self.dots.get(&message).copied())
     }
 
     fn applied(&self) -> Lsn {

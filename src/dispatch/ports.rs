@@ -17,6 +17,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::DispatchError;
+use crate::cluster::vector::Dot;
 use crate::model::{AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::{Entry, KbEntry, Op};
 use crate::store::progress::Progress;
@@ -99,6 +100,8 @@ pub(crate) trait Snapshot {
         &self,
         conversation: ConversationId,
     ) -> Result<Option<i64>, DispatchError>;
+    /// Cluster mode: the dot a message is named by on every box, if it has one.
+    fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
     fn applied(&self) -> Lsn;
     /// Asks the store to apply up to `lsn` promptly rather than at its commit interval.
@@ -238,6 +241,10 @@ impl Snapshot for StoreSnapshot {
         conversation: ConversationId,
     ) -> Result<Option<i64>, DispatchError> {
         Ok(queries::last_bot_message_ms(&self.conn, conversation)?)
+    }
+
+    fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError> {
+        Ok(queries::message_dot(&self.conn, message)?)
     }
 
     fn applied(&self) -> Lsn {

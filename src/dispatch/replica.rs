@@ -21,6 +21,9 @@
 //! - Only a conversation's home box runs its bot and queue; replies to its customer go out
 //!   through the home box's channels (the store makes outbox rows only for non-copies).
 //! - Contact links and contacts' names and details: see `replica/contacts.rs`.
+//! - Knowledge-base entries: last writer wins, deletes leave tombstones (`replica/kb.rs`,
+//!   `cluster/kb_lww.rs`). Delivery outcomes: a max-lattice per message (`replica/delivery.rs`,
+//!   `cluster/outcome.rs`), joined by the store.
 //!
 //! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
 //! every origin's are journaled in seq order.
@@ -33,6 +36,7 @@ use super::ports::{Journal, Snapshot};
 use super::state::Now;
 use super::{Decider, DispatchError};
 use crate::cluster::hlc::{Hlc, Observed, Timestamp};
+use crate::cluster::kb_lww::{Register, Version};
 use crate::cluster::register::{Holder, Holders};
 use crate::cluster::vector::{Dot, NodeId, VersionVector};
 use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
@@ -66,6 +70,8 @@ pub(crate) struct Replica {
     applying_remote: bool,
     /// Per contact, its name-and-details register's version (see `replica/contacts.rs`).
     versions: HashMap<ContactId, contacts::Version>,
+    /// Per intent, the version of the knowledge-base write it holds (or its tombstone).
+    kb_versions: HashMap<String, Register>,
 }
 
 impl Replica {
@@ -104,6 +110,7 @@ impl Replica {
                 .into_iter()
                 .map(|(contact, hlc, origin)| (contact, (hlc, origin)))
                 .collect(),
+            kb_versions: stored.kb_versions.into_iter().collect(),
         }
     }
 
@@ -234,6 +241,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     bodies.push(self.assign_body(key, contact, agent, s.at_ms)?);
                 }
             }
+            Op::KbEntryPut { .. } | Op::KbEntryDeleted { .. } => bodies.push(kb::kb_body(op)),
+            Op::Delivered { .. } | Op::DeliveryFailed { .. } => {
+                bodies.extend(self.delivery_body(op)?)
+            }
             other => bodies.extend(self.contact_body(other)?),
         }
         Ok(bodies)
@@ -275,8 +286,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) | Body::Assign(_) | Body::Link(_) => (replica.hlc.now(wall), None),
+            Body::Status(_) | Body::Assign(_) | Body::Link(_) | Body::Delivery(_) => {
+                (replica.hlc.now(wall), None)
+            }
             Body::Details(_) => (replica.register_time(register, wall), None),
+            Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
         if let Body::Assign(a) = &body {
             let conversation = record_conversation(a.conversation, replica);
@@ -438,6 +452,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(write) => self
                 .apply_details(write, (op.hlc.0, op.dot.origin), now)
                 .map(|()| None),
+            Body::Kb(k) => {
+                let version = Version {
+                    hlc: op.hlc.0,
+                    origin: op.dot.origin,
+                };
+                self.apply_remote_kb(k, version)?;
+                Ok(None)
+            }
+            // The store joins it into what it shows (`store/replicated.rs`).
+            Body::Delivery(_) => Ok(None),
         }
     }
 
@@ -531,7 +555,9 @@ fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
 mod contacts;
 #[cfg(test)]
 mod contacts_tests;
+mod delivery;
 pub(super) mod elsewhere;
 mod holders;
+mod kb;
 #[cfg(test)]
 mod tests;

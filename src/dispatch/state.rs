@@ -262,7 +262,12 @@ fn op_time(op: &Op) -> i64 {
     match op {
         Op::MessageAdded(m) => m.at_ms,
         Op::StatusChanged(s) => s.at_ms,
-        Op::ContactsLinked { at_ms, .. } | Op::ContactDetails { at_ms, .. } => *at_ms,
+        Op::ContactsLinked { at_ms, .. }
+        | Op::ContactDetails { at_ms, .. }
+        | Op::KbEntryPut { at_ms, .. }
+        | Op::KbEntryDeleted { at_ms, .. }
+        | Op::Delivered { at_ms, .. }
+        | Op::DeliveryFailed { at_ms, .. } => *at_ms,
         _ => 0,
     }
 }

@@ -147,7 +147,15 @@ impl Dispatcher {
                 let _ = d.delivery(report, now);
             }
             Command::Replicate(ops, reply) => {
-                let _ = reply.send(d.replicate(ops, now));
+                let kb = Arc::clone(d.kb());
+                let result = d.replicate(ops, now);
+                // Another box's knowledge-base write changed it: published and retrained as
+                // after a local change.
+                if !Arc::ptr_eq(&kb, d.kb()) {
+                    self.kb_published.send_replace(Arc::clone(d.kb()));
+                    self.trainer.submit(d.kb());
+                }
+                let _ = reply.send(result);
             }
             Command::Import(steps, reply) => {
                 let _ = reply.send(d.import(steps, now));

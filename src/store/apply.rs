@@ -425,6 +425,7 @@ pub(super) fn apply_op(
                 r.message.map(|m| m as i64),
                 r.body
             ])?;
+            super::replicated::apply(tx, r)?;
         }
     }
     Ok(())

@@ -25,6 +25,7 @@ pub mod holders;
 pub mod pool;
 pub mod progress;
 pub mod queries;
+mod replicated;
 pub mod schema;
 pub mod search_index;
 pub mod undo;

@@ -29,7 +29,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/010_search_index_merges.sql"),
     include_str!("migrations/011_cluster_ops_by_message.sql"),
     include_str!("migrations/012_labels_ratings.sql"),
-    include_str!("migrations/015_conversation_holders.sql"),
+    include_str!("migrations/013_replicated_kb_and_deliveries.sql"),
+    include_str!("migrations/014_conversation_holders.sql"),
 ];
 
 /// The schema version this binary writes.

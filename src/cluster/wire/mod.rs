@@ -3,7 +3,9 @@
 //!
 //! A [`Body`] names things by what is the same on every box: a contact by its identity
 //! (channel, external id), a conversation by its [`ConvKey`] (the box where its customer wrote
-//! and that box's id for it). Local ids never travel.
+//! and that box's id for it), a message by its dot. Local ids never travel. Messages and
+//! statuses are coded here; knowledge-base writes in `kb.rs`, delivery reports in
+//! `delivery.rs`.
 //!
 //! Every envelope is `MAGIC | kind | sender node | payload | HMAC-SHA256`, the MAC keyed by
 //! the cluster's secret over the cluster's name and everything before it: a message from
@@ -25,10 +27,14 @@ use crate::op::DecodeError;
 
 mod assign;
 mod contacts;
+mod delivery;
+mod kb;
 mod roster;
 
 pub use assign::{bounded_name, RemoteAssign};
 pub use contacts::{RemoteDetails, RemoteLink};
+pub use delivery::RemoteDelivery;
+pub use kb::RemoteKb;
 pub use roster::{Presence, RosterAgent, MAX_ROSTER};
 
 const MAGIC: &[u8; 4] = b"KFC1";
@@ -72,14 +78,19 @@ pub enum Body {
     Assign(RemoteAssign),
     Link(RemoteLink),
     Details(RemoteDetails),
+    Kb(RemoteKb),
+    Delivery(RemoteDelivery),
 }
 
 const BODY_MESSAGE: u8 = 1;
 const BODY_STATUS: u8 = 2;
 const BODY_LINK: u8 = 3;
-/// The first byte of a [`Body::Details`] (the store finds them by it).
+/// Bodies the store projects beyond `cluster_ops` (`store/replicated.rs`,
+/// `queries/cluster.rs`) start with these.
 pub const BODY_DETAILS: u8 = 4;
 const BODY_ASSIGN: u8 = 5;
+pub(crate) const BODY_KB: u8 = 6;
+pub(crate) const BODY_DELIVERY: u8 = 7;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -139,7 +150,7 @@ impl Body {
             Body::Message(m) => Some(m.conversation),
             Body::Status(s) => Some(s.conversation),
             Body::Assign(a) => Some(a.conversation),
-            Body::Link(_) | Body::Details(_) => None,
+            Body::Link(_) | Body::Details(_) | Body::Kb(_) | Body::Delivery(_) => None,
         }
     }
 
@@ -188,6 +199,14 @@ impl Body {
                 buf.push(BODY_DETAILS);
                 d.encode(&mut buf);
             }
+            Body::Kb(k) => {
+                buf.push(BODY_KB);
+                k.encode(&mut buf);
+            }
+            Body::Delivery(d) => {
+                buf.push(BODY_DELIVERY);
+                d.encode(&mut buf);
+            }
         }
         buf
     }
@@ -224,6 +243,8 @@ impl Body {
             BODY_ASSIGN => Body::Assign(assign::decode(&mut r)?),
             BODY_LINK => Body::Link(RemoteLink::decode(&mut r)?),
             BODY_DETAILS => Body::Details(RemoteDetails::decode(&mut r)?),
+            BODY_KB => Body::Kb(RemoteKb::decode(&mut r)?),
+            BODY_DELIVERY => Body::Delivery(RemoteDelivery::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)
@@ -448,6 +469,30 @@ mod tests {
                 event: Event::Resolve,
                 seen,
                 at_ms: 17,
+            }),
+            Body::Kb(RemoteKb {
+                intent: "hours".into(),
+                entry: Some(crate::op::KbEntry {
+                    intent: "hours".into(),
+                    examples: vec!["when are you open".into(), "营业时间".into()],
+                    answer: "9 to 6".into(),
+                    team: String::new(),
+                }),
+                at_ms: 3,
+            }),
+            Body::Kb(RemoteKb {
+                intent: "parking".into(),
+                entry: None,
+                at_ms: 4,
+            }),
+            Body::Delivery(RemoteDelivery {
+                messages: vec![Dot { origin: 7, seq: 2 }, Dot { origin: 9, seq: 5 }],
+                outcome: crate::cluster::outcome::Outcome {
+                    rank: crate::cluster::outcome::Rank::Failed,
+                    attempts: 2,
+                    error: "timeout".into(),
+                    at_ms: 8,
+                },
             }),
         ]
     }

@@ -31,6 +31,8 @@ pub struct ClusterStartup {
     pub holders: Vec<(ConversationId, Holders)>,
     /// (contact, HLC time, origin): the newest write of each contact's name and details.
     pub details_versions: Vec<(ContactId, u64, u64)>,
+    /// Per knowledge-base intent, the version of its last write (`replicated.rs`).
+    pub kb_versions: Vec<(String, crate::cluster::kb_lww::Register)>,
 }
 
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
@@ -109,6 +111,7 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         customer_tips,
         message_floors,
         details_versions: details_versions(conn)?,
+        kb_versions: super::kb_registers(conn)?,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Read queries: what the API and resumes serve (here), what the dispatcher hydrates from
 //! (`hydrate.rs`), what the outbox sends (`outbox.rs`), labels, ratings and contact details
 //! (`annotations.rs`), what the reports read (`reports.rs`), settings and canned replies
-//! (`settings.rs`).
+//! (`settings.rs`), cluster mode's state (`cluster.rs`, and `replicated.rs` for the knowledge
+//! base's versions and messages' dots).
 //!
 //! Plain functions over a `&Connection`, each backed by an index named in the migration.
 
@@ -18,6 +19,7 @@ mod cluster;
 mod hydrate;
 mod import;
 mod outbox;
+mod replicated;
 mod reports;
 mod settings;
 
@@ -26,6 +28,7 @@ pub use cluster::*;
 pub use hydrate::*;
 pub use import::*;
 pub use outbox::*;
+pub use replicated::*;
 pub use reports::*;
 pub use settings::*;
 
@@ -47,13 +50,17 @@ pub struct MessageRow {
     /// The channel the message came in on, or a reply went out on.
     pub channel: Option<String>,
     /// A reply's delivery on its channel: `pending`, `delivered` or `dead` (web replies, which
-    /// the widget fetches itself, have none).
+    /// the widget fetches itself, have none). Cluster mode: the join of what every box's
+    /// channels reported (`store/replicated.rs`), once one did.
     pub delivery: Option<String>,
 }
 
 const MESSAGE_COLUMNS: &str =
     "id, conversation_id, contact_id, sender, agent_id, client_id, text, created_at, intent, intent_score, attachment,
-     via_channel, (SELECT state FROM deliveries d WHERE d.id = messages.id AND d.kind = 'message')";
+     via_channel, COALESCE(
+       (SELECT o.state FROM cluster_ops c JOIN delivery_outcomes o ON o.origin = c.origin AND o.seq = c.seq
+        WHERE c.message = messages.id),
+       (SELECT state FROM deliveries d WHERE d.id = messages.id AND d.kind = 'message'))";
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {

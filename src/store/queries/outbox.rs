@@ -102,26 +102,43 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
+/// The delivery row of `message` on this box's outbox; in cluster mode, for a reply another
+/// box's channel delivers, what that box reported of it (`store/replicated.rs`).
+///
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn delivery(conn: &Connection, message: MessageId) -> Result<Option<DeliveryRow>, Error> {
-    Ok(conn
+    let row = |r: &Row<'_>| {
+        Ok(DeliveryRow {
+            id: r.get::<_, i64>(0)? as u64,
+            kind: r.get(1)?,
+            conversation_id: r.get::<_, i64>(2)? as u64,
+            channel: r.get(3)?,
+            external_id: r.get(4)?,
+            state: r.get(5)?,
+            attempts: r.get(6)?,
+            last_error: r.get(7)?,
+            updated_at: r.get(8)?,
+        })
+    };
+    let local = conn
         .prepare_cached(
             "SELECT id, kind, conversation_id, channel, external_id, state, attempts, last_error, updated_at
              FROM deliveries WHERE id = ?1",
         )?
-        .query_row(params![message as i64], |r| {
-            Ok(DeliveryRow {
-                id: r.get::<_, i64>(0)? as u64,
-                kind: r.get(1)?,
-                conversation_id: r.get::<_, i64>(2)? as u64,
-                channel: r.get(3)?,
-                external_id: r.get(4)?,
-                state: r.get(5)?,
-                attempts: r.get(6)?,
-                last_error: r.get(7)?,
-                updated_at: r.get(8)?,
-            })
-        })
+        .query_row(params![message as i64], row)
+        .optional()?;
+    if local.is_some() {
+        return Ok(local);
+    }
+    Ok(conn
+        .prepare_cached(
+            "SELECT m.id, 'message', m.conversation_id, m.via_channel, m.via_external_id, o.state,
+                    o.attempts, NULLIF(o.last_error, ''), o.updated_at
+             FROM messages m JOIN cluster_ops c ON c.message = m.id
+             JOIN delivery_outcomes o ON o.origin = c.origin AND o.seq = c.seq
+             WHERE m.id = ?1 AND m.via_channel IS NOT NULL",
+        )?
+        .query_row(params![message as i64], row)
         .optional()?)
 }
