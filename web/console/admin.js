@@ -19,6 +19,7 @@ import { reports } from './reports.js';
 import { PLACEHOLDERS } from './placeholders.js';
 import { httpsPage } from './https.js';
 import { httpBase } from '../shared/trust.js';
+import { refreshCluster } from './cluster.js';
 
 const PAGES = { agents, canned, kb, channel, hours, reports, updates, labels, customers, https: httpsPage };
 
@@ -424,56 +425,6 @@ function qrCard(url, shopName) {
     if (e.status !== 401) img.replaceWith(h('p', { class: 'error', text: errText(e) }));
   });
   return card;
-}
-
-/** Draws GET /cluster into box (this box's node id; in cluster mode the boxes heard from,
- * what is still to fetch from each, operations waiting for a gap, the link's counters), again
- * every 5 s for as long as box is on the page. */
-async function refreshCluster(box) {
-  if (!box.isConnected) return;
-  if (document.visibilityState !== 'hidden') {
-    try {
-      const { enabled, view } = await api('/cluster');
-      const key = JSON.stringify([enabled, view.node, view.connected, view.in_sync, view.waiting, view.peers]);
-      if (box.dataset.key !== key) {
-        box.dataset.key = key;
-        box.replaceChildren(clusterCard(enabled, view));
-      }
-    } catch (e) {
-      if (e.status === 401) return;
-      box.dataset.key = '';
-      box.replaceChildren(h('p', { class: 'card error', text: errText(e) }));
-    }
-  }
-  setTimeout(() => refreshCluster(box), ADAPTER_REFRESH_MS);
-}
-
-function clusterCard(enabled, view) {
-  const node = h('p', {}, t('cluster.this_box'), ' ', h('code', { class: 'node-id', text: view.node }));
-  if (!enabled) return h('div', { class: 'card cluster' }, node, h('p', { class: 'muted', text: t('cluster.off') }));
-  const linkState = !view.connected ? 'disconnected' : view.in_sync ? 'connected' : 'connecting';
-  const stateText = !view.connected ? t('cluster.disconnected') : view.in_sync ? t('cluster.in_sync') : t('cluster.catching_up');
-  const peers = (view.peers ?? []).map((p) => {
-    const behind = Object.values(p.behind_peer ?? {}).reduce((a, b) => a + b, 0);
-    return h('li', { class: 'peer', 'data-node': p.node },
-      h('span', { class: `dot c-${p.online ? 'connected' : 'disconnected'}`, 'aria-hidden': 'true' }),
-      h('code', { text: p.node }), ' ',
-      h('span', { class: 'muted small', text: [
-        p.online ? t('cluster.online') : t('cluster.offline'),
-        behind ? t('cluster.behind', { n: behind }) : null,
-        Math.abs(p.skew_ms) >= 1000 ? t('cluster.skew', { s: (p.skew_ms / 1000).toFixed(1) }) : null,
-      ].filter(Boolean).join(' · ') }));
-  });
-  return h('article', { class: 'card adapter cluster' },
-    h('header', {},
-      h('span', { class: `dot c-${linkState}`, 'aria-hidden': 'true' }),
-      h('strong', { text: view.cluster }),
-      h('span', { class: `chip c-${linkState}`, text: stateText })),
-    node,
-    view.waiting ? h('p', { class: 'muted small', text: t('cluster.waiting', { n: view.waiting }) }) : null,
-    peers.length ? h('ul', { class: 'peers' }, peers) : h('p', { class: 'muted', text: t('cluster.alone') }),
-    h('dl', { class: 'counters' }, Object.entries(view.counters ?? {}).flatMap(([k, v]) => [
-      h('dt', { text: k.replace(/_/g, ' ') }), h('dd', { text: String(v) })])));
 }
 
 const ADAPTER_REFRESH_MS = 5000;

@@ -3,7 +3,8 @@
 // writes at box A; the broker is killed (the boxes cannot reach each other) while A's agent and
 // B's agent each take the conversation; with the broker back, A's console shows the conflict
 // banner naming both; "Keep it" settles it (B's box then shows A's agent holding it); the
-// transfer menu offers B's agent, and giving it to them shows "Held by … at box …"; the header
+// transfer menu offers B's agent, and giving it to them shows "Held by … at box …"; the
+// Shop & channels page's cluster card lists box B with its agent and the conflict; the header
 // fits a phone.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -121,6 +122,14 @@ test('a conflict made while the boxes were apart shows in the console and Keep i
     assert.match(text, /Bo in the back/);
     assert.match(text, new RegExp(`box ${nodeB.slice(0, 8)}`));
     await watch.shot(page, 'cluster-conflict');
+    // The cluster card lists the conflict, and box B with its agent.
+    await page.getByRole('link', { name: 'Admin' }).click();
+    await page.getByRole('link', { name: 'Shop & channels' }).click();
+    const card = page.locator('.cluster');
+    await card.getByRole('status').filter({ hasText: 'assigned twice' }).waitFor();
+    await card.locator(`.peer[data-node="${nodeB}"] .peer-agent`, { hasText: 'Bo in the back' }).waitFor();
+    await watch.shot(page, 'cluster-card');
+    await card.getByRole('link', { name: 'station-regular' }).click();
     await banner.getByRole('button', { name: 'Keep it' }).click();
     await banner.waitFor({ state: 'detached' });
     await until('B shows Ann holding it', async () => {
