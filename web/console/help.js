@@ -4,7 +4,7 @@
 import { h } from '../shared/dom.js';
 import { t } from '../shared/i18n.js';
 
-const TOPICS = ['inbox', 'labels', 'contacts', 'ratings', 'customers', 'canned', 'hours', 'qr'];
+const TOPICS = ['inbox', 'labels', 'contacts', 'ratings', 'customers', 'canned', 'hours', 'qr', 'cluster'];
 
 export function showHelp(root) {
   root.replaceChildren(h('section', { class: 'page help' },

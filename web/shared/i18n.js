@@ -198,6 +198,8 @@ const TABLE = {
     'help.hours.body': 'Admin → Business hours sets when the shop answers: time ranges per weekday, holidays, and an away message. Outside them the chat says the shop is closed, offers to leave a message, and the bot answers a customer who writes with the away message (once, until the shop opens again). The times are the box\'s own clock and time zone.',
     'help.qr.title': 'A QR code for the counter',
     'help.qr.body': 'Admin → Shop & channels shows a QR code of the chat page. Print prints it alone, large, with the shop\'s name, for the counter or a table card. Open the console by the address customers can reach (the box\'s network address), since that is what the code holds.',
+    'help.cluster.title': 'Several shops, one inbox',
+    'help.cluster.body': 'When the shop\'s boxes are joined in a cluster (Admin → Shop & channels shows them), every conversation is on every box. The thread\'s header says "From box …" when the customer wrote at another shop; replies still go out through that shop\'s channels.\n\nTransfer to… lists the agents of the other boxes too (● online). A conversation held by an agent of another box shows "Held by …"; a customer waiting at a box where nobody has room goes to whoever has room at any box.\n\nWhen two agents took the same conversation while the boxes could not reach each other, a banner names both: talk it over, then press Keep it (or transfer it); that settles it on every box. The cluster card lists such conversations.',
     // HTTPS on the shop's network (console Admin, HTTPS and the /trust page).
     'admin.https': 'HTTPS', 'tls.title': 'Trust this box on your devices',
     'tls.intro': 'The box makes its own certificates: trust its certificate authority (CA) once on each device that opens the console, and https:// works there with no warning. Only then can the browser show notifications, copy to the clipboard and install the console as an app. Customers need nothing: the chat and the widget keep working over http.',
@@ -452,6 +454,8 @@ const TABLE = {
     'help.hours.body': '“管理 → 营业时间”设置店铺何时接待：每个工作日的时间段、节假日和离开消息。非营业时间内，聊天窗口会显示店铺已打烊并提供留言，客户发消息时机器人会回复离开消息（每次打烊只回复一次）。时间以本机的时钟和时区为准。',
     'help.qr.title': '柜台二维码',
     'help.qr.body': '“管理 → 店铺与渠道”显示聊天页面的二维码。点“打印”可单独大幅打印，附店铺名称，放在柜台或桌卡上。请用客户能访问的地址（本机的局域网地址）打开控制台，因为二维码中就是这个地址。',
+    'help.cluster.title': '多家门店，一个收件箱',
+    'help.cluster.body': '店里的多台设备组成集群后（“管理 → 店铺与渠道”中可见），每个会话在每台设备上都有。顾客在另一家门店留言时，会话标题显示“来自设备 …”；回复仍经由那家门店的渠道发出。\n\n“转接给…”也列出其他设备上的客服（● 表示在线）。由其他设备上的客服处理的会话显示“由 … 处理”；某台设备上无人有空时，等待的顾客会交给任一设备上有空的客服。\n\n设备断开期间两位客服接手了同一会话时，会显示一条提示并列出两人：商量好后点“由我接手”（或转接），所有设备上即告解决。集群卡片中列出了这类会话。',
     // 局域网 HTTPS（控制台 管理 → HTTPS，以及 /trust 页面）。
     'admin.https': 'HTTPS', 'tls.title': '让您的设备信任本机',
     'tls.intro': '本机自己签发证书：在每台打开控制台的设备上信任一次本机的证书颁发机构（CA），之后 https:// 访问就不会再有警告。只有这样，浏览器才能显示系统通知、复制到剪贴板，并把控制台安装为应用。顾客无需任何操作：聊天页和网页插件仍可通过 http 使用。',
