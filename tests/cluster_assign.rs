@@ -214,3 +214,66 @@ async fn a_conversation_is_held_across_boxes_and_assignments_made_apart_are_a_co
         Value::Null
     );
 }
+
+/// Whether `shop` sees box `node`'s agent 1 online.
+async fn sees_online(shop: &Shop, node: &str) -> bool {
+    let view = shop.cluster().await;
+    view["peers"].as_array().unwrap().iter().any(|p| {
+        p["node"] == node
+            && p["online"] == true
+            && p["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["id"] == 1 && g["presence"] == "online")
+    })
+}
+
+#[tokio::test]
+async fn a_customer_goes_to_an_agent_of_another_box_unless_that_box_is_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut brokers, shops) = three_shops(tmp.path()).await;
+    let (a, b) = (&shops[0], &shops[1]);
+    let node_b = node_of(b).await;
+    // Only B's owner has a console open: A's customers can go nowhere but to them.
+    let token_b = b.token.clone();
+    let _feed_b = connect(&b.d().ws(&format!("/ws/agent?token={token_b}"))).await;
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while !sees_online(a, &node_b).await {
+        assert!(
+            Instant::now() < deadline,
+            "B's agent never showed online on A"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The central broker goes away: every box still reaches its own broker (no last will
+    // fires), but A stops hearing B and must stop counting B's agent.
+    brokers.central.kill9();
+    let deadline = Instant::now() + CONVERGE_WITHIN;
+    while sees_online(a, &node_b).await {
+        assert!(
+            Instant::now() < deadline,
+            "A still counts B's agent with the bridge cut"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut ws = connect(&a.d().ws("/ws/visitor?visitor_id=late-evening")).await;
+    assert!(send_for_ack(&mut ws, "q1", "still open?").await.is_some());
+    let on_a = only_conversation(a).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let row = a.get(&format!("/api/v1/conversations/{on_a}")).await;
+    assert_eq!(row["status"], "waiting", "nobody reachable took it: {row}");
+    assert!(holders(&row).is_empty());
+
+    // The bridge is back: A's queue gives the waiting customer to B's owner, who holds it on B.
+    brokers.central.start_again().unwrap();
+    let row = row_until(a, on_a, "given to B's owner", |r| {
+        holders(r) == [(node_b.clone(), 1)]
+    })
+    .await;
+    assert_eq!(row["status"], "in_progress");
+    assert_eq!(row["assignee"], Value::Null);
+    let on_b = only_conversation(b).await;
+    row_until(b, on_b, "B's owner holds it on B", |r| r["assignee"] == 1).await;
+}

@@ -48,6 +48,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 const MAX_BUFFERED: usize = 20_000;
 /// How often the vector is published and gaps are looked for.
 const TICK: Duration = Duration::from_secs(1);
+/// A peer not heard from for this long counts as unreachable (it publishes every second).
+const PEER_SILENT: Duration = Duration::from_secs(5);
 /// Publishes waiting for the event loop; beyond, arrivals are dropped (and asked for again).
 const INCOMING_QUEUE: usize = 1024;
 
@@ -66,6 +68,8 @@ pub struct Pipeline {
 }
 
 struct Peer {
+    /// What the dispatcher was last told of it: online or not (`None`: nothing yet).
+    told: Option<bool>,
     vector: VersionVector,
     /// Its agents, as it last published them.
     agents: Vec<RosterAgent>,
@@ -300,20 +304,38 @@ impl Link {
         }
     }
 
-    /// Tells the dispatcher a peer's agents and whether it is online (its scheduler counts
-    /// them); a full command queue skips this one, the next roster or presence tells again.
-    fn tell_roster(&self, node: NodeId) {
-        if let Some(peer) = self.peers.get(&node) {
-            let _ = self.pipeline.commands.try_send(Command::PeerRoster {
-                node,
-                agents: peer.agents.clone(),
-                online: peer.online,
-            });
+    /// Whether `peer` can be reached now: this box's link is up, the peer has not said
+    /// goodbye (its last will), and it was heard from within [`PEER_SILENT`] (it publishes
+    /// its vector every second; a bridge cut leaves its retained "online" standing).
+    fn reachable(&self, peer: &Peer) -> bool {
+        self.connected.load(Ordering::Relaxed)
+            && peer.online
+            && crate::clock::now_ms() - peer.last_seen_ms < PEER_SILENT.as_millis() as i64
+    }
+
+    /// Tells the dispatcher a peer's agents and whether it can be reached (its scheduler
+    /// counts them). A full command queue skips this once: each tick tells again whatever the
+    /// dispatcher was not told yet.
+    fn tell_roster(&mut self, node: NodeId) {
+        let Some(peer) = self.peers.get(&node) else {
+            return;
+        };
+        let online = self.reachable(peer);
+        let told = self.pipeline.commands.try_send(Command::PeerRoster {
+            node,
+            agents: peer.agents.clone(),
+            online,
+        });
+        if told.is_ok() {
+            if let Some(peer) = self.peers.get_mut(&node) {
+                peer.told = Some(online);
+            }
         }
     }
 
     fn peer(&mut self, node: NodeId) -> &mut Peer {
         let peer = self.peers.entry(node).or_insert(Peer {
+            told: None,
             vector: VersionVector::default(),
             agents: Vec::new(),
             last_seen_ms: 0,
@@ -489,12 +511,13 @@ impl Link {
 
     /// Publishes this box's agents (retained) when they changed or are due again.
     async fn publish_roster(&mut self) {
+        // Never waits for room in a full command queue (the link must go on receiving): asked
+        // again at the next tick.
         let (reply, answer) = oneshot::channel();
         if self
             .pipeline
             .commands
-            .send(Command::Roster { reply })
-            .await
+            .try_send(Command::Roster { reply })
             .is_err()
         {
             return;
@@ -505,6 +528,7 @@ impl Link {
             match self.pipeline.reads.run(crate::auth::list_agents).await {
                 Ok(agents) => self.roster.set_names(
                     agents.into_iter().map(|a| (a.id, a.display_name)).collect(),
+                    &slots,
                     now,
                 ),
                 Err(e) => tracing::warn!(error = %e, "cluster roster: cannot read agents"),
@@ -554,6 +578,15 @@ impl Link {
         );
         self.ask_for_missing();
         self.publish_roster().await;
+        let changed: Vec<NodeId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.told != Some(self.reachable(p)))
+            .map(|(node, _)| *node)
+            .collect();
+        for node in changed {
+            self.tell_roster(node);
+        }
         let mine = self.inbox.applied();
         let in_sync = self.inbox.buffered() == 0
             && self.peers.values().all(|p| {
@@ -577,7 +610,7 @@ impl Link {
             .iter()
             .map(|(node, p)| PeerView {
                 node: node::display(*node),
-                online: p.online,
+                online: self.reachable(p),
                 last_seen_ms: p.last_seen_ms,
                 behind_peer: mine
                     .missing_from(&p.vector)

@@ -1,18 +1,18 @@
 //! Cluster mode: several kefud boxes, one inbox, through MQTT brokers bridged to one another.
 //!
 //! Each box keeps working alone; what one box journals, the others come to hold too. The
-//! journal is the replication log: every message, note, resolve and reopen a box originates
-//! is stamped with a dot (this node, a dense per-node seq) and a hybrid-logical-clock time and
+//! journal is the replication log: every message, note, resolve, reopen, assignment, contact
+//! link and edit, knowledge-base write and delivery report a box originates is stamped with a dot (this node, a dense per-node seq) and a hybrid-logical-clock time and
 //! journaled in global terms (`dispatch/replica.rs`); the link publishes those after fsync and
 //! applies the other boxes' in each origin's order, asking for anything that went missing.
 //!
 //! Files: `node.rs` (this box's identity), `hlc.rs` (the clock), `vector.rs` (dots, vectors,
-//! in-order delivery), `wire.rs` (the operations' global form and the signed envelopes),
-//! `kb_lww.rs` and `outcome.rs` (the merge rules of knowledge-base entries and of delivery
-//! outcomes),
-//! `catchup.rs` (what to ask for and whom, pure), `topics.rs`, `stats.rs` (the link's figures
-//! and view), `link.rs` (the MQTT connection and the task
-//! that converges).
+//! in-order delivery), `wire/` (the operations' global form and the signed envelopes),
+//! `register.rs` (who holds a conversation: a multi-value register), `kb_lww.rs` and
+//! `outcome.rs` (the merge rules of knowledge-base entries and of delivery outcomes),
+//! `presence.rs` (this box's agents as published to the others), `catchup.rs` (what to ask
+//! for and whom, pure), `topics.rs`, `stats.rs` (the link's figures and view), `link.rs` (the
+//! MQTT connection and the task that converges).
 
 pub mod catchup;
 pub mod hlc;

@@ -36,7 +36,17 @@ impl Roster {
                 .any(|(id, s)| !s.disabled && !self.names.contains_key(id))
     }
 
-    pub fn set_names(&mut self, names: HashMap<AgentId, String>, now: Instant) {
+    /// The names read from the store for the agents of `slots`; one the store lacks is kept
+    /// unnamed until the next regular read (not asked about again every tick).
+    pub fn set_names(
+        &mut self,
+        mut names: HashMap<AgentId, String>,
+        slots: &[(AgentId, AgentSlot)],
+        now: Instant,
+    ) {
+        for (id, _) in slots {
+            names.entry(*id).or_default();
+        }
         self.names = names;
         self.names_read = Some(now);
     }
@@ -98,7 +108,11 @@ mod tests {
         let mut r = Roster::default();
         let slots = vec![(2, slot(1, false, 1)), (1, slot(0, false, 0))];
         assert!(r.names_wanted(&slots, t0));
-        r.set_names(HashMap::from([(1, "Bo".into()), (2, "Ann".into())]), t0);
+        r.set_names(
+            HashMap::from([(1, "Bo".into()), (2, "Ann".into())]),
+            &slots,
+            t0,
+        );
         assert!(!r.names_wanted(&slots, t0));
         let roster = r.build(&slots);
         assert_eq!(
@@ -122,6 +136,9 @@ mod tests {
         let mut disabled = slot(1, false, 0);
         disabled.disabled = true;
         assert!(r.names_wanted(&[(3, slot(1, false, 0))], t0));
+        // An agent the store has no name for is not asked about again every tick.
+        r.set_names(HashMap::new(), &[(3, slot(1, false, 0))], t0);
+        assert!(!r.names_wanted(&[(3, slot(1, false, 0))], t0));
         assert!(!r.names_wanted(&[(4, disabled.clone())], t0));
         assert!(r.build(&[(4, disabled)]).is_empty());
         assert!(r.names_wanted(&slots, t0 + NAMES_FRESH));

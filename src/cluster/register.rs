@@ -34,6 +34,14 @@ pub struct Holder {
     pub name: String,
 }
 
+/// What applying to a register changed: the holders, or anything (the context too, which
+/// must then be stored again: a restart reads it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub holders_changed: bool,
+    pub changed: bool,
+}
+
 /// A conversation's holders (see the module header).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Holders {
@@ -55,16 +63,33 @@ impl Holders {
         h
     }
 
-    /// Applies an assignment made with `seen` applied on its box. Answers whether the holders
-    /// changed.
-    pub fn apply(&mut self, holder: Holder, seen: &VersionVector) -> bool {
-        let before = self.values.clone();
+    /// Applies an assignment made with `seen` applied on its box.
+    pub fn apply(&mut self, holder: Holder, seen: &VersionVector) -> Applied {
+        let (values, context) = (self.values.clone(), self.context.clone());
         self.context.merge(seen);
         if !self.context.covers(holder.dot) {
             self.insert(holder);
         }
         self.prune();
-        self.values != before
+        Applied {
+            holders_changed: self.values != values,
+            changed: self.values != values || self.context != context,
+        }
+    }
+
+    /// Joins another register of the same conversation into this one (two conversations
+    /// folded into one): the holders of both that neither context covers.
+    pub fn merge(&mut self, other: &Holders) -> Applied {
+        let (values, context) = (self.values.clone(), self.context.clone());
+        self.context.merge(&other.context);
+        for v in &other.values {
+            self.insert(v.clone());
+        }
+        self.prune();
+        Applied {
+            holders_changed: self.values != values,
+            changed: self.values != values || self.context != context,
+        }
     }
 
     /// The holders, sorted by dot: one normally, several when assignments were concurrent.
@@ -74,11 +99,6 @@ impl Holders {
 
     pub fn context(&self) -> &VersionVector {
         &self.context
-    }
-
-    /// Two or more holders: assignments made apart, for the agents to settle.
-    pub fn in_conflict(&self) -> bool {
-        self.values.len() > 1
     }
 
     /// Whether anyone on a box other than `node` holds it.
@@ -129,11 +149,11 @@ mod tests {
     #[test]
     fn a_later_assignment_replaces_what_its_box_had_seen() {
         let mut h = Holders::default();
-        assert!(h.apply(holder(1, 1, 7), &vv(&[])));
-        assert!(h.apply(holder(2, 1, 9), &vv(&[(1, 1)])));
+        assert!(h.apply(holder(1, 1, 7), &vv(&[])).holders_changed);
+        assert!(h.apply(holder(2, 1, 9), &vv(&[(1, 1)])).holders_changed);
         assert_eq!(h.values().len(), 1);
         assert_eq!(h.values()[0].agent.agent, 9);
-        assert!(!h.in_conflict());
+        assert_eq!(h.values().len(), 1);
         assert!(h.held_elsewhere(1));
         assert!(!h.held_elsewhere(2));
     }
@@ -143,11 +163,14 @@ mod tests {
         let mut h = Holders::default();
         h.apply(holder(1, 5, 7), &vv(&[(1, 4)]));
         h.apply(holder(3, 2, 8), &vv(&[(3, 1)]));
-        assert!(h.in_conflict());
+        assert_eq!(h.values().len(), 2, "a conflict");
         let agents: Vec<u64> = h.values().iter().map(|v| v.agent.agent).collect();
         assert_eq!(agents, vec![7, 8]);
         // Settled on box 3, which by now had applied box 1's.
-        assert!(h.apply(holder(3, 3, 8), &vv(&[(1, 5), (3, 2)])));
+        assert!(
+            h.apply(holder(3, 3, 8), &vv(&[(1, 5), (3, 2)]))
+                .holders_changed
+        );
         assert_eq!(h.values().len(), 1);
         assert_eq!(h.values()[0].dot, dot(3, 3));
     }
@@ -157,7 +180,8 @@ mod tests {
         let mut h = Holders::default();
         // Box 2's assignment had seen box 1's, which arrives here only afterwards.
         h.apply(holder(2, 1, 9), &vv(&[(1, 1)]));
-        assert!(!h.apply(holder(1, 1, 7), &vv(&[])));
+        let applied = h.apply(holder(1, 1, 7), &vv(&[]));
+        assert!(!applied.holders_changed && !applied.changed);
         assert_eq!(h.values()[0].agent.agent, 9);
     }
 
@@ -247,6 +271,32 @@ mod tests {
                 !reference.values().is_empty(),
                 "the last assignment is never covered"
             );
+            // A box that stores the register whenever applying changed it, and restarts from
+            // what it stored at any point, ends the same.
+            let cut = rng.below(ops.len() as u64) as usize;
+            let mut live = Holders::default();
+            let mut stored = Holders::default();
+            for (i, (v, seen)) in ops.iter().enumerate() {
+                if live.apply(v.clone(), seen).changed {
+                    stored = live.clone();
+                }
+                if i == cut {
+                    live = Holders::from_parts(stored.values().to_vec(), stored.context().clone());
+                }
+            }
+            assert_eq!(live, reference, "seed {seed}: restarted at {cut}");
+            // Folding: two halves' registers joined give the same as all applied to one.
+            let mut left_h = Holders::default();
+            let mut right_h = Holders::default();
+            for (i, (v, seen)) in ops.iter().enumerate() {
+                if i % 2 == 0 {
+                    left_h.apply(v.clone(), seen);
+                } else {
+                    right_h.apply(v.clone(), seen);
+                }
+            }
+            left_h.merge(&right_h);
+            assert_eq!(left_h, reference, "seed {seed}: merged halves");
         }
     }
 }

@@ -49,6 +49,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         );
         if let Some((from, into)) = folded {
             self.before_fold(from, into)?;
+            self.fold_holders(from, into)?;
         }
         let lsn = self.append(
             Op::ContactsLinked {

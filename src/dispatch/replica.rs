@@ -1,8 +1,9 @@
 //! Cluster mode in the dispatcher: stamping this box's operations for the other boxes, and
 //! applying theirs (see `crate::cluster`).
 //!
-//! A local message (customer, agent, bot, note) and an agent's resolve or reopen get a dot
-//! (this node, the next seq) and a hybrid-logical-clock time, and are journaled a second time
+//! A local message (customer, agent, bot, note), an agent's resolve or reopen, an assignment,
+//! a contact link or edit, a knowledge-base write and a delivery report get a dot (this node,
+//! the next seq) and a hybrid-logical-clock time, and are journaled a second time
 //! as an [`Op::Replicated`] in global terms, right after the record itself: published after
 //! the batch's fsync, stored for other boxes that ask for it. Another box's operations arrive
 //! here in seq order per origin (the link's inbox sees to it), and become local records the
@@ -21,6 +22,9 @@
 //! - Only a conversation's home box runs its bot and queue; replies to its customer go out
 //!   through the home box's channels (the store makes outbox rows only for non-copies).
 //! - Contact links and contacts' names and details: see `replica/contacts.rs`.
+//! - Who holds a conversation: a multi-value register, conflicts kept until settled
+//!   (`replica/holders.rs`, `cluster/register.rs`); the other boxes' agents take part in this
+//!   box's queue (`replica/elsewhere.rs`).
 //! - Knowledge-base entries: last writer wins, deletes leave tombstones (`replica/kb.rs`,
 //!   `cluster/kb_lww.rs`). Delivery outcomes: a max-lattice per message (`replica/delivery.rs`,
 //!   `cluster/outcome.rs`), joined by the store.
@@ -62,7 +66,7 @@ pub(crate) struct Replica {
     /// (the clock itself is not dragged that far), so every box lists it after.
     floors: HashMap<ConversationId, u64>,
     /// Per conversation not closed that someone holds: who, across the boxes
-    /// (`holders.rs`).
+    /// (`holders.rs`; an assignment of a conversation closed here is not applied).
     holders: HashMap<ConversationId, Holders>,
     /// The other boxes' agents in the scheduler (`elsewhere.rs`).
     elsewhere: elsewhere::Elsewhere,
@@ -438,6 +442,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
             Body::Assign(a) => {
                 let conversation = self.local_conversation(a.conversation, &a.contact, now)?;
+                // Closed here for good: its next customer message opens a new one; nobody
+                // holds this one any more.
+                if !self.conversation_contact(conversation, now)?.1 {
+                    return Ok(None);
+                }
                 let holder = Holder {
                     dot: op.dot,
                     agent: a.agent,

@@ -182,7 +182,7 @@ impl Dispatcher {
                 node,
                 agents,
                 online,
-            } => d.peer_roster(node, agents, online),
+            } => d.peer_roster(node, agents, online, now),
             Command::Roster { reply } => {
                 let _ = reply.send(d.roster());
             }

@@ -96,7 +96,6 @@ mod tests {
         for body in bodies {
             let bytes = body.encode();
             assert_eq!(Body::decode(&bytes), Ok(body.clone()));
-            assert_eq!(body.conversation(), None);
             for cut in 0..bytes.len() {
                 assert!(Body::decode(&bytes[..cut]).is_err(), "cut at {cut}");
             }

@@ -4,8 +4,9 @@
 //! A [`Body`] names things by what is the same on every box: a contact by its identity
 //! (channel, external id), a conversation by its [`ConvKey`] (the box where its customer wrote
 //! and that box's id for it), a message by its dot. Local ids never travel. Messages and
-//! statuses are coded here; knowledge-base writes in `kb.rs`, delivery reports in
-//! `delivery.rs`.
+//! statuses are coded here; assignments in `assign.rs`, contact links and details in
+//! `contacts.rs`, knowledge-base writes in `kb.rs`, delivery reports in `delivery.rs`, and a
+//! box's roster of agents (an envelope of its own, not an operation) in `roster.rs`.
 //!
 //! Every envelope is `MAGIC | kind | sender node | payload | HMAC-SHA256`, the MAC keyed by
 //! the cluster's secret over the cluster's name and everything before it: a message from
@@ -60,7 +61,7 @@ pub struct RemoteMessage {
     pub via: Option<Identity>,
 }
 
-/// A conversation's status event (resolve, reopen, assign), with what its origin had seen:
+/// A conversation's status event (resolve, reopen), with what its origin had seen:
 /// a resolve does not close over a customer message its origin had not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStatus {
@@ -144,16 +145,6 @@ fn finish<T>(r: &Reader<'_>, value: T) -> Result<T, DecodeError> {
 }
 
 impl Body {
-    /// The conversation it is about, if it is about one.
-    pub fn conversation(&self) -> Option<ConvKey> {
-        match self {
-            Body::Message(m) => Some(m.conversation),
-            Body::Status(s) => Some(s.conversation),
-            Body::Assign(a) => Some(a.conversation),
-            Body::Link(_) | Body::Details(_) | Body::Kb(_) | Body::Delivery(_) => None,
-        }
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(96);
         match self {

@@ -5,8 +5,10 @@
 //! Each agent of another box gets a stand-in id here, with [`PROXY`] set (a box's own agent
 //! ids are SQLite row ids, far below it), mirrored from the roster their box publishes
 //! (presence, load, teams, capacity). The scheduler picks among all; a pick of a stand-in is a
-//! conversation given to that box's agent (`holders.rs`), counted against their load until
-//! their box's next roster says how many they hold.
+//! conversation given to that box's agent (`holders.rs`), counted against their load on top
+//! of what their box publishes for a few seconds (a roster published before their box took it
+//! does not count it yet): a stand-in can be given more than their room only if their box
+//! takes longer than that to publish.
 //!
 //! Invariant: stand-in ids never reach the journal or the store; they exist only in the
 //! scheduler and here, and [`Decider::roster`] leaves them out.
@@ -25,11 +27,18 @@ use crate::routing::scheduler::AgentSlot;
 /// The bit that marks a stand-in id.
 pub const PROXY: AgentId = 1 << 63;
 
+/// How long a conversation given to another box's agent counts against their load on top of
+/// what their box publishes (it publishes within about a second of taking it; until then a
+/// roster may not count it yet).
+const GIVEN_COUNTS_MS: i64 = 5_000;
+
 /// The other boxes' agents known here, by stand-in id.
 #[derive(Default)]
 pub(in crate::dispatch) struct Elsewhere {
     ids: HashMap<AgentRef, AgentId>,
     agents: Vec<(AgentRef, String)>,
+    /// Per stand-in, when (monotonic ms) it was last given conversations, recent ones only.
+    given: HashMap<AgentId, Vec<i64>>,
 }
 
 impl Elsewhere {
@@ -44,10 +53,26 @@ impl Elsewhere {
         id
     }
 
+    /// Conversations given to `id` within [`GIVEN_COUNTS_MS`] of `timer_ms` (older ones
+    /// forgotten).
+    fn recently_given(&mut self, id: AgentId, timer_ms: i64) -> u32 {
+        let Some(times) = self.given.get_mut(&id) else {
+            return 0;
+        };
+        times.retain(|t| timer_ms - t < GIVEN_COUNTS_MS);
+        times.len() as u32
+    }
+
     fn of(&self, id: AgentId) -> Option<&(AgentRef, String)> {
         (id & PROXY != 0)
             .then(|| self.agents.get((id & !PROXY) as usize))
             .flatten()
+    }
+}
+
+fn replica_given(replica: Option<&mut super::Replica>, agent: AgentId, timer_ms: i64) {
+    if let Some(r) = replica {
+        r.elsewhere.given.entry(agent).or_default().push(timer_ms);
     }
 }
 
@@ -58,7 +83,13 @@ pub(in crate::dispatch) fn is_stand_in(agent: AgentId) -> bool {
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// Another box published its roster (`online`: its link is up): its agents in the
     /// scheduler as it says; any of its agents it no longer lists can take nothing.
-    pub(crate) fn peer_roster(&mut self, node: NodeId, agents: Vec<RosterAgent>, online: bool) {
+    pub(crate) fn peer_roster(
+        &mut self,
+        node: NodeId,
+        agents: Vec<RosterAgent>,
+        online: bool,
+        now: Now,
+    ) {
         let Some(replica) = self.replica.as_mut() else {
             return;
         };
@@ -73,7 +104,8 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             let mut slot = AgentSlot::new(a.teams, a.capacity, false);
             slot.connections = u32::from(online && a.presence != Presence::Offline);
             slot.away = a.presence == Presence::Away;
-            slot.open = a.open;
+            // What their box counts, and what was given to them here since it may not yet.
+            slot.open = a.open + replica.elsewhere.recently_given(id, now.timer_ms);
             self.scheduler.mirror(id, slot);
             listed.push(id);
         }
@@ -107,6 +139,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             return Ok(());
         };
         self.scheduler.holding(agent, true);
+        replica_given(self.replica.as_mut(), agent, now.timer_ms);
         self.give_elsewhere(conversation, to, name, None, now)?;
         Ok(())
     }

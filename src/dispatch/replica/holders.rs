@@ -63,16 +63,51 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<bool, DispatchError> {
         let replica = self.replica_mut();
         let register = replica.holders.entry(conversation).or_default();
-        if !register.apply(holder, seen) {
-            return Ok(false);
+        let applied = register.apply(holder, seen);
+        if applied.changed {
+            self.journal_holders(conversation)?;
         }
+        Ok(applied.holders_changed)
+    }
+
+    /// Journals `conversation`'s register as it is in memory (glued to what follows: the
+    /// operation's own record, or a link).
+    fn journal_holders(&mut self, conversation: ConversationId) -> Result<(), DispatchError> {
+        let replica = self.replica.as_ref().expect("invariant: cluster mode");
+        let register = &replica.holders[&conversation];
         let op = Op::ConversationHeld {
             conversation,
             holders: register.values().to_vec(),
             context: register.context().clone(),
         };
         self.journal.append_glued(op, None)?;
-        Ok(true)
+        Ok(())
+    }
+
+    /// Before `from` folds into `into`: `into`'s register takes `from`'s holders and context,
+    /// journaled glued to the link, so a holder assigned to either name is kept the same way
+    /// whether its operation came before or after the link.
+    pub(in crate::dispatch) fn fold_holders(
+        &mut self,
+        from: ConversationId,
+        into: ConversationId,
+    ) -> Result<(), DispatchError> {
+        let Some(replica) = self.replica.as_mut() else {
+            return Ok(());
+        };
+        let Some(folded) = replica.holders.remove(&from) else {
+            return Ok(());
+        };
+        if replica
+            .holders
+            .entry(into)
+            .or_default()
+            .merge(&folded)
+            .changed
+        {
+            self.journal_holders(into)?;
+        }
+        Ok(())
     }
 
     /// Whether someone on another box holds `conversation`: this box's scheduler leaves it

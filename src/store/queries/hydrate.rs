@@ -310,6 +310,9 @@ pub fn queued_oldest(
             "SELECT id, queued_at FROM conversations INDEXED BY conversations_queue_by_team
              WHERE queued_at IS NOT NULL AND assignee IS NULL AND status = 'waiting'
                AND COALESCE(team, '') = ?1
+               -- Cluster mode: held by an agent of another box (a holder, none here).
+               AND NOT EXISTS (SELECT 1 FROM conversation_holders h
+                               WHERE h.conversation_id = conversations.id AND h.holders != '[]')
              ORDER BY queued_at, id LIMIT ?2",
         )?
         .query_map(params![team, limit as i64], |r| {

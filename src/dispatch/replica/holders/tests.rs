@@ -276,7 +276,7 @@ fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
         }]
     };
     // B's agent 2 is away at first: nobody can take it.
-    a.peer_roster(B, roster(Presence::Away, 0), true);
+    a.peer_roster(B, roster(Presence::Away, 0), true, T0);
     let on_a = write(&mut a, "c1", "hello", T0);
     a.after_command(T0);
     a.store_catches_up();
@@ -289,7 +289,7 @@ fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
         "stand-ins stay out of this box's roster"
     );
     // Online with room: the next pass gives it to them.
-    a.peer_roster(B, roster(Presence::Online, 0), true);
+    a.peer_roster(B, roster(Presence::Online, 0), true, T0);
     a.after_command(T0);
     a.store_catches_up();
     assert_eq!(holders(&a, on_a), [(B, 2)]);
@@ -327,8 +327,46 @@ fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
         })
         .count();
     assert_eq!(held_by_bo, 2);
+    // A roster their box published before it took them does not make room.
+    a.peer_roster(B, roster(Presence::Online, 0), true, T0);
+    a.customer_message(
+        crate::dispatch::CustomerMessage {
+            identity: crate::dispatch::fakes::identity("web", "v4"),
+            client_id: None,
+            text: "customer 3".into(),
+            attachment: None,
+        },
+        T0,
+    )
+    .unwrap();
+    a.after_command(T0);
+    a.store_catches_up();
+    let held_by_bo = |a: &TestDecider| {
+        a.replica
+            .as_ref()
+            .unwrap()
+            .holders
+            .values()
+            .filter(|h| {
+                h.values()
+                    .iter()
+                    .any(|v| v.agent == AgentRef { node: B, agent: 2 })
+            })
+            .count()
+    };
+    assert_eq!(
+        held_by_bo(&a),
+        2,
+        "at capacity until their box says otherwise"
+    );
+    // Their box says they hold one (seconds later): room for one more.
+    let later = crate::dispatch::fakes::at(6_000);
+    a.peer_roster(B, roster(Presence::Online, 1), true, later);
+    a.after_command(later);
+    a.store_catches_up();
+    assert_eq!(held_by_bo(&a), 3);
     // Their box goes offline: nothing more goes to them.
-    a.peer_roster(B, roster(Presence::Online, 0), false);
+    a.peer_roster(B, roster(Presence::Online, 0), false, T0);
     a.after_command(T0);
     assert_eq!(a.roster().len(), 2, "this box's own agents only");
 }
