@@ -4,6 +4,7 @@
 use super::super::tests::{held, sync, write, A, B};
 use super::*;
 use crate::cluster::vector::NodeId;
+use crate::cluster::wire::Operation;
 use crate::conversation::Status;
 use crate::dispatch::fakes::{agent, config, decider_over, MemoryStore, TestDecider, T0};
 use crate::dispatch::state::ClusterRole;
@@ -369,4 +370,69 @@ fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
     a.peer_roster(B, roster(Presence::Online, 0), false, T0);
     a.after_command(T0);
     assert_eq!(a.roster().len(), 2, "this box's own agents only");
+}
+
+/// Two customers' conversations folded into one by a link: who holds the kept one is the same
+/// on every box, whether an assignment of the folded one reached a box before the link or
+/// after it.
+#[test]
+fn holders_of_folded_conversations_are_the_same_whether_the_link_came_first_or_last() {
+    use crate::dispatch::fakes::identity;
+    use crate::dispatch::{CustomerMessage, LinkContacts};
+    let (mut a, mut b, mut c) = (staffed(A), staffed(B), staffed(C));
+    let say = |d: &mut TestDecider, who: &str| {
+        d.customer_message(
+            CustomerMessage {
+                identity: identity("web", who),
+                client_id: None,
+                text: format!("hello from {who}"),
+                attachment: None,
+            },
+            T0,
+        )
+        .unwrap();
+        d.store_catches_up();
+    };
+    say(&mut a, "phone");
+    say(&mut b, "laptop");
+    sync(&a, &mut b, T0);
+    sync(&b, &mut a, T0);
+    // A's agent takes the laptop's conversation (B's, the one the link folds away: the kept
+    // one is the lesser cluster name, A's); B links the two contacts without having seen that
+    // assignment.
+    let laptop_on_a = a.contacts[&a
+        .contact_holding(&identity("web", "laptop"))
+        .unwrap()
+        .unwrap()]
+        .current
+        .unwrap();
+    take(&mut a, laptop_on_a, 1);
+    let contact =
+        |d: &TestDecider, who: &str| d.contact_holding(&identity("web", who)).unwrap().unwrap();
+    let (keep, merged) = (contact(&b, "laptop"), contact(&b, "phone"));
+    b.link_contacts(LinkContacts { keep, merged }, T0).unwrap();
+    b.store_catches_up();
+    // C gets A's customer message, then B's link, then A's assignment last.
+    let from_a: Vec<Operation> = held(&a)
+        .into_iter()
+        .filter(|op| op.dot.origin == A)
+        .collect();
+    let (assign, before): (Vec<Operation>, Vec<Operation>) = from_a
+        .into_iter()
+        .partition(|op| matches!(Body::decode(&op.body), Ok(Body::Assign(_))));
+    c.replicate(before, T0).unwrap();
+    c.replicate(held(&b), T0).unwrap();
+    c.replicate(assign, T0).unwrap();
+    c.store_catches_up();
+    // A and B get each other's (the assignment before the link on B, after it on A).
+    sync(&a, &mut b, T0);
+    sync(&b, &mut a, T0);
+    let kept = |d: &TestDecider| {
+        let contact = contact(d, "phone");
+        let current = d.contacts[&contact].current.unwrap();
+        holders(d, current)
+    };
+    assert_eq!(kept(&a), [(A, 1)]);
+    assert_eq!(kept(&b), [(A, 1)]);
+    assert_eq!(kept(&c), [(A, 1)]);
 }
