@@ -91,6 +91,8 @@ pub(super) struct MemoryStore {
     wanted: Cell<Lsn>,
     /// Cluster mode: each message's dot, from its `Replicated` record.
     dots: HashMap<MessageId, crate::cluster::vector::Dot>,
+    /// The shop's label definitions (set by the test: the API writes them, not the journal).
+    pub labels: Vec<crate::store::queries::Label>,
 }
 
 impl MemoryStore {
@@ -370,6 +372,15 @@ impl Snapshot for MemoryStore {
         message: MessageId,
     ) -> Result<Option<crate::cluster::vector::Dot>, DispatchError> {
         Ok(self.dots.get(&message).copied())
+    }
+
+    fn labels(&self, ids: &[u64]) -> Result<Vec<crate::store::queries::Label>, DispatchError> {
+        let mut found: Vec<_> = (self.labels.iter())
+            .filter(|l| ids.contains(&l.id))
+            .cloned()
+            .collect();
+        found.sort_by_key(|l| l.id);
+        Ok(found)
     }
 
     fn applied(&self) -> Lsn {

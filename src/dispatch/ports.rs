@@ -100,6 +100,8 @@ pub(crate) trait Snapshot {
         &self,
         conversation: ConversationId,
     ) -> Result<Option<i64>, DispatchError>;
+    /// Cluster mode: the labels of `ids` that exist (their names travel, ids do not).
+    fn labels(&self, ids: &[u64]) -> Result<Vec<queries::Label>, DispatchError>;
     /// Cluster mode: the dot a message is named by on every box, if it has one.
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
@@ -245,6 +247,10 @@ impl Snapshot for StoreSnapshot {
 
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError> {
         Ok(queries::message_dot(&self.conn, message)?)
+    }
+
+    fn labels(&self, ids: &[u64]) -> Result<Vec<queries::Label>, DispatchError> {
+        Ok(queries::labels_by_id(&self.conn, ids)?)
     }
 
     fn applied(&self) -> Lsn {

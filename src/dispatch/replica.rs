@@ -23,7 +23,8 @@
 //! - Contact links and contacts' names and details: see `replica/contacts.rs`.
 //! - Knowledge-base entries: last writer wins, deletes leave tombstones (`replica/kb.rs`,
 //!   `cluster/kb_lww.rs`). Delivery outcomes: a max-lattice per message (`replica/delivery.rs`,
-//!   `cluster/outcome.rs`), joined by the store.
+//!   `cluster/outcome.rs`), joined by the store. Conversation labels (by name) and ratings:
+//!   last writer wins per conversation, applied by the store (`replica/annotations.rs`).
 //!
 //! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
 //! every origin's are journaled in seq order.
@@ -245,6 +246,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Op::Delivered { .. } | Op::DeliveryFailed { .. } => {
                 bodies.extend(self.delivery_body(op)?)
             }
+            Op::ConversationLabeled { .. } | Op::ConversationRated { .. } => {
+                bodies.push(self.annotation_body(op)?)
+            }
             other => bodies.extend(self.contact_body(other)?),
         }
         Ok(bodies)
@@ -286,9 +290,12 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_) | Body::Assign(_) | Body::Link(_) | Body::Delivery(_) => {
-                (replica.hlc.now(wall), None)
-            }
+            Body::Status(_)
+            | Body::Assign(_)
+            | Body::Link(_)
+            | Body::Delivery(_)
+            | Body::Labels(_)
+            | Body::Rating(_) => (replica.hlc.now(wall), None),
             Body::Details(_) => (replica.register_time(register, wall), None),
             Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
@@ -462,6 +469,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
             // The store joins it into what it shows (`store/replicated.rs`).
             Body::Delivery(_) => Ok(None),
+            Body::Labels(_) | Body::Rating(_) => {
+                self.apply_remote_annotation(&body, now).map(|()| None)
+            }
         }
     }
 
@@ -552,6 +562,9 @@ fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
     }
 }
 
+mod annotations;
+#[cfg(test)]
+mod annotations_tests;
 mod contacts;
 #[cfg(test)]
 mod contacts_tests;
