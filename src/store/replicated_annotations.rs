@@ -132,3 +132,213 @@ fn held_version(
         origin: origin as u64,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::wire::{Body, LabelName};
+    use crate::model::{bounded_id, Identity};
+    use crate::op::{Op, Replicated};
+    use crate::store::applier::Loading;
+    use crate::store::apply::{apply_op, Prepared};
+
+    /// A small deterministic generator (xorshift), so a failing order can be replayed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    fn web(id: &str) -> Identity {
+        Identity {
+            channel: bounded_id("web").unwrap(),
+            external_id: bounded_id(id).unwrap(),
+        }
+    }
+
+    /// Box 7 (this one) owns conversation 1; conversation 2 is its copy of box 9's 4.
+    const OWN: ConvKey = ConvKey { home: 7, id: 1 };
+    const COPY: ConvKey = ConvKey { home: 9, id: 4 };
+
+    fn store() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn, None).unwrap();
+        let mut ops = Vec::new();
+        for (id, who) in [(1, "v1"), (2, "v2")] {
+            ops.push(Op::ContactCreated {
+                contact: id,
+                identity: web(who),
+                at_ms: 0,
+            });
+            ops.push(Op::ConversationOpened {
+                conversation: id,
+                contact: id,
+                at_ms: 0,
+            });
+        }
+        ops.push(Op::ConversationHomed {
+            conversation: 2,
+            home_node: COPY.home,
+            home_id: COPY.id,
+            joined: true,
+        });
+        let tx = conn.transaction().unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            apply_op(&mut Prepared::new(&tx, Loading::Live), i as u64 + 1, op, &[]).unwrap();
+        }
+        tx.commit().unwrap();
+        conn
+    }
+
+    const NAMES: [&str; 3] = ["vip", "refund", "贵宾"];
+
+    /// One write, as the record a box journals: (origin, hlc, body).
+    fn random_writes(rng: &mut Rng) -> Vec<(u64, u64, Body)> {
+        let mut seen = std::collections::HashSet::new();
+        (0..1 + rng.below(10))
+            .filter_map(|i| {
+                // Few times and origins: concurrent writes and equal times are common. Origin
+                // u64::MAX - 1 sorts above the others (compared as u64, stored as i64).
+                let origin = [0xa, 0xb, u64::MAX - 1][rng.below(3)];
+                let hlc = rng.below(4) as u64;
+                let conversation = [OWN, COPY, ConvKey { home: 9, id: 99 }][rng.below(3)];
+                let body = if rng.below(2) == 0 {
+                    let labels = (NAMES.iter().filter(|_| rng.below(2) == 0))
+                        .map(|n| LabelName {
+                            name: (*n).into(),
+                            color: format!("#00000{}", origin % 10),
+                        })
+                        .collect();
+                    Body::Labels(RemoteLabels {
+                        conversation,
+                        contact: web("v1"),
+                        labels,
+                        at_ms: i as i64,
+                    })
+                } else {
+                    Body::Rating(RemoteRating {
+                        conversation,
+                        contact: web("v1"),
+                        score: 1 + rng.below(5) as u8,
+                        comment: format!("write {i}"),
+                        at_ms: i as i64,
+                    })
+                };
+                // One origin's one time is one operation (a dot has one body).
+                let kind = body.encode()[0];
+                seen.insert((origin, hlc, conversation.id, kind))
+                    .then_some((origin, hlc, body))
+            })
+            .collect()
+    }
+
+    fn apply_all(conn: &mut Connection, writes: &[&(u64, u64, Body)]) {
+        let tx = conn.transaction().unwrap();
+        for (i, (origin, hlc, body)) in writes.iter().enumerate() {
+            let op = Op::Replicated(Replicated {
+                origin: *origin,
+                seq: i as u64 + 1,
+                hlc: *hlc,
+                message: None,
+                body: body.encode(),
+            });
+            apply_op(&mut Prepared::new(&tx, Loading::Live), 100 + i as u64, &op, &[]).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    /// What the reads show: each conversation's label names, its rating, every label name.
+    fn shown(conn: &Connection) -> (Vec<(i64, String)>, Vec<(i64, u8, String)>, Vec<String>) {
+        let rows = |sql: &str| -> Vec<(i64, String)> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let found = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)));
+            found.unwrap().collect::<Result<_, _>>().unwrap()
+        };
+        let labels = rows(
+            "SELECT cl.conversation_id, l.name FROM conversation_labels cl
+             JOIN labels l ON l.id = cl.label_id ORDER BY 1, 2",
+        );
+        let mut stmt = conn
+            .prepare("SELECT conversation_id, score, comment FROM ratings ORDER BY 1")
+            .unwrap();
+        let ratings = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let names = rows("SELECT 0, name FROM labels ORDER BY name");
+        (labels, ratings, names.into_iter().map(|(_, n)| n).collect())
+    }
+
+    #[test]
+    fn any_order_with_duplicates_shows_the_same_labels_ratings_and_names() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let writes = random_writes(&mut rng);
+            let mut expected = None;
+            for _ in 0..5 {
+                let mut arrived: Vec<_> = writes.iter().collect();
+                arrived.extend(writes.iter().filter(|_| rng.below(3) == 0));
+                for i in (1..arrived.len()).rev() {
+                    arrived.swap(i, rng.below(i + 1));
+                }
+                let mut conn = store();
+                apply_all(&mut conn, &arrived);
+                let now = shown(&conn);
+                assert_eq!(expected.get_or_insert(now.clone()), &now, "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_greatest_version_wins_by_time_then_origin_and_names_keep_this_boxs_colour() {
+        let mut conn = store();
+        conn.execute(
+            "INSERT INTO labels (name, color, created_at) VALUES ('vip', '#123456', 0)",
+            [],
+        )
+        .unwrap();
+        let labels = |names: &[&str]| {
+            Body::Labels(RemoteLabels {
+                conversation: COPY,
+                contact: web("v2"),
+                labels: (names.iter())
+                    .map(|n| LabelName {
+                        name: (*n).into(),
+                        color: "#ff0000".into(),
+                    })
+                    .collect(),
+                at_ms: 0,
+            })
+        };
+        let rate = |score| {
+            Body::Rating(RemoteRating {
+                conversation: OWN,
+                contact: web("v1"),
+                score,
+                comment: String::new(),
+                at_ms: 0,
+            })
+        };
+        let writes = [
+            (0xb, 5, labels(&["vip", "refund"])),
+            (0xa, 5, labels(&["vip"])),
+            (0xa, 4, rate(2)),
+            (0xb, 3, rate(5)),
+        ];
+        apply_all(&mut conn, &writes.iter().collect::<Vec<_>>());
+        let (on_copy, ratings, names) = shown(&conn);
+        assert_eq!(on_copy, [(2, "refund".into()), (2, "vip".into())]);
+        assert_eq!(ratings, [(1, 2, String::new())]);
+        assert_eq!(names, ["refund", "vip"], "the losing write's names are defined too");
+        let vip: String = conn
+            .query_row("SELECT color FROM labels WHERE name = 'vip'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(vip, "#123456");
+    }
+}
