@@ -114,11 +114,7 @@ fn local_conversation(tx: &Connection, key: ConvKey) -> Result<Option<i64>, Erro
 }
 
 /// The version of a conversation's register (`kind`: its body kind), if any write was applied.
-fn held_version(
-    conn: &Connection,
-    key: ConvKey,
-    kind: u8,
-) -> Result<Option<Version>, Error> {
+fn held_version(conn: &Connection, key: ConvKey, kind: u8) -> Result<Option<Version>, Error> {
     let held: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT hlc, origin FROM annotation_versions WHERE home = ?1 AND home_id = ?2 AND kind = ?3",
@@ -189,7 +185,13 @@ mod tests {
         });
         let tx = conn.transaction().unwrap();
         for (i, op) in ops.iter().enumerate() {
-            apply_op(&mut Prepared::new(&tx, Loading::Live), i as u64 + 1, op, &[]).unwrap();
+            apply_op(
+                &mut Prepared::new(&tx, Loading::Live),
+                i as u64 + 1,
+                op,
+                &[],
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
         conn
@@ -247,7 +249,13 @@ mod tests {
                 message: None,
                 body: body.encode(),
             });
-            apply_op(&mut Prepared::new(&tx, Loading::Live), 100 + i as u64, &op, &[]).unwrap();
+            apply_op(
+                &mut Prepared::new(&tx, Loading::Live),
+                100 + i as u64,
+                &op,
+                &[],
+            )
+            .unwrap();
         }
         tx.commit().unwrap();
     }
@@ -335,9 +343,15 @@ mod tests {
         let (on_copy, ratings, names) = shown(&conn);
         assert_eq!(on_copy, [(2, "refund".into()), (2, "vip".into())]);
         assert_eq!(ratings, [(1, 2, String::new())]);
-        assert_eq!(names, ["refund", "vip"], "the losing write's names are defined too");
+        assert_eq!(
+            names,
+            ["refund", "vip"],
+            "the losing write's names are defined too"
+        );
         let vip: String = conn
-            .query_row("SELECT color FROM labels WHERE name = 'vip'", [], |r| r.get(0))
+            .query_row("SELECT color FROM labels WHERE name = 'vip'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(vip, "#123456");
     }

@@ -515,12 +515,10 @@ mod tests {
             Body::Labels(RemoteLabels {
                 conversation: ConvKey { home: 7, id: 3 },
                 contact: identity("web", "v1"),
-                labels: vec![
-                    LabelName {
-                        name: "vip 贵宾".into(),
-                        color: "#ff0000".into(),
-                    },
-                ],
+                labels: vec![LabelName {
+                    name: "vip 贵宾".into(),
+                    color: "#ff0000".into(),
+                }],
                 at_ms: 9,
             }),
             Body::Rating(RemoteRating {

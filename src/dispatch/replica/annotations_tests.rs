@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use crate::cluster::wire::Operation;
 use crate::cluster::hlc::Timestamp;
 use crate::cluster::vector::{Dot, NodeId};
+use crate::cluster::wire::Operation;
 use crate::cluster::wire::{Body, ConvKey};
-use crate::dispatch::ports::Journal;
 use crate::dispatch::fakes::{at, config, decider_over, identity, MemoryStore, TestDecider};
+use crate::dispatch::ports::Journal;
 use crate::dispatch::state::{ClusterRole, Now};
 use crate::dispatch::{CustomerMessage, LabelConversation, RateConversation, Resolve};
 use crate::model::{ConversationId, Identity};
@@ -176,12 +176,18 @@ fn a_label_put_on_b_shows_on_a_and_c_and_defines_the_name_there() {
     assert_eq!(names, both);
     assert_eq!(
         defined,
-        [("refund".into(), "#00aa00".into()), ("vip".into(), "#ff0000".into())],
+        [
+            ("refund".into(), "#00aa00".into()),
+            ("vip".into(), "#ff0000".into())
+        ],
         "A lacked both: defined with B's colours"
     );
     let (names, defined, _) = shown(&c, &[(1, "vip", "#0000ff")], here(&c, A, conversation));
     assert_eq!(names, both);
-    assert!(defined.contains(&("vip".into(), "#0000ff".into())), "C's own colour stays");
+    assert!(
+        defined.contains(&("vip".into(), "#0000ff".into())),
+        "C's own colour stays"
+    );
     assert_eq!(shown(&b, &[VIP, REFUND], on_b).0, both);
 }
 
@@ -208,7 +214,10 @@ fn concurrent_label_edits_on_two_boxes_converge_on_the_later_in_any_order() {
         sync(&a, &mut b, at(5));
         let refund = vec!["refund".to_string()];
         assert_eq!(shown(&a, &[VIP], conversation).0, refund);
-        assert_eq!(shown(&b, &[VIP, REFUND], here(&b, A, conversation)).0, refund);
+        assert_eq!(
+            shown(&b, &[VIP, REFUND], here(&b, A, conversation)).0,
+            refund
+        );
         let (names, defined, _) = shown(&c, &[], here(&c, A, conversation));
         assert_eq!(names, refund, "a_first {a_first}");
         assert_eq!(defined.len(), 2, "the losing write's name is defined too");
