@@ -279,6 +279,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(d) => self.contact_holding(&d.contact)?,
             _ => None,
         };
+        let annotated = self.annotation_held(&body)?;
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
         let wall = at_ms.max(0) as u64;
@@ -290,12 +291,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 (replica.message_time(conversation, wall), Some(record))
             }
-            Body::Status(_)
-            | Body::Assign(_)
-            | Body::Link(_)
-            | Body::Delivery(_)
-            | Body::Labels(_)
-            | Body::Rating(_) => (replica.hlc.now(wall), None),
+            Body::Status(_) | Body::Assign(_) | Body::Link(_) | Body::Delivery(_) => {
+                (replica.hlc.now(wall), None)
+            }
+            Body::Labels(_) | Body::Rating(_) => (replica.annotation_time(annotated, wall), None),
             Body::Details(_) => (replica.register_time(register, wall), None),
             Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };

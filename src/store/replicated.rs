@@ -39,9 +39,9 @@ pub(super) fn apply(tx: &Connection, r: &Replicated, lsn: Lsn) -> Result<(), Err
     match Body::decode(&r.body) {
         Ok(Body::Kb(kb)) => kb_write(tx, &kb.intent, version, kb.entry.is_none()),
         Ok(Body::Delivery(d)) => join_outcomes(tx, &d),
-        Ok(Body::Labels(l)) => super::replicated_annotations::labels(tx, &l, version),
+        Ok(Body::Labels(l)) => super::replicated_annotations::labels(tx, &l, version, &r.body),
         Ok(Body::Rating(rating)) => {
-            super::replicated_annotations::rating(tx, &rating, version, lsn)
+            super::replicated_annotations::rating(tx, &rating, version, &r.body, lsn)
         }
         // The dispatcher logged what it could not read; it is kept in cluster_ops.
         _ => Ok(()),

@@ -6,21 +6,31 @@
 //!
 //! A label set travels by the labels' names and colours, read from the store's definitions
 //! (label ids are each box's own; a label deleted since is left out). A local write's version
-//! is the clock's time, which has seen every operation applied here: it wins over every write
-//! this box had applied, unless one came from a box whose clock ran further ahead than the
-//! clock lets itself be dragged (`max_clock_ahead_ms`); then the earlier write wins everywhere
-//! alike.
+//! is the clock's time, raised above the version the store holds for the conversation (causal
+//! context: it wins over what the agent saw, even a write of a box whose clock runs ahead). A
+//! write applied here that the store had not yet shown may still win over it; the store then
+//! shows that one, here as everywhere.
 //!
 //! Invariant: every `ConversationLabeled` and `ConversationRated` record made here is followed
 //! by its stamp; another box's is applied to the conversation its key names here (a copy made
 //! from the contact if this box had none, as for a message).
 
-use super::{Decider, DispatchError};
-use crate::cluster::wire::{Body, LabelName, RemoteLabels, RemoteRating};
+use super::{Decider, DispatchError, Replica, Timestamp};
+use crate::cluster::kb_lww::Version;
+use crate::cluster::wire::{Body, LabelName, RemoteLabels, RemoteRating, BODY_LABELS, BODY_RATING};
 use crate::dispatch::ports::{Journal, Snapshot};
 use crate::dispatch::state::Now;
 use crate::model::{ContactId, ConversationId};
 use crate::op::Op;
+
+impl Replica {
+    /// The HLC time of this node's label or rating write: the clock's, or just above the
+    /// version the store holds when that is later.
+    pub(super) fn annotation_time(&mut self, held: Option<Version>, wall_ms: u64) -> Timestamp {
+        let now = self.hlc.now(wall_ms);
+        now.max(Timestamp(held.map_or(0, |h| h.hlc.saturating_add(1))))
+    }
+}
 
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// The cluster body of a local label or rating record.
@@ -79,6 +89,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             _ => unreachable!("invariant: called for label and rating bodies only"),
         };
         self.local_conversation(key, contact, now).map(drop)
+    }
+
+    /// The version the store holds of the register a local label or rating body writes.
+    pub(super) fn annotation_held(&self, body: &Body) -> Result<Option<Version>, DispatchError> {
+        let (key, kind) = match body {
+            Body::Labels(l) => (l.conversation, BODY_LABELS),
+            Body::Rating(r) => (r.conversation, BODY_RATING),
+            _ => return Ok(None),
+        };
+        self.store.annotation_version(key, kind)
     }
 
     /// The contact `conversation` belongs to (in memory, or as the store holds it).

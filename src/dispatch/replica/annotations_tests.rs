@@ -224,6 +224,34 @@ fn concurrent_label_edits_on_two_boxes_converge_on_the_later_in_any_order() {
     }
 }
 
+#[test]
+fn a_relabel_after_seeing_a_box_whose_clock_runs_ahead_wins_and_one_its_store_had_not_shown_loses()
+{
+    for store_caught_up in [true, false] {
+        let mut a = box_of(A, &[VIP, REFUND]);
+        let mut b = box_of(B, &[VIP, REFUND]);
+        let conversation = customer_writes(&mut a, &web("ann"), at(0));
+        sync(&a, &mut b, at(1));
+        // B's clock is ten minutes ahead; A's clock follows it by at most 500 ms.
+        let on_b = here(&b, A, conversation);
+        label(&mut b, on_b, &[5], at(600_000));
+        a.replicate(held(&b), at(2)).unwrap();
+        if store_caught_up {
+            a.store_catches_up();
+        }
+        label(&mut a, conversation, &[2], at(3));
+        sync(&a, &mut b, at(600_004));
+        let expected = if store_caught_up { "refund" } else { "vip" };
+        for (d, on) in [(&a, conversation), (&b, on_b)] {
+            assert_eq!(
+                shown(d, &[VIP, REFUND], on).0,
+                [expected],
+                "{store_caught_up}"
+            );
+        }
+    }
+}
+
 fn rate(d: &mut TestDecider, who: &Identity, conversation: ConversationId, score: u8, now: Now) {
     let command = RateConversation {
         identity: who.clone(),
