@@ -11,6 +11,8 @@ use std::sync::Arc;
 use super::ports::{Journal, Snapshot, Startup};
 use super::state::{DispatchConfig, Now};
 use super::{Decider, DispatchError};
+use crate::cluster::kb_lww::Version;
+use crate::cluster::wire::{Body, ConvKey};
 use crate::conversation::Status;
 use crate::model::{
     bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
@@ -91,6 +93,10 @@ pub(super) struct MemoryStore {
     wanted: Cell<Lsn>,
     /// Cluster mode: each message's dot, from its `Replicated` record.
     dots: HashMap<MessageId, crate::cluster::vector::Dot>,
+    /// The shop's label definitions (set by the test: the API writes them, not the journal).
+    pub labels: Vec<crate::store::queries::Label>,
+    /// Cluster mode: per conversation and label-or-rating kind, the greatest version applied.
+    annotations: HashMap<(ConvKey, u8), Version>,
 }
 
 impl MemoryStore {
@@ -204,6 +210,19 @@ impl MemoryStore {
                         seq: r.seq,
                     };
                     self.dots.insert(message, dot);
+                }
+                let key = match Body::decode(&r.body) {
+                    Ok(Body::Labels(l)) => Some(l.conversation),
+                    Ok(Body::Rating(rating)) => Some(rating.conversation),
+                    _ => None,
+                };
+                if let Some(key) = key {
+                    let version = Version {
+                        hlc: r.hlc,
+                        origin: r.origin,
+                    };
+                    let held = self.annotations.entry((key, r.body[0])).or_insert(version);
+                    *held = (*held).max(version);
                 }
             }
             _ => {}
@@ -370,6 +389,19 @@ impl Snapshot for MemoryStore {
         message: MessageId,
     ) -> Result<Option<crate::cluster::vector::Dot>, DispatchError> {
         Ok(self.dots.get(&message).copied())
+    }
+
+    fn annotation_version(&self, key: ConvKey, kind: u8) -> Result<Option<Version>, DispatchError> {
+        Ok(self.annotations.get(&(key, kind)).copied())
+    }
+
+    fn labels(&self, ids: &[u64]) -> Result<Vec<crate::store::queries::Label>, DispatchError> {
+        let mut found: Vec<_> = (self.labels.iter())
+            .filter(|l| ids.contains(&l.id))
+            .cloned()
+            .collect();
+        found.sort_by_key(|l| l.id);
+        Ok(found)
     }
 
     fn applied(&self) -> Lsn {

@@ -17,7 +17,9 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::DispatchError;
+use crate::cluster::kb_lww::Version;
 use crate::cluster::vector::Dot;
+use crate::cluster::wire::ConvKey;
 use crate::model::{AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::{Entry, KbEntry, Op};
 use crate::store::progress::Progress;
@@ -100,6 +102,10 @@ pub(crate) trait Snapshot {
         &self,
         conversation: ConversationId,
     ) -> Result<Option<i64>, DispatchError>;
+    /// Cluster mode: the labels of `ids` that exist (their names travel, ids do not).
+    fn labels(&self, ids: &[u64]) -> Result<Vec<queries::Label>, DispatchError>;
+    /// Cluster mode: the version of a conversation's labels or rating (`kind`: the body kind).
+    fn annotation_version(&self, key: ConvKey, kind: u8) -> Result<Option<Version>, DispatchError>;
     /// Cluster mode: the dot a message is named by on every box, if it has one.
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
@@ -245,6 +251,16 @@ impl Snapshot for StoreSnapshot {
 
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError> {
         Ok(queries::message_dot(&self.conn, message)?)
+    }
+
+    fn labels(&self, ids: &[u64]) -> Result<Vec<queries::Label>, DispatchError> {
+        Ok(queries::labels_by_id(&self.conn, ids)?)
+    }
+
+    fn annotation_version(&self, key: ConvKey, kind: u8) -> Result<Option<Version>, DispatchError> {
+        Ok(crate::store::replicated_annotations::held_version(
+            &self.conn, key, kind,
+        )?)
     }
 
     fn applied(&self) -> Lsn {

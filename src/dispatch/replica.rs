@@ -27,7 +27,8 @@
 //!   box's queue (`replica/elsewhere.rs`).
 //! - Knowledge-base entries: last writer wins, deletes leave tombstones (`replica/kb.rs`,
 //!   `cluster/kb_lww.rs`). Delivery outcomes: a max-lattice per message (`replica/delivery.rs`,
-//!   `cluster/outcome.rs`), joined by the store.
+//!   `cluster/outcome.rs`), joined by the store. Conversation labels (by name) and ratings:
+//!   last writer wins per conversation, applied by the store (`replica/annotations.rs`).
 //!
 //! Invariant: `applied` covers exactly the dots journaled here (its own and others'), and
 //! every origin's are journaled in seq order.
@@ -249,6 +250,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Op::Delivered { .. } | Op::DeliveryFailed { .. } => {
                 bodies.extend(self.delivery_body(op)?)
             }
+            Op::ConversationLabeled { .. } | Op::ConversationRated { .. } => {
+                bodies.push(self.annotation_body(op)?)
+            }
             other => bodies.extend(self.contact_body(other)?),
         }
         Ok(bodies)
@@ -279,6 +283,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(d) => self.contact_holding(&d.contact)?,
             _ => None,
         };
+        let annotated = self.annotation_held(&body)?;
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
         let wall = at_ms.max(0) as u64;
@@ -293,6 +298,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Status(_) | Body::Assign(_) | Body::Link(_) | Body::Delivery(_) => {
                 (replica.hlc.now(wall), None)
             }
+            Body::Labels(_) | Body::Rating(_) => (replica.annotation_time(annotated, wall), None),
             Body::Details(_) => (replica.register_time(register, wall), None),
             Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
@@ -471,6 +477,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             }
             // The store joins it into what it shows (`store/replicated.rs`).
             Body::Delivery(_) => Ok(None),
+            Body::Labels(_) | Body::Rating(_) => {
+                self.apply_remote_annotation(&body, now).map(|()| None)
+            }
         }
     }
 
@@ -561,6 +570,9 @@ fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
     }
 }
 
+mod annotations;
+#[cfg(test)]
+mod annotations_tests;
 mod contacts;
 #[cfg(test)]
 mod contacts_tests;

@@ -267,7 +267,9 @@ fn op_time(op: &Op) -> i64 {
         | Op::KbEntryPut { at_ms, .. }
         | Op::KbEntryDeleted { at_ms, .. }
         | Op::Delivered { at_ms, .. }
-        | Op::DeliveryFailed { at_ms, .. } => *at_ms,
+        | Op::DeliveryFailed { at_ms, .. }
+        | Op::ConversationLabeled { at_ms, .. }
+        | Op::ConversationRated { at_ms, .. } => *at_ms,
         _ => 0,
     }
 }

@@ -370,19 +370,7 @@ pub(super) fn apply_op(
             score,
             comment,
             at_ms,
-        } => {
-            // The agent who last held it: a conversation closed for idleness holds no one.
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO ratings (conversation_id, score, comment, agent_id, rated_at, lsn)
-                 SELECT ?1, ?2, ?3,
-                        COALESCE(assignee, (SELECT e.assignee FROM conversation_events e
-                                            WHERE e.conversation_id = ?1 AND e.assignee IS NOT NULL
-                                            ORDER BY e.lsn DESC LIMIT 1)),
-                        ?4, ?5
-                 FROM conversations WHERE id = ?1",
-            )?
-            .execute(params![*conversation as i64, *score, comment, *at_ms, lsn as i64])?;
-        }
+        } => rate(tx, *conversation as i64, *score, comment, *at_ms, lsn)?,
         Op::ConversationHeld {
             conversation,
             holders,
@@ -425,7 +413,7 @@ pub(super) fn apply_op(
                 r.message.map(|m| m as i64),
                 r.body
             ])?;
-            super::replicated::apply(tx, r)?;
+            super::replicated::apply(tx, r, lsn)?;
         }
     }
     Ok(())
@@ -525,3 +513,26 @@ fn link_contacts(
 
 #[cfg(test)]
 mod tests;
+
+/// Records a customer's rating of `conversation` (the latest stands), with the agent who last
+/// held it: a conversation closed for idleness holds no one.
+pub(super) fn rate(
+    tx: &Connection,
+    conversation: i64,
+    score: u8,
+    comment: &str,
+    at_ms: i64,
+    lsn: Lsn,
+) -> Result<(), Error> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO ratings (conversation_id, score, comment, agent_id, rated_at, lsn)
+         SELECT ?1, ?2, ?3,
+                COALESCE(assignee, (SELECT e.assignee FROM conversation_events e
+                                    WHERE e.conversation_id = ?1 AND e.assignee IS NOT NULL
+                                    ORDER BY e.lsn DESC LIMIT 1)),
+                ?4, ?5
+         FROM conversations WHERE id = ?1",
+    )?
+    .execute(params![conversation, score, comment, at_ms, lsn as i64])?;
+    Ok(())
+}

@@ -26,6 +26,7 @@ pub mod pool;
 pub mod progress;
 pub mod queries;
 mod replicated;
+pub mod replicated_annotations;
 pub mod schema;
 pub mod search_index;
 pub mod undo;

@@ -1,7 +1,8 @@
 //! What a cluster operation's record projects beyond `cluster_ops`: the knowledge base's
 //! versions and tombstones (`kb_versions`), and the join of the delivery outcomes of each
 //! reply (`delivery_outcomes`), by the merge rules of `cluster/kb_lww.rs` and
-//! `cluster/outcome.rs` (migration 013).
+//! `cluster/outcome.rs` (migration 013); conversations' labels and ratings in
+//! `replicated_annotations.rs`.
 //!
 //! Runs inside the applier's transaction, for every `Op::Replicated` record, this box's own
 //! and the others': a knowledge-base write raises the intent's version if it is greater (the
@@ -16,24 +17,32 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::Error;
 use crate::cluster::kb_lww::Version;
 use crate::cluster::outcome::Outcome;
-use crate::cluster::wire::{Body, RemoteDelivery, BODY_DELIVERY, BODY_KB};
+use crate::cluster::wire::{
+    Body, RemoteDelivery, BODY_DELIVERY, BODY_KB, BODY_LABELS, BODY_RATING,
+};
+use crate::model::Lsn;
 use crate::op::Replicated;
 
 /// Projects record `r` into the tables this module owns (most records are messages and
 /// statuses, told apart by their first byte before anything is decoded).
-pub(super) fn apply(tx: &Connection, r: &Replicated) -> Result<(), Error> {
-    if !matches!(r.body.first(), Some(&BODY_KB | &BODY_DELIVERY)) {
+pub(super) fn apply(tx: &Connection, r: &Replicated, lsn: Lsn) -> Result<(), Error> {
+    if !matches!(
+        r.body.first(),
+        Some(&BODY_KB | &BODY_DELIVERY | &BODY_LABELS | &BODY_RATING)
+    ) {
         return Ok(());
     }
+    let version = Version {
+        hlc: r.hlc,
+        origin: r.origin,
+    };
     match Body::decode(&r.body) {
-        Ok(Body::Kb(kb)) => {
-            let version = Version {
-                hlc: r.hlc,
-                origin: r.origin,
-            };
-            kb_write(tx, &kb.intent, version, kb.entry.is_none())
-        }
+        Ok(Body::Kb(kb)) => kb_write(tx, &kb.intent, version, kb.entry.is_none()),
         Ok(Body::Delivery(d)) => join_outcomes(tx, &d),
+        Ok(Body::Labels(l)) => super::replicated_annotations::labels(tx, &l, version, &r.body),
+        Ok(Body::Rating(rating)) => {
+            super::replicated_annotations::rating(tx, &rating, version, &r.body, lsn)
+        }
         // The dispatcher logged what it could not read; it is kept in cluster_ops.
         _ => Ok(()),
     }
@@ -188,7 +197,7 @@ mod tests {
                 }
                 order.push(order[0]);
                 for r in order {
-                    apply(&conn, r).unwrap();
+                    apply(&conn, r, 1).unwrap();
                 }
                 let rows = (kb_rows(&conn), outcome_rows(&conn));
                 assert_eq!(
@@ -223,7 +232,7 @@ mod tests {
             message: Some(4),
             body: vec![1, 2, 3],
         };
-        apply(&conn, &message).unwrap();
+        apply(&conn, &message, 1).unwrap();
         assert!(kb_rows(&conn).is_empty() && outcome_rows(&conn).is_empty());
     }
 }

@@ -5,8 +5,9 @@
 //! (channel, external id), a conversation by its [`ConvKey`] (the box where its customer wrote
 //! and that box's id for it), a message by its dot. Local ids never travel. Messages and
 //! statuses are coded here; assignments in `assign.rs`, contact links and details in
-//! `contacts.rs`, knowledge-base writes in `kb.rs`, delivery reports in `delivery.rs`, and a
-//! box's roster of agents (an envelope of its own, not an operation) in `roster.rs`.
+//! `contacts.rs`, knowledge-base writes in `kb.rs`, delivery reports in `delivery.rs`, labels
+//! and ratings in `annotations.rs`, and a box's roster of agents (an envelope of its own, not
+//! an operation) in `roster.rs`.
 //!
 //! Every envelope is `MAGIC | kind | sender node | payload | HMAC-SHA256`, the MAC keyed by
 //! the cluster's secret over the cluster's name and everything before it: a message from
@@ -26,12 +27,14 @@ use crate::model::{ClientId, Identity, Sender};
 use crate::op::codec::{put_bytes, put_i64, put_str, put_u32, put_u64, Reader};
 use crate::op::DecodeError;
 
+mod annotations;
 mod assign;
 mod contacts;
 mod delivery;
 mod kb;
 mod roster;
 
+pub use annotations::{LabelName, RemoteLabels, RemoteRating};
 pub use assign::{bounded_name, RemoteAssign};
 pub use contacts::{RemoteDetails, RemoteLink};
 pub use delivery::RemoteDelivery;
@@ -81,6 +84,8 @@ pub enum Body {
     Details(RemoteDetails),
     Kb(RemoteKb),
     Delivery(RemoteDelivery),
+    Labels(RemoteLabels),
+    Rating(RemoteRating),
 }
 
 const BODY_MESSAGE: u8 = 1;
@@ -92,6 +97,8 @@ pub const BODY_DETAILS: u8 = 4;
 const BODY_ASSIGN: u8 = 5;
 pub(crate) const BODY_KB: u8 = 6;
 pub(crate) const BODY_DELIVERY: u8 = 7;
+pub(crate) const BODY_LABELS: u8 = 8;
+pub(crate) const BODY_RATING: u8 = 9;
 
 fn event_code(event: Event) -> u8 {
     match event {
@@ -198,6 +205,14 @@ impl Body {
                 buf.push(BODY_DELIVERY);
                 d.encode(&mut buf);
             }
+            Body::Labels(l) => {
+                buf.push(BODY_LABELS);
+                l.encode(&mut buf);
+            }
+            Body::Rating(r) => {
+                buf.push(BODY_RATING);
+                r.encode(&mut buf);
+            }
         }
         buf
     }
@@ -236,6 +251,8 @@ impl Body {
             BODY_DETAILS => Body::Details(RemoteDetails::decode(&mut r)?),
             BODY_KB => Body::Kb(RemoteKb::decode(&mut r)?),
             BODY_DELIVERY => Body::Delivery(RemoteDelivery::decode(&mut r)?),
+            BODY_LABELS => Body::Labels(RemoteLabels::decode(&mut r)?),
+            BODY_RATING => Body::Rating(RemoteRating::decode(&mut r)?),
             _ => return Err(DecodeError::BadValue("body kind")),
         };
         finish(&r, body)
@@ -484,6 +501,22 @@ mod tests {
                     error: "timeout".into(),
                     at_ms: 8,
                 },
+            }),
+            Body::Labels(RemoteLabels {
+                conversation: ConvKey { home: 7, id: 3 },
+                contact: identity("web", "v1"),
+                labels: vec![LabelName {
+                    name: "vip 贵宾".into(),
+                    color: "#ff0000".into(),
+                }],
+                at_ms: 9,
+            }),
+            Body::Rating(RemoteRating {
+                conversation: ConvKey { home: 9, id: 1 },
+                contact: identity("web", "v2"),
+                score: 4,
+                comment: "quick 快".into(),
+                at_ms: 10,
             }),
         ]
     }

@@ -33,6 +33,24 @@ pub fn labels(conn: &Connection) -> Result<Vec<Label>, Error> {
     Ok(rows)
 }
 
+/// The labels of `ids` that exist (a deleted one is left out), in id order.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn labels_by_id(conn: &Connection, ids: &[u64]) -> Result<Vec<Label>, Error> {
+    let mut stmt = conn.prepare_cached("SELECT name, color FROM labels WHERE id = ?1")?;
+    let mut found = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let row = stmt
+            .query_row(params![id as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        if let Some((name, color)) = row {
+            found.push(Label { id, name, color });
+        }
+    }
+    Ok(found)
+}
+
 /// Adds a label; `Ok(None)` when the name is taken.
 ///
 /// # Errors
