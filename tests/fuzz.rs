@@ -444,14 +444,21 @@ fn op_codec() {
 /// Reads segment files out of fuzz input, so that random bytes make segments with valid
 /// headers and checksums often enough to go past them: each command starts with a byte
 /// choosing a valid frame, a frame holding a valid operation, raw bytes, zeros or a new
-/// segment.
+/// segment. A segment is unsealed (frames from byte 32) or sealed (frames from byte 64, at an
+/// alignment of 32), as the byte after its first LSN says; in a sealed one, an odd count of
+/// zeros ends the batch with its padding frame, and half as many zeros follow.
 struct Segments<'a> {
     input: Cursor<'a>,
     /// `(first_lsn, bytes)` of each segment file.
     files: Vec<(u64, Vec<u8>)>,
     /// The LSN the next frame carries unless the input says otherwise.
     next_lsn: u64,
+    /// Whether the last segment is sealed.
+    sealed: bool,
 }
+
+/// The alignment of the fuzzer's sealed segments (their frames start at twice it).
+const SEAL_ALIGN: usize = 32;
 
 impl Segments<'_> {
     /// A first LSN: usually where the previous segment ended, sometimes an edge.
@@ -470,10 +477,15 @@ impl Segments<'_> {
     fn start_segment(&mut self) {
         let first_lsn = self.first_lsn();
         let mut header = segment::encode_header(first_lsn, segment::HEADER_LEN as u32).to_vec();
-        // One header in sixteen damaged at a byte the input chooses.
+        // One header in sixteen damaged at a byte the input chooses, about half of the
+        // others sealed.
         let flaw = self.input.byte();
+        self.sealed = (16..128).contains(&flaw);
         if flaw < 16 {
             header[usize::from(flaw) * 2] ^= 0x5a;
+        } else if self.sealed {
+            header = segment::encode_sealed(first_lsn, SEAL_ALIGN as u32).to_vec();
+            header.resize(2 * SEAL_ALIGN, 0);
         }
         self.next_lsn = first_lsn;
         self.files.push((first_lsn, header));
@@ -498,6 +510,7 @@ impl Segments<'_> {
             input: Cursor { input },
             files: Vec::new(),
             next_lsn: 1,
+            sealed: false,
         };
         s.start_segment();
         while !s.input.input.is_empty() {
@@ -520,9 +533,16 @@ impl Segments<'_> {
                     s.last().extend_from_slice(raw);
                 }
                 3 => {
-                    let len = usize::from(s.input.byte()) * 4;
-                    let bytes = s.last();
-                    bytes.resize(bytes.len() + len, 0);
+                    let count = s.input.byte();
+                    let (sealed, next_lsn) = (s.sealed, s.next_lsn);
+                    let (id, bytes) = s.files.last_mut().expect("a segment was started");
+                    let zeros = if sealed && count % 2 == 1 {
+                        frame::seal(bytes, SEAL_ALIGN, *id, next_lsn);
+                        count / 2
+                    } else {
+                        count
+                    };
+                    bytes.resize(bytes.len() + usize::from(zeros) * 4, 0);
                 }
                 _ => s.start_segment(),
             }
@@ -573,11 +593,22 @@ fn journal_recovery() {
             assert_eq!(last, first.last_lsn);
         }
         // The last segment's records end at the tail; only zeros follow (a torn tail is
-        // cleared in place).
+        // cleared in place). In a sealed one, they end with a batch's padding frame: a batch
+        // is kept whole or not at all.
         if let Some(seg) = first.segments.last() {
             let bytes = std::fs::read(&seg.path).unwrap();
             assert!(bytes.len() as u64 >= first.tail_len);
             assert!(bytes[first.tail_len as usize..].iter().all(|&b| b == 0));
+            let mut at = first.layout.data_offset as usize;
+            let mut last_kind = frame::PAD;
+            while at < first.tail_len as usize {
+                let frame::Decoded::Frame(f) = frame::decode(&bytes[at..], seg.first_lsn) else {
+                    panic!("no frame at {at}, before the tail at {}", first.tail_len);
+                };
+                (last_kind, at) = (f.kind, at + f.size);
+            }
+            assert_eq!(at as u64, first.tail_len.max(first.layout.data_offset));
+            assert!(!first.layout.sealed || last_kind == frame::PAD, "{last_kind}");
         }
         // Recovery after recovery finds nothing to repair and the same journal.
         let again = recovery::recover(dir.path(), applied_lsn, |_, _| Ok(())).unwrap();
