@@ -146,7 +146,10 @@ mod tests {
         let bytes = segment_bytes(5, 3);
         let t = verified_len(&bytes, &seg(5), false).unwrap();
         assert_eq!((t.first_lsn, t.next_lsn), (5, 8));
-        assert_eq!(t.len, 1536, "header sector, a zero sector, one sealed batch");
+        assert_eq!(
+            t.len, 1536,
+            "header sector, a zero sector, one sealed batch"
+        );
     }
 
     #[test]

@@ -122,7 +122,11 @@ fn a_batch_torn_at_any_byte_is_dropped_whole() {
         assert_eq!(seen, kept, "cut at {cut}");
         assert_eq!(r.last_lsn, kept.len() as Lsn, "cut at {cut}");
         assert_eq!(r.tail_len, if whole { end } else { start } as u64);
-        let torn = if whole { 0 } else { nonzero_len(&b.bytes[start..cut]) };
+        let torn = if whole {
+            0
+        } else {
+            nonzero_len(&b.bytes[start..cut])
+        };
         assert_eq!(r.truncated_bytes, torn as u64, "cut at {cut}");
         let after = std::fs::read(&path).unwrap();
         assert!(is_zero(&after[r.tail_len as usize..]), "cut at {cut}");
@@ -167,7 +171,10 @@ fn a_batch_with_any_of_its_sectors_missing_is_dropped_whole_or_refused() {
             Err(e) => panic!("sectors {persisted:b}: {e}"),
         }
     }
-    assert!(torn >= sectors && refused > 0, "{torn} torn, {refused} refused");
+    assert!(
+        torn >= sectors && refused > 0,
+        "{torn} torn, {refused} refused"
+    );
 }
 
 /// A torn batch of which the store has applied a record was synced: damage, refused.
