@@ -145,7 +145,7 @@ impl Core {
                 .map(|(lsn, until_ms)| KeepForRollback { lsn, until_ms }),
             },
             rec.segments,
-            rec.data_offset,
+            rec.layout,
             rec.tail_len,
             rec.last_lsn,
             committed_tx,

@@ -195,6 +195,18 @@ async fn sigterm_stops_cleanly_and_restart_keeps_history() {
     assert_eq!(thread[0]["text"], "before restart");
 }
 
+/// Where the frames of the segment at `path` (its content `bytes`) end.
+fn records_end(path: &std::path::Path, bytes: &[u8]) -> usize {
+    use kefud::journal::{frame, segment};
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let first_lsn = segment::parse_name(name).unwrap();
+    let mut at = segment::check_header(bytes, first_lsn).unwrap().data_offset as usize;
+    while let frame::Decoded::Frame(f) = frame::decode(&bytes[at..], first_lsn) {
+        at += f.size;
+    }
+    at
+}
+
 #[tokio::test]
 async fn a_torn_tail_is_cleared_and_startup_succeeds() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,9 +215,10 @@ async fn a_torn_tail_is_cleared_and_startup_succeeds() {
     d.kill9();
     let last = journal_segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&last).unwrap();
-    // The records end at a sector boundary, zeros after them (written ahead).
-    let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
-    let at = records_end.next_multiple_of(512);
+    // The records end at a sector boundary, after the last batch's padding frame (whose
+    // payload is zeros too), zeros after them (written ahead).
+    let at = records_end(&last, &bytes);
+    assert_eq!(at % 512, 0);
     assert!(bytes[at..].iter().all(|&b| b == 0) && bytes.len() > at + 512);
     // A half-written record there: a plausible header and some payload, then nothing.
     let half = [

@@ -34,6 +34,10 @@ use kefud::op::{HandoffReason, KbEntry, MessageAdded, Op, StatusChanged};
 use kefud::routing::knowledge::{self, Format};
 use kefud::{wechat_crypto, wire};
 
+#[path = "fuzz/segments.rs"]
+mod segments;
+use segments::Segments;
+
 /// The largest input a target takes; longer ones (from a corpus file) are skipped.
 const MAX_INPUT: usize = 64 * 1024;
 /// The largest single allocation any parser may make for an input of at most [`MAX_INPUT`].
@@ -441,96 +445,6 @@ fn op_codec() {
     });
 }
 
-/// Reads segment files out of fuzz input, so that random bytes make segments with valid
-/// headers and checksums often enough to go past them: each command starts with a byte
-/// choosing a valid frame, a frame holding a valid operation, raw bytes, zeros or a new
-/// segment.
-struct Segments<'a> {
-    input: Cursor<'a>,
-    /// `(first_lsn, bytes)` of each segment file.
-    files: Vec<(u64, Vec<u8>)>,
-    /// The LSN the next frame carries unless the input says otherwise.
-    next_lsn: u64,
-}
-
-impl Segments<'_> {
-    /// A first LSN: usually where the previous segment ended, sometimes an edge.
-    fn first_lsn(&mut self) -> u64 {
-        match self.input.byte() {
-            0..=191 => self.next_lsn,
-            192..=199 => 0,
-            200..=207 => 1,
-            208..=215 => u64::MAX,
-            216..=223 => u64::MAX - 1,
-            224..=239 => self.next_lsn.wrapping_add(1),
-            _ => self.next_lsn.wrapping_sub(1),
-        }
-    }
-
-    fn start_segment(&mut self) {
-        let first_lsn = self.first_lsn();
-        let mut header = segment::encode_header(first_lsn, segment::HEADER_LEN as u32).to_vec();
-        // One header in sixteen damaged at a byte the input chooses.
-        let flaw = self.input.byte();
-        if flaw < 16 {
-            header[usize::from(flaw) * 2] ^= 0x5a;
-        }
-        self.next_lsn = first_lsn;
-        self.files.push((first_lsn, header));
-    }
-
-    fn frame(&mut self, kind: u8, payload: &[u8]) {
-        let lsn = match self.input.byte() {
-            0..=239 => self.next_lsn,
-            skew => self.next_lsn.wrapping_add(u64::from(skew - 240)),
-        };
-        self.next_lsn = lsn.wrapping_add(1);
-        let (id, bytes) = self.files.last_mut().expect("a segment was started");
-        frame::encode_with(bytes, *id, lsn, kind, |b| b.extend_from_slice(payload));
-    }
-
-    fn last(&mut self) -> &mut Vec<u8> {
-        &mut self.files.last_mut().expect("a segment was started").1
-    }
-
-    fn build(input: &[u8]) -> Vec<(u64, Vec<u8>)> {
-        let mut s = Segments {
-            input: Cursor { input },
-            files: Vec::new(),
-            next_lsn: 1,
-        };
-        s.start_segment();
-        while !s.input.input.is_empty() {
-            match s.input.byte() % 5 {
-                0 => {
-                    let kind = s.input.byte();
-                    let len = usize::from(s.input.byte());
-                    let payload = s.input.bytes(len);
-                    s.frame(kind, payload);
-                }
-                1 => {
-                    let op = s.input.op();
-                    let mut payload = Vec::new();
-                    op.encode(&mut payload);
-                    s.frame(op.kind(), &payload);
-                }
-                2 => {
-                    let len = usize::from(s.input.byte());
-                    let raw = s.input.bytes(len);
-                    s.last().extend_from_slice(raw);
-                }
-                3 => {
-                    let len = usize::from(s.input.byte()) * 4;
-                    let bytes = s.last();
-                    bytes.resize(bytes.len() + len, 0);
-                }
-                _ => s.start_segment(),
-            }
-        }
-        s.files
-    }
-}
-
 /// A directory for the journal: on tmpfs where there is one (recovery fsyncs).
 fn scratch_dir() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
@@ -573,11 +487,25 @@ fn journal_recovery() {
             assert_eq!(last, first.last_lsn);
         }
         // The last segment's records end at the tail; only zeros follow (a torn tail is
-        // cleared in place).
+        // cleared in place). In a sealed one, they end with a batch's padding frame: a batch
+        // is kept whole or not at all.
         if let Some(seg) = first.segments.last() {
             let bytes = std::fs::read(&seg.path).unwrap();
             assert!(bytes.len() as u64 >= first.tail_len);
             assert!(bytes[first.tail_len as usize..].iter().all(|&b| b == 0));
+            let mut at = first.layout.data_offset as usize;
+            let mut last_kind = frame::PAD;
+            while at < first.tail_len as usize {
+                let frame::Decoded::Frame(f) = frame::decode(&bytes[at..], seg.first_lsn) else {
+                    panic!("no frame at {at}, before the tail at {}", first.tail_len);
+                };
+                (last_kind, at) = (f.kind, at + f.size);
+            }
+            assert_eq!(at as u64, first.tail_len.max(first.layout.data_offset));
+            assert!(
+                !first.layout.sealed || last_kind == frame::PAD,
+                "{last_kind}"
+            );
         }
         // Recovery after recovery finds nothing to repair and the same journal.
         let again = recovery::recover(dir.path(), applied_lsn, |_, _| Ok(())).unwrap();

@@ -5,11 +5,12 @@
 //!   store snapshot lacks) on; when that record is not written yet, from the last segment
 //!   (it holds `applied`, or starts right after it), so the restored journal reaches the
 //!   store's LSN as recovery demands.
-//! - [`verified_len`]: a segment is taken up to the end of its last frame whose CRC checks.
-//!   A closed segment must be whole (valid frames, then zeros or the end of the file). The
-//!   last one may be mid-write: it is cut at its first frame that does not check, which is
-//!   after every record acknowledged before the backup began (those were synced before it
-//!   read a byte), so the cut loses only records written while it ran.
+//! - [`verified_len`]: a segment is taken up to the end of its records as recovery reads them
+//!   (its last whole batch; in an unsealed segment, its last frame whose CRC checks). A closed
+//!   segment must be whole (valid batches, then zeros or the end of the file). The last one may
+//!   be mid-write: it is cut at the end of its last whole batch, which is after every record
+//!   acknowledged before the backup began (those were synced before it read a byte), so the
+//!   cut loses only records written while it ran.
 //! - [`contiguous`]: the segments taken must chain LSN to LSN, from at or before
 //!   `applied + 1` to at least `applied`; a gap means the listing raced a rotation and
 //!   retention, and the backup starts over.
@@ -48,9 +49,9 @@ pub struct Taken {
 /// A sentence naming the offset: a bad header, a frame with the wrong LSN, or (in a closed
 /// segment) a frame that does not check.
 pub fn verified_len(bytes: &[u8], seg: &SegmentFile, last: bool) -> Result<Taken, String> {
-    let data_offset = segment::check_header(bytes, seg.first_lsn)
+    let layout = segment::check_header(bytes, seg.first_lsn)
         .map_err(|e| format!("{} at offset 0: {e}", seg.path.display()))?;
-    let end = walk(bytes, seg, data_offset, |_, _| Ok(())).map_err(|e| e.to_string())?;
+    let end = walk(bytes, seg, layout, |_, _| Ok(())).map_err(|e| e.to_string())?;
     if let (Some(why), false) = (end.bad, last) {
         return Err(format!(
             "{} at offset {}: {why} in a closed segment: the live journal is damaged (kefud \
@@ -111,12 +112,12 @@ mod tests {
     use crate::journal::frame;
 
     fn segment_bytes(first: Lsn, records: u64) -> Vec<u8> {
-        let mut buf = segment::encode_header(first, 512).to_vec();
-        buf.resize(512, 0);
+        let mut buf = segment::encode_sealed(first, 512).to_vec();
+        buf.resize(1024, 0);
         for lsn in first..first + records {
             frame::encode_with(&mut buf, first, lsn, 1, |b| b.extend_from_slice(b"payload"));
         }
-        frame::pad_to(&mut buf, 512, first, first + records);
+        frame::seal(&mut buf, 512, first, first + records);
         buf.resize(buf.len() + 4096, 0);
         buf
     }
@@ -145,15 +146,19 @@ mod tests {
         let bytes = segment_bytes(5, 3);
         let t = verified_len(&bytes, &seg(5), false).unwrap();
         assert_eq!((t.first_lsn, t.next_lsn), (5, 8));
-        assert_eq!(t.len, 1024, "header sector plus one padded batch");
+        assert_eq!(
+            t.len, 1536,
+            "header sector, a zero sector, one sealed batch"
+        );
     }
 
     #[test]
-    fn the_open_segment_is_cut_at_a_half_written_frame() {
+    fn the_open_segment_is_cut_at_its_last_whole_batch() {
         let whole = segment_bytes(5, 3);
         let batch = whole.len() - 4096;
-        // Every prefix of the frame being written: the cut stays at the last whole batch.
-        for keep in 0..frame::HEADER_LEN + 13 {
+        // Every prefix of the frame being written, the whole frame without the batch's
+        // padding frame included: the cut stays at the last whole batch.
+        for keep in 0..=frame::HEADER_LEN + 13 {
             let mut bytes = whole[..batch].to_vec();
             let mut next = Vec::new();
             frame::encode_with(&mut next, 5, 8, 1, |b| {

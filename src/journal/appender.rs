@@ -1,10 +1,12 @@
 //! The open segment: where the journal writer appends, one synchronous, sector-aligned write
 //! per batch.
 //!
-//! - Each batch is padded with a [`frame::PAD`] frame to the segment's alignment (its data
-//!   offset: the device's logical block size, 512 bytes on an SD card), so every write starts
-//!   and ends on a sector boundary and never rewrites a sector that holds an earlier batch. A
-//!   torn write can damage only the batch being written, which nobody was told about.
+//! - Each batch ends with a [`frame::PAD`] frame that pads it to the segment's alignment (the
+//!   device's logical block size, 512 bytes on an SD card; the segment is sealed, see
+//!   `segment.rs`), so every write starts and ends on a sector boundary and never rewrites a
+//!   sector that holds an earlier batch. A torn write can damage only the batch being written,
+//!   which nobody was told about, and the padding frame, written last in the batch's bytes,
+//!   says that the batch is whole: recovery keeps a batch only with it.
 //! - Writes are `O_DIRECT | O_DSYNC`: one `pwrite` per batch, durable when it returns, with no
 //!   page-cache copy and no separate `fdatasync`. Where the file system refuses direct I/O
 //!   (tmpfs, or an alignment it does not take) they go through the page cache with `O_DSYNC`,
@@ -74,7 +76,7 @@ impl Appender {
                 Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => continue,
                 Err(e) => return Err(e),
             };
-            let header = segment::encode_header(first_lsn, align as u32);
+            let header = segment::encode_sealed(first_lsn, align as u32);
             let mut buf = AlignedBuf::default();
             match file.write_all_at(buf.filled(&header, ZERO_CHUNK as usize), 0) {
                 Ok(()) => break (file, direct, align, buf),
@@ -92,20 +94,25 @@ impl Appender {
             path,
             direct,
             align,
-            position: align as u64,
+            position: 2 * align as u64,
             buf,
         })
     }
 
-    /// Reopens the last segment to append at `position`, the end of its records; `None` if it
-    /// cannot take aligned batches there (a version 1 segment, or records that end off the
-    /// alignment), and the writer starts a new segment instead.
+    /// Reopens the last segment, laid out as `layout` says, to append at `position`, the end
+    /// of its records; `None` if it cannot take sealed batches there (a version 1 or an
+    /// unsealed segment, or records that end off the alignment), and the writer starts a new
+    /// segment instead.
     ///
     /// # Errors
     /// Any I/O error opening the file.
-    pub fn resume(path: &Path, data_offset: u64, position: u64) -> io::Result<Option<Appender>> {
-        let align = data_offset as usize;
-        if !ALIGNMENTS.contains(&align) || position % data_offset != 0 {
+    pub fn resume(
+        path: &Path,
+        layout: segment::Layout,
+        position: u64,
+    ) -> io::Result<Option<Appender>> {
+        let align = layout.align as usize;
+        if !layout.sealed || !ALIGNMENTS.contains(&align) || position % layout.align != 0 {
             return Ok(None);
         }
         let (file, direct) = match open(path, true, false) {
@@ -134,7 +141,7 @@ impl Appender {
         &self.path
     }
 
-    /// Pads `frames` (appending a padding frame) and writes them at the position, durably.
+    /// Seals `frames` (appending a padding frame) and writes them at the position, durably.
     /// `next_lsn` is the LSN the next record will carry. Returns the bytes written, padding
     /// included.
     ///
@@ -146,7 +153,7 @@ impl Appender {
         segment_id: u64,
         next_lsn: u64,
     ) -> io::Result<u64> {
-        frame::pad_to(frames, self.align, segment_id, next_lsn);
+        frame::seal(frames, self.align, segment_id, next_lsn);
         match self.write_at_position(frames) {
             Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
                 tracing::info!(file = %self.path.display(), "journal: direct I/O refused here; writing through the page cache (O_DSYNC)");
@@ -399,11 +406,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = Appender::create(dir.path(), 1).unwrap();
         let align = a.align as u64;
-        assert_eq!(a.position(), align, "the header has a sector of its own");
+        assert_eq!(
+            a.position(),
+            2 * align,
+            "the header has a sector of its own, and the next one stays zero"
+        );
         let path = dir.path().join(segment::file_name(1));
         assert_eq!(a.path(), path);
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(segment::check_header(&bytes, 1), Ok(align));
+        assert_eq!(
+            segment::check_header(&bytes, 1),
+            Ok(segment::Layout {
+                data_offset: 2 * align,
+                align,
+                sealed: true
+            })
+        );
         assert_eq!(
             bytes.len() as u64,
             ZERO_CHUNK,
@@ -415,11 +433,16 @@ mod tests {
         assert_eq!(a.position() % align, 0);
         let mut batch = records(1, 4..5, 3000);
         a.append(&mut batch, 1, 5).unwrap();
+        // Records that end exactly on the alignment: the seal takes a whole unit.
+        let before = a.position();
+        let mut batch = records(1, 5..6, align as usize - frame::HEADER_LEN);
+        a.append(&mut batch, 1, 6).unwrap();
+        assert_eq!(a.position(), before + 2 * align);
         let bytes = std::fs::read(&path).unwrap();
         assert!(bytes[a.position() as usize..].iter().all(|&b| b == 0));
 
         // Frames then padding, in order, from the data offset.
-        let mut at = align as usize;
+        let mut at = 2 * align as usize;
         let mut seen = Vec::new();
         while at < a.position() as usize {
             let Decoded::Frame(f) = decode(&bytes[at..], 1) else {
@@ -436,7 +459,9 @@ mod tests {
                 (3, 3),
                 (frame::PAD, 4),
                 (3, 4),
-                (frame::PAD, 5)
+                (frame::PAD, 5),
+                (3, 5),
+                (frame::PAD, 6)
             ]
         );
     }
@@ -469,15 +494,29 @@ mod tests {
         let position = a.position();
         drop(a);
         let path = dir.path().join(segment::file_name(1));
-        assert!(Appender::resume(&path, align, position + 1)
+        let sealed = segment::check_header(&std::fs::read(&path).unwrap(), 1).unwrap();
+        assert!(Appender::resume(&path, sealed, position + 1)
             .unwrap()
             .is_none());
-        assert!(
-            Appender::resume(&path, segment::HEADER_LEN, segment::HEADER_LEN)
-                .unwrap()
-                .is_none()
-        );
-        let mut a = Appender::resume(&path, align, position).unwrap().unwrap();
+        let v1 = segment::Layout {
+            data_offset: segment::HEADER_LEN,
+            align: segment::HEADER_LEN,
+            sealed: false,
+        };
+        assert!(Appender::resume(&path, v1, segment::HEADER_LEN)
+            .unwrap()
+            .is_none());
+        // An unsealed version 2 segment (an older kefud's) is never appended to: its batches
+        // cannot be told apart, so the writer starts a sealed segment instead.
+        let unsealed = segment::Layout {
+            data_offset: align,
+            align,
+            sealed: false,
+        };
+        assert!(Appender::resume(&path, unsealed, position)
+            .unwrap()
+            .is_none());
+        let mut a = Appender::resume(&path, sealed, position).unwrap().unwrap();
         a.append(&mut records(1, 2..3, 10), 1, 3).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert!(matches!(

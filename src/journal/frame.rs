@@ -5,7 +5,9 @@
 //! no I/O, every case tested inline.
 //!
 //! A frame of kind [`PAD`] is filler, not a record: it carries the LSN the next record will
-//! have, a zero payload, and pads a batch to the segment's write alignment.
+//! have, a zero payload, and pads a batch to the segment's write alignment. In a sealed
+//! segment (`segment.rs`) every batch ends with one ([`seal`]), so it also says where the
+//! batch ends.
 
 pub const HEADER_LEN: usize = 17;
 /// The kind of a padding frame (operations' kinds start at 1).
@@ -39,13 +41,11 @@ pub fn encode_with(
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// Appends a padding frame so that `buf.len()` becomes a multiple of `align` (a power of two);
-/// nothing when it already is. `next_lsn` is the LSN the next record will carry.
-pub fn pad_to(buf: &mut Vec<u8>, align: usize, segment_id: u64, next_lsn: u64) {
+/// Ends a batch: appends a padding frame that makes `buf.len()` a multiple of `align` (a power
+/// of two, at least [`HEADER_LEN`]). There is always one, a whole unit of it when the batch's
+/// frames already end on the boundary. `next_lsn` is the LSN the next record will carry.
+pub fn seal(buf: &mut Vec<u8>, align: usize, segment_id: u64, next_lsn: u64) {
     let short = buf.len().next_multiple_of(align) - buf.len();
-    if short == 0 {
-        return;
-    }
     // A frame takes at least a header: too little room left fills the next unit as well.
     let size = if short >= HEADER_LEN {
         short
@@ -156,15 +156,22 @@ mod tests {
     }
 
     #[test]
-    fn padding_reaches_the_alignment_and_decodes_as_a_pad_frame() {
-        for used in [0, 1, 17, 100, 495, 496, 497, 511, 512, 1000] {
+    fn a_seal_reaches_the_alignment_and_decodes_as_a_pad_frame() {
+        for (used, padded) in [
+            (0, 512),
+            (1, 512),
+            (17, 512),
+            (100, 512),
+            (495, 512),
+            (496, 1024),
+            (497, 1024),
+            (511, 1024),
+            (512, 1024),
+            (1000, 1024),
+        ] {
             let mut buf = vec![7u8; used];
-            pad_to(&mut buf, 512, 3, 9);
-            assert_eq!(buf.len() % 512, 0, "used {used}");
-            if used % 512 == 0 {
-                assert_eq!(buf.len(), used);
-                continue;
-            }
+            seal(&mut buf, 512, 3, 9);
+            assert_eq!(buf.len(), padded, "used {used}");
             match decode(&buf[used..], 3) {
                 Decoded::Frame(f) => {
                     assert_eq!((f.kind, f.lsn, f.size), (PAD, 9, buf.len() - used));

@@ -2,9 +2,10 @@
 //!
 //! # Format
 //! The journal directory holds segment files named `{first_lsn:020}.wal`. Each starts with a
-//! 32-byte header in a sector of its own (`segment.rs`); frames (`frame.rs`) follow from the
-//! next sector, each batch padded to a sector boundary with a padding frame, and the rest of
-//! the file is zeros written ahead of the records (`appender.rs`):
+//! 32-byte header and its seal extension in a sector of its own (`segment.rs`); frames
+//! (`frame.rs`) follow from the sector after the next, each batch ended by a padding frame
+//! that pads it to a sector boundary (its seal), and the rest of the file is zeros written
+//! ahead of the records (`appender.rs`):
 //!
 //! ```text
 //! len u32 LE | crc32c u32 LE | lsn u64 LE | kind u8 | payload[len]
@@ -33,20 +34,29 @@
 //! was not writing is damage, which recovery refuses).
 //!
 //! # Recovery policy (`recovery.rs`)
+//! A batch is kept whole or not at all: in a sealed segment the records end after the last
+//! padding frame, and records after it are a batch whose write was torn (its sectors may
+//! persist in part, in any order), none of them acknowledged, since acks wait for the whole
+//! write. So records the dispatcher glued into one batch (a record and its cluster stamp)
+//! survive a power cut together or not at all. Version 1 and unsealed version 2 segments,
+//! written before sealing, do not say where their batches end: there each frame is its own
+//! unit, and the writer never appends to them.
+//!
 //! Zeros after the last record are the end of the records, in any segment. Only a torn tail
-//! is cleared (overwritten with zeros): the bytes of the last segment from its first bad frame on,
-//! when nothing in them can have been acknowledged. The writer writes a batch only after the
-//! previous fsync returned, so a torn write is the last thing in the file, and the store
-//! applies only synced records. Hence a bad frame is damage, not a torn write, when the store
-//! has applied its LSN, or when any valid frame of the segment with a later LSN follows it at
-//! any byte offset (the bit flip in the middle of a segment an SD card shows after a power
-//! cut). Damage anywhere stops startup with the file and offset, and no file is touched. Two
-//! cases look alike and are refused on purpose: the pages of one unsynced multi-record write
-//! persisted out of order (never acknowledged) and damage followed by valid records (were);
-//! the operator decides with `kefud journal truncate FILE OFFSET`. Damage to the very last
-//! record before the store applied it is indistinguishable from a torn write and is cleared.
-//! Every cleared tail is first copied (without its trailing zeros), fsync'd, to `damaged/` in the journal
-//! directory as `{segment}.{offset}.{unix_ms}.tail`, for inspection; nothing deletes them.
+//! is cleared (overwritten with zeros): the bytes of the last segment from the end of its last
+//! whole batch on, when nothing in them can have been acknowledged. The writer writes a batch
+//! only after the previous fsync returned, so a torn write is the last thing in the file, and
+//! the store applies only synced records. Hence a bad frame or an unsealed batch is damage,
+//! not a torn write, when the store has applied a record of that batch, or when any valid
+//! frame of the segment with a later LSN follows the first bad byte at any offset (the bit
+//! flip in the middle of a segment an SD card shows after a power cut). Damage anywhere stops
+//! startup with the file and offset, and no file is touched. Two cases look alike and are
+//! refused on purpose: the sectors of one unsynced multi-record write persisted out of order
+//! (never acknowledged) and damage followed by valid records (were); the operator decides with
+//! `kefud journal truncate FILE OFFSET`. Damage to the very last batch before the store
+//! applied it is indistinguishable from a torn write and is cleared. Every cleared tail is
+//! first copied (without its trailing zeros), fsync'd, to `damaged/` in the journal directory
+//! as `{segment}.{offset}.{unix_ms}.tail`, for inspection; nothing deletes them.
 //!
 //! A failed write or fsync at run time latches the writer (`writer.rs`): it is never retried,
 //! because after a failed fsync the kernel may have dropped the dirty pages and a retry could

@@ -8,12 +8,22 @@
 //! - Padding frames carry the next record's LSN and are skipped. Zeros from the end of the
 //!   records to the end of the file are where a segment's records end (the writer writes
 //!   zeros ahead of them), in any segment.
-//! - In the last segment, the first frame that is incomplete or fails its CRC, with something
-//!   other than zeros after it, is judged by [`judge_tail`] (pure): it is a torn tail only if
-//!   nothing after it could have been acknowledged — the store has not applied its LSN, and no
-//!   valid frame of this segment follows at any byte offset. A torn tail is copied aside into
-//!   `damaged/` (trailing zeros left out), then overwritten with zeros and synced (the file
-//!   keeps its size, so appends stay within written blocks), and startup goes on.
+//! - A batch is a unit. In a sealed segment (`segment.rs`) every batch ends with a padding
+//!   frame, so a segment's records end after its last padding frame: records after it are a
+//!   batch whose write did not complete (a power cut persists the sectors of one write
+//!   independently, so any prefix of a batch can survive), and none of them is replayed,
+//!   whatever follows them. A record glued to the next (a record and its cluster stamp, the
+//!   writer never ends a batch between them) is therefore kept with it or dropped with it.
+//!   Version 1 and unsealed segments do not say where batches end: there, every frame is its
+//!   own unit, as before sealing.
+//! - In the last segment, a torn batch (records without their padding frame), or a first frame
+//!   that is incomplete or fails its CRC with something other than zeros after it, is judged
+//!   by [`judge_tail`] (pure): it is a torn tail only if nothing in it could have been
+//!   acknowledged — the store has applied no record of it, and no valid frame of this segment
+//!   follows the first bad byte at any offset. A torn tail, from the end of the last whole
+//!   batch, is copied aside into `damaged/` (trailing zeros left out), then overwritten with
+//!   zeros and synced (the file keeps its size, so appends stay within written blocks), and
+//!   startup goes on.
 //! - Anything else — a bad frame followed by a valid one, a bad frame the store has already
 //!   applied, a bad header, a bad frame before the last segment, a gap or an overlap between
 //!   segments, an undecodable operation — stops startup with [`Error::Corrupt`] naming the
@@ -25,7 +35,7 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, Decoded, Frame};
-use super::segment::{self, SegmentFile};
+use super::segment::{self, Layout, SegmentFile};
 use super::Error;
 use crate::model::Lsn;
 use crate::op::{DecodeError, Op};
@@ -38,45 +48,58 @@ pub struct Recovered {
     pub segments: Vec<SegmentFile>,
     /// LSN of the last committed record (0 for an empty journal).
     pub last_lsn: Lsn,
-    /// Where the last segment's frames start (its write alignment, for version 2).
-    pub data_offset: u64,
+    /// How the last segment is laid out (the default when there is none).
+    pub layout: Layout,
     /// Valid length of the last segment, where appending resumes.
     pub tail_len: u64,
     /// Bytes of a torn tail cleared.
     pub truncated_bytes: u64,
 }
 
-/// Where a segment's valid prefix ends.
+/// Where a segment's records end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct End {
+    /// After the last whole batch (in an unsealed segment, the last valid frame).
     pub(crate) offset: usize,
     /// The LSN the next record must carry.
     pub(crate) next_lsn: Lsn,
-    /// Why the frame at `offset` is not valid; `None` when the file ends there.
+    /// Why the bytes at `offset` are not the end of the records; `None` when only zeros, or
+    /// nothing, follow.
     pub(crate) bad: Option<&'static str>,
+    /// Where the valid frames stop (at or after `offset`: the frames between are a batch
+    /// without its padding frame), and the LSN the frame there should carry.
+    pub(crate) stop: usize,
+    pub(crate) stop_lsn: Lsn,
 }
 
-/// Walks `bytes` (a segment whose header was checked) frame by frame, calling `each` with the
-/// offset of every valid frame, until the file ends or a frame is incomplete or corrupt.
+/// Why the bytes after a sealed segment's last whole batch are not its end.
+const UNSEALED_BATCH: &str = "records without the padding frame that ends their batch";
+
+/// Walks `bytes` (a segment whose header was checked, laid out as `layout`) frame by frame,
+/// calling `each` with the offset of every record of a whole batch (of every valid record,
+/// unsealed), in order, until the file ends or a frame is incomplete or corrupt.
 ///
 /// # Errors
 /// [`Error::Corrupt`] for a valid frame carrying the wrong LSN or the largest LSN there is
 /// (no next one), or whatever `each` returns.
-pub(crate) fn walk(
-    bytes: &[u8],
+pub(crate) fn walk<'a>(
+    bytes: &'a [u8],
     seg: &SegmentFile,
-    data_offset: u64,
-    mut each: impl FnMut(usize, Frame<'_>) -> Result<(), Error>,
+    layout: Layout,
+    mut each: impl FnMut(usize, Frame<'a>) -> Result<(), Error>,
 ) -> Result<End, Error> {
-    let mut offset = (data_offset as usize).min(bytes.len());
+    let mut at = (layout.data_offset as usize).min(bytes.len());
     let mut next_lsn = seg.first_lsn;
-    loop {
-        let bad = match frame::decode(&bytes[offset..], seg.first_lsn) {
+    // The records of the batch being read, until its padding frame.
+    let mut batch: Vec<(usize, Frame<'a>)> = Vec::new();
+    let mut whole = (at, next_lsn);
+    let bad = loop {
+        match frame::decode(&bytes[at..], seg.first_lsn) {
             Decoded::Frame(f) => {
                 if f.lsn != next_lsn {
                     return Err(Error::corrupt(
                         &seg.path,
-                        offset as u64,
+                        at as u64,
                         format!("record has LSN {} where {next_lsn} was expected", f.lsn),
                     ));
                 }
@@ -84,31 +107,37 @@ pub(crate) fn walk(
                 if f.lsn == Lsn::MAX {
                     return Err(Error::corrupt(
                         &seg.path,
-                        offset as u64,
+                        at as u64,
                         format!("record has LSN {}, the largest there is", f.lsn),
                     ));
                 }
-                if f.kind == frame::PAD {
-                    offset += f.size;
-                    continue;
+                if f.kind != frame::PAD {
+                    batch.push((at, f));
+                    next_lsn += 1;
                 }
-                each(offset, f)?;
-                next_lsn += 1;
-                offset += f.size;
-                continue;
+                at += f.size;
+                if f.kind == frame::PAD || !layout.sealed {
+                    for (offset, f) in batch.drain(..) {
+                        each(offset, f)?;
+                    }
+                    whole = (at, next_lsn);
+                }
             }
-            Decoded::Incomplete if offset == bytes.len() => None,
+            Decoded::Incomplete if at == bytes.len() => break None,
             // The zeros written ahead of the records.
-            _ if is_zero(&bytes[offset..]) => None,
-            Decoded::Incomplete => Some("incomplete record"),
-            Decoded::Corrupt(why) => Some(why),
-        };
-        return Ok(End {
-            offset,
-            next_lsn,
-            bad,
-        });
-    }
+            _ if is_zero(&bytes[at..]) => break None,
+            Decoded::Incomplete => break Some("incomplete record"),
+            Decoded::Corrupt(why) => break Some(why),
+        }
+    };
+    let (offset, whole_lsn) = whole;
+    Ok(End {
+        offset,
+        next_lsn: whole_lsn,
+        bad: bad.or((offset < at).then_some(UNSEALED_BATCH)),
+        stop: at,
+        stop_lsn: next_lsn,
+    })
 }
 
 /// What the bytes of the last segment from its first bad frame on are.
@@ -120,44 +149,49 @@ pub enum Tail {
     Damaged(String),
 }
 
-/// Judges the tail of the last segment starting at `bad`, the first offset where no valid
-/// frame begins (`why` says how it failed), the record there being LSN `lsn`. Pure.
+/// Judges the tail of the last segment after its records, `end` (where `end.bad` says why it
+/// is not their end): from `end.offset`, whose record would be LSN `end.next_lsn`, to the
+/// first bad byte at `end.stop`, valid records of a batch without its padding frame (none in
+/// an unsealed segment), then whatever is there. Pure.
 ///
 /// The writer issues its next write only after the previous fsync returned, and never writes
 /// again after a failed one, so only the last write can be torn. That write began at or
-/// before `bad`, and:
-/// - if the store has applied `lsn`, the record was synced (the store only sees committed
-///   batches): damage;
-/// - if a valid frame of this segment with a later LSN starts anywhere after `bad`, the bytes
-///   at `bad` were written before it, and were most likely synced: damage. (A power cut can
-///   also persist the pages of one unsynced multi-record write out of order, leaving a later
-///   record whole and an earlier one torn; nothing in it was acknowledged, but the file
-///   cannot tell the two apart, so recovery refuses and the operator decides, with
+/// before `end.offset` (a batch is one write, and ends with its padding frame), and:
+/// - if the store has applied `end.next_lsn`, the batch was synced (the store only sees
+///   committed batches): damage;
+/// - if a valid frame of this segment with a later LSN starts anywhere after `end.stop`, the
+///   bytes at `end.stop` were written before it, and were most likely synced: damage. (A power
+///   cut can also persist the sectors of one unsynced multi-record write out of order, leaving
+///   a later record whole and an earlier one torn; nothing in it was acknowledged, but the
+///   file cannot tell the two apart, so recovery refuses and the operator decides, with
 ///   [`truncate_at`].)
-/// - otherwise nothing acknowledged can lie at or after `bad`: a torn tail.
-pub fn judge_tail(
-    bytes: &[u8],
-    segment_id: u64,
-    bad: usize,
-    lsn: Lsn,
-    applied_lsn: Lsn,
-    why: &str,
-) -> Tail {
+/// - otherwise nothing acknowledged can lie at or after `end.offset`: a torn tail.
+pub(crate) fn judge_tail(bytes: &[u8], segment_id: u64, end: &End, applied_lsn: Lsn) -> Tail {
+    let why = end.bad.unwrap_or("no end");
+    let (lsn, bad) = (end.next_lsn, end.offset);
+    let place = if end.stop > bad {
+        format!(
+            "{why} at offset {}, where record {} should be, so the batch of records {lsn} on \
+             (from offset {bad}) is not whole",
+            end.stop, end.stop_lsn
+        )
+    } else {
+        format!("{why} where record {lsn} should be")
+    };
     if applied_lsn >= lsn {
         return Tail::Damaged(format!(
-            "{why} where record {lsn} should be, but the store has already applied records up \
-             to {applied_lsn}, so this record was synced and acknowledged: damage, not a torn \
-             write. The store still holds it; keep this file and restore the segment from a \
-             backup"
+            "{place}, but the store has already applied records up to {applied_lsn}, so \
+             record {lsn} was synced and acknowledged: damage, not a torn write. The store \
+             still holds it; keep this file and restore the segment from a backup"
         ));
     }
-    if let Some((at, next)) = next_valid_frame(bytes, segment_id, bad, lsn) {
+    if let Some((at, next)) = next_valid_frame(bytes, segment_id, end.stop, end.stop_lsn) {
         return Tail::Damaged(format!(
-            "{why} where record {lsn} should be, yet a valid record {next} follows at offset \
-             {at}: damage to records that were written and most likely acknowledged, not a \
-             torn write. Restore the segment from a backup, or, if you accept losing records \
-             {lsn} onwards of this segment, run `kefud journal truncate {} {bad}` (it \
-             keeps the cut bytes under journal/{DAMAGED_DIR}/)",
+            "{place}, yet a valid record {next} follows at offset {at}: damage to records \
+             that were written and most likely acknowledged, not a torn write. Restore the \
+             segment from a backup, or, if you accept losing records {lsn} onwards of this \
+             segment, run `kefud journal truncate {} {bad}` (it keeps the cut bytes under \
+             journal/{DAMAGED_DIR}/)",
             segment::file_name(segment_id)
         ));
     }
@@ -216,7 +250,7 @@ pub fn recover(
 ) -> Result<Recovered, Error> {
     let segments = segment::list(dir).map_err(|e| Error::io(dir, e))?;
     let mut last_lsn = 0;
-    let mut data_offset = 0;
+    let mut layout = Layout::default();
     let mut tail_len = 0;
     let mut truncated_bytes = 0;
     for (i, seg) in segments.iter().enumerate() {
@@ -233,9 +267,9 @@ pub fn recover(
         }
         let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
         let bytes = mapped.bytes();
-        data_offset = segment::check_header(bytes, seg.first_lsn)
+        layout = segment::check_header(bytes, seg.first_lsn)
             .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-        let end = walk(bytes, seg, data_offset, |offset, f| {
+        let end = walk(bytes, seg, layout, |offset, f| {
             if f.lsn > applied_lsn {
                 let op = Op::decode(f.kind, f.payload).map_err(|e| match e {
                     DecodeError::UnknownKind(kind) => Error::Newer {
@@ -259,14 +293,7 @@ pub fn recover(
         if !is_last {
             return Err(Error::corrupt(&seg.path, tail_len, why.to_string()));
         }
-        match judge_tail(
-            bytes,
-            seg.first_lsn,
-            end.offset,
-            end.next_lsn,
-            applied_lsn,
-            why,
-        ) {
+        match judge_tail(bytes, seg.first_lsn, &end, applied_lsn) {
             Tail::Damaged(reason) => return Err(Error::corrupt(&seg.path, tail_len, reason)),
             Tail::Torn => {
                 let damaged_end = nonzero_len(bytes);
@@ -287,7 +314,7 @@ pub fn recover(
     Ok(Recovered {
         segments,
         last_lsn,
-        data_offset,
+        layout,
         tail_len,
         truncated_bytes,
     })
@@ -333,9 +360,9 @@ pub fn truncate_at(
     };
     let mapped = Mapped::open(&seg.path).map_err(|e| Error::io(&seg.path, e))?;
     let bytes = mapped.bytes();
-    let data_offset = segment::check_header(bytes, seg.first_lsn)
+    let layout = segment::check_header(bytes, seg.first_lsn)
         .map_err(|e| Error::corrupt(&seg.path, 0, e.to_string()))?;
-    let end = walk(bytes, seg, data_offset, |_, _| Ok(()))?;
+    let end = walk(bytes, seg, layout, |_, _| Ok(()))?;
     if end.bad.is_none() || end.offset as u64 != offset {
         return Err(Error::corrupt(
             &seg.path,
@@ -473,3 +500,5 @@ impl Drop for Mapped {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod torn_batches;

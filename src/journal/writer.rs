@@ -178,9 +178,9 @@ pub fn file_system_read_only(path: &std::path::Path) -> bool {
 }
 
 impl Writer {
-    /// Opens the journal for appending after recovery: appends to the last segment (whose
-    /// frames start at `data_offset` and end at `tail_len`), or creates one starting at
-    /// `last_lsn + 1`; retires the segments `checkpointed` covers.
+    /// Opens the journal for appending after recovery: appends to the last segment (laid out
+    /// as `layout` says, its records ending at `tail_len`) if it is sealed, or creates one
+    /// starting at `last_lsn + 1`; retires the segments `checkpointed` covers.
     ///
     /// # Errors
     /// [`Error::Io`] if the segment cannot be opened or created.
@@ -189,7 +189,7 @@ impl Writer {
         dir: PathBuf,
         cfg: WriterConfig,
         segments: Vec<SegmentFile>,
-        data_offset: u64,
+        layout: segment::Layout,
         tail_len: u64,
         last_lsn: Lsn,
         committed_tx: mpsc::Sender<Vec<Entry>>,
@@ -198,12 +198,12 @@ impl Writer {
     ) -> Result<(Self, watch::Receiver<Lsn>, Arc<Health>), Error> {
         let mut segments: VecDeque<SegmentFile> = segments.into();
         let resumed = match segments.back() {
-            Some(last) => Appender::resume(&last.path, data_offset, tail_len)
+            Some(last) => Appender::resume(&last.path, layout, tail_len)
                 .map_err(|e| Error::io(&last.path, e))?,
             None => None,
         };
-        // Nothing to resume (a first start, a version 1 segment, records ending off the
-        // alignment): a new segment. One without records is replaced under its own name.
+        // Nothing to resume (a first start, a version 1 or unsealed segment, records ending
+        // off the alignment): a new segment. One without records is replaced under its own name.
         let appender = match resumed {
             Some(appender) => appender,
             None => {
@@ -261,7 +261,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            // Never between a record and the one it is glued to (sent right after it).
+            // Never between a record and the one it is glued to (sent right after it): the
+            // batch is written whole or, torn, dropped whole by recovery (it is sealed).
             while batch.last().is_some_and(|e| e.glue) {
                 match rx.blocking_recv() {
                     Some(e) => batch.push(e),
