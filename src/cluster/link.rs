@@ -11,6 +11,17 @@
 //! vectors, the ranges asked for) and does one thing at a time; the MQTT event loop runs
 //! beside it and only forwards what arrives, so keep-alives never wait for the disk.
 //!
+//! Group commit both ways: the task takes every arrival already queued (up to
+//! [`DRAIN_MESSAGES`]) before it applies, so a burst's envelopes share one dispatcher command
+//! and one fsync here instead of queueing behind one fsync each; likewise this node's batches
+//! queued while it waited go out in one envelope.
+//!
+//! Acknowledgements are manual: an arrival's PUBACK goes to the broker once what it carried
+//! is applied and fsync'd here (or at once if it carried nothing to apply), in arrival order;
+//! a box killed before that gets it again from its broker's session and drops it by dot.
+//! `fault.rs` has test-only crash points at the two moments a kill must lose nothing: before
+//! this node's operations are published, and before the PUBACK of applied ones.
+//!
 //! Recovery needs nothing from the broker but delivery: an operation lost anywhere (a broker
 //! restarted without persistence, a box killed between fsync and publish, a full queue) shows
 //! as a gap in the inbox or as a peer's vector ahead of this box's, and is asked for again
@@ -22,11 +33,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catchup::{Asked, PeerState, ANSWER_OPS};
+use super::fault::{self, Point};
 use super::hlc::Timestamp;
 use super::node;
 use super::stats::{ClusterStats, PeerView};
@@ -48,6 +60,9 @@ const MAX_BUFFERED: usize = 20_000;
 const TICK: Duration = Duration::from_secs(1);
 /// Publishes waiting for the event loop; beyond, arrivals are dropped (and asked for again).
 const INCOMING_QUEUE: usize = 1024;
+/// Arrivals taken together into one apply (the broker sends at most its in-flight window,
+/// mosquitto's `max_inflight_messages`, 20 by default, before their PUBACKs).
+const DRAIN_MESSAGES: usize = 64;
 
 /// What the link needs of the rest of the daemon.
 pub struct Pipeline {
@@ -102,6 +117,7 @@ pub fn spawn(
     tasks: &tokio_util::task::TaskTracker,
 ) {
     let topics = Topics::new(cluster);
+    options.set_manual_acks(true);
     options.set_last_will(LastWill::new(
         topics.of("presence", node),
         "offline",
@@ -153,7 +169,7 @@ async fn poll_events(
     client: AsyncClient,
     topics: Topics,
     node: NodeId,
-    incoming: mpsc::Sender<(String, bytes::Bytes)>,
+    incoming: mpsc::Sender<Publish>,
     connected: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<ClusterStats>,
     stop: CancellationToken,
@@ -177,7 +193,14 @@ async fn poll_events(
                 );
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if incoming.try_send((p.topic, p.payload)).is_err() {
+                if let Err(e) = incoming.try_send(p) {
+                    // Dropped (asked for again later): acknowledged, or the broker's in-flight
+                    // window for this client stays short of it until the next connection.
+                    let p = match e {
+                        mpsc::error::TrySendError::Full(p)
+                        | mpsc::error::TrySendError::Closed(p) => p,
+                    };
+                    let _ = client.try_ack(&p);
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -196,18 +219,28 @@ async fn poll_events(
 }
 
 impl Link {
-    async fn run(
-        mut self,
-        mut incoming: mpsc::Receiver<(String, bytes::Bytes)>,
-        stop: CancellationToken,
-    ) {
+    async fn run(mut self, mut incoming: mpsc::Receiver<Publish>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         loop {
             // Cancel safety: `recv`, `tick` and `cancelled` are cancel-safe.
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some((topic, payload)) = incoming.recv() => self.arrived(&topic, &payload).await,
-                Some(ops) = self.pipeline.own_ops.recv() => self.publish_own(ops).await,
+                Some(first) = incoming.recv() => {
+                    let mut arrivals = vec![first];
+                    while arrivals.len() < DRAIN_MESSAGES {
+                        match incoming.try_recv() {
+                            Ok(p) => arrivals.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    self.take(arrivals).await;
+                }
+                Some(mut ops) = self.pipeline.own_ops.recv() => {
+                    while let Ok(more) = self.pipeline.own_ops.try_recv() {
+                        ops.extend(more);
+                    }
+                    self.publish_own(ops).await;
+                }
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -223,7 +256,24 @@ impl Link {
         let _ = self.client.disconnect().await;
     }
 
-    async fn arrived(&mut self, topic: &str, payload: &[u8]) {
+    /// Takes arrivals: reads each, applies the operations they bring in one go, and once
+    /// those are durable acknowledges them all, in order.
+    async fn take(&mut self, arrivals: Vec<Publish>) {
+        for p in &arrivals {
+            self.arrived(&p.topic, &p.payload);
+        }
+        if !self.apply_ready().await {
+            // Stopping, or not applied: unacknowledged, so the broker sends them again.
+            return;
+        }
+        for p in &arrivals {
+            if self.client.ack(p).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn arrived(&mut self, topic: &str, payload: &[u8]) {
         let Some(topic) = self.topics.parse(topic) else {
             return;
         };
@@ -249,7 +299,7 @@ impl Link {
         match (topic, message) {
             (Topic::Ops(origin), Message::Ops { origin: o, ops }) if o == origin => {
                 if origin != self.node {
-                    self.receive(ops).await;
+                    self.receive(ops);
                 }
             }
             (Topic::Vector(node), Message::Vector { applied, hlc }) if node == sender => {
@@ -293,9 +343,8 @@ impl Link {
         peer
     }
 
-    /// Takes another box's operations: duplicates dropped, gaps held, what is in order applied
-    /// through the dispatcher and waited on until durable.
-    async fn receive(&mut self, ops: Vec<Operation>) {
+    /// Takes another box's operations into the inbox: duplicates dropped, gaps held.
+    fn receive(&mut self, ops: Vec<Operation>) {
         for op in ops {
             match self.inbox.offer(op.dot, (op.hlc, op.body)) {
                 Offer::Duplicate => {
@@ -307,13 +356,18 @@ impl Link {
                 Offer::Ready | Offer::Buffered => {}
             }
         }
+    }
+
+    /// Applies what the inbox has in order through the dispatcher and waits until it is
+    /// durable. False if it could not (stopping, or the dispatcher refused).
+    async fn apply_ready(&mut self) -> bool {
         let mut ready = Vec::new();
         while let Some((dot, (hlc, body))) = self.inbox.pop_ready() {
             ready.push(Operation { dot, hlc, body });
         }
         if ready.is_empty() {
             self.ask_for_missing();
-            return;
+            return true;
         }
         let count = ready.len() as u64;
         let (reply, answer) = oneshot::channel();
@@ -324,28 +378,31 @@ impl Link {
             .await
             .is_err()
         {
-            return;
+            return false;
         }
         let lsn = match answer.await {
             Ok(Ok(lsn)) => lsn,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster operations not applied");
-                return;
+                return false;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
         if self.pipeline.durable.wait_for(|d| *d >= lsn).await.is_err() {
-            return;
+            return false;
         }
+        fault::reached(Point::BeforePuback);
         self.stats.applied.fetch_add(count, Ordering::Relaxed);
         self.durable.merge(self.inbox.applied());
         // Shown at once (the rest of the view follows at the next tick).
         self.stats.lock().applied = self.durable.clone();
         self.ask_for_missing();
+        true
     }
 
     /// Publishes this node's committed operations (they are durable: the tap is post-commit).
     async fn publish_own(&mut self, ops: Vec<Operation>) {
+        fault::reached(Point::BeforePublish);
         self.publish_ops(self.node, ops).await;
     }
 

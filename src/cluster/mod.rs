@@ -9,10 +9,11 @@
 //! Files: `node.rs` (this box's identity), `hlc.rs` (the clock), `vector.rs` (dots, vectors,
 //! in-order delivery), `wire.rs` (the operations' global form and the signed envelopes),
 //! `catchup.rs` (what to ask for and whom, pure), `topics.rs`, `stats.rs` (the link's figures
-//! and view), `link.rs` (the MQTT connection and the task
-//! that converges).
+//! and view), `link.rs` (the MQTT connection and the task that converges), `fault.rs`
+//! (test-only crash points, debug builds only).
 
 pub mod catchup;
+pub mod fault;
 pub mod hlc;
 pub mod link;
 pub mod node;
