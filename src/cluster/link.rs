@@ -263,7 +263,7 @@ impl Link {
             self.arrived(&p.topic, &p.payload);
         }
         if !self.apply_ready().await {
-            // Stopping, or not applied: unacknowledged, so the broker sends them again.
+            // Stopping: unacknowledged, so the broker sends them again after the restart.
             return;
         }
         for p in &arrivals {
@@ -359,7 +359,9 @@ impl Link {
     }
 
     /// Applies what the inbox has in order through the dispatcher and waits until it is
-    /// durable. False if it could not (stopping, or the dispatcher refused).
+    /// durable. False only when the daemon is stopping; operations the dispatcher refuses
+    /// are logged and acknowledged all the same, or the broker's in-flight window for this
+    /// box would fill with them and nothing more (not even vectors) would arrive.
     async fn apply_ready(&mut self) -> bool {
         let mut ready = Vec::new();
         while let Some((dot, (hlc, body))) = self.inbox.pop_ready() {
@@ -382,9 +384,10 @@ impl Link {
         }
         let lsn = match answer.await {
             Ok(Ok(lsn)) => lsn,
+            Ok(Err(crate::dispatch::DispatchError::Unavailable)) => return false,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster operations not applied");
-                return false;
+                return true;
             }
             Err(_) => return false,
         };
