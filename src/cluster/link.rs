@@ -12,6 +12,17 @@
 //! vectors, the ranges asked for) and does one thing at a time; the MQTT event loop runs
 //! beside it and only forwards what arrives, so keep-alives never wait for the disk.
 //!
+//! Group commit both ways: the task takes every arrival already queued (up to
+//! [`DRAIN_MESSAGES`]) before it applies, so a burst's envelopes share one dispatcher command
+//! and one fsync here instead of queueing behind one fsync each; likewise this node's batches
+//! queued while it waited go out in one envelope.
+//!
+//! Acknowledgements are manual: an arrival's PUBACK goes to the broker once what it carried
+//! is applied and fsync'd here (or at once if it carried nothing to apply), in arrival order;
+//! a box killed before that gets it again from its broker's session and drops it by dot.
+//! `fault.rs` has test-only crash points at the two moments a kill must lose nothing: before
+//! this node's operations are published, and before the PUBACK of applied ones.
+//!
 //! Recovery needs nothing from the broker but delivery: an operation lost anywhere (a broker
 //! restarted without persistence, a box killed between fsync and publish, a full queue) shows
 //! as a gap in the inbox or as a peer's vector ahead of this box's, and is asked for again
@@ -23,11 +34,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::catchup::{Asked, PeerState, ANSWER_OPS};
+use super::fault::{self, Point};
 use super::hlc::Timestamp;
 use super::node;
 use super::presence::Roster;
@@ -39,11 +51,11 @@ use crate::dispatch::Command;
 use crate::model::Lsn;
 use crate::store::pool::ReadPool;
 
-/// Operations per published envelope (a request's answer is sent in several).
-const BATCH_OPS: usize = 1024;
-/// Bytes of operations per envelope, about: well under the image's broker's packet limit
-/// (1 MiB, `max_packet_size`), which drops the connection of a client that sends more.
-const BATCH_BYTES: usize = 256 * 1024;
+mod batches;
+mod peers;
+
+use batches::publish_batches;
+
 /// Operations held out of order, waiting for a gap to be filled, across all origins.
 const MAX_BUFFERED: usize = 20_000;
 /// How often the vector is published and gaps are looked for.
@@ -52,6 +64,9 @@ const TICK: Duration = Duration::from_secs(1);
 const PEER_SILENT: Duration = Duration::from_secs(5);
 /// Publishes waiting for the event loop; beyond, arrivals are dropped (and asked for again).
 const INCOMING_QUEUE: usize = 1024;
+/// Arrivals taken together into one apply (the broker sends at most its in-flight window,
+/// mosquitto's `max_inflight_messages`, 20 by default, before their PUBACKs).
+const DRAIN_MESSAGES: usize = 64;
 
 /// What the link needs of the rest of the daemon.
 pub struct Pipeline {
@@ -112,6 +127,7 @@ pub fn spawn(
     tasks: &tokio_util::task::TaskTracker,
 ) {
     let topics = Topics::new(cluster);
+    options.set_manual_acks(true);
     options.set_last_will(LastWill::new(
         topics.of("presence", node),
         "offline",
@@ -164,7 +180,7 @@ async fn poll_events(
     client: AsyncClient,
     topics: Topics,
     node: NodeId,
-    incoming: mpsc::Sender<(String, bytes::Bytes)>,
+    incoming: mpsc::Sender<Publish>,
     connected: Arc<std::sync::atomic::AtomicBool>,
     stats: Arc<ClusterStats>,
     stop: CancellationToken,
@@ -188,7 +204,14 @@ async fn poll_events(
                 );
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                if incoming.try_send((p.topic, p.payload)).is_err() {
+                if let Err(e) = incoming.try_send(p) {
+                    // Dropped (asked for again later): acknowledged, or the broker's in-flight
+                    // window for this client stays short of it until the next connection.
+                    let p = match e {
+                        mpsc::error::TrySendError::Full(p)
+                        | mpsc::error::TrySendError::Closed(p) => p,
+                    };
+                    let _ = client.try_ack(&p);
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -207,18 +230,28 @@ async fn poll_events(
 }
 
 impl Link {
-    async fn run(
-        mut self,
-        mut incoming: mpsc::Receiver<(String, bytes::Bytes)>,
-        stop: CancellationToken,
-    ) {
+    async fn run(mut self, mut incoming: mpsc::Receiver<Publish>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(TICK);
         loop {
             // Cancel safety: `recv`, `tick` and `cancelled` are cancel-safe.
             tokio::select! {
                 _ = stop.cancelled() => break,
-                Some((topic, payload)) = incoming.recv() => self.arrived(&topic, &payload).await,
-                Some(ops) = self.pipeline.own_ops.recv() => self.publish_own(ops).await,
+                Some(first) = incoming.recv() => {
+                    let mut arrivals = vec![first];
+                    while arrivals.len() < DRAIN_MESSAGES {
+                        match incoming.try_recv() {
+                            Ok(p) => arrivals.push(p),
+                            Err(_) => break,
+                        }
+                    }
+                    self.take(arrivals).await;
+                }
+                Some(mut ops) = self.pipeline.own_ops.recv() => {
+                    while let Ok(more) = self.pipeline.own_ops.try_recv() {
+                        ops.extend(more);
+                    }
+                    self.publish_own(ops).await;
+                }
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -234,7 +267,24 @@ impl Link {
         let _ = self.client.disconnect().await;
     }
 
-    async fn arrived(&mut self, topic: &str, payload: &[u8]) {
+    /// Takes arrivals: reads each, applies the operations they bring in one go, and once
+    /// those are durable acknowledges them all, in order.
+    async fn take(&mut self, arrivals: Vec<Publish>) {
+        for p in &arrivals {
+            self.arrived(&p.topic, &p.payload);
+        }
+        if !self.apply_ready().await {
+            // Stopping: unacknowledged, so the broker sends them again after the restart.
+            return;
+        }
+        for p in &arrivals {
+            if self.client.ack(p).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn arrived(&mut self, topic: &str, payload: &[u8]) {
         let Some(topic) = self.topics.parse(topic) else {
             return;
         };
@@ -265,7 +315,7 @@ impl Link {
         match (topic, message) {
             (Topic::Ops(origin), Message::Ops { origin: o, ops }) if o == origin => {
                 if origin != self.node {
-                    self.receive(ops).await;
+                    self.receive(ops);
                 }
             }
             (Topic::Vector(node), Message::Vector { applied, hlc }) if node == sender => {
@@ -304,35 +354,6 @@ impl Link {
         }
     }
 
-    /// Whether `peer` can be reached now: this box's link is up, the peer has not said
-    /// goodbye (its last will), and it was heard from within [`PEER_SILENT`] (it publishes
-    /// its vector every second; a bridge cut leaves its retained "online" standing).
-    fn reachable(&self, peer: &Peer) -> bool {
-        self.connected.load(Ordering::Relaxed)
-            && peer.online
-            && crate::clock::now_ms() - peer.last_seen_ms < PEER_SILENT.as_millis() as i64
-    }
-
-    /// Tells the dispatcher a peer's agents and whether it can be reached (its scheduler
-    /// counts them). A full command queue skips this once: each tick tells again whatever the
-    /// dispatcher was not told yet.
-    fn tell_roster(&mut self, node: NodeId) {
-        let Some(peer) = self.peers.get(&node) else {
-            return;
-        };
-        let online = self.reachable(peer);
-        let told = self.pipeline.commands.try_send(Command::PeerRoster {
-            node,
-            agents: peer.agents.clone(),
-            online,
-        });
-        if told.is_ok() {
-            if let Some(peer) = self.peers.get_mut(&node) {
-                peer.told = Some(online);
-            }
-        }
-    }
-
     fn peer(&mut self, node: NodeId) -> &mut Peer {
         let peer = self.peers.entry(node).or_insert(Peer {
             told: None,
@@ -346,9 +367,8 @@ impl Link {
         peer
     }
 
-    /// Takes another box's operations: duplicates dropped, gaps held, what is in order applied
-    /// through the dispatcher and waited on until durable.
-    async fn receive(&mut self, ops: Vec<Operation>) {
+    /// Takes another box's operations into the inbox: duplicates dropped, gaps held.
+    fn receive(&mut self, ops: Vec<Operation>) {
         for op in ops {
             match self.inbox.offer(op.dot, (op.hlc, op.body)) {
                 Offer::Duplicate => {
@@ -360,13 +380,20 @@ impl Link {
                 Offer::Ready | Offer::Buffered => {}
             }
         }
+    }
+
+    /// Applies what the inbox has in order through the dispatcher and waits until it is
+    /// durable. False only when the daemon is stopping; operations the dispatcher refuses
+    /// are logged and acknowledged all the same, or the broker's in-flight window for this
+    /// box would fill with them and nothing more (not even vectors) would arrive.
+    async fn apply_ready(&mut self) -> bool {
         let mut ready = Vec::new();
         while let Some((dot, (hlc, body))) = self.inbox.pop_ready() {
             ready.push(Operation { dot, hlc, body });
         }
         if ready.is_empty() {
             self.ask_for_missing();
-            return;
+            return true;
         }
         let count = ready.len() as u64;
         let (reply, answer) = oneshot::channel();
@@ -377,28 +404,32 @@ impl Link {
             .await
             .is_err()
         {
-            return;
+            return false;
         }
         let lsn = match answer.await {
             Ok(Ok(lsn)) => lsn,
+            Ok(Err(crate::dispatch::DispatchError::Unavailable)) => return false,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster operations not applied");
-                return;
+                return true;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
         if self.pipeline.durable.wait_for(|d| *d >= lsn).await.is_err() {
-            return;
+            return false;
         }
+        fault::reached(Point::BeforePuback);
         self.stats.applied.fetch_add(count, Ordering::Relaxed);
         self.durable.merge(self.inbox.applied());
         // Shown at once (the rest of the view follows at the next tick).
         self.stats.lock().applied = self.durable.clone();
         self.ask_for_missing();
+        true
     }
 
     /// Publishes this node's committed operations (they are durable: the tap is post-commit).
     async fn publish_own(&mut self, ops: Vec<Operation>) {
+        fault::reached(Point::BeforePublish);
         self.publish_ops(self.node, ops).await;
     }
 
@@ -509,55 +540,6 @@ impl Link {
         });
     }
 
-    /// Publishes this box's agents (retained) when they changed or are due again.
-    async fn publish_roster(&mut self) {
-        // Never waits for room in a full command queue (the link must go on receiving): asked
-        // again at the next tick.
-        let (reply, answer) = oneshot::channel();
-        if self
-            .pipeline
-            .commands
-            .try_send(Command::Roster { reply })
-            .is_err()
-        {
-            return;
-        }
-        let Ok(slots) = answer.await else { return };
-        let now = Instant::now();
-        if self.roster.names_wanted(&slots, now) {
-            match self.pipeline.reads.run(crate::auth::list_agents).await {
-                Ok(agents) => self.roster.set_names(
-                    agents.into_iter().map(|a| (a.id, a.display_name)).collect(),
-                    &slots,
-                    now,
-                ),
-                Err(e) => tracing::warn!(error = %e, "cluster roster: cannot read agents"),
-            }
-        }
-        let agents = self.roster.build(&slots);
-        if !self.roster.due(&agents, now) {
-            return;
-        }
-        let envelope = self.signer.seal(
-            self.node,
-            &Message::Roster {
-                agents: agents.clone(),
-            },
-        );
-        if self
-            .client
-            .try_publish(
-                self.topics.of("agents", self.node),
-                QoS::AtLeastOnce,
-                true,
-                envelope,
-            )
-            .is_ok()
-        {
-            self.roster.published(agents, now);
-        }
-    }
-
     /// Publishes the vector (retained), asks for what is missing, refreshes the view.
     async fn tick(&mut self) {
         let own = *self.pipeline.own_durable_seq.borrow();
@@ -578,15 +560,7 @@ impl Link {
         );
         self.ask_for_missing();
         self.publish_roster().await;
-        let changed: Vec<NodeId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.told != Some(self.reachable(p)))
-            .map(|(node, _)| *node)
-            .collect();
-        for node in changed {
-            self.tell_roster(node);
-        }
+        self.tell_changed_peers();
         let mine = self.inbox.applied();
         let in_sync = self.inbox.buffered() == 0
             && self.peers.values().all(|p| {
@@ -623,75 +597,5 @@ impl Link {
             })
             .collect();
         view.peers.sort_by(|a, b| a.node.cmp(&b.node));
-    }
-}
-
-/// How many of `ops` (from the front) go into one envelope: at most [`BATCH_OPS`] and about
-/// [`BATCH_BYTES`] of bodies, and always at least one.
-fn envelope_len(ops: &[Operation]) -> usize {
-    let mut bytes = 0;
-    ops.iter()
-        .take(BATCH_OPS)
-        .position(|op| {
-            bytes += op.body.len() + 24;
-            bytes > BATCH_BYTES
-        })
-        .unwrap_or(ops.len().min(BATCH_OPS))
-        .max(1)
-}
-
-async fn publish_batches(
-    client: &AsyncClient,
-    signer: &Signer,
-    sender: NodeId,
-    topic: String,
-    origin: NodeId,
-    mut ops: Vec<Operation>,
-    stats: &ClusterStats,
-) {
-    while !ops.is_empty() {
-        let rest = ops.split_off(envelope_len(&ops));
-        let count = ops.len() as u64;
-        let envelope = signer.seal(sender, &Message::Ops { origin, ops });
-        if client
-            .publish(topic.clone(), QoS::AtLeastOnce, false, envelope)
-            .await
-            .is_err()
-        {
-            return;
-        }
-        stats.published.fetch_add(count, Ordering::Relaxed);
-        ops = rest;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::vector::Dot;
-
-    fn ops(sizes: &[usize]) -> Vec<Operation> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| Operation {
-                dot: Dot {
-                    origin: 1,
-                    seq: i as u64 + 1,
-                },
-                hlc: Timestamp::default(),
-                body: vec![0; *n],
-            })
-            .collect()
-    }
-
-    #[test]
-    fn envelopes_stay_under_the_byte_and_count_limits_and_take_at_least_one() {
-        assert_eq!(envelope_len(&ops(&[100; 3000])), BATCH_OPS);
-        assert_eq!(envelope_len(&ops(&[100; 10])), 10);
-        // 100 KiB bodies: two fit, the third would pass 256 KiB.
-        assert_eq!(envelope_len(&ops(&[100 * 1024; 5])), 2);
-        // One body larger than the limit still goes, alone.
-        assert_eq!(envelope_len(&ops(&[600 * 1024, 10])), 1);
     }
 }

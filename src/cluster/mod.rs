@@ -12,9 +12,11 @@
 //! `outcome.rs` (the merge rules of knowledge-base entries and of delivery outcomes),
 //! `presence.rs` (this box's agents as published to the others), `catchup.rs` (what to ask
 //! for and whom, pure), `topics.rs`, `stats.rs` (the link's figures and view), `link.rs` (the
-//! MQTT connection and the task that converges).
+//! MQTT connection and the task that converges), `fault.rs` (test-only crash points, debug
+//! builds only).
 
 pub mod catchup;
+pub mod fault;
 pub mod hlc;
 pub mod kb_lww;
 pub mod link;

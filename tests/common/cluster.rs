@@ -84,10 +84,16 @@ pub fn shop_config(broker_port: u16) -> String {
 
 impl Shop {
     pub async fn start(dir: PathBuf, broker_port: u16) -> Shop {
+        Shop::start_with_env(dir, broker_port, &[]).await
+    }
+
+    /// As [`Shop::start`], the daemon with extra environment variables (a restart has none).
+    pub async fn start_with_env(dir: PathBuf, broker_port: u16, env: &[(&str, &str)]) -> Shop {
         std::fs::create_dir_all(&dir).unwrap();
         write_config(&dir, &shop_config(broker_port));
         add_agent(&dir, "owner", "owner-password", true);
-        let daemon = TestDaemon::start(&dir, &shop_config(broker_port));
+        let daemon = TestDaemon::try_start_with_env(&dir, &shop_config(broker_port), env)
+            .unwrap_or_else(|log| panic!("kefud did not start:\n{log}"));
         let token = login(&daemon, "owner", "owner-password").await;
         Shop {
             dir,

@@ -6,12 +6,14 @@
 //! feeds of boxes B and C (sent once it is fsync'd there): the slower of the two is the
 //! message's "origin fsync → applied on every other box". Baseline, same run: QoS 1 messages
 //! at the same rate from a client of A's broker to clients of B's and C's, through the same
-//! bridges (what the brokers alone cost).
+//! bridges (what the brokers alone cost). Each message's time is also split at the other
+//! box's broker (`cluster_stages.rs`): origin → that broker, and that broker → applied there.
 //!
 //! Catch-up: C's broker is killed, N messages are written on A, C's broker comes back; the
 //! time until C has applied all of them (its `/api/v1/cluster` vector), as operations/s.
 //! Baseline: N QoS 1 messages from A's broker to C's through the bridges.
 
+use super::cluster_stages::{sample, watch_ops, Sample, Seen};
 use super::*;
 use kefud_testkit::{free_port, Daemon, Mosquitto};
 
@@ -119,10 +121,18 @@ fn spread(samples: &mut [f64]) -> (f64, f64, f64) {
 }
 
 /// Each message's time from its ack on box 0 to its arrival in boxes 1's and 2's agent
-/// feeds (the later of the two), for `count` messages at `rate`/s from 10 visitors.
-async fn kefud_latencies(t: &Topology, tag: &str, rate: u64, count: usize) -> Result<Vec<f64>> {
-    let arrivals: Arc<std::sync::Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
-    let mut feeds = Vec::new();
+/// feeds (the later of the two), split at that box's broker, for `count` messages at
+/// `rate`/s from 10 visitors.
+async fn kefud_latencies(t: &Topology, tag: &str, rate: u64, count: usize) -> Result<Vec<Sample>> {
+    let arrivals: Seen = Arc::default();
+    let at_brokers: Seen = Arc::default();
+    let mut feeds = watch_ops(
+        [t.shops[1].port, t.shops[2].port],
+        "load",
+        SECRET,
+        Arc::clone(&at_brokers),
+    )
+    .await?;
     for i in 1..3 {
         let url = format!("ws://{}/ws/agent?token={}", t.boxes[i].addr, t.tokens[i]);
         let (mut ws, _) = tokio_tungstenite::connect_async(&url).await?;
@@ -135,7 +145,7 @@ async fn kefud_latencies(t: &Topology, tag: &str, rate: u64, count: usize) -> Re
                 };
                 if let Some(text) = v["message"]["text"].as_str() {
                     let mut a = arrivals.lock().expect("not poisoned");
-                    a.entry(text.to_string()).or_default().push(Instant::now());
+                    a.entry(text.to_string()).or_default()[i - 1].get_or_insert(Instant::now());
                 }
             }
         }));
@@ -173,7 +183,7 @@ async fn kefud_latencies(t: &Topology, tag: &str, rate: u64, count: usize) -> Re
             let a = arrivals.lock().expect("not poisoned");
             acked
                 .iter()
-                .all(|(text, _)| a.get(text).is_some_and(|v| v.len() >= 2))
+                .all(|(text, _)| a.get(text).is_some_and(|v| v.iter().all(Option::is_some)))
         };
         if all || Instant::now() > deadline {
             break;
@@ -184,13 +194,14 @@ async fn kefud_latencies(t: &Topology, tag: &str, rate: u64, count: usize) -> Re
         f.abort();
     }
     let a = arrivals.lock().expect("not poisoned");
+    let b = at_brokers.lock().expect("not poisoned");
     let mut out = Vec::new();
     for (text, at) in &acked {
-        match a.get(text).filter(|v| v.len() >= 2) {
-            Some(v) => {
-                let last = v.iter().max().expect("two arrivals");
-                out.push(last.saturating_duration_since(*at).as_secs_f64() * 1000.0);
-            }
+        match a
+            .get(text)
+            .and_then(|feeds| sample(*at, b.get(text), feeds))
+        {
+            Some(s) => out.push(s),
             None => bail!("{text} did not reach both other boxes within 30 s"),
         }
     }
@@ -442,17 +453,23 @@ pub(crate) async fn cluster_sync(
     ] {
         let count = (rate * secs) as usize;
         let (bp50, bp99, bmax) = spread(&mut broker_latencies(&t, tag, rate, count).await?);
-        let mut kefud = kefud_latencies(&t, tag, rate, count).await?;
+        let samples = kefud_latencies(&t, tag, rate, count).await?;
         let slowest: Vec<String> = {
-            let mut by_index: Vec<(usize, f64)> = kefud.iter().copied().enumerate().collect();
-            by_index.sort_by(|a, b| b.1.total_cmp(&a.1));
+            let mut by_index: Vec<(usize, Sample)> = samples.iter().copied().enumerate().collect();
+            by_index.sort_by(|a, b| b.1.total.total_cmp(&a.1.total));
             by_index
                 .iter()
                 .take(5)
-                .map(|(i, ms)| format!("#{i} {ms:.1}"))
+                .map(|(i, s)| format!("#{i} {:.1} ({:.1} + {:.1})", s.total, s.to_broker, s.apply))
                 .collect()
         };
+        let column = |f: fn(&Sample) -> f64| -> Vec<f64> {
+            samples.iter().map(f).filter(|ms| !ms.is_nan()).collect()
+        };
+        let mut kefud = column(|s| s.total);
         let (kp50, kp99, kmax) = spread(&mut kefud);
+        let (tp50, tp99, tmax) = spread(&mut column(|s| s.to_broker));
+        let (ap50, ap99, amax) = spread(&mut column(|s| s.apply));
         println!(
             "{:<34} {bp50:>9.2} {bp99:>9.2} {bmax:>9.2}",
             format!("  brokers alone, {rate}/s x {count}")
@@ -462,13 +479,21 @@ pub(crate) async fn cluster_sync(
             format!("  kefud, {rate}/s x {count}")
         );
         println!(
+            "{:<34} {tp50:>9.2} {tp99:>9.2} {tmax:>9.2}",
+            "    of it: origin -> that broker"
+        );
+        println!(
+            "{:<34} {ap50:>9.2} {ap99:>9.2} {amax:>9.2}",
+            "    of it: that broker -> applied"
+        );
+        println!(
             "{:<34} {:>9.2} {:>9.2}",
             "  kefud / brokers",
             kp50 / bp50,
             kp99 / bp99
         );
         println!(
-            "  kefud's slowest five (message # in ack order, ms): {}",
+            "  kefud's slowest five (# in ack order, ms (to broker + applied)): {}",
             slowest.join(", ")
         );
     }

@@ -60,6 +60,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 mod cluster;
+mod cluster_stages;
 mod gofly_dump;
 mod handoff;
 mod import;
