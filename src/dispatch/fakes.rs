@@ -1,7 +1,7 @@
 //! In-memory ports for the handlers' unit tests: a journal that records what it is given, and a
 //! store that projects those records the way the SQLite store does for the reads the dispatcher
-//! makes (contacts and identities, open conversations, client ids, the queue, links), with an
-//! `applied` mark the test moves. Together with a [`Now`] the test picks, they let every
+//! makes (contacts and identities, open conversations, client ids, the queue, links, cluster
+//! names), with an `applied` mark the test moves. Together with a [`Now`] the test picks, they let every
 //! handler run without a database, a socket or a clock.
 
 use std::cell::Cell;
@@ -17,7 +17,8 @@ use crate::model::{
 };
 use crate::op::{Entry, KbEntry, Op};
 use crate::routing::bot::BotConfig;
-use crate::store::queries::{ContactSnapshot, ConversationState, RoutingAgent};
+use crate::cluster::wire::ConvKey;
+use crate::store::queries::{ClusterStartup, ContactSnapshot, ConversationState, RoutingAgent};
 
 /// Records every entry; refuses once `closed` (a journal that stopped).
 #[derive(Default)]
@@ -91,6 +92,8 @@ pub(super) struct MemoryStore {
     wanted: Cell<Lsn>,
     /// Cluster mode: each message's dot, from its `Replicated` record.
     dots: HashMap<MessageId, crate::cluster::vector::Dot>,
+    /// Cluster mode: which conversation each cluster name names, and whether it is a copy.
+    homes: HashMap<ConvKey, (ConversationId, bool)>,
 }
 
 impl MemoryStore {
@@ -190,12 +193,27 @@ impl MemoryStore {
                         m.contact = *keep;
                     }
                 }
-                if let Some((from, _)) = folded {
+                if let Some((from, into)) = folded {
+                    for named in self.homes.values_mut().filter(|(c, _)| c == from) {
+                        *named = (*into, false);
+                    }
                     let c = self.conversations.get_mut(from).expect("folded");
                     c.status = Status::Idle;
                     c.assignee = None;
                     c.queued = None;
                 }
+            }
+            Op::ConversationHomed {
+                conversation,
+                home_node,
+                home_id,
+                joined,
+            } => {
+                let key = ConvKey {
+                    home: *home_node,
+                    id: *home_id,
+                };
+                self.homes.entry(key).or_insert((*conversation, *joined));
             }
             Op::Replicated(r) => {
                 if let Some(message) = r.message {
@@ -252,7 +270,15 @@ impl Snapshot for MemoryStore {
             agents: self.agents.clone(),
             open_by_assignee: open_by_assignee.into_iter().collect(),
             queued_teams,
-            cluster: Default::default(),
+            cluster: ClusterStartup {
+                homes: self
+                    .homes
+                    .iter()
+                    .filter(|(_, (c, _))| self.conversations[c].status != Status::Idle)
+                    .map(|(k, (c, joined))| (k.home, k.id, *c, *joined))
+                    .collect(),
+                ..ClusterStartup::default()
+            },
             hours: self.hours.clone(),
         })
     }
@@ -370,6 +396,18 @@ impl Snapshot for MemoryStore {
         message: MessageId,
     ) -> Result<Option<crate::cluster::vector::Dot>, DispatchError> {
         Ok(self.dots.get(&message).copied())
+    }
+
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError> {
+        Ok(self.homes.get(&key).map(|(c, _)| *c))
+    }
+
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError> {
+        Ok(self
+            .homes
+            .iter()
+            .find(|(_, named)| **named == (conversation, true))
+            .map(|(k, _)| *k))
     }
 
     fn applied(&self) -> Lsn {

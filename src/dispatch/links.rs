@@ -39,9 +39,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         };
         let (kept_current, merged_current) =
             (self.contacts[&keep].current, self.contacts[&merged].current);
-        let merged_first = kept_current
-            .zip(merged_current)
-            .is_some_and(|(k, m)| self.folds_first(m, k));
+        let merged_first = match kept_current.zip(merged_current) {
+            Some((k, m)) => self.folds_first(m, k)?,
+            None => false,
+        };
         let folded = fold(
             kept_current.zip(status(kept_current)),
             merged_current.zip(status(merged_current)),

@@ -58,6 +58,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         }
         self.touched = touched;
         let applied = self.store.applied();
+        if let Some(replica) = &mut self.replica {
+            replica.names.settle(applied);
+        }
         while self.contacts.len() > self.cfg.cached_contacts {
             let Some(&(contact, stamp)) = self.use_order.front() else {
                 break;

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::DispatchError;
 use crate::cluster::vector::Dot;
+use crate::cluster::wire::ConvKey;
 use crate::model::{AgentId, ContactId, ConversationId, Identity, Lsn, MessageId};
 use crate::op::{Entry, KbEntry, Op};
 use crate::store::progress::Progress;
@@ -102,6 +103,10 @@ pub(crate) trait Snapshot {
     ) -> Result<Option<i64>, DispatchError>;
     /// Cluster mode: the dot a message is named by on every box, if it has one.
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
+    /// Cluster mode: the conversation here that the cluster name `key` names, if any.
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError>;
+    /// Cluster mode: the name of the conversation `conversation` is a copy of, if it is one.
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
     fn applied(&self) -> Lsn;
     /// Asks the store to apply up to `lsn` promptly rather than at its commit interval.
@@ -245,6 +250,14 @@ impl Snapshot for StoreSnapshot {
 
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError> {
         Ok(queries::message_dot(&self.conn, message)?)
+    }
+
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError> {
+        Ok(queries::conversation_named(&self.conn, key)?)
+    }
+
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError> {
+        Ok(queries::copy_key(&self.conn, conversation)?)
     }
 
     fn applied(&self) -> Lsn {

@@ -39,7 +39,7 @@ use crate::cluster::hlc::{Hlc, Observed, Timestamp};
 use crate::cluster::kb_lww::{Register, Version};
 use crate::cluster::register::{Holder, Holders};
 use crate::cluster::vector::{Dot, NodeId, VersionVector};
-use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
+use crate::cluster::wire::{Body, ConvKey, Operation, RemoteAssign, RemoteMessage, RemoteStatus};
 use crate::conversation::{Event, Status};
 use crate::model::{ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
 use crate::op::{MessageAdded, Op, Replicated};
@@ -51,10 +51,9 @@ pub(crate) struct Replica {
     next_seq: u64,
     hlc: Hlc,
     applied: VersionVector,
-    /// Every other box's conversation known here, and which conversation it is here.
-    homes: HashMap<ConvKey, ConversationId>,
-    /// The copies among them, by local id: the key their operations name them by.
-    keys: HashMap<ConversationId, ConvKey>,
+    /// Which conversation here each cluster name names, for conversations not closed
+    /// (`names.rs`; the store has the rest).
+    pub(in crate::dispatch) names: names::Names,
     /// Per conversation not closed, the highest customer-message seq of each origin.
     tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>>,
     /// Per conversation not closed, the highest HLC time of its messages, from any box: a
@@ -80,15 +79,6 @@ impl Replica {
         for (origin, seq) in stored.applied {
             applied.advance(origin, seq);
         }
-        let mut homes = HashMap::new();
-        let mut keys = HashMap::new();
-        for (home, id, conversation, joined) in stored.homes {
-            let key = ConvKey { home, id };
-            homes.insert(key, conversation);
-            if joined {
-                keys.insert(conversation, key);
-            }
-        }
         let mut tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>> = HashMap::new();
         for (conversation, origin, seq) in stored.customer_tips {
             tips.entry(conversation).or_default().push((origin, seq));
@@ -98,8 +88,7 @@ impl Replica {
             next_seq: applied.get(node) + 1,
             hlc: Hlc::resume(Timestamp(stored.max_hlc), max_clock_ahead_ms),
             applied,
-            homes,
-            keys,
+            names: names::Names::from_stored(stored.homes),
             tips,
             floors: stored.message_floors.into_iter().collect(),
             holders: stored.holders.into_iter().collect(),
@@ -118,13 +107,6 @@ impl Replica {
     /// Replicated record that closes them).
     pub(super) fn applying_remote(&self) -> bool {
         self.applying_remote
-    }
-
-    fn key_of(&self, conversation: ConversationId) -> ConvKey {
-        self.keys.get(&conversation).copied().unwrap_or(ConvKey {
-            home: self.node,
-            id: conversation,
-        })
     }
 
     fn note_customer_message(&mut self, conversation: ConversationId, origin: NodeId, seq: u64) {
@@ -162,8 +144,10 @@ impl Replica {
         *floor = (*floor).max(hlc.0);
     }
 
-    /// A conversation closed for good here needs no tips or floor any more.
-    pub(super) fn forget(&mut self, conversation: ConversationId) {
+    /// A conversation closed for good here (`last`: the last LSN journaled) needs no tips or
+    /// floor any more, and its names only until the store has them.
+    pub(super) fn forget(&mut self, conversation: ConversationId, last: Lsn) {
+        self.names.closed(conversation, last);
         self.tips.remove(&conversation);
         self.floors.remove(&conversation);
         self.holders.remove(&conversation);
@@ -201,7 +185,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     _ => self.home_identity(m.contact)?,
                 };
                 bodies.push(Body::Message(RemoteMessage {
-                    conversation: replica.key_of(m.conversation),
+                    conversation: self.key_of(m.conversation)?,
                     contact,
                     sender: m.sender,
                     client_id: m.client_id.clone(),
@@ -227,7 +211,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 let contact = self.conversations[&s.conversation].contact;
                 let contact = self.home_identity(contact)?;
-                let key = replica.key_of(s.conversation);
+                let key = self.key_of(s.conversation)?;
                 if let Some(event) = event {
                     bodies.push(Body::Status(RemoteStatus {
                         conversation: key,
@@ -275,12 +259,19 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(d) => self.contact_holding(&d.contact)?,
             _ => None,
         };
+        let conversation = match &body {
+            Body::Message(RemoteMessage { conversation, .. })
+            | Body::Assign(RemoteAssign { conversation, .. }) => {
+                Some(self.record_conversation(*conversation)?)
+            }
+            _ => None,
+        };
         let replica = self.replica_mut();
         let (origin, seq) = (replica.node, replica.next_seq);
         let wall = at_ms.max(0) as u64;
         let (hlc, message) = match &body {
             Body::Message(m) => {
-                let conversation = record_conversation(m.conversation, replica);
+                let conversation = conversation.expect("a message names its conversation");
                 if m.sender == Sender::Visitor {
                     replica.note_customer_message(conversation, origin, seq);
                 }
@@ -292,8 +283,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(_) => (replica.register_time(register, wall), None),
             Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
-        if let Body::Assign(a) = &body {
-            let conversation = record_conversation(a.conversation, replica);
+        if let (Body::Assign(a), Some(conversation)) = (&body, conversation) {
             let holder = Holder {
                 dot: Dot { origin, seq },
                 agent: a.agent,
@@ -473,12 +463,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         identity: &Identity,
         now: Now,
     ) -> Result<ConversationId, DispatchError> {
-        let replica = self.replica_mut();
         // First: a conversation of this box's own may have been folded into another since.
-        if let Some(&conversation) = replica.homes.get(&key) {
+        if let Some(conversation) = self.named(key)? {
             return Ok(conversation);
         }
-        if key.home == replica.node {
+        if key.home == self.replica_mut().node {
             return Ok(key.id);
         }
         let contact = match self.lookup_identity(identity, now)? {
@@ -515,11 +504,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             },
             None,
         )?;
-        let replica = self.replica_mut();
-        replica.homes.insert(key, conversation);
-        if joined {
-            replica.keys.insert(conversation, key);
-        }
+        self.replica_mut().names.insert(key, conversation, joined);
         Ok(conversation)
     }
 
@@ -543,12 +528,13 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     }
 }
 
-/// The local conversation a message body stamped here names (its own, or a copy).
-fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
-    if key.home == replica.node {
-        key.id
-    } else {
-        replica.homes.get(&key).copied().unwrap_or(key.id)
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    /// The local conversation a body stamped here names (its own, or a copy).
+    fn record_conversation(&self, key: ConvKey) -> Result<ConversationId, DispatchError> {
+        if key.home == self.replica.as_ref().expect("invariant: cluster mode").node {
+            return Ok(key.id);
+        }
+        Ok(self.named(key)?.unwrap_or(key.id))
     }
 }
 
@@ -559,5 +545,6 @@ mod delivery;
 pub(super) mod elsewhere;
 mod holders;
 mod kb;
+mod names;
 #[cfg(test)]
 mod tests;

@@ -61,12 +61,7 @@ impl Replica {
         let Some((from, into)) = folded else {
             return;
         };
-        self.keys.remove(&from);
-        for target in self.homes.values_mut() {
-            if *target == from {
-                *target = into;
-            }
-        }
+        self.names.fold(from, into);
         if let Some(from_tips) = self.tips.remove(&from) {
             for (origin, seq) in from_tips {
                 self.note_customer_message(into, origin, seq);
@@ -149,11 +144,16 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
 
     /// Whether conversation `a` comes before `b` by their cluster names, so that `b` folds
     /// into `a` when both are open (never alone: there the kept contact's is kept).
-    pub(in crate::dispatch) fn folds_first(&self, a: ConversationId, b: ConversationId) -> bool {
-        self.replica.as_ref().is_some_and(|r| {
-            let (a, b) = (r.key_of(a), r.key_of(b));
-            (a.home, a.id) < (b.home, b.id)
-        })
+    pub(in crate::dispatch) fn folds_first(
+        &self,
+        a: ConversationId,
+        b: ConversationId,
+    ) -> Result<bool, DispatchError> {
+        if self.replica.is_none() {
+            return Ok(false);
+        }
+        let (a, b) = (self.key_of(a)?, self.key_of(b)?);
+        Ok((a.home, a.id) < (b.home, b.id))
     }
 
     /// Before `from` folds into `into`: in cluster mode, journals that this box's own name
@@ -166,18 +166,17 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let Some(replica) = self.replica.as_mut() else {
             return Ok(());
         };
-        if replica.keys.contains_key(&from) {
+        // Both are not closed: memory holds their names.
+        if replica.names.copy_key(from).is_some() {
             // A copy: the store moves its home's name to `into` with the link.
             return Ok(());
         }
         let node = replica.node;
-        replica.homes.insert(
-            super::ConvKey {
-                home: node,
-                id: from,
-            },
-            into,
-        );
+        let own = super::ConvKey {
+            home: node,
+            id: from,
+        };
+        replica.names.insert(own, into, false);
         let was = std::mem::replace(&mut self.bundling, true);
         let appended = self.append(
             Op::ConversationHomed {
@@ -202,7 +201,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         if let Some(replica) = self.replica.as_mut() {
             replica.linked(keep, merged, folded);
             if let Some((from, _)) = folded {
-                replica.forget(from);
+                replica.forget(from, self.journal.last());
             }
         }
     }

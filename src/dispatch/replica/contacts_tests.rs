@@ -237,7 +237,7 @@ fn a_link_reaching_a_box_before_the_customer_does_makes_the_contact_and_waits_fo
 fn current_key(d: &TestDecider, who: &str) -> ConvKey {
     let contact = contact_of(d, who).unwrap();
     let current = d.contacts[&contact].current.unwrap();
-    d.replica.as_ref().unwrap().key_of(current)
+    d.key_of(current).unwrap()
 }
 
 #[test]

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Error;
 use crate::cluster::register::Holders;
 use crate::cluster::vector::VersionVector;
-use crate::cluster::wire::{Body, BODY_DETAILS};
+use crate::cluster::wire::{Body, ConvKey, BODY_DETAILS};
 use crate::model::{ContactId, ConversationId};
 
 /// What the dispatcher's replica state is rebuilt from.
@@ -20,7 +20,7 @@ pub struct ClusterStartup {
     pub applied: Vec<(u64, u64)>,
     /// The largest hybrid-logical-clock time stored.
     pub max_hlc: u64,
-    /// (home node, home id, local conversation, joined).
+    /// For conversations not closed: (home node, home id, local conversation, joined).
     pub homes: Vec<(u64, u64, ConversationId, bool)>,
     /// For conversations not closed: (conversation, origin, highest seq of a customer message).
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
@@ -45,7 +45,11 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
     let max_hlc: Option<i64> =
         conn.query_row("SELECT MAX(hlc) FROM cluster_ops", [], |r| r.get(0))?;
     let homes = conn
-        .prepare("SELECT home_node, home_id, conversation_id, joined FROM conversation_homes")?
+        .prepare(&format!(
+            "SELECT h.home_node, h.home_id, h.conversation_id, h.joined
+             FROM conversations c JOIN conversation_homes h ON h.conversation_id = c.id
+             WHERE c.status IN {NOT_CLOSED}"
+        ))?
         .query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -57,11 +61,13 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         .collect::<Result<_, _>>()?;
     let customer_tips = conn
         .prepare(
-            "SELECT m.conversation_id, o.origin, MAX(o.seq) FROM cluster_ops o
-             JOIN messages m ON m.id = o.message
-             JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.sender = 'visitor' AND c.status != 'idle'
-             GROUP BY m.conversation_id, o.origin",
+            &format!(
+                "SELECT m.conversation_id, o.origin, MAX(o.seq) FROM conversations c
+                 JOIN messages m ON m.conversation_id = c.id
+                 JOIN cluster_ops o ON o.message = m.id
+                 WHERE m.sender = 'visitor' AND c.status IN {NOT_CLOSED}
+                 GROUP BY m.conversation_id, o.origin"
+            ),
         )?
         .query_map([], |r| {
             Ok((
@@ -73,21 +79,23 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         .collect::<Result<_, _>>()?;
     let message_floors = conn
         .prepare(
-            "SELECT m.conversation_id, MAX(o.hlc) FROM cluster_ops o
-             JOIN messages m ON m.id = o.message
-             JOIN conversations c ON c.id = m.conversation_id
-             WHERE c.status != 'idle'
-             GROUP BY m.conversation_id",
+            &format!(
+                "SELECT m.conversation_id, MAX(o.hlc) FROM conversations c
+                 JOIN messages m ON m.conversation_id = c.id
+                 JOIN cluster_ops o ON o.message = m.id
+                 WHERE c.status IN {NOT_CLOSED}
+                 GROUP BY m.conversation_id"
+            ),
         )?
         .query_map([], |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
         })?
         .collect::<Result<_, _>>()?;
     let holders = conn
-        .prepare(
-            "SELECT h.conversation_id, h.holders, h.context FROM conversation_holders h
-             JOIN conversations c ON c.id = h.conversation_id WHERE c.status != 'idle'",
-        )?
+        .prepare(&format!(
+            "SELECT h.conversation_id, h.holders, h.context FROM conversations c
+             JOIN conversation_holders h ON h.conversation_id = c.id WHERE c.status IN {NOT_CLOSED}"
+        ))?
         .query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -113,6 +121,39 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         details_versions: details_versions(conn)?,
         kb_versions: super::kb_registers(conn)?,
     })
+}
+
+/// The statuses of a conversation not closed, as SQL: the start reads go by the status index,
+/// so they read what the conversations not closed need, not whole tables.
+const NOT_CLOSED: &str = "('waiting', 'in_progress', 'resolved')";
+
+/// The conversation here that the cluster name `key` names (`conversation_homes`).
+pub fn conversation_named(conn: &Connection, key: ConvKey) -> Result<Option<ConversationId>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT conversation_id FROM conversation_homes WHERE home_node = ?1 AND home_id = ?2",
+        )?
+        .query_row(params![key.home as i64, key.id as i64], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|c| c as u64))
+}
+
+/// The cluster name of the conversation `conversation` is a copy of, if it is one.
+pub fn copy_key(conn: &Connection, conversation: ConversationId) -> Result<Option<ConvKey>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT home_node, home_id FROM conversation_homes
+             WHERE conversation_id = ?1 AND joined = 1 LIMIT 1",
+        )?
+        .query_row(params![conversation as i64], |r| {
+            Ok(ConvKey {
+                home: r.get::<_, i64>(0)? as u64,
+                id: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()?)
 }
 
 /// One stored operation: (seq, hlc, encoded body).
