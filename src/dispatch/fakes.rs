@@ -94,6 +94,8 @@ pub(super) struct MemoryStore {
     dots: HashMap<MessageId, crate::cluster::vector::Dot>,
     /// Cluster mode: which conversation each cluster name names, and whether it is a copy.
     homes: HashMap<ConvKey, (ConversationId, bool)>,
+    /// Cluster mode: each contact's name-and-details register version.
+    versions: HashMap<ContactId, (u64, u64)>,
 }
 
 impl MemoryStore {
@@ -193,6 +195,10 @@ impl MemoryStore {
                         m.contact = *keep;
                     }
                 }
+                if let Some(v) = self.versions.remove(merged) {
+                    let kept = self.versions.entry(*keep).or_insert(v);
+                    *kept = (*kept).max(v);
+                }
                 if let Some((from, into)) = folded {
                     for named in self.homes.values_mut().filter(|(c, _)| c == from) {
                         *named = (*into, false);
@@ -216,6 +222,12 @@ impl MemoryStore {
                 self.homes.entry(key).or_insert((*conversation, *joined));
             }
             Op::Replicated(r) => {
+                if let Ok(crate::cluster::wire::Body::Details(d)) =
+                    crate::cluster::wire::Body::decode(&r.body)
+                {
+                    let v = self.versions.entry(self.identities[&d.contact]).or_default();
+                    *v = (*v).max((r.hlc, r.origin));
+                }
                 if let Some(message) = r.message {
                     let dot = crate::cluster::vector::Dot {
                         origin: r.origin,
@@ -408,6 +420,10 @@ impl Snapshot for MemoryStore {
             .iter()
             .find(|(_, named)| **named == (conversation, true))
             .map(|(k, _)| *k))
+    }
+
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError> {
+        Ok(self.versions.get(&contact).copied())
     }
 
     fn applied(&self) -> Lsn {

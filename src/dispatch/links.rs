@@ -23,7 +23,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<Accepted, DispatchError> {
         let LinkContacts { keep, merged } = cmd;
         self.check_linkable(keep, merged, now)?;
-        let (keep, merged) = self.keep_newer(keep, merged);
+        let (keep, merged) = self.keep_newer(keep, merged)?;
         self.link_checked(keep, merged, now)
     }
 
@@ -68,7 +68,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             None => kept_current.or(merged_current),
         };
         self.merge_contacts(keep, merged, current);
-        self.after_link(keep, merged, folded);
+        self.after_link(keep, merged, folded)?;
         Ok(Accepted {
             lsn,
             conversation: current.unwrap_or(0),

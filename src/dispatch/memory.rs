@@ -60,6 +60,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let applied = self.store.applied();
         if let Some(replica) = &mut self.replica {
             replica.names.settle(applied);
+            replica.versions.settle(last, applied);
         }
         while self.contacts.len() > self.cfg.cached_contacts {
             let Some(&(contact, stamp)) = self.use_order.front() else {

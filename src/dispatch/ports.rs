@@ -105,6 +105,8 @@ pub(crate) trait Snapshot {
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
     /// Cluster mode: the conversation here that the cluster name `key` names, if any.
     fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError>;
+    /// Cluster mode: `contact`'s name-and-details register version (HLC time, origin).
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError>;
     /// Cluster mode: the name of the conversation `conversation` is a copy of, if it is one.
     fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
@@ -258,6 +260,10 @@ impl Snapshot for StoreSnapshot {
 
     fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError> {
         Ok(queries::copy_key(&self.conn, conversation)?)
+    }
+
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError> {
+        Ok(queries::contact_version(&self.conn, contact)?)
     }
 
     fn applied(&self) -> Lsn {

@@ -67,8 +67,9 @@ pub(crate) struct Replica {
     elsewhere: elsewhere::Elsewhere,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
-    /// Per contact, its name-and-details register's version (see `replica/contacts.rs`).
-    versions: HashMap<ContactId, contacts::Version>,
+    /// Contacts' name-and-details register versions the store may not have yet
+    /// (`replica/versions.rs`; the store has the rest).
+    pub(in crate::dispatch) versions: versions::Versions,
     /// Per intent, the version of the knowledge-base write it holds (or its tombstone).
     kb_versions: HashMap<String, Register>,
 }
@@ -94,11 +95,7 @@ impl Replica {
             holders: stored.holders.into_iter().collect(),
             elsewhere: elsewhere::Elsewhere::default(),
             applying_remote: false,
-            versions: stored
-                .details_versions
-                .into_iter()
-                .map(|(contact, hlc, origin)| (contact, (hlc, origin)))
-                .collect(),
+            versions: versions::Versions::default(),
             kb_versions: stored.kb_versions.into_iter().collect(),
         }
     }
@@ -256,7 +253,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         glue_next: bool,
     ) -> Result<(), DispatchError> {
         let register = match &body {
-            Body::Details(d) => self.contact_holding(&d.contact)?,
+            Body::Details(d) => match self.contact_holding(&d.contact)? {
+                Some(contact) => Some((contact, self.contact_version(contact)?)),
+                None => None,
+            },
             _ => None,
         };
         let conversation = match &body {
@@ -546,5 +546,6 @@ pub(super) mod elsewhere;
 mod holders;
 mod kb;
 mod names;
+mod versions;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,9 @@
 //! What a cluster operation's record projects beyond `cluster_ops`: the knowledge base's
 //! versions and tombstones (`kb_versions`), and the join of the delivery outcomes of each
 //! reply (`delivery_outcomes`), by the merge rules of `cluster/kb_lww.rs` and
-//! `cluster/outcome.rs` (migration 013).
+//! `cluster/outcome.rs` (migration 013); each contact's name-and-details register version
+//! (`contact_versions`, migration 015: the greatest write of any of its identities, a link
+//! folding the merged contact's into the kept one's).
 //!
 //! Runs inside the applier's transaction, for every `Op::Replicated` record, this box's own
 //! and the others': a knowledge-base write raises the intent's version if it is greater (the
@@ -16,13 +18,16 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::Error;
 use crate::cluster::kb_lww::Version;
 use crate::cluster::outcome::Outcome;
-use crate::cluster::wire::{Body, RemoteDelivery, BODY_DELIVERY, BODY_KB};
+use crate::cluster::wire::{Body, RemoteDelivery, BODY_DELIVERY, BODY_DETAILS, BODY_KB};
 use crate::op::Replicated;
 
 /// Projects record `r` into the tables this module owns (most records are messages and
 /// statuses, told apart by their first byte before anything is decoded).
 pub(super) fn apply(tx: &Connection, r: &Replicated) -> Result<(), Error> {
-    if !matches!(r.body.first(), Some(&BODY_KB | &BODY_DELIVERY)) {
+    if !matches!(
+        r.body.first(),
+        Some(&BODY_KB | &BODY_DELIVERY | &BODY_DETAILS)
+    ) {
         return Ok(());
     }
     match Body::decode(&r.body) {
@@ -34,9 +39,58 @@ pub(super) fn apply(tx: &Connection, r: &Replicated) -> Result<(), Error> {
             kb_write(tx, &kb.intent, version, kb.entry.is_none())
         }
         Ok(Body::Delivery(d)) => join_outcomes(tx, &d),
+        Ok(Body::Details(d)) => {
+            // The dispatcher journaled the identity's contact before this record.
+            let contact: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT contact_id FROM identities WHERE channel = ?1 AND external_id = ?2",
+                )?
+                .query_row(
+                    params![d.contact.channel.as_str(), d.contact.external_id.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match contact {
+                Some(contact) => raise_contact_version(tx, contact, (r.hlc, r.origin)),
+                None => Ok(()),
+            }
+        }
         // The dispatcher logged what it could not read; it is kept in cluster_ops.
         _ => Ok(()),
     }
+}
+
+/// A contact's register version, if it has one.
+pub(super) fn contact_version(tx: &Connection, contact: i64) -> Result<Option<(u64, u64)>, Error> {
+    Ok(tx
+        .prepare_cached("SELECT hlc, origin FROM contact_versions WHERE contact_id = ?1")?
+        .query_row(params![contact], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+/// Raises `contact`'s register version to `version` (HLC time, origin) if that is greater.
+fn raise_contact_version(tx: &Connection, contact: i64, version: (u64, u64)) -> Result<(), Error> {
+    if contact_version(tx, contact)?.is_some_and(|held| held >= version) {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO contact_versions (contact_id, hlc, origin) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![contact, version.0 as i64, version.1 as i64])?;
+    Ok(())
+}
+
+/// `merged` was linked into `keep`: the kept contact's register version is the greater of the
+/// two.
+pub(super) fn fold_contact_versions(tx: &Connection, keep: i64, merged: i64) -> Result<(), Error> {
+    if let Some(version) = contact_version(tx, merged)? {
+        raise_contact_version(tx, keep, version)?;
+        tx.prepare_cached("DELETE FROM contact_versions WHERE contact_id = ?1")?
+            .execute(params![merged])?;
+    }
+    Ok(())
 }
 
 fn kb_write(tx: &Connection, intent: &str, version: Version, deleted: bool) -> Result<(), Error> {

@@ -16,8 +16,8 @@
 //!   contact holds the newest write of all its identities. A write made here is stamped after
 //!   the version it replaces, so it wins here and everywhere alike.
 //!
-//! Invariant: `versions` holds, for each contact with a register written in cluster mode, the
-//! highest version applied to it or to any contact linked into it.
+//! Invariant: a contact's version (`versions.rs`: memory over the store) is the highest
+//! applied to it or to any contact linked into it.
 
 use super::{Body, Decider, DispatchError, Now, Op, Replica, Timestamp};
 use crate::cluster::vector::NodeId;
@@ -29,35 +29,26 @@ use crate::model::{ContactId, ConversationId, Identity};
 pub(in crate::dispatch) type Version = (u64, NodeId);
 
 impl Replica {
-    fn version(&self, contact: ContactId) -> Version {
-        self.versions.get(&contact).copied().unwrap_or((0, 0))
-    }
-
-    /// The HLC time of a write of `contact`'s register made here: the clock's, or just after
-    /// the version it replaces when that is later (written by a box ahead). Recorded as its
-    /// version.
-    pub(super) fn register_time(&mut self, contact: Option<ContactId>, wall_ms: u64) -> Timestamp {
+    /// The HLC time of a write of a contact's register made here (`register`: the contact
+    /// and the version it holds): the clock's, or just after the version it replaces when
+    /// that is later (written by a box ahead). Recorded as its version.
+    pub(super) fn register_time(
+        &mut self,
+        register: Option<(ContactId, Version)>,
+        wall_ms: u64,
+    ) -> Timestamp {
         let now = self.hlc.now(wall_ms);
-        let Some(contact) = contact else {
+        let Some((contact, held)) = register else {
             return now;
         };
-        let time = now.max(Timestamp(self.version(contact).0.saturating_add(1)));
-        self.versions.insert(contact, (time.0, self.node));
+        let time = now.max(Timestamp(held.0.saturating_add(1)));
+        self.versions.write(contact, (time.0, self.node));
         time
     }
 
-    /// Memory after `merged` was linked into `keep` (and `folded`'s first conversation into
-    /// its second): the register's version, and every name of the folded conversation.
-    fn linked(
-        &mut self,
-        keep: ContactId,
-        merged: ContactId,
-        folded: Option<(ConversationId, ConversationId)>,
-    ) {
-        if let Some(v) = self.versions.remove(&merged) {
-            let kept = self.versions.entry(keep).or_insert(v);
-            *kept = (*kept).max(v);
-        }
+    /// Memory after `folded`'s first conversation was folded into its second: every name of
+    /// the folded conversation, its customer messages and its floor.
+    fn folded(&mut self, folded: Option<(ConversationId, ConversationId)>) {
         let Some((from, into)) = folded else {
             return;
         };
@@ -135,11 +126,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         &self,
         keep: ContactId,
         merged: ContactId,
-    ) -> (ContactId, ContactId) {
-        match &self.replica {
-            Some(r) if r.version(merged) > r.version(keep) => (merged, keep),
-            _ => (keep, merged),
+    ) -> Result<(ContactId, ContactId), DispatchError> {
+        if self.replica.is_some() && self.contact_version(merged)? > self.contact_version(keep)? {
+            return Ok((merged, keep));
         }
+        Ok((keep, merged))
     }
 
     /// Whether conversation `a` comes before `b` by their cluster names, so that `b` folds
@@ -191,19 +182,26 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         appended.map(|_| ())
     }
 
-    /// After a link was journaled: cluster memory follows it.
+    /// After a link was journaled: cluster memory follows it (the kept contact's version is
+    /// the greater of the two).
     pub(in crate::dispatch) fn after_link(
         &mut self,
         keep: ContactId,
         merged: ContactId,
         folded: Option<(ConversationId, ConversationId)>,
-    ) {
-        if let Some(replica) = self.replica.as_mut() {
-            replica.linked(keep, merged, folded);
-            if let Some((from, _)) = folded {
-                replica.forget(from, self.journal.last());
-            }
+    ) -> Result<(), DispatchError> {
+        if self.replica.is_none() {
+            return Ok(());
         }
+        let version = self.contact_version(keep)?.max(self.contact_version(merged)?);
+        let last = self.journal.last();
+        let replica = self.replica_mut();
+        replica.versions.write(keep, version);
+        replica.folded(folded);
+        if let Some((from, _)) = folded {
+            replica.forget(from, last);
+        }
+        Ok(())
     }
 
     /// Another box's link: the contacts holding its identities become one (nothing to do if
@@ -215,7 +213,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             return Ok(());
         }
         self.check_linkable(a, b, now)?;
-        let (keep, merged) = self.keep_newer(a, b);
+        let (keep, merged) = self.keep_newer(a, b)?;
         self.link_checked(keep, merged, now).map(|_| ())
     }
 
@@ -227,7 +225,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         now: Now,
     ) -> Result<(), DispatchError> {
         let contact = self.contact_for_identity(&write.contact, now)?;
-        if version <= self.replica_mut().version(contact) {
+        if version <= self.contact_version(contact)? {
             return Ok(());
         }
         self.append(
@@ -239,7 +237,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             },
             None,
         )?;
-        self.replica_mut().versions.insert(contact, version);
+        self.replica_mut().versions.write(contact, version);
         Ok(())
     }
 }
