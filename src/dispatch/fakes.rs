@@ -11,13 +11,13 @@ use std::sync::Arc;
 use super::ports::{Journal, Snapshot, Startup};
 use super::state::{DispatchConfig, Now};
 use super::{Decider, DispatchError};
+use crate::cluster::wire::ConvKey;
 use crate::conversation::Status;
 use crate::model::{
     bounded_id, AgentId, ContactId, ConversationId, Identity, Lsn, MessageId, Sender,
 };
 use crate::op::{Entry, KbEntry, Op};
 use crate::routing::bot::BotConfig;
-use crate::cluster::wire::ConvKey;
 use crate::store::queries::{ClusterStartup, ContactSnapshot, ConversationState, RoutingAgent};
 
 /// Records every entry; refuses once `closed` (a journal that stopped).
@@ -225,7 +225,10 @@ impl MemoryStore {
                 if let Ok(crate::cluster::wire::Body::Details(d)) =
                     crate::cluster::wire::Body::decode(&r.body)
                 {
-                    let v = self.versions.entry(self.identities[&d.contact]).or_default();
+                    let v = self
+                        .versions
+                        .entry(self.identities[&d.contact])
+                        .or_default();
                     *v = (*v).max((r.hlc, r.origin));
                 }
                 if let Some(message) = r.message {

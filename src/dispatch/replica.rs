@@ -100,6 +100,17 @@ impl Replica {
         }
     }
 
+    /// How many per-conversation and per-contact entries are held: names, customer-message
+    /// tips, floors and holders of conversations not closed, register versions the store has
+    /// not applied (the knowledge base's, bounded by its size, are not counted).
+    pub(super) fn entries(&self) -> usize {
+        self.names.len()
+            + self.tips.len()
+            + self.floors.len()
+            + self.holders.len()
+            + self.versions.len()
+    }
+
     /// Whether another box's operation is being applied (its records are glued to the
     /// Replicated record that closes them).
     pub(super) fn applying_remote(&self) -> bool {
@@ -546,6 +557,6 @@ pub(super) mod elsewhere;
 mod holders;
 mod kb;
 mod names;
-mod versions;
 #[cfg(test)]
 mod tests;
+mod versions;

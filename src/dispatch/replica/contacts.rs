@@ -193,7 +193,9 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         if self.replica.is_none() {
             return Ok(());
         }
-        let version = self.contact_version(keep)?.max(self.contact_version(merged)?);
+        let version = self
+            .contact_version(keep)?
+            .max(self.contact_version(merged)?);
         let last = self.journal.last();
         let replica = self.replica_mut();
         replica.versions.write(keep, version);

@@ -97,7 +97,11 @@ mod tests {
         v.write(1, (12, 7));
         v.write(2, (3, 9));
         v.settle(8, 5);
-        assert_eq!(v.get(1), Some((12, 7)), "written again at 8: the entry at 5 is stale");
+        assert_eq!(
+            v.get(1),
+            Some((12, 7)),
+            "written again at 8: the entry at 5 is stale"
+        );
         assert_eq!(v.len(), 2);
         v.write(2, (4, 9));
         assert_eq!(v.get(2), Some((4, 9)));

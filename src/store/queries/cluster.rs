@@ -136,7 +136,10 @@ pub fn contact_version(conn: &Connection, contact: ContactId) -> Result<Option<(
 }
 
 /// The conversation here that the cluster name `key` names (`conversation_homes`).
-pub fn conversation_named(conn: &Connection, key: ConvKey) -> Result<Option<ConversationId>, Error> {
+pub fn conversation_named(
+    conn: &Connection,
+    key: ConvKey,
+) -> Result<Option<ConversationId>, Error> {
     Ok(conn
         .prepare_cached(
             "SELECT conversation_id FROM conversation_homes WHERE home_node = ?1 AND home_id = ?2",
@@ -306,7 +309,11 @@ mod tests {
         assert_eq!(conversation_named(&conn, key(9, 5)).unwrap(), Some(2));
         assert_eq!(conversation_named(&conn, key(9, 7)).unwrap(), None);
         assert_eq!(copy_key(&conn, 3).unwrap(), Some(key(9, 6)));
-        assert_eq!(copy_key(&conn, 1).unwrap(), None, "folded: no copy any more");
+        assert_eq!(
+            copy_key(&conn, 1).unwrap(),
+            None,
+            "folded: no copy any more"
+        );
     }
 
     #[test]

@@ -19,10 +19,22 @@ fn a_fold_moves_every_name_and_a_closed_conversation_lets_go_once_the_store_has_
     names.insert(OWN, 20, false);
     names.fold(10, 20);
     assert_eq!(names.conversation(K1), Some(20));
-    assert_eq!(names.copy_key(10), None, "the folded one is no copy any more");
-    assert_eq!(names.copy_key(20), Some(K2), "the kept one keeps its own name");
+    assert_eq!(
+        names.copy_key(10),
+        None,
+        "the folded one is no copy any more"
+    );
+    assert_eq!(
+        names.copy_key(20),
+        Some(K2),
+        "the kept one keeps its own name"
+    );
     names.closed(10, 5);
-    assert_eq!(names.len(), 3, "nothing names the folded one: nothing to let go");
+    assert_eq!(
+        names.len(),
+        3,
+        "nothing names the folded one: nothing to let go"
+    );
     names.closed(20, 9);
     names.settle(8);
     assert_eq!(names.len(), 3, "the store has not applied the closing yet");
@@ -90,7 +102,11 @@ fn names_of_closed_copies_leave_memory_and_a_late_operation_still_finds_its_copy
     close_all(&mut b, &copies);
     b.store_catches_up();
     b.settle_contacts();
-    assert_eq!(names_held(&b), 0, "no conversation not closed, no name held");
+    assert_eq!(
+        names_held(&b),
+        0,
+        "no conversation not closed, no name held"
+    );
     // A never saw B's resolves: its customer v7 writes again in the same conversation there.
     let v7 = b
         .store
@@ -119,14 +135,22 @@ fn names_of_closed_copies_leave_memory_and_a_late_operation_still_finds_its_copy
             _ => None,
         })
         .unwrap();
-    assert_eq!(conversation, first, "the copy it names, read from the store");
+    assert_eq!(
+        conversation, first,
+        "the copy it names, read from the store"
+    );
     assert!(
-        !landed
-            .iter()
-            .any(|op| matches!(op, Op::ConversationHomed { .. } | Op::ConversationOpened { .. })),
+        !landed.iter().any(|op| matches!(
+            op,
+            Op::ConversationHomed { .. } | Op::ConversationOpened { .. }
+        )),
         "no second copy: {landed:?}"
     );
-    assert_eq!(names_held(&b), 0, "a closed conversation's name is not held again");
+    assert_eq!(
+        names_held(&b),
+        0,
+        "a closed conversation's name is not held again"
+    );
 }
 
 #[test]
@@ -135,7 +159,11 @@ fn a_closed_copys_names_stay_until_the_store_has_applied_its_closing() {
     let homed = b.journal.last();
     close_all(&mut b, &copies);
     b.settle_contacts();
-    assert_eq!(names_held(&b), 3, "the store has applied none of the closings");
+    assert_eq!(
+        names_held(&b),
+        3,
+        "the store has applied none of the closings"
+    );
     // The store applies up to the copies' own records, not the closings.
     let entries: Vec<_> = b
         .journal
