@@ -385,6 +385,51 @@ fn a_name_written_here_after_one_from_a_box_whose_clock_runs_ahead_still_wins() 
     assert_eq!(view(&b)[&ids(&["v1"])].name, "Corrected");
 }
 
+#[test]
+fn a_version_the_store_has_not_applied_stays_in_memory_and_an_applied_one_is_read_back() {
+    let (mut a, mut b, mut c, mut d) = (box_of(A), box_of(B), box_of(C), box_of(0xd));
+    write(&mut a, "v1", "a1", "hi", T0);
+    for other in [&mut b, &mut c, &mut d] {
+        sync(&a, other, T0);
+    }
+    // C and D name v1 first; A later. B gets A's name, its store lagging.
+    rename(&mut c, "v1", "Older", at(5));
+    rename(&mut d, "v1", "Also older", at(6));
+    rename(&mut a, "v1", "Newer", at(10));
+    b.replicate(held(&a), at(10)).unwrap();
+    b.settle_contacts();
+    let versions = |d: &TestDecider| d.replica.as_ref().unwrap().versions.len();
+    assert_eq!(versions(&b), 1, "the store has not applied it");
+    let ops_before = b.journal.last();
+    b.replicate(held(&c), at(11)).unwrap();
+    caught_up(&mut b);
+    assert_eq!(
+        versions(&b),
+        0,
+        "applied: read back from the store from now on"
+    );
+    let renamed = |d: &TestDecider, after| {
+        d.ops_since(after)
+            .iter()
+            .filter(|op| matches!(op, Op::ContactDetails { .. }))
+            .count()
+    };
+    assert_eq!(
+        renamed(&b, ops_before),
+        0,
+        "C's older name lost to A's, held in memory"
+    );
+    // A's name is in B's store only now: an older write arriving still loses.
+    let ops_before = b.journal.last();
+    b.replicate(held(&d), at(12)).unwrap();
+    assert_eq!(
+        renamed(&b, ops_before),
+        0,
+        "lost to the version in the store"
+    );
+    assert_eq!(view(&b)[&ids(&["v1"])].name, "Newer");
+}
+
 /// A small union-find over identities: the partition the link edges make.
 fn partition(edges: &[(String, String)], all: &BTreeSet<String>) -> BTreeSet<BTreeSet<String>> {
     let mut class: BTreeMap<String, usize> = all.iter().cloned().zip(0..).collect();
