@@ -474,11 +474,17 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         identity: &Identity,
         now: Now,
     ) -> Result<ConversationId, DispatchError> {
-        // First: a conversation of this box's own may have been folded into another since.
+        let own = key.home == self.replica_mut().node;
+        // One of this box's own in memory is not closed, so it was not folded into another:
+        // it is itself, without a read of the store.
+        if own && self.conversations.contains_key(&key.id) {
+            return Ok(key.id);
+        }
+        // Else, first: a conversation of this box's own may have been folded into another.
         if let Some(conversation) = self.named(key)? {
             return Ok(conversation);
         }
-        if key.home == self.replica_mut().node {
+        if own {
             return Ok(key.id);
         }
         let contact = match self.lookup_identity(identity, now)? {
