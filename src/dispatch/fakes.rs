@@ -1,7 +1,7 @@
 //! In-memory ports for the handlers' unit tests: a journal that records what it is given, and a
 //! store that projects those records the way the SQLite store does for the reads the dispatcher
-//! makes (contacts and identities, open conversations, client ids, the queue, links), with an
-//! `applied` mark the test moves. Together with a [`Now`] the test picks, they let every
+//! makes (contacts and identities, open conversations, client ids, the queue, links, cluster
+//! names), with an `applied` mark the test moves. Together with a [`Now`] the test picks, they let every
 //! handler run without a database, a socket or a clock.
 
 use std::cell::Cell;
@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::op::{Entry, KbEntry, Op};
 use crate::routing::bot::BotConfig;
-use crate::store::queries::{ContactSnapshot, ConversationState, RoutingAgent};
+use crate::store::queries::{ClusterStartup, ContactSnapshot, ConversationState, RoutingAgent};
 
 /// Records every entry; refuses once `closed` (a journal that stopped).
 #[derive(Default)]
@@ -97,6 +97,10 @@ pub(super) struct MemoryStore {
     pub labels: Vec<crate::store::queries::Label>,
     /// Cluster mode: per conversation and label-or-rating kind, the greatest version applied.
     annotations: HashMap<(ConvKey, u8), Version>,
+    /// Cluster mode: which conversation each cluster name names, and whether it is a copy.
+    homes: HashMap<ConvKey, (ConversationId, bool)>,
+    /// Cluster mode: each contact's name-and-details register version.
+    versions: HashMap<ContactId, (u64, u64)>,
 }
 
 impl MemoryStore {
@@ -196,14 +200,42 @@ impl MemoryStore {
                         m.contact = *keep;
                     }
                 }
-                if let Some((from, _)) = folded {
+                if let Some(v) = self.versions.remove(merged) {
+                    let kept = self.versions.entry(*keep).or_insert(v);
+                    *kept = (*kept).max(v);
+                }
+                if let Some((from, into)) = folded {
+                    for named in self.homes.values_mut().filter(|(c, _)| c == from) {
+                        *named = (*into, false);
+                    }
                     let c = self.conversations.get_mut(from).expect("folded");
                     c.status = Status::Idle;
                     c.assignee = None;
                     c.queued = None;
                 }
             }
+            Op::ConversationHomed {
+                conversation,
+                home_node,
+                home_id,
+                joined,
+            } => {
+                let key = ConvKey {
+                    home: *home_node,
+                    id: *home_id,
+                };
+                self.homes.entry(key).or_insert((*conversation, *joined));
+            }
             Op::Replicated(r) => {
+                if let Ok(crate::cluster::wire::Body::Details(d)) =
+                    crate::cluster::wire::Body::decode(&r.body)
+                {
+                    let v = self
+                        .versions
+                        .entry(self.identities[&d.contact])
+                        .or_default();
+                    *v = (*v).max((r.hlc, r.origin));
+                }
                 if let Some(message) = r.message {
                     let dot = crate::cluster::vector::Dot {
                         origin: r.origin,
@@ -271,7 +303,15 @@ impl Snapshot for MemoryStore {
             agents: self.agents.clone(),
             open_by_assignee: open_by_assignee.into_iter().collect(),
             queued_teams,
-            cluster: Default::default(),
+            cluster: ClusterStartup {
+                homes: self
+                    .homes
+                    .iter()
+                    .filter(|(_, (c, _))| self.conversations[c].status != Status::Idle)
+                    .map(|(k, (c, joined))| (k.home, k.id, *c, *joined))
+                    .collect(),
+                ..ClusterStartup::default()
+            },
             hours: self.hours.clone(),
         })
     }
@@ -402,6 +442,22 @@ impl Snapshot for MemoryStore {
             .collect();
         found.sort_by_key(|l| l.id);
         Ok(found)
+    }
+
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError> {
+        Ok(self.homes.get(&key).map(|(c, _)| *c))
+    }
+
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError> {
+        Ok(self
+            .homes
+            .iter()
+            .find(|(_, named)| **named == (conversation, true))
+            .map(|(k, _)| *k))
+    }
+
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError> {
+        Ok(self.versions.get(&contact).copied())
     }
 
     fn applied(&self) -> Lsn {

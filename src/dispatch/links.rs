@@ -23,7 +23,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     ) -> Result<Accepted, DispatchError> {
         let LinkContacts { keep, merged } = cmd;
         self.check_linkable(keep, merged, now)?;
-        let (keep, merged) = self.keep_newer(keep, merged);
+        let (keep, merged) = self.keep_newer(keep, merged)?;
         self.link_checked(keep, merged, now)
     }
 
@@ -39,9 +39,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         };
         let (kept_current, merged_current) =
             (self.contacts[&keep].current, self.contacts[&merged].current);
-        let merged_first = kept_current
-            .zip(merged_current)
-            .is_some_and(|(k, m)| self.folds_first(m, k));
+        let merged_first = match kept_current.zip(merged_current) {
+            Some((k, m)) => self.folds_first(m, k)?,
+            None => false,
+        };
         let folded = fold(
             kept_current.zip(status(kept_current)),
             merged_current.zip(status(merged_current)),
@@ -68,7 +69,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             None => kept_current.or(merged_current),
         };
         self.merge_contacts(keep, merged, current);
-        self.after_link(keep, merged, folded);
+        self.after_link(keep, merged, folded)?;
         Ok(Accepted {
             lsn,
             conversation: current.unwrap_or(0),

@@ -43,7 +43,8 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
 
     /// After a command: the contacts it used move to the back of the use order, marked with
     /// the last LSN journaled; then the least recently used beyond the cache's size are
-    /// evicted, as far as the store has applied their last use.
+    /// evicted, as far as the store has applied their last use. Cluster mode lets go of what
+    /// the store has applied in the same way (closed conversations' names, versions).
     pub(crate) fn settle_contacts(&mut self) {
         let last = self.journal.last();
         // Taken and put back emptied, so it keeps its capacity: no allocation per command.
@@ -58,6 +59,10 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         }
         self.touched = touched;
         let applied = self.store.applied();
+        if let Some(replica) = &mut self.replica {
+            replica.names.settle(applied);
+            replica.versions.settle(last, applied);
+        }
         while self.contacts.len() > self.cfg.cached_contacts {
             let Some(&(contact, stamp)) = self.use_order.front() else {
                 break;

@@ -29,7 +29,10 @@
 //! journaled up to its last use, which keeps the rule "what is not in memory, the store has
 //! as it is" true, so hydration never reads a stale contact. The waiting queue keeps only a
 //! window in memory too (see the scheduler), and start reads only that window and the idle
-//! timers of resolved conversations.
+//! timers of resolved conversations. Cluster mode holds what its conversations not closed
+//! need (their cluster names, tips, floors, holders) and the contacts' register versions the
+//! store has not applied yet; a closed conversation's names and an applied version are read
+//! back from the store (`replica/names.rs`, `replica/versions.rs`), by the same rule.
 //!
 //! Invariants:
 //! - Every status change goes through [`crate::conversation::step`]; a refused one journals nothing.

@@ -108,6 +108,12 @@ pub(crate) trait Snapshot {
     fn annotation_version(&self, key: ConvKey, kind: u8) -> Result<Option<Version>, DispatchError>;
     /// Cluster mode: the dot a message is named by on every box, if it has one.
     fn message_dot(&self, message: MessageId) -> Result<Option<Dot>, DispatchError>;
+    /// Cluster mode: the conversation here that the cluster name `key` names, if any.
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError>;
+    /// Cluster mode: `contact`'s name-and-details register version (HLC time, origin).
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError>;
+    /// Cluster mode: the name of the conversation `conversation` is a copy of, if it is one.
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError>;
     /// The last LSN the store has applied (its reads show everything up to it).
     fn applied(&self) -> Lsn;
     /// Asks the store to apply up to `lsn` promptly rather than at its commit interval.
@@ -261,6 +267,18 @@ impl Snapshot for StoreSnapshot {
         Ok(crate::store::replicated_annotations::held_version(
             &self.conn, key, kind,
         )?)
+    }
+
+    fn conversation_named(&self, key: ConvKey) -> Result<Option<ConversationId>, DispatchError> {
+        Ok(queries::conversation_named(&self.conn, key)?)
+    }
+
+    fn copy_key(&self, conversation: ConversationId) -> Result<Option<ConvKey>, DispatchError> {
+        Ok(queries::copy_key(&self.conn, conversation)?)
+    }
+
+    fn contact_version(&self, contact: ContactId) -> Result<Option<(u64, u64)>, DispatchError> {
+        Ok(queries::contact_version(&self.conn, contact)?)
     }
 
     fn applied(&self) -> Lsn {

@@ -44,7 +44,7 @@ use crate::cluster::hlc::{Hlc, Observed, Timestamp};
 use crate::cluster::kb_lww::{Register, Version};
 use crate::cluster::register::{Holder, Holders};
 use crate::cluster::vector::{Dot, NodeId, VersionVector};
-use crate::cluster::wire::{Body, ConvKey, Operation, RemoteMessage, RemoteStatus};
+use crate::cluster::wire::{Body, ConvKey, Operation, RemoteAssign, RemoteMessage, RemoteStatus};
 use crate::conversation::{Event, Status};
 use crate::model::{ContactId, ConversationId, Identity, Lsn, MessageId, Sender};
 use crate::op::{MessageAdded, Op, Replicated};
@@ -56,10 +56,9 @@ pub(crate) struct Replica {
     next_seq: u64,
     hlc: Hlc,
     applied: VersionVector,
-    /// Every other box's conversation known here, and which conversation it is here.
-    homes: HashMap<ConvKey, ConversationId>,
-    /// The copies among them, by local id: the key their operations name them by.
-    keys: HashMap<ConversationId, ConvKey>,
+    /// Which conversation here each cluster name names, for conversations not closed
+    /// (`names.rs`; the store has the rest).
+    pub(in crate::dispatch) names: names::Names,
     /// Per conversation not closed, the highest customer-message seq of each origin.
     tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>>,
     /// Per conversation not closed, the highest HLC time of its messages, from any box: a
@@ -73,8 +72,9 @@ pub(crate) struct Replica {
     elsewhere: elsewhere::Elsewhere,
     /// Set while another box's operation is being applied: its records are not stamped again.
     applying_remote: bool,
-    /// Per contact, its name-and-details register's version (see `replica/contacts.rs`).
-    versions: HashMap<ContactId, contacts::Version>,
+    /// Contacts' name-and-details register versions the store may not have yet
+    /// (`replica/versions.rs`; the store has the rest).
+    pub(in crate::dispatch) versions: versions::Versions,
     /// Per intent, the version of the knowledge-base write it holds (or its tombstone).
     kb_versions: HashMap<String, Register>,
 }
@@ -85,15 +85,6 @@ impl Replica {
         for (origin, seq) in stored.applied {
             applied.advance(origin, seq);
         }
-        let mut homes = HashMap::new();
-        let mut keys = HashMap::new();
-        for (home, id, conversation, joined) in stored.homes {
-            let key = ConvKey { home, id };
-            homes.insert(key, conversation);
-            if joined {
-                keys.insert(conversation, key);
-            }
-        }
         let mut tips: HashMap<ConversationId, SmallVec<[(NodeId, u64); 2]>> = HashMap::new();
         for (conversation, origin, seq) in stored.customer_tips {
             tips.entry(conversation).or_default().push((origin, seq));
@@ -103,33 +94,32 @@ impl Replica {
             next_seq: applied.get(node) + 1,
             hlc: Hlc::resume(Timestamp(stored.max_hlc), max_clock_ahead_ms),
             applied,
-            homes,
-            keys,
+            names: names::Names::from_stored(stored.homes),
             tips,
             floors: stored.message_floors.into_iter().collect(),
             holders: stored.holders.into_iter().collect(),
             elsewhere: elsewhere::Elsewhere::default(),
             applying_remote: false,
-            versions: stored
-                .details_versions
-                .into_iter()
-                .map(|(contact, hlc, origin)| (contact, (hlc, origin)))
-                .collect(),
+            versions: versions::Versions::default(),
             kb_versions: stored.kb_versions.into_iter().collect(),
         }
+    }
+
+    /// How many per-conversation and per-contact entries are held: names, customer-message
+    /// tips, floors and holders of conversations not closed, register versions the store has
+    /// not applied (the knowledge base's, bounded by its size, are not counted).
+    pub(super) fn entries(&self) -> usize {
+        self.names.len()
+            + self.tips.len()
+            + self.floors.len()
+            + self.holders.len()
+            + self.versions.len()
     }
 
     /// Whether another box's operation is being applied (its records are glued to the
     /// Replicated record that closes them).
     pub(super) fn applying_remote(&self) -> bool {
         self.applying_remote
-    }
-
-    fn key_of(&self, conversation: ConversationId) -> ConvKey {
-        self.keys.get(&conversation).copied().unwrap_or(ConvKey {
-            home: self.node,
-            id: conversation,
-        })
     }
 
     fn note_customer_message(&mut self, conversation: ConversationId, origin: NodeId, seq: u64) {
@@ -167,8 +157,10 @@ impl Replica {
         *floor = (*floor).max(hlc.0);
     }
 
-    /// A conversation closed for good here needs no tips or floor any more.
-    pub(super) fn forget(&mut self, conversation: ConversationId) {
+    /// A conversation closed for good here (`last`: the last LSN journaled) needs no tips or
+    /// floor any more, and its names only until the store has them.
+    pub(super) fn forget(&mut self, conversation: ConversationId, last: Lsn) {
+        self.names.closed(conversation, last);
         self.tips.remove(&conversation);
         self.floors.remove(&conversation);
         self.holders.remove(&conversation);
@@ -206,7 +198,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     _ => self.home_identity(m.contact)?,
                 };
                 bodies.push(Body::Message(RemoteMessage {
-                    conversation: replica.key_of(m.conversation),
+                    conversation: self.key_of(m.conversation)?,
                     contact,
                     sender: m.sender,
                     client_id: m.client_id.clone(),
@@ -232,7 +224,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 }
                 let contact = self.conversations[&s.conversation].contact;
                 let contact = self.home_identity(contact)?;
-                let key = replica.key_of(s.conversation);
+                let key = self.key_of(s.conversation)?;
                 if let Some(event) = event {
                     bodies.push(Body::Status(RemoteStatus {
                         conversation: key,
@@ -280,7 +272,17 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         glue_next: bool,
     ) -> Result<(), DispatchError> {
         let register = match &body {
-            Body::Details(d) => self.contact_holding(&d.contact)?,
+            Body::Details(d) => match self.contact_holding(&d.contact)? {
+                Some(contact) => Some((contact, self.contact_version(contact)?)),
+                None => None,
+            },
+            _ => None,
+        };
+        let conversation = match &body {
+            Body::Message(RemoteMessage { conversation, .. })
+            | Body::Assign(RemoteAssign { conversation, .. }) => {
+                Some(self.record_conversation(*conversation)?)
+            }
             _ => None,
         };
         let annotated = self.annotation_held(&body)?;
@@ -289,7 +291,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let wall = at_ms.max(0) as u64;
         let (hlc, message) = match &body {
             Body::Message(m) => {
-                let conversation = record_conversation(m.conversation, replica);
+                let conversation = conversation.expect("a message names its conversation");
                 if m.sender == Sender::Visitor {
                     replica.note_customer_message(conversation, origin, seq);
                 }
@@ -302,8 +304,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             Body::Details(_) => (replica.register_time(register, wall), None),
             Body::Kb(k) => (replica.kb_time(k, origin, wall), None),
         };
-        if let Body::Assign(a) = &body {
-            let conversation = record_conversation(a.conversation, replica);
+        if let (Body::Assign(a), Some(conversation)) = (&body, conversation) {
             let holder = Holder {
                 dot: Dot { origin, seq },
                 agent: a.agent,
@@ -491,12 +492,17 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         identity: &Identity,
         now: Now,
     ) -> Result<ConversationId, DispatchError> {
-        let replica = self.replica_mut();
-        // First: a conversation of this box's own may have been folded into another since.
-        if let Some(&conversation) = replica.homes.get(&key) {
+        let own = key.home == self.replica_mut().node;
+        // One of this box's own in memory is not closed, so it was not folded into another:
+        // it is itself, without a read of the store.
+        if own && self.conversations.contains_key(&key.id) {
+            return Ok(key.id);
+        }
+        // Else, first: a conversation of this box's own may have been folded into another.
+        if let Some(conversation) = self.named(key)? {
             return Ok(conversation);
         }
-        if key.home == replica.node {
+        if own {
             return Ok(key.id);
         }
         let contact = match self.lookup_identity(identity, now)? {
@@ -533,11 +539,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             },
             None,
         )?;
-        let replica = self.replica_mut();
-        replica.homes.insert(key, conversation);
-        if joined {
-            replica.keys.insert(conversation, key);
-        }
+        self.replica_mut().names.insert(key, conversation, joined);
         Ok(conversation)
     }
 
@@ -561,12 +563,13 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
     }
 }
 
-/// The local conversation a message body stamped here names (its own, or a copy).
-fn record_conversation(key: ConvKey, replica: &Replica) -> ConversationId {
-    if key.home == replica.node {
-        key.id
-    } else {
-        replica.homes.get(&key).copied().unwrap_or(key.id)
+impl<J: Journal, S: Snapshot> Decider<J, S> {
+    /// The local conversation a body stamped here names (its own, or a copy).
+    fn record_conversation(&self, key: ConvKey) -> Result<ConversationId, DispatchError> {
+        if key.home == self.replica.as_ref().expect("invariant: cluster mode").node {
+            return Ok(key.id);
+        }
+        Ok(self.named(key)?.unwrap_or(key.id))
     }
 }
 
@@ -580,5 +583,7 @@ mod delivery;
 pub(super) mod elsewhere;
 mod holders;
 mod kb;
+mod names;
 #[cfg(test)]
 mod tests;
+mod versions;

@@ -228,6 +228,11 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         self.scheduler.queued_len()
     }
 
+    /// Cluster mode's entries held in memory now (0 alone).
+    pub(crate) fn cluster_entries(&self) -> usize {
+        self.replica.as_ref().map_or(0, Replica::entries)
+    }
+
     /// Appends `op`; in cluster mode a record the other boxes take is followed by its
     /// stamped cluster operation (`replica.rs`).
     pub(super) fn append(

@@ -154,7 +154,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 let contact = state.contact;
                 self.conversations.remove(&conversation);
                 if let Some(replica) = &mut self.replica {
-                    replica.forget(conversation);
+                    replica.forget(conversation, self.journal.last());
                 }
                 if let Some(c) = self.contacts.get_mut(&contact) {
                     if c.current == Some(conversation) {

@@ -31,6 +31,8 @@ pub struct DispatchStats {
     pub contacts: AtomicU64,
     /// Waiting conversations held in the scheduler's windows now.
     pub queued_in_memory: AtomicU64,
+    /// Cluster mode's per-conversation and per-contact entries held in memory now.
+    pub cluster_entries: AtomicU64,
 }
 
 pub struct Dispatcher {
@@ -98,6 +100,9 @@ impl Dispatcher {
             self.stats
                 .queued_in_memory
                 .store(self.decider.queued_in_memory() as u64, Ordering::Relaxed);
+            self.stats
+                .cluster_entries
+                .store(self.decider.cluster_entries() as u64, Ordering::Relaxed);
         }
         tracing::debug!("dispatcher stopped");
     }

@@ -363,6 +363,11 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> S
             app.dispatch_stats.queued_in_memory.load(Relaxed),
         ),
         (
+            "kefud_dispatcher_cluster_entries",
+            "Cluster mode: names, customer tips, floors and holders of conversations not closed, and contacts' register versions not yet in the store, held in memory.",
+            app.dispatch_stats.cluster_entries.load(Relaxed),
+        ),
+        (
             "kefud_clock_synchronized",
             "1 while the system says its clock is synchronised (NTP set it).",
             u64::from(crate::clock::synchronized()),

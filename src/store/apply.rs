@@ -480,6 +480,7 @@ fn link_contacts(
     ] {
         tx.prepare_cached(sql)?.execute(params![keep, merged])?;
     }
+    super::replicated::fold_contact_versions(tx, keep, merged)?;
     if let Some((from, into)) = folded {
         let (from, into) = (from as i64, into as i64);
         tx.prepare_cached("UPDATE messages SET conversation_id = ?2 WHERE conversation_id = ?1")?

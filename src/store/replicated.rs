@@ -2,7 +2,9 @@
 //! versions and tombstones (`kb_versions`), and the join of the delivery outcomes of each
 //! reply (`delivery_outcomes`), by the merge rules of `cluster/kb_lww.rs` and
 //! `cluster/outcome.rs` (migration 013); conversations' labels and ratings in
-//! `replicated_annotations.rs`.
+//! `replicated_annotations.rs`; each contact's name-and-details register version
+//! (`contact_versions`, migration 015: the greatest write of any of its identities, a link
+//! folding the merged contact's into the kept one's).
 //!
 //! Runs inside the applier's transaction, for every `Op::Replicated` record, this box's own
 //! and the others': a knowledge-base write raises the intent's version if it is greater (the
@@ -18,7 +20,7 @@ use super::Error;
 use crate::cluster::kb_lww::Version;
 use crate::cluster::outcome::Outcome;
 use crate::cluster::wire::{
-    Body, RemoteDelivery, BODY_DELIVERY, BODY_KB, BODY_LABELS, BODY_RATING,
+    Body, RemoteDelivery, BODY_DELIVERY, BODY_DETAILS, BODY_KB, BODY_LABELS, BODY_RATING,
 };
 use crate::model::Lsn;
 use crate::op::Replicated;
@@ -28,7 +30,7 @@ use crate::op::Replicated;
 pub(super) fn apply(tx: &Connection, r: &Replicated, lsn: Lsn) -> Result<(), Error> {
     if !matches!(
         r.body.first(),
-        Some(&BODY_KB | &BODY_DELIVERY | &BODY_LABELS | &BODY_RATING)
+        Some(&BODY_KB | &BODY_DELIVERY | &BODY_LABELS | &BODY_RATING | &BODY_DETAILS)
     ) {
         return Ok(());
     }
@@ -43,9 +45,58 @@ pub(super) fn apply(tx: &Connection, r: &Replicated, lsn: Lsn) -> Result<(), Err
         Ok(Body::Rating(rating)) => {
             super::replicated_annotations::rating(tx, &rating, version, &r.body, lsn)
         }
+        Ok(Body::Details(d)) => {
+            // The dispatcher journaled the identity's contact before this record.
+            let contact: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT contact_id FROM identities WHERE channel = ?1 AND external_id = ?2",
+                )?
+                .query_row(
+                    params![d.contact.channel.as_str(), d.contact.external_id.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match contact {
+                Some(contact) => raise_contact_version(tx, contact, (r.hlc, r.origin)),
+                None => Ok(()),
+            }
+        }
         // The dispatcher logged what it could not read; it is kept in cluster_ops.
         _ => Ok(()),
     }
+}
+
+/// A contact's register version, if it has one.
+pub(super) fn contact_version(tx: &Connection, contact: i64) -> Result<Option<(u64, u64)>, Error> {
+    Ok(tx
+        .prepare_cached("SELECT hlc, origin FROM contact_versions WHERE contact_id = ?1")?
+        .query_row(params![contact], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+/// Raises `contact`'s register version to `version` (HLC time, origin) if that is greater.
+fn raise_contact_version(tx: &Connection, contact: i64, version: (u64, u64)) -> Result<(), Error> {
+    if contact_version(tx, contact)?.is_some_and(|held| held >= version) {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO contact_versions (contact_id, hlc, origin) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![contact, version.0 as i64, version.1 as i64])?;
+    Ok(())
+}
+
+/// `merged` was linked into `keep`: the kept contact's register version is the greater of the
+/// two.
+pub(super) fn fold_contact_versions(tx: &Connection, keep: i64, merged: i64) -> Result<(), Error> {
+    if let Some(version) = contact_version(tx, merged)? {
+        raise_contact_version(tx, keep, version)?;
+        tx.prepare_cached("DELETE FROM contact_versions WHERE contact_id = ?1")?
+            .execute(params![merged])?;
+    }
+    Ok(())
 }
 
 fn kb_write(tx: &Connection, intent: &str, version: Version, deleted: bool) -> Result<(), Error> {

@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/012_labels_ratings.sql"),
     include_str!("migrations/013_replicated_kb_and_deliveries.sql"),
     include_str!("migrations/014_conversation_holders.sql"),
+    include_str!("migrations/015_contact_versions.sql"),
     include_str!("migrations/016_replicated_annotations.sql"),
 ];
 

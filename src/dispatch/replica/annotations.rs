@@ -35,10 +35,6 @@ impl Replica {
 impl<J: Journal, S: Snapshot> Decider<J, S> {
     /// The cluster body of a local label or rating record.
     pub(super) fn annotation_body(&self, op: &Op) -> Result<Body, DispatchError> {
-        let replica = self
-            .replica
-            .as_ref()
-            .expect("invariant: called only in cluster mode");
         match op {
             Op::ConversationLabeled {
                 conversation,
@@ -54,7 +50,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                     .collect();
                 labels.sort();
                 Ok(Body::Labels(RemoteLabels {
-                    conversation: replica.key_of(*conversation),
+                    conversation: self.key_of(*conversation)?,
                     contact: self.home_identity(self.contact_of(*conversation)?)?,
                     labels,
                     at_ms: *at_ms,
@@ -66,7 +62,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
                 comment,
                 at_ms,
             } => Ok(Body::Rating(RemoteRating {
-                conversation: replica.key_of(*conversation),
+                conversation: self.key_of(*conversation)?,
                 contact: self.home_identity(self.contact_of(*conversation)?)?,
                 score: *score,
                 comment: comment.clone(),

@@ -96,7 +96,10 @@ fn here(d: &TestDecider, home: NodeId, id: ConversationId) -> ConversationId {
     if replica.node == home {
         return id;
     }
-    replica.homes[&ConvKey { home, id }]
+    replica
+        .names
+        .conversation(ConvKey { home, id })
+        .expect("a copy here")
 }
 
 /// What an agent of the box sees once its store applied its journal: the label names on

@@ -16,8 +16,8 @@
 //!   contact holds the newest write of all its identities. A write made here is stamped after
 //!   the version it replaces, so it wins here and everywhere alike.
 //!
-//! Invariant: `versions` holds, for each contact with a register written in cluster mode, the
-//! highest version applied to it or to any contact linked into it.
+//! Invariant: a contact's version (`versions.rs`: memory over the store) is the highest
+//! applied to it or to any contact linked into it.
 
 use super::{Body, Decider, DispatchError, Now, Op, Replica, Timestamp};
 use crate::cluster::vector::NodeId;
@@ -29,44 +29,30 @@ use crate::model::{ContactId, ConversationId, Identity};
 pub(in crate::dispatch) type Version = (u64, NodeId);
 
 impl Replica {
-    fn version(&self, contact: ContactId) -> Version {
-        self.versions.get(&contact).copied().unwrap_or((0, 0))
-    }
-
-    /// The HLC time of a write of `contact`'s register made here: the clock's, or just after
-    /// the version it replaces when that is later (written by a box ahead). Recorded as its
-    /// version.
-    pub(super) fn register_time(&mut self, contact: Option<ContactId>, wall_ms: u64) -> Timestamp {
+    /// The HLC time of a write of a contact's register made here (`register`: the contact
+    /// and the version it holds): the clock's, or just after the version it replaces when
+    /// that is later (written by a box ahead). Recorded as its version.
+    pub(super) fn register_time(
+        &mut self,
+        register: Option<(ContactId, Version)>,
+        wall_ms: u64,
+    ) -> Timestamp {
         let now = self.hlc.now(wall_ms);
-        let Some(contact) = contact else {
+        let Some((contact, held)) = register else {
             return now;
         };
-        let time = now.max(Timestamp(self.version(contact).0.saturating_add(1)));
-        self.versions.insert(contact, (time.0, self.node));
+        let time = now.max(Timestamp(held.0.saturating_add(1)));
+        self.versions.write(contact, (time.0, self.node));
         time
     }
 
-    /// Memory after `merged` was linked into `keep` (and `folded`'s first conversation into
-    /// its second): the register's version, and every name of the folded conversation.
-    fn linked(
-        &mut self,
-        keep: ContactId,
-        merged: ContactId,
-        folded: Option<(ConversationId, ConversationId)>,
-    ) {
-        if let Some(v) = self.versions.remove(&merged) {
-            let kept = self.versions.entry(keep).or_insert(v);
-            *kept = (*kept).max(v);
-        }
+    /// Memory after `folded`'s first conversation was folded into its second: every name of
+    /// the folded conversation, its customer messages and its floor.
+    fn folded(&mut self, folded: Option<(ConversationId, ConversationId)>) {
         let Some((from, into)) = folded else {
             return;
         };
-        self.keys.remove(&from);
-        for target in self.homes.values_mut() {
-            if *target == from {
-                *target = into;
-            }
-        }
+        self.names.fold(from, into);
         if let Some(from_tips) = self.tips.remove(&from) {
             for (origin, seq) in from_tips {
                 self.note_customer_message(into, origin, seq);
@@ -140,20 +126,25 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         &self,
         keep: ContactId,
         merged: ContactId,
-    ) -> (ContactId, ContactId) {
-        match &self.replica {
-            Some(r) if r.version(merged) > r.version(keep) => (merged, keep),
-            _ => (keep, merged),
+    ) -> Result<(ContactId, ContactId), DispatchError> {
+        if self.replica.is_some() && self.contact_version(merged)? > self.contact_version(keep)? {
+            return Ok((merged, keep));
         }
+        Ok((keep, merged))
     }
 
     /// Whether conversation `a` comes before `b` by their cluster names, so that `b` folds
     /// into `a` when both are open (never alone: there the kept contact's is kept).
-    pub(in crate::dispatch) fn folds_first(&self, a: ConversationId, b: ConversationId) -> bool {
-        self.replica.as_ref().is_some_and(|r| {
-            let (a, b) = (r.key_of(a), r.key_of(b));
-            (a.home, a.id) < (b.home, b.id)
-        })
+    pub(in crate::dispatch) fn folds_first(
+        &self,
+        a: ConversationId,
+        b: ConversationId,
+    ) -> Result<bool, DispatchError> {
+        if self.replica.is_none() {
+            return Ok(false);
+        }
+        let (a, b) = (self.key_of(a)?, self.key_of(b)?);
+        Ok((a.home, a.id) < (b.home, b.id))
     }
 
     /// Before `from` folds into `into`: in cluster mode, journals that this box's own name
@@ -166,18 +157,17 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         let Some(replica) = self.replica.as_mut() else {
             return Ok(());
         };
-        if replica.keys.contains_key(&from) {
+        // Both are not closed: memory holds their names.
+        if replica.names.copy_key(from).is_some() {
             // A copy: the store moves its home's name to `into` with the link.
             return Ok(());
         }
         let node = replica.node;
-        replica.homes.insert(
-            super::ConvKey {
-                home: node,
-                id: from,
-            },
-            into,
-        );
+        let own = super::ConvKey {
+            home: node,
+            id: from,
+        };
+        replica.names.insert(own, into, false);
         let was = std::mem::replace(&mut self.bundling, true);
         let appended = self.append(
             Op::ConversationHomed {
@@ -192,19 +182,28 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         appended.map(|_| ())
     }
 
-    /// After a link was journaled: cluster memory follows it.
+    /// After a link was journaled: cluster memory follows it (the kept contact's version is
+    /// the greater of the two).
     pub(in crate::dispatch) fn after_link(
         &mut self,
         keep: ContactId,
         merged: ContactId,
         folded: Option<(ConversationId, ConversationId)>,
-    ) {
-        if let Some(replica) = self.replica.as_mut() {
-            replica.linked(keep, merged, folded);
-            if let Some((from, _)) = folded {
-                replica.forget(from);
-            }
+    ) -> Result<(), DispatchError> {
+        if self.replica.is_none() {
+            return Ok(());
         }
+        let version = self
+            .contact_version(keep)?
+            .max(self.contact_version(merged)?);
+        let last = self.journal.last();
+        let replica = self.replica_mut();
+        replica.versions.write(keep, version);
+        replica.folded(folded);
+        if let Some((from, _)) = folded {
+            replica.forget(from, last);
+        }
+        Ok(())
     }
 
     /// Another box's link: the contacts holding its identities become one (nothing to do if
@@ -216,7 +215,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             return Ok(());
         }
         self.check_linkable(a, b, now)?;
-        let (keep, merged) = self.keep_newer(a, b);
+        let (keep, merged) = self.keep_newer(a, b)?;
         self.link_checked(keep, merged, now).map(|_| ())
     }
 
@@ -228,7 +227,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         now: Now,
     ) -> Result<(), DispatchError> {
         let contact = self.contact_for_identity(&write.contact, now)?;
-        if version <= self.replica_mut().version(contact) {
+        if version <= self.contact_version(contact)? {
             return Ok(());
         }
         self.append(
@@ -240,7 +239,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
             },
             None,
         )?;
-        self.replica_mut().versions.insert(contact, version);
+        self.replica_mut().versions.write(contact, version);
         Ok(())
     }
 }

@@ -26,7 +26,14 @@ fn write(d: &mut TestDecider, who: &str, client_id: &str, text: &str, now: Now) 
         now,
     )
     .unwrap();
+    caught_up(d);
+}
+
+/// The store applies everything journaled, and memory lets go of what it then holds (versions
+/// and names are read back from the store from then on).
+fn caught_up(d: &mut TestDecider) {
     d.store_catches_up();
+    d.settle_contacts();
 }
 
 fn contact_of(d: &TestDecider, who: &str) -> Option<ContactId> {
@@ -36,7 +43,7 @@ fn contact_of(d: &TestDecider, who: &str) -> Option<ContactId> {
 fn link(d: &mut TestDecider, keep: &str, merged: &str, now: Now) -> Accepted {
     let (keep, merged) = (contact_of(d, keep).unwrap(), contact_of(d, merged).unwrap());
     let accepted = d.link_contacts(LinkContacts { keep, merged }, now).unwrap();
-    d.store_catches_up();
+    caught_up(d);
     accepted
 }
 
@@ -51,7 +58,7 @@ fn rename(d: &mut TestDecider, who: &str, name: &str, now: Now) {
         now,
     )
     .unwrap();
-    d.store_catches_up();
+    caught_up(d);
 }
 
 /// Every box hands everything it holds to every other, twice (what one learns from a second
@@ -63,7 +70,7 @@ fn everyone(boxes: &mut [TestDecider], now: Now) {
                 if from != to {
                     let ops = held(&boxes[from]);
                     boxes[to].replicate(ops, now).unwrap();
-                    boxes[to].store_catches_up();
+                    caught_up(&mut boxes[to]);
                 }
             }
         }
@@ -237,7 +244,7 @@ fn a_link_reaching_a_box_before_the_customer_does_makes_the_contact_and_waits_fo
 fn current_key(d: &TestDecider, who: &str) -> ConvKey {
     let contact = contact_of(d, who).unwrap();
     let current = d.contacts[&contact].current.unwrap();
-    d.replica.as_ref().unwrap().key_of(current)
+    d.key_of(current).unwrap()
 }
 
 #[test]
@@ -339,6 +346,12 @@ fn the_newer_name_wins_on_every_box_and_a_link_keeps_the_newer_of_the_two() {
         .collect();
     assert!(names.windows(2).all(|w| w[0] == w[1]), "{names:?}");
     assert!(names[0] == "Mrs Lee" || names[0] == "Ann L.");
+    assert!(
+        boxes
+            .iter()
+            .all(|d| d.replica.as_ref().unwrap().versions.len() == 0),
+        "every version is read back from the store"
+    );
 }
 
 #[test]
@@ -370,6 +383,51 @@ fn a_name_written_here_after_one_from_a_box_whose_clock_runs_ahead_still_wins() 
     sync(&a, &mut b, ahead);
     assert_eq!(view(&a)[&ids(&["v1"])].name, "Corrected");
     assert_eq!(view(&b)[&ids(&["v1"])].name, "Corrected");
+}
+
+#[test]
+fn a_version_the_store_has_not_applied_stays_in_memory_and_an_applied_one_is_read_back() {
+    let (mut a, mut b, mut c, mut d) = (box_of(A), box_of(B), box_of(C), box_of(0xd));
+    write(&mut a, "v1", "a1", "hi", T0);
+    for other in [&mut b, &mut c, &mut d] {
+        sync(&a, other, T0);
+    }
+    // C and D name v1 first; A later. B gets A's name, its store lagging.
+    rename(&mut c, "v1", "Older", at(5));
+    rename(&mut d, "v1", "Also older", at(6));
+    rename(&mut a, "v1", "Newer", at(10));
+    b.replicate(held(&a), at(10)).unwrap();
+    b.settle_contacts();
+    let versions = |d: &TestDecider| d.replica.as_ref().unwrap().versions.len();
+    assert_eq!(versions(&b), 1, "the store has not applied it");
+    let ops_before = b.journal.last();
+    b.replicate(held(&c), at(11)).unwrap();
+    caught_up(&mut b);
+    assert_eq!(
+        versions(&b),
+        0,
+        "applied: read back from the store from now on"
+    );
+    let renamed = |d: &TestDecider, after| {
+        d.ops_since(after)
+            .iter()
+            .filter(|op| matches!(op, Op::ContactDetails { .. }))
+            .count()
+    };
+    assert_eq!(
+        renamed(&b, ops_before),
+        0,
+        "C's older name lost to A's, held in memory"
+    );
+    // A's name is in B's store only now: an older write arriving still loses.
+    let ops_before = b.journal.last();
+    b.replicate(held(&d), at(12)).unwrap();
+    assert_eq!(
+        renamed(&b, ops_before),
+        0,
+        "lost to the version in the store"
+    );
+    assert_eq!(view(&b)[&ids(&["v1"])].name, "Newer");
 }
 
 /// A small union-find over identities: the partition the link edges make.
@@ -439,7 +497,7 @@ fn any_interleaving_and_duplication_of_links_and_names_gives_one_partition_and_o
                         (Some(k), Some(m)) if k != m => {
                             d.link_contacts(LinkContacts { keep: k, merged: m }, now)
                                 .unwrap();
-                            d.store_catches_up();
+                            caught_up(d);
                             edges.push((format!("web:{x}"), format!("web:{y}")));
                         }
                         _ => {}

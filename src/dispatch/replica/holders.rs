@@ -174,7 +174,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         if settled {
             return Ok(());
         }
-        let key = replica.key_of(conversation);
+        let key = self.key_of(conversation)?;
         let contact = self.home_identity(self.conversations[&conversation].contact)?;
         let body = self.assign_body(key, contact, agent, now.wall_ms)?;
         let lsn = self.journal.last();
@@ -215,7 +215,7 @@ impl<J: Journal, S: Snapshot> Decider<J, S> {
         now: Now,
     ) -> Result<(), DispatchError> {
         self.hydrate_conversation(conversation, Event::Assign, now)?;
-        let key = self.replica_mut().key_of(conversation);
+        let key = self.key_of(conversation)?;
         let contact = self.home_identity(self.conversations[&conversation].contact)?;
         self.bundling = true;
         let changed = self.change_status(conversation, Event::Assign, None, by, now);

@@ -1,16 +1,15 @@
 //! The cluster's reads: what the dispatcher rebuilds at start (how far each origin is
-//! applied, the clock, which conversation each remote one is here, the customer messages open
-//! conversations hold per origin, each contact's register version), and the ranges of
-//! operations served to other boxes.
+//! applied, the clock, and for the conversations not closed only: their cluster names, the
+//! customer messages they hold per origin, their holders), what it reads on demand (a closed
+//! conversation's names, a contact's register version), and the ranges of operations served
+//! to other boxes.
 
-use std::collections::HashMap;
-
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::Error;
 use crate::cluster::register::Holders;
 use crate::cluster::vector::VersionVector;
-use crate::cluster::wire::{Body, BODY_DETAILS};
+use crate::cluster::wire::ConvKey;
 use crate::model::{ContactId, ConversationId};
 
 /// What the dispatcher's replica state is rebuilt from.
@@ -20,7 +19,7 @@ pub struct ClusterStartup {
     pub applied: Vec<(u64, u64)>,
     /// The largest hybrid-logical-clock time stored.
     pub max_hlc: u64,
-    /// (home node, home id, local conversation, joined).
+    /// For conversations not closed: (home node, home id, local conversation, joined).
     pub homes: Vec<(u64, u64, ConversationId, bool)>,
     /// For conversations not closed: (conversation, origin, highest seq of a customer message).
     pub customer_tips: Vec<(ConversationId, u64, u64)>,
@@ -29,23 +28,50 @@ pub struct ClusterStartup {
     /// For conversations not closed: who holds them across the boxes, and the register's
     /// context.
     pub holders: Vec<(ConversationId, Holders)>,
-    /// (contact, HLC time, origin): the newest write of each contact's name and details.
-    pub details_versions: Vec<(ContactId, u64, u64)>,
     /// Per knowledge-base intent, the version of its last write (`replicated.rs`).
     pub kb_versions: Vec<(String, crate::cluster::kb_lww::Register)>,
 }
 
+// What the start reads for the conversations not closed: each goes from those conversations
+// (by the status index) to their rows, so it reads what they need, not whole tables.
+const HOMES_SQL: &str = "SELECT h.home_node, h.home_id, h.conversation_id, h.joined
+     FROM conversations c JOIN conversation_homes h ON h.conversation_id = c.id
+     WHERE c.status IN ('waiting', 'in_progress', 'resolved')";
+const TIPS_SQL: &str = "SELECT m.conversation_id, o.origin, MAX(o.seq) FROM conversations c
+     JOIN messages m ON m.conversation_id = c.id JOIN cluster_ops o ON o.message = m.id
+     WHERE m.sender = 'visitor' AND c.status IN ('waiting', 'in_progress', 'resolved')
+     GROUP BY m.conversation_id, o.origin";
+const FLOORS_SQL: &str = "SELECT m.conversation_id, MAX(o.hlc) FROM conversations c
+     JOIN messages m ON m.conversation_id = c.id JOIN cluster_ops o ON o.message = m.id
+     WHERE c.status IN ('waiting', 'in_progress', 'resolved') GROUP BY m.conversation_id";
+const HOLDERS_SQL: &str = "SELECT h.conversation_id, h.holders, h.context FROM conversations c
+     JOIN conversation_holders h ON h.conversation_id = c.id
+     WHERE c.status IN ('waiting', 'in_progress', 'resolved')";
+
 pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
-    let applied = conn
-        .prepare("SELECT origin, MAX(seq) FROM cluster_ops GROUP BY origin")?
-        .query_map([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<Result<_, _>>()?;
+    // One seek per origin (a few boxes), not a pass over every operation.
+    let mut applied = Vec::new();
+    let mut from = Some(i64::MIN);
+    while let Some(at_least) = from {
+        let Some((origin, seq)) = conn
+            .prepare_cached(
+                "SELECT origin, (SELECT MAX(seq) FROM cluster_ops WHERE origin = o.origin)
+                 FROM cluster_ops o WHERE origin >= ?1 ORDER BY origin LIMIT 1",
+            )?
+            .query_row(params![at_least], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?
+        else {
+            break;
+        };
+        applied.push((origin as u64, seq as u64));
+        from = origin.checked_add(1);
+    }
     let max_hlc: Option<i64> =
         conn.query_row("SELECT MAX(hlc) FROM cluster_ops", [], |r| r.get(0))?;
     let homes = conn
-        .prepare("SELECT home_node, home_id, conversation_id, joined FROM conversation_homes")?
+        .prepare(HOMES_SQL)?
         .query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -56,13 +82,7 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         })?
         .collect::<Result<_, _>>()?;
     let customer_tips = conn
-        .prepare(
-            "SELECT m.conversation_id, o.origin, MAX(o.seq) FROM cluster_ops o
-             JOIN messages m ON m.id = o.message
-             JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.sender = 'visitor' AND c.status != 'idle'
-             GROUP BY m.conversation_id, o.origin",
-        )?
+        .prepare(TIPS_SQL)?
         .query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -72,22 +92,13 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         })?
         .collect::<Result<_, _>>()?;
     let message_floors = conn
-        .prepare(
-            "SELECT m.conversation_id, MAX(o.hlc) FROM cluster_ops o
-             JOIN messages m ON m.id = o.message
-             JOIN conversations c ON c.id = m.conversation_id
-             WHERE c.status != 'idle'
-             GROUP BY m.conversation_id",
-        )?
+        .prepare(FLOORS_SQL)?
         .query_map([], |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
         })?
         .collect::<Result<_, _>>()?;
     let holders = conn
-        .prepare(
-            "SELECT h.conversation_id, h.holders, h.context FROM conversation_holders h
-             JOIN conversations c ON c.id = h.conversation_id WHERE c.status != 'idle'",
-        )?
+        .prepare(HOLDERS_SQL)?
         .query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -110,9 +121,50 @@ pub fn cluster_startup(conn: &Connection) -> Result<ClusterStartup, Error> {
         homes,
         customer_tips,
         message_floors,
-        details_versions: details_versions(conn)?,
         kb_versions: super::kb_registers(conn)?,
     })
+}
+
+/// `contact`'s name-and-details register version (HLC time, origin), if it has one.
+pub fn contact_version(conn: &Connection, contact: ContactId) -> Result<Option<(u64, u64)>, Error> {
+    Ok(conn
+        .prepare_cached("SELECT hlc, origin FROM contact_versions WHERE contact_id = ?1")?
+        .query_row(params![contact as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .optional()?)
+}
+
+/// The conversation here that the cluster name `key` names (`conversation_homes`).
+pub fn conversation_named(
+    conn: &Connection,
+    key: ConvKey,
+) -> Result<Option<ConversationId>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT conversation_id FROM conversation_homes WHERE home_node = ?1 AND home_id = ?2",
+        )?
+        .query_row(params![key.home as i64, key.id as i64], |r| {
+            r.get::<_, i64>(0)
+        })
+        .optional()?
+        .map(|c| c as u64))
+}
+
+/// The cluster name of the conversation `conversation` is a copy of, if it is one.
+pub fn copy_key(conn: &Connection, conversation: ConversationId) -> Result<Option<ConvKey>, Error> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT home_node, home_id FROM conversation_homes
+             WHERE conversation_id = ?1 AND joined = 1 LIMIT 1",
+        )?
+        .query_row(params![conversation as i64], |r| {
+            Ok(ConvKey {
+                home: r.get::<_, i64>(0)? as u64,
+                id: r.get::<_, i64>(1)? as u64,
+            })
+        })
+        .optional()?)
 }
 
 /// One stored operation: (seq, hlc, encoded body).
@@ -146,32 +198,11 @@ pub fn cluster_ops_range(
     Ok(rows)
 }
 
-/// The newest version of each contact's name-and-details register: the highest (HLC time,
-/// origin) of the writes of all its identities (links moved them to it).
-fn details_versions(conn: &Connection) -> Result<Vec<(ContactId, u64, u64)>, Error> {
-    let sql = format!(
-        "SELECT hlc, origin, body FROM cluster_ops WHERE substr(body, 1, 1) = x'{BODY_DETAILS:02x}'"
-    );
-    let mut newest: HashMap<ContactId, (u64, u64)> = HashMap::new();
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let version = (r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64);
-        let Ok(Body::Details(write)) = Body::decode(&r.get::<_, Vec<u8>>(2)?) else {
-            continue;
-        };
-        if let Some(contact) = super::contact_by_identity(conn, &write.contact)? {
-            let v = newest.entry(contact).or_insert(version);
-            *v = (*v).max(version);
-        }
-    }
-    Ok(newest.into_iter().map(|(c, (h, o))| (c, h, o)).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::wire::RemoteDetails;
+    use crate::cluster::wire::{Body, RemoteDetails};
+    use crate::conversation::Status;
     use crate::model::{bounded_id, Identity};
     use crate::op::{Op, Replicated};
     use crate::store::applier::Loading;
@@ -211,7 +242,7 @@ mod tests {
             joined,
         };
         let mut ops = Vec::new();
-        for (contact, who) in [(1, "v1"), (2, "v2")] {
+        for (contact, who) in [(1, "v1"), (2, "v2"), (3, "v3")] {
             ops.push(Op::ContactCreated {
                 contact,
                 identity: web(who),
@@ -228,6 +259,16 @@ mod tests {
             // and box 9's conversation 5 was folded into 1 when it came.
             homed(2, 9, 4, true),
             homed(1, 9, 5, false),
+            Op::StatusChanged(crate::op::StatusChanged {
+                conversation: 2,
+                from: Status::Idle,
+                to: Status::Waiting,
+                assignee: None,
+                by: None,
+                at_ms: 0,
+            }),
+            // 3, box 9's conversation 6 here, is closed: a restart does not read its name.
+            homed(3, 9, 6, true),
             // v2 is named by box 7; v1 by box 9, earlier.
             Op::ContactDetails {
                 contact: 2,
@@ -258,9 +299,40 @@ mod tests {
         }
         tx.commit().unwrap();
         let startup = cluster_startup(&conn).unwrap();
-        assert_eq!(startup.details_versions, [(2, 100, 7)]);
+        assert_eq!(contact_version(&conn, 2).unwrap(), Some((100, 7)));
+        assert_eq!(contact_version(&conn, 1).unwrap(), None, "linked away");
         let mut homes = startup.homes;
         homes.sort();
         assert_eq!(homes, [(7, 1, 2, false), (9, 4, 2, true), (9, 5, 2, false)]);
+        let key = |home, id| ConvKey { home, id };
+        assert_eq!(conversation_named(&conn, key(9, 6)).unwrap(), Some(3));
+        assert_eq!(conversation_named(&conn, key(9, 5)).unwrap(), Some(2));
+        assert_eq!(conversation_named(&conn, key(9, 7)).unwrap(), None);
+        assert_eq!(copy_key(&conn, 3).unwrap(), Some(key(9, 6)));
+        assert_eq!(
+            copy_key(&conn, 1).unwrap(),
+            None,
+            "folded: no copy any more"
+        );
+    }
+
+    #[test]
+    fn the_start_reads_go_from_the_conversations_not_closed_never_through_whole_tables() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn, None).unwrap();
+        for sql in [HOMES_SQL, TIPS_SQL, FLOORS_SQL, HOLDERS_SQL] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            println!("{plan:?}");
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }

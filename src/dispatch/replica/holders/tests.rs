@@ -78,7 +78,7 @@ fn a_conversation_taken_on_its_home_box_is_held_there_on_every_box() {
     assert_eq!(holders(&a, on_a), [(A, 1)]);
     assert_eq!(stored_holders(&a), [(A, 1)]);
     sync(&a, &mut b, T0);
-    let on_b = *b.replica.as_ref().unwrap().homes.values().next().unwrap();
+    let on_b = b.replica.as_ref().unwrap().names.any_named().unwrap();
     assert_eq!(holders(&b, on_b), [(A, 1)]);
     assert_eq!(stored_holders(&b), [(A, 1)]);
     assert_eq!(b.conversations[&on_b].status, Status::InProgress);
@@ -107,7 +107,7 @@ fn assignments_made_apart_are_both_kept_and_one_made_after_both_settles_them() {
     let (mut a, mut b) = (staffed(A), staffed(B));
     let on_a = write(&mut a, "c1", "hello", T0);
     sync(&a, &mut b, T0);
-    let on_b = *b.replica.as_ref().unwrap().homes.values().next().unwrap();
+    let on_b = b.replica.as_ref().unwrap().names.any_named().unwrap();
     // Cut off from each other: each box's agent takes it.
     take(&mut a, on_a, 1);
     take(&mut b, on_b, 2);
@@ -180,7 +180,7 @@ fn a_conversation_given_to_another_box_leaves_this_box_s_queue() {
     );
     assert!(a.held_elsewhere(on_a));
     sync(&a, &mut b, T0);
-    let on_b = *b.replica.as_ref().unwrap().homes.values().next().unwrap();
+    let on_b = b.replica.as_ref().unwrap().names.any_named().unwrap();
     assert_eq!(b.conversations[&on_b].assignee, Some(2));
     assert_eq!(holders(&b, on_b), [(B, 2)]);
     // Refused: an agent of this very box is assigned the usual way.
@@ -226,7 +226,7 @@ fn three_boxes_assigning_apart_agree_once_every_operation_reached_every_box() {
             let conversation = if i == 0 {
                 home
             } else {
-                *d.replica.as_ref().unwrap().homes.values().next().unwrap()
+                d.replica.as_ref().unwrap().names.any_named().unwrap()
             };
             if d.conversations
                 .get(&conversation)
@@ -250,7 +250,7 @@ fn three_boxes_assigning_apart_agree_once_every_operation_reached_every_box() {
             .iter()
             .map(|d| {
                 let r = d.replica.as_ref().unwrap();
-                let conversation = r.homes.values().next().copied().unwrap_or(home);
+                let conversation = r.names.any_named().unwrap_or(home);
                 holders(d, conversation)
             })
             .collect();
@@ -297,7 +297,7 @@ fn a_customer_goes_to_an_agent_of_another_box_when_none_here_has_room() {
     assert_eq!(a.conversations[&on_a].status, Status::InProgress);
     assert_eq!(a.conversations[&on_a].assignee, None);
     sync(&a, &mut b, T0);
-    let on_b = *b.replica.as_ref().unwrap().homes.values().next().unwrap();
+    let on_b = b.replica.as_ref().unwrap().names.any_named().unwrap();
     assert_eq!(b.conversations[&on_b].assignee, Some(2));
     // Counted against their load until their box says otherwise: at capacity 2, a second
     // customer goes to them too, a third waits.
