@@ -18,8 +18,10 @@
 //! queued while it waited go out in one envelope.
 //!
 //! Acknowledgements are manual: an arrival's PUBACK goes to the broker once what it carried
-//! is applied and fsync'd here (or at once if it carried nothing to apply), in arrival order;
-//! a box killed before that gets it again from its broker's session and drops it by dot.
+//! is applied and fsync'd here (or at once if it carried nothing to apply now: a duplicate, a
+//! presence or vector, or operations held in memory beyond a gap, which after a crash come
+//! back through the vectors and a request, not from the broker), in arrival order; a box
+//! killed before that gets it again from its broker's session and drops it by dot.
 //! `fault.rs` has test-only crash points at the two moments a kill must lose nothing: before
 //! this node's operations are published, and before the PUBACK of applied ones.
 //!
