@@ -38,11 +38,14 @@ pub(super) fn labels(
     body: &[u8],
 ) -> Result<(), Error> {
     define(tx, &l.labels, l.at_ms)?;
-    let winner = winner(tx, l.conversation, BODY_LABELS, version, body)?;
-    let (Ok(Body::Labels(winner)), Some(conversation)) = (
-        Body::decode(&winner),
-        local_conversation(tx, l.conversation)?,
-    ) else {
+    record(tx, l.conversation, BODY_LABELS, version, body)?;
+    let Some(conversation) = local_conversation(tx, l.conversation)? else {
+        return Ok(());
+    };
+    let Some(Ok(Body::Labels(winner))) = shown(tx, conversation, BODY_LABELS)?
+        .as_deref()
+        .map(Body::decode)
+    else {
         return Ok(());
     };
     // Defined again: an admin here may have deleted one since the winner came.
@@ -66,11 +69,14 @@ pub(super) fn rating(
     body: &[u8],
     lsn: Lsn,
 ) -> Result<(), Error> {
-    let winner = winner(tx, r.conversation, BODY_RATING, version, body)?;
-    let (Ok(Body::Rating(w)), Some(conversation)) = (
-        Body::decode(&winner),
-        local_conversation(tx, r.conversation)?,
-    ) else {
+    record(tx, r.conversation, BODY_RATING, version, body)?;
+    let Some(conversation) = local_conversation(tx, r.conversation)? else {
+        return Ok(());
+    };
+    let Some(Ok(Body::Rating(w))) = shown(tx, conversation, BODY_RATING)?
+        .as_deref()
+        .map(Body::decode)
+    else {
         return Ok(());
     };
     super::apply::rate(tx, conversation, w.score, &w.comment, w.at_ms, lsn)
@@ -93,32 +99,16 @@ fn define(tx: &Connection, labels: &[LabelName], at_ms: i64) -> Result<Vec<i64>,
     Ok(ids)
 }
 
-/// The body of the register's greatest write: this one's (`body`, recorded as the register's
-/// when `version` is greater than the one held), or the one held.
-fn winner(
+/// Records this write as `key`'s register value when `version` is greater than the one held.
+fn record(
     tx: &Connection,
     key: ConvKey,
     kind: u8,
     version: Version,
     body: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let held: Option<(i64, i64, Vec<u8>)> = tx
-        .prepare_cached(
-            "SELECT hlc, origin, body FROM annotation_versions
-             WHERE home = ?1 AND home_id = ?2 AND kind = ?3",
-        )?
-        .query_row(params![key.home as i64, key.id as i64, kind], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-        })
-        .optional()?;
-    if let Some((hlc, origin, held)) = held {
-        let held_version = Version {
-            hlc: hlc as u64,
-            origin: origin as u64,
-        };
-        if !version.supersedes(Some(held_version)) {
-            return Ok(held);
-        }
+) -> Result<(), Error> {
+    if !version.supersedes(held_version(tx, key, kind)?) {
+        return Ok(());
     }
     tx.prepare_cached(
         "INSERT OR REPLACE INTO annotation_versions (home, home_id, kind, hlc, origin, body)
@@ -132,7 +122,35 @@ fn winner(
         version.origin as i64,
         body
     ])?;
-    Ok(body.to_vec())
+    Ok(())
+}
+
+/// What `conversation` shows of a register kind: the greatest write of every name it goes by
+/// here (its own, and the names of conversations folded into it: each keeps its register), so
+/// a fold shows the same value on every box whichever name each write came by.
+fn shown(tx: &Connection, conversation: i64, kind: u8) -> Result<Option<Vec<u8>>, Error> {
+    let rows = tx
+        .prepare_cached(
+            "SELECT hlc, origin, body FROM annotation_versions a WHERE kind = ?2 AND (
+               EXISTS (SELECT 1 FROM conversation_homes h WHERE h.home_node = a.home
+                       AND h.home_id = a.home_id AND h.conversation_id = ?1)
+               OR (a.home_id = ?1 AND NOT EXISTS (SELECT 1 FROM conversation_homes h
+                       WHERE h.home_node = a.home AND h.home_id = a.home_id)))",
+        )?
+        .query_map(params![conversation, kind], |row| {
+            Ok((
+                Version {
+                    hlc: row.get::<_, i64>(0)? as u64,
+                    origin: row.get::<_, i64>(1)? as u64,
+                },
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows
+        .into_iter()
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, body)| body))
 }
 
 /// The conversation here that `key` names: a copy or a fold (`conversation_homes`), else this
@@ -204,8 +222,10 @@ mod tests {
         }
     }
 
-    /// Box 7 (this one) owns conversation 1; conversation 2 is its copy of box 9's 4.
+    /// Box 7 (this one) owns conversation 1, into which box 5's 3 was folded; conversation 2
+    /// is its copy of box 9's 4.
     const OWN: ConvKey = ConvKey { home: 7, id: 1 };
+    const FOLDED: ConvKey = ConvKey { home: 5, id: 3 };
     const COPY: ConvKey = ConvKey { home: 9, id: 4 };
 
     fn store() -> Connection {
@@ -229,6 +249,12 @@ mod tests {
             home_node: COPY.home,
             home_id: COPY.id,
             joined: true,
+        });
+        ops.push(Op::ConversationHomed {
+            conversation: 1,
+            home_node: FOLDED.home,
+            home_id: FOLDED.id,
+            joined: false,
         });
         let tx = conn.transaction().unwrap();
         for (i, op) in ops.iter().enumerate() {
@@ -255,7 +281,7 @@ mod tests {
                 // u64::MAX - 1 sorts above the others (compared as u64, stored as i64).
                 let origin = [0xa, 0xb, u64::MAX - 1][rng.below(3)];
                 let hlc = rng.below(4) as u64;
-                let conversation = [OWN, COPY, ConvKey { home: 9, id: 99 }][rng.below(3)];
+                let conversation = [OWN, COPY, FOLDED, ConvKey { home: 9, id: 99 }][rng.below(4)];
                 let body = if rng.below(2) == 0 {
                     let labels = (NAMES.iter().filter(|_| rng.below(2) == 0))
                         .map(|n| LabelName {
