@@ -46,6 +46,14 @@ echo "== MQTT in: kefud (durable PUBACKs) vs mosquitto's own QoS 1 pub->sub, the
 echo "== cluster sync: three boxes, each mosquitto bridged to a central one, vs the brokers alone"
 ./target/release/kefud-load cluster --steady-secs 4 --burst-secs 2 --catch-up-ops 20000 \
   --spawn ./target/release/kefud
+echo "== the same with delayed ACKs off on the routes, as README 'Several shops' advises (mosquitto's"
+echo "   bridges keep Nagle on their own sockets), in a network namespace of its own"
+if unshare -n true 2>/dev/null && command -v ip >/dev/null; then
+  unshare -n scripts/quickack-netns.sh ./target/release/kefud-load cluster --steady-secs 4 \
+    --burst-secs 2 --catch-up-ops 20000 --spawn ./target/release/kefud
+else
+  echo "skipped: this machine cannot make a network namespace (unshare -n needs root) or has no ip"
+fi
 
 echo "== import: a go-fly dump through 'kefud import gofly' vs a parse-only pass of the same file"
 echo "   (1,000,000 messages here; the 5,000,000 of the goal are in BENCHMARKS.md with their command)"
