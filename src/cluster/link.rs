@@ -187,7 +187,12 @@ async fn poll_events(
     stats: Arc<ClusterStats>,
     stop: CancellationToken,
 ) {
+    // Acknowledgements of dropped arrivals that found the client's request queue full: tried
+    // again before each event (each one unsent holds a slot of the broker's in-flight window;
+    // the broker holds back at most that window, so this stays small).
+    let mut owed: Vec<Publish> = Vec::new();
     loop {
+        owed.retain(|p| client.try_ack(p).is_err());
         // Cancel safety: a cancelled poll drops the connection, which is what stopping means.
         let event = tokio::select! {
             _ = stop.cancelled() => break,
@@ -195,6 +200,8 @@ async fn poll_events(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                // A new connection: the broker sends again what it held unacknowledged.
+                owed.clear();
                 connected.store(true, Ordering::Relaxed);
                 tracing::info!("cluster link connected");
                 let _ = client.try_subscribe(format!("{}/#", topics.prefix), QoS::AtLeastOnce);
@@ -213,7 +220,9 @@ async fn poll_events(
                         mpsc::error::TrySendError::Full(p)
                         | mpsc::error::TrySendError::Closed(p) => p,
                     };
-                    let _ = client.try_ack(&p);
+                    if client.try_ack(&p).is_err() {
+                        owed.push(p);
+                    }
                     stats.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
